@@ -1,0 +1,96 @@
+"""Errors users see: one clear line each, with a stable machine-readable code.
+
+Every error that crosses a module boundary toward a user (CLI, local API, a
+remote sender's ack) is a :class:`MeshError`. ``code`` is part of the contract
+(scripts match on it); ``str(err)`` is the human line.
+"""
+
+from __future__ import annotations
+
+
+class MeshError(Exception):
+    """Base class: ``code`` is stable, the message is one human-readable line."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class UsageError(MeshError):
+    code = "usage"
+
+
+class ConfigError(MeshError):
+    code = "config"
+
+
+class StateDirError(MeshError):
+    code = "state_dir"
+
+
+class KeystoreError(MeshError):
+    code = "keystore"
+
+
+class InviteError(MeshError):
+    """An invite token was rejected; ``code`` says why (see ``InviteReason``)."""
+
+    code = "invite_malformed"
+
+
+class EnvelopeError(MeshError):
+    """An envelope failed a check; ``code`` is a :class:`Reason`."""
+
+    code = "malformed"
+
+
+class NotFound(MeshError):
+    code = "not_found"
+
+
+class NodeNotRunning(MeshError):
+    code = "node_not_running"
+
+
+class InviteReason:
+    """Codes carried by :class:`InviteError`."""
+
+    MALFORMED = "invite_malformed"
+    BAD_PREFIX = "invite_bad_prefix"
+    BAD_BASE64 = "invite_bad_base64"
+    TRUNCATED = "invite_truncated"
+    VERSION = "invite_unsupported_version"
+    BAD_SIGNATURE = "invite_bad_signature"
+    ID_MISMATCH = "invite_id_key_mismatch"
+    EXPIRED = "invite_expired"
+    UNKNOWN_SCOPE = "invite_unknown_scope"
+    SELF = "invite_self"
+
+
+class Reason:
+    """Ingress rejection codes a sender sees in a signed ack (and in logs)."""
+
+    TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
+    WRONG_RECIPIENT = "wrong_recipient"
+    RATE_LIMITED = "rate_limited"
+    BLOCKED = "blocked"
+    UNKNOWN_SENDER = "unknown_sender"
+    STALE_TIMESTAMP = "stale_timestamp"
+    BAD_SIGNATURE = "bad_signature"
+    ID_KEY_MISMATCH = "id_key_mismatch"
+    KEY_CHANGED = "key_changed"
+    INVITE_INVALID = "invite_invalid"
+    INVITE_USED = "invite_used"
+    INVITE_EXPIRED = "invite_expired"
+    INVITE_REVOKED = "invite_revoked"
+    INVITE_UNKNOWN = "invite_unknown"
+    DECRYPT_FAILED = "decrypt_failed"
+    SCOPE_NOT_GRANTED = "scope_not_granted"
+    UNKNOWN_SCOPE = "unknown_scope"
+    PAYLOAD_INVALID = "payload_invalid"
+    SINK_FAILED = "sink_failed"
+    INTERNAL = "internal"
