@@ -1,0 +1,6 @@
+"""tmax-mesh plugin ``relay``: relay host (tmax-host) and the node's relay transport.
+
+Loaded by the core through the ``tmax_mesh`` entry point ``relay = "tmax_mesh_relay.plugin"``.
+"""
+
+__version__ = "0.1.0"

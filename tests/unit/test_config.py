@@ -1,0 +1,338 @@
+"""Config registry, TOML file, env/CLI precedence, atomic editing, paths."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tmax_core.config import (
+    Config,
+    ConfigRegistry,
+    build_registry,
+    config_path,
+    env_var_for,
+    parse_duration,
+    set_value,
+    unset_value,
+    validate_duration,
+)
+from tmax_core.errors import ConfigError, StateDirError
+from tmax_core.plugin.manager import create_plugin_manager
+from tmax_core.statedir import ensure_state_dir, resolve_state_dir, socket_path
+
+
+@pytest.fixture(scope="module")
+def registry() -> ConfigRegistry:
+    return build_registry(create_plugin_manager(env={}))
+
+
+@pytest.fixture
+def small() -> ConfigRegistry:
+    reg = ConfigRegistry()
+    reg.add("a.text", str, "x", "a string")
+    reg.add("a.count", int, 3, "an int")
+    reg.add("a.ratio", float, 0.5, "a float")
+    reg.add("a.flag", bool, False, "a bool")
+    reg.add("a.items", list, ["one"], "a list")
+    reg.add("b.mode", str, "fast", "a choice", choices=["fast", "slow"])
+    reg.add("b.wait", str, "1s", "a duration", validate=validate_duration)
+    reg.add("b.c.deep-key", int, 0, "a nested key")
+    return reg
+
+
+# ------------------------------------------------------------------ registry
+
+
+def test_core_and_plugin_keys_declared(registry: ConfigRegistry) -> None:
+    for key in [
+        "node.peer_listen",
+        "node.relays",
+        "messages.max_bytes",
+        "delivery.sinks",
+        "ratelimit.rate",
+        "relay.reconnect_max",
+        "direct.dial_timeout",
+        "session_mailbox.session",
+    ]:
+        assert key in registry
+    assert registry.get("messages.max_bytes").default == 1048576
+    assert registry.get("delivery.sinks").default == ["inbox"]
+    assert registry.get("ratelimit.source_rate").default == 50.0
+
+
+def test_registry_rejects_bad_declarations(small: ConfigRegistry) -> None:
+    with pytest.raises(ConfigError, match="declared twice"):
+        small.add("a.text", str, "", "dup")
+    with pytest.raises(ConfigError, match="invalid config key name"):
+        small.add("NoDots", str, "", "bad")
+    with pytest.raises(ConfigError, match="unsupported type"):
+        small.add("a.dict", dict, {}, "bad")
+    with pytest.raises(ConfigError, match="bad default"):
+        small.add("a.num", int, "3", "bad")
+    with pytest.raises(ConfigError, match="clashes"):
+        small.add("a.text-x", str, "", "ok")
+        small.add("a.text_x", str, "", "clash")
+    with pytest.raises(ConfigError, match="clashes"):
+        small.add("disable.plugins", str, "", "reserved env name")
+    assert "a.num" not in small
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "value"),
+    [
+        ("a.flag", "yes", True),
+        ("a.flag", "0", False),
+        ("a.flag", "TRUE", True),
+        ("a.count", "42", 42),
+        ("a.ratio", "2", 2.0),
+        ("a.items", '["x", "y"]', ["x", "y"]),
+        ("a.items", "x, y,,z", ["x", "y", "z"]),
+        ("a.items", "", []),
+        ("a.text", " keep spaces ", " keep spaces "),
+        ("b.mode", "slow", "slow"),
+        ("b.wait", "15m", "15m"),
+    ],
+)
+def test_parse_value(small: ConfigRegistry, key: str, text: str, value: object) -> None:
+    assert small.parse_value(key, text) == value
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("a.flag", "maybe"),
+        ("a.count", "1.5"),
+        ("a.ratio", "nan"),
+        ("a.items", "[1, {}]"),
+        ("a.items", "[unclosed"),
+        ("b.mode", "medium"),
+        ("b.wait", "soon"),
+        ("no.such", "1"),
+    ],
+)
+def test_parse_value_rejects(small: ConfigRegistry, key: str, text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        small.parse_value(key, text)
+    assert key in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_durations() -> None:
+    assert parse_duration("30s") == 30
+    assert parse_duration("15m") == 900
+    assert parse_duration("24h") == 86400
+    assert parse_duration("7d") == 7 * 86400
+    assert parse_duration("250ms") == 0.25
+    for bad in ["", "10", "1w", "-1s", "s"]:
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_env_var_names() -> None:
+    assert env_var_for("node.peer_listen") == "TMAX_MESH_NODE_PEER_LISTEN"
+    assert env_var_for("b.c.deep-key") == "TMAX_MESH_B_C_DEEP_KEY"
+
+
+# ------------------------------------------------------------------ loading
+
+
+def test_defaults_when_file_missing(small: ConfigRegistry, tmp_path: Path) -> None:
+    cfg = Config.load(tmp_path / "missing.toml", small, env={})
+    assert cfg.get("a.count") == 3
+    assert cfg.source("a.count") == "default"
+    assert cfg.as_dict()["a.items"] == ["one"]
+
+
+def test_file_env_cli_precedence(small: ConfigRegistry, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[a]\ncount = 7\ntext = "from-file"\n\n[b.c]\ndeep-key = 9\n')
+    env = {"TMAX_MESH_A_TEXT": "from-env", "TMAX_MESH_A_FLAG": "on", "UNRELATED": "1"}
+    cfg = Config.load(path, small, env=env)
+    assert (cfg.get("a.count"), cfg.source("a.count")) == (7, "file")
+    assert (cfg.get("a.text"), cfg.source("a.text")) == ("from-env", "env")
+    assert (cfg.get("a.flag"), cfg.source("a.flag")) == (True, "env")
+    assert (cfg.get("b.c.deep-key"), cfg.source("b.c.deep-key")) == (9, "file")
+    assert cfg.source("a.ratio") == "default"
+    cfg.override("a.text", "from-cli")
+    cfg.override("a.count", "11")
+    cfg.override("a.items", ["p", "q"])
+    assert (cfg.get("a.text"), cfg.source("a.text")) == ("from-cli", "cli")
+    assert cfg.get("a.count") == 11 and cfg.get("a.items") == ["p", "q"]
+    with pytest.raises(ConfigError):
+        cfg.override("a.count", "eleven")
+    with pytest.raises(ConfigError):
+        cfg.override("a.count", 1.5)
+    assert cfg.get("a.count") == 11
+    rows = {r["key"]: r for r in cfg.describe()}
+    assert rows["a.text"]["source"] == "cli" and rows["a.text"]["default"] == "x"
+
+
+def test_get_returns_copies_and_unknown_key_errors(small: ConfigRegistry, tmp_path: Path) -> None:
+    cfg = Config.load(None, small, env={})
+    cfg.get("a.items").append("mutated")
+    assert cfg.get("a.items") == ["one"]
+    assert cfg.get_duration("b.wait") == 1.0
+    with pytest.raises(ConfigError, match="unknown config key 'nope.key'"):
+        cfg.get("nope.key")
+    with pytest.raises(ConfigError):
+        cfg.source("nope.key")
+
+
+def test_bad_env_value_names_variable(small: ConfigRegistry) -> None:
+    with pytest.raises(ConfigError, match="TMAX_MESH_A_COUNT"):
+        Config.load(None, small, env={"TMAX_MESH_A_COUNT": "lots"})
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[a]\nunknown = 1\n", "a.unknown"),
+        ("[zzz]\nx = 1\n", "zzz.x"),
+        ("a = 1\n", "'a'"),
+        ('[a]\ncount = "7"\n', "a.count"),
+        ("[a]\nflag = 1\n", "a.flag"),
+        ('[b]\nmode = "medium"\n', "b.mode"),
+        ("[a]\nitems = [{x = 1}]\n", "a.items"),
+    ],
+)
+def test_file_errors_name_key_and_file(small: ConfigRegistry, tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        Config.load(path, small, env={})
+    assert needle in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_bad_toml_reports_file_and_line(small: ConfigRegistry, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[a]\ncount = 1\ntext = "unterminated\n')
+    with pytest.raises(ConfigError) as err:
+        Config.load(path, small, env={})
+    msg = str(err.value)
+    assert str(path) in msg and "line 3" in msg
+
+
+def test_float_key_accepts_int_in_file(small: ConfigRegistry, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[a]\nratio = 2\n")
+    cfg = Config.load(path, small, env={})
+    assert cfg.get("a.ratio") == 2.0 and isinstance(cfg.get("a.ratio"), float)
+
+
+# ------------------------------------------------------------------ editing
+
+
+def test_set_get_unset_round_trip(registry: ConfigRegistry, tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "config.toml"
+    assert set_value(path, registry, "node.peer_listen", "0.0.0.0:7400") == "0.0.0.0:7400"
+    assert set_value(path, registry, "node.relays", "relay.example:443, other:443") == [
+        "relay.example:443",
+        "other:443",
+    ]
+    assert set_value(path, registry, "ratelimit.burst", "50") == 50
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    cfg = Config.load(path, registry, env={})
+    assert cfg.get("node.peer_listen") == "0.0.0.0:7400"
+    assert cfg.get("node.relays") == ["relay.example:443", "other:443"]
+    assert (cfg.get("ratelimit.burst"), cfg.source("ratelimit.burst")) == (50, "file")
+
+    assert unset_value(path, registry, "ratelimit.burst") is True
+    assert "ratelimit" not in path.read_text()  # empty table pruned
+    assert unset_value(path, registry, "ratelimit.burst") is False
+    cfg = Config.load(path, registry, env={})
+    assert (cfg.get("ratelimit.burst"), cfg.source("ratelimit.burst")) == (20, "default")
+    assert cfg.get("node.peer_listen") == "0.0.0.0:7400"
+    assert [p.name for p in path.parent.iterdir()] == ["config.toml"]  # no temp files left
+
+
+def test_unset_on_missing_file(registry: ConfigRegistry, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    assert unset_value(path, registry, "node.alias") is False
+    assert not path.exists()
+    with pytest.raises(ConfigError):
+        unset_value(path, registry, "no.such")
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("messages.max_bytes", "big"),
+        ("messages.max_bytes", "-5"),
+        ("messages.ttl", "forever"),
+        ("node.peer_listen", "no-port"),
+        ("no.such", "1"),
+        ("ratelimit.rate", "true"),
+    ],
+)
+def test_invalid_set_leaves_file_untouched(
+    registry: ConfigRegistry, tmp_path: Path, key: str, text: str
+) -> None:
+    path = tmp_path / "config.toml"
+    original = b'# my comment\n[node]\nalias = "box"   \n'
+    path.write_bytes(original)
+    before = path.stat()
+    with pytest.raises(ConfigError):
+        set_value(path, registry, key, text)
+    assert path.read_bytes() == original
+    assert path.stat().st_ino == before.st_ino
+    with pytest.raises(ConfigError):
+        unset_value(path, registry, "no.such")
+    assert path.read_bytes() == original
+
+
+def test_set_refuses_to_rewrite_invalid_file(registry: ConfigRegistry, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    for original in [b"[node]\nbogus = 1\n", b"[node\n"]:
+        path.write_bytes(original)
+        with pytest.raises(ConfigError, match=str(path)):
+            set_value(path, registry, "node.alias", "x")
+        assert path.read_bytes() == original
+
+
+def test_config_path(tmp_path: Path) -> None:
+    assert config_path(tmp_path, None, env={}) == tmp_path / "config.toml"
+    assert config_path(tmp_path, None, env={"TMAX_MESH_CONFIG": "/e/c.toml"}) == Path("/e/c.toml")
+    assert config_path(tmp_path, "/cli.toml", env={"TMAX_MESH_CONFIG": "/e/c.toml"}) == Path("/cli.toml")
+
+
+# ------------------------------------------------------------------ state dir
+
+
+def test_resolve_state_dir(tmp_path: Path) -> None:
+    home = Path.home()
+    assert resolve_state_dir(None, env={}) == home / ".local" / "state" / "tmax"
+    assert resolve_state_dir(None, env={"XDG_STATE_HOME": "/xdg"}) == Path("/xdg/tmax")
+    assert resolve_state_dir(None, env={"XDG_STATE_HOME": "relative"}) == home / ".local/state/tmax"
+    env = {"XDG_STATE_HOME": "/xdg", "TMAX_STATE_DIR": "/env/state"}
+    assert resolve_state_dir(None, env=env) == Path("/env/state")
+    assert resolve_state_dir(str(tmp_path / "cli"), env=env) == tmp_path / "cli"
+
+
+def test_ensure_state_dir(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        created = ensure_state_dir(tmp_path / "a" / "b")
+    finally:
+        os.umask(old)
+    assert created.is_dir() and stat.S_IMODE(created.stat().st_mode) == 0o700
+    assert ensure_state_dir(created) == created
+    afile = tmp_path / "file"
+    afile.write_text("")
+    with pytest.raises(StateDirError, match="not a directory") as err:
+        ensure_state_dir(afile)
+    assert str(afile) in str(err.value)
+
+
+def test_socket_path(tmp_path: Path) -> None:
+    assert socket_path(tmp_path, env={}) == tmp_path / "node.sock"
+    assert socket_path(tmp_path, env={"TMAX_NODE_SOCKET": "/run/x.sock"}) == Path("/run/x.sock")
+    assert socket_path(tmp_path, "/cli.sock", env={"TMAX_NODE_SOCKET": "/run/x.sock"}) == Path("/cli.sock")
+    deep = Path("/tmp") / ("d" * 120)
+    with pytest.raises(StateDirError, match="too long for a Unix socket") as err:
+        socket_path(deep, env={})
+    assert "--socket" in str(err.value) and "TMAX_NODE_SOCKET" in str(err.value)
+    assert socket_path(deep, "/tmp/short.sock", env={}) == Path("/tmp/short.sock")

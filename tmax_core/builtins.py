@@ -1,0 +1,147 @@
+"""Core built-ins, registered as the plugin named ``core`` through the same hooks.
+
+Declares the core configuration keys, the built-in ``message`` scope, the
+node ``inbox`` sink, the plain ``direct`` transport (dial a friend's known
+endpoints) and the core ingress policy (blocked senders, unknown senders
+without an invite, scopes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tmax_core.config import validate_duration, validate_host_port, validate_positive
+from tmax_core.errors import Reason
+from tmax_core.model import (
+    DEFAULT_SCOPE,
+    DeliverySink,
+    Friend,
+    InboxMessage,
+    IngressMeta,
+    IngressSource,
+    InviteScope,
+    ReceivedMessage,
+    Transport,
+    Verdict,
+)
+from tmax_core.plugin import hookimpl
+
+if TYPE_CHECKING:
+    from tmax_core.config import ConfigRegistry
+
+
+@hookimpl
+def tmax_add_config(registry: ConfigRegistry) -> None:
+    add = registry.add
+    add(
+        "node.peer_listen",
+        str,
+        "",
+        "HOST:PORT where the node accepts direct peer connections ('' = off)",
+        validate=validate_host_port,
+    )
+    add("node.relays", list, [], "relay host URLs the node connects to")
+    add("node.alias", str, "", "a human name for this node, suggested to friends")
+    add(
+        "messages.max_bytes",
+        int,
+        1048576,
+        "largest envelope accepted or sent, in bytes",
+        validate=validate_positive,
+    )
+    add(
+        "messages.ttl",
+        str,
+        "24h",
+        "how long an outgoing message is retried before it fails",
+        validate=validate_duration,
+    )
+    add(
+        "messages.replay_window",
+        str,
+        "10m",
+        "maximum clock difference accepted on an inbound message's timestamp",
+        validate=validate_duration,
+    )
+    add(
+        "messages.seen_retention",
+        str,
+        "7d",
+        "how long received message ids are remembered to drop duplicates",
+        validate=validate_duration,
+    )
+    add(
+        "messages.retry_initial",
+        str,
+        "1s",
+        "first retry delay for an outgoing message",
+        validate=validate_duration,
+    )
+    add(
+        "messages.retry_max",
+        str,
+        "60s",
+        "longest retry delay (exponential backoff cap)",
+        validate=validate_duration,
+    )
+    add("delivery.sinks", list, ["inbox"], "delivery sinks that receive accepted messages, by name")
+    add(
+        "invites.default_ttl",
+        str,
+        "24h",
+        "lifetime of a new invite when --ttl is not given",
+        validate=validate_duration,
+    )
+
+
+@hookimpl
+def tmax_register_invite_scopes(register: Callable[[InviteScope], None]) -> None:
+    register(InviteScope(DEFAULT_SCOPE, "plain messages"))
+
+
+class InboxSink:
+    """The node-level inbox in state.db (idempotent by message id)."""
+
+    name = "inbox"
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    async def deliver(self, message: ReceivedMessage) -> None:
+        row = InboxMessage(
+            message_id=message.message_id, from_node_id=message.from_node_id,
+            from_alias=message.from_alias, sent_at_ms=message.sent_at_ms,
+            received_at_ms=message.received_at_ms, scope=message.scope,
+            content_type=message.content_type, body=message.body, reply_to=message.reply_to,
+        )
+        if await self.node.db(self.node.store.inbox_insert, row):
+            await self.node.inbox_changed()
+
+
+@hookimpl
+def tmax_register_delivery_sinks(register: Callable[[DeliverySink], None], node: Any) -> None:
+    register(InboxSink(node))
+
+
+@hookimpl
+def tmax_register_transports(register: Callable[[Transport], None], node: Any) -> None:
+    from tmax_core.peer import DirectTransport
+
+    register(DirectTransport(node))
+
+
+@hookimpl
+def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource) -> Verdict | None:
+    if meta.friend is None and not meta.has_invite:
+        return Verdict(Reason.UNKNOWN_SENDER, "not a friend and no invite token")
+    if meta.friend is not None and meta.friend.blocked:
+        return Verdict(Reason.BLOCKED, "the recipient has blocked this sender")
+    return None
+
+
+@hookimpl(trylast=True)
+def tmax_ingress_check(message: ReceivedMessage, friend: Friend) -> Verdict | None:
+    if message.scope not in friend.scopes:
+        return Verdict(Reason.SCOPE_NOT_GRANTED, f"scope {message.scope!r} was not granted to the sender")
+    return None

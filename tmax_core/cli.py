@@ -1,0 +1,439 @@
+"""``tmax-mesh``: the command-line client (DESIGN §14).
+
+Every command prints a readable form, or with ``--json`` the contract's JSON.
+Errors are one line on stderr and a non-zero exit; ``--debug`` shows the
+traceback. Plugins add commands through ``tmax_register_commands``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tmax_core import __version__
+from tmax_core.client import NodeClient
+from tmax_core.durations import parse_duration_ms
+from tmax_core.errors import MeshError, UsageError
+from tmax_core.plugin.manager import create_plugin_manager, failed_plugins, list_plugins
+from tmax_core.statedir import resolve_state_dir, socket_path
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+@dataclass
+class Context:
+    """What a command's ``run(args, ctx)`` gets: paths, the plugin manager, a client factory."""
+
+    args: argparse.Namespace
+    pm: Any
+    _client: NodeClient | None = field(default=None, repr=False)
+
+    @property
+    def state_dir(self) -> Path:
+        return resolve_state_dir(self.args.state_dir)
+
+    @property
+    def socket(self) -> Path:
+        return socket_path(self.state_dir, self.args.socket)
+
+    def client(self) -> NodeClient:
+        if self._client is None:
+            self._client = NodeClient(self.socket)
+        return self._client
+
+
+@dataclass
+class Command:
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Context], Any]
+    render: Callable[[Any], str] | None = None
+
+
+class CommandRegistry:
+    """Top-level commands; plugins call :meth:`add` from ``tmax_register_commands``."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, Command] = {}
+
+    def add(self, name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
+            run: Callable[[argparse.Namespace, Context], Any],
+            render: Callable[[Any], str] | None = None) -> None:
+        """Add ``tmax-mesh NAME``: ``configure`` adds arguments (sub-parsers allowed), ``run``
+        returns what to print (JSON-serializable), ``render`` formats it for people."""
+        if name in self.commands:
+            raise ValueError(f"command {name!r} is already registered")
+        self.commands[name] = Command(name, help, configure, run, render)
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def fmt_time(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def kv(obj: dict[str, Any]) -> str:
+    width = max(len(k) for k in obj) if obj else 0
+    out = []
+    for k, v in obj.items():
+        if isinstance(v, list):
+            v = ", ".join(str(x) for x in v) or "-"
+        out.append(f"{k.ljust(width)}  {'-' if v is None else v}")
+    return "\n".join(out)
+
+
+def duration_arg(text: str) -> int:
+    try:
+        return parse_duration_ms(text)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def read_body(text: str) -> bytes:
+    return sys.stdin.buffer.read() if text == "-" else text.encode()
+
+
+# -- built-in commands ---------------------------------------------------------------
+
+
+def _render_friends(friends: list[dict]) -> str:
+    return table([[f["alias"] or "-", f["node_id"], "yes" if f["blocked"] else "no", ",".join(f["scopes"]),
+                   ",".join(f["relay_hosts"] + f["endpoints"]) or "-", fmt_time(f["last_seen_ms"])]
+                  for f in friends], ["ALIAS", "NODE ID", "BLOCKED", "SCOPES", "REACH", "LAST SEEN"])
+
+
+def _render_inbox(messages: list[dict]) -> str:
+    return "\n".join(_render_message(m) for m in messages) or "(no messages)"
+
+
+def _render_message(m: dict) -> str:
+    who = m["from_alias"] or m["from_node_id"]
+    mark = " " if m["acked"] else "*"
+    body = m["body"] if "body_encoding" not in m else f"<{m['content_type']}, base64> {m['body']}"
+    return f"{mark} {fmt_time(m['received_at_ms'])}  {m['message_id']}  from {who} [{m['scope']}]: {body}"
+
+
+def _render_status(s: dict) -> str:
+    lines = [kv({"node id": s["node_id"], "friends": s["friends"], "peer listener": s["peer_listen"],
+                 "uptime": f"{s['uptime_ms'] // 1000}s", "inbox unread": s["inbox_unread"],
+                 "outbox": ", ".join(f"{k} {v}" for k, v in sorted(s["outbox"].items())) or "empty",
+                 "sinks": s["sinks"]}), "transports:"]
+    for t in s["transports"]:
+        extra = " ".join(f"{k}={v}" for k, v in t.items() if k not in ("name", "state"))
+        lines.append(f"  {t['name']:<8} {t['state']:<12} {extra}")
+    return "\n".join(lines)
+
+
+def _render_msg(m: dict) -> str:
+    line = f"{m['message_id']}  {m['status']}"
+    if m.get("path"):
+        line += f" via {m['path']}"
+    if m.get("error"):
+        line += f"  ({m['error']})"
+    return line
+
+
+def _node(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("info", help="node id, public key, state dir and socket")
+    sub.add_parser("status", help="friends, transports, inbox and outbox counts")
+
+
+def _run_node(args: argparse.Namespace, ctx: Context) -> Any:
+    if args.action == "info":
+        return ctx.client().node_info()
+    return ctx.client().node_status()
+
+
+def _render_node(obj: dict) -> str:
+    return _render_status(obj) if "transports" in obj else kv(obj)
+
+
+def _invite(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = sub.add_parser("create", help="create a signed, expiring invite token")
+    c.add_argument("--ttl", type=duration_arg, default=0, help="lifetime, e.g. 30s, 15m, 24h, 7d")
+    c.add_argument("--uses", type=non_negative_int, default=None, help="uses allowed (0 = unlimited until expiry)")
+    c.add_argument("--scope", action="append", default=[], help="scope to grant (repeatable; default message)")
+    c.add_argument("--relay", action="append", default=[], help="relay host URL to put in the invite")
+    c.add_argument("--endpoint", action="append", default=[], help="HOST:PORT where this node can be dialled")
+    c.add_argument("--alias", default="", help="the name this node suggests for itself")
+    c.add_argument("--rate", type=positive_float, help="messages/s granted to the invitee")
+    c.add_argument("--burst", type=non_negative_int, help="burst granted to the invitee")
+    a = sub.add_parser("accept", help="accept an invite token: the inviter becomes a friend")
+    a.add_argument("token")
+    a.add_argument("--alias", default="", help="local name for the inviter")
+    ls = sub.add_parser("list", help="invites this node issued")
+    ls.add_argument("--all", action="store_true", help="include used, expired and revoked ones")
+    r = sub.add_parser("revoke", help="revoke an issued invite")
+    r.add_argument("token_id")
+
+
+def _run_invite(args: argparse.Namespace, ctx: Context) -> Any:
+    c = ctx.client()
+    if args.action == "create":
+        rate = None
+        if args.rate is not None or args.burst is not None:
+            if args.rate is None or args.burst is None:
+                raise UsageError("give both --rate and --burst")
+            rate = (args.rate, args.burst)
+        return c.invite_create(ttl_ms=args.ttl, uses=args.uses, scopes=args.scope, relay_hosts=args.relay,
+                               endpoints=args.endpoint, alias=args.alias, rate_limit=rate)
+    if args.action == "accept":
+        return c.invite_accept(args.token, args.alias or None)
+    if args.action == "list":
+        return c.invite_list(all=args.all)
+    return c.invite_revoke(args.token_id)
+
+
+def _render_invite(obj: Any) -> str:
+    if isinstance(obj, list):
+        return table([[i["token_id"], fmt_time(i["expires_at_ms"]),
+                       "unlimited" if i["uses_left"] is None else str(i["uses_left"]),
+                       ",".join(i["scopes"]), "revoked" if i["revoked"] else ""] for i in obj],
+                     ["TOKEN ID", "EXPIRES", "USES LEFT", "SCOPES", ""])
+    if "token" in obj:
+        uses = "unlimited uses" if obj["uses"] is None else f"{obj['uses']} use(s)"
+        return (f"{obj['token']}\n\ntoken id {obj['token_id']}, expires {fmt_time(obj['expires_at_ms'])}, "
+                f"{uses}, scopes {','.join(obj['scopes'])}\n"
+                "Give the token to the other node: tmax-mesh invite accept TOKEN")
+    if "revoked" in obj:
+        return f"revoked invite {obj['token_id']}"
+    return "friend added:\n" + kv(obj)
+
+
+def _friends(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("list", help="list friends")
+    for action, text in (("block", "reject this friend's messages"), ("unblock", "accept them again"),
+                         ("remove", "forget this friend")):
+        sp = sub.add_parser(action, help=text)
+        sp.add_argument("friend", help="node id or alias")
+
+
+def _run_friends(args: argparse.Namespace, ctx: Context) -> Any:
+    c = ctx.client()
+    if args.action == "list":
+        return c.friends_list()
+    if args.action == "remove":
+        return c.friend_remove(args.friend)
+    return c.friend_block(args.friend, blocked=args.action == "block")
+
+
+def _render_friends_cmd(obj: Any) -> str:
+    if isinstance(obj, list):
+        return _render_friends(obj)
+    if "removed" in obj:
+        return f"removed {obj['removed']}"
+    return f"{obj['alias'] or obj['node_id']}: {'blocked' if obj['blocked'] else 'unblocked'}"
+
+
+def _msg(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = sub.add_parser("send", help="send a message to a friend")
+    s.add_argument("--to", required=True, help="node id or alias")
+    s.add_argument("--wait", action="store_true", help="wait until delivered (exit 1 on failure/timeout)")
+    s.add_argument("--timeout", type=positive_float, default=30.0, help="seconds to wait (default 30)")
+    s.add_argument("--scope", default="", help="scope (default message)")
+    s.add_argument("--content-type", default="", help="content type (default text/plain)")
+    s.add_argument("--ttl", type=duration_arg, default=0, help="give up after this long (default messages.ttl)")
+    s.add_argument("--reply-to", default="", help="message id this answers")
+    s.add_argument("body", help="message text, or - to read stdin")
+    st = sub.add_parser("status", help="delivery status of a sent message")
+    st.add_argument("message_id")
+
+
+def _run_msg(args: argparse.Namespace, ctx: Context) -> Any:
+    c = ctx.client()
+    if args.action == "status":
+        return c.msg_status(args.message_id)
+    sent = c.msg_send(args.to, read_body(args.body), scope=args.scope, content_type=args.content_type,
+                      ttl_ms=args.ttl, reply_to=args.reply_to)
+    if not args.wait:
+        return sent
+    result = c.msg_wait(sent["message_id"], args.timeout)
+    if result["status"] != "delivered":
+        ctx.args._exit_code = EXIT_ERROR
+        if result["status"] != "failed":
+            result["error"] = result["error"] or f"not delivered within {args.timeout:g}s"
+    return result
+
+
+def _msg_json(obj: dict) -> dict:
+    return {k: obj[k] for k in ("message_id", "status", "path", "attempts", "error") if k in obj}
+
+
+def _inbox(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = sub.add_parser("list", help="messages received")
+    ls.add_argument("--unread", action="store_true")
+    ls.add_argument("--limit", type=non_negative_int, default=0)
+    a = sub.add_parser("ack", help="mark messages read")
+    a.add_argument("message_ids", nargs="*")
+    a.add_argument("--all", action="store_true")
+    sub.add_parser("unread", help="count unread messages")
+    w = sub.add_parser("watch", help="print messages as they arrive (one JSON object per line with --json)")
+    w.add_argument("--unread", action="store_true", help="first print messages not yet acked")
+
+
+def _run_inbox(args: argparse.Namespace, ctx: Context) -> Any:
+    c = ctx.client()
+    if args.action == "list":
+        return c.inbox_list(unread=args.unread, limit=args.limit)
+    if args.action == "ack":
+        if args.all == bool(args.message_ids):
+            raise UsageError("give message ids to ack, or --all (not both)")
+        return c.inbox_ack(args.message_ids, all=args.all)
+    if args.action == "unread":
+        return c.inbox_unread()
+    for message in c.inbox_watch(include_existing_unread=args.unread):
+        print(json.dumps(message) if args.json else _render_message(message), flush=True)
+    return None
+
+
+def _render_inbox_cmd(obj: Any) -> str:
+    if isinstance(obj, list):
+        return _render_inbox(obj)
+    if "acked" in obj:
+        return f"acked {obj['acked']}"
+    return f"{obj['unread']} unread"
+
+
+def _plugins(p: argparse.ArgumentParser) -> None:
+    return None
+
+
+def _run_plugins(args: argparse.Namespace, ctx: Context) -> Any:
+    for failure in failed_plugins(ctx.pm):
+        print(f"warning: plugin {failure['name']} failed to load: {failure['error']}", file=sys.stderr)
+    return list_plugins(ctx.pm)
+
+
+def _render_plugins(plugins: list[dict]) -> str:
+    return table([[p["name"], p["version"], ", ".join(p["hooks"])] for p in plugins],
+                 ["NAME", "VERSION", "HOOKS"])
+
+
+def register_builtin_commands(cli: CommandRegistry) -> None:
+    from tmax_core.config_cli import configure_config, render_config, run_config
+
+    cli.add("node", "node identity and status", _node, _run_node, _render_node)
+    cli.add("invite", "create, accept, list and revoke invites", _invite, _run_invite, _render_invite)
+    cli.add("friends", "list, block, unblock and remove friends", _friends, _run_friends, _render_friends_cmd)
+    cli.add("msg", "send messages and check their delivery", _msg, _run_msg, _render_msg)
+    cli.add("inbox", "read, ack and watch received messages", _inbox, _run_inbox, _render_inbox_cmd)
+    cli.add("config", "show and edit config.toml", configure_config, run_config, render_config)
+    cli.add("plugins", "installed plugins and the hooks they implement", _plugins, _run_plugins,
+            _render_plugins)
+
+
+def build_parser(cli: CommandRegistry) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", default=argparse.SUPPRESS, help="state folder of the node")
+    common.add_argument("--socket", default=argparse.SUPPRESS, help="local API socket")
+    common.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    parser = argparse.ArgumentParser(prog="tmax-mesh", parents=[common],
+                                     description="Talk to a tmax-mesh node: invites, friends, messages.")
+    parser.add_argument("--version", action="version", version=f"tmax-mesh {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in cli.commands.values():
+        sp = sub.add_parser(command.name, help=command.help, parents=[common], description=command.help)
+        command.configure(sp)
+        _share_common(sp, common)
+    return parser
+
+
+def _share_common(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """Let the global flags appear after sub-sub-commands too (``inbox list --json``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if not any(a.dest == "json" for a in child._actions):
+                    for a in common._actions:
+                        child._add_action(a)
+                _share_common(child, common)
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        pm = create_plugin_manager()
+        cli = CommandRegistry()
+        register_builtin_commands(cli)
+        pm.hook.tmax_register_commands(cli=cli)
+        args = build_parser(cli).parse_args(argv)
+        for name, default in (("state_dir", None), ("socket", None), ("config", None), ("json", False),
+                              ("debug", False)):
+            if not hasattr(args, name):
+                setattr(args, name, default)
+        args._exit_code = 0
+        command = cli.commands[args.command]
+        ctx = Context(args=args, pm=pm)
+        result = command.run(args, ctx)
+        if result is not None:
+            if args.json:
+                if command.name == "msg" and isinstance(result, dict):
+                    result = _msg_json(result) if args.action == "send" else result
+                print(json.dumps(result, indent=None))
+            else:
+                print(command.render(result) if command.render else json.dumps(result, indent=2))
+        return args._exit_code
+    except MeshError as err:
+        if debug:
+            raise
+        print(f"tmax-mesh: error: {err}", file=sys.stderr)
+        return EXIT_USAGE if err.code == "usage" else EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

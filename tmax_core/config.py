@@ -1,0 +1,524 @@
+"""Configuration: declared keys, the TOML file, environment and CLI overrides.
+
+Keys are dotted (``node.peer_listen``) and declared by the core and plugins
+through the historic ``tmax_add_config(registry)`` hook (see
+:func:`build_registry`). The file is TOML with one table per namespace::
+
+    [node]
+    peer_listen = "0.0.0.0:7400"
+
+Precedence, highest first: CLI flag (:meth:`Config.override`) > environment
+(``TMAX_MESH_<KEY>``, dots and dashes as underscores, e.g.
+``TMAX_MESH_NODE_PEER_LISTEN``) > file > default. See docs/config.md.
+
+Supported types: ``str``, ``int``, ``float``, ``bool`` and ``list`` (a list of
+scalars). Durations are ``str`` keys validated by :func:`validate_duration`
+(``30s``, ``15m``, ``24h``, ``7d``); read them in seconds with
+:meth:`Config.get_duration`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from tmax_core.errors import ConfigError
+
+CONFIG_ENV = "TMAX_MESH_CONFIG"
+"""Environment variable naming the config file (below ``--config``)."""
+
+ENV_PREFIX = "TMAX_MESH_"
+CONFIG_FILE_NAME = "config.toml"
+SOURCES = ("default", "file", "env", "cli")
+
+# Environment variables with the TMAX_MESH_ prefix that are not config keys.
+RESERVED_ENV = frozenset({CONFIG_ENV, "TMAX_MESH_DISABLE_PLUGINS"})
+
+_TYPES: tuple[type, ...] = (str, int, float, bool, list)
+_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$")
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_duration(text: str) -> float:
+    """``"30s"`` -> 30.0 seconds. Units: ``ms``, ``s``, ``m``, ``h``, ``d``.
+
+    Raises ``ValueError`` with a one-line reason.
+    """
+    m = _DURATION_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"{text!r} is not a duration (examples: 30s, 15m, 24h, 7d)")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+def validate_duration(value: str) -> None:
+    """A ``validate`` function for duration keys."""
+    parse_duration(value)
+
+
+def validate_positive(value: float) -> None:
+    """A ``validate`` function for numbers that must be > 0."""
+    if value <= 0:
+        raise ValueError(f"must be greater than 0, got {value}")
+
+
+def validate_host_port(value: str) -> None:
+    """A ``validate`` function for ``HOST:PORT`` (empty string allowed = off)."""
+    if value == "":
+        return
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+
+
+def env_var_for(key: str) -> str:
+    """``node.peer_listen`` -> ``TMAX_MESH_NODE_PEER_LISTEN``."""
+    return ENV_PREFIX + key.upper().replace(".", "_").replace("-", "_")
+
+
+def _type_name(t: type) -> str:
+    return t.__name__
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One declared configuration key."""
+
+    key: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    validate: Callable[[Any], None] | None = None
+
+    @property
+    def env_var(self) -> str:
+        return env_var_for(self.key)
+
+    @property
+    def type_name(self) -> str:
+        return _type_name(self.type)
+
+
+class ConfigRegistry:
+    """The declared keys. Plugins call :meth:`add` from ``tmax_add_config``."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, ConfigKey] = {}
+        self._env_names: dict[str, str] = {}
+
+    def add(
+        self,
+        key: str,
+        type: type,
+        default: Any,
+        help: str,
+        *,
+        choices: Iterable[Any] | None = None,
+        validate: Callable[[Any], None] | None = None,
+    ) -> ConfigKey:
+        """Declare ``key``. ``validate(value)`` raises ``ValueError`` to reject a value.
+
+        Raises :class:`ConfigError` for a malformed or duplicate key, an
+        unsupported type or a default that fails its own checks.
+        """
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise ConfigError(
+                f"invalid config key name {key!r}: use lowercase dotted names like 'plugin.option'"
+            )
+        if key in self._keys:
+            raise ConfigError(f"config key {key!r} is declared twice")
+        if type not in _TYPES:
+            raise ConfigError(f"config key {key!r}: unsupported type {type!r}")
+        env = env_var_for(key)
+        if env in RESERVED_ENV or env in self._env_names:
+            other = self._env_names.get(env, env)
+            raise ConfigError(f"config key {key!r} clashes with {other!r} (environment variable {env})")
+        ck = ConfigKey(
+            key=key,
+            type=type,
+            default=default,
+            help=help,
+            choices=tuple(choices) if choices is not None else None,
+            validate=validate,
+        )
+        self._keys[key] = ck
+        self._env_names[env] = key
+        try:
+            default = self.check(key, default)
+        except ConfigError as exc:
+            del self._keys[key]
+            del self._env_names[env]
+            raise ConfigError(f"config key {key!r}: bad default: {exc}") from None
+        if default is not ck.default:
+            ck = ConfigKey(ck.key, ck.type, default, ck.help, ck.choices, ck.validate)
+            self._keys[key] = ck
+        return ck
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[ConfigKey]:
+        return iter(sorted(self._keys.values(), key=lambda k: k.key))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self) -> list[str]:
+        """All declared key names, sorted."""
+        return sorted(self._keys)
+
+    def get(self, key: str) -> ConfigKey:
+        """The declaration of ``key``; :class:`ConfigError` if unknown."""
+        try:
+            return self._keys[key]
+        except KeyError:
+            raise ConfigError(f"unknown config key {key!r}") from None
+
+    def check(self, key: str, value: Any) -> Any:
+        """Type-check and validate an already-typed ``value``; returns it normalised.
+
+        ``int`` is accepted for ``float`` keys (converted); ``bool`` is never
+        accepted as a number. Raises :class:`ConfigError`.
+        """
+        ck = self.get(key)
+        t = ck.type
+        ok: bool
+        if t is bool:
+            ok = isinstance(value, bool)
+        elif t is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif t is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ConfigError(f"invalid value for {key}: must be a finite number")
+        elif t is list:
+            ok = isinstance(value, (list, tuple)) and all(
+                isinstance(v, (str, int, float, bool)) for v in value
+            )
+            if ok:
+                value = list(value)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ConfigError(
+                f"invalid value for {key}: expected {ck.type_name}, got {_type_name(type(value))} {value!r}"
+            )
+        if ck.choices is not None:
+            items = value if t is list else [value]
+            for item in items:
+                if item not in ck.choices:
+                    allowed = ", ".join(str(c) for c in ck.choices)
+                    raise ConfigError(f"invalid value for {key}: {item!r} is not one of: {allowed}")
+        if ck.validate is not None:
+            try:
+                ck.validate(value)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"invalid value for {key}: {exc}") from None
+        return value
+
+    def parse_value(self, key: str, text: str) -> Any:
+        """Parse a CLI/environment string for ``key`` and validate it.
+
+        bool: ``true/false/yes/no/on/off/1/0``; list: a JSON list or
+        comma-separated items (empty string = empty list); numbers as Python
+        literals. Raises :class:`ConfigError`.
+        """
+        ck = self.get(key)
+        t = ck.type
+        value: Any
+        try:
+            if t is bool:
+                low = text.strip().lower()
+                if low in _TRUE:
+                    value = True
+                elif low in _FALSE:
+                    value = False
+                else:
+                    raise ValueError("expected true or false")
+            elif t is int:
+                value = int(text.strip())
+            elif t is float:
+                value = float(text.strip())
+            elif t is list:
+                stripped = text.strip()
+                if stripped.startswith("["):
+                    value = json.loads(stripped)
+                    if not isinstance(value, list):
+                        raise ValueError("expected a JSON list")
+                else:
+                    value = [item.strip() for item in stripped.split(",") if item.strip()]
+            else:
+                value = text
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            msg = str(exc).splitlines()[0] if str(exc) else "cannot parse"
+            raise ConfigError(f"invalid value for {key}: {text!r} ({ck.type_name}: {msg})") from None
+        return self.check(key, value)
+
+
+# --------------------------------------------------------------------------- file parsing
+
+
+def _read_toml(path: Path) -> dict[str, Any] | None:
+    """The parsed document, or ``None`` if the file does not exist."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8: {exc.reason}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+
+
+def _flatten(
+    doc: Mapping[str, Any], registry: ConfigRegistry, path: Path, prefix: str = ""
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in doc.items():
+        key = f"{prefix}{name}"
+        if key in registry:
+            try:
+                out[key] = registry.check(key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"config file {path}: {exc}") from None
+        elif isinstance(value, dict):
+            out.update(_flatten(value, registry, path, prefix=f"{key}."))
+        else:
+            raise ConfigError(f"config file {path}: unknown config key {key!r}")
+    return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    target = Path(os.path.realpath(path))
+    parent = target.parent
+    try:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write config file {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"cannot write config file {path}: {exc.strerror or exc}") from None
+        raise
+    try:
+        dfd = os.open(parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def set_value(path: Path, registry: ConfigRegistry, key: str, text: str) -> Any:
+    """Set ``key`` to the parsed ``text`` in the config file; returns the value.
+
+    The whole resulting file is validated before anything is written; on any
+    error a :class:`ConfigError` is raised and the file is left untouched.
+    The write is atomic (temp file + fsync + rename) with mode 0600. Comments
+    and formatting of the existing file are not preserved.
+    """
+    path = Path(path)
+    value = registry.parse_value(key, text)
+    doc = _read_toml(path) or {}
+    _flatten(doc, registry, path)  # refuse to rewrite a file that is already invalid
+    table = doc
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = table.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"config file {path}: {part!r} is not a table")
+        table = nxt
+    table[parts[-1]] = value
+    _flatten(doc, registry, path)
+    _atomic_write(path, tomli_w.dumps(doc).encode("utf-8"))
+    return value
+
+
+def unset_value(path: Path, registry: ConfigRegistry, key: str) -> bool:
+    """Remove ``key`` from the config file (back to its default or env value).
+
+    Returns ``False`` (and writes nothing) if the file does not set it.
+    Unknown keys raise :class:`ConfigError`. Empty tables are removed.
+    """
+    path = Path(path)
+    registry.get(key)
+    doc = _read_toml(path)
+    if doc is None:
+        return False
+    _flatten(doc, registry, path)
+    parts = key.split(".")
+    chain: list[dict[str, Any]] = [doc]
+    for part in parts[:-1]:
+        nxt = chain[-1].get(part)
+        if not isinstance(nxt, dict):
+            return False
+        chain.append(nxt)
+    if parts[-1] not in chain[-1]:
+        return False
+    del chain[-1][parts[-1]]
+    for depth in range(len(parts) - 1, 0, -1):
+        if not chain[depth]:
+            del chain[depth - 1][parts[depth - 1]]
+    _atomic_write(path, tomli_w.dumps(doc).encode("utf-8"))
+    return True
+
+
+def config_path(state_dir: Path, cli_value: str | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """``--config`` > ``TMAX_MESH_CONFIG`` > ``STATE_DIR/config.toml``."""
+    env = os.environ if env is None else env
+    if cli_value:
+        return Path(cli_value).expanduser()
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser()
+    return Path(state_dir) / CONFIG_FILE_NAME
+
+
+def build_registry(pm: Any) -> ConfigRegistry:
+    """A registry filled by every plugin's ``tmax_add_config`` (a historic hook:
+    plugins registered later still add their keys to it)."""
+    registry = ConfigRegistry()
+    pm.hook.tmax_add_config.call_historic(kwargs={"registry": registry})
+    return registry
+
+
+# --------------------------------------------------------------------------- Config
+
+
+class Config:
+    """Effective configuration values with where each one came from."""
+
+    def __init__(self, registry: ConfigRegistry, path: Path | None = None) -> None:
+        self.registry = registry
+        self.path = path
+        self._values: dict[str, Any] = {}
+        self._sources: dict[str, str] = {}
+
+    @classmethod
+    def load(
+        cls, path: Path | None, registry: ConfigRegistry, env: Mapping[str, str] | None = None
+    ) -> Config:
+        """Defaults, then the TOML file at ``path`` (missing file = empty), then
+        ``TMAX_MESH_*`` environment variables. Raises :class:`ConfigError`."""
+        env = os.environ if env is None else env
+        cfg = cls(registry, Path(path) if path is not None else None)
+        for ck in registry:
+            cfg._values[ck.key] = ck.default
+            cfg._sources[ck.key] = "default"
+        if cfg.path is not None:
+            doc = _read_toml(cfg.path)
+            if doc is not None:
+                for key, value in _flatten(doc, registry, cfg.path).items():
+                    cfg._values[key] = value
+                    cfg._sources[key] = "file"
+        for ck in registry:
+            name = ck.env_var
+            if name in env:
+                try:
+                    value = registry.parse_value(ck.key, env[name])
+                except ConfigError as exc:
+                    raise ConfigError(f"environment variable {name}: {exc}") from None
+                cfg._values[ck.key] = value
+                cfg._sources[ck.key] = "env"
+        return cfg
+
+    def get(self, key: str) -> Any:
+        """The effective value; :class:`ConfigError` for an unknown key."""
+        self.registry.get(key)
+        value = self._values.get(key, self.registry.get(key).default)
+        return list(value) if isinstance(value, list) else value
+
+    def get_duration(self, key: str) -> float:
+        """A duration key's value in seconds."""
+        try:
+            return parse_duration(self.get(key))
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for {key}: {exc}") from None
+
+    def source(self, key: str) -> str:
+        """``"default"``, ``"file"``, ``"env"`` or ``"cli"``."""
+        self.registry.get(key)
+        return self._sources.get(key, "default")
+
+    def override(self, key: str, value: Any) -> None:
+        """Apply a CLI flag (highest precedence). A ``str`` for a non-``str``
+        key is parsed like :meth:`ConfigRegistry.parse_value`."""
+        ck = self.registry.get(key)
+        if isinstance(value, str) and ck.type is not str:
+            value = self.registry.parse_value(key, value)
+        else:
+            value = self.registry.check(key, value)
+        self._values[key] = value
+        self._sources[key] = "cli"
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{key: value}`` for every declared key, sorted by key."""
+        return {ck.key: self.get(ck.key) for ck in self.registry}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """``[{"key", "value", "source", "type", "default", "help"}]`` for ``config show``."""
+        return [
+            {
+                "key": ck.key,
+                "value": self.get(ck.key),
+                "source": self.source(ck.key),
+                "type": ck.type_name,
+                "default": ck.default,
+                "help": ck.help,
+            }
+            for ck in self.registry
+        ]
+
+
+__all__ = [
+    "CONFIG_ENV",
+    "Config",
+    "ConfigKey",
+    "ConfigRegistry",
+    "build_registry",
+    "config_path",
+    "env_var_for",
+    "parse_duration",
+    "set_value",
+    "unset_value",
+    "validate_duration",
+    "validate_host_port",
+    "validate_positive",
+]

@@ -1,0 +1,142 @@
+"""Primitives shared by identity, invites and envelopes (DESIGN §5).
+
+Node ids are Ethereum addresses of secp256k1 keys; signatures are 65-byte
+recoverable ECDSA over ``keccak256(domain || length-prefixed parts)``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+
+import coincurve
+from eth_hash.auto import keccak
+
+from tmax_core.errors import UsageError
+
+NODE_ID_LEN = 20
+PUBLIC_KEY_LEN = 33
+SIGNATURE_LEN = 65
+
+_NODE_ID_RE = re.compile(r"0[xX][0-9a-fA-F]{40}")
+
+
+class Domain:
+    """Signature / KDF domain tags: one per use, so a signature for one purpose
+    can never be replayed as another."""
+
+    INVITE = b"tmax-mesh/v1/invite"
+    ENVELOPE = b"tmax-mesh/v1/envelope"
+    ACK = b"tmax-mesh/v1/ack"
+    HOST_REGISTER = b"tmax-mesh/v1/host-register"
+    SEAL = b"tmax-mesh/v1/seal"
+    KEYSTORE = b"tmax-mesh/v1/keystore"
+
+
+def keccak256(data: bytes) -> bytes:
+    return keccak(data)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def address_from_public_key(public_key: bytes) -> bytes:
+    """Ethereum address of a 33- or 65-byte SEC1 public key (ValueError if invalid)."""
+    if not isinstance(public_key, bytes | bytearray) or len(public_key) not in (33, 65):
+        raise ValueError("public key must be 33 (compressed) or 65 (uncompressed) bytes")
+    if len(public_key) == 65 and public_key[0] == 4:
+        uncompressed = bytes(public_key)
+        # Still validate that the point is on the curve.
+        try:
+            coincurve.PublicKey(uncompressed)
+        except Exception as exc:
+            raise ValueError(f"invalid public key: {exc}") from None
+    else:
+        try:
+            uncompressed = coincurve.PublicKey(bytes(public_key)).format(compressed=False)
+        except Exception as exc:
+            raise ValueError(f"invalid public key: {exc}") from None
+    return keccak(uncompressed[1:])[-20:]
+
+
+def to_checksum(node_id: bytes) -> str:
+    """EIP-55 checksummed ``0x...`` form of a 20-byte node id."""
+    if len(node_id) != NODE_ID_LEN:
+        raise ValueError("node id must be 20 bytes")
+    hex_lower = node_id.hex()
+    digest = keccak(hex_lower.encode("ascii")).hex()
+    out = [c.upper() if c.isalpha() and int(digest[i], 16) >= 8 else c for i, c in enumerate(hex_lower)]
+    return "0x" + "".join(out)
+
+
+def looks_like_node_id(text: object) -> bool:
+    return isinstance(text, str) and _NODE_ID_RE.fullmatch(text.strip()) is not None
+
+
+def parse_node_id(text: str) -> bytes:
+    """``0x`` + 40 hex digits (any case) -> 20 bytes; else UsageError."""
+    if not looks_like_node_id(text):
+        raise UsageError(f"not a node id: {text!r} (expected 0x followed by 40 hex digits)")
+    return bytes.fromhex(text.strip()[2:])
+
+
+def signing_digest(domain: bytes, *parts: bytes) -> bytes:
+    """keccak256(domain || for each part: u32be(len) || part)."""
+    chunks = [domain]
+    for part in parts:
+        chunks.append(len(part).to_bytes(4, "big"))
+        chunks.append(part)
+    return keccak(b"".join(chunks))
+
+
+def sign(private_key: coincurve.PrivateKey, domain: bytes, *parts: bytes) -> bytes:
+    """65-byte recoverable signature over :func:`signing_digest`."""
+    return private_key.sign_recoverable(signing_digest(domain, *parts), hasher=None)
+
+
+def recover_public_key(signature: bytes, domain: bytes, *parts: bytes) -> bytes:
+    """Compressed (33-byte) public key that produced ``signature``; ValueError if none."""
+    if not isinstance(signature, bytes | bytearray) or len(signature) != SIGNATURE_LEN:
+        raise ValueError("signature must be 65 bytes")
+    try:
+        pub = coincurve.PublicKey.from_signature_and_message(
+            bytes(signature), signing_digest(domain, *parts), hasher=None
+        )
+    except Exception as exc:
+        raise ValueError(f"invalid signature: {exc}") from None
+    return pub.format(compressed=True)
+
+
+def verify(signature: bytes, public_key: bytes, domain: bytes, *parts: bytes) -> bool:
+    """True iff ``signature`` over the parts was made by ``public_key`` (never raises)."""
+    try:
+        if len(public_key) != PUBLIC_KEY_LEN:
+            public_key = coincurve.PublicKey(bytes(public_key)).format(compressed=True)
+        return recover_public_key(signature, domain, *parts) == bytes(public_key)
+    except Exception:
+        return False
+
+
+def ecdh(private_key: coincurve.PrivateKey, public_key: bytes) -> bytes:
+    """32-byte shared secret (coincurve: sha256 of the compressed shared point)."""
+    return private_key.ecdh(public_key)
+
+
+def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int = 32) -> bytes:
+    """RFC 5869 HKDF-SHA256 (same output as ``cryptography``'s HKDF).
+
+    Implemented on :func:`hmac.digest` because it runs once per sealed/opened
+    message and the object-based API costs several times more per call."""
+    if not 0 < length <= 255 * 32:
+        raise ValueError("bad HKDF output length")
+    prk = hmac.digest(salt or b"\x00" * 32, ikm, "sha256")
+    out = b""
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = hmac.digest(prk, block + info + bytes([counter]), "sha256")
+        out += block
+        counter += 1
+    return out[:length]

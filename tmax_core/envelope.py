@@ -1,0 +1,243 @@
+"""Sealed, signed envelopes and signed acks (DESIGN §7).
+
+Wire: ``Envelope{header, ciphertext, signature}`` where ``header`` is the
+serialized :class:`EnvelopeHeader` exactly as signed and used as AEAD
+associated data. :func:`parse` does structure only (no crypto) so the ingress
+pipeline can run cheap checks first; :func:`verify` and :func:`open_content`
+do the expensive parts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import coincurve
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from tmax_core import crypto
+from tmax_core.crypto import Domain
+from tmax_core.errors import EnvelopeError, Reason
+from tmax_core.identity import NodeIdentity
+from tmax_core.proto import mesh_pb2
+
+VERSION = 1
+MESSAGE_ID_LEN = 16
+MAX_ACK_BYTES = 64 * 1024
+_TAG_LEN = 16
+# Every message derives a fresh key from a fresh ephemeral key pair (and a
+# random message_id as HKDF salt), so each key encrypts exactly one plaintext:
+# a fixed nonce can never repeat under the same key.
+_ZERO_NONCE = bytes(12)
+
+
+def _content_key(shared: bytes, message_id: bytes, from_id: bytes, to_id: bytes, eph_pub: bytes) -> bytes:
+    return crypto.hkdf_sha256(shared, salt=message_id, info=Domain.SEAL + from_id + to_id + eph_pub)
+
+
+def seal(
+    identity: NodeIdentity,
+    *,
+    to_node_id: bytes,
+    to_public_key: bytes,
+    scope: str,
+    content_type: str,
+    body: bytes,
+    reply_to: bytes = b"",
+    contact: mesh_pb2.ContactCard | None = None,
+    invite: bytes = b"",
+    message_id: bytes | None = None,
+    timestamp_ms: int | None = None,
+) -> bytes:
+    """Encrypt ``body`` to ``to_public_key`` and sign; returns serialized Envelope bytes."""
+    if message_id is None:
+        message_id = os.urandom(MESSAGE_ID_LEN)
+    if timestamp_ms is None:
+        timestamp_ms = crypto.now_ms()
+    ephemeral = coincurve.PrivateKey()
+    eph_pub = ephemeral.public_key.format(compressed=True)
+    header_bytes = mesh_pb2.EnvelopeHeader(
+        version=VERSION,
+        message_id=message_id,
+        from_node_id=identity.node_id,
+        to_node_id=to_node_id,
+        timestamp_ms=timestamp_ms,
+        sender_public_key=identity.public_key,
+        ephemeral_public_key=eph_pub,
+        invite=invite,
+    ).SerializeToString()
+    content = mesh_pb2.SealedContent(scope=scope, content_type=content_type, body=body, reply_to=reply_to)
+    if contact is not None:
+        content.contact.CopyFrom(contact)
+    try:
+        shared = ephemeral.ecdh(to_public_key)
+    except Exception as exc:
+        raise ValueError(f"invalid recipient public key: {exc}") from None
+    key = _content_key(shared, message_id, identity.node_id, to_node_id, eph_pub)
+    ciphertext = ChaCha20Poly1305(key).encrypt(_ZERO_NONCE, content.SerializeToString(), header_bytes)
+    signature = identity.sign(Domain.ENVELOPE, header_bytes, ciphertext)
+    return mesh_pb2.Envelope(
+        header=header_bytes, ciphertext=ciphertext, signature=signature
+    ).SerializeToString()
+
+
+@dataclass
+class ParsedEnvelope:
+    """A structurally valid envelope; nothing about it is verified yet."""
+
+    raw: bytes
+    header_bytes: bytes
+    header: mesh_pb2.EnvelopeHeader
+    ciphertext: bytes
+    signature: bytes
+
+    @property
+    def message_id(self) -> bytes:
+        return self.header.message_id
+
+    @property
+    def from_node_id(self) -> bytes:
+        return self.header.from_node_id
+
+    @property
+    def to_node_id(self) -> bytes:
+        return self.header.to_node_id
+
+    @property
+    def timestamp_ms(self) -> int:
+        return self.header.timestamp_ms
+
+    @property
+    def sender_public_key(self) -> bytes:
+        return self.header.sender_public_key
+
+    @property
+    def invite(self) -> bytes:
+        return self.header.invite
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+
+def _malformed(detail: str) -> EnvelopeError:
+    return EnvelopeError(f"malformed envelope: {detail}", code=Reason.MALFORMED)
+
+
+def parse(data: bytes, max_bytes: int) -> ParsedEnvelope:
+    """Size check first, then protobuf decode and field-shape checks. No crypto."""
+    if len(data) > max_bytes:
+        raise EnvelopeError(
+            f"envelope too large: {len(data)} bytes > limit {max_bytes}", code=Reason.TOO_LARGE
+        )
+    try:
+        env = mesh_pb2.Envelope.FromString(data)
+        header = mesh_pb2.EnvelopeHeader.FromString(env.header)
+    except Exception:
+        raise _malformed("not a valid protobuf Envelope") from None
+    if header.version != VERSION:
+        raise _malformed(f"unsupported version {header.version} (expected {VERSION})")
+    if len(header.message_id) != MESSAGE_ID_LEN:
+        raise _malformed(f"message_id must be {MESSAGE_ID_LEN} bytes, got {len(header.message_id)}")
+    if len(header.from_node_id) != crypto.NODE_ID_LEN:
+        raise _malformed(f"from_node_id must be 20 bytes, got {len(header.from_node_id)}")
+    if len(header.to_node_id) != crypto.NODE_ID_LEN:
+        raise _malformed(f"to_node_id must be 20 bytes, got {len(header.to_node_id)}")
+    if len(header.sender_public_key) != crypto.PUBLIC_KEY_LEN:
+        raise _malformed(f"sender_public_key must be 33 bytes, got {len(header.sender_public_key)}")
+    if len(header.ephemeral_public_key) != crypto.PUBLIC_KEY_LEN:
+        raise _malformed(f"ephemeral_public_key must be 33 bytes, got {len(header.ephemeral_public_key)}")
+    if len(env.signature) != crypto.SIGNATURE_LEN:
+        raise _malformed(f"signature must be 65 bytes, got {len(env.signature)}")
+    if len(env.ciphertext) < _TAG_LEN:
+        raise _malformed("ciphertext is missing or shorter than the AEAD tag")
+    return ParsedEnvelope(
+        raw=data, header_bytes=env.header, header=header, ciphertext=env.ciphertext, signature=env.signature
+    )
+
+
+def verify(parsed: ParsedEnvelope) -> None:
+    """Check id↔key binding, then the signature over header and ciphertext."""
+    header = parsed.header
+    try:
+        address = crypto.address_from_public_key(header.sender_public_key)
+    except ValueError:
+        raise EnvelopeError("sender public key is not a valid key", code=Reason.ID_KEY_MISMATCH) from None
+    if address != header.from_node_id:
+        raise EnvelopeError(
+            "sender node id does not match the sender public key", code=Reason.ID_KEY_MISMATCH
+        )
+    if not crypto.verify(
+        parsed.signature, header.sender_public_key, Domain.ENVELOPE, parsed.header_bytes, parsed.ciphertext
+    ):
+        raise EnvelopeError("envelope signature is invalid", code=Reason.BAD_SIGNATURE)
+
+
+def open_content(identity: NodeIdentity, parsed: ParsedEnvelope) -> mesh_pb2.SealedContent:
+    """Decrypt with this node's key; DECRYPT_FAILED if it was not sealed to us or was altered."""
+    header = parsed.header
+    try:
+        shared = identity.private_key.ecdh(header.ephemeral_public_key)
+        key = _content_key(
+            shared, header.message_id, header.from_node_id, header.to_node_id, header.ephemeral_public_key
+        )
+        plaintext = ChaCha20Poly1305(key).decrypt(_ZERO_NONCE, parsed.ciphertext, parsed.header_bytes)
+    except Exception:  # InvalidTag, or an invalid ephemeral key
+        raise EnvelopeError("cannot decrypt envelope", code=Reason.DECRYPT_FAILED) from None
+    try:
+        return mesh_pb2.SealedContent.FromString(plaintext)
+    except Exception:
+        raise _malformed("sealed content is not a valid protobuf") from None
+
+
+# ---------------------------------------------------------------- acks
+
+
+def make_ack(
+    identity: NodeIdentity,
+    *,
+    message_id: bytes,
+    to_node_id: bytes,
+    status: int,
+    reason: str = "",
+    detail: str = "",
+    timestamp_ms: int | None = None,
+) -> bytes:
+    """Serialized SignedAck from this node (the recipient) to the original sender."""
+    body = mesh_pb2.AckBody(
+        message_id=message_id,
+        from_node_id=identity.node_id,
+        to_node_id=to_node_id,
+        status=status,
+        reason=reason,
+        detail=detail,
+        timestamp_ms=crypto.now_ms() if timestamp_ms is None else timestamp_ms,
+    ).SerializeToString()
+    return mesh_pb2.SignedAck(body=body, signature=identity.sign(Domain.ACK, body)).SerializeToString()
+
+
+def verify_ack(
+    data: bytes,
+    *,
+    expected_signer_public_key: bytes,
+    expected_signer_node_id: bytes,
+    message_id: bytes,
+) -> mesh_pb2.AckBody:
+    """Accept an ack only if the expected recipient signed it for this message."""
+    if len(data) > MAX_ACK_BYTES:
+        raise EnvelopeError(f"ack too large: {len(data)} bytes", code=Reason.MALFORMED)
+    try:
+        signed = mesh_pb2.SignedAck.FromString(data)
+    except Exception:
+        raise EnvelopeError("malformed ack: not a valid protobuf SignedAck", code=Reason.MALFORMED) from None
+    if not crypto.verify(signed.signature, expected_signer_public_key, Domain.ACK, signed.body):
+        raise EnvelopeError("ack is not signed by the recipient", code=Reason.BAD_SIGNATURE)
+    try:
+        body = mesh_pb2.AckBody.FromString(signed.body)
+    except Exception:
+        raise EnvelopeError("malformed ack: not a valid protobuf AckBody", code=Reason.MALFORMED) from None
+    if body.from_node_id != expected_signer_node_id:
+        raise EnvelopeError("ack names a different signer", code=Reason.BAD_SIGNATURE)
+    if body.message_id != message_id:
+        raise EnvelopeError("ack is for a different message", code=Reason.MALFORMED)
+    return body

@@ -1,0 +1,399 @@
+"""The running node: identity, state, transports, sinks and the operations
+the local API exposes. One instance per ``tmax-node`` process.
+
+SQLite is blocking, so every store call goes through :meth:`Node.db`, which
+runs it on one dedicated worker thread (one connection, calls serialized).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pluggy
+
+from tmax_core import envelope as env
+from tmax_core.config import Config
+from tmax_core.crypto import now_ms, parse_node_id, to_checksum
+from tmax_core.durations import parse_duration_ms
+from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
+from tmax_core.identity import NodeIdentity
+from tmax_core.ingress import Ingress
+from tmax_core.invites import Invite, create_invite, parse_invite
+from tmax_core.model import (
+    DEFAULT_SCOPE,
+    DeliverySink,
+    Friend,
+    IngressSource,
+    InviteScope,
+    IssuedInvite,
+    OutboxEntry,
+    RateLimit,
+    ReceivedMessage,
+    Transport,
+)
+from tmax_core.outbox import Outbox
+from tmax_core.proto import mesh_pb2
+from tmax_core.store import Store
+
+log = logging.getLogger("tmax_mesh.node")
+T = TypeVar("T")
+
+HELLO_CONTENT_TYPE = "application/vnd.tmax-mesh.hello"
+"""First-contact message sent when an invite is accepted: makes the inviter
+add us as a friend; it is acknowledged but not delivered to any sink."""
+
+
+class Node:
+    def __init__(self, *, state_dir: Path, config: Config, pm: pluggy.PluginManager,
+                 identity: NodeIdentity, store: Store, socket_path: Path) -> None:
+        self.state_dir = state_dir
+        self.config = config
+        self.pm = pm
+        self.identity = identity
+        self.store = store
+        self.socket_path = socket_path
+        self.peer_listen: str | None = None
+        self.started_at = time.monotonic()
+        self.friends: dict[bytes, Friend] = {}
+        self.transports: list[Transport] = []
+        self.sinks: list[DeliverySink] = []
+        self.scopes: dict[str, InviteScope] = {}
+        self.counters: Counter[str] = Counter()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-db")
+        self._inbox_changed = asyncio.Condition()
+        self._peer_server: Any = None
+        self.ingress = Ingress(self)
+        self.outbox = Outbox(self)
+
+    # -- plumbing ------------------------------------------------------------
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store call on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def duration_ms(self, key: str) -> int:
+        try:
+            return parse_duration_ms(str(self.config.get(key)))
+        except UsageError as err:
+            raise ConfigError(f"{key}: {err}") from None
+
+    @property
+    def node_id_hex(self) -> str:
+        return self.identity.node_id_hex
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        from tmax_core.peer import start_peer_server
+
+        self.pm.hook.tmax_register_invite_scopes(register=self._register_scope)
+        self.pm.hook.tmax_register_delivery_sinks(register=self._register_sink_candidate, node=self)
+        self._select_sinks()
+        self.pm.hook.tmax_register_transports(register=self._register_transport, node=self)
+        self.transports.sort(key=lambda t: t.cost)
+        for friend in await self.db(self.store.list_friends):
+            self.friends[friend.node_id] = friend
+        listen = self.config.get("node.peer_listen")
+        if listen:
+            self._peer_server, self.peer_listen = await start_peer_server(self, listen)
+        for transport in self.transports:
+            await transport.start()
+        await self.outbox.start()
+        self.pm.hook.tmax_node_started(node=self)
+        log.info("node %s started (sinks %s, transports %s, peer listener %s)", self.node_id_hex,
+                 [s.name for s in self.sinks], [t.name for t in self.transports], self.peer_listen)
+
+    async def stop(self) -> None:
+        self.pm.hook.tmax_node_stopping(node=self)
+        if self._peer_server is not None:
+            await self._peer_server.stop(grace=1.0)
+        await self.outbox.stop()
+        for transport in reversed(self.transports):
+            try:
+                await transport.stop()
+            except Exception:
+                log.exception("stopping transport %s failed", transport.name)
+        async with self._inbox_changed:
+            self._inbox_changed.notify_all()
+        await self.db(self.store.close)
+        self._executor.shutdown(wait=True)
+
+    def _register_scope(self, scope: InviteScope) -> None:
+        self.scopes[scope.name] = scope
+
+    def _register_sink_candidate(self, sink: DeliverySink) -> None:
+        self._sink_candidates = getattr(self, "_sink_candidates", {})
+        self._sink_candidates[sink.name] = sink
+
+    def _select_sinks(self) -> None:
+        available: dict[str, DeliverySink] = getattr(self, "_sink_candidates", {})
+        wanted = list(self.config.get("delivery.sinks"))
+        if not wanted:
+            raise ConfigError("delivery.sinks is empty: messages would have nowhere to land")
+        missing = [name for name in wanted if name not in available]
+        if missing:
+            raise ConfigError(
+                f"delivery.sinks names {', '.join(missing)}, which no installed plugin provides "
+                f"(available: {', '.join(sorted(available)) or 'none'})"
+            )
+        self.sinks = [available[name] for name in wanted]
+
+    def _register_transport(self, transport: Transport) -> None:
+        if any(t.name == transport.name for t in self.transports):
+            raise ConfigError(f"two plugins register a transport named {transport.name!r}")
+        self.transports.append(transport)
+
+    # -- ingress ---------------------------------------------------------------
+
+    async def handle_envelope(self, data: bytes, source: IngressSource) -> bytes:
+        """Entry point for transports: run ingress, return the signed ack bytes."""
+        self.counters["envelopes_in"] += 1
+        return await self.ingress.handle(data, source)
+
+    async def handle_ack(self, ack: bytes, from_node_id: bytes) -> None:
+        """Entry point for transports that carry acks separately (relay store-and-forward)."""
+        friend = self.friends.get(from_node_id)
+        if friend is not None:
+            await self.outbox.handle_async_ack(ack, friend)
+
+    async def deliver(self, message: ReceivedMessage) -> None:
+        """Hand an accepted message to every configured sink, then remember its id."""
+        if message.content_type != HELLO_CONTENT_TYPE:
+            for sink in self.sinks:
+                await sink.deliver(message)
+        await self.db(self.store.seen_record, message.message_id, message.from_node_id, "accepted",
+                      message.received_at_ms)
+        friend = self.friends.get(message.from_node_id)
+        if friend is not None:
+            friend.last_seen_ms = message.received_at_ms
+            await self.db(self.store.touch_friend, friend.node_id, message.received_at_ms)
+        self.counters["messages_in"] += 1
+
+    async def inbox_changed(self) -> None:
+        async with self._inbox_changed:
+            self._inbox_changed.notify_all()
+
+    def metrics_rejected(self, reason: str) -> None:
+        self.counters[f"rejected:{reason}"] += 1
+
+    def count_send(self, status: str, path: str | None) -> None:
+        self.counters[f"send:{status}:{path or '-'}"] += 1
+
+    # -- friends -----------------------------------------------------------------
+
+    def friend_changed(self, friend: Friend) -> None:
+        self.friends[friend.node_id] = friend
+        self.outbox.kick()
+
+    def free_alias(self, wanted: str | None) -> str | None:
+        """``wanted`` if no friend uses it yet, else ``wanted-2``, ``wanted-3``..."""
+        if not wanted:
+            return None
+        taken = {f.alias for f in self.friends.values()}
+        alias, n = wanted, 1
+        while alias in taken:
+            n += 1
+            alias = f"{wanted}-{n}"
+        return alias
+
+    async def update_contact(self, friend: Friend, relay_hosts: list[str], endpoints: list[str]) -> None:
+        if (relay_hosts and relay_hosts != friend.relay_hosts) or (endpoints and endpoints != friend.endpoints):
+            await self.db(self.store.update_friend_contact, friend.node_id, relay_hosts, endpoints)
+            self.friends[friend.node_id] = await self.db(self.store.get_friend, friend.node_id)
+
+    async def first_contact_done(self, friend: Friend) -> None:
+        friend.invite_token = None
+        await self.db(self.store.clear_friend_invite_token, friend.node_id)
+
+    def find_friend(self, ref: str) -> Friend:
+        ref = ref.strip()
+        if ref.lower().startswith("0x"):
+            node_id = parse_node_id(ref)
+            friend = self.friends.get(node_id)
+            if friend is None:
+                raise NotFound(f"no friend with node id {ref}")
+            return friend
+        for friend in self.friends.values():
+            if friend.alias == ref:
+                return friend
+        raise NotFound(f"no friend named {ref!r} (see `tmax-mesh friends list`)")
+
+    async def list_friends(self) -> list[Friend]:
+        return sorted(self.friends.values(), key=lambda f: f.added_at_ms)
+
+    async def set_blocked(self, ref: str, blocked: bool) -> Friend:
+        friend = self.find_friend(ref)
+        updated = await self.db(self.store.set_blocked, friend.node_id, blocked)
+        self.friends[friend.node_id] = updated
+        return updated
+
+    async def remove_friend(self, ref: str) -> Friend:
+        friend = self.find_friend(ref)
+        await self.db(self.store.remove_friend, friend.node_id)
+        self.friends.pop(friend.node_id, None)
+        return friend
+
+    # -- invites -------------------------------------------------------------------
+
+    def contact_card(self) -> mesh_pb2.ContactCard:
+        return mesh_pb2.ContactCard(
+            relay_hosts=self.relay_hosts(), endpoints=self.advertised_endpoints(),
+            alias=self.config.get("node.alias") or "",
+        )
+
+    def relay_hosts(self) -> list[str]:
+        return list(self.config.get("node.relays"))
+
+    def advertised_endpoints(self) -> list[str]:
+        """The peer listener's address when it is dialable as bound (not a wildcard)."""
+        if not self.peer_listen:
+            return []
+        host = self.peer_listen.rpartition(":")[0]
+        if host in ("0.0.0.0", "[::]", "::", ""):
+            return []
+        return [self.peer_listen]
+
+    async def create_invite(self, *, ttl_ms: int | None, uses: int | None, scopes: list[str],
+                            relay_hosts: list[str], endpoints: list[str], alias: str | None,
+                            rate_limit: RateLimit | None) -> Invite:
+        scopes = scopes or [DEFAULT_SCOPE]
+        unknown = [s for s in scopes if s not in self.scopes]
+        if unknown:
+            raise UsageError(f"unknown scope {unknown[0]!r} (known: {', '.join(sorted(self.scopes))})")
+        invite = create_invite(
+            self.identity,
+            ttl_ms=ttl_ms or self.duration_ms("invites.default_ttl"),
+            max_uses=1 if uses is None else uses,
+            scopes=scopes,
+            relay_hosts=relay_hosts or self.relay_hosts(),
+            endpoints=endpoints or self.advertised_endpoints(),
+            rate_limit=rate_limit,
+            alias=alias or self.config.get("node.alias") or None,
+        )
+        record = IssuedInvite(
+            token_id=invite.token_id, created_at_ms=invite.issued_at_ms,
+            expires_at_ms=invite.expires_at_ms, max_uses=invite.max_uses,
+            uses_left=invite.max_uses or None, scopes=list(invite.scopes),
+            rate_limit=invite.rate_limit,
+        )
+        await self.db(self.store.record_issued_invite, record, invite.token)
+        return invite
+
+    async def accept_invite(self, token: str, alias: str | None) -> Friend:
+        invite = parse_invite(token, now_ms=now_ms(), known_scopes=set(self.scopes))
+        if invite.inviter_node_id == self.identity.node_id:
+            raise MeshError("this invite was created by this node; give it to another node",
+                            code=InviteReason.SELF)
+        if alias and alias.lower().startswith("0x"):
+            raise UsageError("an alias cannot start with 0x (that is how node ids are written)")
+        friend = Friend(
+            node_id=invite.inviter_node_id,
+            public_key=invite.inviter_public_key,
+            alias=alias or self.free_alias(invite.alias),
+            scopes=list(invite.scopes),
+            relay_hosts=list(invite.relay_hosts),
+            endpoints=list(invite.endpoints),
+            rate_limit=invite.rate_limit,
+            added_at_ms=now_ms(),
+            invite_token=invite.raw,
+        )
+        friend = await self.db(self.store.add_friend, friend)
+        self.friend_changed(friend)
+        await self.send(friend.node_id, b"", content_type=HELLO_CONTENT_TYPE)
+        return friend
+
+    # -- messages ------------------------------------------------------------------
+
+    async def send(self, to: bytes | str, body: bytes, *, scope: str = DEFAULT_SCOPE,
+                   content_type: str = "text/plain", ttl_ms: int | None = None,
+                   reply_to: bytes | None = None) -> OutboxEntry:
+        friend = self.friends.get(to) if isinstance(to, bytes) else self.find_friend(to)
+        if friend is None:
+            raise NotFound("no such friend")
+        if friend.blocked:
+            raise UsageError(f"{friend.alias or to_checksum(friend.node_id)} is blocked; unblock it first")
+        if scope not in self.scopes:
+            raise UsageError(f"unknown scope {scope!r}")
+        max_bytes = self.config.get("messages.max_bytes")
+        if len(body) > max_bytes - 4096:
+            raise UsageError(f"message body is {len(body)} bytes; the limit is {max_bytes - 4096}")
+        now = now_ms()
+        entry = OutboxEntry(
+            message_id=os.urandom(16), to_node_id=friend.node_id, scope=scope,
+            content_type=content_type, body=body, created_at_ms=now,
+            expires_at_ms=now + (ttl_ms or self.duration_ms("messages.ttl")),
+            next_attempt_ms=now, reply_to=reply_to,
+        )
+        return await self.outbox.submit(entry)
+
+    def seal_for(self, friend: Friend, entry: OutboxEntry) -> bytes:
+        return env.seal(
+            self.identity, to_node_id=friend.node_id, to_public_key=friend.public_key,
+            scope=entry.scope, content_type=entry.content_type, body=entry.body,
+            reply_to=entry.reply_to or b"", contact=self.contact_card(),
+            invite=friend.invite_token or b"", message_id=entry.message_id,
+        )
+
+    def transports_for(self, friend: Friend) -> list[Transport]:
+        candidates = [t for t in self.transports if t.can_reach(friend)]
+        ordered = self.pm.hook.tmax_select_transport(friend=friend, candidates=candidates)
+        return candidates if ordered is None else ordered
+
+    def transport_failed(self, transport: Transport, friend: Friend, err: Exception) -> None:
+        log.info("send to %s via %s failed: %s", to_checksum(friend.node_id), transport.name, err)
+
+    async def message_status(self, message_id: bytes) -> OutboxEntry:
+        entry = await self.db(self.store.outbox_get, message_id)
+        if entry is None:
+            raise NotFound(f"no sent message with id {message_id.hex()}")
+        return entry
+
+    async def wait_message(self, message_id: bytes, timeout: float) -> OutboxEntry:
+        await self.message_status(message_id)
+        entry = await self.outbox.wait_final(message_id, timeout)
+        assert entry is not None
+        return entry
+
+    # -- inbox -----------------------------------------------------------------------
+
+    async def watch_inbox(self, include_existing_unread: bool) -> AsyncIterator[Any]:
+        """Yield inbox messages as they arrive (rowid-ordered; nothing is buffered per watcher)."""
+        rows = await self.db(self.store.inbox_list, True, None, 0)
+        last = rows[-1][0] if rows else 0
+        if include_existing_unread:
+            for _rowid, message in rows:
+                yield message
+        while True:
+            async with self._inbox_changed:
+                await self._inbox_changed.wait()
+            rows = await self.db(self.store.inbox_list, False, None, last)
+            for rowid, message in rows:
+                last = rowid
+                yield message
+
+    # -- status ------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        transports = []
+        for t in self.transports:
+            details = t.status()
+            transports.append({"name": t.name, "state": details.pop("state", "unknown"), **details})
+        return {
+            "node_id": self.node_id_hex,
+            "friends": len(self.friends),
+            "transports": transports,
+            "peer_listen": self.peer_listen,
+            "uptime_ms": int((time.monotonic() - self.started_at) * 1000),
+            "inbox_unread": await self.db(self.store.inbox_unread),
+            "outbox": await self.db(self.store.outbox_counts),
+            "sinks": [s.name for s in self.sinks],
+        }

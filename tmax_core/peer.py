@@ -1,0 +1,135 @@
+"""Direct node-to-node delivery: the PeerService server and the core
+``direct`` transport that dials a friend's known endpoints.
+
+Both sides move raw envelope/ack bytes (no protobuf round trip) so what is
+verified is exactly what was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from tmax_core.model import Friend, IngressSource
+
+if TYPE_CHECKING:
+    from tmax_core.node import Node
+
+log = logging.getLogger("tmax_mesh.peer")
+
+SERVICE = "tmax_mesh.v1.PeerService"
+DELIVER = f"/{SERVICE}/Deliver"
+ENVELOPE_OVERHEAD = 64 * 1024  # headers, keys, signature and invite around the body
+
+
+def grpc_options(max_bytes: int) -> list[tuple[str, Any]]:
+    size = max_bytes + ENVELOPE_OVERHEAD
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def source_from_peer(transport: str, peer: str) -> IngressSource:
+    """Key direct traffic by the remote IP (the port changes per connection)."""
+    host = peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer
+    return IngressSource(transport=transport, peer=host)
+
+
+async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, str]:
+    """Serve PeerService on ``listen`` (HOST:PORT, port 0 allowed); returns the bound address."""
+
+    async def deliver(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return await node.handle_envelope(request, source_from_peer("direct", context.peer()))
+
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(deliver)}
+    )
+    server = grpc.aio.server(options=grpc_options(node.config.get("messages.max_bytes")))
+    server.add_generic_rpc_handlers((handler,))
+    host, _, port = listen.rpartition(":")
+    bound = server.add_insecure_port(listen)
+    if bound == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    return server, f"{host}:{bound}"
+
+
+class DirectTransport:
+    """Dial a friend's advertised endpoints (from the invite or contact card)."""
+
+    name = "direct"
+    cost = 10
+    DIAL_TIMEOUT_S = 1.0
+    RETRY_AFTER_FAILURE_S = 5.0
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._failed_until: dict[str, float] = {}
+        self._options = grpc_options(node.config.get("messages.max_bytes"))
+        self.sent = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(ch.close() for ch in self._channels.values()), return_exceptions=True)
+        self._channels.clear()
+
+    def endpoints(self, friend: Friend) -> list[str]:
+        return list(friend.endpoints)
+
+    def can_reach(self, friend: Friend) -> bool:
+        now = time.monotonic()
+        return any(self._failed_until.get(ep, 0) <= now for ep in self.endpoints(friend))
+
+    async def send(self, friend: Friend, envelope: bytes, timeout: float) -> bytes:
+        now = time.monotonic()
+        last: Exception = ConnectionError("no endpoint")
+        for endpoint in self.endpoints(friend):
+            if self._failed_until.get(endpoint, 0) > now:
+                continue
+            channel = self._channel(endpoint)
+            try:
+                if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
+                    await asyncio.wait_for(channel.channel_ready(), self.DIAL_TIMEOUT_S)
+                ack = await channel.unary_unary(DELIVER)(envelope, timeout=timeout)
+            except (grpc.aio.AioRpcError, TimeoutError) as err:
+                self._failed_until[endpoint] = time.monotonic() + self.RETRY_AFTER_FAILURE_S
+                self._drop(endpoint)
+                last = ConnectionError(f"{endpoint}: {_describe(err)}")
+                continue
+            self._failed_until.pop(endpoint, None)
+            self.sent += 1
+            return ack
+        raise last
+
+    def status(self) -> dict[str, Any]:
+        failing = sorted(ep for ep, t in self._failed_until.items() if t > time.monotonic())
+        return {"state": "ready", "channels": len(self._channels), "failing_endpoints": failing,
+                "sent": self.sent}
+
+    def _channel(self, endpoint: str) -> grpc.aio.Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(endpoint, options=self._options)
+            self._channels[endpoint] = channel
+        return channel
+
+    def _drop(self, endpoint: str) -> None:
+        channel = self._channels.pop(endpoint, None)
+        if channel is not None:
+            task = asyncio.ensure_future(channel.close())
+            task.add_done_callback(lambda _t: None)
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, grpc.aio.AioRpcError):
+        return f"{err.code().name} {err.details() or ''}".strip()
+    return "dial timed out"
