@@ -16,7 +16,7 @@ import grpc
 
 from tmax_core import __version__
 from tmax_core.crypto import to_checksum
-from tmax_core.errors import MeshError, NotFound, UsageError
+from tmax_core.errors import MeshError, UsageError
 from tmax_core.model import Friend, InboxMessage, IssuedInvite, OutboxEntry, RateLimit
 from tmax_core.node import Node
 from tmax_core.proto import node_pb2 as pb
@@ -55,35 +55,56 @@ def hex_id(text: str, what: str, length: int) -> bytes:
 
 def friend_pb(f: Friend) -> pb.Friend:
     return pb.Friend(
-        node_id=to_checksum(f.node_id), alias=f.alias or "", blocked=f.blocked, scopes=f.scopes,
-        relay_hosts=f.relay_hosts, endpoints=f.endpoints, added_at_ms=f.added_at_ms,
+        node_id=to_checksum(f.node_id),
+        alias=f.alias or "",
+        blocked=f.blocked,
+        scopes=f.scopes,
+        relay_hosts=f.relay_hosts,
+        endpoints=f.endpoints,
+        added_at_ms=f.added_at_ms,
         last_seen_ms=f.last_seen_ms or 0,
         rate_limit=pb.RateLimit(rate_per_s=f.rate_limit.rate_per_s, burst=f.rate_limit.burst)
-        if f.rate_limit else None,
+        if f.rate_limit
+        else None,
     )
 
 
 def invite_pb(i: IssuedInvite) -> pb.IssuedInvite:
     return pb.IssuedInvite(
-        token_id=i.token_id.hex(), expires_at_ms=i.expires_at_ms,
-        uses_left=-1 if i.uses_left is None else i.uses_left, scopes=i.scopes,
-        created_at_ms=i.created_at_ms, revoked=i.revoked, max_uses=i.max_uses,
+        token_id=i.token_id.hex(),
+        expires_at_ms=i.expires_at_ms,
+        uses_left=-1 if i.uses_left is None else i.uses_left,
+        scopes=i.scopes,
+        created_at_ms=i.created_at_ms,
+        revoked=i.revoked,
+        max_uses=i.max_uses,
     )
 
 
 def msg_state_pb(e: OutboxEntry) -> pb.MsgState:
     return pb.MsgState(
-        message_id=e.message_id.hex(), status=e.status, path=e.path or "", attempts=e.attempts,
-        error=e.error or "", to=to_checksum(e.to_node_id), created_at_ms=e.created_at_ms,
+        message_id=e.message_id.hex(),
+        status=e.status,
+        path=e.path or "",
+        attempts=e.attempts,
+        error=e.error or "",
+        to=to_checksum(e.to_node_id),
+        created_at_ms=e.created_at_ms,
         delivered_at_ms=e.delivered_at_ms or 0,
     )
 
 
 def inbox_pb(m: InboxMessage) -> pb.InboxMessage:
     return pb.InboxMessage(
-        message_id=m.message_id.hex(), from_node_id=to_checksum(m.from_node_id),
-        from_alias=m.from_alias or "", sent_at_ms=m.sent_at_ms, received_at_ms=m.received_at_ms,
-        scope=m.scope, content_type=m.content_type, body=m.body, acked=m.acked,
+        message_id=m.message_id.hex(),
+        from_node_id=to_checksum(m.from_node_id),
+        from_alias=m.from_alias or "",
+        sent_at_ms=m.sent_at_ms,
+        received_at_ms=m.received_at_ms,
+        scope=m.scope,
+        content_type=m.content_type,
+        body=m.body,
+        acked=m.acked,
         reply_to=m.reply_to.hex() if m.reply_to else "",
     )
 
@@ -95,8 +116,13 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
     @_translate_errors
     async def NodeInfo(self, request: pb.Empty, context: Any) -> pb.NodeInfoReply:
         n = self.node
-        return pb.NodeInfoReply(node_id=n.node_id_hex, public_key=n.identity.public_key.hex(),
-                                state_dir=str(n.state_dir), socket=str(n.socket_path), version=__version__)
+        return pb.NodeInfoReply(
+            node_id=n.node_id_hex,
+            public_key=n.identity.public_key.hex(),
+            state_dir=str(n.state_dir),
+            socket=str(n.socket_path),
+            version=__version__,
+        )
 
     @_translate_errors
     async def NodeStatus(self, request: pb.Empty, context: Any) -> pb.NodeStatusReply:
@@ -104,11 +130,19 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
 
         s = await self.node.status()
         return pb.NodeStatusReply(
-            node_id=s["node_id"], friends=s["friends"], peer_listen=s["peer_listen"] or "",
-            uptime_ms=s["uptime_ms"], inbox_unread=s["inbox_unread"], outbox=s["outbox"], sinks=s["sinks"],
+            node_id=s["node_id"],
+            friends=s["friends"],
+            peer_listen=s["peer_listen"] or "",
+            uptime_ms=s["uptime_ms"],
+            inbox_unread=s["inbox_unread"],
+            outbox=s["outbox"],
+            sinks=s["sinks"],
             transports=[
-                pb.TransportStatus(name=t["name"], state=t["state"], details_json=json.dumps(
-                    {k: v for k, v in t.items() if k not in ("name", "state")}))
+                pb.TransportStatus(
+                    name=t["name"],
+                    state=t["state"],
+                    details_json=json.dumps({k: v for k, v in t.items() if k not in ("name", "state")}),
+                )
                 for t in s["transports"]
             ],
         )
@@ -119,13 +153,22 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
         if request.HasField("rate_limit"):
             rate = RateLimit(request.rate_limit.rate_per_s, request.rate_limit.burst)
         inv = await self.node.create_invite(
-            ttl_ms=request.ttl_ms or None, uses=request.uses if request.uses_set else None,
-            scopes=list(request.scopes), relay_hosts=list(request.relay_hosts),
-            endpoints=list(request.endpoints), alias=request.alias or None, rate_limit=rate,
+            ttl_ms=request.ttl_ms or None,
+            uses=request.uses if request.uses_set else None,
+            scopes=list(request.scopes),
+            relay_hosts=list(request.relay_hosts),
+            endpoints=list(request.endpoints),
+            alias=request.alias or None,
+            rate_limit=rate,
         )
         return pb.InviteCreateReply(
-            token=inv.token, token_id=inv.token_id.hex(), expires_at_ms=inv.expires_at_ms,
-            uses=inv.max_uses, scopes=inv.scopes, relay_hosts=inv.relay_hosts, endpoints=inv.endpoints,
+            token=inv.token,
+            token_id=inv.token_id.hex(),
+            expires_at_ms=inv.expires_at_ms,
+            uses=inv.max_uses,
+            scopes=inv.scopes,
+            relay_hosts=inv.relay_hosts,
+            endpoints=inv.endpoints,
         )
 
     @_translate_errors
@@ -159,8 +202,11 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
     @_translate_errors
     async def MsgSend(self, request: pb.MsgSendRequest, context: Any) -> pb.MsgState:
         entry = await self.node.send(
-            request.to, request.body, scope=request.scope or "message",
-            content_type=request.content_type or "text/plain", ttl_ms=request.ttl_ms or None,
+            request.to,
+            request.body,
+            scope=request.scope or "message",
+            content_type=request.content_type or "text/plain",
+            ttl_ms=request.ttl_ms or None,
             reply_to=hex_id(request.reply_to, "reply-to id", 16) if request.reply_to else None,
         )
         return msg_state_pb(entry)
@@ -200,5 +246,3 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
     async def InboxWatch(self, request: pb.InboxWatchRequest, context: Any):
         async for message in self.node.watch_inbox(request.include_existing_unread):
             yield inbox_pb(message)
-
-

@@ -110,10 +110,15 @@ class InboxSink:
 
     async def deliver(self, message: ReceivedMessage) -> None:
         row = InboxMessage(
-            message_id=message.message_id, from_node_id=message.from_node_id,
-            from_alias=message.from_alias, sent_at_ms=message.sent_at_ms,
-            received_at_ms=message.received_at_ms, scope=message.scope,
-            content_type=message.content_type, body=message.body, reply_to=message.reply_to,
+            message_id=message.message_id,
+            from_node_id=message.from_node_id,
+            from_alias=message.from_alias,
+            sent_at_ms=message.sent_at_ms,
+            received_at_ms=message.received_at_ms,
+            scope=message.scope,
+            content_type=message.content_type,
+            body=message.body,
+            reply_to=message.reply_to,
         )
         if await self.node.db(self.node.store.inbox_insert, row):
             await self.node.inbox_changed()

@@ -65,9 +65,14 @@ class CommandRegistry:
     def __init__(self) -> None:
         self.commands: dict[str, Command] = {}
 
-    def add(self, name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
-            run: Callable[[argparse.Namespace, Context], Any],
-            render: Callable[[Any], str] | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        help: str,
+        configure: Callable[[argparse.ArgumentParser], None],
+        run: Callable[[argparse.Namespace, Context], Any],
+        render: Callable[[Any], str] | None = None,
+    ) -> None:
         """Add ``tmax-mesh NAME``: ``configure`` adds arguments (sub-parsers allowed), ``run``
         returns what to print (JSON-serializable), ``render`` formats it for people."""
         if name in self.commands:
@@ -137,9 +142,20 @@ def read_body(text: str) -> bytes:
 
 
 def _render_friends(friends: list[dict]) -> str:
-    return table([[f["alias"] or "-", f["node_id"], "yes" if f["blocked"] else "no", ",".join(f["scopes"]),
-                   ",".join(f["relay_hosts"] + f["endpoints"]) or "-", fmt_time(f["last_seen_ms"])]
-                  for f in friends], ["ALIAS", "NODE ID", "BLOCKED", "SCOPES", "REACH", "LAST SEEN"])
+    return table(
+        [
+            [
+                f["alias"] or "-",
+                f["node_id"],
+                "yes" if f["blocked"] else "no",
+                ",".join(f["scopes"]),
+                ",".join(f["relay_hosts"] + f["endpoints"]) or "-",
+                fmt_time(f["last_seen_ms"]),
+            ]
+            for f in friends
+        ],
+        ["ALIAS", "NODE ID", "BLOCKED", "SCOPES", "REACH", "LAST SEEN"],
+    )
 
 
 def _render_inbox(messages: list[dict]) -> str:
@@ -154,10 +170,20 @@ def _render_message(m: dict) -> str:
 
 
 def _render_status(s: dict) -> str:
-    lines = [kv({"node id": s["node_id"], "friends": s["friends"], "peer listener": s["peer_listen"],
-                 "uptime": f"{s['uptime_ms'] // 1000}s", "inbox unread": s["inbox_unread"],
-                 "outbox": ", ".join(f"{k} {v}" for k, v in sorted(s["outbox"].items())) or "empty",
-                 "sinks": s["sinks"]}), "transports:"]
+    lines = [
+        kv(
+            {
+                "node id": s["node_id"],
+                "friends": s["friends"],
+                "peer listener": s["peer_listen"],
+                "uptime": f"{s['uptime_ms'] // 1000}s",
+                "inbox unread": s["inbox_unread"],
+                "outbox": ", ".join(f"{k} {v}" for k, v in sorted(s["outbox"].items())) or "empty",
+                "sinks": s["sinks"],
+            }
+        ),
+        "transports:",
+    ]
     for t in s["transports"]:
         extra = " ".join(f"{k}={v}" for k, v in t.items() if k not in ("name", "state"))
         lines.append(f"  {t['name']:<8} {t['state']:<12} {extra}")
@@ -193,8 +219,12 @@ def _invite(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = sub.add_parser("create", help="create a signed, expiring invite token")
     c.add_argument("--ttl", type=duration_arg, default=0, help="lifetime, e.g. 30s, 15m, 24h, 7d")
-    c.add_argument("--uses", type=non_negative_int, default=None, help="uses allowed (0 = unlimited until expiry)")
-    c.add_argument("--scope", action="append", default=[], help="scope to grant (repeatable; default message)")
+    c.add_argument(
+        "--uses", type=non_negative_int, default=None, help="uses allowed (0 = unlimited until expiry)"
+    )
+    c.add_argument(
+        "--scope", action="append", default=[], help="scope to grant (repeatable; default message)"
+    )
     c.add_argument("--relay", action="append", default=[], help="relay host URL to put in the invite")
     c.add_argument("--endpoint", action="append", default=[], help="HOST:PORT where this node can be dialled")
     c.add_argument("--alias", default="", help="the name this node suggests for itself")
@@ -217,8 +247,15 @@ def _run_invite(args: argparse.Namespace, ctx: Context) -> Any:
             if args.rate is None or args.burst is None:
                 raise UsageError("give both --rate and --burst")
             rate = (args.rate, args.burst)
-        return c.invite_create(ttl_ms=args.ttl, uses=args.uses, scopes=args.scope, relay_hosts=args.relay,
-                               endpoints=args.endpoint, alias=args.alias, rate_limit=rate)
+        return c.invite_create(
+            ttl_ms=args.ttl,
+            uses=args.uses,
+            scopes=args.scope,
+            relay_hosts=args.relay,
+            endpoints=args.endpoint,
+            alias=args.alias,
+            rate_limit=rate,
+        )
     if args.action == "accept":
         return c.invite_accept(args.token, args.alias or None)
     if args.action == "list":
@@ -228,15 +265,26 @@ def _run_invite(args: argparse.Namespace, ctx: Context) -> Any:
 
 def _render_invite(obj: Any) -> str:
     if isinstance(obj, list):
-        return table([[i["token_id"], fmt_time(i["expires_at_ms"]),
-                       "unlimited" if i["uses_left"] is None else str(i["uses_left"]),
-                       ",".join(i["scopes"]), "revoked" if i["revoked"] else ""] for i in obj],
-                     ["TOKEN ID", "EXPIRES", "USES LEFT", "SCOPES", ""])
+        return table(
+            [
+                [
+                    i["token_id"],
+                    fmt_time(i["expires_at_ms"]),
+                    "unlimited" if i["uses_left"] is None else str(i["uses_left"]),
+                    ",".join(i["scopes"]),
+                    "revoked" if i["revoked"] else "",
+                ]
+                for i in obj
+            ],
+            ["TOKEN ID", "EXPIRES", "USES LEFT", "SCOPES", ""],
+        )
     if "token" in obj:
         uses = "unlimited uses" if obj["uses"] is None else f"{obj['uses']} use(s)"
-        return (f"{obj['token']}\n\ntoken id {obj['token_id']}, expires {fmt_time(obj['expires_at_ms'])}, "
-                f"{uses}, scopes {','.join(obj['scopes'])}\n"
-                "Give the token to the other node: tmax-mesh invite accept TOKEN")
+        return (
+            f"{obj['token']}\n\ntoken id {obj['token_id']}, expires {fmt_time(obj['expires_at_ms'])}, "
+            f"{uses}, scopes {','.join(obj['scopes'])}\n"
+            "Give the token to the other node: tmax-mesh invite accept TOKEN"
+        )
     if "revoked" in obj:
         return f"revoked invite {obj['token_id']}"
     return "friend added:\n" + kv(obj)
@@ -245,8 +293,11 @@ def _render_invite(obj: Any) -> str:
 def _friends(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     sub.add_parser("list", help="list friends")
-    for action, text in (("block", "reject this friend's messages"), ("unblock", "accept them again"),
-                         ("remove", "forget this friend")):
+    for action, text in (
+        ("block", "reject this friend's messages"),
+        ("unblock", "accept them again"),
+        ("remove", "forget this friend"),
+    ):
         sp = sub.add_parser(action, help=text)
         sp.add_argument("friend", help="node id or alias")
 
@@ -276,7 +327,9 @@ def _msg(p: argparse.ArgumentParser) -> None:
     s.add_argument("--timeout", type=positive_float, default=30.0, help="seconds to wait (default 30)")
     s.add_argument("--scope", default="", help="scope (default message)")
     s.add_argument("--content-type", default="", help="content type (default text/plain)")
-    s.add_argument("--ttl", type=duration_arg, default=0, help="give up after this long (default messages.ttl)")
+    s.add_argument(
+        "--ttl", type=duration_arg, default=0, help="give up after this long (default messages.ttl)"
+    )
     s.add_argument("--reply-to", default="", help="message id this answers")
     s.add_argument("body", help="message text, or - to read stdin")
     st = sub.add_parser("status", help="delivery status of a sent message")
@@ -287,8 +340,14 @@ def _run_msg(args: argparse.Namespace, ctx: Context) -> Any:
     c = ctx.client()
     if args.action == "status":
         return c.msg_status(args.message_id)
-    sent = c.msg_send(args.to, read_body(args.body), scope=args.scope, content_type=args.content_type,
-                      ttl_ms=args.ttl, reply_to=args.reply_to)
+    sent = c.msg_send(
+        args.to,
+        read_body(args.body),
+        scope=args.scope,
+        content_type=args.content_type,
+        ttl_ms=args.ttl,
+        reply_to=args.reply_to,
+    )
     if not args.wait:
         return sent
     result = c.msg_wait(sent["message_id"], args.timeout)
@@ -350,8 +409,9 @@ def _run_plugins(args: argparse.Namespace, ctx: Context) -> Any:
 
 
 def _render_plugins(plugins: list[dict]) -> str:
-    return table([[p["name"], p["version"], ", ".join(p["hooks"])] for p in plugins],
-                 ["NAME", "VERSION", "HOOKS"])
+    return table(
+        [[p["name"], p["version"], ", ".join(p["hooks"])] for p in plugins], ["NAME", "VERSION", "HOOKS"]
+    )
 
 
 def register_builtin_commands(cli: CommandRegistry) -> None:
@@ -363,8 +423,9 @@ def register_builtin_commands(cli: CommandRegistry) -> None:
     cli.add("msg", "send messages and check their delivery", _msg, _run_msg, _render_msg)
     cli.add("inbox", "read, ack and watch received messages", _inbox, _run_inbox, _render_inbox_cmd)
     cli.add("config", "show and edit config.toml", configure_config, run_config, render_config)
-    cli.add("plugins", "installed plugins and the hooks they implement", _plugins, _run_plugins,
-            _render_plugins)
+    cli.add(
+        "plugins", "installed plugins and the hooks they implement", _plugins, _run_plugins, _render_plugins
+    )
 
 
 def build_parser(cli: CommandRegistry) -> argparse.ArgumentParser:
@@ -372,10 +433,15 @@ def build_parser(cli: CommandRegistry) -> argparse.ArgumentParser:
     common.add_argument("--state-dir", default=argparse.SUPPRESS, help="state folder of the node")
     common.add_argument("--socket", default=argparse.SUPPRESS, help="local API socket")
     common.add_argument("--config", default=argparse.SUPPRESS, help="config file")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    parser = argparse.ArgumentParser(prog="tmax-mesh", parents=[common],
-                                     description="Talk to a tmax-mesh node: invites, friends, messages.")
+    parser = argparse.ArgumentParser(
+        prog="tmax-mesh",
+        parents=[common],
+        description="Talk to a tmax-mesh node: invites, friends, messages.",
+    )
     parser.add_argument("--version", action="version", version=f"tmax-mesh {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in cli.commands.values():
@@ -396,8 +462,6 @@ def _share_common(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
                 _share_common(child, common)
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -407,8 +471,13 @@ def main(argv: list[str] | None = None) -> int:
         register_builtin_commands(cli)
         pm.hook.tmax_register_commands(cli=cli)
         args = build_parser(cli).parse_args(argv)
-        for name, default in (("state_dir", None), ("socket", None), ("config", None), ("json", False),
-                              ("debug", False)):
+        for name, default in (
+            ("state_dir", None),
+            ("socket", None),
+            ("config", None),
+            ("json", False),
+            ("debug", False),
+        ):
             if not hasattr(args, name):
                 setattr(args, name, default)
         args._exit_code = 0

@@ -35,46 +35,78 @@ def body_for_json(content_type: str, body: bytes) -> tuple[str, str | None]:
 
 def friend_dict(f: pb.Friend) -> dict[str, Any]:
     return {
-        "node_id": f.node_id, "alias": f.alias or None, "blocked": f.blocked, "scopes": list(f.scopes),
-        "relay_hosts": list(f.relay_hosts), "endpoints": list(f.endpoints),
-        "added_at_ms": f.added_at_ms, "last_seen_ms": f.last_seen_ms or None,
+        "node_id": f.node_id,
+        "alias": f.alias or None,
+        "blocked": f.blocked,
+        "scopes": list(f.scopes),
+        "relay_hosts": list(f.relay_hosts),
+        "endpoints": list(f.endpoints),
+        "added_at_ms": f.added_at_ms,
+        "last_seen_ms": f.last_seen_ms or None,
         "rate_limit": {"rate_per_s": f.rate_limit.rate_per_s, "burst": f.rate_limit.burst}
-        if f.HasField("rate_limit") else None,
+        if f.HasField("rate_limit")
+        else None,
     }
 
 
 def msg_dict(m: pb.MsgState) -> dict[str, Any]:
-    return {"message_id": m.message_id, "status": m.status, "path": m.path or None,
-            "attempts": m.attempts, "error": m.error or None, "to": m.to,
-            "created_at_ms": m.created_at_ms, "delivered_at_ms": m.delivered_at_ms or None}
+    return {
+        "message_id": m.message_id,
+        "status": m.status,
+        "path": m.path or None,
+        "attempts": m.attempts,
+        "error": m.error or None,
+        "to": m.to,
+        "created_at_ms": m.created_at_ms,
+        "delivered_at_ms": m.delivered_at_ms or None,
+    }
 
 
 def inbox_dict(m: pb.InboxMessage) -> dict[str, Any]:
     body, encoding = body_for_json(m.content_type, m.body)
-    out = {"message_id": m.message_id, "from_node_id": m.from_node_id, "from_alias": m.from_alias or None,
-           "sent_at_ms": m.sent_at_ms, "received_at_ms": m.received_at_ms, "scope": m.scope,
-           "content_type": m.content_type, "body": body, "acked": m.acked,
-           "reply_to": m.reply_to or None}
+    out = {
+        "message_id": m.message_id,
+        "from_node_id": m.from_node_id,
+        "from_alias": m.from_alias or None,
+        "sent_at_ms": m.sent_at_ms,
+        "received_at_ms": m.received_at_ms,
+        "scope": m.scope,
+        "content_type": m.content_type,
+        "body": body,
+        "acked": m.acked,
+        "reply_to": m.reply_to or None,
+    }
     if encoding:
         out["body_encoding"] = encoding
     return out
 
 
 def invite_dict(i: pb.IssuedInvite) -> dict[str, Any]:
-    return {"token_id": i.token_id, "expires_at_ms": i.expires_at_ms,
-            "uses_left": None if i.uses_left < 0 else i.uses_left, "scopes": list(i.scopes),
-            "created_at_ms": i.created_at_ms, "revoked": i.revoked, "max_uses": i.max_uses}
+    return {
+        "token_id": i.token_id,
+        "expires_at_ms": i.expires_at_ms,
+        "uses_left": None if i.uses_left < 0 else i.uses_left,
+        "scopes": list(i.scopes),
+        "created_at_ms": i.created_at_ms,
+        "revoked": i.revoked,
+        "max_uses": i.max_uses,
+    }
 
 
 def status_dict(s: pb.NodeStatusReply) -> dict[str, Any]:
     import json
 
     return {
-        "node_id": s.node_id, "friends": s.friends, "peer_listen": s.peer_listen or None,
-        "uptime_ms": s.uptime_ms, "inbox_unread": s.inbox_unread, "outbox": dict(s.outbox),
+        "node_id": s.node_id,
+        "friends": s.friends,
+        "peer_listen": s.peer_listen or None,
+        "uptime_ms": s.uptime_ms,
+        "inbox_unread": s.inbox_unread,
+        "outbox": dict(s.outbox),
         "sinks": list(s.sinks),
-        "transports": [{"name": t.name, "state": t.state, **json.loads(t.details_json or "{}")}
-                       for t in s.transports],
+        "transports": [
+            {"name": t.name, "state": t.state, **json.loads(t.details_json or "{}")} for t in s.transports
+        ],
     }
 
 
@@ -93,35 +125,70 @@ class _Methods:
     _call: Callable[..., Any]
 
     def node_info(self) -> Any:
-        return self._call("NodeInfo", pb.Empty(), lambda r: {
-            "node_id": r.node_id, "public_key": r.public_key, "state_dir": r.state_dir,
-            "socket": r.socket, "version": r.version})
+        return self._call(
+            "NodeInfo",
+            pb.Empty(),
+            lambda r: {
+                "node_id": r.node_id,
+                "public_key": r.public_key,
+                "state_dir": r.state_dir,
+                "socket": r.socket,
+                "version": r.version,
+            },
+        )
 
     def node_status(self) -> Any:
         return self._call("NodeStatus", pb.Empty(), status_dict)
 
-    def invite_create(self, *, ttl_ms: int = 0, uses: int | None = None, scopes: list[str] = (),
-                      relay_hosts: list[str] = (), endpoints: list[str] = (), alias: str = "",
-                      rate_limit: tuple[float, int] | None = None) -> Any:
+    def invite_create(
+        self,
+        *,
+        ttl_ms: int = 0,
+        uses: int | None = None,
+        scopes: list[str] = (),
+        relay_hosts: list[str] = (),
+        endpoints: list[str] = (),
+        alias: str = "",
+        rate_limit: tuple[float, int] | None = None,
+    ) -> Any:
         req = pb.InviteCreateRequest(
-            ttl_ms=ttl_ms, uses=uses or 0, uses_set=uses is not None, scopes=scopes,
-            relay_hosts=relay_hosts, endpoints=endpoints, alias=alias,
-            rate_limit=pb.RateLimit(rate_per_s=rate_limit[0], burst=rate_limit[1]) if rate_limit else None)
-        return self._call("InviteCreate", req, lambda r: {
-            "token": r.token, "token_id": r.token_id, "expires_at_ms": r.expires_at_ms,
-            "uses": r.uses or None, "scopes": list(r.scopes), "relay_hosts": list(r.relay_hosts),
-            "endpoints": list(r.endpoints)})
+            ttl_ms=ttl_ms,
+            uses=uses or 0,
+            uses_set=uses is not None,
+            scopes=scopes,
+            relay_hosts=relay_hosts,
+            endpoints=endpoints,
+            alias=alias,
+            rate_limit=pb.RateLimit(rate_per_s=rate_limit[0], burst=rate_limit[1]) if rate_limit else None,
+        )
+        return self._call(
+            "InviteCreate",
+            req,
+            lambda r: {
+                "token": r.token,
+                "token_id": r.token_id,
+                "expires_at_ms": r.expires_at_ms,
+                "uses": r.uses or None,
+                "scopes": list(r.scopes),
+                "relay_hosts": list(r.relay_hosts),
+                "endpoints": list(r.endpoints),
+            },
+        )
 
     def invite_accept(self, token: str, alias: str | None = None) -> Any:
         return self._call("InviteAccept", pb.InviteAcceptRequest(token=token, alias=alias or ""), friend_dict)
 
-    def invite_list(self, all: bool = False) -> Any:  # noqa: A002 - mirrors --all
-        return self._call("InviteList", pb.InviteListRequest(all=all),
-                          lambda r: [invite_dict(i) for i in r.invites])
+    def invite_list(self, all: bool = False) -> Any:
+        return self._call(
+            "InviteList", pb.InviteListRequest(all=all), lambda r: [invite_dict(i) for i in r.invites]
+        )
 
     def invite_revoke(self, token_id: str) -> Any:
-        return self._call("InviteRevoke", pb.InviteRevokeRequest(token_id=token_id),
-                          lambda r: {"token_id": token_id, "revoked": True})
+        return self._call(
+            "InviteRevoke",
+            pb.InviteRevokeRequest(token_id=token_id),
+            lambda r: {"token_id": token_id, "revoked": True},
+        )
 
     def friends_list(self) -> Any:
         return self._call("FriendsList", pb.Empty(), lambda r: [friend_dict(f) for f in r.friends])
@@ -132,26 +199,43 @@ class _Methods:
     def friend_remove(self, ref: str) -> Any:
         return self._call("FriendRemove", pb.FriendRef(ref=ref), lambda r: {"removed": ref})
 
-    def msg_send(self, to: str, body: bytes, *, scope: str = "", content_type: str = "",
-                 ttl_ms: int = 0, reply_to: str = "") -> Any:
-        req = pb.MsgSendRequest(to=to, body=body, scope=scope, content_type=content_type, ttl_ms=ttl_ms,
-                                reply_to=reply_to)
+    def msg_send(
+        self,
+        to: str,
+        body: bytes,
+        *,
+        scope: str = "",
+        content_type: str = "",
+        ttl_ms: int = 0,
+        reply_to: str = "",
+    ) -> Any:
+        req = pb.MsgSendRequest(
+            to=to, body=body, scope=scope, content_type=content_type, ttl_ms=ttl_ms, reply_to=reply_to
+        )
         return self._call("MsgSend", req, msg_dict)
 
     def msg_status(self, message_id: str) -> Any:
         return self._call("MsgStatus", pb.MsgStatusRequest(message_id=message_id), msg_dict)
 
     def msg_wait(self, message_id: str, timeout_s: float) -> Any:
-        return self._call("MsgWait", pb.MsgWaitRequest(message_id=message_id, timeout_s=timeout_s), msg_dict,
-                          timeout=timeout_s + 10)
+        return self._call(
+            "MsgWait",
+            pb.MsgWaitRequest(message_id=message_id, timeout_s=timeout_s),
+            msg_dict,
+            timeout=timeout_s + 10,
+        )
 
     def inbox_list(self, unread: bool = False, limit: int = 0) -> Any:
-        return self._call("InboxList", pb.InboxListRequest(unread=unread, limit=limit),
-                          lambda r: [inbox_dict(m) for m in r.messages])
+        return self._call(
+            "InboxList",
+            pb.InboxListRequest(unread=unread, limit=limit),
+            lambda r: [inbox_dict(m) for m in r.messages],
+        )
 
-    def inbox_ack(self, message_ids: list[str] = (), all: bool = False) -> Any:  # noqa: A002
-        return self._call("InboxAck", pb.InboxAckRequest(message_ids=message_ids, all=all),
-                          lambda r: {"acked": r.acked})
+    def inbox_ack(self, message_ids: list[str] = (), all: bool = False) -> Any:
+        return self._call(
+            "InboxAck", pb.InboxAckRequest(message_ids=message_ids, all=all), lambda r: {"acked": r.acked}
+        )
 
     def inbox_unread(self) -> Any:
         return self._call("InboxUnread", pb.Empty(), lambda r: {"unread": r.unread})
@@ -166,10 +250,14 @@ class NodeClient(_Methods):
         self._channel = grpc.insecure_channel(f"unix:{self.socket}")
         self._stub = node_pb2_grpc.NodeApiStub(self._channel)
 
-    def _call(self, method: str, request: Any, convert: Callable[[Any], Any], timeout: float | None = None) -> Any:
+    def _call(
+        self, method: str, request: Any, convert: Callable[[Any], Any], timeout: float | None = None
+    ) -> Any:
         if not self.socket.exists():
-            raise NodeNotRunning(f"no tmax-node is running: {self.socket} does not exist; "
-                                 "start one with `tmax-node --state-dir DIR`")
+            raise NodeNotRunning(
+                f"no tmax-node is running: {self.socket} does not exist; "
+                "start one with `tmax-node --state-dir DIR`"
+            )
         try:
             return convert(getattr(self._stub, method)(request, timeout=timeout or self.timeout))
         except grpc.RpcError as err:
@@ -178,7 +266,9 @@ class NodeClient(_Methods):
     def inbox_watch(self, include_existing_unread: bool = False) -> Iterator[dict[str, Any]]:
         """Yield inbox messages as they arrive, until the node stops or the caller breaks."""
         try:
-            for m in self._stub.InboxWatch(pb.InboxWatchRequest(include_existing_unread=include_existing_unread)):
+            for m in self._stub.InboxWatch(
+                pb.InboxWatchRequest(include_existing_unread=include_existing_unread)
+            ):
                 yield inbox_dict(m)
         except grpc.RpcError as err:
             raise _error(err, self.socket) from None
@@ -202,8 +292,9 @@ class AsyncNodeClient(_Methods):
         self._channel = grpc.aio.insecure_channel(f"unix:{self.socket}")
         self._stub = node_pb2_grpc.NodeApiStub(self._channel)
 
-    async def _call(self, method: str, request: Any, convert: Callable[[Any], Any],
-                    timeout: float | None = None) -> Any:
+    async def _call(
+        self, method: str, request: Any, convert: Callable[[Any], Any], timeout: float | None = None
+    ) -> Any:
         try:
             return convert(await getattr(self._stub, method)(request, timeout=timeout or self.timeout))
         except grpc.RpcError as err:

@@ -42,8 +42,9 @@ def run_config(args: argparse.Namespace, ctx: Any) -> Any:
 def render_config(obj: Any) -> str:
     if isinstance(obj, list):
         width = max(len(k["key"]) for k in obj)
-        return "\n".join(f"{k['key'].ljust(width)}  {_show(k['value'])}  ({k['source']})  # {k['help']}"
-                         for k in obj)
+        return "\n".join(
+            f"{k['key'].ljust(width)}  {_show(k['value'])}  ({k['source']})  # {k['help']}" for k in obj
+        )
     if "exists" in obj:
         return obj["path"] + ("" if obj["exists"] else "  (not created yet)")
     if "removed" in obj:

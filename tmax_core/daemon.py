@@ -44,9 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-listen", metavar="HOST:PORT", help="serve PeerService for direct delivery")
     p.add_argument("--relay", action="append", metavar="URL", help="relay host URL (repeatable)")
     p.add_argument("--ready-file", help="write a JSON ready file here once listening")
-    p.add_argument("--log-level", default=os.environ.get("TMAX_LOG_LEVEL", "info"),
-                   choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default=os.environ.get("TMAX_LOG_FORMAT", "text"), choices=["text", "json"])
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("TMAX_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    p.add_argument(
+        "--log-format", default=os.environ.get("TMAX_LOG_FORMAT", "text"), choices=["text", "json"]
+    )
     p.add_argument("--version", action="version", version=f"tmax-node {__version__}")
     return p
 
@@ -87,8 +92,9 @@ async def run(args: argparse.Namespace) -> None:
         recovery = args.recovery_key or os.environ.get("TMAX_RECOVERY_KEY_FILE")
         identity = load_or_create(state_dir, Path(recovery) if recovery else None)
         store = Store.open(state_dir / "state.db")
-        node = Node(state_dir=state_dir, config=config, pm=pm, identity=identity, store=store,
-                    socket_path=sock)
+        node = Node(
+            state_dir=state_dir, config=config, pm=pm, identity=identity, store=store, socket_path=sock
+        )
         await serve(node, sock, Path(args.ready_file) if args.ready_file else None)
     finally:
         lock.release()
@@ -115,8 +121,15 @@ async def serve(node: Node, sock: Path, ready_file: Path | None) -> None:
         await server.start()
         os.chmod(sock, 0o600)
         if ready_file is not None:
-            write_ready_file(ready_file, {"pid": os.getpid(), "node_id": node.node_id_hex,
-                                          "socket": str(sock), "peer_listen": node.peer_listen})
+            write_ready_file(
+                ready_file,
+                {
+                    "pid": os.getpid(),
+                    "node_id": node.node_id_hex,
+                    "socket": str(sock),
+                    "peer_listen": node.peer_listen,
+                },
+            )
         log.info("local API on %s", sock)
         await stop.wait()
         log.info("shutting down")

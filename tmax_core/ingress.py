@@ -52,20 +52,38 @@ class Ingress:
             parsed = env.parse(data, self.max_bytes)
         except EnvelopeError as err:
             log.info("reject from %s: %s (%s)", source.peer, err.code, err)
-            return env.make_ack(node.identity, message_id=b"", to_node_id=b"", status=REJECTED,
-                                reason=err.code, detail=str(err))
+            return env.make_ack(
+                node.identity,
+                message_id=b"",
+                to_node_id=b"",
+                status=REJECTED,
+                reason=err.code,
+                detail=str(err),
+            )
         try:
             status = await self._pipeline(parsed, source)
-            return env.make_ack(node.identity, message_id=parsed.message_id,
-                                to_node_id=parsed.from_node_id, status=status)
+            return env.make_ack(
+                node.identity, message_id=parsed.message_id, to_node_id=parsed.from_node_id, status=status
+            )
         except Rejected as rej:
-            log.info("reject %s from %s via %s/%s: %s %s", parsed.message_id.hex(),
-                     to_checksum(parsed.from_node_id), source.transport, source.peer,
-                     rej.reason, rej.detail)
+            log.info(
+                "reject %s from %s via %s/%s: %s %s",
+                parsed.message_id.hex(),
+                to_checksum(parsed.from_node_id),
+                source.transport,
+                source.peer,
+                rej.reason,
+                rej.detail,
+            )
             node.metrics_rejected(rej.reason)
-            return env.make_ack(node.identity, message_id=parsed.message_id,
-                                to_node_id=parsed.from_node_id, status=REJECTED,
-                                reason=rej.reason, detail=rej.detail)
+            return env.make_ack(
+                node.identity,
+                message_id=parsed.message_id,
+                to_node_id=parsed.from_node_id,
+                status=REJECTED,
+                reason=rej.reason,
+                detail=rej.detail,
+            )
 
     async def _pipeline(self, parsed: env.ParsedEnvelope, source: IngressSource) -> int:
         node = self.node
@@ -149,8 +167,12 @@ class Ingress:
                 raise Rejected(err.code, str(err)) from None
             node.friend_changed(friend)
             message.from_alias = friend.alias
-            log.info("new friend %s (%s) via invite %s", to_checksum(friend.node_id), friend.alias,
-                     invite.token_id.hex())
+            log.info(
+                "new friend %s (%s) via invite %s",
+                to_checksum(friend.node_id),
+                friend.alias,
+                invite.token_id.hex(),
+            )
         elif card is not None:
             await node.update_contact(friend, list(card.relay_hosts), list(card.endpoints))
         try:

@@ -52,8 +52,16 @@ add us as a friend; it is acknowledged but not delivered to any sink."""
 
 
 class Node:
-    def __init__(self, *, state_dir: Path, config: Config, pm: pluggy.PluginManager,
-                 identity: NodeIdentity, store: Store, socket_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        config: Config,
+        pm: pluggy.PluginManager,
+        identity: NodeIdentity,
+        store: Store,
+        socket_path: Path,
+    ) -> None:
         self.state_dir = state_dir
         self.config = config
         self.pm = pm
@@ -67,6 +75,7 @@ class Node:
         self.sinks: list[DeliverySink] = []
         self.scopes: dict[str, InviteScope] = {}
         self.counters: Counter[str] = Counter()
+        self.friend_listeners: list[Callable[[], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-db")
         self._inbox_changed = asyncio.Condition()
         self._peer_server: Any = None
@@ -109,8 +118,13 @@ class Node:
             await transport.start()
         await self.outbox.start()
         self.pm.hook.tmax_node_started(node=self)
-        log.info("node %s started (sinks %s, transports %s, peer listener %s)", self.node_id_hex,
-                 [s.name for s in self.sinks], [t.name for t in self.transports], self.peer_listen)
+        log.info(
+            "node %s started (sinks %s, transports %s, peer listener %s)",
+            self.node_id_hex,
+            [s.name for s in self.sinks],
+            [t.name for t in self.transports],
+            self.peer_listen,
+        )
 
     async def stop(self) -> None:
         self.pm.hook.tmax_node_stopping(node=self)
@@ -170,8 +184,13 @@ class Node:
         if message.content_type != HELLO_CONTENT_TYPE:
             for sink in self.sinks:
                 await sink.deliver(message)
-        await self.db(self.store.seen_record, message.message_id, message.from_node_id, "accepted",
-                      message.received_at_ms)
+        await self.db(
+            self.store.seen_record,
+            message.message_id,
+            message.from_node_id,
+            "accepted",
+            message.received_at_ms,
+        )
         friend = self.friends.get(message.from_node_id)
         if friend is not None:
             friend.last_seen_ms = message.received_at_ms
@@ -190,9 +209,14 @@ class Node:
 
     # -- friends -----------------------------------------------------------------
 
-    def friend_changed(self, friend: Friend) -> None:
-        self.friends[friend.node_id] = friend
+    def friend_changed(self, friend: Friend | None = None) -> None:
+        """Record a changed friend (or just notify), kick the outbox and tell
+        ``friend_listeners`` (e.g. the relay transport's lookup allow-list)."""
+        if friend is not None:
+            self.friends[friend.node_id] = friend
         self.outbox.kick()
+        for listener in self.friend_listeners:
+            listener()
 
     def free_alias(self, wanted: str | None) -> str | None:
         """``wanted`` if no friend uses it yet, else ``wanted-2``, ``wanted-3``..."""
@@ -206,9 +230,11 @@ class Node:
         return alias
 
     async def update_contact(self, friend: Friend, relay_hosts: list[str], endpoints: list[str]) -> None:
-        if (relay_hosts and relay_hosts != friend.relay_hosts) or (endpoints and endpoints != friend.endpoints):
+        if (relay_hosts and relay_hosts != friend.relay_hosts) or (
+            endpoints and endpoints != friend.endpoints
+        ):
             await self.db(self.store.update_friend_contact, friend.node_id, relay_hosts, endpoints)
-            self.friends[friend.node_id] = await self.db(self.store.get_friend, friend.node_id)
+            self.friend_changed(await self.db(self.store.get_friend, friend.node_id))
 
     async def first_contact_done(self, friend: Friend) -> None:
         friend.invite_token = None
@@ -233,20 +259,22 @@ class Node:
     async def set_blocked(self, ref: str, blocked: bool) -> Friend:
         friend = self.find_friend(ref)
         updated = await self.db(self.store.set_blocked, friend.node_id, blocked)
-        self.friends[friend.node_id] = updated
+        self.friend_changed(updated)
         return updated
 
     async def remove_friend(self, ref: str) -> Friend:
         friend = self.find_friend(ref)
         await self.db(self.store.remove_friend, friend.node_id)
         self.friends.pop(friend.node_id, None)
+        self.friend_changed()
         return friend
 
     # -- invites -------------------------------------------------------------------
 
     def contact_card(self) -> mesh_pb2.ContactCard:
         return mesh_pb2.ContactCard(
-            relay_hosts=self.relay_hosts(), endpoints=self.advertised_endpoints(),
+            relay_hosts=self.relay_hosts(),
+            endpoints=self.advertised_endpoints(),
             alias=self.config.get("node.alias") or "",
         )
 
@@ -262,9 +290,17 @@ class Node:
             return []
         return [self.peer_listen]
 
-    async def create_invite(self, *, ttl_ms: int | None, uses: int | None, scopes: list[str],
-                            relay_hosts: list[str], endpoints: list[str], alias: str | None,
-                            rate_limit: RateLimit | None) -> Invite:
+    async def create_invite(
+        self,
+        *,
+        ttl_ms: int | None,
+        uses: int | None,
+        scopes: list[str],
+        relay_hosts: list[str],
+        endpoints: list[str],
+        alias: str | None,
+        rate_limit: RateLimit | None,
+    ) -> Invite:
         scopes = scopes or [DEFAULT_SCOPE]
         unknown = [s for s in scopes if s not in self.scopes]
         if unknown:
@@ -280,9 +316,12 @@ class Node:
             alias=alias or self.config.get("node.alias") or None,
         )
         record = IssuedInvite(
-            token_id=invite.token_id, created_at_ms=invite.issued_at_ms,
-            expires_at_ms=invite.expires_at_ms, max_uses=invite.max_uses,
-            uses_left=invite.max_uses or None, scopes=list(invite.scopes),
+            token_id=invite.token_id,
+            created_at_ms=invite.issued_at_ms,
+            expires_at_ms=invite.expires_at_ms,
+            max_uses=invite.max_uses,
+            uses_left=invite.max_uses or None,
+            scopes=list(invite.scopes),
             rate_limit=invite.rate_limit,
         )
         await self.db(self.store.record_issued_invite, record, invite.token)
@@ -291,8 +330,9 @@ class Node:
     async def accept_invite(self, token: str, alias: str | None) -> Friend:
         invite = parse_invite(token, now_ms=now_ms(), known_scopes=set(self.scopes))
         if invite.inviter_node_id == self.identity.node_id:
-            raise MeshError("this invite was created by this node; give it to another node",
-                            code=InviteReason.SELF)
+            raise MeshError(
+                "this invite was created by this node; give it to another node", code=InviteReason.SELF
+            )
         if alias and alias.lower().startswith("0x"):
             raise UsageError("an alias cannot start with 0x (that is how node ids are written)")
         friend = Friend(
@@ -313,9 +353,16 @@ class Node:
 
     # -- messages ------------------------------------------------------------------
 
-    async def send(self, to: bytes | str, body: bytes, *, scope: str = DEFAULT_SCOPE,
-                   content_type: str = "text/plain", ttl_ms: int | None = None,
-                   reply_to: bytes | None = None) -> OutboxEntry:
+    async def send(
+        self,
+        to: bytes | str,
+        body: bytes,
+        *,
+        scope: str = DEFAULT_SCOPE,
+        content_type: str = "text/plain",
+        ttl_ms: int | None = None,
+        reply_to: bytes | None = None,
+    ) -> OutboxEntry:
         friend = self.friends.get(to) if isinstance(to, bytes) else self.find_friend(to)
         if friend is None:
             raise NotFound("no such friend")
@@ -328,19 +375,30 @@ class Node:
             raise UsageError(f"message body is {len(body)} bytes; the limit is {max_bytes - 4096}")
         now = now_ms()
         entry = OutboxEntry(
-            message_id=os.urandom(16), to_node_id=friend.node_id, scope=scope,
-            content_type=content_type, body=body, created_at_ms=now,
+            message_id=os.urandom(16),
+            to_node_id=friend.node_id,
+            scope=scope,
+            content_type=content_type,
+            body=body,
+            created_at_ms=now,
             expires_at_ms=now + (ttl_ms or self.duration_ms("messages.ttl")),
-            next_attempt_ms=now, reply_to=reply_to,
+            next_attempt_ms=now,
+            reply_to=reply_to,
         )
         return await self.outbox.submit(entry)
 
     def seal_for(self, friend: Friend, entry: OutboxEntry) -> bytes:
         return env.seal(
-            self.identity, to_node_id=friend.node_id, to_public_key=friend.public_key,
-            scope=entry.scope, content_type=entry.content_type, body=entry.body,
-            reply_to=entry.reply_to or b"", contact=self.contact_card(),
-            invite=friend.invite_token or b"", message_id=entry.message_id,
+            self.identity,
+            to_node_id=friend.node_id,
+            to_public_key=friend.public_key,
+            scope=entry.scope,
+            content_type=entry.content_type,
+            body=entry.body,
+            reply_to=entry.reply_to or b"",
+            contact=self.contact_card(),
+            invite=friend.invite_token or b"",
+            message_id=entry.message_id,
         )
 
     def transports_for(self, friend: Friend) -> list[Transport]:

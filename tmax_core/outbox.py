@@ -10,6 +10,7 @@ delivery exactly-once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from typing import TYPE_CHECKING
@@ -21,19 +22,33 @@ from tmax_core.model import OutboxEntry
 from tmax_core.proto import mesh_pb2
 
 if TYPE_CHECKING:
-    from tmax_core.model import Friend, Transport
+    from tmax_core.model import Friend
     from tmax_core.node import Node
 
 log = logging.getLogger("tmax_mesh.outbox")
 
 # Rejections that will not change by trying again.
-PERMANENT = frozenset({
-    Reason.MALFORMED, Reason.WRONG_RECIPIENT, Reason.BLOCKED, Reason.UNKNOWN_SENDER,
-    Reason.BAD_SIGNATURE, Reason.ID_KEY_MISMATCH, Reason.KEY_CHANGED, Reason.INVITE_INVALID,
-    Reason.INVITE_USED, Reason.INVITE_EXPIRED, Reason.INVITE_REVOKED, Reason.INVITE_UNKNOWN,
-    Reason.DECRYPT_FAILED, Reason.SCOPE_NOT_GRANTED, Reason.UNKNOWN_SCOPE, Reason.PAYLOAD_INVALID,
-    Reason.TOO_LARGE,
-})
+PERMANENT = frozenset(
+    {
+        Reason.MALFORMED,
+        Reason.WRONG_RECIPIENT,
+        Reason.BLOCKED,
+        Reason.UNKNOWN_SENDER,
+        Reason.BAD_SIGNATURE,
+        Reason.ID_KEY_MISMATCH,
+        Reason.KEY_CHANGED,
+        Reason.INVITE_INVALID,
+        Reason.INVITE_USED,
+        Reason.INVITE_EXPIRED,
+        Reason.INVITE_REVOKED,
+        Reason.INVITE_UNKNOWN,
+        Reason.DECRYPT_FAILED,
+        Reason.SCOPE_NOT_GRANTED,
+        Reason.UNKNOWN_SCOPE,
+        Reason.PAYLOAD_INVALID,
+        Reason.TOO_LARGE,
+    }
+)
 FINAL = frozenset({"delivered", "failed"})
 SEND_TIMEOUT_S = 10.0
 MAX_IN_FLIGHT = 256
@@ -124,10 +139,8 @@ class Outbox:
             except Exception:
                 log.exception("outbox scheduler pass failed")
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(1.0, self.retry_initial_ms / 1000))
-            except TimeoutError:
-                pass
 
     async def _attempt(self, entry: OutboxEntry) -> None:
         node = self.node
@@ -166,8 +179,12 @@ class Outbox:
     async def _apply_ack(self, entry: OutboxEntry, friend: Friend, ack: bytes, *, path: str) -> bool:
         """Record a verified ack; True when the entry reached a final state."""
         try:
-            body = env.verify_ack(ack, expected_signer_public_key=friend.public_key,
-                                  expected_signer_node_id=friend.node_id, message_id=entry.message_id)
+            body = env.verify_ack(
+                ack,
+                expected_signer_public_key=friend.public_key,
+                expected_signer_node_id=friend.node_id,
+                message_id=entry.message_id,
+            )
         except EnvelopeError as err:
             entry.error = f"unverifiable ack via {path}: {err}"
             log.warning("message %s: %s", entry.message_id.hex(), entry.error)
@@ -184,8 +201,9 @@ class Outbox:
             return True
         return False
 
-    async def _finish(self, entry: OutboxEntry, status: str, *, path: str | None = None,
-                      error: str | None = None) -> None:
+    async def _finish(
+        self, entry: OutboxEntry, status: str, *, path: str | None = None, error: str | None = None
+    ) -> None:
         fields = {"status": status, "attempts": entry.attempts, "error": error}
         if path is not None:
             fields["path"] = path
@@ -193,8 +211,9 @@ class Outbox:
             fields["delivered_at_ms"] = now_ms()
         await self.node.db(self.node.store.outbox_update, entry.message_id, **fields)
         if status == "failed":
-            log.info("message %s to %s failed: %s", entry.message_id.hex(),
-                     to_checksum(entry.to_node_id), error)
+            log.info(
+                "message %s to %s failed: %s", entry.message_id.hex(), to_checksum(entry.to_node_id), error
+            )
         self.node.count_send(status, path)
         self._notify(entry.message_id)
 
@@ -204,9 +223,12 @@ class Outbox:
             backoff = max(backoff, self.retry_max_ms)
         delay = int(backoff * random.uniform(0.5, 1.0))
         await self.node.db(
-            self.node.store.outbox_update, entry.message_id,
+            self.node.store.outbox_update,
+            entry.message_id,
             status="sent" if handed_off else entry.status,
-            path=handed_off, attempts=entry.attempts, next_attempt_ms=now_ms() + delay,
+            path=handed_off,
+            attempts=entry.attempts,
+            next_attempt_ms=now_ms() + delay,
             error=None if handed_off else error,
         )
 

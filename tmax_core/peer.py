@@ -52,7 +52,7 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
     )
     server = grpc.aio.server(options=grpc_options(node.config.get("messages.max_bytes")))
     server.add_generic_rpc_handlers((handler,))
-    host, _, port = listen.rpartition(":")
+    host = listen.rpartition(":")[0]
     bound = server.add_insecure_port(listen)
     if bound == 0:
         raise OSError(f"cannot listen on {listen}")
@@ -112,8 +112,12 @@ class DirectTransport:
 
     def status(self) -> dict[str, Any]:
         failing = sorted(ep for ep, t in self._failed_until.items() if t > time.monotonic())
-        return {"state": "ready", "channels": len(self._channels), "failing_endpoints": failing,
-                "sent": self.sent}
+        return {
+            "state": "ready",
+            "channels": len(self._channels),
+            "failing_endpoints": failing,
+            "sent": self.sent,
+        }
 
     def _channel(self, endpoint: str) -> grpc.aio.Channel:
         channel = self._channels.get(endpoint)

@@ -142,10 +142,7 @@ def test_other_failure_kinds(clean_env: None, site: Path) -> None:
     (site / "tfx_none.py").write_text("VALUE = None\n")
     (site / "tfx_dup.py").write_text("x = 1\n")
     (site / "tfx_good.py").write_text(
-        "from tmax_core.plugin import hookimpl\n"
-        "@hookimpl\n"
-        "def tmax_node_stopping(node):\n"
-        "    pass\n"
+        "from tmax_core.plugin import hookimpl\n@hookimpl\ndef tmax_node_stopping(node):\n    pass\n"
     )
     _fake_dist(
         site,

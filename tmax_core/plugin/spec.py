@@ -18,7 +18,8 @@ its public attributes (``identity``, ``config``, ``store``, ``state_dir``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tmax_core.plugin import hookspec
 

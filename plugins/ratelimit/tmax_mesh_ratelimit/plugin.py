@@ -29,7 +29,13 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         "envelopes per second allowed per transport source (before any crypto)",
         validate=validate_positive,
     )
-    add("ratelimit.source_burst", int, 200, "token bucket size per transport source", validate=validate_positive)
+    add(
+        "ratelimit.source_burst",
+        int,
+        200,
+        "token bucket size per transport source",
+        validate=validate_positive,
+    )
     add(
         "ratelimit.max_buckets",
         int,

@@ -1,0 +1,196 @@
+"""Process-level test harness: spawn the real console scripts, wait on their
+ready files (never a fixed sleep), talk to them through the real CLI, and
+always clean them up."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+READY_TIMEOUT_S = 30.0
+
+
+def script(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        raise RuntimeError(f"{name} is not installed in {BIN}; run the README's install command")
+    return str(path)
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Proc:
+    """A daemon started from a console script, with its ready file and log."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        ready_file: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+    ) -> None:
+        self.argv = argv
+        self.ready_file = ready_file
+        self.log_path = log_path
+        self.env = env
+        self.prefix = prefix or []
+        self.proc: subprocess.Popen | None = None
+        self.ready: dict[str, Any] = {}
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> Proc:
+        self.ready_file.unlink(missing_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        env = {**os.environ, **(self.env or {})}
+        self.proc = subprocess.Popen(
+            [*self.prefix, *self.argv, "--ready-file", str(self.ready_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.argv[0]} exited with {self.proc.returncode}:\n{self.log()}")
+            return self.ready_file.exists()
+
+        wait_for(ready, timeout, what=f"{Path(self.argv[0]).name} ready file")
+        self.ready = json.loads(self.ready_file.read_text())
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+class Node(Proc):
+    """A ``tmax-node`` plus the ``tmax-mesh`` CLI pointed at its state dir."""
+
+    def __init__(
+        self, state_dir: Path, *extra: str, env: dict[str, str] | None = None, prefix: list[str] | None = None
+    ) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = state_dir
+        self.extra = list(extra)
+        super().__init__(
+            [script("tmax-node"), "--state-dir", str(state_dir), *extra],
+            state_dir / "ready.json",
+            state_dir.parent / f"{state_dir.name}.log",
+            env,
+            prefix,
+        )
+
+    @property
+    def node_id(self) -> str:
+        return self.ready["node_id"]
+
+    def run(
+        self, *args: str, input: bytes | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess:
+        """Run ``tmax-mesh --state-dir DIR ARGS`` (inside the same prefix, e.g. a namespace)."""
+        env = {**os.environ, **(self.env or {})}
+        return subprocess.run(
+            [*self.prefix, script("tmax-mesh"), "--state-dir", str(self.state_dir), *args],
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+        )
+
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60.0) -> Any:
+        """Run a CLI command with ``--json``; assert success; return the parsed output."""
+        res = self.run(*args, "--json", input=input, timeout=timeout)
+        if res.returncode != 0:
+            raise AssertionError(
+                f"tmax-mesh {' '.join(args)} failed ({res.returncode}): "
+                f"{res.stderr.decode(errors='replace')}\nnode log:\n{self.log()}"
+            )
+        out = res.stdout.decode()
+        return json.loads(out) if out.strip() else None
+
+    def invite(self, *args: str) -> str:
+        return self.cli("invite", "create", *args)["token"]
+
+    def inbox_bodies(self) -> list[str]:
+        return [m["body"] for m in self.cli("inbox", "list")]
+
+
+class ProcGroup:
+    """Every process a test starts; the fixture stops them all at teardown."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[Proc] = []
+
+    def node(self, name: str, *extra: str, start: bool = True, **kw: Any) -> Node:
+        node = Node(self.root / name, *extra, **kw)
+        self.procs.append(node)
+        return node.start() if start else node
+
+    def add(self, proc: Proc) -> Proc:
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+def befriend(inviter: Node, invitee: Node, *invite_args: str, alias: str | None = None) -> dict[str, Any]:
+    """``inviter`` creates an invite, ``invitee`` accepts it; wait until the inviter knows the invitee."""
+    token = inviter.invite(*invite_args)
+    friend = invitee.cli("invite", "accept", token, *(["--alias", alias] if alias else []))
+    wait_for(
+        lambda: any(f["node_id"] == invitee.node_id for f in inviter.cli("friends", "list")),
+        what="first contact to reach the inviter",
+    )
+    return friend
