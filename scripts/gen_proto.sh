@@ -10,6 +10,7 @@ PY=${PYTHON:-python}
 declare -A OUT=(
   [tmax_core]=.
   [tmax_mesh_relay]=plugins/relay
+  [tmax_mesh_session_mailbox]=plugins/session_mailbox
 )
 
 gen() {  # gen DEST_ROOT

@@ -14,7 +14,7 @@ Precedence, highest first: CLI flag (:meth:`Config.override`) > environment
 Supported types: ``str``, ``int``, ``float``, ``bool`` and ``list`` (a list of
 scalars). Durations are ``str`` keys validated by :func:`validate_duration`
 (``30s``, ``15m``, ``24h``, ``7d``); read them in seconds with
-:meth:`Config.get_duration`.
+:meth:`Config.get_duration_ms`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from typing import Any
 
 import tomli_w
 
-from tmax_core.errors import ConfigError
+from tmax_core.durations import parse_duration_ms
+from tmax_core.errors import ConfigError, UsageError
 
 CONFIG_ENV = "TMAX_MESH_CONFIG"
 """Environment variable naming the config file (below ``--config``)."""
@@ -47,8 +48,6 @@ RESERVED_ENV = frozenset({CONFIG_ENV, "TMAX_MESH_DISABLE_PLUGINS"})
 
 _TYPES: tuple[type, ...] = (str, int, float, bool, list)
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$")
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
@@ -56,20 +55,12 @@ _FALSE = {"false", "no", "0", "off"}
 # --------------------------------------------------------------------------- helpers
 
 
-def parse_duration(text: str) -> float:
-    """``"30s"`` -> 30.0 seconds. Units: ``ms``, ``s``, ``m``, ``h``, ``d``.
-
-    Raises ``ValueError`` with a one-line reason.
-    """
-    m = _DURATION_RE.match(text.strip()) if isinstance(text, str) else None
-    if not m:
-        raise ValueError(f"{text!r} is not a duration (examples: 30s, 15m, 24h, 7d)")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-
-
 def validate_duration(value: str) -> None:
     """A ``validate`` function for duration keys."""
-    parse_duration(value)
+    try:
+        parse_duration_ms(value)
+    except UsageError as err:
+        raise ValueError(str(err)) from None
 
 
 def validate_positive(value: float) -> None:
@@ -183,7 +174,7 @@ class ConfigRegistry:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         """All declared key names, sorted."""
         return sorted(self._keys)
 
@@ -465,11 +456,11 @@ class Config:
         value = self._values.get(key, self.registry.get(key).default)
         return list(value) if isinstance(value, list) else value
 
-    def get_duration(self, key: str) -> float:
-        """A duration key's value in seconds."""
+    def get_duration_ms(self, key: str) -> int:
+        """A duration key's value in milliseconds."""
         try:
-            return parse_duration(self.get(key))
-        except ValueError as exc:
+            return parse_duration_ms(self.get(key))
+        except UsageError as exc:
             raise ConfigError(f"invalid value for {key}: {exc}") from None
 
     def source(self, key: str) -> str:
@@ -515,7 +506,6 @@ __all__ = [
     "build_registry",
     "config_path",
     "env_var_for",
-    "parse_duration",
     "set_value",
     "unset_value",
     "validate_duration",

@@ -6,11 +6,12 @@ recoverable ECDSA over ``keccak256(domain || length-prefixed parts)``.
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 
 import coincurve
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_hash.auto import keccak
 
 from tmax_core.errors import UsageError
@@ -125,18 +126,5 @@ def ecdh(private_key: coincurve.PrivateKey, public_key: bytes) -> bytes:
 
 
 def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int = 32) -> bytes:
-    """RFC 5869 HKDF-SHA256 (same output as ``cryptography``'s HKDF).
-
-    Implemented on :func:`hmac.digest` because it runs once per sealed/opened
-    message and the object-based API costs several times more per call."""
-    if not 0 < length <= 255 * 32:
-        raise ValueError("bad HKDF output length")
-    prk = hmac.digest(salt or b"\x00" * 32, ikm, "sha256")
-    out = b""
-    block = b""
-    counter = 1
-    while len(out) < length:
-        block = hmac.digest(prk, block + info + bytes([counter]), "sha256")
-        out += block
-        counter += 1
-    return out[:length]
+    """RFC 5869 HKDF-SHA256 via ``cryptography``."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)

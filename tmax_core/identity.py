@@ -15,9 +15,7 @@ from pathlib import Path
 
 import coincurve
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tmax_core import crypto
 from tmax_core.crypto import Domain
@@ -108,7 +106,7 @@ def _read(path: Path) -> bytes | None:
 
 
 def _kek(recovery_key: bytes, salt: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=Domain.KEYSTORE).derive(recovery_key)
+    return crypto.hkdf_sha256(recovery_key, salt=salt, info=Domain.KEYSTORE)
 
 
 def _header_ad(header: dict) -> bytes:

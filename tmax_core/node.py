@@ -22,7 +22,6 @@ import pluggy
 from tmax_core import envelope as env
 from tmax_core.config import Config
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
-from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
 from tmax_core.identity import NodeIdentity
 from tmax_core.ingress import Ingress
@@ -45,6 +44,9 @@ from tmax_core.store import Store
 
 log = logging.getLogger("tmax_mesh.node")
 T = TypeVar("T")
+
+SEEN_MAX_ROWS = 1_000_000
+MAINTENANCE_INTERVAL_S = 60.0
 
 HELLO_CONTENT_TYPE = "application/vnd.tmax-mesh.hello"
 """First-contact message sent when an invite is accepted: makes the inviter
@@ -79,6 +81,7 @@ class Node:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-db")
         self._inbox_changed = asyncio.Condition()
         self._peer_server: Any = None
+        self._maintenance_task: asyncio.Task | None = None
         self.ingress = Ingress(self)
         self.outbox = Outbox(self)
 
@@ -90,10 +93,7 @@ class Node:
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
     def duration_ms(self, key: str) -> int:
-        try:
-            return parse_duration_ms(str(self.config.get(key)))
-        except UsageError as err:
-            raise ConfigError(f"{key}: {err}") from None
+        return self.config.get_duration_ms(key)
 
     @property
     def node_id_hex(self) -> str:
@@ -117,6 +117,7 @@ class Node:
         for transport in self.transports:
             await transport.start()
         await self.outbox.start()
+        self._maintenance_task = asyncio.create_task(self._maintenance(), name="maintenance")
         self.pm.hook.tmax_node_started(node=self)
         log.info(
             "node %s started (sinks %s, transports %s, peer listener %s)",
@@ -131,6 +132,9 @@ class Node:
         if self._peer_server is not None:
             await self._peer_server.stop(grace=1.0)
         await self.outbox.stop()
+        if self._maintenance_task is not None:
+            self._maintenance_task.cancel()
+            await asyncio.gather(self._maintenance_task, return_exceptions=True)
         for transport in reversed(self.transports):
             try:
                 await transport.stop()
@@ -140,6 +144,18 @@ class Node:
             self._inbox_changed.notify_all()
         await self.db(self.store.close)
         self._executor.shutdown(wait=True)
+
+    async def _maintenance(self) -> None:
+        """Forget seen message ids past their retention (and beyond the row cap)."""
+        retention = max(self.duration_ms("messages.seen_retention"), 2 * self.ingress.window_ms)
+        while True:
+            try:
+                pruned = await self.db(self.store.seen_prune, now_ms() - retention, SEEN_MAX_ROWS)
+                if pruned:
+                    log.info("pruned %d seen message ids", pruned)
+            except Exception:
+                log.exception("maintenance pass failed")
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
 
     def _register_scope(self, scope: InviteScope) -> None:
         self.scopes[scope.name] = scope

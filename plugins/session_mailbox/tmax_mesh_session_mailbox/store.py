@@ -1,0 +1,276 @@
+"""Durable session mailboxes: one SQLite file, ``<state_dir>/sessions.db``.
+
+The plugin keeps its own database (not a table in the core's ``state.db``) so
+that it can be installed, removed or wiped without touching the core's
+schema. Like the core store it runs in WAL mode with ``synchronous=NORMAL``:
+a committed message survives the process being killed at any point; a power
+loss may lose the last few commits but never corrupts the file.
+
+:class:`SessionStore` is synchronous and not thread-safe; the plugin calls it
+from one dedicated worker thread (see :class:`~tmax_mesh_session_mailbox.mailbox.SessionMailbox`).
+Message ids are 16-byte BLOBs, unique across all sessions: delivering the
+same remote message twice (after a crash, or a sender's retry) stores it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tmax_core.errors import NotFound, StateDirError, UsageError
+
+DB_NAME = "sessions.db"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+MAX_SESSION_LEN = 128
+LOCAL = "local"
+REMOTE = "remote"
+
+_SCHEMA_V1 = (
+    """CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id BLOB NOT NULL UNIQUE,
+        session TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        from_session TEXT,
+        from_node_id BLOB,
+        from_alias TEXT,
+        sent_at_ms INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        scope TEXT,
+        content_type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        reply_to BLOB
+    )""",
+    "CREATE INDEX messages_session ON messages(session, acked, id)",
+)
+
+_COLS = (
+    "message_id, session, origin, from_session, from_node_id, from_alias, sent_at_ms, "
+    "received_at_ms, scope, content_type, body, acked, reply_to"
+)
+_INSERT = f"INSERT OR IGNORE INTO messages ({_COLS}) VALUES ({', '.join('?' * 13)})"
+
+
+@dataclass
+class SessionMessage:
+    """One message in a session's mailbox.
+
+    ``origin`` is ``local`` (sent by another local session, named in
+    ``from_session``) or ``remote`` (delivered from a friend node: tagged with
+    ``from_node_id``, ``from_alias`` and ``scope``).
+    """
+
+    message_id: bytes
+    session: str
+    origin: str
+    from_session: str | None
+    from_node_id: bytes | None
+    from_alias: str | None
+    sent_at_ms: int
+    received_at_ms: int
+    scope: str | None
+    content_type: str
+    body: bytes
+    acked: bool = False
+    reply_to: bytes | None = None
+
+    def params(self) -> tuple[Any, ...]:
+        return (
+            self.message_id,
+            self.session,
+            self.origin,
+            self.from_session,
+            self.from_node_id,
+            self.from_alias,
+            self.sent_at_ms,
+            self.received_at_ms,
+            self.scope,
+            self.content_type,
+            self.body,
+            int(self.acked),
+            self.reply_to,
+        )
+
+
+def _row(row: Sequence[Any]) -> SessionMessage:
+    return SessionMessage(
+        message_id=bytes(row[0]),
+        session=row[1],
+        origin=row[2],
+        from_session=row[3],
+        from_node_id=bytes(row[4]) if row[4] is not None else None,
+        from_alias=row[5],
+        sent_at_ms=row[6],
+        received_at_ms=row[7],
+        scope=row[8],
+        content_type=row[9],
+        body=bytes(row[10]),
+        acked=bool(row[11]),
+        reply_to=bytes(row[12]) if row[12] is not None else None,
+    )
+
+
+def validate_session_name(name: str) -> None:
+    """Raise ``ValueError`` (one line) unless ``name`` can name a session.
+
+    Names are case-sensitive, 1-128 characters, without control characters or
+    leading/trailing whitespace (so that what a person types is what is stored).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("a session name must not be empty")
+    if len(name) > MAX_SESSION_LEN:
+        raise ValueError(f"a session name is at most {MAX_SESSION_LEN} characters")
+    if name != name.strip():
+        raise ValueError(f"session name {name!r} has leading or trailing whitespace")
+    if any(not ch.isprintable() for ch in name):
+        raise ValueError(f"session name {name!r} contains control characters")
+
+
+def check_session(name: str) -> str:
+    """:func:`validate_session_name` as a :class:`UsageError` (for API callers)."""
+    try:
+        validate_session_name(name)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return name
+
+
+class SessionStore:
+    """Synchronous access to ``sessions.db``; see the module docstring."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> SessionStore:
+        """Open (creating if needed, mode 0600) the database file ``path``."""
+        path = Path(path)
+        conn: sqlite3.Connection | None = None
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(
+                str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StateDirError(f"session database {path}: cannot enable WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            cls._migrate(conn, path)
+        except StateDirError:
+            if conn is not None:
+                conn.close()
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StateDirError(f"cannot open session database {path}: {detail}") from exc
+        return cls(conn, path)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateDirError(
+                f"session database {path} has schema version {version}, newer than this plugin "
+                f"understands ({SCHEMA_VERSION}); upgrade tmax-mesh-session-mailbox"
+            )
+        if version == 0:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA_V1:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateDirError(f"session database {self.path} is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ writes
+
+    def insert(self, message: SessionMessage) -> bool:
+        """Store ``message`` unless its id is already there; True if it is new."""
+        check_session(message.session)
+        return self.conn.execute(_INSERT, message.params()).rowcount == 1
+
+    def ack(self, session: str, message_ids: Sequence[bytes]) -> int:
+        """Mark messages of ``session`` read; returns how many were unread.
+
+        An id that is not in that session raises :class:`NotFound` naming it,
+        and nothing changes.
+        """
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return 0
+        with self._tx() as conn:
+            for mid in ids:
+                row = conn.execute(
+                    "SELECT 1 FROM messages WHERE message_id = ? AND session = ?", (mid, session)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no message with id {bytes(mid).hex()} in session {session!r}")
+            cur = conn.executemany(
+                "UPDATE messages SET acked = 1 WHERE message_id = ? AND acked = 0", [(m,) for m in ids]
+            )
+            return cur.rowcount
+
+    def ack_all(self, session: str) -> int:
+        """Mark every message of ``session`` read; returns how many were unread."""
+        return self.conn.execute(
+            "UPDATE messages SET acked = 1 WHERE session = ? AND acked = 0", (session,)
+        ).rowcount
+
+    # ------------------------------------------------------------------ reads
+
+    def list(self, session: str, unread_only: bool = False, limit: int | None = None) -> list[SessionMessage]:
+        """Messages of ``session``, oldest first."""
+        where = "session = ? AND acked = 0" if unread_only else "session = ?"
+        rows = self.conn.execute(
+            f"SELECT {_COLS} FROM messages WHERE {where} ORDER BY id LIMIT ?",
+            (session, -1 if not limit else limit),
+        )
+        return [_row(r) for r in rows]
+
+    def get(self, message_id: bytes) -> SessionMessage | None:
+        row = self.conn.execute(f"SELECT {_COLS} FROM messages WHERE message_id = ?", (message_id,)).fetchone()
+        return _row(row) if row else None
+
+    def unread(self, session: str) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM messages WHERE session = ? AND acked = 0", (session,)
+        ).fetchone()[0]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv and install tmax-mesh with every plugin from this checkout.
+# Idempotent: re-running only updates what changed.
+#   scripts/setup.sh          runtime install (core + plugins + example plugin)
+#   scripts/setup.sh --dev    also the test and tooling dependencies
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "setup: Python 3.11+ is required ($PY is $("$PY" --version 2>&1))" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+# One command, core first: pip resolves the plugin -> core dependency only in this order.
+.venv/bin/python -m pip install --quiet \
+  -e . -e plugins/relay -e plugins/direct -e plugins/session_mailbox -e plugins/ratelimit \
+  -e examples/task_update_plugin
+if [ "${1:-}" = "--dev" ]; then
+  .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+fi
+echo "setup: installed into $(pwd)/.venv ($(.venv/bin/tmax-mesh --version))"

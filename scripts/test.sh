@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up everything the tests need and run them all: generated-code check,
+# lint, then pytest (unit, end-to-end, NAT lab when root with ip + nft).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -eq 0 ] && ! { command -v nft && command -v ip; } >/dev/null 2>&1; then
+  echo "test: installing nftables and iproute2 for the NAT lab"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 >/dev/null
+fi
+scripts/setup.sh --dev
+PYTHON=.venv/bin/python scripts/gen_proto.sh --check
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest -p no:cacheprovider -q "$@"
