@@ -16,14 +16,13 @@ import grpc
 
 from tmax_core import __version__
 from tmax_core.crypto import to_checksum
-from tmax_core.errors import MeshError, UsageError
+from tmax_core.errors import ERROR_CODE_KEY, MeshError, UsageError
 from tmax_core.model import Friend, InboxMessage, IssuedInvite, OutboxEntry, RateLimit
 from tmax_core.node import Node
 from tmax_core.proto import node_pb2 as pb
 from tmax_core.proto import node_pb2_grpc
 
 log = logging.getLogger("tmax_mesh.api")
-ERROR_CODE_KEY = "tmax-error-code"
 
 _STATUS_FOR = {"not_found": grpc.StatusCode.NOT_FOUND, "usage": grpc.StatusCode.INVALID_ARGUMENT}
 

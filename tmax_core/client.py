@@ -15,8 +15,7 @@ from typing import Any
 
 import grpc
 
-from tmax_core.api import ERROR_CODE_KEY
-from tmax_core.errors import MeshError, NodeNotRunning
+from tmax_core.errors import ERROR_CODE_KEY, MeshError, NodeNotRunning
 from tmax_core.proto import node_pb2 as pb
 from tmax_core.proto import node_pb2_grpc
 

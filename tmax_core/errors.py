@@ -7,6 +7,9 @@ remote sender's ack) is a :class:`MeshError`. ``code`` is part of the contract
 
 from __future__ import annotations
 
+ERROR_CODE_KEY = "tmax-error-code"
+"""gRPC trailing-metadata key carrying a :class:`MeshError` code across the local API."""
+
 
 class MeshError(Exception):
     """Base class: ``code`` is stable, the message is one human-readable line."""

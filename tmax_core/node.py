@@ -80,6 +80,7 @@ class Node:
         self.friend_listeners: list[Callable[[], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-db")
         self._inbox_changed = asyncio.Condition()
+        self._inbox_version = 0  # bumped on every inbox change; watchers compare it
         self._peer_server: Any = None
         self._maintenance_task: asyncio.Task | None = None
         self.ingress = Ingress(self)
@@ -215,6 +216,7 @@ class Node:
 
     async def inbox_changed(self) -> None:
         async with self._inbox_changed:
+            self._inbox_version += 1
             self._inbox_changed.notify_all()
 
     def metrics_rejected(self, reason: str) -> None:
@@ -358,7 +360,9 @@ class Node:
             scopes=list(invite.scopes),
             relay_hosts=list(invite.relay_hosts),
             endpoints=list(invite.endpoints),
-            rate_limit=invite.rate_limit,
+            # The invite's rate limit is what the inviter grants *us*; the
+            # inviter's own messages get this node's configured defaults.
+            rate_limit=None,
             added_at_ms=now_ms(),
             invite_token=invite.raw,
         )
@@ -440,15 +444,22 @@ class Node:
     # -- inbox -----------------------------------------------------------------------
 
     async def watch_inbox(self, include_existing_unread: bool) -> AsyncIterator[Any]:
-        """Yield inbox messages as they arrive (rowid-ordered; nothing is buffered per watcher)."""
-        rows = await self.db(self.store.inbox_list, True, None, 0)
-        last = rows[-1][0] if rows else 0
+        """Yield inbox messages as they arrive (rowid-ordered; nothing is buffered per watcher).
+
+        The change counter is read before each query, so a message stored while
+        a query runs wakes the next wait instead of being missed; new messages
+        are those after the newest row at subscription (read or not).
+        """
+        version = self._inbox_version
+        last = await self.db(self.store.inbox_max_rowid)
         if include_existing_unread:
-            for _rowid, message in rows:
-                yield message
+            for rowid, message in await self.db(self.store.inbox_list, True, None, 0):
+                if rowid <= last:
+                    yield message
         while True:
             async with self._inbox_changed:
-                await self._inbox_changed.wait()
+                await self._inbox_changed.wait_for(lambda v=version: self._inbox_version != v)
+            version = self._inbox_version
             rows = await self.db(self.store.inbox_list, False, None, last)
             for rowid, message in rows:
                 last = rowid

@@ -20,6 +20,7 @@ from tmax_core.crypto import now_ms, to_checksum
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.model import OutboxEntry
 from tmax_core.proto import mesh_pb2
+from tmax_core.store import expired_error
 
 if TYPE_CHECKING:
     from tmax_core.model import Friend
@@ -151,7 +152,7 @@ class Outbox:
                     await self._finish(entry, "failed", error="not a friend any more")
                     return
                 if entry.expires_at_ms <= now_ms():
-                    await self._finish(entry, "failed", error="expired: ttl passed before delivery")
+                    await self._finish(entry, "failed", error=expired_error(entry.error))
                     return
                 envelope = node.seal_for(friend, entry)
                 entry.attempts += 1

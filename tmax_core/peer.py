@@ -13,7 +13,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
+from tmax_core.errors import MeshError
 from tmax_core.model import Friend, IngressSource
 
 if TYPE_CHECKING:
@@ -52,20 +55,30 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
     )
     server = grpc.aio.server(options=grpc_options(node.config.get("messages.max_bytes")))
     server.add_generic_rpc_handlers((handler,))
+    health = health_aio.HealthServicer()
+    health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     host = listen.rpartition(":")[0]
-    bound = server.add_insecure_port(listen)
+    try:
+        bound = server.add_insecure_port(listen)
+    except RuntimeError:
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise MeshError(f"cannot listen on {listen} (address in use or not available)", code="listen")
     await server.start()
     return server, f"{host}:{bound}"
 
 
 class DirectTransport:
-    """Dial a friend's advertised endpoints (from the invite or contact card)."""
+    """Dial a friend's endpoints: those it advertised (invite or contact card)
+    plus any a plugin discovered (``discovered``, e.g. through a relay's
+    rendezvous lookup). An endpoint that fails is skipped for a while, so the
+    next transport (the relay) carries the message without waiting again."""
 
     name = "direct"
     cost = 10
     DIAL_TIMEOUT_S = 1.0
+    CALL_TIMEOUT_S = 3.0  # a silently dropped path must fall back to the relay quickly
     RETRY_AFTER_FAILURE_S = 5.0
 
     def __init__(self, node: Node) -> None:
@@ -73,6 +86,7 @@ class DirectTransport:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._failed_until: dict[str, float] = {}
         self._options = grpc_options(node.config.get("messages.max_bytes"))
+        self.discovered: dict[bytes, list[str]] = {}
         self.sent = 0
 
     async def start(self) -> None:
@@ -83,11 +97,21 @@ class DirectTransport:
         self._channels.clear()
 
     def endpoints(self, friend: Friend) -> list[str]:
-        return list(friend.endpoints)
+        extra = self.discovered.get(friend.node_id, [])
+        return list(dict.fromkeys([*friend.endpoints, *extra]))
+
+    def healthy(self, endpoint: str) -> bool:
+        return self._failed_until.get(endpoint, 0) <= time.monotonic()
+
+    def mark_failed(self, endpoint: str) -> None:
+        self._failed_until[endpoint] = time.monotonic() + self.RETRY_AFTER_FAILURE_S
+        self._drop(endpoint)
+
+    def mark_healthy(self, endpoint: str) -> None:
+        self._failed_until.pop(endpoint, None)
 
     def can_reach(self, friend: Friend) -> bool:
-        now = time.monotonic()
-        return any(self._failed_until.get(ep, 0) <= now for ep in self.endpoints(friend))
+        return any(self.healthy(ep) for ep in self.endpoints(friend))
 
     async def send(self, friend: Friend, envelope: bytes, timeout: float) -> bytes:
         now = time.monotonic()
@@ -95,17 +119,16 @@ class DirectTransport:
         for endpoint in self.endpoints(friend):
             if self._failed_until.get(endpoint, 0) > now:
                 continue
-            channel = self._channel(endpoint)
+            channel = self.channel(endpoint)
             try:
                 if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
                     await asyncio.wait_for(channel.channel_ready(), self.DIAL_TIMEOUT_S)
-                ack = await channel.unary_unary(DELIVER)(envelope, timeout=timeout)
+                ack = await channel.unary_unary(DELIVER)(envelope, timeout=min(timeout, self.CALL_TIMEOUT_S))
             except (grpc.aio.AioRpcError, TimeoutError) as err:
-                self._failed_until[endpoint] = time.monotonic() + self.RETRY_AFTER_FAILURE_S
-                self._drop(endpoint)
+                self.mark_failed(endpoint)
                 last = ConnectionError(f"{endpoint}: {_describe(err)}")
                 continue
-            self._failed_until.pop(endpoint, None)
+            self.mark_healthy(endpoint)
             self.sent += 1
             return ack
         raise last
@@ -119,7 +142,8 @@ class DirectTransport:
             "sent": self.sent,
         }
 
-    def _channel(self, endpoint: str) -> grpc.aio.Channel:
+    def channel(self, endpoint: str) -> grpc.aio.Channel:
+        """The cached channel to ``endpoint`` (created on first use)."""
         channel = self._channels.get(endpoint)
         if channel is None:
             channel = grpc.aio.insecure_channel(endpoint, options=self._options)

@@ -54,6 +54,13 @@ ALIAS_TAKEN = "alias_taken"
 OUTBOX_STATUSES = ("queued", "sent", "delivered", "failed")
 EXPIRED_ERROR = "expired: ttl passed before delivery"
 
+
+def expired_error(last_error: str | None) -> str:
+    """The error of an entry whose TTL passed, keeping the last attempt's error
+    (e.g. ``rejected: rate_limited ...``) so the sender still sees why."""
+    return f"{EXPIRED_ERROR} (last error: {last_error})" if last_error else EXPIRED_ERROR
+
+
 _CHUNK = 500  # ids per "IN (...)" query
 
 _UNSET: Any = object()
@@ -737,6 +744,10 @@ class Store:
     def inbox_unread(self) -> int:
         return self._conn.execute("SELECT count(*) FROM inbox WHERE acked = 0").fetchone()[0]
 
+    def inbox_max_rowid(self) -> int:
+        """The rowid of the newest inbox message (0 when empty): where a watcher starts."""
+        return self._conn.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0]
+
     # ------------------------------------------------------------------ seen ids
 
     _SEEN_UPSERT = (
@@ -894,9 +905,11 @@ class Store:
     def outbox_expire(self, now_ms: int) -> list[bytes]:
         """Fail queued/sent entries whose TTL has passed; returns their ids."""
         rows = self._conn.execute(
-            "UPDATE outbox SET status = 'failed', error = ? "
+            # error: the same text as expired_error(error)
+            "UPDATE outbox SET status = 'failed', error = CASE WHEN error IS NULL OR error = '' "
+            "THEN ? ELSE ? || ' (last error: ' || error || ')' END "
             "WHERE status IN ('queued', 'sent') AND expires_at_ms <= ? RETURNING message_id",
-            (EXPIRED_ERROR, now_ms),
+            (EXPIRED_ERROR, EXPIRED_ERROR, now_ms),
         ).fetchall()
         return [r[0] for r in rows]
 

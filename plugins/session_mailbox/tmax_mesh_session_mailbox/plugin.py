@@ -1,18 +1,50 @@
-"""Hook implementations of the ``session_mailbox`` plugin."""
+"""Hook implementations of the ``session_mailbox`` plugin.
+
+* config ``session_mailbox.session``: the session remote messages land in;
+* delivery sink ``session_mailbox`` (used when ``delivery.sinks`` names it);
+* gRPC service ``tmax_mesh.session_mailbox.v1.SessionMailbox`` on the local API;
+* CLI ``tmax-mesh session send|list|ack|unread``.
+
+One :class:`~tmax_mesh_session_mailbox.mailbox.SessionMailbox` per running
+node, opened on first use (``<state_dir>/sessions.db``) and closed when the
+node object goes away or the process exits.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tmax_core.plugin import hookimpl
+from tmax_mesh_session_mailbox.store import validate_session_name
 
 if TYPE_CHECKING:
+    from tmax_core.cli import CommandRegistry
     from tmax_core.config import ConfigRegistry
+    from tmax_core.model import DeliverySink
+    from tmax_mesh_session_mailbox.mailbox import SessionMailbox
+
+# The CLI loads every plugin on each run: node-side modules (the mailbox, the
+# servicer) are imported inside the hooks that need them.
+
+_mailboxes: weakref.WeakKeyDictionary[Any, SessionMailbox] = weakref.WeakKeyDictionary()
 
 
-def _validate_session(value: str) -> None:
-    if not value.strip():
-        raise ValueError("session name must not be empty")
+def mailbox_for(node: Any) -> SessionMailbox:
+    """The mailbox of ``node``, opened on first use.
+
+    Keyed weakly by the node (the mailbox holds no reference back to it), so
+    tests that build many nodes in one process do not leak them.
+    """
+    from tmax_mesh_session_mailbox.mailbox import SessionMailbox
+
+    mailbox = _mailboxes.get(node)
+    if mailbox is None:
+        mailbox = SessionMailbox.open(node.state_dir, node.friends)
+        _mailboxes[node] = mailbox
+        weakref.finalize(node, mailbox.close)
+    return mailbox
 
 
 @hookimpl
@@ -22,5 +54,26 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         str,
         "root",
         "local session whose mailbox receives remote messages",
-        validate=_validate_session,
+        validate=validate_session_name,
     )
+
+
+@hookimpl
+def tmax_register_delivery_sinks(register: Callable[[DeliverySink], None], node: Any) -> None:
+    from tmax_mesh_session_mailbox.mailbox import SessionMailboxSink
+
+    register(SessionMailboxSink(mailbox_for(node), node.config.get("session_mailbox.session")))
+
+
+@hookimpl
+def tmax_register_services(server: Any, node: Any) -> None:
+    from tmax_mesh_session_mailbox.service import add_to_server
+
+    add_to_server(server, mailbox_for(node))
+
+
+@hookimpl
+def tmax_register_commands(cli: CommandRegistry) -> None:
+    from tmax_mesh_session_mailbox.cli import register
+
+    register(cli)

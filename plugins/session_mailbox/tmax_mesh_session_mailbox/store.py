@@ -257,17 +257,21 @@ class SessionStore:
 
     # ------------------------------------------------------------------ reads
 
-    def list(self, session: str, unread_only: bool = False, limit: int | None = None) -> list[SessionMessage]:
+    def list_messages(
+        self, session: str, unread_only: bool = False, limit: int | None = None
+    ) -> list[SessionMessage]:
         """Messages of ``session``, oldest first."""
         where = "session = ? AND acked = 0" if unread_only else "session = ?"
         rows = self.conn.execute(
             f"SELECT {_COLS} FROM messages WHERE {where} ORDER BY id LIMIT ?",
-            (session, -1 if not limit else limit),
+            (session, limit or -1),
         )
         return [_row(r) for r in rows]
 
     def get(self, message_id: bytes) -> SessionMessage | None:
-        row = self.conn.execute(f"SELECT {_COLS} FROM messages WHERE message_id = ?", (message_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {_COLS} FROM messages WHERE message_id = ?", (message_id,)
+        ).fetchone()
         return _row(row) if row else None
 
     def unread(self, session: str) -> int:

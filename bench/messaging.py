@@ -1,0 +1,901 @@
+"""Messaging benchmark: end-to-end A→B direct delivery between two real
+``tmax-node`` processes, with its baselines measured in the same invocation.
+
+Run from the checkout (see bench/README.md)::
+
+    .venv/bin/python bench/messaging.py            # full run, < 3 minutes
+    .venv/bin/python bench/messaging.py --quick    # smoke-sized run, < 40 s
+
+What it measures, in one process, one run:
+
+1. **e2e A→B direct** — two ``tmax-node`` processes (``--peer-listen
+   127.0.0.1:0``, temp state dirs) made friends by the real invite flow.
+   Messages go in through A's local API (``AsyncNodeClient.msg_send`` on the
+   Unix socket) and count as delivered once B has sealed-checked, decrypted
+   and durably stored them in its inbox:
+
+   * *throughput*: N messages as fast as possible with C concurrent
+     ``msg_send`` callers; delivered = B's inbox unread count (polled), so the
+     figure is "stored in B's state.db per second", end to end;
+   * *latency* at a fixed offered rate (open loop, 100 msg/s): send call start
+     (bench process, monotonic clock) → the message appears on B's
+     ``inbox_watch`` stream (same bench process, same clock). One-way, honest:
+     both timestamps come from one clock in one process.
+
+2. **baselines** — the bare per-message crypto cost in-process
+   (``envelope.seal + parse + verify + open_content + make_ack + verify_ack``)
+   and a bare ``grpc.aio`` unary echo over 127.0.0.1 served by a child process,
+   driven with the same concurrency pattern and the same offered rate.
+
+Prints a table (absolute numbers and ratios, the issue's targets met / not
+met) and writes ``bench/results/<name>.json``. Every phase is bounded in count
+and time; child processes are always stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+BIN = Path(sys.executable).parent
+
+# The issue's targets.
+TARGET_THROUGHPUT = 2000.0  # msg/s sustained
+TARGET_P50_MS = 3.0  # at the offered rate below
+OFFERED_RATE = 100.0  # msg/s
+
+ECHO_METHOD = "/tmax_bench.Echo/Call"
+COOLDOWN_S = 0.3  # offered load continues (unmeasured) after the latency window
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Params:
+    crypto_n: int  # in-process crypto iterations
+    tput_n: int  # messages (and gRPC calls) in the throughput phases
+    concurrency: int  # concurrent callers in the throughput phases
+    rate_s: float  # seconds of offered load in the latency phases
+    warmup_n: int  # e2e messages before measuring
+    tput_deadline_s: float  # give up waiting for deliveries after this
+    grace_s: float  # wait for stragglers after the latency phase
+
+
+FULL = Params(
+    crypto_n=2000,
+    tput_n=5000,
+    concurrency=64,
+    rate_s=10.0,
+    warmup_n=100,
+    tput_deadline_s=60.0,
+    grace_s=5.0,
+)
+QUICK = Params(
+    crypto_n=300,
+    tput_n=1000,
+    concurrency=64,
+    rate_s=3.0,
+    warmup_n=30,
+    tput_deadline_s=12.0,
+    grace_s=2.0,
+)
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def pct(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an already sorted list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def summarize_ms(values_s: list[float]) -> dict[str, Any]:
+    """Latency summary in milliseconds from a list of seconds."""
+    v = sorted(x * 1000 for x in values_s)
+    if not v:
+        return {"n": 0}
+    return {
+        "n": len(v),
+        "p50_ms": pct(v, 50),
+        "p90_ms": pct(v, 90),
+        "p99_ms": pct(v, 99),
+        "max_ms": v[-1],
+        "mean_ms": sum(v) / len(v),
+    }
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """user+system CPU seconds of a process (all its threads); this process if None."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None  # not Linux, or gone
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time per operation for a set of processes over one phase."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+    def per_op_us(self, ops: int, wall_s: float) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, pid in self.pids.items():
+            t0, t1 = self.start[name], cpu_seconds(pid)
+            if t0 is None or t1 is None or ops <= 0:
+                continue
+            out[name] = {"cpu_us_per_op": (t1 - t0) / ops * 1e6, "cores_busy": (t1 - t0) / wall_s}
+        return out
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+class Child:
+    """A child process that writes a JSON ready file; stopped in a new session.
+
+    With ``prefix`` (e.g. ``py-spy record ... --``) the direct child is the
+    wrapper: ``stop`` signals the real process (pid from the ready file) first
+    so the wrapper can finish its output, then the whole group.
+    """
+
+    def __init__(self, name: str, argv: list[str], workdir: Path, prefix: list[str] | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.prefix = prefix or []
+        self.ready_file = workdir / f"{name}.ready.json"
+        self.log_path = workdir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+        self.ready: dict[str, Any] = {}
+
+    def spawn(self, env: dict[str, str] | None = None) -> None:
+        self.ready_file.unlink(missing_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*self.prefix, *self.argv, "--ready-file", str(self.ready_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+
+    async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while not self.ready_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+            await asyncio.sleep(0.02)
+        self.ready = json.loads(self.ready_file.read_text())
+        return self.ready
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        inner = self.ready.get("pid")
+        if self.prefix and inner:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(inner, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout)  # the wrapper writes its output and exits
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            if proc.poll() is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(wait)
+
+
+# --------------------------------------------------------------------------- bare gRPC echo server
+
+
+def echo_server_main(ready_file: str, reply_size: int) -> None:
+    """Child-process mode: a minimal grpc.aio server answering raw bytes."""
+    import grpc
+
+    reply = os.urandom(reply_size)
+
+    async def call(request: bytes, context: Any) -> bytes:
+        return reply
+
+    async def main() -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "tmax_bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(call)}
+                ),
+            )
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tmp = Path(ready_file).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "listen": f"127.0.0.1:{port}"}))
+        os.replace(tmp, ready_file)
+        await stop.wait()
+        await server.stop(grace=0.5)
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- load patterns
+
+
+async def closed_loop(n: int, concurrency: int, op: Callable[[int], Awaitable[Any]]) -> float:
+    """Run ``op(i)`` for i in range(n) with ``concurrency`` workers; returns elapsed seconds."""
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            await op(i)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - t0
+
+
+async def open_loop(rate: float, duration_s: float, op: Callable[[int], Awaitable[Any]]) -> int:
+    """Start ``op(i)`` at ``t0 + i/rate`` regardless of earlier calls (no coordinated omission)."""
+    n = int(rate * duration_s)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + 0.01
+    tasks = []
+    for i in range(n):
+        delay = t0 + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(op(i)))
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return n
+
+
+# --------------------------------------------------------------------------- phase: crypto
+
+
+def bench_crypto(n: int) -> dict[str, Any]:
+    """Per-message crypto of one delivery, in-process, one core, step by step."""
+    from tmax_core import envelope as env
+    from tmax_core.identity import NodeIdentity
+    from tmax_core.proto import mesh_pb2
+
+    a, b = NodeIdentity.generate(), NodeIdentity.generate()
+    card = mesh_pb2.ContactCard(endpoints=["127.0.0.1:40000"])  # the node seals one into every message
+    body = b"bench-message-000000"
+    steps = ["seal", "parse", "verify", "open_content", "make_ack", "verify_ack"]
+    totals = dict.fromkeys(steps, 0.0)
+    clock = time.perf_counter
+    envelope_size = ack_size = 0
+    for _ in range(n):
+        t0 = clock()
+        data = env.seal(
+            a,
+            to_node_id=b.node_id,
+            to_public_key=b.public_key,
+            scope="message",
+            content_type="text/plain",
+            body=body,
+            contact=card,
+        )
+        t1 = clock()
+        parsed = env.parse(data, 1 << 20)
+        t2 = clock()
+        env.verify(parsed)
+        t3 = clock()
+        env.open_content(b, parsed)
+        t4 = clock()
+        ack = env.make_ack(
+            b, message_id=parsed.message_id, to_node_id=a.node_id, status=mesh_pb2.ACK_STATUS_ACCEPTED
+        )
+        t5 = clock()
+        env.verify_ack(
+            ack,
+            expected_signer_public_key=b.public_key,
+            expected_signer_node_id=b.node_id,
+            message_id=parsed.message_id,
+        )
+        t6 = clock()
+        for step, dt in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True):
+            totals[step] += dt
+        envelope_size, ack_size = len(data), len(ack)
+    per_step_us = {k: v / n * 1e6 for k, v in totals.items()}
+    total_us = sum(per_step_us.values())
+    return {
+        "n": n,
+        "per_step_us": per_step_us,
+        "total_us": total_us,
+        "sender_us": per_step_us["seal"] + per_step_us["verify_ack"],
+        "receiver_us": total_us - per_step_us["seal"] - per_step_us["verify_ack"],
+        "msgs_per_s_one_core": 1e6 / total_us,
+        "envelope_bytes": envelope_size,
+        "ack_bytes": ack_size,
+    }
+
+
+# --------------------------------------------------------------------------- phase: bare gRPC
+
+
+async def bench_grpc(listen: str, server_pid: int, p: Params, request_size: int) -> dict[str, Any]:
+    import grpc
+
+    request = os.urandom(request_size)
+    async with grpc.aio.insecure_channel(listen, options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
+        call = ch.unary_unary(ECHO_METHOD)
+        await asyncio.wait_for(ch.channel_ready(), 10)
+        for _ in range(200):  # warm-up
+            await call(request, timeout=10)
+
+        async def one(_i: int) -> None:
+            await call(request, timeout=10)
+
+        cpu = CpuMeter({"server": server_pid, "bench_client": None})
+        elapsed = await closed_loop(p.tput_n, p.concurrency, one)
+        cpu_per_call = cpu.per_op_us(p.tput_n, elapsed)
+        latencies: list[float] = []
+
+        async def timed(_i: int) -> None:
+            t0 = time.perf_counter()
+            await call(request, timeout=10)
+            latencies.append(time.perf_counter() - t0)
+
+        await open_loop(OFFERED_RATE, p.rate_s, timed)
+    return {
+        "throughput": {
+            "n": p.tput_n,
+            "concurrency": p.concurrency,
+            "seconds": elapsed,
+            "cpu": cpu_per_call,
+        },
+        "calls_per_s": p.tput_n / elapsed,
+        "latency": {"offered_rate": OFFERED_RATE, **summarize_ms(latencies)},
+        "request_bytes": request_size,
+    }
+
+
+# --------------------------------------------------------------------------- phase: e2e
+
+
+class Watcher:
+    """B's ``inbox_watch`` stream: arrival time (bench monotonic clock) per body."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.arrivals: dict[str, float] = {}
+        self.received_at_ms: dict[str, int] = {}
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future]] = []
+        self.nudges = 0
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        # include_existing_unread: nothing stored before the stream is up is missed.
+        async for m in self.client.inbox_watch(include_existing_unread=True):
+            now = time.perf_counter()
+            body = m["body"]
+            self.arrivals.setdefault(body, now)
+            self.received_at_ms.setdefault(body, m["received_at_ms"])
+            for cond, fut in list(self._waiters):
+                if not fut.done() and cond():
+                    fut.set_result(None)
+
+    async def wait(self, cond: Callable[[], bool], timeout: float) -> bool:
+        if cond():
+            return True
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((cond, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+            return True
+        except TimeoutError:
+            return cond()
+        finally:
+            self._waiters.remove((cond, fut))
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+
+async def befriend(a: Any, b: Any, b_node_id: str, a_node_id: str) -> None:
+    """B invites (with a rate limit high enough not to be what is measured), A accepts."""
+    token = (await b.invite_create(rate_limit=(1e6, 1_000_000)))["token"]
+    await a.invite_accept(token, alias="bench-b")
+    deadline = time.monotonic() + 20
+    while not any(f["node_id"] == a_node_id for f in await b.friends_list()):
+        if time.monotonic() > deadline:
+            raise RuntimeError("first contact did not reach B within 20 s")
+        await asyncio.sleep(0.02)
+
+
+async def bench_e2e(a: Any, b: Any, b_node_id: str, pids: dict[str, int], p: Params) -> dict[str, Any]:
+    watcher = Watcher(b)
+    watcher.start()
+    try:
+        # Warm-up: proves the watch stream is live and the direct channel is up.
+        warm = [f"warm-{i}" for i in range(p.warmup_n)]
+        await closed_loop(len(warm), 8, lambda i: a.msg_send(b_node_id, warm[i].encode()))
+        await arrive_all(a, b_node_id, watcher, warm, 20.0)
+        base_unread = (await b.inbox_unread())["unread"]
+
+        # Throughput: C concurrent msg_send callers; delivered = B's inbox unread count.
+        send_done: list[float] = []
+        cpu = CpuMeter({"node_a": pids["node_a"], "node_b": pids["node_b"], "bench_client": None})
+        t_start = time.perf_counter()
+
+        async def send_tput(i: int) -> None:
+            await a.msg_send(b_node_id, f"tput-{i}".encode())
+            send_done.append(time.perf_counter())
+
+        sender = asyncio.create_task(closed_loop(p.tput_n, p.concurrency, send_tput))
+        delivered, t_last = 0, t_start
+        deadline = t_start + p.tput_deadline_s
+        while True:
+            unread = (await b.inbox_unread())["unread"] - base_unread
+            now = time.perf_counter()
+            if unread > delivered:
+                delivered, t_last = unread, now
+            if delivered >= p.tput_n or now > deadline:
+                break
+            await asyncio.sleep(0.01)
+        accept_s = await sender if sender.done() else None
+        if not sender.done():
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+        tput_elapsed = t_last - t_start
+        cpu_per_msg = cpu.per_op_us(delivered, tput_elapsed)
+        throughput = {
+            "n": p.tput_n,
+            "concurrency": p.concurrency,
+            "delivered": delivered,
+            "complete": delivered >= p.tput_n,
+            "seconds": tput_elapsed,
+            "msgs_per_s": delivered / tput_elapsed if tput_elapsed > 0 else 0.0,
+            "accepted_by_api_per_s": (p.tput_n / accept_s) if accept_s else None,
+            "cpu": cpu_per_msg,
+        }
+        # Let the outbox drain before the latency phase (bounded).
+        await drain(a, p.tput_deadline_s / 2)
+
+        # Latency at a fixed offered rate: send start → arrival on B's watch stream.
+        starts: dict[str, float] = {}
+        starts_wall_ms: dict[str, float] = {}
+        api_s: list[float] = []
+        ids: dict[str, str] = {}
+        errors: list[str] = []
+
+        async def send_timed(i: int) -> None:
+            body = f"lat-{i}"
+            starts_wall_ms[body] = time.time_ns() / 1e6
+            starts[body] = t0 = time.perf_counter()
+            try:
+                reply = await a.msg_send(b_node_id, body.encode())
+            except Exception as err:  # counted, not fatal
+                errors.append(str(err))
+                return
+            api_s.append(time.perf_counter() - t0)
+            ids[body] = reply["message_id"]
+
+        # The offered load runs COOLDOWN_S past the measured window, so the last
+        # measured messages see the same conditions as the others.
+        total = await open_loop(OFFERED_RATE, p.rate_s + COOLDOWN_S, send_timed)
+        n = int(OFFERED_RATE * p.rate_s)
+        bodies = [f"lat-{i}" for i in range(n)]
+        with contextlib.suppress(RuntimeError):
+            await arrive_all(a, b_node_id, watcher, [f"lat-{i}" for i in range(total)], p.grace_s)
+        one_way = [watcher.arrivals[x] - starts[x] for x in bodies if x in watcher.arrivals]
+        # Held back by a missed watch wake-up: shows up together with the next message.
+        held_back = sum(
+            1
+            for i in range(n)
+            if f"lat-{i}" in watcher.arrivals
+            and f"lat-{i + 1}" in watcher.arrivals
+            and abs(watcher.arrivals[f"lat-{i + 1}"] - watcher.arrivals[f"lat-{i}"]) < 0.0005
+        )
+        # B's received_at_ms is taken when its ingress starts (wall clock, 1 ms resolution).
+        to_ingress = [
+            (watcher.received_at_ms[x] - starts_wall_ms[x]) / 1000
+            for x in bodies
+            if x in watcher.received_at_ms
+        ]
+        # A's outbox delivered_at_ms: the signed ack verified and recorded (wall clock, 1 ms).
+        round_trip = []
+        for x in bodies:
+            if x in ids:
+                st = await a.msg_status(ids[x])
+                if st["status"] == "delivered" and st["delivered_at_ms"]:
+                    round_trip.append((st["delivered_at_ms"] - starts_wall_ms[x]) / 1000)
+        latency = {
+            "offered_rate": OFFERED_RATE,
+            "sent": n,
+            "errors": len(errors),
+            "first_error": errors[0] if errors else None,
+            "delivered": len(one_way),
+            **summarize_ms(one_way),
+            "watch_held_back": held_back,
+            "watch_nudges": watcher.nudges,
+            "msg_send_reply": summarize_ms(api_s),
+            "to_b_ingress_start_1ms": summarize_ms(to_ingress),
+            "to_ack_recorded_at_a_1ms": summarize_ms(round_trip),
+        }
+        status_a = await a.node_status()
+        return {"throughput": throughput, "latency": latency, "outbox_a": status_a["outbox"]}
+    finally:
+        await watcher.stop()
+
+
+async def arrive_all(a: Any, b_node_id: str, watcher: Watcher, bodies: list[str], timeout: float) -> None:
+    """Wait until every body is on B's watch stream.
+
+    ``Node.watch_inbox`` can miss a wake-up (a notify while the watcher is busy
+    leaves the newest row unsent until the next insert), so after a quiet
+    second, one unmeasured "nudge" message makes B notify again.
+    """
+    deadline = time.monotonic() + timeout
+    nudges = 0
+    while not await watcher.wait(lambda: all(x in watcher.arrivals for x in bodies), 1.0):
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"messages did not arrive on B's inbox watch within {timeout:g} s "
+                f"(seen {sum(x in watcher.arrivals for x in bodies)}/{len(bodies)}, "
+                f"A outbox {(await a.node_status())['outbox']})"
+            )
+        nudges += 1
+        await a.msg_send(b_node_id, f"nudge-{time.monotonic_ns()}".encode())
+    watcher.nudges += nudges
+
+
+async def drain(a: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = (await a.node_status())["outbox"]
+        if not any(counts.get(s, 0) for s in ("queued", "sent")):
+            return
+        await asyncio.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def node_env() -> dict[str, str]:
+    """Lift the ratelimit plugin's limits (ignored if it is not installed): the
+    bench measures the messaging pipeline, not the limiter's policy."""
+    return {
+        "TMAX_MESH_RATELIMIT_RATE": "1000000",
+        "TMAX_MESH_RATELIMIT_BURST": "1000000",
+        "TMAX_MESH_RATELIMIT_SOURCE_RATE": "1000000",
+        "TMAX_MESH_RATELIMIT_SOURCE_BURST": "1000000",
+        "TMAX_LOG_LEVEL": "warning",
+    }
+
+
+def profiler_prefix(profile_dir: Path | None, name: str, native: bool) -> list[str]:
+    """``py-spy record`` (non-blocking sampling, 100 Hz, one row per thread) as a wrapper."""
+    if profile_dir is None:
+        return []
+    pyspy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if pyspy is None:
+        raise RuntimeError("--profile needs py-spy: pip install py-spy")
+    return [
+        pyspy,
+        "record",
+        "--format",
+        "raw",
+        "--threads",
+        "--nonblocking",
+        *(["--native"] if native else []),
+        "--rate",
+        "100",
+        "--output",
+        str(profile_dir / f"{name}.collapsed.txt"),
+        "--",
+    ]
+
+
+async def run(
+    p: Params, mode: str, workdir: Path, profile_dir: Path | None, native: bool = False
+) -> dict[str, Any]:
+    from tmax_core.client import AsyncNodeClient
+
+    children: list[Child] = []
+    try:
+        t_run = time.monotonic()
+        # Children start first (they import in parallel with our crypto phase).
+        echo = Child("echo", [sys.executable, str(Path(__file__).resolve()), "--echo-server", "200"], workdir)
+        nodes = {}
+        for name in ("node-a", "node-b"):
+            state = workdir / name
+            state.mkdir()
+            nodes[name] = Child(
+                name,
+                [str(BIN / "tmax-node"), "--state-dir", str(state), "--peer-listen", "127.0.0.1:0"],
+                workdir,
+                prefix=profiler_prefix(profile_dir, name, native),
+            )
+        for child in (echo, *nodes.values()):
+            children.append(child)
+            child.spawn(env=node_env())
+        for child in children:
+            await child.wait_ready()
+
+        print(f"[{mode}] crypto baseline: {p.crypto_n} messages in-process ...", flush=True)
+        crypto = bench_crypto(p.crypto_n)
+
+        a_ready, b_ready = nodes["node-a"].ready, nodes["node-b"].ready
+        async with (
+            AsyncNodeClient(a_ready["socket"]) as a,
+            AsyncNodeClient(b_ready["socket"]) as b,
+        ):
+            await befriend(a, b, b_ready["node_id"], a_ready["node_id"])
+
+            print(f"[{mode}] bare gRPC baseline: {p.tput_n} calls, then {p.rate_s:g}s at 100/s ...")
+            grpc_res = await bench_grpc(echo.ready["listen"], echo.ready["pid"], p, crypto["envelope_bytes"])
+            echo.stop()
+
+            print(f"[{mode}] e2e A→B direct: {p.tput_n} messages, then {p.rate_s:g}s at 100/s ...")
+            pids = {"node_a": a_ready["pid"], "node_b": b_ready["pid"]}
+            e2e = await bench_e2e(a, b, b_ready["node_id"], pids, p)
+        return {
+            "crypto": crypto,
+            "grpc": grpc_res,
+            "e2e": e2e,
+            "wall_seconds": time.monotonic() - t_run,
+        }
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
+def environment() -> dict[str, Any]:
+    import grpc
+
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": load,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def ratio(x: float | None, y: float | None) -> float | None:
+    return x / y if x is not None and y else None
+
+
+def assess(res: dict[str, Any]) -> dict[str, Any]:
+    e2e_tput = res["e2e"]["throughput"]["msgs_per_s"]
+    e2e_p50 = res["e2e"]["latency"].get("p50_ms")
+    g_tput = res["grpc"]["calls_per_s"]
+    g_lat = res["grpc"]["latency"]
+    return {
+        "ratios": {
+            "e2e_throughput_vs_grpc": ratio(e2e_tput, g_tput),
+            "e2e_p50_vs_grpc_p50": ratio(e2e_p50, g_lat.get("p50_ms")),
+            "e2e_p99_vs_grpc_p99": ratio(res["e2e"]["latency"].get("p99_ms"), g_lat.get("p99_ms")),
+            "e2e_throughput_vs_crypto_one_core": ratio(e2e_tput, res["crypto"]["msgs_per_s_one_core"]),
+        },
+        "targets": {
+            "throughput_msgs_per_s": {
+                "target": TARGET_THROUGHPUT,
+                "value": e2e_tput,
+                "met": e2e_tput >= TARGET_THROUGHPUT and res["e2e"]["throughput"]["complete"],
+            },
+            "p50_ms_at_100_per_s": {
+                "target": TARGET_P50_MS,
+                "value": e2e_p50,
+                "met": e2e_p50 is not None and e2e_p50 <= TARGET_P50_MS,
+            },
+        },
+    }
+
+
+def fmt(x: float | None, nd: int = 2) -> str:
+    if x is None:
+        return "-"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{nd}f}"
+
+
+def print_table(out: dict[str, Any]) -> None:
+    r, env_ = out["results"], out["environment"]
+    c, g, e = r["crypto"], r["grpc"], r["e2e"]
+    tp, lat = e["throughput"], e["latency"]
+    gl = g["latency"]
+    ra, tg = out["ratios"], out["targets"]
+    p = out["params"]
+    w = 44
+    line = "-" * (w + 42)
+    print()
+    print(
+        f"tmax-mesh messaging benchmark ({out['mode']}) - {env_['cpus']} CPUs, "
+        f"Python {env_['python']}, grpcio {env_['grpcio']}, loadavg {env_['loadavg_at_start']}"
+    )
+    print(line)
+    print(f"{'':{w}}{'e2e A->B direct':>16}{'bare gRPC':>14}{'ratio':>12}")
+    print(line)
+    print(
+        f"{'throughput, ' + str(p['tput_n']) + ' msgs, C=' + str(p['concurrency']) + ' (/s)':{w}}"
+        f"{fmt(tp['msgs_per_s']):>16}{fmt(g['calls_per_s']):>14}{fmt(ra['e2e_throughput_vs_grpc'], 3):>11}x"
+    )
+    for q in ("p50", "p90", "p99"):
+        rq = ratio(lat.get(f"{q}_ms"), gl.get(f"{q}_ms"))
+        print(
+            f"{'latency ' + q + ' @ 100 msg/s (ms)':{w}}"
+            f"{fmt(lat.get(f'{q}_ms')):>16}{fmt(gl.get(f'{q}_ms')):>14}{fmt(rq, 1):>11}x"
+        )
+    print(line)
+    print(
+        f"{'e2e delivered (throughput / latency phase)':{w}}"
+        f"{tp['delivered']}/{tp['n']} in {tp['seconds']:.2f}s; {lat['delivered']}/{lat['sent']}"
+        f" (errors {lat['errors']})"
+    )
+    print(
+        f"{'  inbox_watch wake-ups missed (held back/nudged)':{w}}"
+        f"{lat['watch_held_back']:>16} / {lat['watch_nudges']}"
+    )
+    print(f"{'  msg_send accepted by A (API, /s)':{w}}{fmt(tp['accepted_by_api_per_s']):>16}")
+    ms = lat["msg_send_reply"]
+    print(f"{'  msg_send reply p50 / p99 (ms)':{w}}{fmt(ms.get('p50_ms')):>16} / {fmt(ms.get('p99_ms'))}")
+    ing = lat["to_b_ingress_start_1ms"]
+    print(
+        f"{'  send -> B ingress start p50 / p99 (ms, 1ms res)':{w}}"
+        f"{fmt(ing.get('p50_ms')):>16} / {fmt(ing.get('p99_ms'))}"
+    )
+    rt = lat["to_ack_recorded_at_a_1ms"]
+    print(
+        f"{'  send -> ack recorded at A p50 / p99 (ms, 1ms)':{w}}"
+        f"{fmt(rt.get('p50_ms')):>16} / {fmt(rt.get('p99_ms'))}"
+    )
+    cpu_e, cpu_g = tp.get("cpu", {}), g["throughput"].get("cpu", {})
+    if cpu_e:
+        parts = ", ".join(
+            f"{k} {v['cpu_us_per_op']:,.0f} ({v['cores_busy']:.2f} cores)" for k, v in cpu_e.items()
+        )
+        print(f"{'  CPU us per message in throughput phase':{w}}{parts}")
+    if cpu_g:
+        parts = ", ".join(
+            f"{k} {v['cpu_us_per_op']:,.0f} ({v['cores_busy']:.2f} cores)" for k, v in cpu_g.items()
+        )
+        print(f"{'  bare gRPC: CPU us per call':{w}}{parts}")
+    print(line)
+    steps = " + ".join(f"{k} {v:.0f}" for k, v in c["per_step_us"].items())
+    print(f"{'crypto per message, one core (us)':{w}}{fmt(c['total_us'], 0):>16}   ({steps})")
+    print(
+        f"{'  -> msgs/s one core could seal+open+ack':{w}}{fmt(c['msgs_per_s_one_core']):>16}"
+        f"   (e2e is {fmt(ra['e2e_throughput_vs_crypto_one_core'], 3)}x of it; "
+        f"sender {c['sender_us']:.0f} us, receiver {c['receiver_us']:.0f} us)"
+    )
+    print(f"{'  envelope / ack size (bytes)':{w}}{c['envelope_bytes']:>16} / {c['ack_bytes']}")
+    print(line)
+    t1, t2 = tg["throughput_msgs_per_s"], tg["p50_ms_at_100_per_s"]
+    print(
+        f"target: >= {t1['target']:,.0f} msg/s sustained{'':14}"
+        f"{'MET' if t1['met'] else 'NOT MET'} ({fmt(t1['value'])} msg/s)"
+    )
+    print(
+        f"target: p50 <= {t2['target']:g} ms at 100 msg/s{'':15}"
+        f"{'MET' if t2['met'] else 'NOT MET'} ({fmt(t2['value'])} ms)"
+    )
+    print(line)
+    print(f"wall time {r['wall_seconds']:.1f}s; JSON: {out['json_path']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller counts, < 40 s")
+    ap.add_argument("--name", help="results name (default: messaging or messaging-quick)")
+    ap.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="run both nodes under `py-spy record` (collapsed stacks in DIR; "
+        "summarise with bench/profile_summary.py); figures are then perturbed",
+    )
+    ap.add_argument(
+        "--profile-native", action="store_true", help="with --profile: include C frames (py-spy --native)"
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the temp state dirs and node logs")
+    ap.add_argument("--echo-server", nargs=1, metavar="REPLY_BYTES", help=argparse.SUPPRESS)
+    ap.add_argument("--ready-file", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.echo_server:
+        echo_server_main(args.ready_file, int(args.echo_server[0]))
+        return 0
+
+    mode = "quick" if args.quick else "full"
+    p = QUICK if args.quick else FULL
+    name = args.name or ("messaging-quick" if args.quick else "messaging")
+    profile_dir = Path(args.profile).resolve() if args.profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        name += "-profiled"
+    workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-"))
+    env_info = environment()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        results = asyncio.run(run(p, mode, workdir, profile_dir, args.profile_native))
+    except KeyboardInterrupt:
+        print("interrupted; children stopped", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 130
+    except Exception as err:
+        print(f"benchmark failed: {err}", file=sys.stderr)
+        print(f"(state dirs and node logs kept in {workdir})", file=sys.stderr)
+        return 1
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    RESULTS_DIR.mkdir(exist_ok=True)
+    json_path = RESULTS_DIR / f"{name}.json"
+    out = {
+        "benchmark": "messaging",
+        "mode": mode,
+        "profiled": profile_dir is not None,
+        "params": p.__dict__,
+        "environment": env_info,
+        "results": results,
+        **assess(results),
+        "json_path": str(json_path.relative_to(BENCH_DIR.parent)),
+    }
+    json_path.write_text(json.dumps(out, indent=2) + "\n")
+    print_table(out)
+    if args.keep:
+        print(f"state dirs and node logs kept in {workdir}")
+    if profile_dir is not None:
+        print(f"profiles: {profile_dir}/node-a.collapsed.txt, node-b.collapsed.txt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,500 @@
+"""The relay hub: routes, per-connection state and the frame handlers of
+``tmax-host`` (DESIGN §10). The gRPC servicer only hands each Connect call to
+:meth:`Hub.serve`.
+
+Writes go straight into the recipient's stream under that connection's lock
+(``Connection.send``), from the task of the connection that produced the
+frame. That costs no task or queue per stream (DESIGN §10 measured it cheaper
+than a writer task per stream) and gives natural back-pressure: a sender
+whose recipient reads slowly is itself read more slowly. A write that does not
+complete within ``write_timeout_s`` marks the recipient broken: it is
+disconnected and the frame is stored for it instead, so one stuck reader can
+stall its senders for at most that long.
+
+Closing a stream from outside its own task (supersede, timeouts, shutdown)
+sends an ``Error`` frame and cancels the task that serves the call; the
+stream's cleanup only removes the route if the route is still *that*
+connection, so a superseded stream can never remove its successor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from tmax_core import envelope as env
+from tmax_core.crypto import now_ms, to_checksum
+from tmax_core.errors import EnvelopeError, Reason
+from tmax_mesh_relay import wire
+from tmax_mesh_relay.metrics import HostMetrics
+from tmax_mesh_relay.proto import host_pb2
+from tmax_mesh_relay.storeforward import Held, QueueLimits, StoreAndForward
+
+log = logging.getLogger("tmax_mesh.host")
+
+GC_FREEZE_EVERY = 1000
+"""Registrations between ``gc.freeze()`` calls: long-lived connection objects
+move out of the collector's reach, which removes the 0.4-0.5 s full-collection
+stalls measured at 10,000 connections (DESIGN §10)."""
+QUEUE_EXPIRE_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class HostLimits:
+    """Every bound of the host; the CLI flags map onto these (see docs/relay.md)."""
+
+    max_connections: int = 10_000
+    max_frame_bytes: int = 1024 * 1024 + 64 * 1024
+    rate_per_s: float = 100.0
+    burst: int = 200
+    lookup_rate_per_s: float = 2.0
+    lookup_burst: int = 10
+    register_timeout_s: float = 10.0
+    idle_timeout_s: float = 0.0
+    write_timeout_s: float = 5.0
+    max_lookup_allow: int = 10_000
+    queue: QueueLimits = field(default_factory=QueueLimits)
+
+    def to_pb(self) -> host_pb2.Limits:
+        return host_pb2.Limits(
+            max_frame_bytes=self.max_frame_bytes,
+            rate_per_s=self.rate_per_s,
+            burst=self.burst,
+            queue_max_messages=self.queue.max_messages,
+            queue_max_bytes=self.queue.max_bytes,
+            queue_ttl_ms=int(self.queue.ttl_s * 1000),
+            idle_timeout_ms=int(self.idle_timeout_s * 1000),
+            max_lookup_allow=self.max_lookup_allow,
+        )
+
+
+class Connection:
+    """One Connect stream (registered or not)."""
+
+    __slots__ = (
+        "bucket",
+        "closing",
+        "context",
+        "endpoints",
+        "id",
+        "inflight",
+        "last_frame",
+        "lock",
+        "lookup_allow",
+        "lookup_bucket",
+        "node_hex",
+        "node_id",
+        "opened",
+        "peer",
+        "peer_ip",
+        "task",
+        "write_timeout",
+    )
+
+    def __init__(self, context: Any, task: asyncio.Task, now: float, limits: HostLimits) -> None:
+        self.id = os.urandom(6).hex()
+        self.context = context
+        self.task = task
+        self.peer = context.peer() or ""
+        self.peer_ip = wire.peer_ip(self.peer)
+        self.node_id: bytes | None = None
+        self.node_hex = "-"
+        self.endpoints: list[str] = []
+        self.lookup_allow: frozenset[bytes] = frozenset()
+        self.lock = asyncio.Lock()
+        self.bucket = wire.TokenBucket(limits.rate_per_s, limits.burst, now)
+        self.lookup_bucket = wire.TokenBucket(limits.lookup_rate_per_s, limits.lookup_burst, now)
+        self.opened = now
+        self.last_frame = now
+        # Stored envelopes handed to this stream and not yet acknowledged by the
+        # node: put back in the store if the stream ends first.
+        self.inflight: dict[tuple[bytes, bytes], Held] = {}
+        self.closing = False
+        self.write_timeout = limits.write_timeout_s
+
+    @property
+    def log_extra(self) -> dict[str, str]:
+        return {"connection_id": self.id, "node_id": self.node_hex}
+
+    @property
+    def observed_addr(self) -> str:
+        return self.peer.partition(":")[2] if self.peer.startswith(("ipv4:", "ipv6:")) else self.peer
+
+    async def send(self, frame: host_pb2.HostFrame, *, last: bool = False) -> bool:
+        """Write one frame; False if the stream is closing, broken or too slow.
+        ``last`` writes the final frame of a stream that is already closing."""
+        if self.closing and not last:
+            return False
+        try:
+            async with asyncio.timeout(self.write_timeout), self.lock:
+                await self.context.write(frame)
+        except Exception:
+            return False
+        return True
+
+
+class Hub:
+    def __init__(
+        self, limits: HostLimits, host_id: bytes, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits
+        self.host_id = host_id
+        self.clock = clock
+        self.connections: dict[str, Connection] = {}
+        self.routes: dict[bytes, Connection] = {}
+        self.store = StoreAndForward(limits.queue, clock)
+        self.metrics = HostMetrics(
+            connections=lambda: len(self.connections),
+            registered=lambda: len(self.routes),
+            queue_messages=lambda: self.store.total_messages,
+            queue_bytes=lambda: self.store.total_bytes,
+        )
+        self.accepting = True
+        self._limits_pb = limits.to_pb()
+        self._background: set[asyncio.Task] = set()
+        self._new_registrations = 0
+        self._last_full_log = 0.0
+        self._handlers: dict[str, Callable[[Connection, Any], Awaitable[None]]] = {
+            "relay_send": self._on_relay_send,
+            "ack_send": self._on_ack_send,
+            "ping": self._on_ping,
+            "pong": self._on_pong,
+            "lookup": self._on_lookup,
+            "set_lookup_allow": self._on_set_lookup_allow,
+        }
+
+    # -- one Connect call ---------------------------------------------------------
+
+    async def serve(self, context: Any) -> None:
+        """Serve one Connect stream until it ends (called by the servicer)."""
+        if not self.accepting:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "host is shutting down")
+        if len(self.connections) >= self.limits.max_connections:
+            self.metrics.drop("max_connections")
+            now = self.clock()
+            if now - self._last_full_log > 10.0:
+                self._last_full_log = now
+                log.warning("refusing connections: at --max-connections %d", self.limits.max_connections)
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"host is at its limit of {self.limits.max_connections} connections; retry later",
+            )
+        task = asyncio.current_task()
+        assert task is not None
+        conn = Connection(context, task, self.clock(), self.limits)
+        self.connections[conn.id] = conn
+        try:
+            await self._session(conn)
+        finally:
+            self._cleanup(conn)
+
+    async def _session(self, conn: Connection) -> None:
+        nonce = os.urandom(wire.NONCE_LEN)
+        challenge = host_pb2.Challenge(nonce=nonce, host_id=self.host_id, time_ms=now_ms())
+        if not await self._write(conn, host_pb2.HostFrame(challenge=challenge), "challenge"):
+            return
+        frame = await conn.context.read()
+        if frame is grpc.aio.EOF:
+            return
+        if frame.WhichOneof("frame") != "register":
+            self.metrics.registrations.labels("not_registered").inc()
+            await self._refuse(conn, "not_registered", "the first frame must be Register")
+        self.metrics.frames_in["register"].inc()
+        try:
+            wire.verify_register(frame.register, self.host_id, nonce, self.limits.max_lookup_allow)
+        except wire.RegisterError as err:
+            self.metrics.registrations.labels(err.code).inc()
+            await self._refuse(conn, err.code, err.detail)
+        self._register(conn, frame.register)
+        registered = host_pb2.Registered(
+            observed_addr=conn.observed_addr,
+            limits=self._limits_pb,
+            connection_id=conn.id,
+            queued=self.store.depth(conn.node_id or b""),
+        )
+        if not await self._write(conn, host_pb2.HostFrame(registered=registered), "registered"):
+            return
+        # Stored envelopes go out from their own task so this one keeps reading
+        # the node's acks meanwhile (otherwise both directions could fill up).
+        self._spawn(self._flush(conn))
+        await self._read_loop(conn)
+
+    async def _read_loop(self, conn: Connection) -> None:
+        read = conn.context.read
+        while True:
+            frame = await read()
+            if frame is grpc.aio.EOF:
+                return
+            now = self.clock()
+            conn.last_frame = now
+            wait = conn.bucket.reserve(now)
+            if wait > 0:
+                self.metrics.throttled.inc()
+                await asyncio.sleep(wait)
+            kind = frame.WhichOneof("frame")
+            handler = self._handlers.get(kind or "")
+            if handler is None:
+                await self._error(conn, "malformed", f"unexpected frame {kind or 'empty'} after registration")
+                continue
+            self.metrics.frames_in[kind].inc()
+            await handler(conn, getattr(frame, kind))
+
+    def _register(self, conn: Connection, reg: host_pb2.Register) -> None:
+        node_id = bytes(reg.node_id)
+        conn.node_id = node_id
+        conn.node_hex = to_checksum(node_id)
+        conn.endpoints = list(reg.endpoints)
+        conn.lookup_allow = frozenset(reg.lookup_allow)
+        old = self.routes.get(node_id)
+        self.routes[node_id] = conn
+        self.metrics.registrations.labels("ok").inc()
+        self._new_registrations += 1
+        log.info("registered %s from %s", conn.node_hex, conn.observed_addr, extra=conn.log_extra)
+        if old is not None and old is not conn:
+            log.info(
+                "superseding connection %s of %s", old.id, conn.node_hex, extra=old.log_extra
+            )
+            self.metrics.drop("superseded")
+            self.close(old, "superseded", "a newer registration of this node id took over")
+
+    def _cleanup(self, conn: Connection) -> None:
+        conn.closing = True
+        self.connections.pop(conn.id, None)
+        if conn.node_id is None:
+            return
+        if self.routes.get(conn.node_id) is conn:
+            del self.routes[conn.node_id]
+            log.info("disconnected %s", conn.node_hex, extra=conn.log_extra)
+        if conn.inflight:
+            self._store_many(conn.node_id, list(conn.inflight.values()))
+            conn.inflight.clear()
+
+    # -- frames -----------------------------------------------------------------------
+
+    async def _on_relay_send(self, conn: Connection, rs: host_pb2.RelaySend) -> None:
+        data = rs.envelope
+        self.metrics.bytes_in.inc(len(data))
+        try:
+            parsed = env.parse(data, self.limits.max_frame_bytes)
+        except EnvelopeError as err:
+            code = "too_large" if err.code == Reason.TOO_LARGE else "malformed"
+            self.metrics.drop(code)
+            await self._error(conn, code, str(err), node_id=rs.to)
+            return
+        message_id = parsed.message_id
+        if parsed.from_node_id != conn.node_id:
+            self.metrics.drop("sender_mismatch")
+            log.warning(
+                "dropping envelope %s: sender %s is not the registered node",
+                message_id.hex(),
+                to_checksum(parsed.from_node_id),
+                extra=conn.log_extra,
+            )
+            await self._error(
+                conn, "sender_mismatch", "envelope sender is not the registered node", message_id, rs.to
+            )
+            return
+        to = parsed.to_node_id
+        if to != rs.to:
+            self.metrics.drop("malformed")
+            await self._error(conn, "malformed", "RelaySend.to differs from the envelope", message_id, rs.to)
+            return
+        dest = self.routes.get(to)
+        if dest is not None:
+            deliver = host_pb2.Deliver(message_id=message_id, envelope=data)
+            setattr(deliver, "from", conn.node_id)
+            if await self._write(dest, host_pb2.HostFrame(deliver=deliver), "deliver"):
+                self.metrics.relayed.inc()
+                self.metrics.bytes_out.inc(len(data))
+                return
+        assert conn.node_id is not None
+        refused = self._store(to, self.store.new_item(conn.node_id, message_id, data))
+        if refused is not None:
+            self.metrics.drop(refused)
+            code = "unknown_recipient" if refused == "unknown_recipient" else "queue_full"
+            await self._error(conn, code, f"cannot store for the offline recipient ({refused})", message_id, to)
+            return
+        self.metrics.queued.inc()
+        await self._write(conn, host_pb2.HostFrame(queued=host_pb2.Queued(message_id=message_id, to=to)), "queued")
+
+    async def _on_ack_send(self, conn: Connection, ack: host_pb2.AckSend) -> None:
+        self.metrics.bytes_in.inc(len(ack.ack))
+        if len(ack.ack) > env.MAX_ACK_BYTES:
+            self.metrics.drop("too_large")
+            await self._error(conn, "too_large", "ack is too large", ack.message_id, ack.to)
+            return
+        conn.inflight.pop((bytes(ack.to), bytes(ack.message_id)), None)
+        dest = self.routes.get(ack.to)
+        if dest is None:
+            self.metrics.drop("ack_sender_gone")
+            return
+        out = host_pb2.Ack(message_id=ack.message_id, ack=ack.ack)
+        setattr(out, "from", conn.node_id)
+        if await self._write(dest, host_pb2.HostFrame(ack=out), "ack"):
+            self.metrics.bytes_out.inc(len(ack.ack))
+        else:
+            self.metrics.drop("ack_sender_gone")
+
+    async def _on_ping(self, conn: Connection, ping: host_pb2.Ping) -> None:
+        await self._write(conn, host_pb2.HostFrame(pong=host_pb2.Pong(time_ms=ping.time_ms)), "pong")
+
+    async def _on_pong(self, conn: Connection, pong: host_pb2.Pong) -> None:
+        return None
+
+    async def _on_lookup(self, conn: Connection, lookup: host_pb2.Lookup) -> None:
+        target = bytes(lookup.target)
+        if not conn.lookup_bucket.take(self.clock()):
+            self.metrics.lookups.labels("rate_limited").inc()
+            await self._error(conn, "rate_limited", "too many lookups; slow down", node_id=target)
+            return
+        dest = self.routes.get(target)
+        result = host_pb2.LookupResult(target=target)
+        # Offline, unknown and not-allowed answer the same, so a lookup reveals
+        # nothing to nodes the target did not allow.
+        if dest is not None and conn.node_id in dest.lookup_allow:
+            result.found = True
+            result.endpoints.extend(wire.dialable_endpoints(dest.endpoints, dest.peer_ip))
+            result.observed_ip = dest.peer_ip
+            self.metrics.lookups.labels("found").inc()
+        else:
+            self.metrics.lookups.labels("not_found").inc()
+        await self._write(conn, host_pb2.HostFrame(lookup_result=result), "lookup_result")
+
+    async def _on_set_lookup_allow(self, conn: Connection, msg: host_pb2.SetLookupAllow) -> None:
+        try:
+            wire.check_node_ids(list(msg.node_ids), self.limits.max_lookup_allow, "lookup allow-list")
+        except wire.RegisterError as err:
+            await self._error(conn, "malformed", err.detail)
+            return
+        conn.lookup_allow = frozenset(msg.node_ids)
+
+    # -- store and forward --------------------------------------------------------------
+
+    def _store(self, recipient: bytes, item: Held) -> str | None:
+        refused = self.store.put(recipient, item)
+        if refused is None:
+            self._flush_if_online(recipient)
+        return refused
+
+    def _store_many(self, recipient: bytes, items: list[Held]) -> None:
+        lost = self.store.requeue(recipient, items)
+        if lost:
+            self.metrics.drop("requeue_full", lost)
+        self._flush_if_online(recipient)
+
+    def _flush_if_online(self, recipient: bytes) -> None:
+        """A recipient that (re)registered while we were storing must not wait for its next registration."""
+        conn = self.routes.get(recipient)
+        if conn is not None and not conn.closing:
+            self._spawn(self._flush(conn))
+
+    async def _flush(self, conn: Connection) -> None:
+        node_id = conn.node_id
+        assert node_id is not None
+        items, expired = self.store.take_all(node_id)
+        if expired:
+            self.metrics.drop("expired", expired)
+        for i, item in enumerate(items):
+            deliver = host_pb2.Deliver(message_id=item.message_id, envelope=item.envelope)
+            setattr(deliver, "from", item.sender)
+            conn.inflight[item.key] = item
+            if self.routes.get(node_id) is not conn or not await self._write(
+                conn, host_pb2.HostFrame(deliver=deliver), "deliver"
+            ):
+                conn.inflight.pop(item.key, None)
+                self._store_many(node_id, items[i:])
+                return
+            self.metrics.flushed.inc()
+            self.metrics.bytes_out.inc(len(item.envelope))
+
+    # -- writing and closing ---------------------------------------------------------------
+
+    async def _write(
+        self, conn: Connection, frame: host_pb2.HostFrame, kind: str, *, last: bool = False
+    ) -> bool:
+        if await conn.send(frame, last=last):
+            self.metrics.frames_out[kind].inc()
+            return True
+        if not conn.closing:
+            log.info("dropping %s: its stream is broken or not reading", conn.id, extra=conn.log_extra)
+            self.metrics.drop("write_failed")
+            conn.closing = True
+            conn.task.cancel()
+        return False
+
+    async def _error(
+        self, conn: Connection, code: str, detail: str, message_id: bytes = b"", node_id: bytes = b""
+    ) -> None:
+        error = host_pb2.Error(code=code, detail=detail, message_id=message_id, node_id=node_id)
+        await self._write(conn, host_pb2.HostFrame(error=error), "error")
+
+    async def _refuse(self, conn: Connection, code: str, detail: str) -> None:
+        """Answer a failed registration with an Error frame, then end the call."""
+        log.warning("refused registration from %s: %s: %s", conn.observed_addr, code, detail, extra=conn.log_extra)
+        await self._error(conn, code, detail)
+        await conn.context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{code}: {detail}")
+
+    def close(self, conn: Connection, code: str, detail: str) -> None:
+        """Close a stream from outside its task: Error frame, then cancel it."""
+        if conn.closing:
+            return
+        conn.closing = True
+        self._spawn(self._close(conn, code, detail))
+
+    async def _close(self, conn: Connection, code: str, detail: str) -> None:
+        error = host_pb2.Error(code=code, detail=detail)
+        await self._write(conn, host_pb2.HostFrame(error=error), "error", last=True)
+        conn.task.cancel()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    async def run_sweeper(self) -> None:
+        """Close streams that did not register in time or went idle; expire stored envelopes."""
+        lim = self.limits
+        tick = min(1.0, lim.register_timeout_s / 4)
+        if lim.idle_timeout_s:
+            tick = min(tick, lim.idle_timeout_s / 4)
+        tick = max(tick, 0.05)
+        next_expire = self.clock() + QUEUE_EXPIRE_EVERY_S
+        while True:
+            await asyncio.sleep(tick)
+            now = self.clock()
+            for conn in list(self.connections.values()):
+                if conn.closing:
+                    continue
+                if conn.node_id is None:
+                    if now - conn.opened > lim.register_timeout_s:
+                        self.metrics.drop("register_timeout")
+                        self.close(conn, "register_timeout", "no registration in time")
+                elif lim.idle_timeout_s and now - conn.last_frame > lim.idle_timeout_s:
+                    self.metrics.drop("idle_timeout")
+                    self.close(conn, "idle_timeout", "no frame in time")
+            if now >= next_expire:
+                next_expire = now + QUEUE_EXPIRE_EVERY_S
+                expired = self.store.expire()
+                if expired:
+                    self.metrics.drop("expired", expired)
+            if self._new_registrations >= GC_FREEZE_EVERY:
+                self._new_registrations = 0
+                gc.freeze()
+
+    async def shutdown(self, timeout: float = 1.0) -> None:
+        """Refuse new streams and tell every node we are going (they reconnect elsewhere or later)."""
+        self.accepting = False
+        for conn in list(self.connections.values()):
+            self.close(conn, "shutting_down", "the host is shutting down")
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout)

@@ -1,0 +1,195 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Challenge(_message.Message):
+    __slots__ = ("nonce", "host_id", "time_ms")
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    nonce: bytes
+    host_id: bytes
+    time_ms: int
+    def __init__(self, nonce: _Optional[bytes] = ..., host_id: _Optional[bytes] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
+class Register(_message.Message):
+    __slots__ = ("node_id", "public_key", "endpoints", "lookup_allow", "signature")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    LOOKUP_ALLOW_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    node_id: bytes
+    public_key: bytes
+    endpoints: _containers.RepeatedScalarFieldContainer[str]
+    lookup_allow: _containers.RepeatedScalarFieldContainer[bytes]
+    signature: bytes
+    def __init__(self, node_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., endpoints: _Optional[_Iterable[str]] = ..., lookup_allow: _Optional[_Iterable[bytes]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class Limits(_message.Message):
+    __slots__ = ("max_frame_bytes", "rate_per_s", "burst", "queue_max_messages", "queue_max_bytes", "queue_ttl_ms", "idle_timeout_ms", "max_lookup_allow")
+    MAX_FRAME_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RATE_PER_S_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_MAX_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_LOOKUP_ALLOW_FIELD_NUMBER: _ClassVar[int]
+    max_frame_bytes: int
+    rate_per_s: float
+    burst: int
+    queue_max_messages: int
+    queue_max_bytes: int
+    queue_ttl_ms: int
+    idle_timeout_ms: int
+    max_lookup_allow: int
+    def __init__(self, max_frame_bytes: _Optional[int] = ..., rate_per_s: _Optional[float] = ..., burst: _Optional[int] = ..., queue_max_messages: _Optional[int] = ..., queue_max_bytes: _Optional[int] = ..., queue_ttl_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., max_lookup_allow: _Optional[int] = ...) -> None: ...
+
+class Registered(_message.Message):
+    __slots__ = ("observed_addr", "limits", "connection_id", "queued")
+    OBSERVED_ADDR_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    observed_addr: str
+    limits: Limits
+    connection_id: str
+    queued: int
+    def __init__(self, observed_addr: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., connection_id: _Optional[str] = ..., queued: _Optional[int] = ...) -> None: ...
+
+class RelaySend(_message.Message):
+    __slots__ = ("to", "envelope")
+    TO_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    to: bytes
+    envelope: bytes
+    def __init__(self, to: _Optional[bytes] = ..., envelope: _Optional[bytes] = ...) -> None: ...
+
+class Deliver(_message.Message):
+    __slots__ = ("message_id", "envelope")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    message_id: bytes
+    envelope: bytes
+    def __init__(self, message_id: _Optional[bytes] = ..., envelope: _Optional[bytes] = ..., **kwargs) -> None: ...
+
+class Queued(_message.Message):
+    __slots__ = ("message_id", "to")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    message_id: bytes
+    to: bytes
+    def __init__(self, message_id: _Optional[bytes] = ..., to: _Optional[bytes] = ...) -> None: ...
+
+class AckSend(_message.Message):
+    __slots__ = ("to", "message_id", "ack")
+    TO_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    to: bytes
+    message_id: bytes
+    ack: bytes
+    def __init__(self, to: _Optional[bytes] = ..., message_id: _Optional[bytes] = ..., ack: _Optional[bytes] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("message_id", "ack")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    message_id: bytes
+    ack: bytes
+    def __init__(self, message_id: _Optional[bytes] = ..., ack: _Optional[bytes] = ..., **kwargs) -> None: ...
+
+class Ping(_message.Message):
+    __slots__ = ("time_ms",)
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    time_ms: int
+    def __init__(self, time_ms: _Optional[int] = ...) -> None: ...
+
+class Pong(_message.Message):
+    __slots__ = ("time_ms",)
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    time_ms: int
+    def __init__(self, time_ms: _Optional[int] = ...) -> None: ...
+
+class Lookup(_message.Message):
+    __slots__ = ("target",)
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    target: bytes
+    def __init__(self, target: _Optional[bytes] = ...) -> None: ...
+
+class LookupResult(_message.Message):
+    __slots__ = ("target", "found", "endpoints", "observed_ip")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_IP_FIELD_NUMBER: _ClassVar[int]
+    target: bytes
+    found: bool
+    endpoints: _containers.RepeatedScalarFieldContainer[str]
+    observed_ip: str
+    def __init__(self, target: _Optional[bytes] = ..., found: _Optional[bool] = ..., endpoints: _Optional[_Iterable[str]] = ..., observed_ip: _Optional[str] = ...) -> None: ...
+
+class SetLookupAllow(_message.Message):
+    __slots__ = ("node_ids",)
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    node_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, node_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("code", "detail", "message_id", "node_id")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    detail: str
+    message_id: bytes
+    node_id: bytes
+    def __init__(self, code: _Optional[str] = ..., detail: _Optional[str] = ..., message_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ...) -> None: ...
+
+class NodeFrame(_message.Message):
+    __slots__ = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow")
+    REGISTER_FIELD_NUMBER: _ClassVar[int]
+    RELAY_SEND_FIELD_NUMBER: _ClassVar[int]
+    ACK_SEND_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
+    PONG_FIELD_NUMBER: _ClassVar[int]
+    LOOKUP_FIELD_NUMBER: _ClassVar[int]
+    SET_LOOKUP_ALLOW_FIELD_NUMBER: _ClassVar[int]
+    register: Register
+    relay_send: RelaySend
+    ack_send: AckSend
+    ping: Ping
+    pong: Pong
+    lookup: Lookup
+    set_lookup_allow: SetLookupAllow
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., relay_send: _Optional[_Union[RelaySend, _Mapping]] = ..., ack_send: _Optional[_Union[AckSend, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup: _Optional[_Union[Lookup, _Mapping]] = ..., set_lookup_allow: _Optional[_Union[SetLookupAllow, _Mapping]] = ...) -> None: ...
+
+class HostFrame(_message.Message):
+    __slots__ = ("challenge", "registered", "deliver", "queued", "ack", "ping", "pong", "lookup_result", "error")
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    DELIVER_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
+    PONG_FIELD_NUMBER: _ClassVar[int]
+    LOOKUP_RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    challenge: Challenge
+    registered: Registered
+    deliver: Deliver
+    queued: Queued
+    ack: Ack
+    ping: Ping
+    pong: Pong
+    lookup_result: LookupResult
+    error: Error
+    def __init__(self, challenge: _Optional[_Union[Challenge, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ..., deliver: _Optional[_Union[Deliver, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup_result: _Optional[_Union[LookupResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,149 @@
+"""The session mailboxes of one running node, and the delivery sink into them.
+
+:class:`SessionMailbox` is the async domain API the gRPC servicer and the sink
+call. SQLite is blocking, so every store call runs on the mailbox's own
+single worker thread (calls are serialized, the event loop never blocks).
+The plugin uses its own thread rather than the core's database thread so
+that it does not depend on the core's shutdown order: a message that arrives
+while the node is stopping can still be stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tmax_core.crypto import now_ms
+from tmax_core.errors import UsageError
+from tmax_core.model import Friend, ReceivedMessage
+from tmax_mesh_session_mailbox.store import (
+    DB_NAME,
+    LOCAL,
+    REMOTE,
+    SessionMessage,
+    SessionStore,
+    check_session,
+)
+
+T = TypeVar("T")
+SINK_NAME = "session_mailbox"
+DEFAULT_CONTENT_TYPE = "text/plain"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class SessionMailbox:
+    """Send, list, ack and count messages of local sessions; store remote ones.
+
+    ``friends`` is the node's live ``node_id -> Friend`` map, used to tag a
+    remote message with the sender's alias when ingress did not set one.
+    """
+
+    def __init__(self, store: SessionStore, friends: Mapping[bytes, Friend] | None = None) -> None:
+        self.store = store
+        self.friends: Mapping[bytes, Friend] = friends if friends is not None else {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-sessions")
+
+    @classmethod
+    def open(cls, state_dir: Path, friends: Mapping[bytes, Friend] | None = None) -> SessionMailbox:
+        return cls(SessionStore.open(Path(state_dir) / DB_NAME), friends)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args))
+
+    def close(self) -> None:
+        """Finish queued calls, then close the database (idempotent)."""
+        self._executor.shutdown(wait=True)
+        self.store.close()
+
+    # -- local sessions ----------------------------------------------------------
+
+    async def send(
+        self,
+        from_session: str,
+        to_session: str,
+        body: bytes,
+        content_type: str = "",
+        reply_to: bytes | None = None,
+    ) -> SessionMessage:
+        """Put a message from one local session into another's mailbox."""
+        check_session(from_session)
+        check_session(to_session)
+        if len(body) > MAX_BODY_BYTES:
+            raise UsageError(f"message body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+        now = now_ms()
+        message = SessionMessage(
+            message_id=os.urandom(16),
+            session=to_session,
+            origin=LOCAL,
+            from_session=from_session,
+            from_node_id=None,
+            from_alias=None,
+            sent_at_ms=now,
+            received_at_ms=now,
+            scope=None,
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
+            body=body,
+            reply_to=reply_to,
+        )
+        await self._run(self.store.insert, message)
+        return message
+
+    async def list(self, session: str, unread_only: bool = False, limit: int = 0) -> list[SessionMessage]:
+        return await self._run(self.store.list_messages, check_session(session), unread_only, limit or None)
+
+    async def ack(self, session: str, message_ids: list[bytes]) -> int:
+        if not message_ids:
+            raise UsageError("give message ids to ack, or --all")
+        return await self._run(self.store.ack, check_session(session), message_ids)
+
+    async def ack_all(self, session: str) -> int:
+        return await self._run(self.store.ack_all, check_session(session))
+
+    async def unread(self, session: str) -> int:
+        return await self._run(self.store.unread, check_session(session))
+
+    # -- remote messages -------------------------------------------------------------
+
+    async def deliver(self, session: str, message: ReceivedMessage) -> bool:
+        """Store a remote message in ``session`` (durable on return); True if new."""
+        alias = message.from_alias
+        if alias is None:
+            friend = self.friends.get(message.from_node_id)
+            alias = friend.alias if friend is not None else None
+        row = SessionMessage(
+            message_id=message.message_id,
+            session=session,
+            origin=REMOTE,
+            from_session=None,
+            from_node_id=message.from_node_id,
+            from_alias=alias,
+            sent_at_ms=message.sent_at_ms,
+            received_at_ms=message.received_at_ms,
+            scope=message.scope,
+            content_type=message.content_type,
+            body=message.body,
+            reply_to=message.reply_to,
+        )
+        return await self._run(self.store.insert, row)
+
+
+class SessionMailboxSink:
+    """Delivery sink ``session_mailbox``: remote messages land in one session.
+
+    The session is ``session_mailbox.session`` (default ``root``), read when
+    the node starts. Idempotent by message id (see :mod:`.store`).
+    """
+
+    name = SINK_NAME
+
+    def __init__(self, mailbox: SessionMailbox, session: str) -> None:
+        self.mailbox = mailbox
+        self.session = check_session(session)
+
+    async def deliver(self, message: ReceivedMessage) -> None:
+        await self.mailbox.deliver(self.session, message)

@@ -1,0 +1,163 @@
+"""Messages between two real nodes over the direct PeerService: the round
+trip (inbox, watch, reply via the contact card) and friends that are offline."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import subprocess
+import threading
+from typing import Any
+
+from tests.harness import Node, ProcGroup, befriend, script, wait_for
+
+LISTEN = ("--peer-listen", "127.0.0.1:0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Watcher:
+    """``tmax-mesh inbox watch --json`` in the background; lines read by a thread."""
+
+    def __init__(self, node: Node, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [script("tmax-mesh"), "--state-dir", str(node.state_dir), "inbox", "watch", "--json", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.lines: queue.Queue[bytes] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def next(self, timeout: float = 20.0) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"inbox watch printed nothing within {timeout}s") from None
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_direct_peer_message_round_trip(procs: ProcGroup) -> None:
+    a = procs.node("a", *LISTEN)
+    b = procs.node("b", *LISTEN)
+    created = a.cli("invite", "create", "--alias", "alice")
+    assert created["endpoints"] == [a.ready["peer_listen"]]
+    b.cli("invite", "accept", created["token"])
+    wait_for(lambda: a.cli("friends", "list"), what="first contact to reach A")
+    # A learnt B's address only from the contact card in B's first contact.
+    (b_at_a,) = a.cli("friends", "list")
+    assert b_at_a["node_id"] == b.node_id
+    assert b_at_a["endpoints"] == [b.ready["peer_listen"]]
+    assert b_at_a["scopes"] == ["message"]
+
+    # Some history A has already read: a watcher must not replay it.
+    old = b.cli("msg", "send", "--to", "alice", "--wait", "already read")
+    assert old["status"] == "delivered"
+    a.cli("inbox", "ack", "--all")
+
+    watcher = Watcher(a, "--unread")
+    try:
+        first = b.cli("msg", "send", "--to", "alice", "--wait", "hello from B")
+        assert first["status"] == "delivered" and first["path"] == "direct", first
+        seen = watcher.next()
+        assert seen["message_id"] == first["message_id"]
+        assert seen["body"] == "hello from B"
+        assert seen["from_node_id"] == b.node_id
+        assert seen["scope"] == "message" and seen["content_type"] == "text/plain"
+        # The watcher is subscribed now: the next message arrives by streaming.
+        second = b.cli("msg", "send", "--to", "alice", "--wait", "second")
+        seen = watcher.next()
+        assert (seen["message_id"], seen["body"]) == (second["message_id"], "second")
+        assert watcher.lines.empty()
+        assert watcher.proc.poll() is None
+    finally:
+        watcher.close()
+
+    inbox = a.cli("inbox", "list")
+    assert [m["body"] for m in inbox] == ["already read", "hello from B", "second"]
+    assert [m["acked"] for m in inbox] == [True, False, False]
+    assert a.cli("inbox", "unread") == {"unread": 2}
+
+    reply = a.cli("msg", "send", "--to", b.node_id, "--wait", "--reply-to", first["message_id"], "hello back")
+    assert reply["status"] == "delivered" and reply["path"] == "direct", reply
+    (got,) = b.cli("inbox", "list")
+    assert got["body"] == "hello back"
+    assert got["from_node_id"] == a.node_id
+    assert got["from_alias"] == "alice"
+    assert got["reply_to"] == first["message_id"]
+    status = a.cli("msg", "status", reply["message_id"])
+    assert status["status"] == "delivered" and status["path"] == "direct" and status["attempts"] == 1
+
+
+def test_body_from_stdin_and_binary_content(procs: ProcGroup) -> None:
+    a = procs.node("a", *LISTEN)
+    b = procs.node("b", *LISTEN)
+    befriend(a, b)
+    sent = b.cli("msg", "send", "--to", a.node_id, "--wait", "-", input=b"line one\nline two\n")
+    assert sent["status"] == "delivered"
+    blob = bytes(range(256))
+    b.cli(
+        "msg",
+        "send",
+        "--to",
+        a.node_id,
+        "--wait",
+        "--content-type",
+        "application/octet-stream",
+        "-",
+        input=blob,
+    )
+    text, binary = a.cli("inbox", "list")
+    assert text["body"] == "line one\nline two\n"
+    assert binary["content_type"] == "application/octet-stream"
+    assert binary["body_encoding"] == "base64"
+    import base64
+
+    assert base64.b64decode(binary["body"]) == blob
+
+
+def test_offline_friend_queued_then_delivered_or_expired(procs: ProcGroup) -> None:
+    port = free_port()
+    b = procs.node("b", "--peer-listen", f"127.0.0.1:{port}")
+    a = procs.node("a", *LISTEN, env={"TMAX_MESH_MESSAGES_RETRY_MAX": "1s"})
+    befriend(b, a)  # A learns B's fixed endpoint from the invite
+    assert b.stop() == 0
+
+    queued = a.cli("msg", "send", "--to", b.node_id, "kept for later")
+    assert queued["status"] == "queued"
+    # A short TTL while the friend is away ends "failed" with a reason.
+    res = a.run(
+        "msg", "send", "--to", b.node_id, "--ttl", "2s", "--wait", "--timeout", "20", "--json", "too late"
+    )
+    assert res.returncode == 1, res
+    late = json.loads(res.stdout)
+    assert late["status"] == "failed", late
+    assert "ttl" in late["error"], late
+    status = a.cli("msg", "status", queued["message_id"])
+    assert status["status"] in ("queued", "sent"), status
+    assert status["attempts"] >= 1 and status["error"], status
+
+    b.start()  # same state dir, same endpoint
+    wait_for(
+        lambda: a.cli("msg", "status", queued["message_id"])["status"] == "delivered",
+        timeout=30,
+        interval=0.2,
+        what="the queued message to be delivered once B is back",
+    )
+    assert b.inbox_bodies() == ["kept for later"]
+    assert a.cli("msg", "status", late["message_id"])["status"] == "failed"

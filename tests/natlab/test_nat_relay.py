@@ -1,0 +1,92 @@
+"""Relay through real NAT: two nodes behind different masquerading routers,
+no listeners, only the relay host on the public segment; then the same with
+packet loss on the routers' WAN side (every message lands exactly once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Node, ProcGroup, befriend, wait_for
+from tests.natlab.lab import RELAY_NODE_ENV, NatLab, start_relay_host
+from tmax_core.client import NodeClient
+
+pytestmark = pytest.mark.natlab
+
+LOSSY_MESSAGES = 30
+WAN_LOSS_PERCENT = 20
+
+
+def send_wait(sender: Node, to: str, body: str) -> dict:
+    return sender.cli("msg", "send", "--to", to, "--wait", "--timeout", "30", body)
+
+
+def send_many(sender: Node, to: str, bodies: list[str]) -> list[str]:
+    """Queue many messages through the local API (one CLI process each would be slow)."""
+    with NodeClient(sender.ready["socket"]) as client:
+        return [client.msg_send(to, body.encode())["message_id"] for body in bodies]
+
+
+def wait_delivered(sender: Node, message_ids: list[str], timeout: float) -> list[dict]:
+    with NodeClient(sender.ready["socket"]) as client:
+        pending = set(message_ids)
+        states: dict[str, dict] = {}
+
+        def all_final() -> bool:
+            for mid in list(pending):
+                state = client.msg_status(mid)
+                assert state["status"] != "failed", state
+                if state["status"] == "delivered":
+                    states[mid] = state
+                    pending.discard(mid)
+            return not pending
+
+        wait_for(all_final, timeout, interval=0.2, what=f"{len(pending)} messages to be delivered")
+        return [states[mid] for mid in message_ids]
+
+
+def inbox(node: Node) -> list[dict]:
+    with NodeClient(node.ready["socket"]) as client:
+        return client.inbox_list()
+
+
+def test_nat_relay_round_trip(natlab: NatLab, procs: ProcGroup, tmp_path: Path) -> None:
+    _host, url = start_relay_host(natlab, procs, tmp_path / "host")
+    node_a = procs.node("a", "--relay", url, env=RELAY_NODE_ENV, prefix=natlab.prefix_for("a"))
+    node_b = procs.node("b", "--relay", url, env=RELAY_NODE_ENV, prefix=natlab.prefix_for("b"))
+    assert node_a.ready["peer_listen"] is None and node_b.ready["peer_listen"] is None
+
+    # A's invite names the relay; B accepts; first contact crosses both NATs via the host.
+    friend_a = befriend(node_a, node_b, alias="a")
+    assert friend_a["relay_hosts"] == [url] and friend_a["endpoints"] == []
+    b_at_a = next(f for f in node_a.cli("friends", "list") if f["node_id"] == node_b.node_id)
+    assert b_at_a["relay_hosts"] == [url]
+
+    sent = send_wait(node_a, node_b.node_id, "a to b through the relay")
+    assert (sent["status"], sent["path"]) == ("delivered", "relay"), sent
+    sent = send_wait(node_b, "a", "b to a through the relay")
+    assert (sent["status"], sent["path"]) == ("delivered", "relay"), sent
+    assert node_b.inbox_bodies() == ["a to b through the relay"]
+    assert node_a.inbox_bodies() == ["b to a through the relay"]
+
+    # Now lose packets on both routers' WAN side, both directions.
+    natlab.set_wan_loss(WAN_LOSS_PERCENT)
+    a_bodies = [f"a->b lossy {i}" for i in range(LOSSY_MESSAGES)]
+    b_bodies = [f"b->a lossy {i}" for i in range(LOSSY_MESSAGES)]
+    a_ids = send_many(node_a, node_b.node_id, a_bodies)
+    b_ids = send_many(node_b, node_a.node_id, b_bodies)
+    for sender, ids in ((node_a, a_ids), (node_b, b_ids)):
+        states = wait_delivered(sender, ids, timeout=90)
+        assert {s["path"] for s in states} == {"relay"}, states
+
+    # Exactly once: each inbox holds exactly the set sent to it, no duplicates.
+    for receiver, sender, first, bodies, ids in (
+        (node_b, node_a, "a to b through the relay", a_bodies, a_ids),
+        (node_a, node_b, "b to a through the relay", b_bodies, b_ids),
+    ):
+        got = inbox(receiver)
+        assert sorted(m["body"] for m in got) == sorted([first, *bodies])
+        assert len({m["message_id"] for m in got}) == len(got)
+        assert {m["message_id"] for m in got} >= set(ids)
+        assert {m["from_node_id"] for m in got} == {sender.node_id}
