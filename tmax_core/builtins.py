@@ -2,8 +2,8 @@
 
 Declares the core configuration keys, the built-in ``message`` scope, the
 node ``inbox`` sink, the plain ``direct`` transport (dial a friend's known
-endpoints) and the core ingress policy (blocked senders, unknown senders
-without an invite, scopes).
+endpoints) and the core prechecks (blocked senders, unknown senders
+without an invite).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from tmax_core.errors import Reason
 from tmax_core.model import (
     DEFAULT_SCOPE,
     DeliverySink,
-    Friend,
     InboxMessage,
     IngressMeta,
     IngressSource,
@@ -142,11 +141,4 @@ def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource) -> Verdict |
         return Verdict(Reason.UNKNOWN_SENDER, "not a friend and no invite token")
     if meta.friend is not None and meta.friend.blocked:
         return Verdict(Reason.BLOCKED, "the recipient has blocked this sender")
-    return None
-
-
-@hookimpl(trylast=True)
-def tmax_ingress_check(message: ReceivedMessage, friend: Friend) -> Verdict | None:
-    if message.scope not in friend.scopes:
-        return Verdict(Reason.SCOPE_NOT_GRANTED, f"scope {message.scope!r} was not granted to the sender")
     return None

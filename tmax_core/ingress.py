@@ -144,10 +144,13 @@ class Ingress:
             reply_to=content.reply_to or None,
             via=source.transport,
         )
-        # 7. policy: the scope must be registered and its payload valid; then plugin checks.
+        # 7. policy: the scope must be registered, granted to the sender and its payload
+        #    valid; then plugin checks.
         scope = node.scopes.get(message.scope)
         if scope is None:
             raise Rejected(Reason.UNKNOWN_SCOPE, f"scope {message.scope!r} is not known here")
+        if message.scope not in friend.scopes:
+            raise Rejected(Reason.SCOPE_NOT_GRANTED, f"scope {message.scope!r} was not granted to the sender")
         if scope.validate is not None:
             try:
                 scope.validate(message.content_type, message.body)

@@ -17,7 +17,7 @@ from typing import Any
 
 from tmax_mesh_session_mailbox.client import SessionMailboxClient
 
-from tests.harness import Node, ProcGroup, befriend, script
+from tests.harness import Node, ProcGroup, befriend
 from tmax_core.client import NodeClient
 
 LISTEN = "127.0.0.1:0"
@@ -150,35 +150,16 @@ def test_delivery_sinks_are_swappable(procs: ProcGroup) -> None:
 
 
 def test_sink_not_installed_is_a_one_line_startup_error(tmp_path: Path) -> None:
-    state = tmp_path / "n"
-    env = {**os.environ, **DISABLE}
-    subprocess.run(
-        [
-            script("tmax-mesh"),
-            "--state-dir",
-            str(state),
-            "config",
-            "set",
-            "delivery.sinks",
-            '["session_mailbox"]',
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    res = subprocess.run(
-        [script("tmax-node"), "--state-dir", str(state), "--peer-listen", LISTEN],
-        capture_output=True,
-        env=env,
-        timeout=30,
-    )
+    node = Node(tmp_path / "n", "--peer-listen", LISTEN, env=DISABLE)  # not started by the harness
+    assert node.run("config", "set", "delivery.sinks", '["session_mailbox"]').returncode == 0
+    res = subprocess.run(node.argv, capture_output=True, env={**os.environ, **DISABLE}, timeout=30)
     err = res.stderr.decode()
     assert res.returncode != 0
     errors = [line for line in err.splitlines() if line.startswith("tmax-node: error:")]
     assert len(errors) == 1, err
     assert "delivery.sinks names session_mailbox" in errors[0], err
     assert "Traceback" not in err
-    assert not (state / "node.sock").exists()
+    assert not (node.state_dir / "node.sock").exists()
 
 
 def test_session_cli_explains_a_node_without_the_plugin(procs: ProcGroup) -> None:
