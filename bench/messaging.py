@@ -4,32 +4,35 @@
 Run from the checkout (see bench/README.md)::
 
     .venv/bin/python bench/messaging.py            # full run, < 3 minutes
-    .venv/bin/python bench/messaging.py --quick    # smoke-sized run, < 40 s
+    .venv/bin/python bench/messaging.py --quick    # smaller counts, < 40 s
 
 What it measures, in one process, one run:
 
-1. **e2e A→B direct** — two ``tmax-node`` processes (``--peer-listen
+1. **e2e A→B direct**: two ``tmax-node`` processes (``--peer-listen
    127.0.0.1:0``, temp state dirs) made friends by the real invite flow.
    Messages go in through A's local API (``AsyncNodeClient.msg_send`` on the
-   Unix socket) and count as delivered once B has sealed-checked, decrypted
-   and durably stored them in its inbox:
+   Unix socket) and count as delivered once B has verified, decrypted and
+   durably stored them in its inbox (state.db):
 
-   * *throughput*: N messages as fast as possible with C concurrent
-     ``msg_send`` callers; delivered = B's inbox unread count (polled), so the
-     figure is "stored in B's state.db per second", end to end;
+   * *throughput*: N messages as fast as possible from C concurrent
+     ``msg_send`` callers; delivered = B's inbox unread count (polled every
+     20 ms, no inbox watcher running), i.e. "stored in B's state.db per
+     second", end to end; plus the CPU each process spent per message;
    * *latency* at a fixed offered rate (open loop, 100 msg/s): send call start
-     (bench process, monotonic clock) → the message appears on B's
-     ``inbox_watch`` stream (same bench process, same clock). One-way, honest:
-     both timestamps come from one clock in one process.
+     → the message appears on B's ``inbox_watch`` stream. Both timestamps are
+     taken by this process on one monotonic clock, so the figure is one-way
+     and needs no clock sync.
 
-2. **baselines** — the bare per-message crypto cost in-process
+2. **baselines**: the bare per-message crypto cost in-process
    (``envelope.seal + parse + verify + open_content + make_ack + verify_ack``)
    and a bare ``grpc.aio`` unary echo over 127.0.0.1 served by a child process,
-   driven with the same concurrency pattern and the same offered rate.
+   driven with the same concurrency pattern and the same offered rate (plus,
+   for reference, the same bytes over one bidi stream).
 
-Prints a table (absolute numbers and ratios, the issue's targets met / not
+Prints a table (absolute numbers, ratios, and the issue's targets met / not
 met) and writes ``bench/results/<name>.json``. Every phase is bounded in count
-and time; child processes are always stopped.
+and time, the whole run has a hard limit, and child processes are always
+stopped.
 """
 
 from __future__ import annotations
@@ -61,8 +64,11 @@ TARGET_P50_MS = 3.0  # at the offered rate below
 OFFERED_RATE = 100.0  # msg/s
 
 ECHO_METHOD = "/tmax_bench.Echo/Call"
+ECHO_STREAM = "/tmax_bench.Echo/Stream"
+POLL_S = 0.02  # B's unread count poll in the throughput phase (a cheap call, 50/s)
 COOLDOWN_S = 0.3  # offered load continues (unmeasured) after the latency window
 READY_TIMEOUT_S = 30.0
+ECHO_REPLY_BYTES = 140  # about the size of a SignedAck
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class Params:
     warmup_n: int  # e2e messages before measuring
     tput_deadline_s: float  # give up waiting for deliveries after this
     grace_s: float  # wait for stragglers after the latency phase
+    warmup_timeout_s: float  # warm-up must arrive within this
+    hard_limit_s: float  # the whole run is cancelled (children stopped) after this
 
 
 FULL = Params(
@@ -82,8 +90,10 @@ FULL = Params(
     concurrency=64,
     rate_s=10.0,
     warmup_n=100,
-    tput_deadline_s=60.0,
+    tput_deadline_s=45.0,
     grace_s=5.0,
+    warmup_timeout_s=15.0,
+    hard_limit_s=170.0,
 )
 QUICK = Params(
     crypto_n=300,
@@ -91,8 +101,10 @@ QUICK = Params(
     concurrency=64,
     rate_s=3.0,
     warmup_n=30,
-    tput_deadline_s=12.0,
+    tput_deadline_s=10.0,
     grace_s=2.0,
+    warmup_timeout_s=8.0,
+    hard_limit_s=38.0,
 )
 
 
@@ -136,15 +148,30 @@ def cpu_seconds(pid: int | None = None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine (all processes, all cores), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuMeter:
-    """CPU time per operation for a set of processes over one phase."""
+    """CPU time per operation for a set of processes over one phase, plus how
+    busy the whole machine was (other tenants included) in cores."""
 
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = pids
         self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.machine_start = machine_busy_seconds()
 
     def per_op_us(self, ops: int, wall_s: float) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        m0, m1 = self.machine_start, machine_busy_seconds()
+        if m0 is not None and m1 is not None and wall_s > 0:
+            out["machine_cores_busy"] = (m1 - m0) / wall_s
         for name, pid in self.pids.items():
             t0, t1 = self.start[name], cpu_seconds(pid)
             if t0 is None or t1 is None or ops <= 0:
@@ -233,12 +260,20 @@ def echo_server_main(ready_file: str, reply_size: int) -> None:
     async def call(request: bytes, context: Any) -> bytes:
         return reply
 
+    async def stream(requests: Any, context: Any) -> Any:
+        async for _ in requests:
+            yield reply
+
     async def main() -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(
-                    "tmax_bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(call)}
+                    "tmax_bench.Echo",
+                    {
+                        "Call": grpc.unary_unary_rpc_method_handler(call),
+                        "Stream": grpc.stream_stream_rpc_method_handler(stream),
+                    },
                 ),
             )
         )
@@ -369,6 +404,29 @@ async def bench_grpc(listen: str, server_pid: int, p: Params, request_size: int)
         cpu = CpuMeter({"server": server_pid, "bench_client": None})
         elapsed = await closed_loop(p.tput_n, p.concurrency, one)
         cpu_per_call = cpu.per_op_us(p.tput_n, elapsed)
+
+        # The same bytes over one bidi stream: what a streaming PeerService could carry.
+        stream = ch.stream_stream(ECHO_STREAM)(timeout=60)
+        cpu_s = CpuMeter({"server": server_pid, "bench_client": None})
+        t0 = time.perf_counter()
+
+        async def writer() -> None:
+            for _ in range(p.tput_n):
+                await stream.write(request)
+            await stream.done_writing()
+
+        writing = asyncio.create_task(writer())
+        replies = 0
+        async for _ in stream:
+            replies += 1
+        await writing
+        stream_s = time.perf_counter() - t0
+        stream_res = {
+            "n": replies,
+            "seconds": stream_s,
+            "msgs_per_s": replies / stream_s,
+            "cpu": cpu_s.per_op_us(replies, stream_s),
+        }
         latencies: list[float] = []
 
         async def timed(_i: int) -> None:
@@ -385,6 +443,7 @@ async def bench_grpc(listen: str, server_pid: int, p: Params, request_size: int)
             "cpu": cpu_per_call,
         },
         "calls_per_s": p.tput_n / elapsed,
+        "bidi_stream": stream_res,
         "latency": {"offered_rate": OFFERED_RATE, **summarize_ms(latencies)},
         "request_bytes": request_size,
     }
@@ -449,129 +508,154 @@ async def befriend(a: Any, b: Any, b_node_id: str, a_node_id: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def bench_e2e(a: Any, b: Any, b_node_id: str, pids: dict[str, int], p: Params) -> dict[str, Any]:
+def outbox_attempts(db: Path) -> dict[str, Any] | None:
+    """Messages and send attempts in A's outbox (read-only): re-sends show up here."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            n, attempts, most = conn.execute(
+                "SELECT count(*), coalesce(sum(attempts), 0), coalesce(max(attempts), 0) FROM outbox"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return {"messages": n, "attempts": attempts, "max_attempts": most}
+
+
+async def bench_e2e(
+    a: Any, b: Any, b_node_id: str, pids: dict[str, int], a_state_db: Path, p: Params
+) -> dict[str, Any]:
+    # Warm-up: proves the direct channel and B's watch stream work end to end.
     watcher = Watcher(b)
     watcher.start()
     try:
-        # Warm-up: proves the watch stream is live and the direct channel is up.
         warm = [f"warm-{i}" for i in range(p.warmup_n)]
         await closed_loop(len(warm), 8, lambda i: a.msg_send(b_node_id, warm[i].encode()))
-        await arrive_all(a, b_node_id, watcher, warm, 20.0)
-        base_unread = (await b.inbox_unread())["unread"]
-
-        # Throughput: C concurrent msg_send callers; delivered = B's inbox unread count.
-        send_done: list[float] = []
-        cpu = CpuMeter({"node_a": pids["node_a"], "node_b": pids["node_b"], "bench_client": None})
-        t_start = time.perf_counter()
-
-        async def send_tput(i: int) -> None:
-            await a.msg_send(b_node_id, f"tput-{i}".encode())
-            send_done.append(time.perf_counter())
-
-        sender = asyncio.create_task(closed_loop(p.tput_n, p.concurrency, send_tput))
-        delivered, t_last = 0, t_start
-        deadline = t_start + p.tput_deadline_s
-        while True:
-            unread = (await b.inbox_unread())["unread"] - base_unread
-            now = time.perf_counter()
-            if unread > delivered:
-                delivered, t_last = unread, now
-            if delivered >= p.tput_n or now > deadline:
-                break
-            await asyncio.sleep(0.01)
-        accept_s = await sender if sender.done() else None
-        if not sender.done():
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
-        tput_elapsed = t_last - t_start
-        cpu_per_msg = cpu.per_op_us(delivered, tput_elapsed)
-        throughput = {
-            "n": p.tput_n,
-            "concurrency": p.concurrency,
-            "delivered": delivered,
-            "complete": delivered >= p.tput_n,
-            "seconds": tput_elapsed,
-            "msgs_per_s": delivered / tput_elapsed if tput_elapsed > 0 else 0.0,
-            "accepted_by_api_per_s": (p.tput_n / accept_s) if accept_s else None,
-            "cpu": cpu_per_msg,
-        }
-        # Let the outbox drain before the latency phase (bounded).
-        await drain(a, p.tput_deadline_s / 2)
-
-        # Latency at a fixed offered rate: send start → arrival on B's watch stream.
-        starts: dict[str, float] = {}
-        starts_wall_ms: dict[str, float] = {}
-        api_s: list[float] = []
-        ids: dict[str, str] = {}
-        errors: list[str] = []
-
-        async def send_timed(i: int) -> None:
-            body = f"lat-{i}"
-            starts_wall_ms[body] = time.time_ns() / 1e6
-            starts[body] = t0 = time.perf_counter()
-            try:
-                reply = await a.msg_send(b_node_id, body.encode())
-            except Exception as err:  # counted, not fatal
-                errors.append(str(err))
-                return
-            api_s.append(time.perf_counter() - t0)
-            ids[body] = reply["message_id"]
-
-        # The offered load runs COOLDOWN_S past the measured window, so the last
-        # measured messages see the same conditions as the others.
-        total = await open_loop(OFFERED_RATE, p.rate_s + COOLDOWN_S, send_timed)
-        n = int(OFFERED_RATE * p.rate_s)
-        bodies = [f"lat-{i}" for i in range(n)]
-        with contextlib.suppress(RuntimeError):
-            await arrive_all(a, b_node_id, watcher, [f"lat-{i}" for i in range(total)], p.grace_s)
-        one_way = [watcher.arrivals[x] - starts[x] for x in bodies if x in watcher.arrivals]
-        # Held back by a missed watch wake-up: shows up together with the next message.
-        held_back = sum(
-            1
-            for i in range(n)
-            if f"lat-{i}" in watcher.arrivals
-            and f"lat-{i + 1}" in watcher.arrivals
-            and abs(watcher.arrivals[f"lat-{i + 1}"] - watcher.arrivals[f"lat-{i}"]) < 0.0005
-        )
-        # B's received_at_ms is taken when its ingress starts (wall clock, 1 ms resolution).
-        to_ingress = [
-            (watcher.received_at_ms[x] - starts_wall_ms[x]) / 1000
-            for x in bodies
-            if x in watcher.received_at_ms
-        ]
-        # A's outbox delivered_at_ms: the signed ack verified and recorded (wall clock, 1 ms).
-        round_trip = []
-        for x in bodies:
-            if x in ids:
-                st = await a.msg_status(ids[x])
-                if st["status"] == "delivered" and st["delivered_at_ms"]:
-                    round_trip.append((st["delivered_at_ms"] - starts_wall_ms[x]) / 1000)
-        latency = {
-            "offered_rate": OFFERED_RATE,
-            "sent": n,
-            "errors": len(errors),
-            "first_error": errors[0] if errors else None,
-            "delivered": len(one_way),
-            **summarize_ms(one_way),
-            "watch_held_back": held_back,
-            "watch_nudges": watcher.nudges,
-            "msg_send_reply": summarize_ms(api_s),
-            "to_b_ingress_start_1ms": summarize_ms(to_ingress),
-            "to_ack_recorded_at_a_1ms": summarize_ms(round_trip),
-        }
-        status_a = await a.node_status()
-        return {"throughput": throughput, "latency": latency, "outbox_a": status_a["outbox"]}
+        await arrive_all(a, b_node_id, watcher, warm, p.warmup_timeout_s)
+    finally:
+        await watcher.stop()  # no watcher during the throughput phase: it is extra work for B
+    throughput = await e2e_throughput(a, b, b_node_id, pids, p)
+    await drain(a, p.tput_deadline_s / 4)  # bounded: let A's outbox empty first
+    await b.inbox_ack(all=True)  # the next watcher replays only what arrives from now on
+    watcher = Watcher(b)
+    watcher.start()
+    try:
+        latency = await e2e_latency(a, b_node_id, watcher, p)
     finally:
         await watcher.stop()
+    status_a = await a.node_status()
+    return {
+        "throughput": throughput,
+        "latency": latency,
+        "outbox_a": status_a["outbox"],
+        "attempts_a": outbox_attempts(Path(a_state_db)),
+    }
+
+
+async def e2e_throughput(a: Any, b: Any, b_node_id: str, pids: dict[str, int], p: Params) -> dict[str, Any]:
+    """C concurrent ``msg_send`` callers; delivered = B's inbox unread count (polled)."""
+    base_unread = (await b.inbox_unread())["unread"]
+    cpu = CpuMeter({"node_a": pids["node_a"], "node_b": pids["node_b"], "bench_client": None})
+    t_start = time.perf_counter()
+    sender = asyncio.create_task(
+        closed_loop(p.tput_n, p.concurrency, lambda i: a.msg_send(b_node_id, f"tput-{i}".encode()))
+    )
+    delivered, t_last = 0, t_start
+    deadline = t_start + p.tput_deadline_s
+    while True:
+        unread = (await b.inbox_unread())["unread"] - base_unread
+        now = time.perf_counter()
+        if unread > delivered:
+            delivered, t_last = unread, now
+        if delivered >= p.tput_n or now > deadline:
+            break
+        await asyncio.sleep(POLL_S)
+    accept_s = await sender if sender.done() else None
+    if not sender.done():
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+    elapsed = t_last - t_start
+    return {
+        "n": p.tput_n,
+        "concurrency": p.concurrency,
+        "delivered": delivered,
+        "complete": delivered >= p.tput_n,
+        "seconds": elapsed,
+        "msgs_per_s": delivered / elapsed if elapsed > 0 else 0.0,
+        "accepted_by_api_per_s": (p.tput_n / accept_s) if accept_s else None,
+        "cpu": cpu.per_op_us(delivered, elapsed),
+    }
+
+
+async def e2e_latency(a: Any, b_node_id: str, watcher: Watcher, p: Params) -> dict[str, Any]:
+    """Fixed offered rate (open loop): send call start → arrival on B's watch stream."""
+    warm = [f"lat-warm-{i}" for i in range(10)]
+    for body in warm:
+        await a.msg_send(b_node_id, body.encode())
+    await arrive_all(a, b_node_id, watcher, warm, p.warmup_timeout_s)
+    watcher.nudges = 0
+    starts: dict[str, float] = {}
+    starts_wall_ms: dict[str, float] = {}
+    api_s: list[float] = []
+    ids: dict[str, str] = {}
+    errors: list[str] = []
+
+    async def send_timed(i: int) -> None:
+        body = f"lat-{i}"
+        starts_wall_ms[body] = time.time_ns() / 1e6
+        starts[body] = t0 = time.perf_counter()
+        try:
+            reply = await a.msg_send(b_node_id, body.encode())
+        except Exception as err:  # counted, not fatal
+            errors.append(str(err))
+            return
+        api_s.append(time.perf_counter() - t0)
+        ids[body] = reply["message_id"]
+
+    # The offered load runs COOLDOWN_S past the measured window, so the last
+    # measured messages see the same conditions as the others.
+    total = await open_loop(OFFERED_RATE, p.rate_s + COOLDOWN_S, send_timed)
+    n = int(OFFERED_RATE * p.rate_s)
+    bodies = [f"lat-{i}" for i in range(n)]
+    with contextlib.suppress(RuntimeError):
+        await arrive_all(a, b_node_id, watcher, [f"lat-{i}" for i in range(total)], p.grace_s)
+    one_way = [watcher.arrivals[x] - starts[x] for x in bodies if x in watcher.arrivals]
+    # B's received_at_ms is taken when its ingress starts (wall clock, 1 ms resolution).
+    to_ingress = [
+        (watcher.received_at_ms[x] - starts_wall_ms[x]) / 1000 for x in bodies if x in watcher.received_at_ms
+    ]
+    # A's delivered_at_ms: the signed ack verified and recorded (wall clock, 1 ms resolution).
+    round_trip = []
+    for x in bodies:
+        if x in ids:
+            st = await a.msg_status(ids[x])
+            if st["status"] == "delivered" and st["delivered_at_ms"]:
+                round_trip.append((st["delivered_at_ms"] - starts_wall_ms[x]) / 1000)
+    return {
+        "offered_rate": OFFERED_RATE,
+        "sent": n,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "delivered": len(one_way),
+        **summarize_ms(one_way),
+        "watch_nudges": watcher.nudges,
+        "msg_send_reply": summarize_ms(api_s),
+        "to_b_ingress_start_1ms": summarize_ms(to_ingress),
+        "to_ack_recorded_at_a_1ms": summarize_ms(round_trip),
+    }
 
 
 async def arrive_all(a: Any, b_node_id: str, watcher: Watcher, bodies: list[str], timeout: float) -> None:
     """Wait until every body is on B's watch stream.
 
-    ``Node.watch_inbox`` can miss a wake-up (a notify while the watcher is busy
-    leaves the newest row unsent until the next insert), so after a quiet
-    second, one unmeasured "nudge" message makes B notify again.
+    If the stream goes quiet for a second with bodies still missing, one
+    unmeasured "nudge" message makes B notify its watchers again; the count is
+    reported (``watch_nudges``): non-zero means the watch stream held a stored
+    message back until the next one arrived (a lost wake-up).
     """
     deadline = time.monotonic() + timeout
     nudges = 0
@@ -612,7 +696,7 @@ def node_env() -> dict[str, str]:
 
 
 def profiler_prefix(profile_dir: Path | None, name: str, native: bool) -> list[str]:
-    """``py-spy record`` (non-blocking sampling, 100 Hz, one row per thread) as a wrapper."""
+    """``py-spy record`` (100 Hz, one row per thread; non-blocking unless native) as a wrapper."""
     if profile_dir is None:
         return []
     pyspy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
@@ -624,8 +708,8 @@ def profiler_prefix(profile_dir: Path | None, name: str, native: bool) -> list[s
         "--format",
         "raw",
         "--threads",
-        "--nonblocking",
-        *(["--native"] if native else []),
+        # --native needs the target paused per sample (slower, more perturbing).
+        *(["--native"] if native else ["--nonblocking"]),
         "--rate",
         "100",
         "--output",
@@ -643,7 +727,8 @@ async def run(
     try:
         t_run = time.monotonic()
         # Children start first (they import in parallel with our crypto phase).
-        echo = Child("echo", [sys.executable, str(Path(__file__).resolve()), "--echo-server", "200"], workdir)
+        echo_argv = [sys.executable, str(Path(__file__).resolve()), "--echo-server", str(ECHO_REPLY_BYTES)]
+        echo = Child("echo", echo_argv, workdir)
         nodes = {}
         for name in ("node-a", "node-b"):
             state = workdir / name
@@ -670,13 +755,14 @@ async def run(
         ):
             await befriend(a, b, b_ready["node_id"], a_ready["node_id"])
 
-            print(f"[{mode}] bare gRPC baseline: {p.tput_n} calls, then {p.rate_s:g}s at 100/s ...")
+            print(f"[{mode}] bare gRPC: {p.tput_n} calls, then {p.rate_s:g}s at 100/s ...", flush=True)
             grpc_res = await bench_grpc(echo.ready["listen"], echo.ready["pid"], p, crypto["envelope_bytes"])
             echo.stop()
 
-            print(f"[{mode}] e2e A→B direct: {p.tput_n} messages, then {p.rate_s:g}s at 100/s ...")
+            print(f"[{mode}] e2e A→B direct: {p.tput_n} msgs, then {p.rate_s:g}s at 100/s ...", flush=True)
             pids = {"node_a": a_ready["pid"], "node_b": b_ready["pid"]}
-            e2e = await bench_e2e(a, b, b_ready["node_id"], pids, p)
+            a_db = workdir / "node-a" / "state.db"
+            e2e = await bench_e2e(a, b, b_ready["node_id"], pids, a_db, p)
         return {
             "crypto": crypto,
             "grpc": grpc_res,
@@ -744,6 +830,17 @@ def fmt(x: float | None, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
+def cpu_parts(cpu: dict[str, Any]) -> str:
+    parts = [
+        f"{k} {v['cpu_us_per_op']:,.0f} ({v['cores_busy']:.2f})"
+        for k, v in cpu.items()
+        if isinstance(v, dict)
+    ]
+    if "machine_cores_busy" in cpu:
+        parts.append(f"whole machine {cpu['machine_cores_busy']:.2f} cores")
+    return ", ".join(parts)
+
+
 def print_table(out: dict[str, Any]) -> None:
     r, env_ = out["results"], out["environment"]
     c, g, e = r["crypto"], r["grpc"], r["e2e"]
@@ -777,10 +874,13 @@ def print_table(out: dict[str, Any]) -> None:
         f"{tp['delivered']}/{tp['n']} in {tp['seconds']:.2f}s; {lat['delivered']}/{lat['sent']}"
         f" (errors {lat['errors']})"
     )
-    print(
-        f"{'  inbox_watch wake-ups missed (held back/nudged)':{w}}"
-        f"{lat['watch_held_back']:>16} / {lat['watch_nudges']}"
-    )
+    print(f"{'  inbox_watch: stored msgs held back (nudges)':{w}}{lat['watch_nudges']:>16}")
+    att = e.get("attempts_a") or {}
+    if att:
+        print(
+            f"{'  A outbox: messages / send attempts (max)':{w}}"
+            f"{att['messages']:>16} / {att['attempts']} ({att['max_attempts']})"
+        )
     print(f"{'  msg_send accepted by A (API, /s)':{w}}{fmt(tp['accepted_by_api_per_s']):>16}")
     ms = lat["msg_send_reply"]
     print(f"{'  msg_send reply p50 / p99 (ms)':{w}}{fmt(ms.get('p50_ms')):>16} / {fmt(ms.get('p99_ms'))}")
@@ -796,15 +896,15 @@ def print_table(out: dict[str, Any]) -> None:
     )
     cpu_e, cpu_g = tp.get("cpu", {}), g["throughput"].get("cpu", {})
     if cpu_e:
-        parts = ", ".join(
-            f"{k} {v['cpu_us_per_op']:,.0f} ({v['cores_busy']:.2f} cores)" for k, v in cpu_e.items()
-        )
-        print(f"{'  CPU us per message in throughput phase':{w}}{parts}")
+        print(f"{'  CPU us/msg (cores busy) in tput phase':{w}}{cpu_parts(cpu_e)}")
     if cpu_g:
-        parts = ", ".join(
-            f"{k} {v['cpu_us_per_op']:,.0f} ({v['cores_busy']:.2f} cores)" for k, v in cpu_g.items()
+        print(f"{'  bare gRPC unary: CPU us/call (cores)':{w}}{cpu_parts(cpu_g)}")
+    bs = g.get("bidi_stream")
+    if bs:
+        print(
+            f"{'  bare gRPC, one bidi stream (msgs/s)':{w}}"
+            f"{fmt(bs['msgs_per_s']):>16}   {cpu_parts(bs['cpu'])}"
         )
-        print(f"{'  bare gRPC: CPU us per call':{w}}{parts}")
     print(line)
     steps = " + ".join(f"{k} {v:.0f}" for k, v in c["per_step_us"].items())
     print(f"{'crypto per message, one core (us)':{w}}{fmt(c['total_us'], 0):>16}   ({steps})")
@@ -863,12 +963,19 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_signal)
+    hard_limit = p.hard_limit_s * (3 if profile_dir else 1)  # sampling slows the nodes down
     try:
-        results = asyncio.run(run(p, mode, workdir, profile_dir, args.profile_native))
+        results = asyncio.run(
+            asyncio.wait_for(run(p, mode, workdir, profile_dir, args.profile_native), hard_limit)
+        )
     except KeyboardInterrupt:
         print("interrupted; children stopped", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
         return 130
+    except TimeoutError:
+        print(f"benchmark stopped: over its {hard_limit:g} s limit", file=sys.stderr)
+        print(f"(state dirs and node logs kept in {workdir})", file=sys.stderr)
+        return 1
     except Exception as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         print(f"(state dirs and node logs kept in {workdir})", file=sys.stderr)

@@ -165,6 +165,11 @@ class Outbox:
                         last_error = f"{transport.name}: {err or type(err).__name__}"
                         node.transport_failed(transport, friend, err)
                         continue
+                    except Exception as err:  # a transport bug must not lose the retry
+                        log.exception("transport %s raised while sending", transport.name)
+                        last_error = f"{transport.name}: internal error ({type(err).__name__})"
+                        node.transport_failed(transport, friend, err)
+                        continue
                     if ack is None:  # accepted by an intermediary (store-and-forward)
                         handed_off = transport.name
                         break

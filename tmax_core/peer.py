@@ -56,7 +56,7 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
     server = grpc.aio.server(options=grpc_options(node.config.get("messages.max_bytes")))
     server.add_generic_rpc_handlers((handler,))
     health = health_aio.HealthServicer()
-    health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    await health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     host = listen.rpartition(":")[0]
     try:
@@ -124,7 +124,8 @@ class DirectTransport:
                 if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
                     await asyncio.wait_for(channel.channel_ready(), self.DIAL_TIMEOUT_S)
                 ack = await channel.unary_unary(DELIVER)(envelope, timeout=min(timeout, self.CALL_TIMEOUT_S))
-            except (grpc.aio.AioRpcError, TimeoutError) as err:
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError) as err:
+                # UsageError: a concurrent send's failure closed this shared channel.
                 self.mark_failed(endpoint)
                 last = ConnectionError(f"{endpoint}: {_describe(err)}")
                 continue
@@ -160,4 +161,6 @@ class DirectTransport:
 def _describe(err: Exception) -> str:
     if isinstance(err, grpc.aio.AioRpcError):
         return f"{err.code().name} {err.details() or ''}".strip()
+    if isinstance(err, grpc.aio.UsageError):
+        return "connection closed after another send to it failed"
     return "dial timed out"

@@ -97,3 +97,6 @@ def test_exactly_once(procs: ProcGroup) -> None:
     assert max(counts.values()) == 1
     assert sorted(m["body"] for m in inbox) == [f"message {i:04d}" for i in range(N)]
     assert all(m["from_node_id"] == a.node_id for m in inbox)
+    for node in (a, b):
+        log = node.log_path.read_text(errors="replace")
+        assert "Traceback" not in log, f"{node.state_dir.name} logged a traceback:\n{log[-3000:]}"

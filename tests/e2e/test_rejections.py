@@ -244,8 +244,7 @@ def test_blocked_friend(mesh: Mesh) -> None:
 
 def test_scope_not_granted(mesh: Mesh) -> None:
     """``task_update`` is registered on A (the test plugin), but B's invite granted only ``message``."""
-    scopes = {s for p in mesh.a.cli("plugins") for s in [p["name"]]}
-    assert "e2e_scopes" in scopes
+    assert "e2e_scopes" in {p["name"] for p in mesh.a.cli("plugins")}
     mid, data = mesh.seal(mesh.b_identity, b"{}", scope="task_update", content_type="application/json")
     mesh.expect_rejected(mid, data, "scope_not_granted")
 

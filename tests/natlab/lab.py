@@ -27,6 +27,7 @@ Run a command in a namespace with ``prefix_for(node)`` (``["ip", "netns",
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -280,7 +281,7 @@ table inet fw {{
     def _loss_rule(self, direction: str) -> str:
         if not self.wan_loss:
             return ""
-        return f'{direction} "wan0" numgen random mod 100 < {int(self.wan_loss)} drop'
+        return f'{direction} "wan0" numgen random mod 100 < {int(self.wan_loss)} counter drop'
 
     def set_wan_loss(self, percent: int) -> None:
         """Drop ``percent``% of packets at random on each router's WAN side, both directions."""
@@ -293,6 +294,17 @@ table inet fw {{
                 script += f"add rule inet fw prerouting {self._loss_rule('iifname')}\n"
                 script += f"add rule inet fw lossout {self._loss_rule('oifname')}\n"
             _run([*self.prefix_for(r), "nft", "-f", "-"], input=script)
+
+    def loss_drops(self) -> int:
+        """Packets the loss rules have dropped on both routers since the loss was last set."""
+        total = 0
+        for r in ("ra", "rb"):
+            out = _run([*self.prefix_for(r), "nft", "-j", "list", "table", "inet", "fw"]).stdout
+            for item in json.loads(out)["nftables"]:
+                rule = item.get("rule")
+                if rule and rule["chain"] in ("prerouting", "lossout"):
+                    total += sum(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
+        return total
 
     def set_nat_type(self, nat_type: str) -> None:
         """Switch the routers between port-preserving (cone) and fully-random (symmetric) masquerade.

@@ -74,3 +74,10 @@ def test_nat_direct_fails_fast_between_nats(natlab: NatLab, procs: ProcGroup, tm
     assert [(r["status"], r["path"]) for r in results] == [("delivered", "relay")] * len(results), results
     assert node_b.inbox_bodies() == ["a0", "a1", "a2"]
     assert node_a.inbox_bodies() == ["b0", "b1", "b2"]
+
+    # Direct really was tried (and failed) each way; the relay path is not a
+    # sign that direct was never attempted.
+    for node, peer_endpoint in ((node_a, b_endpoint), (node_b, a_endpoint)):
+        log = node.log_path.read_text(errors="replace")
+        failures = [line for line in log.splitlines() if peer_endpoint in line and "fail" in line.lower()]
+        assert failures, f"no failed direct attempt at {peer_endpoint} in the log:\n{log[-3000:]}"

@@ -79,6 +79,7 @@ def test_nat_relay_round_trip(natlab: NatLab, procs: ProcGroup, tmp_path: Path) 
     for sender, ids in ((node_a, a_ids), (node_b, b_ids)):
         states = wait_delivered(sender, ids, timeout=90)
         assert {s["path"] for s in states} == {"relay"}, states
+    assert natlab.loss_drops() > 0, "the loss rules dropped nothing: the lossy phase tested no loss"
 
     # Exactly once: each inbox holds exactly the set sent to it, no duplicates.
     for receiver, sender, first, bodies, ids in (

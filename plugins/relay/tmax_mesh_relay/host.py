@@ -271,7 +271,9 @@ async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
     metrics_server = None
     metrics_bound = None
     if settings["metrics_listen"]:
-        from prometheus_client import start_http_server
+        from prometheus_client import disable_created_metrics, start_http_server
+
+        disable_created_metrics()  # the *_created series only add noise here
 
         m_host, _, m_port = settings["metrics_listen"].rpartition(":")
         try:

@@ -20,6 +20,7 @@ connection, so a superseded stream can never remove its successor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -452,6 +453,11 @@ class Hub:
     async def _close(self, conn: Connection, code: str, detail: str) -> None:
         error = host_pb2.Error(code=code, detail=detail)
         await self._write(conn, host_pb2.HostFrame(error=error), "error", last=True)
+        # abort() from this task sends the final status at once (cancelling the
+        # call's task alone would leave the client waiting); the cancel then
+        # stops the handler, which is blocked reading.
+        with contextlib.suppress(Exception):
+            await conn.context.abort(grpc.StatusCode.UNAVAILABLE, f"{code}: {detail}")
         conn.task.cancel()
 
     def _spawn(self, coro: Awaitable[None]) -> None:

@@ -1,14 +1,18 @@
-"""Hook implementations of the ``relay`` plugin."""
+"""Hook implementations of the ``relay`` plugin: config keys, the ``relay``
+transport, and ``tmax-mesh host run`` (an alias of ``tmax-host``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tmax_core.config import validate_duration
 from tmax_core.plugin import hookimpl
 
 if TYPE_CHECKING:
     from tmax_core.config import ConfigRegistry
+    from tmax_core.model import Transport
 
 
 @hookimpl
@@ -21,3 +25,37 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         "longest delay between reconnection attempts to a relay host",
         validate=validate_duration,
     )
+    registry.add(
+        "relay.ca_file",
+        str,
+        "",
+        "PEM file of CA certificates trusted for grpcs:// relay hosts ('' = the system's roots)",
+    )
+
+
+@hookimpl
+def tmax_register_transports(register: Callable[[Transport], None], node: Any) -> None:
+    from tmax_mesh_relay.transport import RelayTransport
+
+    register(RelayTransport(node))
+
+
+def _configure_host(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    # '+' as the only prefix: every argument after `run`, flags included, is
+    # left for tmax-host's own parser (tmax-mesh host run --help shows its help).
+    run = sub.add_parser(
+        "run", help="run a relay host; takes tmax-host's flags", prefix_chars="+", add_help=False
+    )
+    run.add_argument("host_args", nargs=argparse.REMAINDER)
+
+
+def _run_host(args: argparse.Namespace, ctx: Any) -> None:
+    from tmax_mesh_relay.host import main
+
+    raise SystemExit(main(args.host_args))
+
+
+@hookimpl
+def tmax_register_commands(cli: Any) -> None:
+    cli.add("host", "run a relay host (same as tmax-host)", _configure_host, _run_host)

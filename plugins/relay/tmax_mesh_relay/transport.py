@@ -1,0 +1,449 @@
+"""The node's ``relay`` transport: one registered stream per relay host in
+``node.relays``, kept up with jittered exponential backoff.
+
+Outbound: ``send`` writes RelaySend and waits for the recipient's signed ack
+(relayed back by the host) or for ``Queued`` (the host stores it for an
+offline recipient: ``None`` tells the outbox the message was handed off; its
+ack arrives later and goes to ``node.handle_ack``).
+
+Inbound: each Deliver runs through ``node.handle_envelope`` with the
+host-authenticated sender as the ingress source, and the ack goes back as
+AckSend. At most ``INBOUND_CONCURRENCY`` envelopes are processed at once per
+stream; beyond that the stream is simply not read (back-pressure to the host).
+
+Public API for other plugins (e.g. ``direct``): :func:`find_relay` and
+:meth:`RelayTransport.lookup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from tmax_core import envelope as env
+from tmax_core.crypto import now_ms, to_checksum
+from tmax_core.errors import ConfigError, EnvelopeError
+from tmax_core.model import Friend, IngressSource
+from tmax_mesh_relay import wire
+from tmax_mesh_relay.client import HostSession
+from tmax_mesh_relay.proto import host_pb2
+
+if TYPE_CHECKING:
+    from tmax_core.node import Node
+
+log = logging.getLogger("tmax_mesh.relay")
+
+INBOUND_CONCURRENCY = 128
+INITIAL_BACKOFF_S = 0.25
+LOOKUP_TIMEOUT_S = 5.0
+
+
+def find_relay(node: Any) -> RelayTransport | None:
+    """The running node's relay transport, if the plugin is active."""
+    for transport in node.transports:
+        if isinstance(transport, RelayTransport):
+            return transport
+    return None
+
+
+class HostLink:
+    """One relay host: keeps a registered stream up and multiplexes requests on it."""
+
+    def __init__(self, relay: RelayTransport, url: wire.RelayUrl) -> None:
+        self.relay = relay
+        self.url = url
+        self.state = "connecting"
+        self.registered_since_ms: int | None = None
+        self.last_error: str | None = None
+        self.connection_id: str | None = None
+        self.session: HostSession | None = None
+        self.task: asyncio.Task | None = None
+        self._acks: dict[bytes, asyncio.Future] = {}
+        self._lookups: dict[bytes, list[asyncio.Future]] = {}
+        self._inbound = asyncio.Semaphore(INBOUND_CONCURRENCY)
+        self._tasks: set[asyncio.Task] = set()
+        self._sent_allow: list[bytes] | None = None
+        self._superseded = False
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "url": self.url.url,
+            "state": self.state,
+            "registered_since_ms": self.registered_since_ms,
+            "last_error": self.last_error,
+        }
+
+    # -- connection loop ---------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = INITIAL_BACKOFF_S
+        while True:
+            self.state = "connecting"
+            self._superseded = False
+            try:
+                await self._session()
+            except wire.RegisterError as err:
+                self._down(f"registration refused: {err}")
+            except ConnectionError as err:
+                self._down(str(err))
+            except Exception as err:
+                log.exception("relay %s: session failed", self.url.url)
+                self._down(f"internal error: {err}")
+            if self.registered_since_ms is not None:
+                backoff = INITIAL_BACKOFF_S  # the last session worked: start over
+            self.registered_since_ms = None
+            delay = backoff * random.uniform(0.5, 1.0)
+            if self._superseded:
+                # Another process registered this node id (same identity twice?):
+                # do not fight over the route in a tight loop.
+                delay = max(delay, self.relay.reconnect_max_s)
+            backoff = min(backoff * 2, self.relay.reconnect_max_s)
+            await asyncio.sleep(delay)
+
+    def _down(self, error: str) -> None:
+        self.state = "down"
+        self.connection_id = None
+        if error != self.last_error:
+            log.warning("relay %s: %s", self.url.url, error)
+        self.last_error = error
+        failure = ConnectionError(f"relay {self.url.url}: {error}")
+        for fut in self._acks.values():
+            if not fut.done():
+                fut.set_exception(failure)
+        for futs in self._lookups.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(failure)
+        self._acks.clear()
+        self._lookups.clear()
+
+    async def _session(self) -> None:
+        relay, node = self.relay, self.relay.node
+        session = await HostSession.open(self.url.target, relay.credentials(self.url))
+        try:
+            allow = relay.lookup_allow()
+            registered = await session.register(node.identity, node.advertised_endpoints(), allow)
+            self.session = session
+            self._sent_allow = allow
+            self.state = "connected"
+            self.registered_since_ms = now_ms()
+            self.connection_id = registered.connection_id
+            self.last_error = None
+            log.info(
+                "relay %s: registered as %s (connection %s, %d stored for us)",
+                self.url.url,
+                node.node_id_hex,
+                registered.connection_id,
+                registered.queued,
+            )
+            await self.update_allow(relay.lookup_allow())  # friends changed while registering?
+            node.outbox.kick()
+            pinger = None
+            if registered.limits.idle_timeout_ms:
+                pinger = asyncio.create_task(self._ping_every(registered.limits.idle_timeout_ms / 3000))
+            try:
+                await self._read_loop(session)
+            finally:
+                if pinger is not None:
+                    pinger.cancel()
+        finally:
+            self.session = None
+            await session.close()
+
+    async def _read_loop(self, session: HostSession) -> None:
+        while True:
+            frame = await session.read()
+            if frame is None:
+                raise ConnectionError("the host closed the stream")
+            kind = frame.WhichOneof("frame")
+            if kind == "deliver":
+                await self._inbound.acquire()
+                self._spawn(self._on_deliver(frame.deliver))
+            elif kind == "ack":
+                self._on_ack(frame.ack)
+            elif kind == "queued":
+                self._resolve_ack(frame.queued.message_id, None)
+            elif kind == "error":
+                self._on_error(frame.error)
+            elif kind == "lookup_result":
+                result = frame.lookup_result
+                endpoints = list(result.endpoints) if result.found else []
+                for fut in self._lookups.pop(result.target, []):
+                    if not fut.done():
+                        fut.set_result(endpoints)
+            elif kind == "ping":
+                await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
+
+    async def _ping_every(self, interval: float) -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await asyncio.sleep(interval)
+                await self.write(host_pb2.NodeFrame(ping=host_pb2.Ping(time_ms=now_ms())))
+
+    # -- inbound ---------------------------------------------------------------
+
+    async def _on_deliver(self, deliver: host_pb2.Deliver) -> None:
+        try:
+            sender = getattr(deliver, "from")
+            source = IngressSource("relay", peer=to_checksum(sender))
+            ack = await self.relay.node.handle_envelope(deliver.envelope, source)
+            self.relay.received += 1
+            await self.write(
+                host_pb2.NodeFrame(ack_send=host_pb2.AckSend(to=sender, message_id=deliver.message_id, ack=ack))
+            )
+        except ConnectionError:
+            pass  # the stream went away: the sender re-sends, and dedup answers "duplicate"
+        except Exception:
+            log.exception("relay %s: handling a delivered envelope failed", self.url.url)
+        finally:
+            self._inbound.release()
+
+    def _on_ack(self, ack: host_pb2.Ack) -> None:
+        if not self._resolve_ack(ack.message_id, ack.ack):
+            # No one is waiting (the envelope was stored and forwarded later):
+            # the outbox verifies the signed ack and marks the message delivered.
+            self._spawn(self.relay.node.handle_ack(ack.ack, getattr(ack, "from")))
+
+    def _on_error(self, error: host_pb2.Error) -> None:
+        text = f"{error.code}: {error.detail}"
+        if error.message_id and error.message_id in self._acks:
+            fut = self._acks[error.message_id]
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"relay {self.url.url}: {text}"))
+        elif error.code == "rate_limited" and error.node_id in self._lookups:
+            for fut in self._lookups.pop(error.node_id):
+                if not fut.done():
+                    fut.set_exception(ConnectionError(f"relay {self.url.url}: {text}"))
+        else:
+            # superseded, idle_timeout, shutting_down...: the stream ends next.
+            log.info("relay %s: host says %s", self.url.url, text)
+            self._superseded = error.code == "superseded"
+
+    def _resolve_ack(self, message_id: bytes, ack: bytes | None) -> bool:
+        fut = self._acks.get(message_id)
+        if fut is None or fut.done():
+            return False
+        fut.set_result(ack)
+        return True
+
+    # -- outbound ----------------------------------------------------------------
+
+    async def write(self, frame: host_pb2.NodeFrame) -> None:
+        session = self.session
+        if session is None or not self.connected:
+            raise ConnectionError(f"relay {self.url.url} is not connected")
+        await session.write(frame)
+
+    async def relay_envelope(self, to: bytes, message_id: bytes, envelope: bytes, timeout: float) -> bytes | None:
+        """Send one envelope; the recipient's ack bytes, or ``None`` if the host stored it."""
+        fut = asyncio.get_running_loop().create_future()
+        old = self._acks.get(message_id)
+        if old is not None and not old.done():
+            old.set_exception(ConnectionError("superseded by a newer attempt"))
+        self._acks[message_id] = fut
+        try:
+            await self.write(host_pb2.NodeFrame(relay_send=host_pb2.RelaySend(to=to, envelope=envelope)))
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            if self._acks.get(message_id) is fut:
+                del self._acks[message_id]
+
+    async def lookup(self, target: bytes, timeout: float) -> list[str]:
+        fut = asyncio.get_running_loop().create_future()
+        self._lookups.setdefault(target, []).append(fut)
+        try:
+            await self.write(host_pb2.NodeFrame(lookup=host_pb2.Lookup(target=target)))
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        finally:
+            waiters = self._lookups.get(target, [])
+            if fut in waiters:
+                waiters.remove(fut)
+            if not waiters:
+                self._lookups.pop(target, None)
+
+    async def update_allow(self, allow: list[bytes]) -> None:
+        if self.connected and allow != self._sent_allow:
+            self._sent_allow = allow
+            with contextlib.suppress(ConnectionError):
+                await self.write(host_pb2.NodeFrame(set_lookup_allow=host_pb2.SetLookupAllow(node_ids=allow)))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self.task, *self._tasks] if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+
+class RelayTransport:
+    """Transport ``relay`` (cost 50): see the module docstring."""
+
+    name = "relay"
+    cost = 50
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.reconnect_max_s = node.duration_ms("relay.reconnect_max") / 1000
+        self.links: list[HostLink] = []
+        self.sent = 0
+        self.queued = 0
+        self.received = 0
+        self._credentials: grpc.ChannelCredentials | None = None
+        self._allow_task: asyncio.Task | None = None
+        self._allow_dirty = False
+
+    # -- Transport protocol -------------------------------------------------------
+
+    async def start(self) -> None:
+        urls = []
+        for text in self.node.relay_hosts():
+            try:
+                urls.append(wire.parse_relay_url(text))
+            except ValueError as err:
+                raise ConfigError(f"node.relays: {err}") from None
+        if any(u.tls for u in urls):
+            self._credentials = self._load_tls()
+        for url in urls:
+            if not url.tls and not url.loopback:
+                log.warning(
+                    "relay %s is not loopback and not TLS: metadata (who talks to whom, when) travels "
+                    "in clear; use grpcs:// (message contents stay end-to-end encrypted either way)",
+                    url.url,
+                )
+            link = HostLink(self, url)
+            link.task = asyncio.create_task(link.run(), name=f"relay-{url.url}")
+            self.links.append(link)
+        self.node.friend_listeners.append(self._friends_changed)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.node.friend_listeners.remove(self._friends_changed)
+        if self._allow_task is not None:
+            self._allow_task.cancel()
+        await asyncio.gather(*(link.stop() for link in self.links), return_exceptions=True)
+
+    def can_reach(self, friend: Friend) -> bool:
+        return bool(self._links_for(friend))
+
+    async def send(self, friend: Friend, envelope: bytes, timeout: float) -> bytes | None:
+        """The recipient's ack bytes; ``None`` when a host stored the envelope for later."""
+        try:
+            message_id = env.parse(envelope, len(envelope)).message_id
+        except EnvelopeError as err:
+            raise ConnectionError(f"not a sendable envelope: {err}") from None
+        links = self._links_for(friend)
+        if not links:
+            raise ConnectionError("not registered on any relay host this friend uses")
+        last: Exception = ConnectionError("no relay host")
+        for link in links:
+            try:
+                ack = await link.relay_envelope(friend.node_id, message_id, envelope, timeout)
+            except ConnectionError as err:
+                last = err
+                continue
+            if ack is None:
+                self.queued += 1
+            else:
+                self.sent += 1
+            return ack
+        raise last
+
+    def status(self) -> dict[str, Any]:
+        if not self.links:
+            state = "off"
+        elif any(link.connected for link in self.links):
+            state = "connected"
+        elif any(link.state == "connecting" for link in self.links):
+            state = "connecting"
+        else:
+            state = "down"
+        return {
+            "state": state,
+            "hosts": [link.status() for link in self.links],
+            "sent": self.sent,
+            "queued": self.queued,
+            "received": self.received,
+        }
+
+    # -- public API ------------------------------------------------------------------
+
+    async def lookup(self, friend_node_id: bytes, timeout: float = LOOKUP_TIMEOUT_S) -> list[str]:
+        """Where a friend can be dialled directly, as a relay host knows it.
+
+        Asks the hosts this node shares with the friend (any registered host if
+        the friend lists none). Returns the friend's advertised endpoints plus
+        its observed IP with each advertised port; ``[]`` if it is offline, has
+        not allowed us, or advertises nothing. Raises ``ConnectionError`` when
+        no host could be asked, ``TimeoutError`` when none answered in time.
+        """
+        friend = self.node.friends.get(friend_node_id)
+        links = self._links_for(friend) if friend is not None else [ln for ln in self.links if ln.connected]
+        if not links:
+            raise ConnectionError("not registered on any relay host")
+        last: Exception = ConnectionError("no relay host")
+        for link in links:
+            try:
+                endpoints = await link.lookup(friend_node_id, timeout)
+            except (ConnectionError, TimeoutError) as err:
+                last = err
+                continue
+            if endpoints:
+                return endpoints
+        if isinstance(last, TimeoutError):
+            raise last
+        return []
+
+    def lookup_allow(self) -> list[bytes]:
+        """Node ids allowed to look this node up: its friends that are not blocked."""
+        return sorted(f.node_id for f in self.node.friends.values() if not f.blocked)
+
+    def credentials(self, url: wire.RelayUrl) -> grpc.ChannelCredentials | None:
+        return self._credentials if url.tls else None
+
+    # -- internals ------------------------------------------------------------------
+
+    def _links_for(self, friend: Friend) -> list[HostLink]:
+        connected = [link for link in self.links if link.connected]
+        if not friend.relay_hosts:
+            return connected
+        return [link for link in connected if any(wire.same_host(link.url.url, h) for h in friend.relay_hosts)]
+
+    def _load_tls(self) -> grpc.ChannelCredentials:
+        ca_file = self.node.config.get("relay.ca_file")
+        if not ca_file:
+            return grpc.ssl_channel_credentials()  # the system's trusted roots
+        try:
+            roots = Path(ca_file).expanduser().read_bytes()
+        except OSError as err:
+            raise ConfigError(f"relay.ca_file: cannot read {ca_file}: {err.strerror}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in roots:
+            raise ConfigError(f"relay.ca_file: {ca_file} holds no PEM certificate")
+        return grpc.ssl_channel_credentials(root_certificates=roots)
+
+    def _friends_changed(self) -> None:
+        self._allow_dirty = True
+        if self._allow_task is None or self._allow_task.done():
+            self._allow_task = asyncio.ensure_future(self._push_allow())
+
+    async def _push_allow(self) -> None:
+        """Send the allow-list to every host until no change is pending (changes coalesce)."""
+        while self._allow_dirty:
+            self._allow_dirty = False
+            allow = self.lookup_allow()
+            await asyncio.gather(*(link.update_allow(allow) for link in self.links))
