@@ -164,6 +164,43 @@ class Node(Proc):
         return [m["body"] for m in self.cli("inbox", "list")]
 
 
+class Host(Proc):
+    """A ``tmax-host`` relay (port 0 unless ``--listen`` is given; the bound one is in ``ready``)."""
+
+    def __init__(self, root: Path, name: str, *extra: str, prefix: list[str] | None = None) -> None:
+        args = list(extra)
+        if "--listen" not in args:
+            args = ["--listen", "127.0.0.1:0", *args]
+        self.extra = args
+        super().__init__(
+            [script("tmax-host"), *args], root / f"{name}.ready.json", root / f"{name}.log", None, prefix
+        )
+
+    @property
+    def listen(self) -> str:
+        return self.ready["listen"]
+
+    @property
+    def url(self) -> str:
+        """``grpc://HOST:PORT`` (``grpcs://`` when started with ``--tls-cert``)."""
+        scheme = "grpcs" if "--tls-cert" in self.extra else "grpc"
+        return f"{scheme}://{self.listen}"
+
+    @property
+    def metrics(self) -> str | None:
+        return self.ready.get("metrics")
+
+    def restart_same_port(self, sig: int = signal.SIGKILL) -> Host:
+        """Stop (SIGKILL by default) and start again on the port it had."""
+        listen = self.listen
+        self.stop(sig)
+        args = list(self.extra)
+        args[args.index("--listen") + 1] = listen
+        self.extra = args
+        self.argv = [script("tmax-host"), *args]
+        return self.start()
+
+
 class ProcGroup:
     """Every process a test starts; the fixture stops them all at teardown."""
 
@@ -175,6 +212,11 @@ class ProcGroup:
         node = Node(self.root / name, *extra, **kw)
         self.procs.append(node)
         return node.start() if start else node
+
+    def host(self, name: str = "host", *extra: str, start: bool = True, **kw: Any) -> Host:
+        host = Host(self.root, name, *extra, **kw)
+        self.procs.append(host)
+        return host.start() if start else host
 
     def add(self, proc: Proc) -> Proc:
         self.procs.append(proc)
