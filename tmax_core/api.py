@@ -17,13 +17,22 @@ import grpc
 from tmax_core import __version__
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import ERROR_CODE_KEY, MeshError, UsageError
-from tmax_core.model import Friend, InboxMessage, IssuedInvite, OutboxEntry, RateLimit
+from tmax_core.model import (
+    DEFAULT_SCOPE,
+    Friend,
+    InboxMessage,
+    IssuedInvite,
+    OutboxEntry,
+    OutgoingMessage,
+    RateLimit,
+)
 from tmax_core.node import Node
 from tmax_core.proto import node_pb2 as pb
 from tmax_core.proto import node_pb2_grpc
 
 log = logging.getLogger("tmax_mesh.api")
 
+MAX_SEND_BATCH = 1000
 _STATUS_FOR = {"not_found": grpc.StatusCode.NOT_FOUND, "usage": grpc.StatusCode.INVALID_ARGUMENT}
 
 
@@ -105,6 +114,17 @@ def inbox_pb(m: InboxMessage) -> pb.InboxMessage:
         body=m.body,
         acked=m.acked,
         reply_to=m.reply_to.hex() if m.reply_to else "",
+    )
+
+
+def outgoing(request: pb.MsgSendRequest) -> OutgoingMessage:
+    return OutgoingMessage(
+        to=request.to,
+        body=request.body,
+        scope=request.scope or DEFAULT_SCOPE,
+        content_type=request.content_type or "text/plain",
+        ttl_ms=request.ttl_ms or None,
+        reply_to=hex_id(request.reply_to, "reply-to id", 16) if request.reply_to else None,
     )
 
 
@@ -200,15 +220,15 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
 
     @_translate_errors
     async def MsgSend(self, request: pb.MsgSendRequest, context: Any) -> pb.MsgState:
-        entry = await self.node.send(
-            request.to,
-            request.body,
-            scope=request.scope or "message",
-            content_type=request.content_type or "text/plain",
-            ttl_ms=request.ttl_ms or None,
-            reply_to=hex_id(request.reply_to, "reply-to id", 16) if request.reply_to else None,
-        )
+        (entry,) = await self.node.send_many([outgoing(request)])
         return msg_state_pb(entry)
+
+    @_translate_errors
+    async def MsgSendBatch(self, request: pb.MsgSendBatchRequest, context: Any) -> pb.MsgSendBatchReply:
+        if len(request.messages) > MAX_SEND_BATCH:
+            raise UsageError(f"at most {MAX_SEND_BATCH} messages per batch")
+        entries = await self.node.send_many([outgoing(m) for m in request.messages])
+        return pb.MsgSendBatchReply(messages=[msg_state_pb(e) for e in entries])
 
     @_translate_errors
     async def MsgStatus(self, request: pb.MsgStatusRequest, context: Any) -> pb.MsgState:

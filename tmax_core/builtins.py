@@ -108,18 +108,25 @@ class InboxSink:
         self.node = node
 
     async def deliver(self, message: ReceivedMessage) -> None:
-        row = InboxMessage(
-            message_id=message.message_id,
-            from_node_id=message.from_node_id,
-            from_alias=message.from_alias,
-            sent_at_ms=message.sent_at_ms,
-            received_at_ms=message.received_at_ms,
-            scope=message.scope,
-            content_type=message.content_type,
-            body=message.body,
-            reply_to=message.reply_to,
-        )
-        if await self.node.db(self.node.store.inbox_insert, row):
+        await self.deliver_many([message])
+
+    async def deliver_many(self, messages: list[ReceivedMessage]) -> None:
+        """All in one transaction (the node calls this for a batch)."""
+        rows = [
+            InboxMessage(
+                message_id=m.message_id,
+                from_node_id=m.from_node_id,
+                from_alias=m.from_alias,
+                sent_at_ms=m.sent_at_ms,
+                received_at_ms=m.received_at_ms,
+                scope=m.scope,
+                content_type=m.content_type,
+                body=m.body,
+                reply_to=m.reply_to,
+            )
+            for m in messages
+        ]
+        if any(await self.node.db(self.node.store.inbox_insert_many, rows)):
             await self.node.inbox_changed()
 
 

@@ -213,6 +213,14 @@ class _Methods:
         )
         return self._call("MsgSend", req, msg_dict)
 
+    def msg_send_many(self, messages: list[dict[str, Any]]) -> Any:
+        """Send several messages in one call (one transaction on the node).
+
+        Each item has ``to`` and ``body`` and optionally ``scope``,
+        ``content_type``, ``ttl_ms`` and ``reply_to``, as for :meth:`msg_send`."""
+        req = pb.MsgSendBatchRequest(messages=[pb.MsgSendRequest(**m) for m in messages])
+        return self._call("MsgSendBatch", req, lambda r: [msg_dict(m) for m in r.messages])
+
     def msg_status(self, message_id: str) -> Any:
         return self._call("MsgStatus", pb.MsgStatusRequest(message_id=message_id), msg_dict)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import coincurve
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from tmax_core import crypto
@@ -54,8 +53,10 @@ def seal(
         message_id = os.urandom(MESSAGE_ID_LEN)
     if timestamp_ms is None:
         timestamp_ms = crypto.now_ms()
-    ephemeral = coincurve.PrivateKey()
-    eph_pub = ephemeral.public_key.format(compressed=True)
+    try:
+        eph_pub, shared = crypto.ephemeral_ecdh(to_public_key)
+    except ValueError as exc:
+        raise ValueError(f"invalid recipient public key: {exc}") from None
     header_bytes = mesh_pb2.EnvelopeHeader(
         version=VERSION,
         message_id=message_id,
@@ -69,10 +70,6 @@ def seal(
     content = mesh_pb2.SealedContent(scope=scope, content_type=content_type, body=body, reply_to=reply_to)
     if contact is not None:
         content.contact.CopyFrom(contact)
-    try:
-        shared = ephemeral.ecdh(to_public_key)
-    except Exception as exc:
-        raise ValueError(f"invalid recipient public key: {exc}") from None
     key = _content_key(shared, message_id, identity.node_id, to_node_id, eph_pub)
     ciphertext = ChaCha20Poly1305(key).encrypt(_ZERO_NONCE, content.SerializeToString(), header_bytes)
     signature = identity.sign(Domain.ENVELOPE, header_bytes, ciphertext)
@@ -156,9 +153,22 @@ def parse(data: bytes, max_bytes: int) -> ParsedEnvelope:
     )
 
 
-def verify(parsed: ParsedEnvelope) -> None:
-    """Check id↔key binding, then the signature over header and ciphertext."""
+def verify(parsed: ParsedEnvelope, *, key_is_bound: bool = False) -> None:
+    """Check id↔key binding, then the signature over header and ciphertext.
+
+    ``key_is_bound``: the caller already knows this key belongs to this id (it
+    is the stored key of the friend with that id), so the address derivation
+    is skipped."""
     header = parsed.header
+    if not key_is_bound:
+        _check_binding(header)
+    if not crypto.verify(
+        parsed.signature, header.sender_public_key, Domain.ENVELOPE, parsed.header_bytes, parsed.ciphertext
+    ):
+        raise EnvelopeError("envelope signature is invalid", code=Reason.BAD_SIGNATURE)
+
+
+def _check_binding(header: mesh_pb2.EnvelopeHeader) -> None:
     try:
         address = crypto.address_from_public_key(header.sender_public_key)
     except ValueError:
@@ -167,10 +177,6 @@ def verify(parsed: ParsedEnvelope) -> None:
         raise EnvelopeError(
             "sender node id does not match the sender public key", code=Reason.ID_KEY_MISMATCH
         )
-    if not crypto.verify(
-        parsed.signature, header.sender_public_key, Domain.ENVELOPE, parsed.header_bytes, parsed.ciphertext
-    ):
-        raise EnvelopeError("envelope signature is invalid", code=Reason.BAD_SIGNATURE)
 
 
 def open_content(identity: NodeIdentity, parsed: ParsedEnvelope) -> mesh_pb2.SealedContent:
@@ -241,3 +247,45 @@ def verify_ack(
     if body.message_id != message_id:
         raise EnvelopeError("ack is for a different message", code=Reason.MALFORMED)
     return body
+
+
+def make_ack_batch(
+    identity: NodeIdentity,
+    *,
+    to_node_id: bytes,
+    entries: list[mesh_pb2.AckEntry],
+    timestamp_ms: int | None = None,
+) -> bytes:
+    """One SignedAck (body ``AckBatchBody``) for a whole DeliverBatch: one signature."""
+    body = mesh_pb2.AckBatchBody(
+        from_node_id=identity.node_id,
+        to_node_id=to_node_id,
+        entries=entries,
+        timestamp_ms=crypto.now_ms() if timestamp_ms is None else timestamp_ms,
+    ).SerializeToString()
+    return mesh_pb2.SignedAck(body=body, signature=identity.sign(Domain.ACK_BATCH, body)).SerializeToString()
+
+
+def verify_ack_batch(
+    data: bytes,
+    *,
+    expected_signer_public_key: bytes,
+    expected_signer_node_id: bytes,
+    max_bytes: int,
+) -> dict[bytes, mesh_pb2.AckEntry]:
+    """Accept a batch ack only if the expected recipient signed it; ``{message_id: entry}``."""
+    if len(data) > max_bytes:
+        raise EnvelopeError(f"batch ack too large: {len(data)} bytes", code=Reason.MALFORMED)
+    try:
+        signed = mesh_pb2.SignedAck.FromString(data)
+    except Exception:
+        raise EnvelopeError("malformed batch ack: not a valid SignedAck", code=Reason.MALFORMED) from None
+    if not crypto.verify(signed.signature, expected_signer_public_key, Domain.ACK_BATCH, signed.body):
+        raise EnvelopeError("batch ack is not signed by the recipient", code=Reason.BAD_SIGNATURE)
+    try:
+        body = mesh_pb2.AckBatchBody.FromString(signed.body)
+    except Exception:
+        raise EnvelopeError("malformed batch ack body", code=Reason.MALFORMED) from None
+    if body.from_node_id != expected_signer_node_id:
+        raise EnvelopeError("batch ack names a different signer", code=Reason.BAD_SIGNATURE)
+    return {entry.message_id: entry for entry in body.entries}

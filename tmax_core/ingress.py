@@ -5,17 +5,23 @@ replay checks, then signature and id/key binding, first-contact invite check,
 decryption, policy, and finally durable delivery before the ack. Every
 rejection carries a :class:`~tmax_core.errors.Reason` code in the signed ack
 the sender sees, and a log line here.
+
+Envelopes are processed in batches (one for ``Deliver``, many for
+``DeliverBatch``): the checks run per envelope, but the database work is one
+seen-id lookup before the crypto and one delivery + record after it, for the
+whole batch. Answers are one signed ack per envelope, or one signed batch ack.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tmax_core import envelope as env
 from tmax_core.crypto import now_ms, to_checksum
 from tmax_core.errors import EnvelopeError, InviteError, MeshError, Reason
-from tmax_core.invites import decode_signed_invite
+from tmax_core.invites import Invite, decode_signed_invite
 from tmax_core.model import Friend, IngressMeta, IngressSource, ReceivedMessage, Verdict
 from tmax_core.proto import mesh_pb2
 
@@ -27,6 +33,7 @@ log = logging.getLogger("tmax_mesh.ingress")
 ACCEPTED = mesh_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = mesh_pb2.ACK_STATUS_DUPLICATE
 REJECTED = mesh_pb2.ACK_STATUS_REJECTED
+MAX_BATCH = 1024
 
 
 class Rejected(Exception):
@@ -38,60 +45,122 @@ class Rejected(Exception):
         self.detail = detail
 
 
+@dataclass
+class Outcome:
+    """What the sender is told about one envelope."""
+
+    message_id: bytes
+    sender: bytes
+    status: int
+    reason: str = ""
+    detail: str = ""
+
+
 class Ingress:
     def __init__(self, node: Node) -> None:
         self.node = node
-        cfg = node.config
-        self.max_bytes: int = cfg.get("messages.max_bytes")
+        self.max_bytes: int = node.config.get("messages.max_bytes")
         self.window_ms: int = node.duration_ms("messages.replay_window")
 
     async def handle(self, data: bytes, source: IngressSource) -> bytes:
-        """Run the pipeline on one envelope; always returns serialized SignedAck bytes."""
-        node = self.node
-        try:
-            parsed = env.parse(data, self.max_bytes)
-        except EnvelopeError as err:
-            log.info("reject from %s: %s (%s)", source.peer, err.code, err)
-            return env.make_ack(
-                node.identity,
-                message_id=b"",
-                to_node_id=b"",
-                status=REJECTED,
-                reason=err.code,
-                detail=str(err),
-            )
-        try:
-            status = await self._pipeline(parsed, source)
-            return env.make_ack(
-                node.identity, message_id=parsed.message_id, to_node_id=parsed.from_node_id, status=status
-            )
-        except Rejected as rej:
-            log.info(
-                "reject %s from %s via %s/%s: %s %s",
-                parsed.message_id.hex(),
-                to_checksum(parsed.from_node_id),
-                source.transport,
-                source.peer,
-                rej.reason,
-                rej.detail,
-            )
-            node.metrics_rejected(rej.reason)
-            return env.make_ack(
-                node.identity,
-                message_id=parsed.message_id,
-                to_node_id=parsed.from_node_id,
-                status=REJECTED,
-                reason=rej.reason,
-                detail=rej.detail,
-            )
+        """One envelope in, one serialized SignedAck out."""
+        (o,) = await self.process([data], source)
+        return env.make_ack(
+            self.node.identity,
+            message_id=o.message_id,
+            to_node_id=o.sender,
+            status=o.status,
+            reason=o.reason,
+            detail=o.detail,
+        )
 
-    async def _pipeline(self, parsed: env.ParsedEnvelope, source: IngressSource) -> int:
+    async def handle_batch(self, envelopes: list[bytes], source: IngressSource) -> bytes:
+        """Envelopes from one sender in, one serialized batch SignedAck out."""
+        if len(envelopes) > MAX_BATCH:
+            envelopes = envelopes[:MAX_BATCH]  # the rest get no entry: the sender retries them
+        outcomes = await self.process(envelopes, source)
+        sender = next((o.sender for o in outcomes if o.sender), b"")
+        entries = [
+            mesh_pb2.AckEntry(message_id=o.message_id, status=o.status, reason=o.reason, detail=o.detail)
+            for o in outcomes
+        ]
+        return env.make_ack_batch(self.node.identity, to_node_id=sender, entries=entries)
+
+    async def process(self, envelopes: list[bytes], source: IngressSource) -> list[Outcome]:
+        """Run the pipeline over envelopes; one :class:`Outcome` each, in order."""
         node = self.node
-        # 1. structure is checked by parse(); the envelope must be for us.
+        now = now_ms()
+        outcomes: list[Outcome | None] = [None] * len(envelopes)
+        candidates: list[tuple[int, env.ParsedEnvelope]] = []
+        batch_sender: bytes | None = None
+        for i, data in enumerate(envelopes):
+            try:
+                parsed = env.parse(data, self.max_bytes)
+            except EnvelopeError as err:
+                outcomes[i] = self._reject(b"", b"", source, err.code, str(err))
+                continue
+            if batch_sender is None:
+                batch_sender = parsed.from_node_id
+            try:
+                if parsed.from_node_id != batch_sender:
+                    raise Rejected(Reason.MALFORMED, "a batch must carry one sender's envelopes")
+                self._precheck(parsed, source, now)
+            except Rejected as rej:
+                outcomes[i] = self._reject(
+                    parsed.message_id, parsed.from_node_id, source, rej.reason, rej.detail
+                )
+                continue
+            candidates.append((i, parsed))
+        # 3b. duplicates: one lookup for the whole batch (and repeats inside it).
+        seen = await node.db(node.store.seen_check_many, [p.message_id for _, p in candidates])
+        accepted: list[tuple[int, ReceivedMessage]] = []
+        in_batch: set[bytes] = set()
+        for i, parsed in candidates:
+            if parsed.message_id in seen or parsed.message_id in in_batch:
+                outcomes[i] = Outcome(parsed.message_id, parsed.from_node_id, DUPLICATE)
+                continue
+            try:
+                message = await self._admit(parsed, source, now)
+            except Rejected as rej:
+                outcomes[i] = self._reject(
+                    parsed.message_id, parsed.from_node_id, source, rej.reason, rej.detail
+                )
+                continue
+            in_batch.add(parsed.message_id)
+            accepted.append((i, message))
+        # 8. deliver durably to the sinks, record the ids, then answer.
+        if accepted:
+            try:
+                await node.deliver_many([m for _, m in accepted])
+                status, reason, detail = ACCEPTED, "", ""
+            except Exception as err:  # a sink failed: the sender retries later
+                log.exception("delivery of %d message(s) failed", len(accepted))
+                status, reason, detail = REJECTED, Reason.SINK_FAILED, f"delivery failed: {err}"
+                node.metrics_rejected(reason)
+            for i, m in accepted:
+                outcomes[i] = Outcome(m.message_id, m.from_node_id, status, reason, detail)
+        return [o for o in outcomes if o is not None]
+
+    def _reject(
+        self, message_id: bytes, sender: bytes, source: IngressSource, reason: str, detail: str
+    ) -> Outcome:
+        log.info(
+            "reject %s from %s via %s/%s: %s %s",
+            message_id.hex() or "-",
+            to_checksum(sender) if sender else "?",
+            source.transport,
+            source.peer,
+            reason,
+            detail,
+        )
+        self.node.metrics_rejected(reason)
+        return Outcome(message_id, sender, REJECTED, reason, detail)
+
+    def _precheck(self, parsed: env.ParsedEnvelope, source: IngressSource, now: int) -> None:
+        """Steps 1-3a: recipient, plugin prechecks (no crypto yet), timestamp window."""
+        node = self.node
         if parsed.to_node_id != node.identity.node_id:
             raise Rejected(Reason.WRONG_RECIPIENT, "envelope is addressed to another node")
-        friend = node.friends.get(parsed.from_node_id)
-        # 2. cheap prechecks, no crypto yet.
         meta = IngressMeta(
             message_id=parsed.message_id,
             from_node_id=parsed.from_node_id,
@@ -99,21 +168,24 @@ class Ingress:
             timestamp_ms=parsed.timestamp_ms,
             size=len(parsed.raw),
             has_invite=bool(parsed.invite),
-            friend=friend,
+            friend=node.friends.get(parsed.from_node_id),
         )
         _raise_first(node.pm.hook.tmax_ingress_precheck(meta=meta, source=source))
-        # 3. replay: timestamp window, then seen ids.
-        now = now_ms()
         if abs(now - parsed.timestamp_ms) > self.window_ms:
             raise Rejected(Reason.STALE_TIMESTAMP, f"timestamp is outside the {self.window_ms} ms window")
-        if await node.db(node.store.seen_check, parsed.message_id) is not None:
-            return DUPLICATE
-        # 4. signature and id/key binding (+ the stored key of a known friend).
+
+    async def _admit(self, parsed: env.ParsedEnvelope, source: IngressSource, now: int) -> ReceivedMessage:
+        """Steps 4-7 (and the first-contact commit): a message ready for the sinks."""
+        node = self.node
+        friend = node.friends.get(parsed.from_node_id)
+        # 4. signature and id/key binding. A known friend's stored key was bound
+        #    to its id when the friend was added, so the same key needs no re-check.
+        known_key = friend is not None and friend.public_key == parsed.sender_public_key
         try:
-            env.verify(parsed)
+            env.verify(parsed, key_is_bound=known_key)
         except EnvelopeError as err:
             raise Rejected(err.code, str(err)) from None
-        if friend is not None and friend.public_key != parsed.sender_public_key:
+        if friend is not None and not known_key:
             raise Rejected(Reason.KEY_CHANGED, "sender key differs from the friend's known key")
         # 5. first contact: the token must be one this node issued.
         invite = None
@@ -144,8 +216,8 @@ class Ingress:
             reply_to=content.reply_to or None,
             via=source.transport,
         )
-        # 7. policy: the scope must be registered, granted to the sender and its payload
-        #    valid; then plugin checks.
+        # 7. policy: the scope must be registered, granted to the sender and its
+        #    payload valid; then plugin checks.
         scope = node.scopes.get(message.scope)
         if scope is None:
             raise Rejected(Reason.UNKNOWN_SCOPE, f"scope {message.scope!r} is not known here")
@@ -157,43 +229,43 @@ class Ingress:
             except ValueError as err:
                 raise Rejected(Reason.PAYLOAD_INVALID, str(err)) from None
         _raise_first(node.pm.hook.tmax_ingress_check(message=message, friend=friend))
-        # 8. (first contact: consume the invite use atomically), deliver durably, record, ack.
         card = content.contact if content.HasField("contact") else None
         if invite is not None:
-            if card is not None:
-                friend.relay_hosts = list(card.relay_hosts)
-                friend.endpoints = list(card.endpoints)
-                friend.alias = node.free_alias(card.alias)
-            try:
-                friend = await node.db(node.store.accept_first_contact, invite.token_id, friend, now)
-            except MeshError as err:
-                raise Rejected(err.code, str(err)) from None
-            node.friend_changed(friend)
-            message.from_alias = friend.alias
-            log.info(
-                "new friend %s (%s) via invite %s",
-                to_checksum(friend.node_id),
-                friend.alias,
-                invite.token_id.hex(),
-            )
+            message.from_alias = await self._befriend(invite, friend, card, now)
         elif card is not None:
             await node.update_contact(friend, list(card.relay_hosts), list(card.endpoints))
-        try:
-            await node.deliver(message)
-        except Exception as err:  # a sink failed: the sender retries later
-            log.exception("delivery of %s failed", message.message_id.hex())
-            raise Rejected(Reason.SINK_FAILED, f"delivery failed: {err}") from None
-        return ACCEPTED
+        return message
 
-    def _check_invite(self, parsed: env.ParsedEnvelope):
+    async def _befriend(
+        self, invite: Invite, friend: Friend, card: mesh_pb2.ContactCard | None, now: int
+    ) -> str | None:
+        """First contact: consume the invite use and add the friend, atomically."""
         node = self.node
+        if card is not None:
+            friend.relay_hosts = list(card.relay_hosts)
+            friend.endpoints = list(card.endpoints)
+            friend.alias = node.free_alias(card.alias)
+        try:
+            friend = await node.db(node.store.accept_first_contact, invite.token_id, friend, now)
+        except MeshError as err:
+            raise Rejected(err.code, str(err)) from None
+        node.friend_changed(friend)
+        log.info(
+            "new friend %s (%s) via invite %s",
+            to_checksum(friend.node_id),
+            friend.alias,
+            invite.token_id.hex(),
+        )
+        return friend.alias
+
+    def _check_invite(self, parsed: env.ParsedEnvelope) -> Invite:
         if not parsed.invite:
             raise Rejected(Reason.UNKNOWN_SENDER, "not a friend and no invite token")
         try:
             invite = decode_signed_invite(parsed.invite)
         except InviteError as err:
             raise Rejected(Reason.INVITE_INVALID, str(err)) from None
-        if invite.inviter_node_id != node.identity.node_id:
+        if invite.inviter_node_id != self.node.identity.node_id:
             raise Rejected(Reason.INVITE_INVALID, "the invite was issued by another node")
         return invite
 

@@ -87,6 +87,18 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True)
+class OutgoingMessage:
+    """A message to send: ``to`` is a node id (bytes) or a friend reference (alias or 0x id)."""
+
+    to: bytes | str
+    body: bytes
+    scope: str = DEFAULT_SCOPE
+    content_type: str = "text/plain"
+    ttl_ms: int | None = None
+    reply_to: bytes | None = None
+
+
+@dataclass(frozen=True)
 class IngressSource:
     """Where an envelope came from, as the transport saw it (not as it claims).
 
@@ -156,6 +168,9 @@ class DeliverySink(Protocol):
     name: str
 
     async def deliver(self, message: ReceivedMessage) -> None: ...
+
+    # Optional: ``async def deliver_many(messages)`` for a batch (one
+    # transaction); without it the node calls ``deliver`` once per message.
 
 
 @dataclass

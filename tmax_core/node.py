@@ -34,6 +34,7 @@ from tmax_core.model import (
     InviteScope,
     IssuedInvite,
     OutboxEntry,
+    OutgoingMessage,
     RateLimit,
     ReceivedMessage,
     Transport,
@@ -46,6 +47,7 @@ log = logging.getLogger("tmax_mesh.node")
 T = TypeVar("T")
 
 SEEN_MAX_ROWS = 1_000_000
+BODY_HEADROOM = 4096  # envelope header, keys, signature and contact card around a body
 MAINTENANCE_INTERVAL_S = 60.0
 
 HELLO_CONTENT_TYPE = "application/vnd.tmax-mesh.hello"
@@ -83,6 +85,8 @@ class Node:
         self._inbox_version = 0  # bumped on every inbox change; watchers compare it
         self._peer_server: Any = None
         self._maintenance_task: asyncio.Task | None = None
+        self.max_body_bytes = config.get("messages.max_bytes") - BODY_HEADROOM
+        self.default_ttl_ms = self.duration_ms("messages.ttl")
         self.ingress = Ingress(self)
         self.outbox = Outbox(self)
 
@@ -190,29 +194,38 @@ class Node:
         self.counters["envelopes_in"] += 1
         return await self.ingress.handle(data, source)
 
+    async def handle_envelope_batch(self, envelopes: list[bytes], source: IngressSource) -> bytes:
+        """Entry point for batching transports: one signed batch ack for them all."""
+        self.counters["envelopes_in"] += len(envelopes)
+        return await self.ingress.handle_batch(envelopes, source)
+
     async def handle_ack(self, ack: bytes, from_node_id: bytes) -> None:
         """Entry point for transports that carry acks separately (relay store-and-forward)."""
         friend = self.friends.get(from_node_id)
         if friend is not None:
             await self.outbox.handle_async_ack(ack, friend)
 
-    async def deliver(self, message: ReceivedMessage) -> None:
-        """Hand an accepted message to every configured sink, then remember its id."""
-        if message.content_type != HELLO_CONTENT_TYPE:
+    async def deliver_many(self, messages: list[ReceivedMessage]) -> None:
+        """Hand accepted messages to every configured sink, then remember their ids.
+
+        Sinks are idempotent by message id, so a crash between the two steps
+        only means the sender retries and the sinks ignore the repeat."""
+        for_sinks = [m for m in messages if m.content_type != HELLO_CONTENT_TYPE]
+        if for_sinks:
             for sink in self.sinks:
-                await sink.deliver(message)
-        await self.db(
-            self.store.seen_record,
-            message.message_id,
-            message.from_node_id,
-            "accepted",
-            message.received_at_ms,
-        )
-        friend = self.friends.get(message.from_node_id)
-        if friend is not None:
-            friend.last_seen_ms = message.received_at_ms
-            await self.db(self.store.touch_friend, friend.node_id, message.received_at_ms)
-        self.counters["messages_in"] += 1
+                deliver_many = getattr(sink, "deliver_many", None)
+                if deliver_many is not None:
+                    await deliver_many(for_sinks)
+                else:
+                    for message in for_sinks:
+                        await sink.deliver(message)
+        records = [(m.message_id, m.from_node_id, "accepted", m.received_at_ms) for m in messages]
+        await self.db(self.store.record_received_many, records)
+        for m in messages:
+            friend = self.friends.get(m.from_node_id)
+            if friend is not None:
+                friend.last_seen_ms = max(friend.last_seen_ms or 0, m.received_at_ms)
+        self.counters["messages_in"] += len(messages)
 
     async def inbox_changed(self) -> None:
         async with self._inbox_changed:
@@ -373,39 +386,37 @@ class Node:
 
     # -- messages ------------------------------------------------------------------
 
-    async def send(
-        self,
-        to: bytes | str,
-        body: bytes,
-        *,
-        scope: str = DEFAULT_SCOPE,
-        content_type: str = "text/plain",
-        ttl_ms: int | None = None,
-        reply_to: bytes | None = None,
-    ) -> OutboxEntry:
-        friend = self.friends.get(to) if isinstance(to, bytes) else self.find_friend(to)
+    async def send(self, to: bytes | str, body: bytes, **options: Any) -> OutboxEntry:
+        """Persist one message in the outbox and start sending it."""
+        return await self.outbox.submit(self._outbox_entry(OutgoingMessage(to, body, **options)))
+
+    async def send_many(self, messages: list[OutgoingMessage]) -> list[OutboxEntry]:
+        """Persist several messages in one transaction and start sending them.
+        All are checked first: one bad message rejects the call and stores nothing."""
+        return await self.outbox.submit_many([self._outbox_entry(m) for m in messages])
+
+    def _outbox_entry(self, m: OutgoingMessage) -> OutboxEntry:
+        friend = self.friends.get(m.to) if isinstance(m.to, bytes) else self.find_friend(m.to)
         if friend is None:
             raise NotFound("no such friend")
         if friend.blocked:
             raise UsageError(f"{friend.alias or to_checksum(friend.node_id)} is blocked; unblock it first")
-        if scope not in self.scopes:
-            raise UsageError(f"unknown scope {scope!r}")
-        max_bytes = self.config.get("messages.max_bytes")
-        if len(body) > max_bytes - 4096:
-            raise UsageError(f"message body is {len(body)} bytes; the limit is {max_bytes - 4096}")
+        if m.scope not in self.scopes:
+            raise UsageError(f"unknown scope {m.scope!r}")
+        if len(m.body) > self.max_body_bytes:
+            raise UsageError(f"message body is {len(m.body)} bytes; the limit is {self.max_body_bytes}")
         now = now_ms()
-        entry = OutboxEntry(
+        return OutboxEntry(
             message_id=os.urandom(16),
             to_node_id=friend.node_id,
-            scope=scope,
-            content_type=content_type,
-            body=body,
+            scope=m.scope,
+            content_type=m.content_type,
+            body=m.body,
             created_at_ms=now,
-            expires_at_ms=now + (ttl_ms or self.duration_ms("messages.ttl")),
+            expires_at_ms=now + (m.ttl_ms or self.default_ttl_ms),
             next_attempt_ms=now,
-            reply_to=reply_to,
+            reply_to=m.reply_to,
         )
-        return await self.outbox.submit(entry)
 
     def seal_for(self, friend: Friend, entry: OutboxEntry) -> bytes:
         return env.seal(

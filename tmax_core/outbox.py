@@ -5,6 +5,12 @@ try it. A delivery counts only when the recipient's *signed* ack verifies, so
 neither a relay nor an impostor can fake one. Entries past their TTL end
 ``failed``. Re-sends reuse the message id, so the recipient's dedup keeps
 delivery exactly-once.
+
+Due entries join a per-friend *lane*; at most ``LANE_BATCHES`` tasks per
+friend drain it, each taking up to ``BATCH_MAX`` entries at a time. A
+transport with ``send_batch`` carries the whole batch in one call and one
+signed batch ack; others get the envelopes one by one, concurrently. Status
+updates of a batch are written in one transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import asyncio
 import contextlib
 import logging
 import random
-from typing import TYPE_CHECKING
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from tmax_core import envelope as env
 from tmax_core.crypto import now_ms, to_checksum
@@ -23,7 +31,7 @@ from tmax_core.proto import mesh_pb2
 from tmax_core.store import expired_error
 
 if TYPE_CHECKING:
-    from tmax_core.model import Friend
+    from tmax_core.model import Friend, Transport
     from tmax_core.node import Node
 
 log = logging.getLogger("tmax_mesh.outbox")
@@ -52,7 +60,30 @@ PERMANENT = frozenset(
 )
 FINAL = frozenset({"delivered", "failed"})
 SEND_TIMEOUT_S = 10.0
-MAX_IN_FLIGHT = 256
+BATCH_MAX = 64  # envelopes per transport call
+LANE_BATCHES = 2  # batches in flight per friend: seal the next while one travels
+MAX_BATCHES = 64  # batches in flight over all friends
+ACCEPTED = (mesh_pb2.ACK_STATUS_ACCEPTED, mesh_pb2.ACK_STATUS_DUPLICATE)
+
+
+@dataclass
+class _Lane:
+    """Entries waiting to go to one friend, and how many tasks drain them."""
+
+    queue: deque[OutboxEntry] = field(default_factory=deque)
+    active: int = 0
+
+
+@dataclass
+class _Attempt:
+    """One entry's progress through one send attempt."""
+
+    entry: OutboxEntry
+    envelope: bytes
+    final: str | None = None  # delivered | failed once decided
+    path: str | None = None
+    handed_off: str | None = None  # transport that holds it for later delivery
+    error: str | None = None
 
 
 class Outbox:
@@ -60,8 +91,10 @@ class Outbox:
         self.node = node
         self.retry_initial_ms = node.duration_ms("messages.retry_initial")
         self.retry_max_ms = node.duration_ms("messages.retry_max")
-        self._in_flight: set[bytes] = set()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._max_ack_bytes = node.config.get("messages.max_bytes")
+        self._lanes: dict[bytes, _Lane] = {}
+        self._pending: set[bytes] = set()  # ids in a lane or being sent
+        self._slots = asyncio.Semaphore(MAX_BATCHES)
         self._wake = asyncio.Event()
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._task: asyncio.Task | None = None
@@ -71,16 +104,23 @@ class Outbox:
         self._task = asyncio.create_task(self._scheduler(), name="outbox-scheduler")
 
     async def stop(self) -> None:
-        for task in [self._task, *self._tasks]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in [self._task, *self._tasks] if t), return_exceptions=True)
+        tasks = [t for t in [self._task, *self._tasks] if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def submit(self, entry: OutboxEntry) -> OutboxEntry:
         """Persist a new message, then start its first attempt at once."""
         await self.node.db(self.node.store.outbox_put, entry)
         self._launch(entry)
         return entry
+
+    async def submit_many(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
+        """Persist new messages in one transaction, then start sending them."""
+        await self.node.db(self.node.store.outbox_put_many, entries)
+        for entry in entries:
+            self._launch(entry)
+        return entries
 
     def kick(self) -> None:
         """Retry due entries now (a transport came up, a friend came online...)."""
@@ -115,17 +155,40 @@ class Outbox:
         entry = await self.node.db(self.node.store.outbox_get, body.message_id)
         if entry is None or entry.status in FINAL or entry.to_node_id != sender_friend.node_id:
             return
-        await self._apply_ack(entry, sender_friend, ack_bytes, path="relay")
+        attempt = _Attempt(entry, b"")
+        self._apply_single_ack(attempt, sender_friend, ack_bytes, "relay")
+        if attempt.final is not None:
+            await self._record(sender_friend, [attempt])
 
     # -- internals ---------------------------------------------------------
 
     def _launch(self, entry: OutboxEntry) -> None:
-        if entry.message_id in self._in_flight:
+        if entry.message_id in self._pending:
             return
-        self._in_flight.add(entry.message_id)
-        task = asyncio.create_task(self._attempt(entry))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._pending.add(entry.message_id)
+        lane = self._lanes.setdefault(entry.to_node_id, _Lane())
+        lane.queue.append(entry)
+        if lane.active < LANE_BATCHES:
+            lane.active += 1
+            task = asyncio.create_task(self._drain(entry.to_node_id, lane))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, to_node_id: bytes, lane: _Lane) -> None:
+        try:
+            while lane.queue:
+                batch = [lane.queue.popleft() for _ in range(min(BATCH_MAX, len(lane.queue)))]
+                try:
+                    async with self._slots:
+                        await self._attempt(to_node_id, batch)
+                except Exception:  # never lose the retry: the scheduler picks them up again
+                    log.exception("send attempt to %s failed", to_checksum(to_node_id))
+                finally:
+                    self._pending.difference_update(e.message_id for e in batch)
+        finally:
+            lane.active -= 1
+            if lane.active == 0 and not lane.queue:
+                self._lanes.pop(to_node_id, None)
 
     async def _scheduler(self) -> None:
         while True:
@@ -134,8 +197,7 @@ class Outbox:
                 for message_id in await self.node.db(self.node.store.outbox_expire, now):
                     log.info("message %s failed: ttl passed", message_id.hex())
                     self._notify(message_id)
-                due = await self.node.db(self.node.store.outbox_due, now, 512)
-                for entry in due:
+                for entry in await self.node.db(self.node.store.outbox_due, now, 512):
                     self._launch(entry)
             except Exception:
                 log.exception("outbox scheduler pass failed")
@@ -143,100 +205,144 @@ class Outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(1.0, self.retry_initial_ms / 1000))
 
-    async def _attempt(self, entry: OutboxEntry) -> None:
+    async def _attempt(self, to_node_id: bytes, entries: list[OutboxEntry]) -> None:
+        """One send attempt for a batch of entries to one friend."""
         node = self.node
-        try:
-            async with self._slots:
-                friend = node.friends.get(entry.to_node_id)
-                if friend is None:
-                    await self._finish(entry, "failed", error="not a friend any more")
-                    return
-                if entry.expires_at_ms <= now_ms():
-                    await self._finish(entry, "failed", error=expired_error(entry.error))
-                    return
-                envelope = node.seal_for(friend, entry)
+        friend = node.friends.get(to_node_id)
+        now = now_ms()
+        attempts: list[_Attempt] = []
+        done: list[_Attempt] = []
+        for entry in entries:
+            if friend is None:
+                done.append(_Attempt(entry, b"", final="failed", error="not a friend any more"))
+            elif entry.expires_at_ms <= now:
+                done.append(_Attempt(entry, b"", final="failed", error=expired_error(entry.error)))
+            else:
                 entry.attempts += 1
-                handed_off: str | None = None
-                last_error = "no transport can reach this friend"
-                for transport in node.transports_for(friend):
-                    try:
-                        ack = await transport.send(friend, envelope, SEND_TIMEOUT_S)
-                    except (ConnectionError, TimeoutError, OSError) as err:
-                        last_error = f"{transport.name}: {err or type(err).__name__}"
-                        node.transport_failed(transport, friend, err)
-                        continue
-                    except Exception as err:  # a transport bug must not lose the retry
-                        log.exception("transport %s raised while sending", transport.name)
-                        last_error = f"{transport.name}: internal error ({type(err).__name__})"
-                        node.transport_failed(transport, friend, err)
-                        continue
-                    if ack is None:  # accepted by an intermediary (store-and-forward)
-                        handed_off = transport.name
-                        break
-                    if await self._apply_ack(entry, friend, ack, path=transport.name):
-                        return
-                    last_error = entry.error or last_error
-                    if entry.status == "failed":
-                        return
-                await self._reschedule(entry, handed_off, last_error)
-        finally:
-            self._in_flight.discard(entry.message_id)
+                attempts.append(_Attempt(entry, node.seal_for(friend, entry)))
+        last_error = "no transport can reach this friend"
+        if friend is not None and attempts:
+            for transport in node.transports_for(friend):
+                open_ = [a for a in attempts if a.final is None and a.handed_off is None]
+                if not open_:
+                    break
+                try:
+                    await self._send_with(transport, friend, open_)
+                except (ConnectionError, TimeoutError, OSError) as err:
+                    last_error = f"{transport.name}: {err or type(err).__name__}"
+                    node.transport_failed(transport, friend, err)
+                except Exception as err:  # a transport bug must not lose the retry
+                    log.exception("transport %s raised while sending", transport.name)
+                    last_error = f"{transport.name}: internal error ({type(err).__name__})"
+                    node.transport_failed(transport, friend, err)
+        for a in attempts:
+            if a.final is None and a.handed_off is None and a.error is None:
+                a.error = last_error
+        await self._record(friend, done + attempts)
 
-    async def _apply_ack(self, entry: OutboxEntry, friend: Friend, ack: bytes, *, path: str) -> bool:
-        """Record a verified ack; True when the entry reached a final state."""
+    async def _send_with(self, transport: Transport, friend: Friend, attempts: list[_Attempt]) -> None:
+        """Offer ``attempts`` to one transport; marks each final, handed off, or with an error."""
+        send_batch = getattr(transport, "send_batch", None)
+        if send_batch is not None:
+            ack = await send_batch(friend, [a.envelope for a in attempts], SEND_TIMEOUT_S)
+            try:
+                entries = env.verify_ack_batch(
+                    ack,
+                    expected_signer_public_key=friend.public_key,
+                    expected_signer_node_id=friend.node_id,
+                    max_bytes=self._max_ack_bytes,
+                )
+            except EnvelopeError as err:
+                raise ConnectionError(f"unverifiable batch ack: {err}") from None
+            for a in attempts:
+                entry = entries.get(a.entry.message_id)
+                if entry is None:
+                    a.error = f"{transport.name}: no ack for this message in the batch"
+                else:
+                    self._apply_status(a, entry.status, entry.reason, entry.detail, transport.name)
+            return
+        results = await asyncio.gather(
+            *(transport.send(friend, a.envelope, SEND_TIMEOUT_S) for a in attempts), return_exceptions=True
+        )
+        failures = []
+        for a, result in zip(attempts, results, strict=True):
+            if isinstance(result, BaseException):
+                a.error = f"{transport.name}: {result or type(result).__name__}"
+                failures.append(result)
+            elif result is None:  # accepted by an intermediary (store-and-forward)
+                a.handed_off = transport.name
+            else:
+                self._apply_single_ack(a, friend, result, transport.name)
+        if failures and len(failures) == len(attempts):
+            raise failures[0] if isinstance(failures[0], Exception) else ConnectionError(str(failures[0]))
+
+    def _apply_single_ack(self, a: _Attempt, friend: Friend, ack: bytes, path: str) -> None:
         try:
             body = env.verify_ack(
                 ack,
                 expected_signer_public_key=friend.public_key,
                 expected_signer_node_id=friend.node_id,
-                message_id=entry.message_id,
+                message_id=a.entry.message_id,
             )
         except EnvelopeError as err:
-            entry.error = f"unverifiable ack via {path}: {err}"
-            log.warning("message %s: %s", entry.message_id.hex(), entry.error)
-            return False
-        if body.status in (mesh_pb2.ACK_STATUS_ACCEPTED, mesh_pb2.ACK_STATUS_DUPLICATE):
-            if friend.invite_token is not None:
-                await self.node.first_contact_done(friend)
-            await self._finish(entry, "delivered", path=path)
-            return True
-        reason = body.reason or Reason.INTERNAL
-        entry.error = f"rejected: {reason}" + (f" ({body.detail})" if body.detail else "")
+            a.error = f"unverifiable ack via {path}: {err}"
+            log.warning("message %s: %s", a.entry.message_id.hex(), a.error)
+            return
+        self._apply_status(a, body.status, body.reason, body.detail, path)
+
+    @staticmethod
+    def _apply_status(a: _Attempt, status: int, reason: str, detail: str, path: str) -> None:
+        if status in ACCEPTED:
+            a.final, a.path, a.error = "delivered", path, None
+            return
+        reason = reason or Reason.INTERNAL
+        a.error = f"rejected: {reason}" + (f" ({detail})" if detail else "")
         if reason in PERMANENT:
-            await self._finish(entry, "failed", path=path, error=entry.error)
-            return True
-        return False
+            a.final, a.path = "failed", path
 
-    async def _finish(
-        self, entry: OutboxEntry, status: str, *, path: str | None = None, error: str | None = None
-    ) -> None:
-        fields = {"status": status, "attempts": entry.attempts, "error": error}
-        if path is not None:
-            fields["path"] = path
-        if status == "delivered":
-            fields["delivered_at_ms"] = now_ms()
-        await self.node.db(self.node.store.outbox_update, entry.message_id, **fields)
-        if status == "failed":
-            log.info(
-                "message %s to %s failed: %s", entry.message_id.hex(), to_checksum(entry.to_node_id), error
-            )
-        self.node.count_send(status, path)
-        self._notify(entry.message_id)
-
-    async def _reschedule(self, entry: OutboxEntry, handed_off: str | None, error: str) -> None:
-        backoff = min(self.retry_max_ms, self.retry_initial_ms * 2 ** min(entry.attempts - 1, 16))
-        if handed_off:  # the relay holds it; give the async ack time before re-sending
-            backoff = max(backoff, self.retry_max_ms)
-        delay = int(backoff * random.uniform(0.5, 1.0))
-        await self.node.db(
-            self.node.store.outbox_update,
-            entry.message_id,
-            status="sent" if handed_off else entry.status,
-            path=handed_off,
-            attempts=entry.attempts,
-            next_attempt_ms=now_ms() + delay,
-            error=None if handed_off else error,
-        )
+    async def _record(self, friend: Friend | None, attempts: list[_Attempt]) -> None:
+        """Write the outcome of every attempt in one transaction and wake waiters."""
+        now = now_ms()
+        updates: list[tuple[bytes, dict[str, Any]]] = []
+        for a in attempts:
+            e = a.entry
+            if a.final == "delivered":
+                fields: dict[str, Any] = {
+                    "status": "delivered",
+                    "path": a.path,
+                    "error": None,
+                    "delivered_at_ms": now,
+                }
+            elif a.final == "failed":
+                fields = {"status": "failed", "error": a.error}
+                if a.path is not None:
+                    fields["path"] = a.path
+                log.info(
+                    "message %s to %s failed: %s", e.message_id.hex(), to_checksum(e.to_node_id), a.error
+                )
+            else:
+                backoff = min(self.retry_max_ms, self.retry_initial_ms * 2 ** min(max(e.attempts, 1) - 1, 16))
+                if a.handed_off:  # the relay holds it; give the async ack time before re-sending
+                    backoff = max(backoff, self.retry_max_ms)
+                fields = {
+                    "status": "sent" if a.handed_off else e.status,
+                    "path": a.handed_off,
+                    "next_attempt_ms": now + int(backoff * random.uniform(0.5, 1.0)),
+                    "error": None if a.handed_off else a.error,
+                }
+            fields["attempts"] = e.attempts
+            updates.append((e.message_id, fields))
+        await self.node.db(self.node.store.outbox_update_many, updates)
+        if (
+            friend is not None
+            and friend.invite_token is not None
+            and any(a.final == "delivered" for a in attempts)
+        ):
+            await self.node.first_contact_done(friend)
+        for a in attempts:
+            if a.final is not None:
+                self.node.count_send(a.final, a.path)
+                self._notify(a.entry.message_id)
 
     def _notify(self, message_id: bytes) -> None:
         for fut in self._waiters.get(message_id, []):

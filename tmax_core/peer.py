@@ -13,11 +13,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from tmax_core.errors import MeshError
 from tmax_core.model import Friend, IngressSource
+from tmax_core.proto import mesh_pb2
 
 if TYPE_CHECKING:
     from tmax_core.node import Node
@@ -26,6 +28,7 @@ log = logging.getLogger("tmax_mesh.peer")
 
 SERVICE = "tmax_mesh.v1.PeerService"
 DELIVER = f"/{SERVICE}/Deliver"
+DELIVER_BATCH = f"/{SERVICE}/DeliverBatch"
 ENVELOPE_OVERHEAD = 64 * 1024  # headers, keys, signature and invite around the body
 
 
@@ -50,8 +53,19 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
     async def deliver(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return await node.handle_envelope(request, source_from_peer("direct", context.peer()))
 
+    async def deliver_batch(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            envelopes = list(mesh_pb2.EnvelopeBatch.FromString(request).envelopes)
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not an EnvelopeBatch")
+        return await node.handle_envelope_batch(envelopes, source_from_peer("direct", context.peer()))
+
     handler = grpc.method_handlers_generic_handler(
-        SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(deliver)}
+        SERVICE,
+        {
+            "Deliver": grpc.unary_unary_rpc_method_handler(deliver),
+            "DeliverBatch": grpc.unary_unary_rpc_method_handler(deliver_batch),
+        },
     )
     server = grpc.aio.server(options=grpc_options(node.config.get("messages.max_bytes")))
     server.add_generic_rpc_handlers((handler,))
@@ -79,6 +93,7 @@ class DirectTransport:
     cost = 10
     DIAL_TIMEOUT_S = 1.0
     CALL_TIMEOUT_S = 3.0  # a silently dropped path must fall back to the relay quickly
+    PER_ENVELOPE_S = 0.005  # extra call time a batch may take per envelope
     RETRY_AFTER_FAILURE_S = 5.0
 
     def __init__(self, node: Node) -> None:
@@ -114,16 +129,24 @@ class DirectTransport:
         return any(self.healthy(ep) for ep in self.endpoints(friend))
 
     async def send(self, friend: Friend, envelope: bytes, timeout: float) -> bytes:
-        now = time.monotonic()
+        return await self._call(friend, DELIVER, envelope, min(timeout, self.CALL_TIMEOUT_S))
+
+    async def send_batch(self, friend: Friend, envelopes: list[bytes], timeout: float) -> bytes:
+        """Several envelopes in one call; returns the serialized batch SignedAck."""
+        payload = mesh_pb2.EnvelopeBatch(envelopes=envelopes).SerializeToString()
+        call_timeout = min(timeout, self.CALL_TIMEOUT_S + len(envelopes) * self.PER_ENVELOPE_S)
+        return await self._call(friend, DELIVER_BATCH, payload, call_timeout)
+
+    async def _call(self, friend: Friend, method: str, payload: bytes, timeout: float) -> bytes:
         last: Exception = ConnectionError("no endpoint")
         for endpoint in self.endpoints(friend):
-            if self._failed_until.get(endpoint, 0) > now:
+            if not self.healthy(endpoint):
                 continue
             channel = self.channel(endpoint)
             try:
                 if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
                     await asyncio.wait_for(channel.channel_ready(), self.DIAL_TIMEOUT_S)
-                ack = await channel.unary_unary(DELIVER)(envelope, timeout=min(timeout, self.CALL_TIMEOUT_S))
+                answer = await channel.unary_unary(method)(payload, timeout=timeout)
             except (grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError) as err:
                 # UsageError: a concurrent send's failure closed this shared channel.
                 self.mark_failed(endpoint)
@@ -131,7 +154,7 @@ class DirectTransport:
                 continue
             self.mark_healthy(endpoint)
             self.sent += 1
-            return ack
+            return answer
         raise last
 
     def status(self) -> dict[str, Any]:

@@ -772,6 +772,32 @@ class Store:
         with self._tx() as conn:
             conn.executemany(self._SEEN_UPSERT, rows)
 
+    def seen_check_many(self, message_ids: Sequence[bytes]) -> dict[bytes, str]:
+        """``{message_id: status}`` for the ids already seen (one query per 500 ids)."""
+        found: dict[bytes, str] = {}
+        for chunk in _chunks(message_ids):
+            marks = ",".join("?" * len(chunk))
+            for message_id, status in self._conn.execute(
+                f"SELECT message_id, status FROM seen WHERE message_id IN ({marks})", tuple(chunk)
+            ):
+                found[message_id] = status
+        return found
+
+    def record_received_many(self, records: Sequence[tuple[bytes, bytes, str, int]]) -> None:
+        """After delivery: remember ``(message_id, from_node_id, status, now_ms)`` records
+        and move each sender's last_seen forward, all in one transaction."""
+        if not records:
+            return
+        last_seen: dict[bytes, int] = {}
+        for _message_id, sender, _status, at_ms in records:
+            last_seen[sender] = max(at_ms, last_seen.get(sender, 0))
+        with self._tx() as conn:
+            conn.executemany(self._SEEN_UPSERT, records)
+            conn.executemany(
+                "UPDATE friends SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE node_id = ?",
+                [(at_ms, sender) for sender, at_ms in last_seen.items()],
+            )
+
     def seen_prune(self, older_than_ms: int, max_rows: int) -> int:
         """Drop ids seen before the timestamp ``older_than_ms``, then the oldest
         beyond ``max_rows``; returns how many rows were deleted."""
@@ -788,33 +814,42 @@ class Store:
 
     # ------------------------------------------------------------------ outbox
 
+    _OUTBOX_UPSERT = (
+        f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT(message_id) DO UPDATE SET to_node_id=excluded.to_node_id, scope=excluded.scope, "
+        "content_type=excluded.content_type, body=excluded.body, created_at_ms=excluded.created_at_ms, "
+        "expires_at_ms=excluded.expires_at_ms, status=excluded.status, path=excluded.path, "
+        "attempts=excluded.attempts, next_attempt_ms=excluded.next_attempt_ms, error=excluded.error, "
+        "reply_to=excluded.reply_to, delivered_at_ms=excluded.delivered_at_ms"
+    )
+
+    @staticmethod
+    def _outbox_params(e: OutboxEntry) -> tuple[Any, ...]:
+        return (
+            e.message_id,
+            e.to_node_id,
+            e.scope,
+            e.content_type,
+            e.body,
+            e.created_at_ms,
+            e.expires_at_ms,
+            e.status,
+            e.path,
+            e.attempts,
+            e.next_attempt_ms,
+            e.error,
+            e.reply_to,
+            e.delivered_at_ms,
+        )
+
     def outbox_put(self, entry: OutboxEntry) -> None:
         """Insert an outbox entry (replacing every field if the id exists)."""
-        e = entry
-        self._conn.execute(
-            f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT(message_id) DO UPDATE SET to_node_id=excluded.to_node_id, scope=excluded.scope, "
-            "content_type=excluded.content_type, body=excluded.body, created_at_ms=excluded.created_at_ms, "
-            "expires_at_ms=excluded.expires_at_ms, status=excluded.status, path=excluded.path, "
-            "attempts=excluded.attempts, next_attempt_ms=excluded.next_attempt_ms, error=excluded.error, "
-            "reply_to=excluded.reply_to, delivered_at_ms=excluded.delivered_at_ms",
-            (
-                e.message_id,
-                e.to_node_id,
-                e.scope,
-                e.content_type,
-                e.body,
-                e.created_at_ms,
-                e.expires_at_ms,
-                e.status,
-                e.path,
-                e.attempts,
-                e.next_attempt_ms,
-                e.error,
-                e.reply_to,
-                e.delivered_at_ms,
-            ),
-        )
+        self._conn.execute(self._OUTBOX_UPSERT, self._outbox_params(entry))
+
+    def outbox_put_many(self, entries: Sequence[OutboxEntry]) -> None:
+        """:meth:`outbox_put` for many entries in one transaction."""
+        with self._tx() as conn:
+            conn.executemany(self._OUTBOX_UPSERT, [self._outbox_params(e) for e in entries])
 
     def outbox_get(self, message_id: bytes) -> OutboxEntry | None:
         row = self._conn.execute(

@@ -141,3 +141,33 @@ class SignedAck(_message.Message):
     body: bytes
     signature: bytes
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class EnvelopeBatch(_message.Message):
+    __slots__ = ("envelopes",)
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    envelopes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, envelopes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class AckEntry(_message.Message):
+    __slots__ = ("message_id", "status", "reason", "detail")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    message_id: bytes
+    status: AckStatus
+    reason: str
+    detail: str
+    def __init__(self, message_id: _Optional[bytes] = ..., status: _Optional[_Union[AckStatus, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class AckBatchBody(_message.Message):
+    __slots__ = ("from_node_id", "to_node_id", "entries", "timestamp_ms")
+    FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    from_node_id: bytes
+    to_node_id: bytes
+    entries: _containers.RepeatedCompositeFieldContainer[AckEntry]
+    timestamp_ms: int
+    def __init__(self, from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., entries: _Optional[_Iterable[_Union[AckEntry, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...

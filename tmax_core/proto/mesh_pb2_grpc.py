@@ -40,6 +40,11 @@ class PeerServiceStub:
                 request_serializer=tmax__core_dot_proto_dot_mesh__pb2.Envelope.SerializeToString,
                 response_deserializer=tmax__core_dot_proto_dot_mesh__pb2.SignedAck.FromString,
                 _registered_method=True)
+        self.DeliverBatch = channel.unary_unary(
+                '/tmax_mesh.v1.PeerService/DeliverBatch',
+                request_serializer=tmax__core_dot_proto_dot_mesh__pb2.EnvelopeBatch.SerializeToString,
+                response_deserializer=tmax__core_dot_proto_dot_mesh__pb2.SignedAck.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -52,12 +57,23 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeliverBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Deliver': grpc.unary_unary_rpc_method_handler(
                     servicer.Deliver,
                     request_deserializer=tmax__core_dot_proto_dot_mesh__pb2.Envelope.FromString,
+                    response_serializer=tmax__core_dot_proto_dot_mesh__pb2.SignedAck.SerializeToString,
+            ),
+            'DeliverBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverBatch,
+                    request_deserializer=tmax__core_dot_proto_dot_mesh__pb2.EnvelopeBatch.FromString,
                     response_serializer=tmax__core_dot_proto_dot_mesh__pb2.SignedAck.SerializeToString,
             ),
     }
@@ -88,6 +104,33 @@ class PeerService:
             target,
             '/tmax_mesh.v1.PeerService/Deliver',
             tmax__core_dot_proto_dot_mesh__pb2.Envelope.SerializeToString,
+            tmax__core_dot_proto_dot_mesh__pb2.SignedAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tmax_mesh.v1.PeerService/DeliverBatch',
+            tmax__core_dot_proto_dot_mesh__pb2.EnvelopeBatch.SerializeToString,
             tmax__core_dot_proto_dot_mesh__pb2.SignedAck.FromString,
             options,
             channel_credentials,

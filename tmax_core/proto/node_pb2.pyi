@@ -209,6 +209,18 @@ class MsgSendRequest(_message.Message):
     reply_to: str
     def __init__(self, to: _Optional[str] = ..., body: _Optional[bytes] = ..., scope: _Optional[str] = ..., content_type: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., reply_to: _Optional[str] = ...) -> None: ...
 
+class MsgSendBatchRequest(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[MsgSendRequest]
+    def __init__(self, messages: _Optional[_Iterable[_Union[MsgSendRequest, _Mapping]]] = ...) -> None: ...
+
+class MsgSendBatchReply(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[MsgState]
+    def __init__(self, messages: _Optional[_Iterable[_Union[MsgState, _Mapping]]] = ...) -> None: ...
+
 class MsgStatusRequest(_message.Message):
     __slots__ = ("message_id",)
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -84,6 +84,11 @@ class NodeApiStub:
                 request_serializer=tmax__core_dot_proto_dot_node__pb2.MsgSendRequest.SerializeToString,
                 response_deserializer=tmax__core_dot_proto_dot_node__pb2.MsgState.FromString,
                 _registered_method=True)
+        self.MsgSendBatch = channel.unary_unary(
+                '/tmax_mesh.node.v1.NodeApi/MsgSendBatch',
+                request_serializer=tmax__core_dot_proto_dot_node__pb2.MsgSendBatchRequest.SerializeToString,
+                response_deserializer=tmax__core_dot_proto_dot_node__pb2.MsgSendBatchReply.FromString,
+                _registered_method=True)
         self.MsgStatus = channel.unary_unary(
                 '/tmax_mesh.node.v1.NodeApi/MsgStatus',
                 request_serializer=tmax__core_dot_proto_dot_node__pb2.MsgStatusRequest.SerializeToString,
@@ -179,6 +184,12 @@ class NodeApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MsgSendBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def MsgStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -267,6 +278,11 @@ def add_NodeApiServicer_to_server(servicer, server):
                     servicer.MsgSend,
                     request_deserializer=tmax__core_dot_proto_dot_node__pb2.MsgSendRequest.FromString,
                     response_serializer=tmax__core_dot_proto_dot_node__pb2.MsgState.SerializeToString,
+            ),
+            'MsgSendBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.MsgSendBatch,
+                    request_deserializer=tmax__core_dot_proto_dot_node__pb2.MsgSendBatchRequest.FromString,
+                    response_serializer=tmax__core_dot_proto_dot_node__pb2.MsgSendBatchReply.SerializeToString,
             ),
             'MsgStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.MsgStatus,
@@ -569,6 +585,33 @@ class NodeApi:
             '/tmax_mesh.node.v1.NodeApi/MsgSend',
             tmax__core_dot_proto_dot_node__pb2.MsgSendRequest.SerializeToString,
             tmax__core_dot_proto_dot_node__pb2.MsgState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MsgSendBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tmax_mesh.node.v1.NodeApi/MsgSendBatch',
+            tmax__core_dot_proto_dot_node__pb2.MsgSendBatchRequest.SerializeToString,
+            tmax__core_dot_proto_dot_node__pb2.MsgSendBatchReply.FromString,
             options,
             channel_credentials,
             insecure,
