@@ -156,6 +156,7 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
             inbox_unread=s["inbox_unread"],
             outbox=s["outbox"],
             sinks=s["sinks"],
+            counters=s["counters"],
             transports=[
                 pb.TransportStatus(
                     name=t["name"],

@@ -185,8 +185,16 @@ def _render_status(s: dict) -> str:
         "transports:",
     ]
     for t in s["transports"]:
-        extra = " ".join(f"{k}={v}" for k, v in t.items() if k not in ("name", "state"))
-        lines.append(f"  {t['name']:<8} {t['state']:<12} {extra}")
+        flat = {k: v for k, v in t.items() if k not in ("name", "state") and not isinstance(v, dict | list)}
+        lines.append(f"  {t['name']:<8} {t['state']:<12} " + " ".join(f"{k}={v}" for k, v in flat.items()))
+        for key, value in t.items():
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                lines.extend(f"    {key}: " + " ".join(f"{k}={v}" for k, v in item.items()) for item in value)
+            elif isinstance(value, dict):
+                lines.extend(f"    {name}: {detail}" for name, detail in value.items())
+    sends = {k.split(":", 1)[1]: v for k, v in s.get("counters", {}).items() if k.startswith("send:")}
+    if sends:
+        lines.append("sends: " + ", ".join(f"{k} {v}" for k, v in sends.items()))
     return "\n".join(lines)
 
 

@@ -103,6 +103,7 @@ def status_dict(s: pb.NodeStatusReply) -> dict[str, Any]:
         "inbox_unread": s.inbox_unread,
         "outbox": dict(s.outbox),
         "sinks": list(s.sinks),
+        "counters": dict(sorted(s.counters.items())),
         "transports": [
             {"name": t.name, "state": t.state, **json.loads(t.details_json or "{}")} for t in s.transports
         ],

@@ -312,6 +312,11 @@ class Node:
     def relay_hosts(self) -> list[str]:
         return list(self.config.get("node.relays"))
 
+    def rendezvous_endpoints(self) -> list[str]:
+        """What to tell a relay host for direct upgrade: the listener as bound,
+        wildcard included (the host pairs the port with the IP it observes)."""
+        return [self.peer_listen] if self.peer_listen else []
+
     def advertised_endpoints(self) -> list[str]:
         """The peer listener's address when it is dialable as bound (not a wildcard)."""
         if not self.peer_listen:
@@ -492,4 +497,5 @@ class Node:
             "inbox_unread": await self.db(self.store.inbox_unread),
             "outbox": await self.db(self.store.outbox_counts),
             "sinks": [s.name for s in self.sinks],
+            "counters": dict(sorted(self.counters.items())),
         }

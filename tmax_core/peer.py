@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from tmax_core.crypto import to_checksum
 from tmax_core.errors import MeshError
 from tmax_core.model import Friend, IngressSource
 from tmax_core.proto import mesh_pb2
@@ -158,13 +159,17 @@ class DirectTransport:
         raise last
 
     def status(self) -> dict[str, Any]:
-        failing = sorted(ep for ep, t in self._failed_until.items() if t > time.monotonic())
-        return {
-            "state": "ready",
-            "channels": len(self._channels),
-            "failing_endpoints": failing,
-            "sent": self.sent,
-        }
+        friends = {}
+        for friend in self.node.friends.values():
+            endpoints = self.endpoints(friend)
+            if endpoints:
+                healthy = [ep for ep in endpoints if self.healthy(ep)]
+                friends[friend.alias or to_checksum(friend.node_id)] = {
+                    "path": "direct" if healthy else "unreachable",
+                    "endpoints": endpoints,
+                    "healthy": healthy,
+                }
+        return {"state": "ready", "channels": len(self._channels), "sent": self.sent, "friends": friends}
 
     def channel(self, endpoint: str) -> grpc.aio.Channel:
         """The cached channel to ``endpoint`` (created on first use)."""

@@ -43,8 +43,15 @@ class TransportStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class NodeStatusReply(_message.Message):
-    __slots__ = ("node_id", "friends", "transports", "peer_listen", "uptime_ms", "inbox_unread", "outbox", "sinks")
+    __slots__ = ("node_id", "friends", "transports", "peer_listen", "uptime_ms", "inbox_unread", "outbox", "sinks", "counters")
     class OutboxEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +66,7 @@ class NodeStatusReply(_message.Message):
     INBOX_UNREAD_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_FIELD_NUMBER: _ClassVar[int]
     SINKS_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     friends: int
     transports: _containers.RepeatedCompositeFieldContainer[TransportStatus]
@@ -67,7 +75,8 @@ class NodeStatusReply(_message.Message):
     inbox_unread: int
     outbox: _containers.ScalarMap[str, int]
     sinks: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node_id: _Optional[str] = ..., friends: _Optional[int] = ..., transports: _Optional[_Iterable[_Union[TransportStatus, _Mapping]]] = ..., peer_listen: _Optional[str] = ..., uptime_ms: _Optional[int] = ..., inbox_unread: _Optional[int] = ..., outbox: _Optional[_Mapping[str, int]] = ..., sinks: _Optional[_Iterable[str]] = ...) -> None: ...
+    counters: _containers.ScalarMap[str, int]
+    def __init__(self, node_id: _Optional[str] = ..., friends: _Optional[int] = ..., transports: _Optional[_Iterable[_Union[TransportStatus, _Mapping]]] = ..., peer_listen: _Optional[str] = ..., uptime_ms: _Optional[int] = ..., inbox_unread: _Optional[int] = ..., outbox: _Optional[_Mapping[str, int]] = ..., sinks: _Optional[_Iterable[str]] = ..., counters: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Friend(_message.Message):
     __slots__ = ("node_id", "alias", "blocked", "scopes", "relay_hosts", "endpoints", "added_at_ms", "last_seen_ms", "rate_limit")

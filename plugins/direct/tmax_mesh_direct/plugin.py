@@ -1,14 +1,21 @@
-"""Hook implementations of the ``direct`` plugin."""
+"""Hook implementations of the ``direct`` plugin: start an :class:`Upgrader`
+per node that has both a relay and the core direct transport, and order each
+send's transports by what it learned (DESIGN §11)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tmax_core.config import validate_duration
+from tmax_core.peer import DirectTransport
 from tmax_core.plugin import hookimpl
+from tmax_mesh_direct.upgrade import Upgrader
 
 if TYPE_CHECKING:
     from tmax_core.config import ConfigRegistry
+    from tmax_core.model import Friend, Transport
+
+_upgraders: dict[bytes, Upgrader] = {}  # local node id -> its upgrader
 
 
 @hookimpl
@@ -17,6 +24,47 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         "direct.dial_timeout",
         str,
         "1s",
-        "how long one direct connection attempt may take before falling back",
+        "how long one direct connection attempt or health probe may take",
         validate=validate_duration,
     )
+    registry.add(
+        "direct.probe_interval",
+        str,
+        "15s",
+        "how often friends' direct endpoints are looked up and probed again",
+        validate=validate_duration,
+    )
+
+
+@hookimpl
+def tmax_node_started(node: Any) -> None:
+    from tmax_mesh_relay.transport import find_relay
+
+    relay = find_relay(node)
+    direct = next((t for t in node.transports if isinstance(t, DirectTransport)), None)
+    if relay is None or direct is None:
+        return  # nothing to upgrade from, or nothing to upgrade to
+    upgrader = Upgrader(node, relay, direct)
+    _upgraders[node.identity.node_id] = upgrader
+    upgrader.start()
+
+
+@hookimpl
+def tmax_node_stopping(node: Any) -> None:
+    upgrader = _upgraders.pop(node.identity.node_id, None)
+    if upgrader is not None:
+        upgrader.stop()
+
+
+@hookimpl
+def tmax_select_transport(friend: Friend, candidates: list[Transport]) -> list[Transport] | None:
+    """Healthy direct first; direct known not to work last; unknown: leave the default."""
+    upgrader = next((u for u in _upgraders.values() if friend.node_id in u.node.friends), None)
+    if upgrader is None:
+        return None
+    prefers = upgrader.prefers_direct(friend)
+    if prefers is None:
+        return None
+    direct = [t for t in candidates if t is upgrader.direct]
+    others = [t for t in candidates if t is not upgrader.direct]
+    return direct + others if prefers else others + direct
