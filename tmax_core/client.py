@@ -114,7 +114,7 @@ def _error(err: grpc.RpcError, socket: Path) -> MeshError:
     code = dict(err.trailing_metadata() or ()).get(ERROR_CODE_KEY)
     if code is None and err.code() == grpc.StatusCode.UNAVAILABLE:
         return NodeNotRunning(
-            f"no tmax-node is answering on {socket}; start one with `tmax-node --state-dir DIR`"
+            f"no tmax-node is answering on {socket}; start one with `tmax-node --state-dir {socket.parent}`"
         )
     return MeshError(err.details() or err.code().name, code=code or err.code().name.lower())
 
@@ -264,7 +264,7 @@ class NodeClient(_Methods):
         if not self.socket.exists():
             raise NodeNotRunning(
                 f"no tmax-node is running: {self.socket} does not exist; "
-                "start one with `tmax-node --state-dir DIR`"
+                f"start one with `tmax-node --state-dir {self.socket.parent}`"
             )
         try:
             return convert(getattr(self._stub, method)(request, timeout=timeout or self.timeout))

@@ -153,6 +153,17 @@ class DirectTransport:
                 self.mark_failed(endpoint)
                 last = ConnectionError(f"{endpoint}: {_describe(err)}")
                 continue
+            except asyncio.CancelledError as err:
+                # A call in flight when a concurrent failure (another send, a
+                # health probe) closes the shared channel is cancelled by
+                # grpc.aio. Unless this task itself is being cancelled, that is
+                # a failed attempt like any other: fall back to the next transport.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                self.mark_failed(endpoint)
+                last = ConnectionError(f"{endpoint}: {_describe(err)}")
+                continue
             self.mark_healthy(endpoint)
             self.sent += 1
             return answer
@@ -189,6 +200,6 @@ class DirectTransport:
 def _describe(err: Exception) -> str:
     if isinstance(err, grpc.aio.AioRpcError):
         return f"{err.code().name} {err.details() or ''}".strip()
-    if isinstance(err, grpc.aio.UsageError):
+    if isinstance(err, (grpc.aio.UsageError, asyncio.CancelledError)):
         return "connection closed after another send to it failed"
     return "dial timed out"

@@ -11,6 +11,7 @@ how to work around it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,9 @@ SOCKET_ENV = "TMAX_NODE_SOCKET"
 APP_NAME = "tmax"
 SOCKET_NAME = "node.sock"
 MAX_SOCKET_PATH_BYTES = 107
+
+
+log = logging.getLogger("tmax_mesh.statedir")
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -58,6 +62,11 @@ def ensure_state_dir(path: Path) -> Path:
             raise StateDirError(f"state dir {path} exists but is not a directory")
         if not os.access(path, os.W_OK | os.X_OK):
             raise StateDirError(f"state dir {path} is not writable")
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning(
+                "state dir %s is accessible by other users (mode %03o); run `chmod 700 %s`", path, mode, path
+            )
         return path
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)

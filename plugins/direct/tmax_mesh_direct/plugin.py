@@ -24,14 +24,14 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         "direct.dial_timeout",
         str,
         "1s",
-        "how long one direct connection attempt or health probe may take",
+        "how long one direct connection attempt or health probe may take before falling back",
         validate=validate_duration,
     )
     registry.add(
         "direct.probe_interval",
         str,
         "15s",
-        "how often friends' direct endpoints are looked up and probed again",
+        "how often friends' direct endpoints are looked up (through the relay host) and probed again",
         validate=validate_duration,
     )
 
@@ -42,8 +42,12 @@ def tmax_node_started(node: Any) -> None:
 
     relay = find_relay(node)
     direct = next((t for t in node.transports if isinstance(t, DirectTransport)), None)
-    if relay is None or direct is None:
-        return  # nothing to upgrade from, or nothing to upgrade to
+    if direct is not None:
+        direct.DIAL_TIMEOUT_S = node.duration_ms("direct.dial_timeout") / 1000
+    if relay is None or not relay.links or direct is None:
+        # No relay host to ask (the core transport still dials what friends
+        # advertise in invites and contact cards), or nothing to upgrade to.
+        return
     upgrader = Upgrader(node, relay, direct)
     _upgraders[node.identity.node_id] = upgrader
     upgrader.start()
@@ -59,7 +63,13 @@ def tmax_node_stopping(node: Any) -> None:
 @hookimpl
 def tmax_select_transport(friend: Friend, candidates: list[Transport]) -> list[Transport] | None:
     """Healthy direct first; direct known not to work last; unknown: leave the default."""
-    upgrader = next((u for u in _upgraders.values() if friend.node_id in u.node.friends), None)
+    # The upgrader of the node that is sending: the one whose direct transport
+    # is among the candidates (several nodes may run in one process). No direct
+    # candidate: nothing to reorder.
+    upgrader = next(
+        (u for u in _upgraders.values() if any(t is u.direct for t in candidates)),
+        None,
+    )
     if upgrader is None:
         return None
     prefers = upgrader.prefers_direct(friend)

@@ -4,11 +4,21 @@ For every friend, the :class:`Upgrader` asks the relay host where the friend
 can be dialled (:meth:`tmax_mesh_relay.transport.RelayTransport.lookup`: the
 friend's advertised endpoints, and its observed IP with each advertised port),
 probes those endpoints in the background with the gRPC health service and a
-short timeout, and hands the healthy ones to the core ``direct`` transport
-(``DirectTransport.discovered``). Sends then go direct; any failure marks the
-endpoint unhealthy and the relay carries the message; the next probe round
-upgrades again. Delivery never waits on any of this: the relay is always
-there as the fallback.
+short timeout, and hands them to the core ``direct`` transport
+(``DirectTransport.discovered``) with their health. Sends then go direct; any
+failure marks the endpoint unhealthy and the relay carries the message; the
+next probe round upgrades again. Delivery never waits on any of this: the
+relay is always there as the fallback.
+
+Scheduling: each friend is refreshed every ``direct.probe_interval``. A friend
+the host knows no endpoint for yet (a new friend whose own allow-list has not
+reached the host, or one that is offline) is retried sooner, with a backoff
+from one second up to the interval, so a new friendship upgrades within
+seconds. Lookups are paced below the host's default per-connection lookup
+rate, so a node with many friends spreads them out instead of being refused.
+A failed lookup (relay down, rate limited, no answer) keeps the endpoints the
+host gave last time: losing the relay is no reason to forget a working direct
+path.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import grpc
@@ -36,6 +47,29 @@ log = logging.getLogger("tmax_mesh.direct")
 DIRECT = "direct"
 RELAY = "relay"
 
+# Below the host's default lookup limits (2/s sustained, burst 10 per connection).
+LOOKUP_RATE_PER_S = 1.5
+LOOKUP_BURST = 8
+FIRST_RETRY_S = 1.0  # retry delay for a friend the host knows no endpoint for (doubles)
+
+
+class _Pacer:
+    """A token bucket that waits (never refuses) before each lookup."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    async def take(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= 1
+        if self.tokens < 0:
+            await asyncio.sleep(-self.tokens / self.rate)
+
 
 class Upgrader:
     """Keeps each friend's direct path state fresh for one node."""
@@ -45,8 +79,21 @@ class Upgrader:
         self.relay = relay
         self.direct = direct
         self.dial_timeout_s = node.duration_ms("direct.dial_timeout") / 1000
-        self.interval_s = node.duration_ms("direct.probe_interval") / 1000
+        self.interval_s = max(node.duration_ms("direct.probe_interval") / 1000, 0.1)
+        # The probes decide an endpoint's health: a failure (probe or send)
+        # keeps it out of use until a later probe finds it working again,
+        # rather than for the core's fixed retry delay (shorter than a probe
+        # interval, after which a dead endpoint would cost every send a dial).
+        direct.RETRY_AFTER_FAILURE_S = max(
+            DirectTransport.RETRY_AFTER_FAILURE_S, self.interval_s + 2 * self.dial_timeout_s + 1
+        )
         self.path: dict[bytes, str] = {}  # friend node id -> "direct" | "relay"
+        self.found: dict[bytes, list[str]] = {}  # friend node id -> the host's last answer
+        self.errors: dict[bytes, str] = {}  # friend node id -> why direct does not work
+        self._due: dict[bytes, float] = {}  # friend node id -> next refresh (monotonic)
+        self._retry: dict[bytes, float] = {}  # friend node id -> current short-retry delay
+        self._seen: dict[bytes, tuple[str, ...]] = {}  # friend node id -> endpoints last probed
+        self._pacer = _Pacer(LOOKUP_RATE_PER_S, LOOKUP_BURST)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -67,45 +114,118 @@ class Upgrader:
             return None
         return state == DIRECT and self.direct.can_reach(friend)
 
+    # -- the loop ---------------------------------------------------------------
+
     async def _run(self) -> None:
         while True:
-            friends = [f for f in self.node.friends.values() if not f.blocked]
-            await asyncio.gather(*(self.refresh(f) for f in friends), return_exceptions=True)
-            for gone in set(self.path) - {f.node_id for f in friends}:
-                self.path.pop(gone, None)
-                self.direct.discovered.pop(gone, None)
+            try:
+                await self._round()
+            except Exception:  # never let one bad round end the upgrades
+                log.exception("direct upgrade round failed")
             self._wake.clear()
+            now = time.monotonic()
+            next_due = min(self._due.values(), default=now + self.interval_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                await asyncio.wait_for(self._wake.wait(), max(next_due - now, 0.05))
+
+    async def _round(self) -> None:
+        friends = {f.node_id: f for f in self.node.friends.values() if not f.blocked}
+        for gone in set(self._due) - set(friends):
+            self._forget(gone)
+        now = time.monotonic()
+        due = []
+        for node_id, friend in friends.items():
+            if tuple(friend.endpoints) != self._seen.get(node_id):
+                self._due[node_id] = now  # new friend, or it advertised new endpoints
+            if self._due.get(node_id, now) <= now:
+                due.append(friend)
+                self._due[node_id] = now + self.interval_s  # a refresh below may bring it forward
+        tasks = []
+        for friend in due:
+            await self._pacer.take()
+            tasks.append(asyncio.create_task(self.refresh(friend)))
+        for friend, result in zip(due, await asyncio.gather(*tasks, return_exceptions=True), strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("refreshing the direct path to %s failed: %r", to_checksum(friend.node_id), result)
+
+    def _forget(self, node_id: bytes) -> None:
+        for table in (self.path, self.found, self.errors, self._due, self._retry, self._seen):
+            table.pop(node_id, None)
+        self.direct.discovered.pop(node_id, None)
+
+    # -- one friend -------------------------------------------------------------
 
     async def refresh(self, friend: Friend) -> None:
         """Look the friend up, probe what the host returned, record the result."""
+        node_id = friend.node_id
         try:
-            found = await self.relay.lookup(friend.node_id)
-        except (ConnectionError, TimeoutError):
-            found = []  # no relay answer: keep probing what the friend advertised itself
+            found = await self.relay.lookup(node_id)
+        except (ConnectionError, TimeoutError) as err:
+            # No answer (relay down, rate limited, ...): keep what the host said last time.
+            log.debug("lookup of %s: %s", to_checksum(node_id), err or type(err).__name__)
+            found = self.found.get(node_id, [])
+        else:
+            self.found[node_id] = found
+        if node_id not in self.node.friends:
+            return  # removed while we asked
+        self._seen[node_id] = tuple(friend.endpoints)
         candidates = list(dict.fromkeys([*friend.endpoints, *found]))
-        results = await asyncio.gather(*(self.probe(ep) for ep in candidates))
-        healthy = [ep for ep, ok in zip(candidates, results, strict=True) if ok]
-        self.direct.discovered[friend.node_id] = [ep for ep in found if ep in healthy]
+        errors = await asyncio.gather(*(self.probe(ep) for ep in candidates))
+        # Every endpoint the host gave goes to the transport, with its health
+        # (what failed stays marked failed), so `node status` shows them all.
+        self.direct.discovered[node_id] = [ep for ep in found if ep not in friend.endpoints]
+        healthy = [ep for ep, err in zip(candidates, errors, strict=True) if err is None]
+        failed = [f"{ep} ({err})" for ep, err in zip(candidates, errors, strict=True) if err is not None]
         state = DIRECT if healthy else RELAY
-        if self.path.get(friend.node_id) != state:
-            log.info("path to %s: %s %s", to_checksum(friend.node_id), state, healthy or candidates)
-        self.path[friend.node_id] = state
+        error = None if healthy else ("; ".join(failed) or "no endpoint known")
+        if self.path.get(node_id) != state or (state == RELAY and self.errors.get(node_id) != error):
+            if healthy:
+                log.info("path to %s: direct via %s", to_checksum(node_id), healthy[0])
+            elif failed:
+                log.info("path to %s: relay (direct probe failed: %s)", to_checksum(node_id), error)
+            else:
+                log.info("path to %s: relay (no direct endpoint known)", to_checksum(node_id))
+        self.path[node_id] = state
+        if error is None:
+            self.errors.pop(node_id, None)
+        else:
+            self.errors[node_id] = error
+        # Nothing to dial yet: ask again soon (backing off up to the interval).
+        if candidates:
+            self._retry.pop(node_id, None)
+        else:
+            delay = min(self._retry.get(node_id, FIRST_RETRY_S / 2) * 2, self.interval_s)
+            self._retry[node_id] = delay
+            if node_id in self._due:
+                self._due[node_id] = min(self._due[node_id], time.monotonic() + delay)
 
-    async def probe(self, endpoint: str) -> bool:
-        """Dial ``endpoint`` and ask its health service about PeerService."""
+    async def probe(self, endpoint: str) -> str | None:
+        """Dial ``endpoint`` and ask its health service about PeerService:
+        ``None`` when it serves, else why not."""
         channel = self.direct.channel(endpoint)
         try:
             await asyncio.wait_for(channel.channel_ready(), self.dial_timeout_s)
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=PEER_SERVICE), timeout=self.dial_timeout_s
             )
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError):
-            self.direct.mark_failed(endpoint)
-            return False
-        if reply.status != health_pb2.HealthCheckResponse.SERVING:
-            self.direct.mark_failed(endpoint)
-            return False
-        self.direct.mark_healthy(endpoint)
-        return True
+        except TimeoutError:
+            error = "dial timed out"
+        except grpc.aio.AioRpcError as err:
+            error = f"{err.code().name} {err.details() or ''}".strip()
+        except grpc.aio.UsageError:
+            error = "connection closed after a send on it failed"
+        except asyncio.CancelledError:
+            # grpc.aio cancels the calls of a channel that is closed under them:
+            # a concurrent send failed and dropped this channel. Only a
+            # cancellation of this task itself is passed on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            error = "connection closed after a send on it failed"
+        else:
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                self.direct.mark_healthy(endpoint)
+                return None
+            error = f"health {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}"
+        self.direct.mark_failed(endpoint)
+        return error

@@ -93,7 +93,9 @@ class HostSession:
         timeout: float = HANDSHAKE_TIMEOUT_S,
     ) -> host_pb2.Registered:
         """Sign and send Register; returns Registered or raises RegisterError / ConnectionError."""
-        await self.write(host_pb2.NodeFrame(register=wire.make_register(identity, self.challenge, endpoints, allow)))
+        await self.write(
+            host_pb2.NodeFrame(register=wire.make_register(identity, self.challenge, endpoints, allow))
+        )
         try:
             frame = await asyncio.wait_for(self.read(), timeout)
         except TimeoutError:

@@ -84,7 +84,9 @@ class Option:
 
 
 OPTIONS = [
-    Option("listen", "HOST:PORT", _host_port, "0.0.0.0:7447", "serve HostService here (port 0 = any free port)"),
+    Option(
+        "listen", "HOST:PORT", _host_port, "0.0.0.0:7447", "serve HostService here (port 0 = any free port)"
+    ),
     Option("tls-cert", "FILE", str, None, "PEM certificate chain: serve TLS (nodes dial grpcs://)"),
     Option("tls-key", "FILE", str, None, "PEM private key of --tls-cert"),
     Option("metrics-listen", "HOST:PORT", _host_port, None, "serve Prometheus metrics at http://HOST:PORT/"),
@@ -102,10 +104,16 @@ OPTIONS = [
     Option("queue-max-recipients", "N", _positive_int, 100_000, "offline nodes with stored envelopes"),
     Option("register-timeout", "DURATION", _seconds, 10.0, "time a new stream has to register"),
     Option("idle-timeout", "DURATION", _seconds, 0.0, "close registered streams silent this long (0 = off)"),
-    Option("write-timeout", "DURATION", _seconds, 5.0, "a stream that does not take a frame this fast is dropped"),
+    Option(
+        "write-timeout", "DURATION", _seconds, 5.0, "a stream that does not take a frame this fast is dropped"
+    ),
     Option("keepalive", "DURATION", _seconds, 30.0, "HTTP/2 ping interval towards nodes"),
-    Option("keepalive-timeout", "DURATION", _seconds, 10.0, "drop a connection whose HTTP/2 ping goes unanswered"),
-    Option("host-id", "TEXT", str, None, "stable host id signed into registrations (default: random per run)"),
+    Option(
+        "keepalive-timeout", "DURATION", _seconds, 10.0, "drop a connection whose HTTP/2 ping goes unanswered"
+    ),
+    Option(
+        "host-id", "TEXT", str, None, "stable host id signed into registrations (default: random per run)"
+    ),
 ]
 _BY_KEY = {o.name.replace("-", "_"): o for o in OPTIONS}
 
@@ -138,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Defaults < config file < flags, keyed by option name with underscores."""
-    settings = {key: o.default for key, o in _BY_KEY.items()}
+    settings = default_settings()
     if args.config:
         settings.update(_read_config(Path(args.config)))
     for key in _BY_KEY:
@@ -245,20 +253,21 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
         await self.hub.serve(context)
 
 
-async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
-    host_id = (settings["host_id"] or "").encode() or os.urandom(16)
-    if len(host_id) > 64:
-        raise HostError("--host-id is longer than 64 bytes")
-    hub = Hub(limits_from(settings), host_id)
+def default_settings() -> dict[str, Any]:
+    """Every option at its default (for embedding a host, e.g. in tests)."""
+    return {key: o.default for key, o in _BY_KEY.items()}
+
+
+def build_server(hub: Hub, settings: dict[str, Any]) -> tuple[grpc.aio.Server, Any, str]:
+    """A server with HostService and the health service, bound to ``listen``
+    (not started); returns it, the health servicer and the bound HOST:PORT."""
     server = grpc.aio.server(options=server_options(settings))
     host_pb2_grpc.add_HostServiceServicer_to_server(HostServicer(hub), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-
     listen = settings["listen"]
-    tls = bool(settings["tls_cert"])
     try:
-        if tls:
+        if settings["tls_cert"]:
             port = server.add_secure_port(listen, _tls_credentials(settings["tls_cert"], settings["tls_key"]))
         else:
             port = server.add_insecure_port(listen)
@@ -266,7 +275,16 @@ async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
         port = 0
     if port == 0:
         raise HostError(f"cannot listen on {listen}: address in use or not available here")
-    bound = f"{listen.rpartition(':')[0]}:{port}"
+    return server, health, f"{listen.rpartition(':')[0]}:{port}"
+
+
+async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
+    host_id = (settings["host_id"] or "").encode() or os.urandom(16)
+    if len(host_id) > 64:
+        raise HostError("--host-id is longer than 64 bytes")
+    hub = Hub(limits_from(settings), host_id)
+    server, health, bound = build_server(hub, settings)
+    tls = bool(settings["tls_cert"])
 
     metrics_server = None
     metrics_bound = None

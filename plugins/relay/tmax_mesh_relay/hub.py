@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from tmax_core import envelope as env
 from tmax_core.crypto import now_ms, to_checksum
@@ -202,7 +203,7 @@ class Hub:
         challenge = host_pb2.Challenge(nonce=nonce, host_id=self.host_id, time_ms=now_ms())
         if not await self._write(conn, host_pb2.HostFrame(challenge=challenge), "challenge"):
             return
-        frame = await conn.context.read()
+        frame = await self._read_frame(conn)
         if frame is grpc.aio.EOF:
             return
         if frame.WhichOneof("frame") != "register":
@@ -228,10 +229,21 @@ class Hub:
         self._spawn(self._flush(conn))
         await self._read_loop(conn)
 
+    async def _read_frame(self, conn: Connection) -> Any:
+        """The next NodeFrame (or EOF). Bytes that do not decode as a NodeFrame
+        end the stream with ``Error{malformed}`` (INVALID_ARGUMENT) rather than
+        an unhandled DecodeError and a traceback in the log per bad frame."""
+        try:
+            return await conn.context.read()
+        except DecodeError:
+            self.metrics.drop("malformed")
+            log.info("closing %s: a frame is not a NodeFrame", conn.id, extra=conn.log_extra)
+            await self._error(conn, "malformed", "frame is not a valid NodeFrame")
+            await conn.context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed: frame is not a NodeFrame")
+
     async def _read_loop(self, conn: Connection) -> None:
-        read = conn.context.read
         while True:
-            frame = await read()
+            frame = await self._read_frame(conn)
             if frame is grpc.aio.EOF:
                 return
             now = self.clock()
@@ -260,9 +272,7 @@ class Hub:
         self._new_registrations += 1
         log.info("registered %s from %s", conn.node_hex, conn.observed_addr, extra=conn.log_extra)
         if old is not None and old is not conn:
-            log.info(
-                "superseding connection %s of %s", old.id, conn.node_hex, extra=old.log_extra
-            )
+            log.info("superseding connection %s of %s", old.id, conn.node_hex, extra=old.log_extra)
             self.metrics.drop("superseded")
             self.close(old, "superseded", "a newer registration of this node id took over")
 
@@ -321,10 +331,14 @@ class Hub:
         if refused is not None:
             self.metrics.drop(refused)
             code = "unknown_recipient" if refused == "unknown_recipient" else "queue_full"
-            await self._error(conn, code, f"cannot store for the offline recipient ({refused})", message_id, to)
+            await self._error(
+                conn, code, f"cannot store for the offline recipient ({refused})", message_id, to
+            )
             return
         self.metrics.queued.inc()
-        await self._write(conn, host_pb2.HostFrame(queued=host_pb2.Queued(message_id=message_id, to=to)), "queued")
+        await self._write(
+            conn, host_pb2.HostFrame(queued=host_pb2.Queued(message_id=message_id, to=to)), "queued"
+        )
 
     async def _on_ack_send(self, conn: Connection, ack: host_pb2.AckSend) -> None:
         self.metrics.bytes_in.inc(len(ack.ack))
@@ -439,7 +453,9 @@ class Hub:
 
     async def _refuse(self, conn: Connection, code: str, detail: str) -> None:
         """Answer a failed registration with an Error frame, then end the call."""
-        log.warning("refused registration from %s: %s: %s", conn.observed_addr, code, detail, extra=conn.log_extra)
+        log.warning(
+            "refused registration from %s: %s: %s", conn.observed_addr, code, detail, extra=conn.log_extra
+        )
         await self._error(conn, code, detail)
         await conn.context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{code}: {detail}")
 

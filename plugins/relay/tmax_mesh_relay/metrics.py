@@ -50,7 +50,9 @@ class HostMetrics:
         self.frames_out = {t: frames_out.labels(t) for t in HOST_FRAMES}
         self.bytes_in = Counter("tmax_host_bytes_in", "envelope and ack bytes received", registry=r)
         self.bytes_out = Counter("tmax_host_bytes_out", "envelope and ack bytes sent", registry=r)
-        self.drops = Counter("tmax_host_drops", "frames or connections refused, by reason", ["reason"], registry=r)
+        self.drops = Counter(
+            "tmax_host_drops", "frames or connections refused, by reason", ["reason"], registry=r
+        )
         self.relayed = Counter("tmax_host_relayed", "envelopes forwarded to an online node", registry=r)
         self.queued = Counter("tmax_host_queued", "envelopes stored for an offline node", registry=r)
         self.flushed = Counter(

@@ -111,6 +111,9 @@ class HostLink:
             await asyncio.sleep(delay)
 
     def _down(self, error: str) -> None:
+        if "CERTIFICATE_VERIFY_FAILED" in error:
+            ca = self.relay.node.config.get("relay.ca_file") or "the system's trusted roots"
+            error = f"the host's TLS certificate is not trusted by {ca} (relay.ca_file): {error}"
         self.state = "down"
         self.connection_id = None
         if error != self.last_error:
@@ -132,7 +135,7 @@ class HostLink:
         session = await HostSession.open(self.url.target, relay.credentials(self.url))
         try:
             allow = relay.lookup_allow()
-            registered = await session.register(node.identity, node.advertised_endpoints(), allow)
+            registered = await session.register(node.identity, node.rendezvous_endpoints(), allow)
             self.session = session
             self._sent_allow = allow
             self.state = "connected"
@@ -199,7 +202,9 @@ class HostLink:
             ack = await self.relay.node.handle_envelope(deliver.envelope, source)
             self.relay.received += 1
             await self.write(
-                host_pb2.NodeFrame(ack_send=host_pb2.AckSend(to=sender, message_id=deliver.message_id, ack=ack))
+                host_pb2.NodeFrame(
+                    ack_send=host_pb2.AckSend(to=sender, message_id=deliver.message_id, ack=ack)
+                )
             )
         except ConnectionError:
             pass  # the stream went away: the sender re-sends, and dedup answers "duplicate"
@@ -244,7 +249,9 @@ class HostLink:
             raise ConnectionError(f"relay {self.url.url} is not connected")
         await session.write(frame)
 
-    async def relay_envelope(self, to: bytes, message_id: bytes, envelope: bytes, timeout: float) -> bytes | None:
+    async def relay_envelope(
+        self, to: bytes, message_id: bytes, envelope: bytes, timeout: float
+    ) -> bytes | None:
         """Send one envelope; the recipient's ack bytes, or ``None`` if the host stored it."""
         fut = asyncio.get_running_loop().create_future()
         old = self._acks.get(message_id)
@@ -422,7 +429,9 @@ class RelayTransport:
         connected = [link for link in self.links if link.connected]
         if not friend.relay_hosts:
             return connected
-        return [link for link in connected if any(wire.same_host(link.url.url, h) for h in friend.relay_hosts)]
+        return [
+            link for link in connected if any(wire.same_host(link.url.url, h) for h in friend.relay_hosts)
+        ]
 
     def _load_tls(self) -> grpc.ChannelCredentials:
         ca_file = self.node.config.get("relay.ca_file")

@@ -1,0 +1,185 @@
+"""End-to-end: the ``direct`` plugin upgrades relayed traffic to a direct
+connection found through the relay host's rendezvous lookup (DESIGN §11).
+
+Both nodes listen on a wildcard (``--peer-listen 0.0.0.0:0``), so their
+listener is in no invite and no contact card: the only way a friend can learn
+where to dial is the host's lookup (observed IP + advertised port).
+
+Firewalled listeners, real NAT and the fallback to the relay are in
+``tests/natlab/test_nat_upgrade.py``. The host-level rules of lookups (only
+the target's allow-list gets an answer, allow-list updates on the stream,
+rate limit, never the ephemeral source port) are in
+``tests/e2e/test_relay_abuse.py``; here a real node's allow-list is checked
+against a stranger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tmax_mesh_relay.client import HostSession
+from tmax_mesh_relay.proto import host_pb2
+
+from tests.harness import Host, Node, ProcGroup, befriend, wait_for
+from tmax_core.client import NodeClient
+from tmax_core.identity import NodeIdentity
+
+FAST = {
+    "TMAX_MESH_DIRECT_PROBE_INTERVAL": "1s",
+    "TMAX_MESH_MESSAGES_RETRY_INITIAL": "200ms",
+    "TMAX_MESH_MESSAGES_RETRY_MAX": "1s",
+    "TMAX_MESH_RELAY_RECONNECT_MAX": "1s",
+}
+
+
+def api(node: Node) -> NodeClient:
+    return NodeClient(Path(node.ready["socket"]))
+
+
+def status(node: Node) -> dict[str, Any]:
+    with api(node) as c:
+        return c.node_status()
+
+
+def transport(st: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(t for t in st["transports"] if t["name"] == name)
+
+
+def wait_registered(*nodes: Node) -> None:
+    for node in nodes:
+        wait_for(
+            lambda n=node: transport(status(n), "relay")["state"] == "connected",
+            what=f"{node.state_dir.name} registered",
+        )
+
+
+def friend_key(node: Node, peer: Node) -> str:
+    """How ``node status`` names ``peer`` among the direct transport's friends."""
+    with api(node) as c:
+        friend = next(f for f in c.friends_list() if f["node_id"] == peer.node_id)
+    return friend["alias"] or peer.node_id
+
+
+def direct_view(node: Node, peer: Node) -> dict[str, Any] | None:
+    """``transports[direct].friends[peer]`` of ``node status`` (None: no endpoint known)."""
+    return transport(status(node), "direct")["friends"].get(friend_key(node, peer))
+
+
+def wait_direct(node: Node, peer: Node, endpoint: str) -> dict[str, Any]:
+    def upgraded() -> dict[str, Any] | None:
+        view = direct_view(node, peer)
+        return view if view and view["path"] == "direct" and view["healthy"] == [endpoint] else None
+
+    return wait_for(upgraded, what=f"{node.state_dir.name} to upgrade to {endpoint}")
+
+
+def metrics(host: Host) -> str:
+    return urllib.request.urlopen(f"http://{host.metrics}/metrics", timeout=5).read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(m.group(1)) if m else 0.0
+
+
+def counters(node: Node) -> dict[str, int]:
+    return status(node)["counters"]
+
+
+def port_of(endpoint: str) -> str:
+    return endpoint.rpartition(":")[2]
+
+
+def test_upgrade_to_direct_through_rendezvous(procs: ProcGroup) -> None:
+    host = procs.host("host", "--metrics-listen", "127.0.0.1:0")
+    a = procs.node("a", "--peer-listen", "0.0.0.0:0", "--relay", host.url, env=FAST)
+    b = procs.node("b", "--peer-listen", "0.0.0.0:0", "--relay", host.url, env=FAST)
+    for node in (a, b):
+        assert node.ready["peer_listen"].startswith("0.0.0.0:"), node.ready
+    a_at = f"127.0.0.1:{port_of(a.ready['peer_listen'])}"  # what the host makes of A's listener
+    b_at = f"127.0.0.1:{port_of(b.ready['peer_listen'])}"
+    wait_registered(a, b)
+
+    # A wildcard listener is not dialable as bound: it is in no invite...
+    friend_a = befriend(a, b, alias="a")
+    assert friend_a["endpoints"] == [] and friend_a["relay_hosts"] == [host.url]
+    # ...and in no contact card (B's hello carried B's card to A).
+    with api(a) as c:
+        assert [f["endpoints"] for f in c.friends_list()] == [[]]
+    # The first exchange (B's hello) could only go through the relay.
+    wait_for(lambda: counters(b).get("send:delivered:relay") == 1, what="b's hello delivered via relay")
+    assert "send:delivered:direct" not in counters(b)
+
+    # Each upgrader looks its friend up at the host and probes what it gets.
+    wait_direct(b, a, a_at)
+    wait_direct(a, b, b_at)
+
+    before = metrics(host)
+    sent = b.cli("msg", "send", "--to", "a", "--wait", "--timeout", "20", "b to a, direct")
+    assert (sent["status"], sent["path"]) == ("delivered", "direct"), sent
+    sent = a.cli("msg", "send", "--to", b.node_id, "--wait", "--timeout", "20", "a to b, direct")
+    assert (sent["status"], sent["path"]) == ("delivered", "direct"), sent
+    with api(a) as c:
+        ids = [c.msg_send(b.node_id, f"a{i}".encode())["message_id"] for i in range(20)]
+        finals = [c.msg_wait(i, 20) for i in ids]
+    assert {(m["status"], m["path"]) for m in finals} == {("delivered", "direct")}, finals
+    after = metrics(host)
+
+    # Nothing went through the host while the direct messages flowed.
+    for name in ("tmax_host_relayed_total", 'tmax_host_frames_in_total{type="relay_send"}'):
+        assert metric(after, name) == metric(before, name), name
+    assert metric(before, "tmax_host_relayed_total") >= 1  # the hello did
+    assert metric(after, 'tmax_host_lookups_total{result="found"}') >= 2
+
+    with api(a) as c:
+        assert [m["body"] for m in c.inbox_list()] == ["b to a, direct"]
+    with api(b) as c:
+        assert sorted(m["body"] for m in c.inbox_list()) == sorted(
+            ["a to b, direct", *(f"a{i}" for i in range(20))]
+        )
+
+    # `node status --json`: per-friend path state and delivered counts by path.
+    st = b.cli("node", "status")
+    direct = transport(st, "direct")
+    assert direct["friends"]["a"] == {"path": "direct", "endpoints": [a_at], "healthy": [a_at]}
+    assert st["counters"]["send:delivered:direct"] == 1
+    assert st["counters"]["send:delivered:relay"] == 1  # the hello
+    st = a.cli("node", "status")
+    assert transport(st, "direct")["friends"][friend_key(a, b)]["path"] == "direct"
+    assert st["counters"]["send:delivered:direct"] == 21
+    assert "send:delivered:relay" not in st["counters"]
+
+
+async def test_lookup_gives_a_stranger_nothing(procs: ProcGroup) -> None:
+    """The node's allow-list (its friends) is what the host answers lookups by."""
+    host = procs.host()
+    a = procs.node("a", "--peer-listen", "0.0.0.0:0", "--relay", host.url, env=FAST)
+    b = procs.node("b", "--relay", host.url, env=FAST)  # no listener of its own
+    wait_registered(a, b)
+    befriend(a, b, alias="a")
+    # The friend is answered (that is how B found A's listener)...
+    wait_direct(b, a, f"127.0.0.1:{port_of(a.ready['peer_listen'])}")
+
+    # ...a registered stranger that knows A's node id is not.
+    stranger = await HostSession.open(host.listen)
+    try:
+        await stranger.register(NodeIdentity.generate(), ["0.0.0.0:9"], [])
+        target = bytes.fromhex(a.node_id[2:])
+        await stranger.write(host_pb2.NodeFrame(lookup=host_pb2.Lookup(target=target)))
+        while (frame := await asyncio.wait_for(stranger.read(), 10)) is not None:
+            if frame.WhichOneof("frame") == "lookup_result":
+                break
+        assert frame is not None
+        result = frame.lookup_result
+        assert result.target == target
+        assert (result.found, list(result.endpoints), result.observed_ip) == (False, [], "")
+    finally:
+        await stranger.close()
+    # B has no listener: A knows no direct endpoint for it and stays on the relay.
+    assert direct_view(a, b) is None
+    sent = a.cli("msg", "send", "--to", b.node_id, "--wait", "--timeout", "20", "to b")
+    assert (sent["status"], sent["path"]) == ("delivered", "relay"), sent

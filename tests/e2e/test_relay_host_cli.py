@@ -1,0 +1,52 @@
+"""The tmax-host command: one-line errors, exit codes, graceful shutdown."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.harness import ProcGroup, script
+
+
+def run_host(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([script("tmax-host"), *args], capture_output=True, text=True, timeout=30)
+
+
+def last_line(res: subprocess.CompletedProcess) -> str:
+    lines = [line for line in res.stderr.splitlines() if line.startswith("tmax-host:")]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    return lines[0]
+
+
+def test_port_in_use(procs: ProcGroup) -> None:
+    host = procs.host()
+    res = run_host("--listen", host.listen)
+    assert res.returncode == 1
+    assert (
+        last_line(res)
+        == f"tmax-host: error: cannot listen on {host.listen}: address in use or not available here"
+    )
+    res = run_host("--listen", "127.0.0.1:0", "--metrics-listen", host.listen)
+    assert res.returncode == 1 and "cannot serve metrics" in last_line(res)
+
+
+def test_unreadable_or_invalid_certificate(tmp_path: Path) -> None:
+    res = run_host("--listen", "127.0.0.1:0", "--tls-cert", str(tmp_path / "no.pem"), "--tls-key", "k")
+    assert res.returncode == 1
+    assert (
+        last_line(res)
+        == f"tmax-host: error: cannot read --tls-cert {tmp_path / 'no.pem'}: No such file or directory"
+    )
+    junk = tmp_path / "junk.pem"
+    junk.write_text("junk")
+    res = run_host("--listen", "127.0.0.1:0", "--tls-cert", str(junk), "--tls-key", str(junk))
+    assert res.returncode == 1 and "holds no PEM certificate" in last_line(res)
+
+
+def test_sigterm_is_graceful(procs: ProcGroup) -> None:
+    host = procs.host("host", "--metrics-listen", "127.0.0.1:0", "--log-format", "json")
+    assert host.ready["pid"] == host.pid and host.metrics
+    assert host.stop(signal.SIGTERM) == 0
+    assert not host.ready_file.exists()
+    assert '"msg": "shutting down"' in host.log()

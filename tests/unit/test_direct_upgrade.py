@@ -1,0 +1,296 @@
+"""The ``direct`` plugin's upgrader and transport ordering, in-process: a real
+PeerService (health included) on 127.0.0.1, a fake relay for lookups.
+
+The process-level behaviour (rendezvous through a real host, NAT, firewall)
+is in tests/e2e/test_direct.py and tests/natlab/test_nat_upgrade.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from tmax_mesh_direct import plugin
+from tmax_mesh_direct.upgrade import DIRECT, RELAY, Upgrader, _Pacer
+
+from tmax_core.crypto import to_checksum
+from tmax_core.model import Friend
+from tmax_core.peer import SERVICE, DirectTransport, start_peer_server
+
+MAX_BYTES = 1 << 20
+
+
+class FakeConfig:
+    def get(self, key: str) -> Any:
+        assert key == "messages.max_bytes"
+        return MAX_BYTES
+
+
+class FakeNode:
+    """What DirectTransport, the peer server and the Upgrader use of a node."""
+
+    def __init__(self, *, probe_interval_ms: int = 60_000, slow_s: float = 0.0) -> None:
+        self.config = FakeConfig()
+        self.friends: dict[bytes, Friend] = {}
+        self.friend_listeners: list[Any] = []
+        self.probe_interval_ms = probe_interval_ms
+        self.slow_s = slow_s
+        self.delivered: list[bytes] = []
+
+    def duration_ms(self, key: str) -> int:
+        return {"direct.dial_timeout": 500, "direct.probe_interval": self.probe_interval_ms}[key]
+
+    async def handle_envelope(self, data: bytes, source: Any) -> bytes:
+        await asyncio.sleep(self.slow_s)
+        self.delivered.append(data)
+        return b"ack:" + data
+
+    async def handle_envelope_batch(self, envelopes: list[bytes], source: Any) -> bytes:
+        return b"batch-ack"
+
+
+class FakeRelay:
+    """``RelayTransport.lookup`` stand-in: answers from ``answers`` or raises ``error``."""
+
+    def __init__(self) -> None:
+        self.answers: dict[bytes, list[str]] = {}
+        self.error: Exception | None = None
+        self.lookups: list[bytes] = []
+
+    async def lookup(self, node_id: bytes) -> list[str]:
+        self.lookups.append(node_id)
+        if self.error is not None:
+            raise self.error
+        return list(self.answers.get(node_id, []))
+
+
+def friend(n: int, endpoints: list[str] | None = None) -> Friend:
+    return Friend(node_id=bytes([n]) * 20, public_key=b"\x02" + bytes([n]) * 32, endpoints=endpoints or [])
+
+
+def dead_endpoint() -> str:
+    """A loopback port nothing listens on (connection refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest_asyncio.fixture
+async def peer() -> AsyncIterator[tuple[FakeNode, str]]:
+    """A real PeerService (with its health service) answering for a fake node."""
+    node = FakeNode()
+    server, bound = await start_peer_server(node, "127.0.0.1:0")  # type: ignore[arg-type]
+    try:
+        yield node, bound
+    finally:
+        await server.stop(0)
+
+
+@pytest_asyncio.fixture
+async def local() -> AsyncIterator[tuple[FakeNode, FakeRelay, DirectTransport, Upgrader]]:
+    """The sending side: a fake node with the core direct transport and an upgrader (not started)."""
+    node = FakeNode()
+    relay = FakeRelay()
+    direct = DirectTransport(node)  # type: ignore[arg-type]
+    upgrader = Upgrader(node, relay, direct)  # type: ignore[arg-type]
+    try:
+        yield node, relay, direct, upgrader
+    finally:
+        upgrader.stop()
+        await direct.stop()
+
+
+async def test_probe_and_lookup_decide_the_path(peer, local) -> None:
+    _remote, good = peer
+    node, relay, direct, upgrader = local
+    dead = dead_endpoint()
+    f = friend(1)
+    node.friends[f.node_id] = f
+    assert upgrader.prefers_direct(f) is None  # nothing known yet: leave the default order
+
+    relay.answers[f.node_id] = [dead, good]
+    await upgrader.refresh(f)
+    assert upgrader.path[f.node_id] == DIRECT and upgrader.prefers_direct(f) is True
+    # Every endpoint the host gave is kept, with its health; sends skip the dead one.
+    assert direct.endpoints(f) == [dead, good]
+    assert not direct.healthy(dead) and direct.healthy(good)
+    assert await direct.send(f, b"hello", 5) == b"ack:hello"
+    assert f.node_id not in upgrader.errors
+    view = direct.status()["friends"][to_checksum(f.node_id)]
+    assert view == {"path": "direct", "endpoints": [dead, good], "healthy": [good]}
+
+    # The relay cannot answer: the last answer is kept (losing the relay is no reason to drop direct).
+    relay.error = ConnectionError("relay down")
+    await upgrader.refresh(f)
+    assert upgrader.path[f.node_id] == DIRECT and direct.endpoints(f) == [dead, good]
+
+    # Only dead endpoints: relay first, and the failure is explained.
+    relay.error = None
+    relay.answers[f.node_id] = [dead]
+    await upgrader.refresh(f)
+    assert upgrader.path[f.node_id] == RELAY and upgrader.prefers_direct(f) is False
+    assert dead in upgrader.errors[f.node_id]
+    assert not direct.can_reach(f)
+
+
+async def test_failures_stay_until_a_probe_says_otherwise(peer, local) -> None:
+    _remote, good = peer
+    node, relay, direct, upgrader = local
+    f = friend(2)
+    node.friends[f.node_id] = f
+    relay.answers[f.node_id] = [good]
+    await upgrader.refresh(f)
+    assert upgrader.prefers_direct(f) is True
+    # A failed send marks the endpoint for longer than a probe interval...
+    assert upgrader.interval_s < direct.RETRY_AFTER_FAILURE_S
+    direct.mark_failed(good)
+    assert upgrader.prefers_direct(f) is False and not direct.can_reach(f)
+    # ...until the next probe finds it working.
+    await upgrader.refresh(f)
+    assert upgrader.prefers_direct(f) is True
+
+
+async def test_send_interrupted_by_a_concurrent_failure_falls_back(local) -> None:
+    """A call in flight when its shared channel is closed (another send or a
+    probe failed) is a failed attempt (ConnectionError), not a cancellation
+    that would end the outbox's send task."""
+    slow = FakeNode(slow_s=5.0)
+    server, bound = await start_peer_server(slow, "127.0.0.1:0")  # type: ignore[arg-type]
+    try:
+        node, _relay, direct, _upgrader = local
+        f = friend(3, [bound])
+        node.friends[f.node_id] = f
+        sending = asyncio.create_task(direct.send(f, b"x", 5))
+        await asyncio.sleep(0.3)  # the call is in flight
+        direct.mark_failed(bound)  # e.g. a probe failed: closes the shared channel under it
+        with pytest.raises(ConnectionError, match="closed"):
+            await asyncio.wait_for(sending, 3)
+    finally:
+        await server.stop(0)
+
+
+async def test_probe_interrupted_by_a_concurrent_failure_is_a_failure(local) -> None:
+    async def hang(request: bytes, context: Any) -> bytes:
+        await asyncio.sleep(5)
+        return b""
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(hang)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        _node, _relay, direct, upgrader = local
+        upgrader.dial_timeout_s = 3.0
+        endpoint = f"127.0.0.1:{port}"
+        probing = asyncio.create_task(upgrader.probe(endpoint))
+        await asyncio.sleep(0.3)  # connected, the health check is in flight
+        direct.mark_failed(endpoint)  # e.g. a send failed: closes the shared channel under it
+        error = await asyncio.wait_for(probing, 3)
+        assert error is not None and "closed" in error
+    finally:
+        await server.stop(0)
+
+
+async def test_probe_reports_why(local) -> None:
+    _node, _relay, _direct, upgrader = local
+    error = await upgrader.probe(dead_endpoint())
+    assert (error and "UNAVAILABLE" in error) or error == "dial timed out"
+    # Something that is not a PeerService: no health service there.
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        error = await upgrader.probe(f"127.0.0.1:{port}")
+        assert error is not None and "UNIMPLEMENTED" in error
+    finally:
+        await server.stop(0)
+    assert SERVICE == "tmax_mesh.v1.PeerService"
+
+
+async def test_scheduling_new_friends_and_retries(peer) -> None:
+    _remote, good = peer
+    node = FakeNode(probe_interval_ms=60_000)
+    relay = FakeRelay()
+    direct = DirectTransport(node)  # type: ignore[arg-type]
+    upgrader = Upgrader(node, relay, direct)  # type: ignore[arg-type]
+    f = friend(4)
+    node.friends[f.node_id] = f
+    upgrader.start()
+    try:
+        # A new friend is looked up at once; the host knows nothing yet...
+        deadline = time.monotonic() + 5
+        while f.node_id not in upgrader.path and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert upgrader.path[f.node_id] == RELAY
+        # ...so it is asked again after about a second, not after the 60 s interval.
+        relay.answers[f.node_id] = [good]
+        while upgrader.path.get(f.node_id) != DIRECT and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert upgrader.path[f.node_id] == DIRECT
+        assert len(relay.lookups) == 2
+        # A friend that goes away is forgotten.
+        del node.friends[f.node_id]
+        for listener in node.friend_listeners:
+            listener()
+        while f.node_id in upgrader.path and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert f.node_id not in upgrader.path and f.node_id not in direct.discovered
+    finally:
+        upgrader.stop()
+        await direct.stop()
+
+
+async def test_pacer_spreads_a_burst() -> None:
+    pacer = _Pacer(rate=20.0, burst=3)
+    t0 = time.monotonic()
+    for _ in range(3):
+        await pacer.take()
+    assert time.monotonic() - t0 < 0.03  # the burst goes at once
+    for _ in range(2):
+        await pacer.take()
+    assert time.monotonic() - t0 >= 0.09  # then 20/s
+
+
+async def test_select_transport_uses_the_senders_upgrader(peer) -> None:
+    """Several nodes in one process: the ordering comes from the node whose
+    direct transport is among the candidates."""
+    _remote, good = peer
+
+    class Other:
+        name = "relay"
+        cost = 50
+
+    f = friend(5)
+    made = []
+    try:
+        for path in (DIRECT, RELAY):
+            node = FakeNode()
+            node.friends[f.node_id] = f
+            direct = DirectTransport(node)  # type: ignore[arg-type]
+            direct.discovered[f.node_id] = [good]
+            upgrader = Upgrader(node, FakeRelay(), direct)  # type: ignore[arg-type]
+            upgrader.path[f.node_id] = path
+            plugin._upgraders[bytes([len(made)]) * 20] = upgrader
+            made.append((direct, upgrader))
+        relay = Other()
+        (direct_up, _), (direct_down, _) = made
+        assert plugin.tmax_select_transport(friend=f, candidates=[direct_up, relay]) == [direct_up, relay]
+        assert plugin.tmax_select_transport(friend=f, candidates=[direct_down, relay]) == [relay, direct_down]
+        assert plugin.tmax_select_transport(friend=f, candidates=[relay]) is None
+    finally:
+        for key in [bytes([i]) * 20 for i in range(len(made))]:
+            plugin._upgraders.pop(key, None)
+        for direct, _ in made:
+            await direct.stop()

@@ -1,0 +1,219 @@
+"""The node's relay transport against an in-process host (a real gRPC server
+on 127.0.0.1, no subprocess): send, store-and-forward acks, lookup and the
+allow-list, reachability, configuration errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from tmax_mesh_relay.host import build_server, default_settings, limits_from
+from tmax_mesh_relay.hub import Hub
+from tmax_mesh_relay.transport import RelayTransport, find_relay
+
+from tmax_core import envelope as env
+from tmax_core.crypto import to_checksum
+from tmax_core.errors import ConfigError
+from tmax_core.identity import NodeIdentity
+from tmax_core.model import Friend, IngressSource
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+class FakeNode:
+    """The parts of tmax_core.node.Node the relay transport uses."""
+
+    def __init__(self, relays: list[str], endpoints: list[str] = (), ca_file: str = "") -> None:
+        self.identity = NodeIdentity.generate()
+        self.node_id_hex = to_checksum(self.identity.node_id)
+        self.friends: dict[bytes, Friend] = {}
+        self.friend_listeners: list[Callable[[], None]] = []
+        self.transports: list[Any] = []
+        self.kicks = 0
+        self.outbox = SimpleNamespace(kick=self._kick)
+        self.config = SimpleNamespace(get={"relay.ca_file": ca_file}.get)
+        self._relays = relays
+        self._endpoints = list(endpoints)
+        self.envelopes: list[tuple[bytes, IngressSource]] = []
+        self.acks: list[tuple[bytes, bytes]] = []
+
+    def _kick(self) -> None:
+        self.kicks += 1
+
+    def duration_ms(self, key: str) -> int:
+        return 1000
+
+    def relay_hosts(self) -> list[str]:
+        return list(self._relays)
+
+    def rendezvous_endpoints(self) -> list[str]:
+        return list(self._endpoints)
+
+    def befriend(self, other: FakeNode, relay_hosts: list[str]) -> Friend:
+        friend = Friend(
+            node_id=other.identity.node_id, public_key=other.identity.public_key, relay_hosts=relay_hosts
+        )
+        self.friends[friend.node_id] = friend
+        for listener in self.friend_listeners:
+            listener()
+        return friend
+
+    async def handle_envelope(self, data: bytes, source: IngressSource) -> bytes:
+        self.envelopes.append((data, source))
+        parsed = env.parse(data, len(data))
+        return env.make_ack(
+            self.identity, message_id=parsed.message_id, to_node_id=parsed.from_node_id, status=1
+        )
+
+    async def handle_ack(self, ack: bytes, from_node_id: bytes) -> None:
+        self.acks.append((ack, from_node_id))
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+    return value
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def host() -> AsyncIterator[str]:
+    settings = {**default_settings(), "listen": "127.0.0.1:0"}
+    hub = Hub(limits_from(settings), b"unit-test-host")
+    server, _health, bound = build_server(hub, settings)
+    await server.start()
+    try:
+        yield f"grpc://{bound}"
+    finally:
+        await hub.shutdown()
+        await server.stop(0)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def started() -> AsyncIterator[Callable[[FakeNode], Awaitable[RelayTransport]]]:
+    transports: list[RelayTransport] = []
+
+    async def start(node: FakeNode) -> RelayTransport:
+        transport = RelayTransport(node)
+        node.transports.append(transport)
+        await transport.start()
+        transports.append(transport)
+        return transport
+
+    try:
+        yield start
+    finally:
+        for transport in transports:
+            await transport.stop()
+
+
+def seal(sender: FakeNode, recipient: FakeNode, body: bytes = b"hi") -> bytes:
+    return env.seal(
+        sender.identity,
+        to_node_id=recipient.identity.node_id,
+        to_public_key=recipient.identity.public_key,
+        scope="message",
+        content_type="text/plain",
+        body=body,
+    )
+
+
+def connected(t: RelayTransport) -> bool:
+    return t.status()["state"] == "connected"
+
+
+async def test_send_returns_the_recipients_ack(host: str, started: Any) -> None:
+    a, b = FakeNode([host]), FakeNode([host])
+    ta, tb = await started(a), await started(b)
+    await until(lambda: connected(ta) and connected(tb))
+    assert find_relay(a) is ta and a.kicks >= 1  # the outbox is kicked on registration
+    friend_b = a.befriend(b, [host.upper().replace("GRPC://", "grpc://")])  # same host, other spelling
+    assert ta.can_reach(friend_b)
+    envelope = seal(a, b)
+    ack = await ta.send(friend_b, envelope, 5.0)
+    message_id = env.parse(envelope, len(envelope)).message_id
+    body = env.verify_ack(
+        ack,
+        expected_signer_public_key=b.identity.public_key,
+        expected_signer_node_id=b.identity.node_id,
+        message_id=message_id,
+    )
+    assert body.status == 1
+    assert b.envelopes == [(envelope, IngressSource("relay", a.node_id_hex))]
+    status = ta.status()
+    assert status["sent"] == 1 and status["hosts"][0]["state"] == "connected"
+    assert status["hosts"][0]["registered_since_ms"] and status["hosts"][0]["last_error"] is None
+
+
+async def test_offline_recipient_then_async_ack(host: str, started: Any) -> None:
+    a, b = FakeNode([host]), FakeNode([host])
+    ta = await started(a)
+    await until(lambda: connected(ta))
+    friend_b = a.befriend(b, [host])
+    assert await ta.send(friend_b, seal(a, b), 5.0) is None  # stored at the host
+    assert ta.status()["queued"] == 1
+    await started(b)
+    await until(lambda: a.acks)
+    _ack, sender = a.acks[0]
+    assert sender == b.identity.node_id and len(b.envelopes) == 1
+
+
+async def test_lookup_follows_the_allow_list(host: str, started: Any) -> None:
+    a, b = FakeNode([host]), FakeNode([host], endpoints=["0.0.0.0:7000"])
+    b.befriend(a, [host])  # b allows a before registering
+    ta, tb = await started(a), await started(b)
+    await until(lambda: connected(ta) and connected(tb))
+    a.befriend(b, [host])
+    assert await ta.lookup(b.identity.node_id) == ["127.0.0.1:7000"]
+    # b drops a: its listener pushes the new allow-list on the stream.
+    del b.friends[a.identity.node_id]
+    for listener in b.friend_listeners:
+        listener()
+    assert await until(lambda: tb.links[0]._sent_allow == [])
+    assert await ta.lookup(b.identity.node_id) == []
+
+
+async def test_can_reach_needs_a_shared_registered_host(host: str, started: Any) -> None:
+    a, b = FakeNode([host]), FakeNode([])
+    ta = await started(a)
+    friend = a.befriend(b, ["grpc://127.0.0.1:1"])
+    assert not ta.can_reach(friend)  # not connected yet, and not a host we share
+    await until(lambda: connected(ta))
+    assert not ta.can_reach(friend)
+    friend.relay_hosts = []
+    assert ta.can_reach(friend)  # the friend lists no host: any registered one
+    with pytest.raises(ConnectionError):
+        await ta.send(
+            Friend(node_id=b"\x01" * 20, public_key=b"", relay_hosts=["grpc://127.0.0.2:1"]), seal(a, b), 1
+        )
+
+
+async def test_unreachable_host_is_reported(started: Any) -> None:
+    a = FakeNode(["grpc://127.0.0.1:1"])
+    ta = await started(a)
+    await until(lambda: ta.status()["hosts"][0]["last_error"])
+    status = ta.status()
+    assert status["state"] in ("down", "connecting")
+    assert "UNAVAILABLE" in status["hosts"][0]["last_error"]
+
+
+async def test_no_relays_is_off(started: Any) -> None:
+    ta = await started(FakeNode([]))
+    assert ta.status() == {"state": "off", "hosts": [], "sent": 0, "queued": 0, "received": 0}
+
+
+async def test_configuration_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"node\.relays"):
+        await RelayTransport(FakeNode(["http://example.org"])).start()
+    with pytest.raises(ConfigError, match="cannot read"):
+        await RelayTransport(FakeNode(["grpcs://127.0.0.1:1"], ca_file=str(tmp_path / "nope.pem"))).start()
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    with pytest.raises(ConfigError, match="no PEM certificate"):
+        await RelayTransport(FakeNode(["grpcs://127.0.0.1:1"], ca_file=str(tmp_path / "bad.pem"))).start()
