@@ -118,7 +118,8 @@ class Node(Proc):
     def __init__(
         self, state_dir: Path, *extra: str, env: dict[str, str] | None = None, prefix: list[str] | None = None
     ) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state_dir.chmod(0o700)  # as the daemon would create it (mkdir's mode obeys the umask)
         self.state_dir = state_dir
         self.extra = list(extra)
         super().__init__(

@@ -47,6 +47,9 @@ def _translate_errors(method: Callable) -> Callable:
         except ValueError as err:
             context.set_trailing_metadata(((ERROR_CODE_KEY, "usage"),))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except OverflowError:  # e.g. a ttl so large the expiry time does not fit the database
+            context.set_trailing_metadata(((ERROR_CODE_KEY, "usage"),))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a number in the request is out of range")
 
     return wrapper
 

@@ -230,7 +230,7 @@ class _Methods:
             "MsgWait",
             pb.MsgWaitRequest(message_id=message_id, timeout_s=timeout_s),
             msg_dict,
-            timeout=timeout_s + 10,
+            timeout=max(timeout_s, 0.0) + 10,  # the node answers a bad timeout itself
         )
 
     def inbox_list(self, unread: bool = False, limit: int = 0) -> Any:

@@ -96,6 +96,7 @@ class Outbox:
         self._pending: set[bytes] = set()  # ids in a lane or being sent
         self._slots = asyncio.Semaphore(MAX_BATCHES)
         self._wake = asyncio.Event()
+        self._resend_via: set[str] = set()
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -122,8 +123,14 @@ class Outbox:
             self._launch(entry)
         return entries
 
-    def kick(self) -> None:
-        """Retry due entries now (a transport came up, a friend came online...)."""
+    def kick(self, resend_handed_off_via: str | None = None) -> None:
+        """Retry due entries now (a transport came up, a friend came online...).
+
+        ``resend_handed_off_via``: a transport that just (re)connected; entries
+        it had accepted for later delivery (``sent``) are due again at once, since
+        an intermediary that restarted has lost them (duplicates are harmless)."""
+        if resend_handed_off_via is not None:
+            self._resend_via.add(resend_handed_off_via)
         self._wake.set()
 
     async def wait_final(self, message_id: bytes, timeout: float) -> OutboxEntry | None:
@@ -194,6 +201,8 @@ class Outbox:
         while True:
             try:
                 now = now_ms()
+                while self._resend_via:
+                    await self.node.db(self.node.store.outbox_due_again, self._resend_via.pop(), now)
                 for message_id in await self.node.db(self.node.store.outbox_expire, now):
                     log.info("message %s failed: ttl passed", message_id.hex())
                     self._notify(message_id)

@@ -937,6 +937,15 @@ class Store:
             for assign, rows in groups.values():
                 conn.executemany(f"UPDATE outbox SET {assign} WHERE message_id = ?", rows)
 
+    def outbox_due_again(self, path: str, now_ms: int) -> int:
+        """Make entries handed off to ``path`` (status ``sent``) due now; returns how many."""
+        cur = self._conn.execute(
+            "UPDATE outbox SET next_attempt_ms = ? "
+            "WHERE status = 'sent' AND path = ? AND next_attempt_ms > ?",
+            (now_ms, path, now_ms),
+        )
+        return cur.rowcount
+
     def outbox_expire(self, now_ms: int) -> list[bytes]:
         """Fail queued/sent entries whose TTL has passed; returns their ids."""
         rows = self._conn.execute(

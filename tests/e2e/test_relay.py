@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import re
 import urllib.request
 from pathlib import Path
@@ -70,7 +71,7 @@ def metric(text: str, name: str) -> float:
 
 
 def test_relay_message_round_trip(procs: ProcGroup) -> None:
-    host = procs.host("host", "--metrics-listen", "127.0.0.1:0")
+    host = procs.host("host", "--metrics-listen", "127.0.0.1:0", "--log-format", "json")
     a = procs.node("a", "--relay", host.url)
     b = procs.node("b", "--relay", host.url)
     wait_registered(a, b)
@@ -85,6 +86,12 @@ def test_relay_message_round_trip(procs: ProcGroup) -> None:
     relay = next(t for t in status["transports"] if t["name"] == "relay")
     assert relay["state"] == "connected"
     assert relay["hosts"][0]["url"] == host.url and relay["hosts"][0]["registered_since_ms"]
+    # The host's structured log names the node and the stream the node reports.
+    lines = [json.loads(line) for line in host.log().splitlines() if line.startswith("{")]
+    assert any(
+        line.get("node_id") == a.node_id and line.get("connection_id") == relay["hosts"][0]["connection_id"]
+        for line in lines
+    )
 
     text = urllib.request.urlopen(f"http://{host.metrics}/metrics", timeout=5).read().decode()
     assert metric(text, 'tmax_host_registrations_total{result="ok"}') >= 2

@@ -237,7 +237,6 @@ async def test_max_connections(procs: ProcGroup, clients: Clients) -> None:
     with pytest.raises(ConnectionError, match="RESOURCE_EXHAUSTED"):
         await clients.open()
     await first.close()
-    await asyncio.sleep(0.1)
     for _ in range(50):  # the host notices the closed stream almost at once
         try:
             await clients.node()
@@ -371,7 +370,7 @@ async def test_flooding_connection_is_throttled(procs: ProcGroup, clients: Clien
         await asyncio.gather(*tasks, return_exceptions=True)
     # 110 frames past a burst of 50 at 50/s take at least ~1.2 s: the flooder was paced.
     assert elapsed > 1.0, elapsed
-    assert max(latencies) < 0.5, max(latencies)
+    assert max(latencies) < 1.0, max(latencies)
     metrics = urllib.request.urlopen(f"http://{clients.host.metrics}/metrics", timeout=5).read().decode()
     throttled = re.search(r"^tmax_host_throttled_total (\S+)$", metrics, re.MULTILINE)
     assert throttled and float(throttled.group(1)) > 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from tests.fuzz.common import befriend_api, budget, tracebacks, vm_rss_kb
@@ -28,6 +28,8 @@ BAD_CODES = {"unknown", "internal", "deadline_exceeded"}
 UINT32 = st.integers(0, 2**32 - 1)
 UINT64 = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 2**63 - 1, 2**63, 2**64 - 1]))
 TEXT = st.one_of(st.text(max_size=80), st.just(""), st.text(min_size=2000, max_size=3000))
+SHORT = st.text(max_size=60)
+LISTS = st.one_of(st.lists(SHORT, max_size=40), st.lists(TEXT, max_size=3))
 HEXISH = st.one_of(
     TEXT, st.binary(max_size=40).map(bytes.hex), st.binary(max_size=20).map(lambda b: "0x" + b.hex())
 )
@@ -92,6 +94,9 @@ def api(module_procs: ProcGroup) -> Iterator[Api]:
     ttl_ms=UINT64,
     reply_to=HEXISH,
 )
+@example(to="FRIEND", body=b"x", scope="message", content_type="", ttl_ms=2**64 - 1, reply_to="")
+@example(to="FRIEND", body=b"x", scope="message", content_type="", ttl_ms=2**63 - 1, reply_to="")
+@example(to="FRIEND", body=b"x" * (1024 * 1024), scope="message", content_type="", ttl_ms=0, reply_to="")
 def test_msg_send(
     api: Api, to: str, body: bytes, scope: str, content_type: str, ttl_ms: int, reply_to: str
 ) -> None:
@@ -115,7 +120,7 @@ def test_msg_send(
     st.lists(
         st.fixed_dictionaries(
             {"to": st.one_of(HEXISH, st.just("FRIEND")), "body": st.binary(max_size=100)},
-            optional={"ttl_ms": UINT64, "scope": TEXT, "content_type": TEXT},
+            optional={"ttl_ms": UINT64, "scope": SHORT, "content_type": SHORT},
         ),
         max_size=20,
     )
@@ -134,11 +139,15 @@ def test_msg_send_many(api: Api, messages: list[dict]) -> None:
 @given(
     ttl_ms=UINT64,
     uses=st.none() | UINT32,
-    scopes=st.lists(TEXT, max_size=40),
-    relay_hosts=st.lists(TEXT, max_size=40),
-    endpoints=st.lists(TEXT, max_size=5),
+    scopes=LISTS,
+    relay_hosts=LISTS,
+    endpoints=LISTS,
     alias=TEXT,
     rate=st.none() | st.tuples(FLOATS, UINT32),
+)
+@example(ttl_ms=2**64 - 1, uses=None, scopes=[], relay_hosts=[], endpoints=[], alias="", rate=None)
+@example(
+    ttl_ms=1, uses=2**32 - 1, scopes=["message"], relay_hosts=[], endpoints=[], alias="", rate=(1e308, 1)
 )
 def test_invite_create(
     api: Api,

@@ -5,6 +5,7 @@ allow-list, reachability, configuration errors."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import pytest_asyncio
 from tmax_mesh_relay.host import build_server, default_settings, limits_from
 from tmax_mesh_relay.hub import Hub
-from tmax_mesh_relay.transport import RelayTransport, find_relay
+from tmax_mesh_relay.transport import HostLink, RelayTransport, find_relay
 
 from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
@@ -217,3 +218,19 @@ async def test_configuration_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.pem").write_text("not a certificate")
     with pytest.raises(ConfigError, match="no PEM certificate"):
         await RelayTransport(FakeNode(["grpcs://127.0.0.1:1"], ca_file=str(tmp_path / "bad.pem"))).start()
+
+
+async def test_plaintext_to_a_remote_host_warns_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def no_dial(self: HostLink) -> None:  # this test must not dial anything
+        return None
+
+    monkeypatch.setattr(HostLink, "run", no_dial)
+    relays = ["grpc://relay.example.org:7447", "grpc://127.0.0.1:7447", "grpcs://relay.example.org:443"]
+    transport = RelayTransport(FakeNode(relays))
+    with caplog.at_level(logging.WARNING, logger="tmax_mesh.relay"):
+        await transport.start()
+    await transport.stop()
+    warnings = [r.getMessage() for r in caplog.records if "not loopback and not TLS" in r.getMessage()]
+    assert len(warnings) == 1 and "grpc://relay.example.org:7447" in warnings[0]

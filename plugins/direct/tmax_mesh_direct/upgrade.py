@@ -118,11 +118,13 @@ class Upgrader:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the round reads the friends: a change during the
+            # round wakes the next one at once instead of being lost.
+            self._wake.clear()
             try:
                 await self._round()
             except Exception:  # never let one bad round end the upgrades
                 log.exception("direct upgrade round failed")
-            self._wake.clear()
             now = time.monotonic()
             next_due = min(self._due.values(), default=now + self.interval_s)
             with contextlib.suppress(TimeoutError):

@@ -116,14 +116,14 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
     add(
         "ratelimit.rate",
         float,
-        5.0,
+        10.0,
         "messages per second accepted per friend (when its invite sets no limit)",
         validate=validate_positive,
     )
     add(
         "ratelimit.burst",
         int,
-        20,
+        100,
         "token bucket size per friend (when its invite sets no limit)",
         validate=validate_positive,
     )

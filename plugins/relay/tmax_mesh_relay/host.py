@@ -28,7 +28,7 @@ from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import UsageError
 from tmax_core.logs import setup_logging
 from tmax_core.readyfile import remove_ready_file, write_ready_file
-from tmax_mesh_relay import __version__
+from tmax_mesh_relay import __version__, wire
 from tmax_mesh_relay.hub import HostLimits, Hub
 from tmax_mesh_relay.proto import host_pb2_grpc
 from tmax_mesh_relay.storeforward import QueueLimits
@@ -280,8 +280,8 @@ def build_server(hub: Hub, settings: dict[str, Any]) -> tuple[grpc.aio.Server, A
 
 async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
     host_id = (settings["host_id"] or "").encode() or os.urandom(16)
-    if len(host_id) > 64:
-        raise HostError("--host-id is longer than 64 bytes")
+    if len(host_id) > wire.MAX_HOST_ID_LEN:
+        raise HostError(f"--host-id is longer than {wire.MAX_HOST_ID_LEN} bytes")
     hub = Hub(limits_from(settings), host_id)
     server, health, bound = build_server(hub, settings)
     tls = bool(settings["tls_cert"])

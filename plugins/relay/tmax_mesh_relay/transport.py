@@ -81,6 +81,7 @@ class HostLink:
             "state": self.state,
             "registered_since_ms": self.registered_since_ms,
             "last_error": self.last_error,
+            "connection_id": self.connection_id,  # as in the host's logs
         }
 
     # -- connection loop ---------------------------------------------------------
@@ -150,7 +151,7 @@ class HostLink:
                 registered.queued,
             )
             await self.update_allow(relay.lookup_allow())  # friends changed while registering?
-            node.outbox.kick()
+            node.outbox.kick(resend_handed_off_via=self.relay.name)
             pinger = None
             if registered.limits.idle_timeout_ms:
                 pinger = asyncio.create_task(self._ping_every(registered.limits.idle_timeout_ms / 3000))

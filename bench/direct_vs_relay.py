@@ -1,0 +1,547 @@
+"""Direct vs relay benchmark: one-way latency of A→B messages through a relay
+host, and over a direct connection found through the host's rendezvous
+lookup, measured in the same invocation.
+
+Run from the checkout (see bench/README.md)::
+
+    .venv/bin/python bench/direct_vs_relay.py            # 10 s per path, < 2 minutes
+    .venv/bin/python bench/direct_vs_relay.py --quick    # 3 s per path, < 50 s
+
+One ``tmax-host`` (127.0.0.1, its frame rate limit lifted so the relay path is
+measured, not its pacing) and two pairs of real ``tmax-node`` processes with
+temp state dirs, friends through the real invite flow:
+
+* **relay**: the ``direct`` plugin disabled (``TMAX_MESH_DISABLE_PLUGINS=direct``)
+  and no peer listeners: every message goes A → host → B;
+* **direct**: both nodes listen on ``0.0.0.0:0`` (a wildcard: in no invite or
+  contact card) and use the host; A learns B's endpoint only from the host's
+  lookup, and the bench waits until A's ``node status`` shows the direct path
+  before measuring.
+
+Each path gets the same open-loop load: 100 msg/s for 10 s (3 s with
+``--quick``), every send started on schedule whatever earlier sends are doing.
+One-way latency = start of A's ``msg_send`` call → arrival on B's
+``inbox_watch`` stream, both taken on this process's monotonic clock. After
+each phase every measured message's delivery path is read back
+(``msg_status``) and the host's relayed-envelope counter is compared.
+
+Prints a table (p50/p99 per path and the ratio direct/relay, target p50 ratio
+≤ 0.7) and writes ``bench/results/direct_vs_relay.json`` (or
+``direct_vs_relay-quick.json``). Every wait is bounded, the whole run has a
+hard limit, and the child processes are stopped on every exit path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+sys.path.insert(0, str(BENCH_DIR))
+
+from messaging import (  # noqa: E402 - the sibling bench's process, load and stats helpers
+    BIN,
+    Child,
+    Watcher,
+    arrive_all,
+    befriend,
+    cpu_seconds,
+    environment,
+    node_env,
+    open_loop,
+    ratio,
+    summarize_ms,
+)
+
+OFFERED_RATE = 100.0  # msg/s
+TARGET_P50_RATIO = 0.7  # direct p50 / relay p50
+PATHS = ("relay", "direct")
+
+
+@dataclass(frozen=True)
+class Params:
+    blocks: int  # blocks of load per path (interleaved between the paths)
+    block_s: float  # seconds of offered load per block
+    warmup_n: int  # messages per path before measuring
+    warmup_timeout_s: float
+    grace_s: float  # wait for stragglers after each phase
+    upgrade_timeout_s: float  # the direct pair must upgrade within this
+    hard_limit_s: float  # the whole run is cancelled (children stopped) after this
+
+
+FULL = Params(
+    blocks=5,
+    block_s=2.0,
+    warmup_n=20,
+    warmup_timeout_s=15.0,
+    grace_s=5.0,
+    upgrade_timeout_s=30.0,
+    hard_limit_s=115.0,
+)
+QUICK = Params(
+    blocks=3,
+    block_s=1.0,
+    warmup_n=10,
+    warmup_timeout_s=10.0,
+    grace_s=3.0,
+    upgrade_timeout_s=20.0,
+    hard_limit_s=50.0,
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def scrape(metrics: str) -> str:
+    return urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5).read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(m.group(1)) if m else 0.0
+
+
+async def host_relayed(metrics: str) -> float:
+    return metric(await asyncio.to_thread(scrape, metrics), "tmax_host_relayed_total")
+
+
+def transport(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(t for t in status["transports"] if t["name"] == name)
+
+
+async def wait_until(what: str, timeout: float, check: Any) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def registered(client: Any) -> bool:
+    return transport(await client.node_status(), "relay")["state"] == "connected"
+
+
+# --------------------------------------------------------------------------- one path
+
+
+class PathRun:
+    """Open-loop blocks of load on one pair, and what they measured."""
+
+    def __init__(
+        self, label: str, a: Any, b_node_id: str, watcher: Watcher, metrics: str, pids: dict[str, int]
+    ) -> None:
+        self.label = label
+        self.a = a
+        self.b_node_id = b_node_id
+        self.watcher = watcher
+        self.metrics = metrics
+        self.pids = pids
+        self.starts: dict[str, float] = {}
+        self.starts_wall_ms: dict[str, float] = {}
+        self.ids: dict[str, str] = {}
+        self.errors: list[str] = []
+        self.bodies: list[str] = []
+        self.relayed = 0.0
+        self.cpu_s: collections.Counter[str] = collections.Counter()
+        self.seconds = 0.0
+
+    async def warm_up(self, p: Params) -> None:
+        warm = [f"{self.label}-warm-{i}" for i in range(p.warmup_n)]
+        for body in warm:
+            await self.a.msg_send(self.b_node_id, body.encode())
+        await arrive_all(self.a, self.b_node_id, self.watcher, warm, p.warmup_timeout_s)
+        self.watcher.nudges = 0
+
+    async def block(self, k: int, seconds: float, grace_s: float) -> None:
+        """OFFERED_RATE msg/s for ``seconds``, then wait (bounded) until they all arrived."""
+
+        async def send_timed(i: int) -> None:
+            body = f"{self.label}-{k}-{i}"
+            self.starts_wall_ms[body] = time.time_ns() / 1e6
+            self.starts[body] = time.perf_counter()
+            try:
+                self.ids[body] = (await self.a.msg_send(self.b_node_id, body.encode()))["message_id"]
+            except Exception as err:  # counted, not fatal
+                self.errors.append(str(err))
+
+        relayed = await host_relayed(self.metrics)
+        cpu = {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
+        t0 = time.perf_counter()
+        n = await open_loop(OFFERED_RATE, seconds, send_timed)
+        bodies = [f"{self.label}-{k}-{i}" for i in range(n)]
+        self.bodies += bodies
+        with contextlib.suppress(RuntimeError):
+            await arrive_all(self.a, self.b_node_id, self.watcher, bodies, grace_s)
+        self.seconds += time.perf_counter() - t0
+        for name, pid in self.pids.items():
+            self.cpu_s[name] += (cpu_seconds(pid) or 0.0) - cpu[name]
+        self.relayed += await host_relayed(self.metrics) - relayed
+
+    async def result(self) -> dict[str, Any]:
+        one_way = [
+            self.watcher.arrivals[x] - self.starts[x] for x in self.bodies if x in self.watcher.arrivals
+        ]
+        # B's received_at_ms is taken when its ingress starts (wall clock, 1 ms resolution).
+        received = self.watcher.received_at_ms
+        to_ingress = [(received[x] - self.starts_wall_ms[x]) / 1000 for x in self.bodies if x in received]
+        paths: collections.Counter[str] = collections.Counter()
+        for body in self.bodies:
+            if body in self.ids:
+                st = await self.a.msg_status(self.ids[body])
+                paths[st["path"] if st["status"] == "delivered" else st["status"]] += 1
+        n = len(self.bodies)
+        return {
+            "offered_rate": OFFERED_RATE,
+            "sent": n,
+            "errors": len(self.errors),
+            "first_error": self.errors[0] if self.errors else None,
+            "arrived": len(one_way),
+            **summarize_ms(one_way),
+            "to_b_ingress_start_1ms": summarize_ms(to_ingress),
+            "paths": dict(paths),
+            "host_relayed_envelopes": self.relayed,
+            "watch_nudges": self.watcher.nudges,
+            "cpu_us_per_msg": {name: sec / n * 1e6 for name, sec in self.cpu_s.items()} if n else {},
+        }
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def delay_proxy_main(target: str, one_way_ms: float, ready_file: str) -> None:
+    """Child-process mode (``--host-rtt-ms``): a TCP proxy on 127.0.0.1 that
+    forwards to ``target`` and holds every chunk ``one_way_ms`` in each
+    direction (order kept, throughput not limited): a host farther away."""
+    delay = one_way_ms / 1000
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        sender = asyncio.create_task(send())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((asyncio.get_running_loop().time() + delay, data))
+        except OSError:
+            pass
+        queue.put_nowait((0.0, b""))
+        with contextlib.suppress(OSError):
+            await sender
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, _, port = target.rpartition(":")
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True)
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tmp = Path(ready_file).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "listen": f"127.0.0.1:{port}"}))
+        os.replace(tmp, ready_file)
+        await stop.wait()
+        server.close()
+
+    asyncio.run(main())
+
+
+async def run(p: Params, mode: str, workdir: Path, host_rtt_ms: float | None) -> dict[str, Any]:
+    from tmax_core.client import AsyncNodeClient
+
+    children: list[Child] = []
+    watchers: list[Watcher] = []
+    try:
+        t_run = time.monotonic()
+        host = Child(
+            "host",
+            [
+                str(BIN / "tmax-host"),
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                # Lift the per-connection frame rate: measure the relay path, not its pacing.
+                "--rate",
+                "100000",
+                "--burst",
+                "100000",
+            ],
+            workdir,
+        )
+        children.append(host)
+        host.spawn(env=node_env())
+        await host.wait_ready()
+        url = f"grpc://{host.ready['listen']}"
+        if host_rtt_ms:
+            argv = [sys.executable, str(Path(__file__).resolve()), "--delay-proxy", host.ready["listen"]]
+            proxy = Child("delay-proxy", [*argv, f"{host_rtt_ms / 2:g}"], workdir)
+            children.append(proxy)
+            proxy.spawn()
+            await proxy.wait_ready()
+            url = f"grpc://{proxy.ready['listen']}"  # the nodes reach the host through it
+        metrics = host.ready["metrics"]
+
+        nodes: dict[str, Child] = {}
+        for path in PATHS:
+            for side in ("a", "b"):
+                name = f"{path}-{side}"
+                state = workdir / name
+                state.mkdir()
+                argv = [str(BIN / "tmax-node"), "--state-dir", str(state), "--relay", url]
+                env = node_env()
+                if path == "direct":
+                    argv += ["--peer-listen", "0.0.0.0:0"]  # not advertised: found only by lookup
+                else:
+                    env["TMAX_MESH_DISABLE_PLUGINS"] = "direct"
+                nodes[name] = Child(name, argv, workdir)
+                nodes[name].spawn(env=env)
+                children.append(nodes[name])
+        for child in nodes.values():
+            await child.wait_ready()
+
+        results: dict[str, Any] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {
+                name: await stack.enter_async_context(AsyncNodeClient(child.ready["socket"]))
+                for name, child in nodes.items()
+            }
+            for name, client in clients.items():
+                await wait_until(f"{name} to register at the host", 20, lambda c=client: registered(c))
+            t_upgrade = time.monotonic()
+            for path in PATHS:
+                a, b = clients[f"{path}-a"], clients[f"{path}-b"]
+                await befriend(a, b, nodes[f"{path}-b"].ready["node_id"], nodes[f"{path}-a"].ready["node_id"])
+
+            async def upgraded() -> bool:
+                view = transport(await clients["direct-a"].node_status(), "direct")["friends"].get("bench-b")
+                return bool(view) and view["path"] == "direct"
+
+            print(
+                f"[{mode}] waiting for the direct pair to upgrade through the host's lookup ...", flush=True
+            )
+            await wait_until("the direct pair to upgrade", p.upgrade_timeout_s, upgraded)
+            upgrade_s = time.monotonic() - t_upgrade
+            relay_view = transport(await clients["relay-a"].node_status(), "direct")["friends"]
+            if relay_view:
+                raise RuntimeError(f"the relay-only pair knows a direct endpoint: {relay_view}")
+
+            runs = {}
+            for path in PATHS:
+                watcher = Watcher(clients[f"{path}-b"])
+                watcher.start()
+                watchers.append(watcher)
+                pids = {
+                    "node_a": nodes[f"{path}-a"].ready["pid"],
+                    "node_b": nodes[f"{path}-b"].ready["pid"],
+                    "host": host.ready["pid"],
+                }
+                b_id = nodes[f"{path}-b"].ready["node_id"]
+                runs[path] = PathRun(path, clients[f"{path}-a"], b_id, watcher, metrics, pids)
+                await runs[path].warm_up(p)
+            # Interleaved blocks (relay, direct, direct, relay, ...): both paths see
+            # the same machine conditions, whatever else runs on it meanwhile.
+            print(
+                f"[{mode}] {OFFERED_RATE:g} msg/s, {p.blocks} blocks of {p.block_s:g} s per path, "
+                "interleaved ...",
+                flush=True,
+            )
+            for k in range(p.blocks):
+                for path in PATHS if k % 2 == 0 else PATHS[::-1]:
+                    await runs[path].block(k, p.block_s, p.grace_s)
+            for path in PATHS:
+                results[path] = await runs[path].result()
+            results["direct"]["upgrade_seconds_after_befriend_start"] = upgrade_s
+        results["host_rtt_ms"] = host_rtt_ms
+        results["wall_seconds"] = time.monotonic() - t_run
+        return results
+    finally:
+        for watcher in watchers:
+            await watcher.stop()
+        for child in reversed(children):
+            child.stop()
+
+
+def assess(res: dict[str, Any]) -> dict[str, Any]:
+    relay, direct = res["relay"], res["direct"]
+    p50 = ratio(direct.get("p50_ms"), relay.get("p50_ms"))
+    clean = (
+        relay["paths"] == {"relay": relay["sent"]}
+        and direct["paths"] == {"direct": direct["sent"]}
+        and direct["host_relayed_envelopes"] == 0
+        and relay["arrived"] == relay["sent"]
+        and direct["arrived"] == direct["sent"]
+    )
+    return {
+        "ratios": {
+            "direct_vs_relay_p50": p50,
+            "direct_vs_relay_p90": ratio(direct.get("p90_ms"), relay.get("p90_ms")),
+            "direct_vs_relay_p99": ratio(direct.get("p99_ms"), relay.get("p99_ms")),
+        },
+        "checks": {"every_message_on_its_path_and_arrived": clean},
+        "targets": {
+            "direct_vs_relay_p50_ratio": {
+                "target": TARGET_P50_RATIO,
+                "value": p50,
+                "met": p50 is not None and p50 <= TARGET_P50_RATIO and clean,
+            }
+        },
+    }
+
+
+def fmt(x: float | None, nd: int = 2) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def print_table(out: dict[str, Any]) -> None:
+    res, params = out["results"], out["params"]
+    print()
+    print(
+        f"direct vs relay: one-way latency at {OFFERED_RATE:g} msg/s, "
+        f"{params['blocks']} x {params['block_s']:g} s per path, interleaved "
+        f"(send call start -> B's inbox watch), {out['environment']['cpus']} CPUs"
+    )
+    rtt = res.get("host_rtt_ms")
+    print(
+        f"host behind a delaying TCP proxy: +{rtt:g} ms round trip to the host; nodes on loopback"
+        if rtt
+        else "host and nodes on loopback (127.0.0.1)"
+    )
+    print()
+    print(
+        "| path | sent | arrived | p50 ms | p90 ms | p99 ms | max ms | to B ingress p50 ms | delivered via "
+        "| host relayed | CPU µs/msg A, B, host |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+    for path in PATHS:
+        r = res[path]
+        via = ", ".join(f"{k} {v}" for k, v in sorted(r["paths"].items())) or "-"
+        cpu = ", ".join(
+            f"{r['cpu_us_per_msg'][k]:.0f}" if k in r["cpu_us_per_msg"] else "-"
+            for k in ("node_a", "node_b", "host")
+        )
+        print(
+            f"| {path} | {r['sent']} | {r['arrived']} | {fmt(r.get('p50_ms'))} | "
+            f"{fmt(r.get('p90_ms'))} | {fmt(r.get('p99_ms'))} | {fmt(r.get('max_ms'))} | "
+            f"{fmt(r['to_b_ingress_start_1ms'].get('p50_ms'), 1)} | {via} | "
+            f"{r['host_relayed_envelopes']:.0f} | {cpu} |"
+        )
+    ratios, target = out["ratios"], out["targets"]["direct_vs_relay_p50_ratio"]
+    print(
+        f"| **direct / relay** | | | **{fmt(ratios['direct_vs_relay_p50'])}x** | "
+        f"{fmt(ratios['direct_vs_relay_p90'])}x | {fmt(ratios['direct_vs_relay_p99'])}x | | | | | |"
+    )
+    print()
+    verdict = "MET" if target["met"] else "NOT MET"
+    print(f"target: direct p50 ≤ {TARGET_P50_RATIO:g} x relay p50 -> {fmt(target['value'])}x: **{verdict}**")
+    if not out["checks"]["every_message_on_its_path_and_arrived"]:
+        print("WARNING: some messages did not arrive, or did not take the path of their phase (see the JSON)")
+    print(
+        f"direct pair upgraded {res['direct']['upgrade_seconds_after_befriend_start']:.1f} s after the "
+        f"invites; run took {res['wall_seconds']:.0f} s; JSON: {out['json_path']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 s per path instead of 10 s (< 50 s)")
+    ap.add_argument("--name", help="results name (default: direct_vs_relay or direct_vs_relay-quick)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp state dirs and logs")
+    ap.add_argument(
+        "--host-rtt-ms",
+        type=float,
+        metavar="MS",
+        help="nodes reach the host through a TCP proxy adding this round-trip time "
+        "(a host farther away than the peer); the nodes still dial each other directly",
+    )
+    ap.add_argument("--delay-proxy", nargs=2, metavar=("TARGET", "ONE_WAY_MS"), help=argparse.SUPPRESS)
+    ap.add_argument("--ready-file", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.delay_proxy:
+        delay_proxy_main(args.delay_proxy[0], float(args.delay_proxy[1]), args.ready_file)
+        return 0
+    mode = "quick" if args.quick else "full"
+    p = QUICK if args.quick else FULL
+    name = args.name or ("direct_vs_relay-quick" if args.quick else "direct_vs_relay")
+    if args.host_rtt_ms:
+        name += f"-rtt{args.host_rtt_ms:g}ms"
+    workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-dvr-"))
+    env_info = environment()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        results = asyncio.run(asyncio.wait_for(run(p, mode, workdir, args.host_rtt_ms), p.hard_limit_s))
+    except KeyboardInterrupt:
+        print("interrupted; children stopped", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 130
+    except TimeoutError:
+        print(f"benchmark stopped: over its {p.hard_limit_s:g} s limit", file=sys.stderr)
+        print(f"(state dirs and logs kept in {workdir})", file=sys.stderr)
+        return 1
+    except Exception as err:
+        print(f"benchmark failed: {err}", file=sys.stderr)
+        print(f"(state dirs and logs kept in {workdir})", file=sys.stderr)
+        return 1
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    RESULTS_DIR.mkdir(exist_ok=True)
+    json_path = RESULTS_DIR / f"{name}.json"
+    out = {
+        "benchmark": "direct_vs_relay",
+        "mode": mode,
+        "params": asdict(p),
+        "environment": env_info,
+        "results": results,
+        **assess(results),
+        "json_path": str(json_path.relative_to(BENCH_DIR.parent)),
+    }
+    json_path.write_text(json.dumps(out, indent=2) + "\n")
+    print_table(out)
+    if args.keep:
+        print(f"state dirs and logs kept in {workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
