@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,14 @@ def _translate_errors(method: Callable) -> Callable:
         except OverflowError:  # e.g. a ttl so large the expiry time does not fit the database
             context.set_trailing_metadata(((ERROR_CODE_KEY, "usage"),))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a number in the request is out of range")
+        except sqlite3.Error as err:  # e.g. the disk holding the state dir is full
+            log.warning("%s: state database error: %s", method.__name__, err)
+            context.set_trailing_metadata(((ERROR_CODE_KEY, "storage"),))
+            full = "full" in str(err).lower()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.INTERNAL,
+                f"state database error in {self.node.state_dir}: {err}",
+            )
 
     return wrapper
 

@@ -2,11 +2,14 @@
 floods it with registration waves, never-registering streams, oversized and
 malformed frames, a real friend pair keeps exchanging messages through it,
 and the host's memory stays bounded (VmRSS from /proc).
+
+Two flood rounds: the first shows the peak and what the process keeps
+afterwards (allocator arenas and caches sized by the peak); the second must
+not add much on top of that — growth per round is what a leak would show.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import threading
@@ -16,11 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.fuzz.common import befriend_api, tracebacks, vm_rss_kb
-from tests.harness import Proc, ProcGroup, wait_for
+from tests.harness import Proc, ProcGroup
 from tmax_core.client import NodeClient
-from tmax_core.errors import MeshError
 
-FLOOD_S = 15.0
+FLOOD_S = 12.0
 FAST = {
     "TMAX_MESH_MESSAGES_RETRY_INITIAL": "200ms",
     "TMAX_MESH_MESSAGES_RETRY_MAX": "1s",
@@ -28,10 +30,12 @@ FAST = {
 }
 ROOT = Path(__file__).resolve().parents[2]
 PEAK_GROWTH_MB = 150  # while the flood holds hundreds of streams open
-AFTER_GROWTH_MB = 50  # once it is over
+AFTER_GROWTH_MB = 80  # kept after the first round (measured ~35-47 MB on 2 shared cores)
+ROUND_GROWTH_MB = 20  # added by the second round (measured 0-10 MB)
+SETTLE_S = 3.0
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(150)
 def test_host_flood_bounded_memory_and_service(procs: ProcGroup, tmp_path: Path) -> None:
     host = procs.host("host", "--register-timeout", "2s")
     a = procs.node("a", "--relay", host.url, env=FAST)
@@ -40,27 +44,6 @@ def test_host_flood_bounded_memory_and_service(procs: ProcGroup, tmp_path: Path)
     with NodeClient(a.ready["socket"]) as c:
         assert c.msg_wait(c.msg_send(b.node_id, b"warm-up")["message_id"], 20)["status"] == "delivered"
     baseline = vm_rss_kb(host.pid)
-
-    out = tmp_path / "flood.json"
-    flood = procs.add(
-        Proc(
-            [
-                sys.executable,
-                "-m",
-                "tests.fuzz.flood",
-                "--target",
-                host.listen,
-                "--seconds",
-                str(FLOOD_S),
-                "--json",
-                str(out),
-            ],
-            tmp_path / "flood.ready",
-            tmp_path / "flood.log",
-            env={"PYTHONPATH": str(ROOT)},
-        )
-    ).start()
-
     peak = [baseline]
     stop = threading.Event()
 
@@ -70,57 +53,66 @@ def test_host_flood_bounded_memory_and_service(procs: ProcGroup, tmp_path: Path)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    # The friend pair talks all through the flood, both ways.
+    after: list[int] = []
     ids: dict[str, list[str]] = {"a": [], "b": []}
-    with NodeClient(a.ready["socket"]) as ca, NodeClient(b.ready["socket"]) as cb:
-        i = 0
-        while flood.alive():
-            i += 1
-            ids["a"].append(ca.msg_send(b.node_id, f"a{i}".encode())["message_id"])
-            ids["b"].append(cb.msg_send(a.node_id, f"b{i}".encode())["message_id"])
-            time.sleep(0.2)
-        assert flood.proc.returncode == 0, flood.log()
-        started = time.monotonic()
-        for client, mids in ((ca, ids["a"]), (cb, ids["b"])):
-            for mid in mids:
-                left = max(1.0, 30 - (time.monotonic() - started))
-                assert client.msg_wait(mid, left)["status"] == "delivered", client.msg_status(mid)
-        drain_s = time.monotonic() - started
-    stop.set()
-    sampler.join()
-    stats = json.loads(out.read_text())
-    print(f"flood: {stats}")
-    # The flood did what it says.
-    assert stats["registered"] > 300 and stats.get("error:too_large", 0) > 10, stats
-    assert sum(v for k, v in stats.items() if k.startswith("malformed_ended")) > 10, stats
-    assert stats.get("idle_unregistered", 0) > 50, stats
-
-    for node, name, prefix in ((b, "b", "a"), (a, "a", "b")):
-        with NodeClient(node.ready["socket"]) as c:
-            bodies = sorted(m["body"] for m in c.inbox_list() if m["body"] != "warm-up")
-        assert len(bodies) == len(ids[prefix]) == len(set(bodies)), (name, len(bodies), len(ids[prefix]))
-
-    # Memory: bounded at the peak, back near the baseline once streams are gone.
-    def settled() -> bool:
-        return (vm_rss_kb(host.pid) - baseline) / 1024 < AFTER_GROWTH_MB
-
-    with contextlib.suppress(AssertionError):  # the bound is asserted below, with the figures
-        wait_for(settled, timeout=20, interval=0.5, what="host memory to settle")
-    after = vm_rss_kb(host.pid)
-    print(
-        f"host RSS: baseline {baseline / 1024:.1f} MB, peak {peak[0] / 1024:.1f} MB, "
-        f"after {after / 1024:.1f} MB; "
-        f"{len(ids['a']) * 2} messages through the flood, drained {drain_s:.1f}s after it"
+    lines = []
+    try:
+        with NodeClient(a.ready["socket"]) as ca, NodeClient(b.ready["socket"]) as cb:
+            for rnd in range(2):
+                out = tmp_path / f"flood{rnd}.json"
+                argv = [sys.executable, "-m", "tests.fuzz.flood", "--target", host.listen]
+                argv += ["--seconds", str(FLOOD_S), "--json", str(out)]
+                flood = procs.add(
+                    Proc(
+                        argv,
+                        tmp_path / f"flood{rnd}.ready",
+                        tmp_path / "flood.log",
+                        {"PYTHONPATH": str(ROOT)},
+                    )
+                ).start()
+                # The friend pair talks all through the flood, both ways.
+                i = len(ids["a"])
+                while flood.alive():
+                    i += 1
+                    ids["a"].append(ca.msg_send(b.node_id, f"a{i}".encode())["message_id"])
+                    ids["b"].append(cb.msg_send(a.node_id, f"b{i}".encode())["message_id"])
+                    time.sleep(0.2)
+                assert flood.proc.returncode == 0, flood.log()
+                started = time.monotonic()
+                for client, mids in ((ca, ids["a"]), (cb, ids["b"])):
+                    for mid in mids:
+                        left = max(1.0, 30 - (time.monotonic() - started))
+                        assert client.msg_wait(mid, left)["status"] == "delivered", client.msg_status(mid)
+                drain_s = time.monotonic() - started
+                stats = json.loads(out.read_text())
+                # The flood did what it says.
+                assert stats["registered"] > 300 and stats.get("error:too_large", 0) > 10, stats
+                assert sum(v for k, v in stats.items() if k.startswith("malformed_ended")) > 10, stats
+                assert stats.get("idle_unregistered", 0) > 50, stats
+                time.sleep(SETTLE_S)
+                after.append(vm_rss_kb(host.pid))
+                lines.append(
+                    f"round {rnd}: {stats}; RSS after {after[-1] / 1024:.1f} MB; "
+                    f"pair drained {drain_s:.1f}s after the flood"
+                )
+    finally:
+        stop.set()
+        sampler.join()
+    summary = (
+        f"host RSS baseline {baseline / 1024:.1f} MB, peak {peak[0] / 1024:.1f} MB, "
+        f"after {[round(x / 1024, 1) for x in after]} MB; {len(ids['a']) * 2} messages through the floods"
     )
-    assert (peak[0] - baseline) / 1024 < PEAK_GROWTH_MB
-    assert (after - baseline) / 1024 < AFTER_GROWTH_MB
-    assert host.alive()
+    print("\n".join([*lines, summary]))
+
+    for node, prefix in ((b, "a"), (a, "b")):
+        with NodeClient(node.ready["socket"]) as c:
+            bodies = [m["body"] for m in c.inbox_list() if m["body"] != "warm-up"]
+        assert len(bodies) == len(set(bodies)) == len(ids[prefix]), summary
+    assert (peak[0] - baseline) / 1024 < PEAK_GROWTH_MB, summary
+    assert (after[0] - baseline) / 1024 < AFTER_GROWTH_MB, summary
+    assert (after[1] - after[0]) / 1024 < ROUND_GROWTH_MB, summary
+    assert host.alive() and a.alive() and b.alive()
     log = host.log_path.read_text(errors="replace")
     assert tracebacks(log) == 0, log[-5000:]
-    for node in (a, b):
-        assert node.alive()
-    try:
-        with NodeClient(a.ready["socket"]) as c:
-            assert c.msg_wait(c.msg_send(b.node_id, b"after")["message_id"], 20)["status"] == "delivered"
-    except MeshError as err:
-        pytest.fail(f"the pair cannot talk after the flood: {err}")
+    with NodeClient(a.ready["socket"]) as c:
+        assert c.msg_wait(c.msg_send(b.node_id, b"after")["message_id"], 20)["status"] == "delivered"

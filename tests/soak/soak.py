@@ -540,6 +540,9 @@ def summary(r: dict[str, Any]) -> str:
     d = r["delay_ms"]
     k = r["kills"]
     where = f"natlab, {r['loss_percent']}% WAN loss" if r["natlab"] else "loopback"
+    unconfirmed = f"{r['unconfirmed_sends']} ({r['unconfirmed_delivered']} of them delivered once)"
+    kills = f"{k['total']} (host {k['host']}, node {k['node']}); survived {r['kills_survived']}"
+    n_tb = sum(t["count"] for t in r["tracebacks"].values())
     lines = [
         f"soak: {r['traffic_s']}s of traffic, {r['nodes']} nodes + host ({where}), settle {r['settle_s']}s",
         f"  messages sent      {r['messages_sent']}",
@@ -547,9 +550,9 @@ def summary(r: dict[str, Any]) -> str:
         f"  duplicates         {r['duplicates']}",
         f"  lost               {r['lost']}",
         f"  pending (in TTL)   {r['pending']}",
-        f"  unconfirmed sends  {r['unconfirmed_sends']} ({r['unconfirmed_delivered']} of them delivered once)",
-        f"  kills              {k['total']} (host {k['host']}, node {k['node']}); survived {r['kills_survived']}",
-        f"  crashes            {len(r['crashes'])}; tracebacks in logs {sum(t['count'] for t in r['tracebacks'].values())}",
+        f"  unconfirmed sends  {unconfirmed}",
+        f"  kills              {kills}",
+        f"  crashes            {len(r['crashes'])}; tracebacks in logs {n_tb}",
         f"  delay ms           p50 {d['p50']}  p90 {d['p90']}  p99 {d['p99']}  max {d['max']}",
     ]
     if "loss_drops" in r:

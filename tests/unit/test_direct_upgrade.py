@@ -1,5 +1,6 @@
 """The ``direct`` plugin's upgrader and transport ordering, in-process: a real
-PeerService (health included) on 127.0.0.1, a fake relay for lookups.
+PeerService on 127.0.0.1 answering with real signed acks, a fake relay for
+lookups.
 
 The process-level behaviour (rendezvous through a real host, NAT, firewall)
 is in tests/e2e/test_direct.py and tests/natlab/test_nat_upgrade.py.
@@ -19,9 +20,11 @@ import pytest_asyncio
 from tmax_mesh_direct import plugin
 from tmax_mesh_direct.upgrade import DIRECT, RELAY, Upgrader, _Pacer
 
+from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
+from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend
-from tmax_core.peer import SERVICE, DirectTransport, start_peer_server
+from tmax_core.peer import DirectTransport, start_peer_server
 
 MAX_BYTES = 1 << 20
 
@@ -36,6 +39,7 @@ class FakeNode:
     """What DirectTransport, the peer server and the Upgrader use of a node."""
 
     def __init__(self, *, probe_interval_ms: int = 60_000, slow_s: float = 0.0) -> None:
+        self.identity = NodeIdentity.generate()
         self.config = FakeConfig()
         self.friends: dict[bytes, Friend] = {}
         self.friend_listeners: list[Any] = []
@@ -52,7 +56,15 @@ class FakeNode:
         return b"ack:" + data
 
     async def handle_envelope_batch(self, envelopes: list[bytes], source: Any) -> bytes:
-        return b"batch-ack"
+        await asyncio.sleep(self.slow_s if envelopes else 0)
+        self.delivered += envelopes
+        return env.make_ack_batch(self.identity, to_node_id=b"", entries=[])
+
+    def as_friend(self, endpoints: list[str] | None = None) -> Friend:
+        """This node as someone's friend."""
+        return Friend(
+            node_id=self.identity.node_id, public_key=self.identity.public_key, endpoints=endpoints or []
+        )
 
 
 class FakeRelay:
@@ -70,8 +82,8 @@ class FakeRelay:
         return list(self.answers.get(node_id, []))
 
 
-def friend(n: int, endpoints: list[str] | None = None) -> Friend:
-    return Friend(node_id=bytes([n]) * 20, public_key=b"\x02" + bytes([n]) * 32, endpoints=endpoints or [])
+def stranger() -> Friend:
+    return FakeNode().as_friend()
 
 
 def dead_endpoint() -> str:
@@ -107,10 +119,10 @@ async def local() -> AsyncIterator[tuple[FakeNode, FakeRelay, DirectTransport, U
 
 
 async def test_probe_and_lookup_decide_the_path(peer, local) -> None:
-    _remote, good = peer
+    remote, good = peer
     node, relay, direct, upgrader = local
     dead = dead_endpoint()
-    f = friend(1)
+    f = remote.as_friend()
     node.friends[f.node_id] = f
     assert upgrader.prefers_direct(f) is None  # nothing known yet: leave the default order
 
@@ -140,9 +152,9 @@ async def test_probe_and_lookup_decide_the_path(peer, local) -> None:
 
 
 async def test_failures_stay_until_a_probe_says_otherwise(peer, local) -> None:
-    _remote, good = peer
+    remote, good = peer
     node, relay, direct, upgrader = local
-    f = friend(2)
+    f = remote.as_friend()
     node.friends[f.node_id] = f
     relay.answers[f.node_id] = [good]
     await upgrader.refresh(f)
@@ -164,7 +176,7 @@ async def test_send_interrupted_by_a_concurrent_failure_falls_back(local) -> Non
     server, bound = await start_peer_server(slow, "127.0.0.1:0")  # type: ignore[arg-type]
     try:
         node, _relay, direct, _upgrader = local
-        f = friend(3, [bound])
+        f = slow.as_friend([bound])
         node.friends[f.node_id] = f
         sending = asyncio.create_task(direct.send(f, b"x", 5))
         await asyncio.sleep(0.3)  # the call is in flight
@@ -184,7 +196,7 @@ async def test_probe_interrupted_by_a_concurrent_failure_is_a_failure(local) -> 
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(
-                "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(hang)}
+                "tmax_mesh.v1.PeerService", {"DeliverBatch": grpc.unary_unary_rpc_method_handler(hang)}
             ),
         )
     )
@@ -194,8 +206,8 @@ async def test_probe_interrupted_by_a_concurrent_failure_is_a_failure(local) -> 
         _node, _relay, direct, upgrader = local
         upgrader.dial_timeout_s = 3.0
         endpoint = f"127.0.0.1:{port}"
-        probing = asyncio.create_task(upgrader.probe(endpoint))
-        await asyncio.sleep(0.3)  # connected, the health check is in flight
+        probing = asyncio.create_task(upgrader.probe(endpoint, stranger()))
+        await asyncio.sleep(0.3)  # connected, the probe call is in flight
         direct.mark_failed(endpoint)  # e.g. a send failed: closes the shared channel under it
         error = await asyncio.wait_for(probing, 3)
         assert error is not None and "closed" in error
@@ -203,29 +215,33 @@ async def test_probe_interrupted_by_a_concurrent_failure_is_a_failure(local) -> 
         await server.stop(0)
 
 
-async def test_probe_reports_why(local) -> None:
-    _node, _relay, _direct, upgrader = local
-    error = await upgrader.probe(dead_endpoint())
+async def test_probe_reports_why(peer, local) -> None:
+    remote, good = peer
+    _node, _relay, direct, upgrader = local
+    assert await upgrader.probe(good, remote.as_friend()) is None
+    # Another node answers at that address (shared NAT, port reused): not healthy for this friend.
+    error = await upgrader.probe(good, stranger())
+    assert error is not None and "not this friend's node" in error and not direct.healthy(good)
+    error = await upgrader.probe(dead_endpoint(), remote.as_friend())
     assert (error and "UNAVAILABLE" in error) or error == "dial timed out"
     # Something that is not a PeerService: no health service there.
     server = grpc.aio.server()
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        error = await upgrader.probe(f"127.0.0.1:{port}")
+        error = await upgrader.probe(f"127.0.0.1:{port}", remote.as_friend())
         assert error is not None and "UNIMPLEMENTED" in error
     finally:
         await server.stop(0)
-    assert SERVICE == "tmax_mesh.v1.PeerService"
 
 
 async def test_scheduling_new_friends_and_retries(peer) -> None:
-    _remote, good = peer
+    remote, good = peer
     node = FakeNode(probe_interval_ms=60_000)
     relay = FakeRelay()
     direct = DirectTransport(node)  # type: ignore[arg-type]
     upgrader = Upgrader(node, relay, direct)  # type: ignore[arg-type]
-    f = friend(4)
+    f = remote.as_friend()
     node.friends[f.node_id] = f
     upgrader.start()
     try:
@@ -272,7 +288,7 @@ async def test_select_transport_uses_the_senders_upgrader(peer) -> None:
         name = "relay"
         cost = 50
 
-    f = friend(5)
+    f = stranger()
     made = []
     try:
         for path in (DIRECT, RELAY):

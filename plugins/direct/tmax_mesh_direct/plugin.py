@@ -24,7 +24,7 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         "direct.dial_timeout",
         str,
         "1s",
-        "how long one direct connection attempt or health probe may take before falling back",
+        "how long one direct connection attempt or probe may take before falling back",
         validate=validate_duration,
     )
     registry.add(

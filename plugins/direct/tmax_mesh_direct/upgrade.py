@@ -3,8 +3,9 @@
 For every friend, the :class:`Upgrader` asks the relay host where the friend
 can be dialled (:meth:`tmax_mesh_relay.transport.RelayTransport.lookup`: the
 friend's advertised endpoints, and its observed IP with each advertised port),
-probes those endpoints in the background with the gRPC health service and a
-short timeout, and hands them to the core ``direct`` transport
+probes those endpoints in the background with a short timeout (an empty
+``DeliverBatch``, whose signed ack proves that the friend itself answers
+there), and hands them to the core ``direct`` transport
 (``DirectTransport.discovered``) with their health. Sends then go direct; any
 failure marks the endpoint unhealthy and the relay carries the message; the
 next probe round upgrades again. Delivery never waits on any of this: the
@@ -30,11 +31,11 @@ import time
 from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
-from tmax_core.peer import SERVICE as PEER_SERVICE
-from tmax_core.peer import DirectTransport
+from tmax_core.errors import EnvelopeError
+from tmax_core.peer import DELIVER_BATCH, DirectTransport
 
 if TYPE_CHECKING:
     from tmax_mesh_relay.transport import RelayTransport
@@ -51,6 +52,8 @@ RELAY = "relay"
 LOOKUP_RATE_PER_S = 1.5
 LOOKUP_BURST = 8
 FIRST_RETRY_S = 1.0  # retry delay for a friend the host knows no endpoint for (doubles)
+EMPTY_BATCH = b""  # a serialized EnvelopeBatch with no envelopes
+MAX_PROBE_ACK_BYTES = 4096  # a signed ack of an empty batch is about 150 bytes
 
 
 class _Pacer:
@@ -172,7 +175,7 @@ class Upgrader:
             return  # removed while we asked
         self._seen[node_id] = tuple(friend.endpoints)
         candidates = list(dict.fromkeys([*friend.endpoints, *found]))
-        errors = await asyncio.gather(*(self.probe(ep) for ep in candidates))
+        errors = await asyncio.gather(*(self.probe(ep, friend) for ep in candidates))
         # Every endpoint the host gave goes to the transport, with its health
         # (what failed stays marked failed), so `node status` shows them all.
         self.direct.discovered[node_id] = [ep for ep in found if ep not in friend.endpoints]
@@ -201,14 +204,24 @@ class Upgrader:
             if node_id in self._due:
                 self._due[node_id] = min(self._due[node_id], time.monotonic() + delay)
 
-    async def probe(self, endpoint: str) -> str | None:
-        """Dial ``endpoint`` and ask its health service about PeerService:
-        ``None`` when it serves, else why not."""
+    async def probe(self, endpoint: str, friend: Friend) -> str | None:
+        """Dial ``endpoint`` and check that ``friend`` answers there: ``None``
+        if so, else why not.
+
+        The check is an empty ``DeliverBatch``: the node there answers with a
+        batch ack signed by its key, so the probe proves who listens on the
+        endpoint, not just that some PeerService does (an observed address can
+        be another node's: a shared NAT, a port reused after a restart).
+        """
         channel = self.direct.channel(endpoint)
         try:
             await asyncio.wait_for(channel.channel_ready(), self.dial_timeout_s)
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=PEER_SERVICE), timeout=self.dial_timeout_s
+            answer = await channel.unary_unary(DELIVER_BATCH)(EMPTY_BATCH, timeout=self.dial_timeout_s)
+            env.verify_ack_batch(
+                answer,
+                expected_signer_public_key=friend.public_key,
+                expected_signer_node_id=friend.node_id,
+                max_bytes=MAX_PROBE_ACK_BYTES,
             )
         except TimeoutError:
             error = "dial timed out"
@@ -224,10 +237,10 @@ class Upgrader:
             if task is not None and task.cancelling():
                 raise
             error = "connection closed after a send on it failed"
+        except EnvelopeError as err:
+            error = f"not this friend's node: {err}"
         else:
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                self.direct.mark_healthy(endpoint)
-                return None
-            error = f"health {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}"
+            self.direct.mark_healthy(endpoint)
+            return None
         self.direct.mark_failed(endpoint)
         return error

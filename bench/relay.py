@@ -1,0 +1,859 @@
+"""Relay benchmark: ``tmax-host`` against a bare ``grpc.aio`` forwarder of the
+same shape, measured in the same invocation.
+
+Run from the checkout (see bench/README.md)::
+
+    .venv/bin/python bench/relay.py            # full run, < 3 minutes
+    .venv/bin/python bench/relay.py --quick    # < 45 s
+
+Processes (all on 127.0.0.1, each its own process):
+
+* **tmax-host**, the real console script (``--listen 127.0.0.1:0
+  --ready-file``), its per-connection frame rate lifted (``--rate``/``--burst``)
+  so the relay path is measured, not its pacing;
+* **bare forwarder**: a minimal ``grpc.aio`` server written here (this file,
+  ``--bare-server``): one bidi stream per node, a challenge → id → ok
+  handshake without crypto, then every frame ``to(20) | message_id(16) |
+  envelope`` is written as ``from(20) | message_id(16) | envelope`` into the
+  recipient's stream, straight from the sender's task under a per-recipient
+  lock (the shape DESIGN §10 recommends), with tmax-host's server options;
+* a **sender** and a **receiver** client process (this file, ``--client``),
+  each registered on both servers: on tmax-host through ``HostSession``
+  (real challenge / signed Register), on the bare forwarder with its
+  handshake. The sender sends ``RelaySend`` frames holding envelopes sealed
+  with ``tmax_core.envelope.seal`` to the receiver (sealed before timing: a
+  pool of distinct envelopes per size, sent round-robin); the bare forwarder
+  gets the same envelope bytes. The receiver does **not** answer with acks:
+  one frame per message crosses each relay, so the figure is the forwarding
+  path alone (with acks a relay carries two frames per message).
+
+Per envelope size (256 B and 4 KiB, the whole serialized envelope) and per
+relay, in blocks that alternate between the two relays (ABBA):
+
+* a fixed offered rate, 1,000 msg/s, open loop (each send on schedule);
+* max: the sender writes as fast as the stream takes frames (gRPC
+  flow control is the only pacing) for a fixed time.
+
+One-way latency = sender's ``time.monotonic_ns()`` just before the write →
+receiver's ``time.monotonic_ns()`` just after the read. ``CLOCK_MONOTONIC`` is
+system-wide on Linux, so two processes on this machine share it. A relay
+forwards one sender's frames in order, so the i-th arrival is the i-th send;
+each arrival's message id is checked against the send's.
+
+Prints a table (tmax-host, bare forwarder, ratio, targets: throughput ≥ 0.8 ×
+bare, p50 ≤ 1.25 × bare) and writes ``bench/results/relay.json`` (or
+``relay-quick.json``). Every wait is bounded, the whole run has a hard limit,
+and the child processes are stopped on every exit path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from array import array
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+sys.path.insert(0, str(BENCH_DIR))
+
+from messaging import (  # noqa: E402 - the sibling bench's process and stats helpers
+    BIN,
+    Child,
+    PhaseProfiler,
+    cpu_seconds,
+    environment,
+    fmt,
+    ratio,
+    summarize_ms,
+)
+
+SIZES = (256, 4096)  # serialized envelope bytes
+OFFERED_RATE = 1000.0  # msg/s
+TARGET_TPUT_RATIO = 0.8  # tmax-host throughput / bare throughput, at least
+TARGET_P50_RATIO = 1.25  # tmax-host p50 / bare p50, at most
+RELAYS = ("host", "bare")
+LABELS = {"host": "tmax-host", "bare": "bare forwarder"}
+BARE_SERVICE = "tmax_bench.Relay"
+BARE_CONNECT = f"/{BARE_SERVICE}/Connect"
+NODE_ID_LEN = 20
+MID_LEN = 16
+# Lift the per-connection frame rate: measure the relay path, not its pacing.
+HOST_FLAGS = ["--rate", "1000000", "--burst", "1000000"]
+GC_FREEZE_EVERY = 1000  # as tmax-host: freeze long-lived objects after registration waves
+
+
+@dataclass(frozen=True)
+class Params:
+    blocks: int  # blocks per relay and size (ABBA order)
+    rate_s: float  # seconds at OFFERED_RATE per block
+    max_s: float  # seconds at max per block
+    warm_s: float  # seconds at max before each block, not measured
+    pool: int  # distinct sealed envelopes per size
+    collect_timeout_s: float  # wait for the last arrivals of a phase
+    hard_limit_s: float  # the whole run is cancelled (children stopped) after this
+
+
+FULL = Params(blocks=2, rate_s=5.0, max_s=4.0, warm_s=0.5, pool=1000, collect_timeout_s=15.0, hard_limit_s=175.0)
+QUICK = Params(blocks=1, rate_s=2.5, max_s=2.0, warm_s=0.3, pool=400, collect_timeout_s=8.0, hard_limit_s=43.0)
+
+
+# --------------------------------------------------------------------------- bare forwarder
+
+
+def bare_server_options() -> list[tuple[str, Any]]:
+    """tmax-host's own gRPC server options (keepalive policy, limits, reuseport)."""
+    from tmax_mesh_relay.host import default_settings, server_options
+
+    return server_options(default_settings())
+
+
+def bare_relay_main(ready_file: str, listen: str = "127.0.0.1:0") -> None:
+    """Child-process mode: the bare forwarder (raw bytes, no protobuf, no crypto)."""
+    import grpc
+
+    async def main() -> None:
+        routes: dict[bytes, tuple[Any, asyncio.Lock]] = {}
+        registrations = 0
+
+        async def connect(request_iterator: Any, context: Any) -> None:
+            nonlocal registrations
+            await context.write(os.urandom(32))  # "challenge"
+            first = await context.read()
+            if first is grpc.aio.EOF or len(first) != NODE_ID_LEN:
+                return
+            node_id = bytes(first)
+            me = (context, asyncio.Lock())
+            routes[node_id] = me
+            registrations += 1
+            if registrations % GC_FREEZE_EVERY == 0:
+                gc.freeze()
+            await context.write(b"\x01")  # "registered"
+            try:
+                while True:
+                    data = await context.read()
+                    if data is grpc.aio.EOF:
+                        return
+                    dest = routes.get(data[:NODE_ID_LEN])
+                    if dest is None:
+                        continue
+                    out = node_id + data[NODE_ID_LEN:]
+                    try:
+                        async with dest[1]:
+                            await dest[0].write(out)
+                    except Exception:
+                        continue
+            finally:
+                if routes.get(node_id) is me:
+                    del routes[node_id]
+
+        server = grpc.aio.server(options=bare_server_options())
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    BARE_SERVICE, {"Connect": grpc.stream_stream_rpc_method_handler(connect)}
+                ),
+            )
+        )
+        port = server.add_insecure_port(listen)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        from tmax_core.readyfile import write_ready_file
+
+        host = listen.rpartition(":")[0]
+        write_ready_file(Path(ready_file), {"pid": os.getpid(), "listen": f"{host}:{port}"})
+        await stop.wait()
+        await server.stop(grace=0.5)
+
+    asyncio.run(main())
+
+
+class BareSession:
+    """A client stream on the bare forwarder (the counterpart of ``HostSession``)."""
+
+    def __init__(self, channel: Any, call: Any) -> None:
+        self.channel = channel
+        self.call = call
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, target: str, node_id: bytes, timeout: float = 10.0) -> BareSession:
+        import grpc
+        from tmax_mesh_relay.client import channel_options
+
+        channel = grpc.aio.insecure_channel(target, options=channel_options(2 * 1024 * 1024))
+        call = channel.stream_stream(BARE_CONNECT)()
+        try:
+            async with asyncio.timeout(timeout):
+                challenge = await call.read()
+                if challenge is grpc.aio.EOF:
+                    raise ConnectionError("the bare relay closed the stream")
+                await call.write(node_id)
+                ok = await call.read()
+                if ok is grpc.aio.EOF:
+                    raise ConnectionError("the bare relay closed the stream")
+        except BaseException:
+            await channel.close()
+            raise
+        return cls(channel, call)
+
+    async def write(self, data: bytes) -> None:
+        async with self._write_lock:
+            await self.call.write(data)
+
+    async def read(self) -> bytes | None:
+        import grpc
+
+        data = await self.call.read()
+        return None if data is grpc.aio.EOF else data
+
+    async def close(self) -> None:
+        self.call.cancel()
+        await self.channel.close()
+
+
+# --------------------------------------------------------------------------- envelopes
+
+
+def seal_sized(sender: Any, recipient_id: bytes, recipient_key: bytes, size: int) -> bytes:
+    """A properly sealed envelope of ``size`` serialized bytes (or the nearest below)."""
+    from tmax_core import envelope as env
+
+    def seal(n: int) -> bytes:
+        return env.seal(
+            sender,
+            to_node_id=recipient_id,
+            to_public_key=recipient_key,
+            scope="message",
+            content_type="bench",
+            body=os.urandom(max(0, n)),
+        )
+
+    n = size - 256  # overhead is about 250 bytes
+    for _ in range(6):
+        data = seal(n)
+        if len(data) == size:
+            return data
+        n += size - len(data)
+    while len(data) > size and n > 0:  # a varint boundary: settle just below
+        n -= 1
+        data = seal(n)
+    return data
+
+
+# --------------------------------------------------------------------------- client processes
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class Sink:
+    """Arrivals on one relay stream: receive times and message ids, in order."""
+
+    def __init__(self) -> None:
+        self.times: array = array("q")
+        self.mids: list[bytes] = []
+        self.other: Counter[str] = Counter()
+        self.want = 1 << 62
+        self.enough = asyncio.Event()
+
+    def reset(self) -> None:
+        self.times = array("q")
+        self.mids = []
+        self.want = 1 << 62
+        self.enough.clear()
+
+
+async def read_host(session: Any, sink: Sink) -> None:
+    clock = time.monotonic_ns
+    while True:
+        frame = await session.read()
+        t = clock()
+        if frame is None:
+            return
+        kind = frame.WhichOneof("frame")
+        if kind == "deliver":
+            sink.times.append(t)
+            sink.mids.append(frame.deliver.message_id)
+            if len(sink.times) >= sink.want:
+                sink.enough.set()
+        else:
+            sink.other[kind if kind != "error" else f"error:{frame.error.code}"] += 1
+
+
+async def read_bare(session: BareSession, sink: Sink) -> None:
+    clock = time.monotonic_ns
+    while True:
+        data = await session.read()
+        t = clock()
+        if data is None:
+            return
+        sink.times.append(t)
+        sink.mids.append(data[NODE_ID_LEN : NODE_ID_LEN + MID_LEN])
+        if len(sink.times) >= sink.want:
+            sink.enough.set()
+
+
+async def open_relay_session(relay: str, target: str, identity: Any) -> Any:
+    """Connect and register ``identity`` on one relay (HostSession for tmax-host)."""
+    if relay == "host":
+        from tmax_mesh_relay.client import HostSession
+
+        session = await HostSession.open(target)
+        try:
+            await session.register(identity, [], [])
+        except BaseException:
+            await session.close()
+            raise
+        return session
+    return await BareSession.open(target, identity.node_id)
+
+
+async def send_phase(
+    session: Any, frames: list[Any], mids: list[bytes], cmd: dict[str, Any]
+) -> dict[str, Any]:
+    """Write frames round-robin, on schedule (``rate``) or as fast as they go (``max``)."""
+    clock = time.monotonic_ns
+    sent, due = array("q"), array("q")
+    m = len(frames)
+    write = session.write
+    if cmd["mode"] == "rate":
+        n = int(cmd["rate"] * cmd["seconds"])
+        period = 1e9 / cmd["rate"]
+        t0 = clock() + 2_000_000
+        for i in range(n):
+            d = t0 + int(i * period)
+            now = clock()
+            if d > now:
+                await asyncio.sleep((d - now) / 1e9)
+            sent.append(clock())
+            due.append(d)
+            await write(frames[i % m])
+    else:
+        end = clock() + int(cmd["seconds"] * 1e9)
+        i = 0
+        while (t := clock()) < end:
+            sent.append(t)
+            await write(frames[i % m])
+            i += 1
+    out = Path(cmd["out"])
+    n = len(sent)
+    out.with_suffix(".sent").write_bytes(sent.tobytes())
+    out.with_suffix(".due").write_bytes(due.tobytes())
+    out.with_suffix(".mids").write_bytes(b"".join(mids[i % m] for i in range(n)))
+    lag = [(s - d) / 1e9 for s, d in zip(sent, due, strict=False)]
+    return {"n": n, "schedule_lag": summarize_ms(lag) if lag else None}
+
+
+async def client_main(args: argparse.Namespace) -> None:
+    """Child-process mode: the sender or the receiver, driven by JSON lines on stdin."""
+    from tmax_core import envelope as env
+    from tmax_core.identity import NodeIdentity
+    from tmax_mesh_relay.proto import host_pb2
+
+    role = args.client
+    keys = json.loads(Path(args.keys).read_text())
+    me = NodeIdentity.from_secret(bytes.fromhex(keys[role]), 0)
+    peer = NodeIdentity.from_secret(bytes.fromhex(keys["receiver"]), 0)
+    targets = {k: v for k, v in (("host", args.host), ("bare", args.bare)) if v}
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    info: dict[str, Any] = {"ready": True, "pid": os.getpid()}
+    frames: dict[tuple[str, int], list[Any]] = {}
+    pool_mids: dict[int, list[bytes]] = {}
+    if role == "sender":
+        t0 = time.perf_counter()
+        envelope_bytes = {}
+        for size in sizes:
+            pool = [seal_sized(me, peer.node_id, peer.public_key, size) for _ in range(args.pool)]
+            pool_mids[size] = [env.parse(e, 1 << 22).message_id for e in pool]
+            envelope_bytes[size] = sorted({len(e) for e in pool})
+            frames["host", size] = [
+                host_pb2.NodeFrame(relay_send=host_pb2.RelaySend(to=peer.node_id, envelope=e)) for e in pool
+            ]
+            frames["bare", size] = [
+                peer.node_id + mid + e for mid, e in zip(pool_mids[size], pool, strict=True)
+            ]
+        info["seal_s"] = time.perf_counter() - t0
+        info["envelope_bytes"] = envelope_bytes
+
+    sessions = {}
+    sinks = {}
+    readers = []
+    for relay, target in targets.items():
+        sessions[relay] = await open_relay_session(relay, target, me)
+        sinks[relay] = Sink()
+        reader = read_host if relay == "host" else read_bare
+        readers.append(asyncio.create_task(reader(sessions[relay], sinks[relay])))
+    emit(info)
+
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    while line := await stdin.readline():
+        cmd = json.loads(line)
+        op = cmd["op"]
+        if op == "send":
+            relay, size = cmd["relay"], cmd["size"]
+            res = await send_phase(sessions[relay], frames[relay, size], pool_mids[size], cmd)
+            res["other_frames"] = dict(sinks[relay].other)
+            emit(res)
+        elif op == "collect":
+            sink = sinks[cmd["relay"]]
+            sink.want = cmd["n"]
+            if len(sink.times) < sink.want:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sink.enough.wait(), cmd["timeout"])
+            out = Path(cmd["out"])
+            out.with_suffix(".recv").write_bytes(sink.times.tobytes())
+            out.with_suffix(".mids").write_bytes(b"".join(sink.mids))
+            emit({"n": len(sink.times), "other_frames": dict(sink.other)})
+            sink.reset()
+        elif op == "stop":
+            break
+    for reader in readers:
+        reader.cancel()
+    for session in sessions.values():
+        with contextlib.suppress(Exception):
+            await session.close()
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+class Worker:
+    """A child process driven by JSON lines on its stdin, answering on its stdout.
+
+    It exits when its stdin closes, so it cannot outlive the bench for long
+    even if the bench is killed; ``stop`` also signals its process group.
+    """
+
+    def __init__(self, name: str, argv: list[str], workdir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = workdir / f"{name}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, env: dict[str, str] | None = None) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+                limit=1 << 24,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except FileNotFoundError:
+            return ""
+
+    async def reply(self, timeout: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"{self.name}: no answer in {timeout:g} s:\n{self.log_tail()}") from None
+        if not line:
+            raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
+        return json.loads(line)
+
+    async def request(self, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.send(cmd)
+        return await self.reply(timeout)
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(Exception):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for sig, wait in ((None, timeout), (signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), wait)
+            if proc.returncode is not None:
+                return
+
+
+def load_q(path: Path) -> array:
+    a = array("q")
+    a.frombytes(path.read_bytes())
+    return a
+
+
+def match(workdir: Path, tag: str) -> dict[str, Any]:
+    """Pair the i-th arrival with the i-th send (one stream, in order), checking message ids."""
+    base = workdir / tag
+    sent, due = load_q(base.with_suffix(".sent")), load_q(base.with_suffix(".due"))
+    rbase = workdir / f"{tag}-r"
+    recv = load_q(rbase.with_suffix(".recv"))
+    smids, rm = base.with_suffix(".mids").read_bytes(), rbase.with_suffix(".mids").read_bytes()
+    one_way, from_due, mismatched = [], [], 0
+    for i in range(min(len(sent), len(recv))):
+        if smids[i * MID_LEN : (i + 1) * MID_LEN] != rm[i * MID_LEN : (i + 1) * MID_LEN]:
+            mismatched += 1
+            continue
+        one_way.append((recv[i] - sent[i]) / 1e9)
+        if due:
+            from_due.append((recv[i] - due[i]) / 1e9)
+    for suffix in (".sent", ".due", ".mids"):
+        base.with_suffix(suffix).unlink(missing_ok=True)
+    for suffix in (".recv", ".mids"):
+        rbase.with_suffix(suffix).unlink(missing_ok=True)
+    span_s = (recv[-1] - sent[0]) / 1e9 if recv and sent else 0.0
+    return {
+        "sent": len(sent),
+        "received": len(recv),
+        "mismatched": mismatched,
+        "one_way_s": one_way,
+        "from_schedule_s": from_due,
+        "span_s": span_s,
+    }
+
+
+class Bench:
+    def __init__(self, p: Params, workdir: Path, sender: Worker, receiver: Worker, pids: dict[str, int]):
+        self.p = p
+        self.workdir = workdir
+        self.sender = sender
+        self.receiver = receiver
+        self.pids = pids  # host, bare, sender, receiver
+        self.k = 0
+        # (relay, size, mode) -> accumulated samples
+        self.acc: dict[tuple[str, int, str], dict[str, Any]] = {}
+
+    async def phase(self, relay: str, size: int, mode: str, seconds: float, keep: bool = True) -> None:
+        self.k += 1
+        tag = f"p{self.k}"
+        cpu0 = {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
+        t0 = time.monotonic()
+        cmd = {"op": "send", "relay": relay, "size": size, "mode": mode, "rate": OFFERED_RATE}
+        cmd |= {"seconds": seconds, "out": str(self.workdir / tag)}
+        s = await self.sender.request(cmd, seconds + 30)
+        r = await self.receiver.request(
+            {
+                "op": "collect",
+                "relay": relay,
+                "n": s["n"],
+                "timeout": self.p.collect_timeout_s,
+                "out": str(self.workdir / f"{tag}-r"),
+            },
+            self.p.collect_timeout_s + 10,
+        )
+        wall = time.monotonic() - t0
+        cpu = {name: (cpu_seconds(pid) or 0.0) - cpu0[name] for name, pid in self.pids.items()}
+        m = await asyncio.to_thread(match, self.workdir, tag)
+        if not keep:
+            return
+        a = self.acc.setdefault(
+            (relay, size, mode),
+            {"sent": 0, "received": 0, "mismatched": 0, "one_way_s": [], "from_schedule_s": []}
+            | {"span_s": 0.0, "wall_s": 0.0, "cpu_s": Counter(), "other_frames": Counter(), "lag": []},
+        )
+        for key in ("sent", "received", "mismatched", "span_s"):
+            a[key] += m[key]
+        a["one_way_s"] += m["one_way_s"]
+        a["from_schedule_s"] += m["from_schedule_s"]
+        a["wall_s"] += wall
+        a["cpu_s"].update(cpu)
+        a["other_frames"].update(s.get("other_frames", {}))
+        a["other_frames"].update(r.get("other_frames", {}))
+        if s.get("schedule_lag"):
+            a["lag"].append(s["schedule_lag"])
+
+    async def block(self, relay: str, size: int) -> None:
+        print(f"  {LABELS[relay]}, {size} B: {OFFERED_RATE:g} msg/s then max ...", flush=True)
+        await self.phase(relay, size, "max", self.p.warm_s, keep=False)
+        await self.phase(relay, size, "rate", self.p.rate_s)
+        await self.phase(relay, size, "max", self.p.max_s)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for (relay, size, mode), a in sorted(self.acc.items()):
+            delivered = len(a["one_way_s"])
+            cpu_per_msg = {
+                name: secs / delivered * 1e6 if delivered else None for name, secs in a["cpu_s"].items()
+            }
+            cores = {name: secs / a["wall_s"] for name, secs in a["cpu_s"].items()}
+            entry = {
+                "sent": a["sent"],
+                "received": a["received"],
+                "delivered_matched": delivered,
+                "mismatched": a["mismatched"],
+                "complete": delivered == a["sent"] and a["sent"] > 0,
+                "msgs_per_s": delivered / a["span_s"] if a["span_s"] else None,
+                "latency": summarize_ms(a["one_way_s"]),
+                "cpu_us_per_msg": cpu_per_msg,
+                "cores_busy": cores,
+                "other_frames": dict(a["other_frames"]),
+            }
+            if mode == "rate":
+                entry["latency_from_schedule"] = summarize_ms(a["from_schedule_s"])
+                entry["schedule_lag_p99_ms_per_block"] = [x["p99_ms"] for x in a["lag"]]
+            out.setdefault(str(size), {}).setdefault(relay, {})[mode] = entry
+        return out
+
+
+async def run(p: Params, mode: str, workdir: Path, profile_dir: Path | None = None) -> dict[str, Any]:
+    from tmax_core.identity import NodeIdentity
+
+    children: list[Child] = []
+    workers: list[Worker] = []
+    profiler: PhaseProfiler | None = None
+    try:
+        t_run = time.monotonic()
+        keys = {role: NodeIdentity.generate().private_key.secret.hex() for role in ("sender", "receiver")}
+        keys_path = workdir / "keys.json"
+        keys_path.write_text(json.dumps(keys))
+        host = Child("host", [str(BIN / "tmax-host"), "--listen", "127.0.0.1:0", *HOST_FLAGS], workdir)
+        bare = Child("bare", [sys.executable, str(Path(__file__).resolve()), "--bare-server"], workdir)
+        for child in (host, bare):
+            children.append(child)
+            child.spawn()
+        for child in children:
+            await child.wait_ready()
+        sizes = ",".join(str(s) for s in SIZES)
+        client_argv = [sys.executable, str(Path(__file__).resolve()), "--keys", str(keys_path)]
+        client_argv += ["--host", host.ready["listen"], "--bare", bare.ready["listen"], "--sizes", sizes]
+        client_argv += ["--pool", str(p.pool)]
+        receiver = Worker("receiver", [*client_argv, "--client", "receiver"], workdir)
+        sender = Worker("sender", [*client_argv, "--client", "sender"], workdir)
+        print(f"[{mode}] starting the relays and clients; sealing {p.pool} envelopes per size ...", flush=True)
+        for w in (receiver, sender):  # the receiver registers before anything is sent to it
+            workers.append(w)
+            await w.start()
+            ready = await w.reply(120)
+        seal_info = ready
+        pids = {"host": host.ready["pid"], "bare": bare.ready["pid"], "sender": sender.pid}
+        pids["receiver"] = receiver.pid
+        bench = Bench(p, workdir, sender, receiver, pids)
+        if profile_dir is not None:
+            profiler = PhaseProfiler(profile_dir, "run", {"host": pids["host"], "bare": pids["bare"]}, workdir)
+            await profiler.start()
+        for size in SIZES:
+            order = [RELAYS[(b + (b // 2)) % 2] for b in range(2 * p.blocks)]  # ABBA...
+            for relay in order:
+                await bench.block(relay, size)
+        if profiler is not None:
+            await profiler.stop()
+        return {
+            "runs": bench.summary(),
+            "envelope_bytes": seal_info["envelope_bytes"],
+            "seal_pool_s": seal_info["seal_s"],
+            "wall_seconds": time.monotonic() - t_run,
+        }
+    finally:
+        if profiler is not None:
+            profiler.kill()
+        for w in reversed(workers):
+            await w.stop()
+        for child in reversed(children):
+            child.stop()
+
+
+# --------------------------------------------------------------------------- report
+
+
+def assess(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for size, by in results["runs"].items():
+        h, b = by["host"], by["bare"]
+        r = {
+            "throughput_max": ratio(h["max"]["msgs_per_s"], b["max"]["msgs_per_s"]),
+            "p50_rate": ratio(h["rate"]["latency"].get("p50_ms"), b["rate"]["latency"].get("p50_ms")),
+            "p99_rate": ratio(h["rate"]["latency"].get("p99_ms"), b["rate"]["latency"].get("p99_ms")),
+            "p50_max": ratio(h["max"]["latency"].get("p50_ms"), b["max"]["latency"].get("p50_ms")),
+            "p99_max": ratio(h["max"]["latency"].get("p99_ms"), b["max"]["latency"].get("p99_ms")),
+            "relay_cpu_us_per_msg_max": ratio(
+                h["max"]["cpu_us_per_msg"].get("host"), b["max"]["cpu_us_per_msg"].get("bare")
+            ),
+        }
+        complete = all(by[x][m]["complete"] for x in RELAYS for m in ("rate", "max"))
+        t = {
+            "throughput_max": {
+                "target": f">= {TARGET_TPUT_RATIO}x bare",
+                "ratio": r["throughput_max"],
+                "met": complete and r["throughput_max"] is not None and r["throughput_max"] >= TARGET_TPUT_RATIO,
+            },
+            "p50_at_1k": {
+                "target": f"<= {TARGET_P50_RATIO}x bare",
+                "ratio": r["p50_rate"],
+                "met": complete and r["p50_rate"] is not None and r["p50_rate"] <= TARGET_P50_RATIO,
+            },
+            "p50_at_max": {
+                "target": f"<= {TARGET_P50_RATIO}x bare",
+                "ratio": r["p50_max"],
+                "met": complete and r["p50_max"] is not None and r["p50_max"] <= TARGET_P50_RATIO,
+            },
+        }
+        out[size] = {"ratios": r, "targets": t, "complete": complete}
+    return out
+
+
+def verdict(t: dict[str, Any]) -> str:
+    return f"{t['target']}: {'MET' if t['met'] else 'NOT MET'}"
+
+
+def print_table(out: dict[str, Any]) -> None:
+    res, env_ = out["results"], out["environment"]
+    w, line = 34, "-" * 110
+    print()
+    print(
+        f"tmax-host relay benchmark ({out['mode']}) - {env_['cpus']} CPUs, Python {env_['python']}, "
+        f"grpcio {env_['grpcio']}, loadavg {env_['loadavg_at_start']}"
+    )
+    print("one sender -> relay -> one receiver (no acks), one stream each; one-way latency")
+    print(line)
+    print(f"{'':{w}}{'tmax-host':>14}{'bare fwd':>14}{'ratio':>10}   target")
+    for size, by in res["runs"].items():
+        h, b = by["host"], by["bare"]
+        a = out["assessment"][size]
+        r, t = a["ratios"], a["targets"]
+        print(line)
+        actual = "/".join(str(x) for x in res["envelope_bytes"][size])
+        print(f"{size} B envelopes ({actual} B serialized){'' if a['complete'] else '  INCOMPLETE: see JSON'}")
+        rows = [
+            ("  throughput at max (msg/s)", h["max"]["msgs_per_s"], b["max"]["msgs_per_s"], r["throughput_max"],
+             verdict(t["throughput_max"])),
+            (f"  p50 at {OFFERED_RATE:,.0f} msg/s (ms)", h["rate"]["latency"].get("p50_ms"),
+             b["rate"]["latency"].get("p50_ms"), r["p50_rate"], verdict(t["p50_at_1k"])),
+            (f"  p99 at {OFFERED_RATE:,.0f} msg/s (ms)", h["rate"]["latency"].get("p99_ms"),
+             b["rate"]["latency"].get("p99_ms"), r["p99_rate"], ""),
+            ("  p50 at max (ms)", h["max"]["latency"].get("p50_ms"), b["max"]["latency"].get("p50_ms"),
+             r["p50_max"], verdict(t["p50_at_max"])),
+            ("  p99 at max (ms)", h["max"]["latency"].get("p99_ms"), b["max"]["latency"].get("p99_ms"),
+             r["p99_max"], ""),
+            ("  relay CPU at max (us/msg)", h["max"]["cpu_us_per_msg"].get("host"),
+             b["max"]["cpu_us_per_msg"].get("bare"), r["relay_cpu_us_per_msg_max"], ""),
+        ]  # fmt: skip
+        for label, hv, bv, rv, tv in rows:
+            print(f"{label:{w}}{fmt(hv):>14}{fmt(bv):>14}{fmt(rv, 2):>9}x   {tv}")
+        for mode, what in (("rate", f"{OFFERED_RATE:,.0f} msg/s"), ("max", "max")):
+            hm, bm = h[mode], b[mode]
+            print(
+                f"{'  delivered/sent at ' + what:{w}}{hm['delivered_matched']:>8}/{hm['sent']:<5}"
+                f"{bm['delivered_matched']:>8}/{bm['sent']:<5}"
+            )
+    print(line)
+    print(
+        "relay CPU = user+system CPU of the relay process over the phase / messages delivered "
+        "(less sensitive to the machine's other tenants than the wall-clock figures)"
+    )
+    print(f"wall time {res['wall_seconds']:.1f}s; JSON: {out['json_path']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="shorter phases, < 45 s")
+    ap.add_argument("--name", help="results name (default: relay or relay-quick)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir with the process logs")
+    ap.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="attach `py-spy record` to both relays for the whole run (DIR/{host,bare}.run.collapsed.txt; "
+        "summarise with bench/profile_summary.py); the figures are then perturbed",
+    )
+    ap.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--ready-file", help=argparse.SUPPRESS)
+    ap.add_argument("--client", choices=("sender", "receiver"), help=argparse.SUPPRESS)
+    ap.add_argument("--keys", help=argparse.SUPPRESS)
+    ap.add_argument("--host", help=argparse.SUPPRESS)
+    ap.add_argument("--bare", help=argparse.SUPPRESS)
+    ap.add_argument("--sizes", default=",".join(str(s) for s in SIZES), help=argparse.SUPPRESS)
+    ap.add_argument("--pool", type=int, default=FULL.pool, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.bare_server:
+        bare_relay_main(args.ready_file)
+        return 0
+    if args.client:
+        asyncio.run(client_main(args))
+        return 0
+
+    mode = "quick" if args.quick else "full"
+    p = QUICK if args.quick else FULL
+    name = args.name or ("relay-quick" if args.quick else "relay")
+    profile_dir = Path(args.profile).resolve() if args.profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        name += "-profiled"
+    hard_limit = p.hard_limit_s * (2 if profile_dir else 1)
+    workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-relay-"))
+    env_info = environment()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        results = asyncio.run(asyncio.wait_for(run(p, mode, workdir, profile_dir), hard_limit))
+    except KeyboardInterrupt:
+        print("interrupted; children stopped", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 130
+    except TimeoutError:
+        print(f"benchmark stopped: over its {hard_limit:g} s limit (logs kept in {workdir})", file=sys.stderr)
+        return 1
+    except Exception as err:
+        print(f"benchmark failed: {err}\n(logs kept in {workdir})", file=sys.stderr)
+        return 1
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    RESULTS_DIR.mkdir(exist_ok=True)
+    json_path = RESULTS_DIR / f"{name}.json"
+    out = {
+        "benchmark": "relay",
+        "mode": mode,
+        "profiled": profile_dir is not None,
+        "params": asdict(p),
+        "offered_rate": OFFERED_RATE,
+        "host_flags": HOST_FLAGS,
+        "acks": False,
+        "environment": env_info,
+        "results": results,
+        "assessment": assess(results),
+        "json_path": str(json_path.relative_to(BENCH_DIR.parent)),
+    }
+    json_path.write_text(json.dumps(out, indent=2) + "\n")
+    print_table(out)
+    if args.keep:
+        print(f"logs kept in {workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
