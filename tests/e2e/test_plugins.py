@@ -1,0 +1,36 @@
+"""A broken third-party plugin is reported and skipped: the real node still starts."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.harness import ProcGroup
+
+FIXTURE_SRC = Path(__file__).resolve().parent.parent / "fixtures" / "broken_plugin"
+
+
+def _site_with_broken_plugin(site: Path) -> dict[str, str]:
+    """A dist-info advertising the broken fixture's entry point, visible via PYTHONPATH."""
+    info = site / "tmax_mesh_broken_fixture-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tmax-mesh-broken-fixture\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[tmax_mesh]\nbroken = tmax_mesh_broken_fixture\n")
+    path = os.pathsep.join(p for p in (str(site), str(FIXTURE_SRC), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path}
+
+
+def test_broken_plugin_is_reported_and_node_still_starts(procs: ProcGroup, tmp_path: Path) -> None:
+    env = _site_with_broken_plugin(tmp_path / "site")
+    node = procs.node("a", env=env)  # waits on the ready file: the daemon came up
+    assert node.alive()
+    assert "broken" in node.log() and "exploded on import" in node.log()
+
+    res = node.run("plugins", "--json")
+    assert res.returncode == 0, res.stderr
+    names = {p["name"] for p in json.loads(res.stdout)}
+    assert {"core", "relay", "direct", "session_mailbox", "ratelimit"} <= names
+    assert "broken" not in names
+    assert b"plugin broken failed to load" in res.stderr
+    assert node.cli("node", "info")["node_id"] == node.node_id
