@@ -40,8 +40,8 @@ system-wide on Linux, so two processes on this machine share it. A relay
 forwards one sender's frames in order, so the i-th arrival is the i-th send;
 each arrival's message id is checked against the send's.
 
-Prints a table (tmax-host, bare forwarder, ratio, targets: throughput ≥ 0.8 ×
-bare, p50 ≤ 1.25 × bare) and writes ``bench/results/relay.json`` (or
+Prints a table (tmax-host, bare forwarder, ratio, targets: throughput ≥ 0.8x
+bare, p50 ≤ 1.25x bare) and writes ``bench/results/relay.json`` (or
 ``relay-quick.json``). Every wait is bounded, the whole run has a hard limit,
 and the child processes are stopped on every exit path.
 """
@@ -51,9 +51,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
+import mmap
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -76,6 +79,7 @@ from messaging import (  # noqa: E402 - the sibling bench's process and stats he
     cpu_seconds,
     environment,
     fmt,
+    machine_busy_seconds,
     ratio,
     summarize_ms,
 )
@@ -101,13 +105,26 @@ class Params:
     rate_s: float  # seconds at OFFERED_RATE per block
     max_s: float  # seconds at max per block
     warm_s: float  # seconds at max before each block, not measured
+    window: int  # max phase: messages in flight (sent, not yet received) at most
     pool: int  # distinct sealed envelopes per size
     collect_timeout_s: float  # wait for the last arrivals of a phase
     hard_limit_s: float  # the whole run is cancelled (children stopped) after this
 
 
-FULL = Params(blocks=2, rate_s=5.0, max_s=4.0, warm_s=0.5, pool=1000, collect_timeout_s=15.0, hard_limit_s=175.0)
-QUICK = Params(blocks=1, rate_s=2.5, max_s=2.0, warm_s=0.3, pool=400, collect_timeout_s=8.0, hard_limit_s=43.0)
+FULL = Params(
+    blocks=3,
+    rate_s=3.0,
+    max_s=3.0,
+    warm_s=0.3,
+    window=32,
+    pool=1000,
+    collect_timeout_s=15.0,
+    hard_limit_s=175.0,
+)
+QUICK = Params(
+    blocks=1, rate_s=2.0, max_s=2.0, warm_s=0.3, window=32, pool=400, collect_timeout_s=8.0, hard_limit_s=43.0
+)
+SLOTS = {"host": 0, "bare": 1}  # per-relay arrival counters in the shared progress file
 
 
 # --------------------------------------------------------------------------- bare forwarder
@@ -264,15 +281,34 @@ def emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-class Sink:
-    """Arrivals on one relay stream: receive times and message ids, in order."""
+def progress_view(path: str) -> tuple[mmap.mmap, memoryview]:
+    """The shared arrival counters (one int64 per relay) in an mmap'd file."""
+    with open(path, "r+b") as f:
+        mm = mmap.mmap(f.fileno(), 8 * len(SLOTS))
+    return mm, memoryview(mm).cast("q")
 
-    def __init__(self) -> None:
+
+class Sink:
+    """Arrivals on one relay stream: receive times and message ids, in order,
+    and a running count published in the shared progress file."""
+
+    def __init__(self, progress: memoryview, slot: int) -> None:
+        self.progress = progress
+        self.slot = slot
+        self.total = 0
         self.times: array = array("q")
         self.mids: list[bytes] = []
         self.other: Counter[str] = Counter()
         self.want = 1 << 62
         self.enough = asyncio.Event()
+
+    def arrived(self, t: int, mid: bytes) -> None:
+        self.times.append(t)
+        self.mids.append(mid)
+        self.total += 1
+        self.progress[self.slot] = self.total
+        if len(self.times) >= self.want:
+            self.enough.set()
 
     def reset(self) -> None:
         self.times = array("q")
@@ -290,10 +326,7 @@ async def read_host(session: Any, sink: Sink) -> None:
             return
         kind = frame.WhichOneof("frame")
         if kind == "deliver":
-            sink.times.append(t)
-            sink.mids.append(frame.deliver.message_id)
-            if len(sink.times) >= sink.want:
-                sink.enough.set()
+            sink.arrived(t, frame.deliver.message_id)
         else:
             sink.other[kind if kind != "error" else f"error:{frame.error.code}"] += 1
 
@@ -305,10 +338,7 @@ async def read_bare(session: BareSession, sink: Sink) -> None:
         t = clock()
         if data is None:
             return
-        sink.times.append(t)
-        sink.mids.append(data[NODE_ID_LEN : NODE_ID_LEN + MID_LEN])
-        if len(sink.times) >= sink.want:
-            sink.enough.set()
+        sink.arrived(t, data[NODE_ID_LEN : NODE_ID_LEN + MID_LEN])
 
 
 async def open_relay_session(relay: str, target: str, identity: Any) -> Any:
@@ -326,47 +356,62 @@ async def open_relay_session(relay: str, target: str, identity: Any) -> Any:
     return await BareSession.open(target, identity.node_id)
 
 
-async def send_phase(
-    session: Any, frames: list[Any], mids: list[bytes], cmd: dict[str, Any]
-) -> dict[str, Any]:
-    """Write frames round-robin, on schedule (``rate``) or as fast as they go (``max``)."""
-    clock = time.monotonic_ns
-    sent, due = array("q"), array("q")
-    m = len(frames)
-    write = session.write
-    if cmd["mode"] == "rate":
-        n = int(cmd["rate"] * cmd["seconds"])
-        period = 1e9 / cmd["rate"]
-        t0 = clock() + 2_000_000
-        for i in range(n):
-            d = t0 + int(i * period)
-            now = clock()
-            if d > now:
-                await asyncio.sleep((d - now) / 1e9)
-            sent.append(clock())
-            due.append(d)
-            await write(frames[i % m])
-    else:
-        end = clock() + int(cmd["seconds"] * 1e9)
-        i = 0
-        while (t := clock()) < end:
-            sent.append(t)
-            await write(frames[i % m])
-            i += 1
-    out = Path(cmd["out"])
-    n = len(sent)
-    out.with_suffix(".sent").write_bytes(sent.tobytes())
-    out.with_suffix(".due").write_bytes(due.tobytes())
-    out.with_suffix(".mids").write_bytes(b"".join(mids[i % m] for i in range(n)))
-    lag = [(s - d) / 1e9 for s, d in zip(sent, due, strict=False)]
-    return {"n": n, "schedule_lag": summarize_ms(lag) if lag else None}
+class Sender:
+    """Writes pre-built frames round-robin on one relay stream; counts what it sent
+    so the max phase can keep a bounded window against the receiver's counter."""
+
+    def __init__(self, session: Any, progress: memoryview, slot: int) -> None:
+        self.session = session
+        self.progress = progress
+        self.slot = slot
+        self.total = 0
+
+    async def phase(self, frames: list[Any], mids: list[bytes], cmd: dict[str, Any]) -> dict[str, Any]:
+        """On schedule (``rate``, open loop) or as fast as the window allows (``max``)."""
+        clock = time.monotonic_ns
+        sent, due = array("q"), array("q")
+        m = len(frames)
+        write = self.session.write
+        if cmd["mode"] == "rate":
+            n = int(cmd["rate"] * cmd["seconds"])
+            period = 1e9 / cmd["rate"]
+            t0 = clock() + 2_000_000
+            for i in range(n):
+                d = t0 + int(i * period)
+                now = clock()
+                if d > now:
+                    await asyncio.sleep((d - now) / 1e9)
+                sent.append(clock())
+                due.append(d)
+                await write(frames[i % m])
+                self.total += 1
+        else:
+            window, progress, slot = cmd["window"], self.progress, self.slot
+            end = clock() + int(cmd["seconds"] * 1e9)
+            i = 0
+            while (t := clock()) < end:
+                if self.total - progress[slot] >= window:
+                    await asyncio.sleep(0.0002)  # the loop's timer resolution makes this ~1 ms
+                    continue
+                sent.append(t)
+                await write(frames[i % m])
+                self.total += 1
+                i += 1
+        out = Path(cmd["out"])
+        n = len(sent)
+        out.with_suffix(".sent").write_bytes(sent.tobytes())
+        out.with_suffix(".due").write_bytes(due.tobytes())
+        out.with_suffix(".mids").write_bytes(b"".join(mids[i % m] for i in range(n)))
+        lag = [(s - d) / 1e9 for s, d in zip(sent, due, strict=False)]
+        return {"n": n, "schedule_lag": summarize_ms(lag) if lag else None}
 
 
 async def client_main(args: argparse.Namespace) -> None:
     """Child-process mode: the sender or the receiver, driven by JSON lines on stdin."""
+    from tmax_mesh_relay.proto import host_pb2
+
     from tmax_core import envelope as env
     from tmax_core.identity import NodeIdentity
-    from tmax_mesh_relay.proto import host_pb2
 
     role = args.client
     keys = json.loads(Path(args.keys).read_text())
@@ -374,6 +419,7 @@ async def client_main(args: argparse.Namespace) -> None:
     peer = NodeIdentity.from_secret(bytes.fromhex(keys["receiver"]), 0)
     targets = {k: v for k, v in (("host", args.host), ("bare", args.bare)) if v}
     sizes = [int(s) for s in args.sizes.split(",")]
+    _mm, progress = progress_view(args.progress)
 
     info: dict[str, Any] = {"ready": True, "pid": os.getpid()}
     frames: dict[tuple[str, int], list[Any]] = {}
@@ -394,12 +440,11 @@ async def client_main(args: argparse.Namespace) -> None:
         info["seal_s"] = time.perf_counter() - t0
         info["envelope_bytes"] = envelope_bytes
 
-    sessions = {}
-    sinks = {}
-    readers = []
+    sessions, sinks, senders, readers = {}, {}, {}, []
     for relay, target in targets.items():
         sessions[relay] = await open_relay_session(relay, target, me)
-        sinks[relay] = Sink()
+        sinks[relay] = Sink(progress, SLOTS[relay])
+        senders[relay] = Sender(sessions[relay], progress, SLOTS[relay])
         reader = read_host if relay == "host" else read_bare
         readers.append(asyncio.create_task(reader(sessions[relay], sinks[relay])))
     emit(info)
@@ -412,7 +457,7 @@ async def client_main(args: argparse.Namespace) -> None:
         op = cmd["op"]
         if op == "send":
             relay, size = cmd["relay"], cmd["size"]
-            res = await send_phase(sessions[relay], frames[relay, size], pool_mids[size], cmd)
+            res = await senders[relay].phase(frames[relay, size], pool_mids[size], cmd)
             res["other_frames"] = dict(sinks[relay].other)
             emit(res)
         elif op == "collect":
@@ -546,8 +591,17 @@ def match(workdir: Path, tag: str) -> dict[str, Any]:
 
 
 class Bench:
-    def __init__(self, p: Params, workdir: Path, sender: Worker, receiver: Worker, pids: dict[str, int]):
+    def __init__(
+        self,
+        p: Params,
+        workdir: Path,
+        sender: Worker,
+        receiver: Worker,
+        pids: dict[str, int],
+        rate: float = OFFERED_RATE,
+    ) -> None:
         self.p = p
+        self.rate = rate
         self.workdir = workdir
         self.sender = sender
         self.receiver = receiver
@@ -560,9 +614,11 @@ class Bench:
         self.k += 1
         tag = f"p{self.k}"
         cpu0 = {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
+        busy0 = machine_busy_seconds() or 0.0
+        self_cpu0 = time.process_time()
         t0 = time.monotonic()
-        cmd = {"op": "send", "relay": relay, "size": size, "mode": mode, "rate": OFFERED_RATE}
-        cmd |= {"seconds": seconds, "out": str(self.workdir / tag)}
+        cmd = {"op": "send", "relay": relay, "size": size, "mode": mode, "rate": self.rate}
+        cmd |= {"seconds": seconds, "window": self.p.window, "out": str(self.workdir / tag)}
         s = await self.sender.request(cmd, seconds + 30)
         r = await self.receiver.request(
             {
@@ -576,14 +632,19 @@ class Bench:
         )
         wall = time.monotonic() - t0
         cpu = {name: (cpu_seconds(pid) or 0.0) - cpu0[name] for name, pid in self.pids.items()}
+        ours = sum(cpu.values()) + time.process_time() - self_cpu0  # + this orchestrator
+        cpu["whole machine"] = (machine_busy_seconds() or 0.0) - busy0
+        cpu["other processes"] = max(0.0, cpu["whole machine"] - ours)
         m = await asyncio.to_thread(match, self.workdir, tag)
         if not keep:
             return
         a = self.acc.setdefault(
             (relay, size, mode),
             {"sent": 0, "received": 0, "mismatched": 0, "one_way_s": [], "from_schedule_s": []}
-            | {"span_s": 0.0, "wall_s": 0.0, "cpu_s": Counter(), "other_frames": Counter(), "lag": []},
+            | {"span_s": 0.0, "wall_s": 0.0, "cpu_s": Counter(), "other_frames": Counter(), "lag": []}
+            | {"other_peak": 0.0},
         )
+        a["other_peak"] = max(a["other_peak"], cpu["other processes"] / wall)
         for key in ("sent", "received", "mismatched", "span_s"):
             a[key] += m[key]
         a["one_way_s"] += m["one_way_s"]
@@ -601,12 +662,21 @@ class Bench:
         await self.phase(relay, size, "rate", self.p.rate_s)
         await self.phase(relay, size, "max", self.p.max_s)
 
+    def other_load(self) -> dict[str, float]:
+        """How busy the rest of the machine was (other tenants), in cores."""
+        secs = sum(a["cpu_s"]["other processes"] for a in self.acc.values())
+        wall = sum(a["wall_s"] for a in self.acc.values())
+        peak = max((a["other_peak"] for a in self.acc.values()), default=0.0)
+        return {"mean_cores": secs / wall if wall else 0.0, "peak_cores": peak}
+
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for (relay, size, mode), a in sorted(self.acc.items()):
             delivered = len(a["one_way_s"])
             cpu_per_msg = {
-                name: secs / delivered * 1e6 if delivered else None for name, secs in a["cpu_s"].items()
+                name: secs / delivered * 1e6 if delivered else None
+                for name, secs in a["cpu_s"].items()
+                if name in self.pids
             }
             cores = {name: secs / a["wall_s"] for name, secs in a["cpu_s"].items()}
             entry = {
@@ -619,6 +689,7 @@ class Bench:
                 "latency": summarize_ms(a["one_way_s"]),
                 "cpu_us_per_msg": cpu_per_msg,
                 "cores_busy": cores,
+                "other_processes_cores_peak_phase": a["other_peak"],
                 "other_frames": dict(a["other_frames"]),
             }
             if mode == "rate":
@@ -628,7 +699,9 @@ class Bench:
         return out
 
 
-async def run(p: Params, mode: str, workdir: Path, profile_dir: Path | None = None) -> dict[str, Any]:
+async def run(
+    p: Params, mode: str, workdir: Path, host_command: list[str], profile_dir: Path | None = None
+) -> dict[str, Any]:
     from tmax_core.identity import NodeIdentity
 
     children: list[Child] = []
@@ -639,7 +712,9 @@ async def run(p: Params, mode: str, workdir: Path, profile_dir: Path | None = No
         keys = {role: NodeIdentity.generate().private_key.secret.hex() for role in ("sender", "receiver")}
         keys_path = workdir / "keys.json"
         keys_path.write_text(json.dumps(keys))
-        host = Child("host", [str(BIN / "tmax-host"), "--listen", "127.0.0.1:0", *HOST_FLAGS], workdir)
+        progress_path = workdir / "progress.bin"
+        progress_path.write_bytes(bytes(8 * len(SLOTS)))
+        host = Child("host", [*host_command, "--listen", "127.0.0.1:0", *HOST_FLAGS], workdir)
         bare = Child("bare", [sys.executable, str(Path(__file__).resolve()), "--bare-server"], workdir)
         for child in (host, bare):
             children.append(child)
@@ -649,10 +724,12 @@ async def run(p: Params, mode: str, workdir: Path, profile_dir: Path | None = No
         sizes = ",".join(str(s) for s in SIZES)
         client_argv = [sys.executable, str(Path(__file__).resolve()), "--keys", str(keys_path)]
         client_argv += ["--host", host.ready["listen"], "--bare", bare.ready["listen"], "--sizes", sizes]
-        client_argv += ["--pool", str(p.pool)]
+        client_argv += ["--pool", str(p.pool), "--progress", str(progress_path)]
         receiver = Worker("receiver", [*client_argv, "--client", "receiver"], workdir)
         sender = Worker("sender", [*client_argv, "--client", "sender"], workdir)
-        print(f"[{mode}] starting the relays and clients; sealing {p.pool} envelopes per size ...", flush=True)
+        print(
+            f"[{mode}] starting the relays and clients; sealing {p.pool} envelopes per size ...", flush=True
+        )
         for w in (receiver, sender):  # the receiver registers before anything is sent to it
             workers.append(w)
             await w.start()
@@ -662,7 +739,9 @@ async def run(p: Params, mode: str, workdir: Path, profile_dir: Path | None = No
         pids["receiver"] = receiver.pid
         bench = Bench(p, workdir, sender, receiver, pids)
         if profile_dir is not None:
-            profiler = PhaseProfiler(profile_dir, "run", {"host": pids["host"], "bare": pids["bare"]}, workdir)
+            profiler = PhaseProfiler(
+                profile_dir, "run", {"host": pids["host"], "bare": pids["bare"]}, workdir
+            )
             await profiler.start()
         for size in SIZES:
             order = [RELAYS[(b + (b // 2)) % 2] for b in range(2 * p.blocks)]  # ABBA...
@@ -672,6 +751,7 @@ async def run(p: Params, mode: str, workdir: Path, profile_dir: Path | None = No
             await profiler.stop()
         return {
             "runs": bench.summary(),
+            "other_processes": bench.other_load(),
             "envelope_bytes": seal_info["envelope_bytes"],
             "seal_pool_s": seal_info["seal_s"],
             "wall_seconds": time.monotonic() - t_run,
@@ -688,6 +768,14 @@ async def run(p: Params, mode: str, workdir: Path, profile_dir: Path | None = No
 # --------------------------------------------------------------------------- report
 
 
+def p_ms(entry: dict[str, Any], q: str) -> float | None:
+    return entry["latency"].get(f"{q}_ms")
+
+
+def cpu_of(entry: dict[str, Any], name: str) -> float | None:
+    return entry["cpu_us_per_msg"].get(name)
+
+
 def assess(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for size, by in results["runs"].items():
@@ -698,16 +786,17 @@ def assess(results: dict[str, Any]) -> dict[str, Any]:
             "p99_rate": ratio(h["rate"]["latency"].get("p99_ms"), b["rate"]["latency"].get("p99_ms")),
             "p50_max": ratio(h["max"]["latency"].get("p50_ms"), b["max"]["latency"].get("p50_ms")),
             "p99_max": ratio(h["max"]["latency"].get("p99_ms"), b["max"]["latency"].get("p99_ms")),
-            "relay_cpu_us_per_msg_max": ratio(
-                h["max"]["cpu_us_per_msg"].get("host"), b["max"]["cpu_us_per_msg"].get("bare")
-            ),
+            "relay_cpu_rate": ratio(cpu_of(h["rate"], "host"), cpu_of(b["rate"], "bare")),
+            "relay_cpu_max": ratio(cpu_of(h["max"], "host"), cpu_of(b["max"], "bare")),
         }
         complete = all(by[x][m]["complete"] for x in RELAYS for m in ("rate", "max"))
         t = {
             "throughput_max": {
                 "target": f">= {TARGET_TPUT_RATIO}x bare",
                 "ratio": r["throughput_max"],
-                "met": complete and r["throughput_max"] is not None and r["throughput_max"] >= TARGET_TPUT_RATIO,
+                "met": complete
+                and r["throughput_max"] is not None
+                and r["throughput_max"] >= TARGET_TPUT_RATIO,
             },
             "p50_at_1k": {
                 "target": f"<= {TARGET_P50_RATIO}x bare",
@@ -745,23 +834,24 @@ def print_table(out: dict[str, Any]) -> None:
         r, t = a["ratios"], a["targets"]
         print(line)
         actual = "/".join(str(x) for x in res["envelope_bytes"][size])
-        print(f"{size} B envelopes ({actual} B serialized){'' if a['complete'] else '  INCOMPLETE: see JSON'}")
+        print(
+            f"{size} B envelopes ({actual} B serialized){'' if a['complete'] else '  INCOMPLETE: see JSON'}"
+        )
+        rate = f"{OFFERED_RATE:,.0f} msg/s"
+        hr, br, hx, bx = h["rate"], b["rate"], h["max"], b["max"]
         rows = [
-            ("  throughput at max (msg/s)", h["max"]["msgs_per_s"], b["max"]["msgs_per_s"], r["throughput_max"],
-             verdict(t["throughput_max"])),
-            (f"  p50 at {OFFERED_RATE:,.0f} msg/s (ms)", h["rate"]["latency"].get("p50_ms"),
-             b["rate"]["latency"].get("p50_ms"), r["p50_rate"], verdict(t["p50_at_1k"])),
-            (f"  p99 at {OFFERED_RATE:,.0f} msg/s (ms)", h["rate"]["latency"].get("p99_ms"),
-             b["rate"]["latency"].get("p99_ms"), r["p99_rate"], ""),
-            ("  p50 at max (ms)", h["max"]["latency"].get("p50_ms"), b["max"]["latency"].get("p50_ms"),
-             r["p50_max"], verdict(t["p50_at_max"])),
-            ("  p99 at max (ms)", h["max"]["latency"].get("p99_ms"), b["max"]["latency"].get("p99_ms"),
-             r["p99_max"], ""),
-            ("  relay CPU at max (us/msg)", h["max"]["cpu_us_per_msg"].get("host"),
-             b["max"]["cpu_us_per_msg"].get("bare"), r["relay_cpu_us_per_msg_max"], ""),
-        ]  # fmt: skip
-        for label, hv, bv, rv, tv in rows:
-            print(f"{label:{w}}{fmt(hv):>14}{fmt(bv):>14}{fmt(rv, 2):>9}x   {tv}")
+            ("throughput at max (msg/s)", hx["msgs_per_s"], bx["msgs_per_s"], "throughput_max"),
+            (f"p50 at {rate} (ms)", p_ms(hr, "p50"), p_ms(br, "p50"), "p50_rate"),
+            (f"p99 at {rate} (ms)", p_ms(hr, "p99"), p_ms(br, "p99"), "p99_rate"),
+            ("p50 at max (ms)", p_ms(hx, "p50"), p_ms(bx, "p50"), "p50_max"),
+            ("p99 at max (ms)", p_ms(hx, "p99"), p_ms(bx, "p99"), "p99_max"),
+            (f"relay CPU at {rate} (us/msg)", cpu_of(hr, "host"), cpu_of(br, "bare"), "relay_cpu_rate"),
+            ("relay CPU at max (us/msg)", cpu_of(hx, "host"), cpu_of(bx, "bare"), "relay_cpu_max"),
+        ]
+        verdicts = {"throughput_max": "throughput_max", "p50_rate": "p50_at_1k", "p50_max": "p50_at_max"}
+        for label, hv, bv, key in rows:
+            tv = verdict(t[verdicts[key]]) if key in verdicts else ""
+            print(f"{'  ' + label:{w}}{fmt(hv):>14}{fmt(bv):>14}{fmt(r[key], 2):>9}x   {tv}")
         for mode, what in (("rate", f"{OFFERED_RATE:,.0f} msg/s"), ("max", "max")):
             hm, bm = h[mode], b[mode]
             print(
@@ -773,6 +863,11 @@ def print_table(out: dict[str, Any]) -> None:
         "relay CPU = user+system CPU of the relay process over the phase / messages delivered "
         "(less sensitive to the machine's other tenants than the wall-clock figures)"
     )
+    other = res["other_processes"]
+    print(
+        f"other processes on the machine (not this bench): {other['mean_cores']:.2f} cores busy on average "
+        f"over the measured phases, {other['peak_cores']:.2f} in the busiest phase"
+    )
     print(f"wall time {res['wall_seconds']:.1f}s; JSON: {out['json_path']}")
 
 
@@ -781,6 +876,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter phases, < 45 s")
     ap.add_argument("--name", help="results name (default: relay or relay-quick)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with the process logs")
+    ap.add_argument(
+        "--window", type=int, help=f"max phase: messages in flight at most (default {FULL.window})"
+    )
+    ap.add_argument(
+        "--host-command",
+        metavar="CMD",
+        help="run this instead of tmax-host (e.g. 'python my_patched_host.py'); it gets tmax-host's flags",
+    )
     ap.add_argument(
         "--profile",
         metavar="DIR",
@@ -795,6 +898,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bare", help=argparse.SUPPRESS)
     ap.add_argument("--sizes", default=",".join(str(s) for s in SIZES), help=argparse.SUPPRESS)
     ap.add_argument("--pool", type=int, default=FULL.pool, help=argparse.SUPPRESS)
+    ap.add_argument("--progress", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.bare_server:
         bare_relay_main(args.ready_file)
@@ -805,6 +909,9 @@ def main(argv: list[str] | None = None) -> int:
 
     mode = "quick" if args.quick else "full"
     p = QUICK if args.quick else FULL
+    if args.window:
+        p = dataclasses.replace(p, window=max(1, args.window))
+    host_command = shlex.split(args.host_command) if args.host_command else [str(BIN / "tmax-host")]
     name = args.name or ("relay-quick" if args.quick else "relay")
     profile_dir = Path(args.profile).resolve() if args.profile else None
     if profile_dir is not None:
@@ -819,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        results = asyncio.run(asyncio.wait_for(run(p, mode, workdir, profile_dir), hard_limit))
+        results = asyncio.run(asyncio.wait_for(run(p, mode, workdir, host_command, profile_dir), hard_limit))
     except KeyboardInterrupt:
         print("interrupted; children stopped", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -841,6 +948,7 @@ def main(argv: list[str] | None = None) -> int:
         "profiled": profile_dir is not None,
         "params": asdict(p),
         "offered_rate": OFFERED_RATE,
+        "host_command": host_command,
         "host_flags": HOST_FLAGS,
         "acks": False,
         "environment": env_info,

@@ -134,6 +134,7 @@ class Soak:
         self.root.mkdir(parents=True, exist_ok=True)
         self.procs = ProcGroup(self.root)
         self.lab: Any = None
+        self.drops_before = 0  # packets the loss rules dropped before the last loss change
         self.host: Host | None = None
         self.nodes: list[Node] = []
         self.node_ids: list[str] = []
@@ -194,7 +195,7 @@ class Soak:
                 )
         self.say(f"{cfg.nodes * (cfg.nodes - 1) // 2} friendships made")
         if self.lab and cfg.loss:
-            self.lab.set_wan_loss(cfg.loss)
+            self.set_loss(cfg.loss)
             self.say(f"WAN loss {cfg.loss}% on both routers")
 
     def client(self, i: int, timeout: float = 10.0) -> NodeClient:
@@ -296,14 +297,19 @@ class Soak:
         with self.state.lock:
             self.state.restarts_ok += 1
 
+    def set_loss(self, percent: int) -> None:
+        """Change the WAN loss, keeping the count of packets dropped so far (a change resets it)."""
+        self.drops_before += self.lab.loss_drops()
+        self.lab.set_wan_loss(percent)
+
     def loss_spike(self) -> None:
         base = self.cfg.loss
         spike = min(60, max(base * 3, 30))
-        self.lab.set_wan_loss(spike)
+        self.set_loss(spike)
         length = self.rng.uniform(1.0, 4.0)
         self.say(f"loss spike {spike}% for {length:.1f}s")
         time.sleep(length)
-        self.lab.set_wan_loss(base)
+        self.set_loss(base)
         with self.state.lock:
             self.state.loss_spikes += 1
 
@@ -362,7 +368,7 @@ class Soak:
         report = self.verify()
         report.update(traffic_s=round(traffic_s, 1), settle_s=round(settle_s, 1), drained=drained)
         if self.lab is not None:
-            report["loss_drops"] = self.lab.loss_drops()
+            report["loss_drops"] = self.drops_before + self.lab.loss_drops()
         report["ok"] = self.ok(report)
         return report
 
