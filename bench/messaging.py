@@ -691,10 +691,12 @@ async def bench_e2e(
         await arrive_all(a, b_node_id, watcher, warm, p.warmup_timeout_s)
     finally:
         await watcher.stop()  # no watcher during the throughput phase: it is extra work for B
+    # After each phase A's outbox must empty (bounded): a backlog left over would
+    # queue ahead of the next phase's messages.
     throughput = await e2e_throughput(a, b, b_node_id, pids, p, batched=False)
-    await drain(a, p.tput_deadline_s / 4)  # bounded: let A's outbox empty first
+    throughput["outbox_backlog_after"] = await drain(a, p.tput_deadline_s / 4)
     throughput_batched = await e2e_throughput(a, b, b_node_id, pids, p, batched=True, profiler=batch_profiler)
-    await drain(a, p.tput_deadline_s / 4)
+    throughput_batched["outbox_backlog_after"] = await drain(a, p.tput_deadline_s / 4)
     await b.inbox_ack(all=True)  # the next watcher replays only what arrives from now on
     watcher = Watcher(b)
     watcher.start()
@@ -769,13 +771,13 @@ async def e2e_throughput(
         await asyncio.sleep(POLL_S)
     elapsed = t_last - t_start
     cpu_res = cpu.per_op_us(delivered, elapsed)
-    if profiler is not None:
-        await profiler.stop()
     accept_s = await sender if sender.done() else None
     if not sender.done():
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
+    if profiler is not None:
+        await profiler.stop()
     return {
         **shape,
         "n": n,
@@ -869,12 +871,14 @@ async def arrive_all(a: Any, b_node_id: str, watcher: Watcher, bodies: list[str]
     watcher.nudges += nudges
 
 
-async def drain(a: Any, timeout: float) -> None:
+async def drain(a: Any, timeout: float) -> int:
+    """Wait (bounded) until A's outbox has nothing queued or sent; returns what is left."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         counts = (await a.node_status())["outbox"]
-        if not any(counts.get(s, 0) for s in ("queued", "sent")):
-            return
+        left = sum(counts.get(s, 0) for s in ("queued", "sent"))
+        if not left or time.monotonic() >= deadline:
+            return left
         await asyncio.sleep(0.05)
 
 
@@ -1131,6 +1135,8 @@ def print_table(out: dict[str, Any]) -> None:
         )
         if t.get("cpu"):
             print(f"{'  CPU us/msg (cores busy)':{w}}{cpu_parts(t['cpu'])}")
+        if t.get("outbox_backlog_after"):
+            print(f"{'  A outbox NOT drained after the phase (msgs)':{w}}{t['outbox_backlog_after']:>16}")
     print("latency phase: unary msg_send, open loop at 100 msg/s")
     print(
         f"{'  delivered / sent (errors)':{w}}{lat['delivered']:>16} / {lat['sent']} (errors {lat['errors']})"
@@ -1224,7 +1230,13 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     p = QUICK if args.quick else FULL
     if args.batch_n:
-        p = dataclasses.replace(p, batch_n=max(p.batch_size, args.batch_n))
+        # More messages: wait longer for them (and for A's outbox to drain after).
+        batch_n = max(p.batch_size, args.batch_n)
+        deadline = p.tput_deadline_s * max(1.0, batch_n / p.batch_n)
+        extra = (deadline - p.tput_deadline_s) * 1.5  # the phase, the drains after both phases
+        p = dataclasses.replace(
+            p, batch_n=batch_n, tput_deadline_s=deadline, hard_limit_s=p.hard_limit_s + extra
+        )
     name = args.name or ("messaging-quick" if args.quick else "messaging")
     profile_dir = Path(args.profile).resolve() if args.profile else None
     if profile_dir is not None:

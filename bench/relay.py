@@ -31,8 +31,12 @@ Per envelope size (256 B and 4 KiB, the whole serialized envelope) and per
 relay, in blocks that alternate between the two relays (ABBA):
 
 * a fixed offered rate, 1,000 msg/s, open loop (each send on schedule);
-* max: the sender writes as fast as the stream takes frames (gRPC
-  flow control is the only pacing) for a fixed time.
+* max: closed loop, the sender writes as fast as it may with at most
+  ``--window`` (64) messages in flight (sent, not yet received: the receiver
+  publishes its arrival count in a small shared mmap'd file), like a sender
+  with a bounded outbox. Without a window the sender would fill gRPC's flow
+  control buffers (megabytes) and the latency "at max" would only say how
+  long the phase ran.
 
 One-way latency = sender's ``time.monotonic_ns()`` just before the write →
 receiver's ``time.monotonic_ns()`` just after the read. ``CLOCK_MONOTONIC`` is
@@ -59,6 +63,7 @@ import os
 import shlex
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -96,6 +101,7 @@ NODE_ID_LEN = 20
 MID_LEN = 16
 # Lift the per-connection frame rate: measure the relay path, not its pacing.
 HOST_FLAGS = ["--rate", "1000000", "--burst", "1000000"]
+BUSY_MACHINE_CORES = 0.5  # other processes' average load above which the table warns
 GC_FREEZE_EVERY = 1000  # as tmax-host: freeze long-lived objects after registration waves
 
 
@@ -112,17 +118,17 @@ class Params:
 
 
 FULL = Params(
-    blocks=3,
-    rate_s=3.0,
-    max_s=3.0,
+    blocks=4,
+    rate_s=2.5,
+    max_s=2.0,
     warm_s=0.3,
-    window=32,
+    window=64,
     pool=1000,
     collect_timeout_s=15.0,
     hard_limit_s=175.0,
 )
 QUICK = Params(
-    blocks=1, rate_s=2.0, max_s=2.0, warm_s=0.3, window=32, pool=400, collect_timeout_s=8.0, hard_limit_s=43.0
+    blocks=2, rate_s=1.0, max_s=1.0, warm_s=0.2, window=64, pool=400, collect_timeout_s=6.0, hard_limit_s=43.0
 )
 SLOTS = {"host": 0, "bare": 1}  # per-relay arrival counters in the shared progress file
 
@@ -554,6 +560,11 @@ class Worker:
                 return
 
 
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
 def load_q(path: Path) -> array:
     a = array("q")
     a.frombytes(path.read_bytes())
@@ -642,9 +653,18 @@ class Bench:
             (relay, size, mode),
             {"sent": 0, "received": 0, "mismatched": 0, "one_way_s": [], "from_schedule_s": []}
             | {"span_s": 0.0, "wall_s": 0.0, "cpu_s": Counter(), "other_frames": Counter(), "lag": []}
-            | {"other_peak": 0.0},
+            | {"other_peak": 0.0, "blocks": []},
         )
         a["other_peak"] = max(a["other_peak"], cpu["other processes"] / wall)
+        lat = summarize_ms(m["one_way_s"])
+        a["blocks"].append(
+            {
+                "p50_ms": lat.get("p50_ms"),
+                "p99_ms": lat.get("p99_ms"),
+                "msgs_per_s": len(m["one_way_s"]) / m["span_s"] if m["span_s"] else None,
+                "other_processes_cores": cpu["other processes"] / wall,
+            }
+        )
         for key in ("sent", "received", "mismatched", "span_s"):
             a[key] += m[key]
         a["one_way_s"] += m["one_way_s"]
@@ -690,6 +710,8 @@ class Bench:
                 "cpu_us_per_msg": cpu_per_msg,
                 "cores_busy": cores,
                 "other_processes_cores_peak_phase": a["other_peak"],
+                "per_block": a["blocks"],
+                "p50_ms_median_of_blocks": median([x["p50_ms"] for x in a["blocks"]]),
                 "other_frames": dict(a["other_frames"]),
             }
             if mode == "rate":
@@ -784,6 +806,9 @@ def assess(results: dict[str, Any]) -> dict[str, Any]:
             "throughput_max": ratio(h["max"]["msgs_per_s"], b["max"]["msgs_per_s"]),
             "p50_rate": ratio(h["rate"]["latency"].get("p50_ms"), b["rate"]["latency"].get("p50_ms")),
             "p99_rate": ratio(h["rate"]["latency"].get("p99_ms"), b["rate"]["latency"].get("p99_ms")),
+            "p50_rate_median_of_blocks": ratio(
+                h["rate"]["p50_ms_median_of_blocks"], b["rate"]["p50_ms_median_of_blocks"]
+            ),
             "p50_max": ratio(h["max"]["latency"].get("p50_ms"), b["max"]["latency"].get("p50_ms")),
             "p99_max": ratio(h["max"]["latency"].get("p99_ms"), b["max"]["latency"].get("p99_ms")),
             "relay_cpu_rate": ratio(cpu_of(h["rate"], "host"), cpu_of(b["rate"], "bare")),
@@ -819,7 +844,7 @@ def verdict(t: dict[str, Any]) -> str:
 
 def print_table(out: dict[str, Any]) -> None:
     res, env_ = out["results"], out["environment"]
-    w, line = 34, "-" * 110
+    w, line = 40, "-" * 110
     print()
     print(
         f"tmax-host relay benchmark ({out['mode']}) - {env_['cpus']} CPUs, Python {env_['python']}, "
@@ -843,20 +868,29 @@ def print_table(out: dict[str, Any]) -> None:
             ("throughput at max (msg/s)", hx["msgs_per_s"], bx["msgs_per_s"], "throughput_max"),
             (f"p50 at {rate} (ms)", p_ms(hr, "p50"), p_ms(br, "p50"), "p50_rate"),
             (f"p99 at {rate} (ms)", p_ms(hr, "p99"), p_ms(br, "p99"), "p99_rate"),
+            (
+                f"p50 at {rate}, block median (ms)",
+                hr["p50_ms_median_of_blocks"],
+                br["p50_ms_median_of_blocks"],
+                "p50_rate_median_of_blocks",
+            ),
             ("p50 at max (ms)", p_ms(hx, "p50"), p_ms(bx, "p50"), "p50_max"),
             ("p99 at max (ms)", p_ms(hx, "p99"), p_ms(bx, "p99"), "p99_max"),
             (f"relay CPU at {rate} (us/msg)", cpu_of(hr, "host"), cpu_of(br, "bare"), "relay_cpu_rate"),
             ("relay CPU at max (us/msg)", cpu_of(hx, "host"), cpu_of(bx, "bare"), "relay_cpu_max"),
         ]
         verdicts = {"throughput_max": "throughput_max", "p50_rate": "p50_at_1k", "p50_max": "p50_at_max"}
+        if out["params"]["blocks"] < 2:  # one block: the block median is the p50 above
+            rows = [row for row in rows if row[3] != "p50_rate_median_of_blocks"]
         for label, hv, bv, key in rows:
             tv = verdict(t[verdicts[key]]) if key in verdicts else ""
             print(f"{'  ' + label:{w}}{fmt(hv):>14}{fmt(bv):>14}{fmt(r[key], 2):>9}x   {tv}")
         for mode, what in (("rate", f"{OFFERED_RATE:,.0f} msg/s"), ("max", "max")):
             hm, bm = h[mode], b[mode]
             print(
-                f"{'  delivered/sent at ' + what:{w}}{hm['delivered_matched']:>8}/{hm['sent']:<5}"
-                f"{bm['delivered_matched']:>8}/{bm['sent']:<5}"
+                f"{'  delivered/sent at ' + what:{w}}"
+                f"{str(hm['delivered_matched']) + '/' + str(hm['sent']):>14}"
+                f"{str(bm['delivered_matched']) + '/' + str(bm['sent']):>14}"
             )
     print(line)
     print(
@@ -868,6 +902,11 @@ def print_table(out: dict[str, Any]) -> None:
         f"other processes on the machine (not this bench): {other['mean_cores']:.2f} cores busy on average "
         f"over the measured phases, {other['peak_cores']:.2f} in the busiest phase"
     )
+    if other["mean_cores"] > BUSY_MACHINE_CORES:
+        print(
+            "WARNING: the machine was busy with other work; the wall-clock figures (throughput, latency) "
+            "are unreliable - compare relay CPU per message, or run again when it is quieter"
+        )
     print(f"wall time {res['wall_seconds']:.1f}s; JSON: {out['json_path']}")
 
 

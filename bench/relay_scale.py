@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import math
@@ -68,6 +67,7 @@ from messaging import (  # noqa: E402 - the sibling benches' helpers
     cpu_seconds,
     environment,
     fmt,
+    machine_busy_seconds,
     ratio,
     summarize_ms,
 )
@@ -165,6 +165,8 @@ def scrape_registered(metrics: str) -> float | None:
 
 async def swarm_main(args: argparse.Namespace) -> None:
     """Child-process mode: hold ``--count`` registered nodes, one channel each."""
+    from tmax_mesh_relay.client import HostSession
+
     from tmax_core.identity import NodeIdentity
 
     t0 = time.perf_counter()
@@ -182,16 +184,14 @@ async def swarm_main(args: argparse.Namespace) -> None:
     errors: Counter[str] = Counter()
     latencies: list[float] = []
     done_ns = 0
-    sem = asyncio.Semaphore(args.concurrency)
+    todo = iter(identities)
 
-    async def register(identity: Any) -> None:
+    async def worker() -> None:
         nonlocal done_ns
-        async with sem:
+        for identity in todo:
             t = time.perf_counter()
             try:
                 if args.relay == "host":
-                    from tmax_mesh_relay.client import HostSession
-
                     session = await HostSession.open(args.target, timeout=args.timeout)
                     sessions.append(session)  # kept even if registration fails, closed at exit
                     await session.register(identity, [], [], timeout=args.timeout)
@@ -199,15 +199,18 @@ async def swarm_main(args: argparse.Namespace) -> None:
                     sessions.append(await BareSession.open(args.target, identity.node_id, args.timeout))
             except Exception as err:
                 errors[f"{type(err).__name__}: {str(err)[:80]}"] += 1
-                return
+                continue
             latencies.append(time.perf_counter() - t)
             done_ns = max(done_ns, time.monotonic_ns())
 
     go_ns = time.monotonic_ns()
-    await asyncio.gather(*(register(i) for i in identities))
+    cpu0 = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    cpu_s = time.process_time() - cpu0
     gc.freeze()  # many long-lived channel objects: keep the collector off them
     emit(
         {
+            "cpu_s": cpu_s,
             "ok": len(latencies),
             "failed": sum(errors.values()),
             "errors": dict(errors.most_common(5)),
@@ -226,10 +229,13 @@ async def swarm_main(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- one relay
 
 
-async def stop_all(workers: list[Worker], children: list[Child]) -> None:
+async def stop_all(workers: list[Worker], children: list[Child]) -> float:
+    """Stop the clients, then the relay; returns the seconds the relay took to exit on SIGTERM."""
     await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+    t0 = time.monotonic()
     for child in children:
         await asyncio.to_thread(child.stop)
+    return time.monotonic() - t0
 
 
 async def pair_latency(bench: Bench, relay: str, seconds: float) -> dict[str, Any]:
@@ -316,11 +322,15 @@ async def run_relay(relay: str, p: Params, workdir: Path, keys_path: Path, mode:
             f"({p.concurrency} in flight each) ...",
             flush=True,
         )
-        cpu0 = cpu_seconds(pid) or 0.0
+        ours = {"relay": pid, "sender": sender.pid, "receiver": receiver.pid} | {w.name: w.pid for w in swarm}
+        cpu0 = {name: cpu_seconds(x) or 0.0 for name, x in ours.items()}
+        busy0, self0, t0 = machine_busy_seconds() or 0.0, time.process_time(), time.monotonic()
         for w in swarm:
             w.send({"op": "register"})
         results = await asyncio.gather(*(w.reply(p.register_timeout_s) for w in swarm))
-        reg_cpu = (cpu_seconds(pid) or 0.0) - cpu0
+        cpu = {name: (cpu_seconds(x) or 0.0) - cpu0[name] for name, x in ours.items()}
+        others = (machine_busy_seconds() or 0.0) - busy0 - sum(cpu.values()) - (time.process_time() - self0)
+        reg_cpu = cpu["relay"]
         go = min(r["go_ns"] for r in results)
         done = max(r["done_ns"] for r in results if r["ok"]) if any(r["ok"] for r in results) else go
         ok = sum(r["ok"] for r in results)
@@ -336,6 +346,8 @@ async def run_relay(relay: str, p: Params, workdir: Path, keys_path: Path, mode:
             "per_s": ok / ((done - go) / 1e9) if done > go else None,
             "relay_cpu_s": reg_cpu,
             "relay_cpu_us_per_registration": reg_cpu / ok * 1e6 if ok else None,
+            "swarm_cpu_us_per_registration": sum(r["cpu_s"] for r in results) / ok * 1e6 if ok else None,
+            "other_processes_cores": max(0.0, others) / (time.monotonic() - t0),
             "swarm_processes": procs,
             "per_process": shares,
             "latency_per_process": [r["latency"] for r in results],
@@ -362,7 +374,7 @@ async def run_relay(relay: str, p: Params, workdir: Path, keys_path: Path, mode:
         )
         return out
     finally:
-        await stop_all(workers, children)
+        out["relay_stop_s"] = await stop_all(workers, children)
 
 
 async def run(p: Params, mode: str, workdir: Path) -> dict[str, Any]:
@@ -416,69 +428,80 @@ def print_table(out: dict[str, Any]) -> None:
     res, env_, a = out["results"], out["environment"], out["assessment"]
     h, b = res["relays"]["host"], res["relays"]["bare"]
     hr, br = h["registration"], b["registration"]
-    w, line = 44, "-" * 104
+    w, line = 50, "-" * 104
     rss_t = a["targets"]["rss_per_connection"]
 
-    def mib(kib: int | None) -> float | None:
+    def mib(r: dict[str, Any], when: str, key: str = "VmRSS") -> float | None:
+        kib = r[when]["status"].get(key)
         return kib / 1024 if kib else None
 
-    def row(label: str, hv: float | None, bv: float | None, key: str | None = None, note: str = "") -> None:
-        r = a["ratios"].get(key) if key else ratio(hv, bv)
-        print(f"{label:{w}}{fmt(hv):>13}{fmt(bv):>13}{fmt(r, 2):>9}x   {note}")
+    def row(label: str, hv: float | None, bv: float | None, note: str = "") -> None:
+        print(f"{label:{w}}{fmt(hv):>13}{fmt(bv):>13}{fmt(ratio(hv, bv), 2):>9}x   {note}")
 
     print()
+    n = out["params"]["nodes"]
     print(
-        f"tmax-host relay scale benchmark ({out['mode']}, N = {out['params']['nodes']:,}) - {env_['cpus']} CPUs, "
+        f"tmax-host relay scale benchmark ({out['mode']}, N = {n:,}) - {env_['cpus']} CPUs, "
         f"Python {env_['python']}, grpcio {env_['grpcio']}, loadavg {env_['loadavg_at_start']}"
     )
     print(line)
     print(f"{'':{w}}{'tmax-host':>13}{'bare relay':>13}{'ratio':>10}")
     print(line)
-    print(f"{'nodes registered / N':{w}}{hr['registered']:>13,}{br['registered']:>13,}")
-    row("time to register all (s)", hr["seconds"], br["seconds"], "registration_seconds")
-    row("registrations/s", hr["per_s"], br["per_s"])
-    row("relay CPU per registration (us)", hr["relay_cpu_us_per_registration"],
-        br["relay_cpu_us_per_registration"], "cpu_per_registration")  # fmt: skip
-    row("relay RSS idle baseline (MiB)", mib(h["baseline"]["status"].get("VmRSS")),
-        mib(b["baseline"]["status"].get("VmRSS")))  # fmt: skip
-    row(f"relay RSS with N connected (MiB)", mib(h["loaded"]["status"].get("VmRSS")),
-        mib(b["loaded"]["status"].get("VmRSS")))  # fmt: skip
-    verdict = f"target <= {TARGET_RSS_RATIO}x: {'MET' if rss_t['met'] else 'NOT MET'}"
-    row("relay RSS per connection (KiB)", h["rss_per_connection_kib"], b["rss_per_connection_kib"],
-        "rss_per_connection", verdict)  # fmt: skip
-    row("relay peak RSS, VmHWM (MiB)", mib(h["loaded"]["status"].get("VmHWM")),
-        mib(b["loaded"]["status"].get("VmHWM")))  # fmt: skip
+    print(f"{'nodes registered (of N)':{w}}{hr['registered']:>13,}{br['registered']:>13,}")
+    row("time to register all N (s)", hr["seconds"], br["seconds"])
+    row("  registrations/s", hr["per_s"], br["per_s"])
     row(
-        "relay idle CPU with N connected (cores)",
-        h["idle_cores_with_n"],
-        b["idle_cores_with_n"],
-        "idle_cores",
+        "  relay CPU per registration (us)",
+        hr["relay_cpu_us_per_registration"],
+        br["relay_cpu_us_per_registration"],
     )
-    row("relay open fds with N connected", h["loaded"]["fds"], b["loaded"]["fds"])
-    for key, label in (("pair_idle", "nothing else connected"), ("pair_loaded", "N connected")):
+    row(
+        "  swarm CPU per registration (us, clients)",
+        hr["swarm_cpu_us_per_registration"],
+        br["swarm_cpu_us_per_registration"],
+    )
+    row("relay RSS, idle baseline (MiB)", mib(h, "baseline"), mib(b, "baseline"))
+    row("relay RSS, N connected (MiB)", mib(h, "loaded"), mib(b, "loaded"))
+    verdict = f"target <= {TARGET_RSS_RATIO}x: {'MET' if rss_t['met'] else 'NOT MET'}"
+    row("relay RSS per connection (KiB)", h["rss_per_connection_kib"], b["rss_per_connection_kib"], verdict)
+    row("relay peak RSS, VmHWM (MiB)", mib(h, "loaded", "VmHWM"), mib(b, "loaded", "VmHWM"))
+    row(
+        "relay idle CPU, N connected (% of a core)",
+        100 * h["idle_cores_with_n"],
+        100 * b["idle_cores_with_n"],
+    )
+    row("relay open fds, N connected", h["loaded"]["fds"], b["loaded"]["fds"])
+    for key, label in (("pair_idle", "alone"), ("pair_loaded", "N connected")):
         hp, bp = h[key], b[key]
-        rate = f"{hp['rate']:g} msg/s"
         for q in ("p50", "p99"):
             row(
-                f"pair {q} at {rate}, {label} (ms)",
+                f"sample pair {q} at {hp['rate']:g} msg/s, {label} (ms)",
                 hp["latency"].get(f"{q}_ms"),
                 bp["latency"].get(f"{q}_ms"),
             )
     print(line)
     for relay, r in (("tmax-host", h), ("bare relay", b)):
         reg = r["registration"]
-        lat = reg["latency_per_process"]
-        p50s = "/".join(fmt(x.get("p50_ms"), 0) for x in lat)
-        p99s = "/".join(fmt(x.get("p99_ms"), 0) for x in lat)
+        shares = "/".join(str(x) for x in reg["per_process"])
+        fds = "/".join(str(x) for x in reg["swarm_fds"])
+        p50s = "/".join(fmt(x.get("p50_ms"), 0) for x in reg["latency_per_process"])
+        p99s = "/".join(fmt(x.get("p99_ms"), 0) for x in reg["latency_per_process"])
+        errors = f" {reg['errors']}" if reg["errors"] else ""
         print(
-            f"{relay}: {reg['swarm_processes']} swarm processes x {'/'.join(str(x) for x in reg['per_process'])} "
-            f"nodes; fds {'/'.join(str(x) for x in reg['swarm_fds'])}; per-registration p50 {p50s} ms, "
-            f"p99 {p99s} ms; failed {reg['failed']}{' ' + str(reg['errors']) if reg['errors'] else ''}"
+            f"{relay}: {reg['swarm_processes']} swarm processes x {shares} nodes (fds {fds}); "
+            f"one registration p50 {p50s} ms, p99 {p99s} ms; failed {reg['failed']}{errors}"
         )
-    if h.get("host_registered_nodes_metric") is not None:
         print(
-            f"tmax-host's own tmax_host_registered_nodes after registration: {h['host_registered_nodes_metric']:,.0f}"
+            f"{'':{len(relay) + 2}}other processes on the machine during registration: "
+            f"{reg['other_processes_cores']:.2f} cores"
         )
+    print(
+        f"relay exit after SIGTERM (clients already gone): tmax-host {h['relay_stop_s']:.1f} s, "
+        f"bare relay {b['relay_stop_s']:.1f} s"
+    )
+    metric = h.get("host_registered_nodes_metric")
+    if metric is not None:
+        print(f"tmax-host's own tmax_host_registered_nodes after registration: {metric:,.0f} (N + the pair)")
     print(f"wall time {res['wall_seconds']:.1f}s; JSON: {out['json_path']}")
 
 

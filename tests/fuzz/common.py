@@ -1,4 +1,4 @@
-"""Helpers shared by the fuzz, resource-bound and durability tests."""
+"""Helpers shared by the fuzz and resource-bound tests."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def api(module_procs: ProcGroup) -> Iterator[Api]:
         client.close()
 
 
-@budget(200)
+@budget(120)
 @given(
     to=st.one_of(HEXISH, st.just("FRIEND")),
     body=st.one_of(

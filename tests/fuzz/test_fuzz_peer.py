@@ -146,7 +146,7 @@ def test_deliver_batch_arbitrary_bytes(target: Target, data: bytes) -> None:
     mesh_pb2.AckBatchBody.FromString(mesh_pb2.SignedAck.FromString(answer).body)
 
 
-@budget(250)
+@budget(150)
 @given(
     st.lists(
         st.one_of(

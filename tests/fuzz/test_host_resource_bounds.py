@@ -22,7 +22,7 @@ from tests.fuzz.common import befriend_api, tracebacks, vm_rss_kb
 from tests.harness import Proc, ProcGroup
 from tmax_core.client import NodeClient
 
-FLOOD_S = 12.0
+FLOOD_S = 8.0
 FAST = {
     "TMAX_MESH_MESSAGES_RETRY_INITIAL": "200ms",
     "TMAX_MESH_MESSAGES_RETRY_MAX": "1s",

@@ -238,7 +238,10 @@ def test_set_get_unset_round_trip(registry: ConfigRegistry, tmp_path: Path) -> N
     assert "ratelimit" not in path.read_text()  # empty table pruned
     assert unset_value(path, registry, "ratelimit.burst") is False
     cfg = Config.load(path, registry, env={})
-    assert (cfg.get("ratelimit.burst"), cfg.source("ratelimit.burst")) == (20, "default")
+    assert (cfg.get("ratelimit.burst"), cfg.source("ratelimit.burst")) == (
+        registry.get("ratelimit.burst").default,
+        "default",
+    )
     assert cfg.get("node.peer_listen") == "0.0.0.0:7400"
     assert [p.name for p in path.parent.iterdir()] == ["config.toml"]  # no temp files left
 

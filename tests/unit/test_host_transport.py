@@ -44,7 +44,7 @@ class FakeNode:
         self.envelopes: list[tuple[bytes, IngressSource]] = []
         self.acks: list[tuple[bytes, bytes]] = []
 
-    def _kick(self) -> None:
+    def _kick(self, resend_handed_off_via: str | None = None) -> None:
         self.kicks += 1
 
     def duration_ms(self, key: str) -> int:
