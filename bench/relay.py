@@ -217,6 +217,7 @@ class BareSession:
     @classmethod
     async def open(cls, target: str, node_id: bytes, timeout: float = 10.0) -> BareSession:
         import grpc
+
         from tmax_mesh_relay.client import channel_options
 
         channel = grpc.aio.insecure_channel(target, options=channel_options(2 * 1024 * 1024))
@@ -414,10 +415,9 @@ class Sender:
 
 async def client_main(args: argparse.Namespace) -> None:
     """Child-process mode: the sender or the receiver, driven by JSON lines on stdin."""
-    from tmax_mesh_relay.proto import host_pb2
-
     from tmax_core import envelope as env
     from tmax_core.identity import NodeIdentity
+    from tmax_mesh_relay.proto import host_pb2
 
     role = args.client
     keys = json.loads(Path(args.keys).read_text())

@@ -165,9 +165,8 @@ def scrape_registered(metrics: str) -> float | None:
 
 async def swarm_main(args: argparse.Namespace) -> None:
     """Child-process mode: hold ``--count`` registered nodes, one channel each."""
-    from tmax_mesh_relay.client import HostSession
-
     from tmax_core.identity import NodeIdentity
+    from tmax_mesh_relay.client import HostSession
 
     t0 = time.perf_counter()
     identities = [NodeIdentity.from_secret(os.urandom(32), 0) for _ in range(args.count)]

@@ -21,12 +21,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tmax_mesh_relay.client import HostSession
-from tmax_mesh_relay.proto import host_pb2
-
 from tests.harness import Host, Node, ProcGroup, befriend, wait_for
 from tmax_core.client import NodeClient
 from tmax_core.identity import NodeIdentity
+from tmax_mesh_relay.client import HostSession
+from tmax_mesh_relay.proto import host_pb2
 
 FAST = {
     "TMAX_MESH_DIRECT_PROBE_INTERVAL": "1s",

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import pytest_asyncio
-from tmax_mesh_relay import wire
-from tmax_mesh_relay.client import HostSession
-from tmax_mesh_relay.proto import host_pb2
 
 from tests.harness import Host, ProcGroup
 from tmax_core import envelope as env
 from tmax_core.identity import NodeIdentity
+from tmax_mesh_relay import wire
+from tmax_mesh_relay.client import HostSession
+from tmax_mesh_relay.proto import host_pb2
 
 N = host_pb2.NodeFrame
 

@@ -15,10 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tmax_mesh_session_mailbox.client import SessionMailboxClient
-
 from tests.harness import Node, ProcGroup, befriend
 from tmax_core.client import NodeClient
+from tmax_mesh_session_mailbox.client import SessionMailboxClient
 
 LISTEN = "127.0.0.1:0"
 DISABLE = {"TMAX_MESH_DISABLE_PLUGINS": "session_mailbox"}

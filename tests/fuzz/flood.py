@@ -23,12 +23,12 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
-from tmax_mesh_relay.client import HostSession, channel_options
-from tmax_mesh_relay.proto import host_pb2
 
 from tmax_core import envelope as env
 from tmax_core.identity import NodeIdentity
 from tmax_core.readyfile import write_ready_file
+from tmax_mesh_relay.client import HostSession, channel_options
+from tmax_mesh_relay.proto import host_pb2
 
 CONNECT = "/tmax_mesh.host.v1.HostService/Connect"
 

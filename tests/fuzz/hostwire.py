@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
-from tmax_mesh_relay import wire
-from tmax_mesh_relay.proto import host_pb2
 
 from tmax_core.identity import NodeIdentity
+from tmax_mesh_relay import wire
+from tmax_mesh_relay.proto import host_pb2
 
 CONNECT = "/tmax_mesh.host.v1.HostService/Connect"
 # Error frame codes the host documents (docs/relay.md, tmax_mesh_relay.hub).

@@ -21,7 +21,6 @@ import grpc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tmax_mesh_relay.proto import host_pb2
 
 from tests.fuzz.common import befriend_api, budget, edits, mutate, tracebacks, vm_rss_kb
 from tests.fuzz.hostwire import END_CODES, ERROR_CODES, End, RawStream, channel, stream
@@ -29,6 +28,7 @@ from tests.harness import Host, ProcGroup, wait_for
 from tmax_core import envelope as env
 from tmax_core.client import NodeClient
 from tmax_core.identity import NodeIdentity
+from tmax_mesh_relay.proto import host_pb2
 
 F = host_pb2.NodeFrame
 PROBE_TIMEOUT_S = 5.0

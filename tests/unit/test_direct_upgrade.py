@@ -17,14 +17,14 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from tmax_mesh_direct import plugin
-from tmax_mesh_direct.upgrade import DIRECT, RELAY, Upgrader, _Pacer
 
 from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend
 from tmax_core.peer import DirectTransport, start_peer_server
+from tmax_mesh_direct import plugin
+from tmax_mesh_direct.upgrade import DIRECT, RELAY, Upgrader, _Pacer
 
 MAX_BYTES = 1 << 20
 

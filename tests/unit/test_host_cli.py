@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tmax_mesh_relay.host import HostError, build_parser, limits_from, resolve_settings, server_options
 
 

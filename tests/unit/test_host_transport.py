@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from tmax_mesh_relay.host import build_server, default_settings, limits_from
-from tmax_mesh_relay.hub import Hub
-from tmax_mesh_relay.transport import HostLink, RelayTransport, find_relay
 
 from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import ConfigError
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend, IngressSource
+from tmax_mesh_relay.host import build_server, default_settings, limits_from
+from tmax_mesh_relay.hub import Hub
+from tmax_mesh_relay.transport import HostLink, RelayTransport, find_relay
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

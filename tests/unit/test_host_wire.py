@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tmax_mesh_relay import wire
-from tmax_mesh_relay.proto import host_pb2
 
 from tmax_core.identity import NodeIdentity
+from tmax_mesh_relay import wire
+from tmax_mesh_relay.proto import host_pb2
 
 HOST_ID = b"host-1"
 

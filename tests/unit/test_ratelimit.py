@@ -11,14 +11,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from tmax_mesh_ratelimit import plugin as rl_plugin
-from tmax_mesh_ratelimit.limiter import RateLimiter, TokenBucket
 
 from tmax_core.config import Config, build_registry
 from tmax_core.errors import Reason
 from tmax_core.model import Friend, IngressMeta, IngressSource, OutboxEntry, RateLimit, ReceivedMessage
 from tmax_core.plugin.manager import create_plugin_manager
 from tmax_core.store import EXPIRED_ERROR, Store
+from tmax_mesh_ratelimit import plugin as rl_plugin
+from tmax_mesh_ratelimit.limiter import RateLimiter, TokenBucket
 
 ME = b"\x01" * 20
 X = b"\x0a" * 20

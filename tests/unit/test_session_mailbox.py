@@ -13,6 +13,12 @@ from typing import Any
 
 import grpc
 import pytest
+
+from tmax_core.cli import CommandRegistry, build_parser
+from tmax_core.config import Config, build_registry
+from tmax_core.errors import ConfigError, MeshError, NotFound, StateDirError, UsageError
+from tmax_core.model import Friend, ReceivedMessage
+from tmax_core.plugin.manager import create_plugin_manager
 from tmax_mesh_session_mailbox import cli as session_cli
 from tmax_mesh_session_mailbox import plugin
 from tmax_mesh_session_mailbox.client import PLUGIN_UNAVAILABLE, SessionMailboxClient
@@ -26,12 +32,6 @@ from tmax_mesh_session_mailbox.store import (
     SessionStore,
     validate_session_name,
 )
-
-from tmax_core.cli import CommandRegistry, build_parser
-from tmax_core.config import Config, build_registry
-from tmax_core.errors import ConfigError, MeshError, NotFound, StateDirError, UsageError
-from tmax_core.model import Friend, ReceivedMessage
-from tmax_core.plugin.manager import create_plugin_manager
 
 SENDER = bytes(range(20))
 

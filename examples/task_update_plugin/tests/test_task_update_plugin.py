@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from tmax_mesh_example_task_update import plugin
 
 from tmax_core.model import InviteScope
 from tmax_core.plugin.manager import create_plugin_manager, list_plugins
+from tmax_mesh_example_task_update import plugin
 
 CT = "application/json"
 

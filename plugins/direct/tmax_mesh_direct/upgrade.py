@@ -38,10 +38,9 @@ from tmax_core.errors import EnvelopeError
 from tmax_core.peer import DELIVER_BATCH, DirectTransport
 
 if TYPE_CHECKING:
-    from tmax_mesh_relay.transport import RelayTransport
-
     from tmax_core.model import Friend
     from tmax_core.node import Node
+    from tmax_mesh_relay.transport import RelayTransport
 
 log = logging.getLogger("tmax_mesh.direct")
 
