@@ -37,11 +37,9 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import json
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -50,23 +48,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
-sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from messaging import (  # noqa: E402 - the sibling bench's process, load and stats helpers
+from common import (
     BIN,
     Child,
-    Watcher,
-    arrive_all,
-    befriend,
-    cpu_seconds,
+    CpuWindow,
     environment,
     node_env,
     open_loop,
     ratio,
+    run_bounded,
+    serve_until_signalled,
     summarize_ms,
+    write_results,
 )
+from messaging import Watcher, arrive_all, befriend
 
 OFFERED_RATE = 100.0  # msg/s
 TARGET_P50_RATIO = 0.7  # direct p50 / relay p50
@@ -183,7 +180,7 @@ class PathRun:
                 self.errors.append(str(err))
 
         relayed = await host_relayed(self.metrics)
-        cpu = {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
+        cpu = CpuWindow(self.pids)
         t0 = time.perf_counter()
         n = await open_loop(OFFERED_RATE, seconds, send_timed)
         bodies = [f"{self.label}-{k}-{i}" for i in range(n)]
@@ -191,8 +188,7 @@ class PathRun:
         with contextlib.suppress(RuntimeError):
             await arrive_all(self.a, self.b_node_id, self.watcher, bodies, grace_s)
         self.seconds += time.perf_counter() - t0
-        for name, pid in self.pids.items():
-            self.cpu_s[name] += (cpu_seconds(pid) or 0.0) - cpu[name]
+        self.cpu_s.update(cpu.spent())
         self.relayed += await host_relayed(self.metrics) - relayed
 
     async def result(self) -> dict[str, Any]:
@@ -269,14 +265,7 @@ def delay_proxy_main(target: str, one_way_ms: float, ready_file: str) -> None:
     async def main() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        tmp = Path(ready_file).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "listen": f"127.0.0.1:{port}"}))
-        os.replace(tmp, ready_file)
-        await stop.wait()
+        await serve_until_signalled(ready_file, {"pid": os.getpid(), "listen": f"127.0.0.1:{port}"})
         server.close()
 
     asyncio.run(main())
@@ -503,30 +492,14 @@ def main(argv: list[str] | None = None) -> int:
         name += f"-rtt{args.host_rtt_ms:g}ms"
     workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-dvr-"))
     env_info = environment()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        results = asyncio.run(asyncio.wait_for(run(p, mode, workdir, args.host_rtt_ms), p.hard_limit_s))
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        shutil.rmtree(workdir, ignore_errors=True)
-        return 130
-    except TimeoutError:
-        print(f"benchmark stopped: over its {p.hard_limit_s:g} s limit", file=sys.stderr)
-        print(f"(state dirs and logs kept in {workdir})", file=sys.stderr)
-        return 1
-    except Exception as err:
-        print(f"benchmark failed: {err}", file=sys.stderr)
-        print(f"(state dirs and logs kept in {workdir})", file=sys.stderr)
-        return 1
+    results = run_bounded(
+        run(p, mode, workdir, args.host_rtt_ms), p.hard_limit_s, workdir, "state dirs and logs"
+    )
+    if isinstance(results, int):
+        return results
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    RESULTS_DIR.mkdir(exist_ok=True)
-    json_path = RESULTS_DIR / f"{name}.json"
     out = {
         "benchmark": "direct_vs_relay",
         "mode": mode,
@@ -534,10 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env_info,
         "results": results,
         **assess(results),
-        "json_path": str(json_path.relative_to(BENCH_DIR.parent)),
     }
-    json_path.write_text(json.dumps(out, indent=2) + "\n")
-    print_table(out)
+    print_table(write_results(name, out))
     if args.keep:
         print(f"state dirs and logs kept in {workdir}")
     return 0

@@ -46,23 +46,33 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
-import platform
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
-BIN = Path(sys.executable).parent
+from common import (
+    BIN,
+    Child,
+    CpuMeter,
+    PhaseProfiler,
+    closed_loop,
+    environment,
+    find_pyspy,
+    fmt,
+    node_env,
+    open_loop,
+    ratio,
+    run_bounded,
+    serve_until_signalled,
+    summarize_ms,
+    write_results,
+)
 
 # The issue's targets.
 TARGET_THROUGHPUT = 2000.0  # msg/s sustained
@@ -74,7 +84,6 @@ ECHO_BATCH_METHOD = "/tmax_bench.Echo/CallBatch"
 ECHO_STREAM = "/tmax_bench.Echo/Stream"
 POLL_S = 0.02  # B's unread count poll in the throughput phase (a cheap call, 50/s)
 COOLDOWN_S = 0.3  # offered load continues (unmeasured) after the latency window
-READY_TIMEOUT_S = 30.0
 ECHO_REPLY_BYTES = 140  # about the size of a SignedAck
 
 
@@ -124,194 +133,6 @@ QUICK = Params(
 )
 
 
-# --------------------------------------------------------------------------- stats
-
-
-def pct(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of an already sorted list (None when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
-
-
-def summarize_ms(values_s: list[float]) -> dict[str, Any]:
-    """Latency summary in milliseconds from a list of seconds."""
-    v = sorted(x * 1000 for x in values_s)
-    if not v:
-        return {"n": 0}
-    return {
-        "n": len(v),
-        "p50_ms": pct(v, 50),
-        "p90_ms": pct(v, 90),
-        "p99_ms": pct(v, 99),
-        "max_ms": v[-1],
-        "mean_ms": sum(v) / len(v),
-    }
-
-
-# --------------------------------------------------------------------------- CPU accounting
-
-
-def cpu_seconds(pid: int | None = None) -> float | None:
-    """user+system CPU seconds of a process (all its threads); this process if None."""
-    if pid is None:
-        return time.process_time()
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None  # not Linux, or gone
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float | None:
-    """Busy CPU seconds of the whole machine (all processes, all cores), from /proc/stat."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuMeter:
-    """CPU time per operation for a set of processes over one phase, plus how
-    busy the whole machine was (other tenants included) in cores."""
-
-    def __init__(self, pids: dict[str, int | None]) -> None:
-        self.pids = pids
-        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        self.machine_start = machine_busy_seconds()
-
-    def per_op_us(self, ops: int, wall_s: float) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        m0, m1 = self.machine_start, machine_busy_seconds()
-        if m0 is not None and m1 is not None and wall_s > 0:
-            out["machine_cores_busy"] = (m1 - m0) / wall_s
-        for name, pid in self.pids.items():
-            t0, t1 = self.start[name], cpu_seconds(pid)
-            if t0 is None or t1 is None or ops <= 0:
-                continue
-            out[name] = {"cpu_us_per_op": (t1 - t0) / ops * 1e6, "cores_busy": (t1 - t0) / wall_s}
-        return out
-
-
-# --------------------------------------------------------------------------- child processes
-
-
-class Child:
-    """A child process that writes a JSON ready file; stopped in a new session.
-
-    With ``prefix`` (e.g. ``py-spy record ... --``) the direct child is the
-    wrapper: ``stop`` signals the real process (pid from the ready file) first
-    so the wrapper can finish its output, then the whole group.
-    """
-
-    def __init__(self, name: str, argv: list[str], workdir: Path, prefix: list[str] | None = None) -> None:
-        self.name = name
-        self.argv = argv
-        self.prefix = prefix or []
-        self.ready_file = workdir / f"{name}.ready.json"
-        self.log_path = workdir / f"{name}.log"
-        self.proc: subprocess.Popen | None = None
-        self.ready: dict[str, Any] = {}
-
-    def spawn(self, env: dict[str, str] | None = None) -> None:
-        self.ready_file.unlink(missing_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [*self.prefix, *self.argv, "--ready-file", str(self.ready_file)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-            )
-
-    async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while not self.ready_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
-            await asyncio.sleep(0.02)
-        self.ready = json.loads(self.ready_file.read_text())
-        return self.ready
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except FileNotFoundError:
-            return ""
-
-    def stop(self, timeout: float = 15.0) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        inner = self.ready.get("pid")
-        if self.prefix and inner:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(inner, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout)  # the wrapper writes its output and exits
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-            if proc.poll() is not None:
-                return
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(wait)
-
-
-class PhaseProfiler:
-    """``py-spy record --pid`` attached to running processes for one phase only
-    (``--profile-phase batch``): collapsed stacks in ``DIR/<name>.<phase>.collapsed.txt``."""
-
-    def __init__(self, profile_dir: Path, phase: str, pids: dict[str, int], workdir: Path) -> None:
-        pyspy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
-        if pyspy is None:
-            raise RuntimeError("--profile needs py-spy: pip install py-spy")
-        self.pyspy = pyspy
-        self.pids = pids
-        self.outputs = {name: profile_dir / f"{name}.{phase}.collapsed.txt" for name in pids}
-        self.log_path = workdir / f"py-spy-{phase}.log"
-        self.procs: list[subprocess.Popen] = []
-
-    async def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            for name, pid in self.pids.items():
-                argv = [self.pyspy, "record", "--pid", str(pid), "--format", "raw", "--threads"]
-                argv += ["--nonblocking", "--rate", "100", "--output", str(self.outputs[name])]
-                self.procs.append(
-                    subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-                )
-        await asyncio.sleep(0.5)  # let py-spy attach before the phase starts
-        for proc in self.procs:
-            if proc.poll() is not None:
-                raise RuntimeError(f"py-spy exited with {proc.returncode}: see {self.log_path}")
-
-    async def stop(self) -> None:
-        """SIGINT: py-spy writes its output and exits."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 15
-        while any(proc.poll() is None for proc in self.procs) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        self.kill()
-
-    def kill(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(5)
-        self.procs.clear()
-
-
 # --------------------------------------------------------------------------- bare gRPC echo server
 
 
@@ -355,48 +176,10 @@ def echo_server_main(ready_file: str, reply_size: int, batch_reply_size: int) ->
         )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        tmp = Path(ready_file).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "listen": f"127.0.0.1:{port}"}))
-        os.replace(tmp, ready_file)
-        await stop.wait()
+        await serve_until_signalled(ready_file, {"pid": os.getpid(), "listen": f"127.0.0.1:{port}"})
         await server.stop(grace=0.5)
 
     asyncio.run(main())
-
-
-# --------------------------------------------------------------------------- load patterns
-
-
-async def closed_loop(n: int, concurrency: int, op: Callable[[int], Awaitable[Any]]) -> float:
-    """Run ``op(i)`` for i in range(n) with ``concurrency`` workers; returns elapsed seconds."""
-    counter = iter(range(n))
-
-    async def worker() -> None:
-        for i in counter:
-            await op(i)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - t0
-
-
-async def open_loop(rate: float, duration_s: float, op: Callable[[int], Awaitable[Any]]) -> int:
-    """Start ``op(i)`` at ``t0 + i/rate`` regardless of earlier calls (no coordinated omission)."""
-    n = int(rate * duration_s)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time() + 0.01
-    tasks = []
-    for i in range(n):
-        delay = t0 + i / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(op(i)))
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return n
 
 
 # --------------------------------------------------------------------------- phase: crypto
@@ -885,27 +668,12 @@ async def drain(a: Any, timeout: float) -> int:
 # --------------------------------------------------------------------------- orchestration
 
 
-def node_env() -> dict[str, str]:
-    """Lift the ratelimit plugin's limits (ignored if it is not installed): the
-    bench measures the messaging pipeline, not the limiter's policy."""
-    return {
-        "TMAX_MESH_RATELIMIT_RATE": "1000000",
-        "TMAX_MESH_RATELIMIT_BURST": "1000000",
-        "TMAX_MESH_RATELIMIT_SOURCE_RATE": "1000000",
-        "TMAX_MESH_RATELIMIT_SOURCE_BURST": "1000000",
-        "TMAX_LOG_LEVEL": "warning",
-    }
-
-
 def profiler_prefix(profile_dir: Path | None, name: str, native: bool) -> list[str]:
     """``py-spy record`` (100 Hz, one row per thread; non-blocking unless native) as a wrapper."""
     if profile_dir is None:
         return []
-    pyspy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
-    if pyspy is None:
-        raise RuntimeError("--profile needs py-spy: pip install py-spy")
     return [
-        pyspy,
+        find_pyspy(),
         "record",
         "--format",
         "raw",
@@ -1004,27 +772,6 @@ async def run(
             child.stop()
 
 
-def environment() -> dict[str, Any]:
-    import grpc
-
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_start": load,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def ratio(x: float | None, y: float | None) -> float | None:
-    return x / y if x is not None and y else None
-
-
 API_LABELS = {"msg_send": "unary msg_send", "msg_send_many": "batched msg_send_many"}
 
 
@@ -1065,14 +812,6 @@ def assess(res: dict[str, Any]) -> dict[str, Any]:
             },
         },
     }
-
-
-def fmt(x: float | None, nd: int = 2) -> str:
-    if x is None:
-        return "-"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.{nd}f}"
 
 
 def cpu_parts(cpu: dict[str, Any]) -> str:
@@ -1244,35 +983,18 @@ def main(argv: list[str] | None = None) -> int:
         name += "-profiled"
     workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-"))
     env_info = environment()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
     hard_limit = p.hard_limit_s * (3 if profile_dir else 1)  # sampling slows the nodes down
-    try:
-        results = asyncio.run(
-            asyncio.wait_for(
-                run(p, mode, workdir, profile_dir, args.profile_native, args.profile_phase), hard_limit
-            )
-        )
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        shutil.rmtree(workdir, ignore_errors=True)
-        return 130
-    except TimeoutError:
-        print(f"benchmark stopped: over its {hard_limit:g} s limit", file=sys.stderr)
-        print(f"(state dirs and node logs kept in {workdir})", file=sys.stderr)
-        return 1
-    except Exception as err:
-        print(f"benchmark failed: {err}", file=sys.stderr)
-        print(f"(state dirs and node logs kept in {workdir})", file=sys.stderr)
-        return 1
+    results = run_bounded(
+        run(p, mode, workdir, profile_dir, args.profile_native, args.profile_phase),
+        hard_limit,
+        workdir,
+        "state dirs and node logs",
+    )
+    if isinstance(results, int):
+        return results
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    RESULTS_DIR.mkdir(exist_ok=True)
-    json_path = RESULTS_DIR / f"{name}.json"
     out = {
         "benchmark": "messaging",
         "mode": mode,
@@ -1281,10 +1003,8 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env_info,
         "results": results,
         **assess(results),
-        "json_path": str(json_path.relative_to(BENCH_DIR.parent)),
     }
-    json_path.write_text(json.dumps(out, indent=2) + "\n")
-    print_table(out)
+    print_table(write_results(name, out))
     if args.keep:
         print(f"state dirs and node logs kept in {workdir}")
     if profile_dir is not None:

@@ -62,8 +62,6 @@ import mmap
 import os
 import shlex
 import shutil
-import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -73,20 +71,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
-sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from messaging import (  # noqa: E402 - the sibling bench's process and stats helpers
+from common import (
     BIN,
     Child,
+    CpuWindow,
     PhaseProfiler,
-    cpu_seconds,
+    Worker,
     environment,
     fmt,
-    machine_busy_seconds,
+    median,
     ratio,
+    run_bounded,
+    serve_until_signalled,
     summarize_ms,
+    write_results,
 )
 
 SIZES = (256, 4096)  # serialized envelope bytes
@@ -192,15 +192,8 @@ def bare_relay_main(ready_file: str, listen: str = "127.0.0.1:0") -> None:
         )
         port = server.add_insecure_port(listen)
         await server.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        from tmax_core.readyfile import write_ready_file
-
         host = listen.rpartition(":")[0]
-        write_ready_file(Path(ready_file), {"pid": os.getpid(), "listen": f"{host}:{port}"})
-        await stop.wait()
+        await serve_until_signalled(ready_file, {"pid": os.getpid(), "listen": f"{host}:{port}"})
         await server.stop(grace=0.5)
 
     asyncio.run(main())
@@ -489,82 +482,6 @@ async def client_main(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- orchestration
 
 
-class Worker:
-    """A child process driven by JSON lines on its stdin, answering on its stdout.
-
-    It exits when its stdin closes, so it cannot outlive the bench for long
-    even if the bench is killed; ``stop`` also signals its process group.
-    """
-
-    def __init__(self, name: str, argv: list[str], workdir: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = workdir / f"{name}.log"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, env: dict[str, str] | None = None) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-                env={**os.environ, **(env or {})},
-                limit=1 << 24,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except FileNotFoundError:
-            return ""
-
-    async def reply(self, timeout: float) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        except TimeoutError:
-            raise RuntimeError(f"{self.name}: no answer in {timeout:g} s:\n{self.log_tail()}") from None
-        if not line:
-            raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
-        return json.loads(line)
-
-    async def request(self, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
-        self.send(cmd)
-        return await self.reply(timeout)
-
-    def send(self, cmd: dict[str, Any]) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(Exception):
-            assert proc.stdin is not None
-            proc.stdin.close()
-        for sig, wait in ((None, timeout), (signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-            if sig is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), wait)
-            if proc.returncode is not None:
-                return
-
-
-def median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
 def load_q(path: Path) -> array:
     a = array("q")
     a.frombytes(path.read_bytes())
@@ -624,9 +541,7 @@ class Bench:
     async def phase(self, relay: str, size: int, mode: str, seconds: float, keep: bool = True) -> None:
         self.k += 1
         tag = f"p{self.k}"
-        cpu0 = {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
-        busy0 = machine_busy_seconds() or 0.0
-        self_cpu0 = time.process_time()
+        window = CpuWindow(self.pids)
         t0 = time.monotonic()
         cmd = {"op": "send", "relay": relay, "size": size, "mode": mode, "rate": self.rate}
         cmd |= {"seconds": seconds, "window": self.p.window, "out": str(self.workdir / tag)}
@@ -642,9 +557,9 @@ class Bench:
             self.p.collect_timeout_s + 10,
         )
         wall = time.monotonic() - t0
-        cpu = {name: (cpu_seconds(pid) or 0.0) - cpu0[name] for name, pid in self.pids.items()}
-        ours = sum(cpu.values()) + time.process_time() - self_cpu0  # + this orchestrator
-        cpu["whole machine"] = (machine_busy_seconds() or 0.0) - busy0
+        cpu = window.spent()
+        ours = sum(cpu.values()) + window.own()  # + this orchestrator
+        cpu["whole machine"] = window.machine()
         cpu["other processes"] = max(0.0, cpu["whole machine"] - ours)
         m = await asyncio.to_thread(match, self.workdir, tag)
         if not keep:
@@ -959,28 +874,18 @@ def main(argv: list[str] | None = None) -> int:
     hard_limit = p.hard_limit_s * (2 if profile_dir else 1)
     workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-relay-"))
     env_info = environment()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        results = asyncio.run(asyncio.wait_for(run(p, mode, workdir, host_command, profile_dir), hard_limit))
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        shutil.rmtree(workdir, ignore_errors=True)
-        return 130
-    except TimeoutError:
-        print(f"benchmark stopped: over its {hard_limit:g} s limit (logs kept in {workdir})", file=sys.stderr)
-        return 1
-    except Exception as err:
-        print(f"benchmark failed: {err}\n(logs kept in {workdir})", file=sys.stderr)
-        return 1
+    results = run_bounded(
+        run(p, mode, workdir, host_command, profile_dir),
+        hard_limit,
+        workdir,
+        "logs",
+        timeout_note_inline=True,
+    )
+    if isinstance(results, int):
+        return results
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    RESULTS_DIR.mkdir(exist_ok=True)
-    json_path = RESULTS_DIR / f"{name}.json"
     out = {
         "benchmark": "relay",
         "mode": mode,
@@ -993,10 +898,8 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env_info,
         "results": results,
         "assessment": assess(results),
-        "json_path": str(json_path.relative_to(BENCH_DIR.parent)),
     }
-    json_path.write_text(json.dumps(out, indent=2) + "\n")
-    print_table(out)
+    print_table(write_results(name, out))
     if args.keep:
         print(f"logs kept in {workdir}")
     return 0

@@ -47,7 +47,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -58,26 +57,29 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 sys.path.insert(0, str(BENCH_DIR))
 
-from messaging import (  # noqa: E402 - the sibling benches' helpers
+from common import (  # noqa: E402 - the benches' shared helpers
     BIN,
     Child,
+    CpuWindow,
+    Worker,
     cpu_seconds,
     environment,
     fmt,
-    machine_busy_seconds,
+    open_fds,
+    proc_status,
     ratio,
+    run_bounded,
     summarize_ms,
+    write_results,
 )
-from relay import (  # noqa: E402
+from relay import (  # noqa: E402 - the relay bench's clients and bare relay
     HOST_FLAGS,
     LABELS,
     SLOTS,
     BareSession,
     Bench,
-    Worker,
     emit,
 )
 from relay import Params as PairParams  # noqa: E402
@@ -125,28 +127,7 @@ QUICK = Params(
 )
 
 
-# --------------------------------------------------------------------------- /proc readings
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM (KiB) and thread count of a process."""
-    out: dict[str, int] = {}
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM", "Threads"):
-            out[key] = int(value.split()[0])
-    return out
-
-
-def open_fds(pid: int | str = "self") -> int | None:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
+# --------------------------------------------------------------------------- host metrics
 
 
 def scrape_registered(metrics: str) -> float | None:
@@ -322,13 +303,13 @@ async def run_relay(relay: str, p: Params, workdir: Path, keys_path: Path, mode:
             flush=True,
         )
         ours = {"relay": pid, "sender": sender.pid, "receiver": receiver.pid} | {w.name: w.pid for w in swarm}
-        cpu0 = {name: cpu_seconds(x) or 0.0 for name, x in ours.items()}
-        busy0, self0, t0 = machine_busy_seconds() or 0.0, time.process_time(), time.monotonic()
+        window = CpuWindow(ours)
+        t0 = time.monotonic()
         for w in swarm:
             w.send({"op": "register"})
         results = await asyncio.gather(*(w.reply(p.register_timeout_s) for w in swarm))
-        cpu = {name: (cpu_seconds(x) or 0.0) - cpu0[name] for name, x in ours.items()}
-        others = (machine_busy_seconds() or 0.0) - busy0 - sum(cpu.values()) - (time.process_time() - self0)
+        cpu = window.spent()
+        others = window.machine() - sum(cpu.values()) - window.own()
         reg_cpu = cpu["relay"]
         go = min(r["go_ns"] for r in results)
         done = max(r["done_ns"] for r in results if r["ok"]) if any(r["ok"] for r in results) else go
@@ -553,31 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or (default_name if not args.nodes else f"relay_scale-{p.nodes}")
     workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-scale-"))
     env_info = environment()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        results = asyncio.run(asyncio.wait_for(run(p, mode, workdir), p.hard_limit_s))
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        shutil.rmtree(workdir, ignore_errors=True)
-        return 130
-    except TimeoutError:
-        print(
-            f"benchmark stopped: over its {p.hard_limit_s:g} s limit (logs kept in {workdir})",
-            file=sys.stderr,
-        )
-        return 1
-    except Exception as err:
-        print(f"benchmark failed: {err}\n(logs kept in {workdir})", file=sys.stderr)
-        return 1
+    results = run_bounded(run(p, mode, workdir), p.hard_limit_s, workdir, "logs", timeout_note_inline=True)
+    if isinstance(results, int):
+        return results
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    RESULTS_DIR.mkdir(exist_ok=True)
-    json_path = RESULTS_DIR / f"{name}.json"
     out = {
         "benchmark": "relay_scale",
         "mode": mode,
@@ -585,10 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env_info,
         "results": results,
         "assessment": assess(results),
-        "json_path": str(json_path.relative_to(BENCH_DIR.parent)),
     }
-    json_path.write_text(json.dumps(out, indent=2) + "\n")
-    print_table(out)
+    print_table(write_results(name, out))
     if args.keep:
         print(f"logs kept in {workdir}")
     return 0
