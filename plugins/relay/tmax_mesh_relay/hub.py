@@ -9,7 +9,10 @@ than a writer task per stream) and gives natural back-pressure: a sender
 whose recipient reads slowly is itself read more slowly. A write that does not
 complete within ``write_timeout_s`` marks the recipient broken: it is
 disconnected and the frame is stored for it instead, so one stuck reader can
-stall its senders for at most that long.
+stall its senders for at most that long (plus one sweeper tick). The deadline
+is not an ``asyncio.timeout`` per write (that costs several microseconds per
+frame): the connection records when its current write started and the
+sweeper cancels a write pending for longer (``Connection.expire_write``).
 
 Closing a stream from outside its own task (supersede, timeouts, shutdown)
 sends an ``Error`` frame and cancels the task that serves the call; the
@@ -98,7 +101,10 @@ class Connection:
         "peer",
         "peer_ip",
         "task",
+        "write_expired",
+        "write_started",
         "write_timeout",
+        "writer",
     )
 
     def __init__(self, context: Any, task: asyncio.Task, now: float, limits: HostLimits) -> None:
@@ -121,6 +127,11 @@ class Connection:
         self.inflight: dict[tuple[bytes, bytes], Held] = {}
         self.closing = False
         self.write_timeout = limits.write_timeout_s
+        # The write in progress: its start (hub clock; 0.0 when none) and the
+        # task blocked in it, which the sweeper cancels past write_timeout.
+        self.write_started = 0.0
+        self.writer: asyncio.Task | None = None
+        self.write_expired = False
 
     @property
     def log_extra(self) -> dict[str, str]:
@@ -130,17 +141,51 @@ class Connection:
     def observed_addr(self) -> str:
         return self.peer.partition(":")[2] if self.peer.startswith(("ipv4:", "ipv6:")) else self.peer
 
-    async def send(self, frame: host_pb2.HostFrame, *, last: bool = False) -> bool:
+    async def send(
+        self, frame: host_pb2.HostFrame, clock: Callable[[], float], *, last: bool = False
+    ) -> bool:
         """Write one frame; False if the stream is closing, broken or too slow.
-        ``last`` writes the final frame of a stream that is already closing."""
-        if self.closing and not last:
+        ``last`` writes the final frame of a stream that is already closing
+        (rare, so it keeps its own ``asyncio.timeout``).
+
+        Otherwise the deadline is enforced by the hub's sweeper: it sees
+        ``write_started`` too old and calls :meth:`expire_write`, which
+        cancels the task blocked here; that cancellation is turned into a
+        failed write (as ``asyncio.timeout`` would have done)."""
+        if last:
+            try:
+                async with asyncio.timeout(self.write_timeout), self.lock:
+                    await self.context.write(frame)
+            except Exception:
+                return False
+            return True
+        if self.closing:
             return False
-        try:
-            async with asyncio.timeout(self.write_timeout), self.lock:
+        async with self.lock:
+            if self.closing:  # closed (e.g. its write expired) while we waited for the lock
+                return False
+            task = asyncio.current_task()
+            self.writer = task
+            self.write_started = clock()
+            try:
                 await self.context.write(frame)
-        except Exception:
-            return False
+            except asyncio.CancelledError:
+                if not self.write_expired or task is None or task.uncancel() > 0:
+                    raise
+                return False
+            except Exception:
+                return False
+            finally:
+                self.write_started = 0.0
+                self.writer = None
         return True
+
+    def expire_write(self) -> None:
+        """Fail the write in progress (called by the sweeper past write_timeout)."""
+        writer = self.writer
+        if writer is not None and not self.write_expired:
+            self.write_expired = True
+            writer.cancel()
 
 
 class Hub:
@@ -207,13 +252,13 @@ class Hub:
         if frame is grpc.aio.EOF:
             return
         if frame.WhichOneof("frame") != "register":
-            self.metrics.registrations.labels("not_registered").inc()
+            self.metrics.registrations["not_registered"] += 1
             await self._refuse(conn, "not_registered", "the first frame must be Register")
-        self.metrics.frames_in["register"].inc()
+        self.metrics.frames_in["register"] += 1
         try:
             wire.verify_register(frame.register, self.host_id, nonce, self.limits.max_lookup_allow)
         except wire.RegisterError as err:
-            self.metrics.registrations.labels(err.code).inc()
+            self.metrics.registrations[err.code] += 1
             await self._refuse(conn, err.code, err.detail)
         self._register(conn, frame.register)
         registered = host_pb2.Registered(
@@ -250,14 +295,14 @@ class Hub:
             conn.last_frame = now
             wait = conn.bucket.reserve(now)
             if wait > 0:
-                self.metrics.throttled.inc()
+                self.metrics.throttled += 1
                 await asyncio.sleep(wait)
             kind = frame.WhichOneof("frame")
             handler = self._handlers.get(kind or "")
             if handler is None:
                 await self._error(conn, "malformed", f"unexpected frame {kind or 'empty'} after registration")
                 continue
-            self.metrics.frames_in[kind].inc()
+            self.metrics.frames_in[kind] += 1
             await handler(conn, getattr(frame, kind))
 
     def _register(self, conn: Connection, reg: host_pb2.Register) -> None:
@@ -268,7 +313,7 @@ class Hub:
         conn.lookup_allow = frozenset(reg.lookup_allow)
         old = self.routes.get(node_id)
         self.routes[node_id] = conn
-        self.metrics.registrations.labels("ok").inc()
+        self.metrics.registrations["ok"] += 1
         self._new_registrations += 1
         log.info("registered %s from %s", conn.node_hex, conn.observed_addr, extra=conn.log_extra)
         if old is not None and old is not conn:
@@ -292,7 +337,7 @@ class Hub:
 
     async def _on_relay_send(self, conn: Connection, rs: host_pb2.RelaySend) -> None:
         data = rs.envelope
-        self.metrics.bytes_in.inc(len(data))
+        self.metrics.bytes_in += len(data)
         try:
             parsed = env.parse(data, self.limits.max_frame_bytes)
         except EnvelopeError as err:
@@ -320,11 +365,16 @@ class Hub:
             return
         dest = self.routes.get(to)
         if dest is not None:
-            deliver = host_pb2.Deliver(message_id=message_id, envelope=data)
+            # Built in place: Deliver(...) then HostFrame(deliver=...) would copy the envelope twice.
+            out = host_pb2.HostFrame()
+            deliver = out.deliver
+            deliver.message_id = message_id
+            deliver.envelope = data
             setattr(deliver, "from", conn.node_id)
-            if await self._write(dest, host_pb2.HostFrame(deliver=deliver), "deliver"):
-                self.metrics.relayed.inc()
-                self.metrics.bytes_out.inc(len(data))
+            if await self._write(dest, out, "deliver"):
+                m = self.metrics
+                m.relayed += 1
+                m.bytes_out += len(data)
                 return
         assert conn.node_id is not None
         refused = self._store(to, self.store.new_item(conn.node_id, message_id, data))
@@ -335,13 +385,13 @@ class Hub:
                 conn, code, f"cannot store for the offline recipient ({refused})", message_id, to
             )
             return
-        self.metrics.queued.inc()
+        self.metrics.queued += 1
         await self._write(
             conn, host_pb2.HostFrame(queued=host_pb2.Queued(message_id=message_id, to=to)), "queued"
         )
 
     async def _on_ack_send(self, conn: Connection, ack: host_pb2.AckSend) -> None:
-        self.metrics.bytes_in.inc(len(ack.ack))
+        self.metrics.bytes_in += len(ack.ack)
         if len(ack.ack) > env.MAX_ACK_BYTES:
             self.metrics.drop("too_large")
             await self._error(conn, "too_large", "ack is too large", ack.message_id, ack.to)
@@ -351,10 +401,13 @@ class Hub:
         if dest is None:
             self.metrics.drop("ack_sender_gone")
             return
-        out = host_pb2.Ack(message_id=ack.message_id, ack=ack.ack)
+        frame = host_pb2.HostFrame()
+        out = frame.ack
+        out.message_id = ack.message_id
+        out.ack = ack.ack
         setattr(out, "from", conn.node_id)
-        if await self._write(dest, host_pb2.HostFrame(ack=out), "ack"):
-            self.metrics.bytes_out.inc(len(ack.ack))
+        if await self._write(dest, frame, "ack"):
+            self.metrics.bytes_out += len(ack.ack)
         else:
             self.metrics.drop("ack_sender_gone")
 
@@ -367,7 +420,7 @@ class Hub:
     async def _on_lookup(self, conn: Connection, lookup: host_pb2.Lookup) -> None:
         target = bytes(lookup.target)
         if not conn.lookup_bucket.take(self.clock()):
-            self.metrics.lookups.labels("rate_limited").inc()
+            self.metrics.lookups["rate_limited"] += 1
             await self._error(conn, "rate_limited", "too many lookups; slow down", node_id=target)
             return
         dest = self.routes.get(target)
@@ -378,9 +431,9 @@ class Hub:
             result.found = True
             result.endpoints.extend(wire.dialable_endpoints(dest.endpoints, dest.peer_ip))
             result.observed_ip = dest.peer_ip
-            self.metrics.lookups.labels("found").inc()
+            self.metrics.lookups["found"] += 1
         else:
-            self.metrics.lookups.labels("not_found").inc()
+            self.metrics.lookups["not_found"] += 1
         await self._write(conn, host_pb2.HostFrame(lookup_result=result), "lookup_result")
 
     async def _on_set_lookup_allow(self, conn: Connection, msg: host_pb2.SetLookupAllow) -> None:
@@ -427,16 +480,16 @@ class Hub:
                 conn.inflight.pop(item.key, None)
                 self._store_many(node_id, items[i:])
                 return
-            self.metrics.flushed.inc()
-            self.metrics.bytes_out.inc(len(item.envelope))
+            self.metrics.flushed += 1
+            self.metrics.bytes_out += len(item.envelope)
 
     # -- writing and closing ---------------------------------------------------------------
 
     async def _write(
         self, conn: Connection, frame: host_pb2.HostFrame, kind: str, *, last: bool = False
     ) -> bool:
-        if await conn.send(frame, last=last):
-            self.metrics.frames_out[kind].inc()
+        if await conn.send(frame, self.clock, last=last):
+            self.metrics.frames_out[kind] += 1
             return True
         if not conn.closing:
             log.info("dropping %s: its stream is broken or not reading", conn.id, extra=conn.log_extra)
@@ -484,11 +537,14 @@ class Hub:
     # -- housekeeping ------------------------------------------------------------------------
 
     async def run_sweeper(self) -> None:
-        """Close streams that did not register in time or went idle; expire stored envelopes."""
+        """Close streams that did not register in time, went idle or stopped
+        taking frames (a write pending past write_timeout); expire stored envelopes."""
         lim = self.limits
         tick = min(1.0, lim.register_timeout_s / 4)
         if lim.idle_timeout_s:
             tick = min(tick, lim.idle_timeout_s / 4)
+        if lim.write_timeout_s:
+            tick = min(tick, lim.write_timeout_s / 4)
         tick = max(tick, 0.05)
         next_expire = self.clock() + QUEUE_EXPIRE_EVERY_S
         while True:
@@ -496,6 +552,12 @@ class Hub:
             now = self.clock()
             for conn in list(self.connections.values()):
                 if conn.closing:
+                    continue
+                started = conn.write_started
+                if started and now - started > conn.write_timeout:
+                    # Fails the pending write: its _write then drops the
+                    # stream (write_failed) and the frame is stored instead.
+                    conn.expire_write()
                     continue
                 if conn.node_id is None:
                     if now - conn.opened > lim.register_timeout_s:

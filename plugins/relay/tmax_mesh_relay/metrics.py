@@ -1,11 +1,22 @@
 """Prometheus metrics of ``tmax-host`` (own registry, so tests and embedders
-can run several hosts in one process)."""
+can run several hosts in one process).
+
+Counters are plain integers bumped by the hub (no lock, no method call: a
+``prometheus_client.Counter.inc`` costs about a microsecond and the relay path
+bumps five or six per message) and turned into metric families only when
+scraped, by :class:`HostMetrics.collect`. The hub runs on one event loop
+thread, so plain ``+=`` is safe; a scrape from the exporter's thread reads
+values that are at worst one increment old.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 NODE_FRAMES = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow")
 HOST_FRAMES = (
@@ -21,7 +32,9 @@ HOST_FRAMES = (
 )
 
 
-class HostMetrics:
+class HostMetrics(Collector):
+    """The host's counters as plain attributes, exported at scrape time."""
+
     def __init__(
         self,
         *,
@@ -30,38 +43,63 @@ class HostMetrics:
         queue_messages: Callable[[], float],
         queue_bytes: Callable[[], float],
     ) -> None:
+        self._gauges = (
+            ("tmax_host_connections", "open Connect streams", connections),
+            ("tmax_host_registered_nodes", "nodes with a registered stream", registered),
+            ("tmax_host_queue_messages", "envelopes held for offline nodes", queue_messages),
+            ("tmax_host_queue_bytes", "bytes held for offline nodes", queue_bytes),
+        )
+        # Labelled counters: {label value: count}. Frame types are known up
+        # front (exported as 0 before the first frame, as the labelled
+        # prometheus Counters did); the others appear on first use.
+        self.frames_in: dict[str, int] = dict.fromkeys(NODE_FRAMES, 0)
+        self.frames_out: dict[str, int] = dict.fromkeys(HOST_FRAMES, 0)
+        self.registrations: defaultdict[str, int] = defaultdict(int)
+        self.drops: defaultdict[str, int] = defaultdict(int)
+        self.lookups: defaultdict[str, int] = defaultdict(int)
+        # Unlabelled counters.
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.relayed = 0
+        self.queued = 0
+        self.flushed = 0
+        self.throttled = 0
         self.registry = CollectorRegistry()
-        r = self.registry
-        Gauge("tmax_host_connections", "open Connect streams", registry=r).set_function(connections)
-        Gauge("tmax_host_registered_nodes", "nodes with a registered stream", registry=r).set_function(
-            registered
-        )
-        Gauge("tmax_host_queue_messages", "envelopes held for offline nodes", registry=r).set_function(
-            queue_messages
-        )
-        Gauge("tmax_host_queue_bytes", "bytes held for offline nodes", registry=r).set_function(queue_bytes)
-        self.registrations = Counter(
-            "tmax_host_registrations", "registration attempts by result", ["result"], registry=r
-        )
-        frames_in = Counter("tmax_host_frames_in", "frames received from nodes", ["type"], registry=r)
-        frames_out = Counter("tmax_host_frames_out", "frames sent to nodes", ["type"], registry=r)
-        # Label children resolved once: .labels() costs a lock and a dict lookup per call.
-        self.frames_in = {t: frames_in.labels(t) for t in NODE_FRAMES}
-        self.frames_out = {t: frames_out.labels(t) for t in HOST_FRAMES}
-        self.bytes_in = Counter("tmax_host_bytes_in", "envelope and ack bytes received", registry=r)
-        self.bytes_out = Counter("tmax_host_bytes_out", "envelope and ack bytes sent", registry=r)
-        self.drops = Counter(
-            "tmax_host_drops", "frames or connections refused, by reason", ["reason"], registry=r
-        )
-        self.relayed = Counter("tmax_host_relayed", "envelopes forwarded to an online node", registry=r)
-        self.queued = Counter("tmax_host_queued", "envelopes stored for an offline node", registry=r)
-        self.flushed = Counter(
-            "tmax_host_queue_delivered", "stored envelopes delivered on registration", registry=r
-        )
-        self.throttled = Counter(
-            "tmax_host_throttled", "frames delayed by the per-connection rate limit", registry=r
-        )
-        self.lookups = Counter("tmax_host_lookups", "lookups by result", ["result"], registry=r)
+        self.registry.register(self)
 
     def drop(self, reason: str, n: int = 1) -> None:
-        self.drops.labels(reason).inc(n)
+        self.drops[reason] += n
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, fn in self._gauges:
+            yield GaugeMetricFamily(name, doc, value=fn())
+        yield _labelled(
+            "tmax_host_registrations", "registration attempts by result", "result", self.registrations
+        )
+        yield _labelled("tmax_host_frames_in", "frames received from nodes", "type", self.frames_in)
+        yield _labelled("tmax_host_frames_out", "frames sent to nodes", "type", self.frames_out)
+        yield CounterMetricFamily(
+            "tmax_host_bytes_in", "envelope and ack bytes received", value=self.bytes_in
+        )
+        yield CounterMetricFamily("tmax_host_bytes_out", "envelope and ack bytes sent", value=self.bytes_out)
+        yield _labelled("tmax_host_drops", "frames or connections refused, by reason", "reason", self.drops)
+        yield CounterMetricFamily(
+            "tmax_host_relayed", "envelopes forwarded to an online node", value=self.relayed
+        )
+        yield CounterMetricFamily(
+            "tmax_host_queued", "envelopes stored for an offline node", value=self.queued
+        )
+        yield CounterMetricFamily(
+            "tmax_host_queue_delivered", "stored envelopes delivered on registration", value=self.flushed
+        )
+        yield CounterMetricFamily(
+            "tmax_host_throttled", "frames delayed by the per-connection rate limit", value=self.throttled
+        )
+        yield _labelled("tmax_host_lookups", "lookups by result", "result", self.lookups)
+
+
+def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for value, count in list(values.items()):
+        family.add_metric([value], count)
+    return family
