@@ -30,8 +30,11 @@ FAST = {
 }
 ROOT = Path(__file__).resolve().parents[2]
 PEAK_GROWTH_MB = 150  # while the flood holds hundreds of streams open
-AFTER_GROWTH_MB = 80  # kept after the first round (measured ~35-47 MB on 2 shared cores)
-ROUND_GROWTH_MB = 20  # added by the second round (measured 0-10 MB)
+AFTER_GROWTH_MB = 80  # kept after each round (measured ~25-47 MB on 2 shared cores)
+# Added by the second, identical round. Measured -6..+20 MB: how much the first
+# round's residue shrinks depends on when the allocator hands memory back, so a
+# low first reading makes the second look bigger. A leak would add every round.
+ROUND_GROWTH_MB = 30
 SETTLE_S = 3.0
 
 
@@ -110,6 +113,7 @@ def test_host_flood_bounded_memory_and_service(procs: ProcGroup, tmp_path: Path)
         assert len(bodies) == len(set(bodies)) == len(ids[prefix]), summary
     assert (peak[0] - baseline) / 1024 < PEAK_GROWTH_MB, summary
     assert (after[0] - baseline) / 1024 < AFTER_GROWTH_MB, summary
+    assert (after[1] - baseline) / 1024 < AFTER_GROWTH_MB, summary
     assert (after[1] - after[0]) / 1024 < ROUND_GROWTH_MB, summary
     assert host.alive() and a.alive() and b.alive()
     log = host.log_path.read_text(errors="replace")
