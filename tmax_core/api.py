@@ -37,7 +37,10 @@ MAX_SEND_BATCH = 1000
 _STATUS_FOR = {"not_found": grpc.StatusCode.NOT_FOUND, "usage": grpc.StatusCode.INVALID_ARGUMENT}
 
 
-def _translate_errors(method: Callable) -> Callable:
+def translate_errors(method: Callable) -> Callable:
+    """Servicer decorator: MeshError/ValueError -> gRPC status + ``tmax-error-code`` trailer
+    (plugins' local-API servicers use it too)."""
+
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
@@ -144,7 +147,7 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    @_translate_errors
+    @translate_errors
     async def NodeInfo(self, request: pb.Empty, context: Any) -> pb.NodeInfoReply:
         n = self.node
         return pb.NodeInfoReply(
@@ -155,7 +158,7 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
             version=__version__,
         )
 
-    @_translate_errors
+    @translate_errors
     async def NodeStatus(self, request: pb.Empty, context: Any) -> pb.NodeStatusReply:
         import json
 
@@ -179,7 +182,7 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
             ],
         )
 
-    @_translate_errors
+    @translate_errors
     async def InviteCreate(self, request: pb.InviteCreateRequest, context: Any) -> pb.InviteCreateReply:
         rate = None
         if request.HasField("rate_limit"):
@@ -203,63 +206,63 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
             endpoints=inv.endpoints,
         )
 
-    @_translate_errors
+    @translate_errors
     async def InviteAccept(self, request: pb.InviteAcceptRequest, context: Any) -> pb.Friend:
         return friend_pb(await self.node.accept_invite(request.token, request.alias or None))
 
-    @_translate_errors
+    @translate_errors
     async def InviteList(self, request: pb.InviteListRequest, context: Any) -> pb.InviteListReply:
         invites = await self.node.db(self.node.store.list_issued_invites, request.all)
         return pb.InviteListReply(invites=[invite_pb(i) for i in invites])
 
-    @_translate_errors
+    @translate_errors
     async def InviteRevoke(self, request: pb.InviteRevokeRequest, context: Any) -> pb.Empty:
         token_id = hex_id(request.token_id, "token id", 16)
         await self.node.db(self.node.store.revoke_invite, token_id)
         return pb.Empty()
 
-    @_translate_errors
+    @translate_errors
     async def FriendsList(self, request: pb.Empty, context: Any) -> pb.FriendsListReply:
         return pb.FriendsListReply(friends=[friend_pb(f) for f in await self.node.list_friends()])
 
-    @_translate_errors
+    @translate_errors
     async def FriendBlock(self, request: pb.FriendBlockRequest, context: Any) -> pb.Friend:
         return friend_pb(await self.node.set_blocked(request.ref, request.blocked))
 
-    @_translate_errors
+    @translate_errors
     async def FriendRemove(self, request: pb.FriendRef, context: Any) -> pb.Empty:
         await self.node.remove_friend(request.ref)
         return pb.Empty()
 
-    @_translate_errors
+    @translate_errors
     async def MsgSend(self, request: pb.MsgSendRequest, context: Any) -> pb.MsgState:
         (entry,) = await self.node.send_many([outgoing(request)])
         return msg_state_pb(entry)
 
-    @_translate_errors
+    @translate_errors
     async def MsgSendBatch(self, request: pb.MsgSendBatchRequest, context: Any) -> pb.MsgSendBatchReply:
         if len(request.messages) > MAX_SEND_BATCH:
             raise UsageError(f"at most {MAX_SEND_BATCH} messages per batch")
         entries = await self.node.send_many([outgoing(m) for m in request.messages])
         return pb.MsgSendBatchReply(messages=[msg_state_pb(e) for e in entries])
 
-    @_translate_errors
+    @translate_errors
     async def MsgStatus(self, request: pb.MsgStatusRequest, context: Any) -> pb.MsgState:
         return msg_state_pb(await self.node.message_status(hex_id(request.message_id, "message id", 16)))
 
-    @_translate_errors
+    @translate_errors
     async def MsgWait(self, request: pb.MsgWaitRequest, context: Any) -> pb.MsgState:
         if request.timeout_s <= 0:
             raise UsageError("timeout must be positive")
         entry = await self.node.wait_message(hex_id(request.message_id, "message id", 16), request.timeout_s)
         return msg_state_pb(entry)
 
-    @_translate_errors
+    @translate_errors
     async def InboxList(self, request: pb.InboxListRequest, context: Any) -> pb.InboxListReply:
         rows = await self.node.db(self.node.store.inbox_list, request.unread, request.limit or None, 0)
         return pb.InboxListReply(messages=[inbox_pb(m) for _rowid, m in rows])
 
-    @_translate_errors
+    @translate_errors
     async def InboxAck(self, request: pb.InboxAckRequest, context: Any) -> pb.InboxAckReply:
         store = self.node.store
         if request.all:
@@ -271,7 +274,7 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
             count = await self.node.db(store.inbox_ack, ids)
         return pb.InboxAckReply(acked=count)
 
-    @_translate_errors
+    @translate_errors
     async def InboxUnread(self, request: pb.Empty, context: Any) -> pb.InboxUnreadReply:
         return pb.InboxUnreadReply(unread=await self.node.db(self.node.store.inbox_unread))
 

@@ -24,7 +24,7 @@ from tmax_core.api import NodeApiServicer
 from tmax_core.config import Config, build_registry, config_path
 from tmax_core.errors import MeshError, StateDirError
 from tmax_core.identity import load_or_create
-from tmax_core.logs import setup_logging
+from tmax_core.logs import add_logging_arguments, setup_logging
 from tmax_core.node import Node
 from tmax_core.plugin.manager import create_plugin_manager
 from tmax_core.proto import node_pb2_grpc
@@ -44,14 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-listen", metavar="HOST:PORT", help="serve PeerService for direct delivery")
     p.add_argument("--relay", action="append", metavar="URL", help="relay host URL (repeatable)")
     p.add_argument("--ready-file", help="write a JSON ready file here once listening")
-    p.add_argument(
-        "--log-level",
-        default=os.environ.get("TMAX_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-    )
-    p.add_argument(
-        "--log-format", default=os.environ.get("TMAX_LOG_FORMAT", "text"), choices=["text", "json"]
-    )
+    add_logging_arguments(p)
     p.add_argument("--version", action="version", version=f"tmax-node {__version__}")
     return p
 

@@ -6,8 +6,10 @@ kept in JSON output, so logs can be filtered by node or connection.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -38,3 +40,15 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` and ``--log-format`` (defaults from TMAX_LOG_LEVEL / TMAX_LOG_FORMAT)."""
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("TMAX_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    parser.add_argument(
+        "--log-format", default=os.environ.get("TMAX_LOG_FORMAT", "text"), choices=["text", "json"]
+    )

@@ -26,7 +26,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import UsageError
-from tmax_core.logs import setup_logging
+from tmax_core.logs import add_logging_arguments, setup_logging
 from tmax_core.readyfile import remove_ready_file, write_ready_file
 from tmax_mesh_relay import __version__, wire
 from tmax_mesh_relay.hub import HostLimits, Hub
@@ -132,14 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{o.name}", metavar=o.metavar, type=convert, default=None, help=o.help + default)
     p.add_argument("--config", metavar="FILE", help="TOML file with the same options (flags win)")
     p.add_argument("--ready-file", metavar="FILE", help="write a JSON ready file here once listening")
-    p.add_argument(
-        "--log-level",
-        default=os.environ.get("TMAX_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-    )
-    p.add_argument(
-        "--log-format", default=os.environ.get("TMAX_LOG_FORMAT", "text"), choices=["text", "json"]
-    )
+    add_logging_arguments(p)
     p.add_argument("--version", action="version", version=f"tmax-host {__version__}")
     return p
 

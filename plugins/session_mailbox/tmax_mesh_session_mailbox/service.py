@@ -7,33 +7,16 @@ into the trailing metadata ``tmax-error-code``, the message into the details.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import grpc
 
-from tmax_core.api import ERROR_CODE_KEY, hex_id
+from tmax_core.api import hex_id, translate_errors
 from tmax_core.crypto import to_checksum
-from tmax_core.errors import MeshError
 from tmax_mesh_session_mailbox.mailbox import SessionMailbox
 from tmax_mesh_session_mailbox.proto import session_mailbox_pb2 as pb
 from tmax_mesh_session_mailbox.proto import session_mailbox_pb2_grpc as pb_grpc
 from tmax_mesh_session_mailbox.store import SessionMessage
-
-_STATUS_FOR = {"not_found": grpc.StatusCode.NOT_FOUND, "usage": grpc.StatusCode.INVALID_ARGUMENT}
-
-
-def _translate_errors(method: Callable) -> Callable:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            return await method(self, request, context)
-        except MeshError as err:
-            context.set_trailing_metadata(((ERROR_CODE_KEY, err.code),))
-            await context.abort(_STATUS_FOR.get(err.code, grpc.StatusCode.FAILED_PRECONDITION), str(err))
-
-    return wrapper
 
 
 def message_pb(m: SessionMessage) -> pb.SessionMessage:
@@ -58,7 +41,7 @@ class SessionMailboxServicer(pb_grpc.SessionMailboxServicer):
     def __init__(self, mailbox: SessionMailbox) -> None:
         self.mailbox = mailbox
 
-    @_translate_errors
+    @translate_errors
     async def Send(self, request: pb.SendRequest, context: Any) -> pb.SessionMessage:
         reply_to = hex_id(request.reply_to, "reply-to message id", 16) if request.reply_to else None
         message = await self.mailbox.send(
@@ -66,19 +49,19 @@ class SessionMailboxServicer(pb_grpc.SessionMailboxServicer):
         )
         return message_pb(message)
 
-    @_translate_errors
+    @translate_errors
     async def List(self, request: pb.ListRequest, context: Any) -> pb.ListReply:
         messages = await self.mailbox.list(request.session, request.unread, request.limit)
         return pb.ListReply(messages=[message_pb(m) for m in messages])
 
-    @_translate_errors
+    @translate_errors
     async def Ack(self, request: pb.AckRequest, context: Any) -> pb.AckReply:
         if request.all:
             return pb.AckReply(acked=await self.mailbox.ack_all(request.session))
         ids = [hex_id(m, "message id", 16) for m in request.message_ids]
         return pb.AckReply(acked=await self.mailbox.ack(request.session, ids))
 
-    @_translate_errors
+    @translate_errors
     async def Unread(self, request: pb.UnreadRequest, context: Any) -> pb.UnreadReply:
         return pb.UnreadReply(unread=await self.mailbox.unread(request.session))
 

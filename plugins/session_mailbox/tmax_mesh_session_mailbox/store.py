@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tmax_core.errors import NotFound, StateDirError, UsageError
+from tmax_core.store import write_transaction
 
 DB_NAME = "sessions.db"
 SCHEMA_VERSION = 1
@@ -209,17 +210,8 @@ class SessionStore:
             raise StateDirError(f"session database {self.path} is closed")
         return self._conn
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self.conn)
 
     # ------------------------------------------------------------------ writes
 
