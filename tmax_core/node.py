@@ -77,6 +77,7 @@ class Node:
         self.friends: dict[bytes, Friend] = {}
         self.transports: list[Transport] = []
         self.sinks: list[DeliverySink] = []
+        self._sink_candidates: dict[str, DeliverySink] = {}  # every registered sink, by name
         self.scopes: dict[str, InviteScope] = {}
         self.counters: Counter[str] = Counter()
         self.friend_listeners: list[Callable[[], None]] = []
@@ -166,11 +167,10 @@ class Node:
         self.scopes[scope.name] = scope
 
     def _register_sink_candidate(self, sink: DeliverySink) -> None:
-        self._sink_candidates = getattr(self, "_sink_candidates", {})
         self._sink_candidates[sink.name] = sink
 
     def _select_sinks(self) -> None:
-        available: dict[str, DeliverySink] = getattr(self, "_sink_candidates", {})
+        available = self._sink_candidates
         wanted = list(self.config.get("delivery.sinks"))
         if not wanted:
             raise ConfigError("delivery.sinks is empty: messages would have nowhere to land")
