@@ -126,8 +126,7 @@ class InboxSink:
             )
             for m in messages
         ]
-        if any(await self.node.db(self.node.store.inbox_insert_many, rows)):
-            await self.node.inbox_changed()
+        self.node.inbox_feed.publish(await self.node.db(self.node.store.inbox_insert_many, rows))
 
 
 @hookimpl

@@ -6,6 +6,7 @@ recoverable ECDSA over ``keccak256(domain || length-prefixed parts)``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -14,7 +15,7 @@ import coincurve
 from coincurve.utils import get_valid_secret
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from eth_hash.auto import keccak
+from sha3 import keccak_256
 
 from tmax_core.errors import UsageError
 
@@ -39,7 +40,7 @@ class Domain:
 
 
 def keccak256(data: bytes) -> bytes:
-    return keccak(data)
+    return keccak_256(data).digest()
 
 
 def now_ms() -> int:
@@ -62,15 +63,16 @@ def address_from_public_key(public_key: bytes) -> bytes:
             uncompressed = coincurve.PublicKey(bytes(public_key)).format(compressed=False)
         except Exception as exc:
             raise ValueError(f"invalid public key: {exc}") from None
-    return keccak(uncompressed[1:])[-20:]
+    return keccak256(uncompressed[1:])[-20:]
 
 
+@functools.lru_cache(maxsize=4096)  # hot: every status reply and log line names a node
 def to_checksum(node_id: bytes) -> str:
     """EIP-55 checksummed ``0x...`` form of a 20-byte node id."""
     if len(node_id) != NODE_ID_LEN:
         raise ValueError("node id must be 20 bytes")
     hex_lower = node_id.hex()
-    digest = keccak(hex_lower.encode("ascii")).hex()
+    digest = keccak256(hex_lower.encode("ascii")).hex()
     out = [c.upper() if c.isalpha() and int(digest[i], 16) >= 8 else c for i, c in enumerate(hex_lower)]
     return "0x" + "".join(out)
 
@@ -92,7 +94,7 @@ def signing_digest(domain: bytes, *parts: bytes) -> bytes:
     for part in parts:
         chunks.append(len(part).to_bytes(4, "big"))
         chunks.append(part)
-    return keccak(b"".join(chunks))
+    return keccak256(b"".join(chunks))
 
 
 def sign(private_key: coincurve.PrivateKey, domain: bytes, *parts: bytes) -> bytes:

@@ -3,6 +3,9 @@ the local API exposes. One instance per ``tmax-node`` process.
 
 SQLite is blocking, so every store call goes through :meth:`Node.db`, which
 runs it on one dedicated worker thread (one connection, calls serialized).
+Sealing is CPU-bound and its EC arithmetic releases the GIL, so the outbox
+seals on another thread (:meth:`Node.crypto`): the event loop stays free for
+the local API and the network, and a second core can help.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tmax_core.config import Config
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
 from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
 from tmax_core.identity import NodeIdentity
+from tmax_core.inboxfeed import InboxFeed
 from tmax_core.ingress import Ingress
 from tmax_core.invites import Invite, create_invite, parse_invite
 from tmax_core.model import (
@@ -82,8 +86,11 @@ class Node:
         self.counters: Counter[str] = Counter()
         self.friend_listeners: list[Callable[[], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-db")
-        self._inbox_changed = asyncio.Condition()
-        self._inbox_version = 0  # bumped on every inbox change; watchers compare it
+        # One thread: seals finish in the order they were asked for, which keeps
+        # each friend's messages in order.
+        self._crypto_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-crypto")
+        self._contact_card: mesh_pb2.ContactCard | None = None
+        self.inbox_feed = InboxFeed()
         self._peer_server: Any = None
         self._maintenance_task: asyncio.Task | None = None
         self.max_body_bytes = config.get("messages.max_bytes") - BODY_HEADROOM
@@ -93,10 +100,17 @@ class Node:
 
     # -- plumbing ------------------------------------------------------------
 
-    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking store call on the database thread."""
+    def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """Run a blocking store call on the database thread; await the result.
+
+        The call is queued at once (not when awaited), so the caller can do
+        other work, such as sealing, while the database thread runs it."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        return loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def crypto(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound crypto (sealing a batch) on the crypto thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._crypto_executor, fn, *args)
 
     def duration_ms(self, key: str) -> int:
         return self.config.get_duration_ms(key)
@@ -120,6 +134,7 @@ class Node:
         listen = self.config.get("node.peer_listen")
         if listen:
             self._peer_server, self.peer_listen = await start_peer_server(self, listen)
+        self.contact_card()  # now that the listener is known; seal threads only read it
         for transport in self.transports:
             await transport.start()
         await self.outbox.start()
@@ -146,10 +161,10 @@ class Node:
                 await transport.stop()
             except Exception:
                 log.exception("stopping transport %s failed", transport.name)
-        async with self._inbox_changed:
-            self._inbox_changed.notify_all()
+        self.inbox_feed.close()
         await self.db(self.store.close)
         self._executor.shutdown(wait=True)
+        self._crypto_executor.shutdown(wait=True)
 
     async def _maintenance(self) -> None:
         """Forget seen message ids past their retention (and beyond the row cap)."""
@@ -227,11 +242,6 @@ class Node:
                 friend.last_seen_ms = max(friend.last_seen_ms or 0, m.received_at_ms)
         self.counters["messages_in"] += len(messages)
 
-    async def inbox_changed(self) -> None:
-        async with self._inbox_changed:
-            self._inbox_version += 1
-            self._inbox_changed.notify_all()
-
     def metrics_rejected(self, reason: str) -> None:
         self.counters[f"rejected:{reason}"] += 1
 
@@ -303,11 +313,15 @@ class Node:
     # -- invites -------------------------------------------------------------------
 
     def contact_card(self) -> mesh_pb2.ContactCard:
-        return mesh_pb2.ContactCard(
-            relay_hosts=self.relay_hosts(),
-            endpoints=self.advertised_endpoints(),
-            alias=self.config.get("node.alias") or "",
-        )
+        """What every sealed message tells its recipient about reaching us.
+        Built once the peer listener is up (nothing in it changes after)."""
+        if self._contact_card is None:
+            self._contact_card = mesh_pb2.ContactCard(
+                relay_hosts=self.relay_hosts(),
+                endpoints=self.advertised_endpoints(),
+                alias=self.config.get("node.alias") or "",
+            )
+        return self._contact_card
 
     def relay_hosts(self) -> list[str]:
         return list(self.config.get("node.relays"))
@@ -393,7 +407,8 @@ class Node:
 
     async def send(self, to: bytes | str, body: bytes, **options: Any) -> OutboxEntry:
         """Persist one message in the outbox and start sending it."""
-        return await self.outbox.submit(self._outbox_entry(OutgoingMessage(to, body, **options)))
+        (entry,) = await self.outbox.submit_many([self._outbox_entry(OutgoingMessage(to, body, **options))])
+        return entry
 
     async def send_many(self, messages: list[OutgoingMessage]) -> list[OutboxEntry]:
         """Persist several messages in one transaction and start sending them.
@@ -423,19 +438,25 @@ class Node:
             reply_to=m.reply_to,
         )
 
-    def seal_for(self, friend: Friend, entry: OutboxEntry) -> bytes:
-        return env.seal(
-            self.identity,
-            to_node_id=friend.node_id,
-            to_public_key=friend.public_key,
-            scope=entry.scope,
-            content_type=entry.content_type,
-            body=entry.body,
-            reply_to=entry.reply_to or b"",
-            contact=self.contact_card(),
-            invite=friend.invite_token or b"",
-            message_id=entry.message_id,
-        )
+    def seal_many(self, friend: Friend, entries: list[OutboxEntry]) -> list[bytes]:
+        """Envelopes for ``entries`` to ``friend`` (thread-safe: reads only)."""
+        contact = self.contact_card()
+        invite = friend.invite_token or b""
+        return [
+            env.seal(
+                self.identity,
+                to_node_id=friend.node_id,
+                to_public_key=friend.public_key,
+                scope=entry.scope,
+                content_type=entry.content_type,
+                body=entry.body,
+                reply_to=entry.reply_to or b"",
+                contact=contact,
+                invite=invite,
+                message_id=entry.message_id,
+            )
+            for entry in entries
+        ]
 
     def transports_for(self, friend: Friend) -> list[Transport]:
         candidates = [t for t in self.transports if t.can_reach(friend)]
@@ -460,26 +481,31 @@ class Node:
     # -- inbox -----------------------------------------------------------------------
 
     async def watch_inbox(self, include_existing_unread: bool) -> AsyncIterator[Any]:
-        """Yield inbox messages as they arrive (rowid-ordered; nothing is buffered per watcher).
+        """Yield inbox messages as they arrive, in rowid order, each once.
 
-        The change counter is read before each query, so a message stored while
-        a query runs wakes the next wait instead of being missed; new messages
-        are those after the newest row at subscription (read or not).
+        New messages are those after the newest row at subscription (read or
+        not). The subscription starts before that row is read, so nothing
+        stored in between is missed; rows at or before the last one yielded are
+        skipped, so nothing is yielded twice. Ends when the node stops.
         """
-        version = self._inbox_version
-        last = await self.db(self.store.inbox_max_rowid)
-        if include_existing_unread:
-            for rowid, message in await self.db(self.store.inbox_list, True, None, 0):
-                if rowid <= last:
-                    yield message
-        while True:
-            async with self._inbox_changed:
-                await self._inbox_changed.wait_for(lambda v=version: self._inbox_version != v)
-            version = self._inbox_version
-            rows = await self.db(self.store.inbox_list, False, None, last)
-            for rowid, message in rows:
-                last = rowid
-                yield message
+        with self.inbox_feed.subscribe() as watch:
+            last = await self.db(self.store.inbox_max_rowid)
+            if include_existing_unread:
+                for rowid, message in await self.db(self.store.inbox_list, True, None, 0):
+                    if rowid <= last:
+                        yield message
+            while not watch.closed:
+                await watch.wait()
+                if watch.lagging:
+                    watch.lagging = False
+                    watch.take()  # the query below returns these too
+                    rows = await self.db(self.store.inbox_list, False, None, last)
+                else:
+                    rows = watch.take()
+                for rowid, message in rows:
+                    if rowid > last:
+                        last = rowid
+                        yield message
 
     # -- status ------------------------------------------------------------------------
 

@@ -11,6 +11,10 @@ friend drain it, each taking up to ``BATCH_MAX`` entries at a time. A
 transport with ``send_batch`` carries the whole batch in one call and one
 signed batch ack; others get the envelopes one by one, concurrently. Status
 updates of a batch are written in one transaction.
+
+Envelopes are sealed on the node's crypto thread, never on the event loop. A
+new message's first envelope is sealed while its outbox row commits, so it can
+leave as soon as it is durable; a re-send is sealed again at its attempt.
 """
 
 from __future__ import annotations
@@ -61,16 +65,32 @@ PERMANENT = frozenset(
 FINAL = frozenset({"delivered", "failed"})
 SEND_TIMEOUT_S = 10.0
 BATCH_MAX = 64  # envelopes per transport call
+# Up to this many new messages are sealed on the event loop while the database
+# thread commits them (a thread hop would cost more than sealing them); more
+# go to the crypto thread.
+SEAL_INLINE_MAX = 4
 LANE_BATCHES = 2  # batches in flight per friend: seal the next while one travels
 MAX_BATCHES = 64  # batches in flight over all friends
 ACCEPTED = (mesh_pb2.ACK_STATUS_ACCEPTED, mesh_pb2.ACK_STATUS_DUPLICATE)
+# An envelope sealed ahead that waited longer than this in its lane is sealed
+# again, so its timestamp stays well inside the recipient's replay window.
+RESEAL_AFTER_MS = 60_000
+
+
+@dataclass
+class _Queued:
+    """An entry waiting in a lane, with its envelope if it was sealed ahead."""
+
+    entry: OutboxEntry
+    envelope: bytes | None = None
+    sealed_at_ms: int = 0
 
 
 @dataclass
 class _Lane:
     """Entries waiting to go to one friend, and how many tasks drain them."""
 
-    queue: deque[OutboxEntry] = field(default_factory=deque)
+    queue: deque[_Queued] = field(default_factory=deque)
     active: int = 0
 
 
@@ -110,17 +130,28 @@ class Outbox:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def submit(self, entry: OutboxEntry) -> OutboxEntry:
-        """Persist a new message, then start its first attempt at once."""
-        await self.node.db(self.node.store.outbox_put, entry)
-        self._launch(entry)
-        return entry
-
     async def submit_many(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
-        """Persist new messages in one transaction, then start sending them."""
-        await self.node.db(self.node.store.outbox_put_many, entries)
-        for entry in entries:
-            self._launch(entry)
+        """Persist new messages in one transaction, then start sending them.
+
+        Their envelopes are sealed while the database thread commits: a few on
+        the event loop, many on the crypto thread."""
+        persisting = self.node.db(self.node.store.outbox_put_many, entries)
+        if len(entries) > SEAL_INLINE_MAX:
+            sealing = asyncio.ensure_future(self.node.crypto(self._seal, entries))
+            try:
+                await persisting
+            except BaseException:
+                sealing.cancel()
+                raise
+            self._spawn(self._launch_when_sealed(entries, sealing))
+            return entries
+        try:
+            sealed = self._seal(entries)
+        except Exception:
+            log.exception("sealing ahead failed; the send attempt seals again")
+            sealed = {}
+        await persisting
+        self._launch_all(entries, sealed)
         return entries
 
     def kick(self, resend_handed_off_via: str | None = None) -> None:
@@ -169,17 +200,46 @@ class Outbox:
 
     # -- internals ---------------------------------------------------------
 
-    def _launch(self, entry: OutboxEntry) -> None:
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _seal(self, entries: list[OutboxEntry]) -> dict[bytes, bytes]:
+        """``{message_id: envelope}`` for the entries to current friends."""
+        groups: dict[bytes, list[OutboxEntry]] = {}
+        for entry in entries:
+            groups.setdefault(entry.to_node_id, []).append(entry)
+        sealed: dict[bytes, bytes] = {}
+        for node_id, group in groups.items():
+            friend = self.node.friends.get(node_id)
+            if friend is not None:
+                envelopes = self.node.seal_many(friend, group)
+                sealed.update(zip((e.message_id for e in group), envelopes, strict=True))
+        return sealed
+
+    async def _launch_when_sealed(self, entries: list[OutboxEntry], sealing: asyncio.Future) -> None:
+        try:
+            sealed = await sealing
+        except Exception:
+            log.exception("sealing ahead failed; each attempt seals its own envelopes")
+            sealed = {}
+        self._launch_all(entries, sealed)
+
+    def _launch_all(self, entries: list[OutboxEntry], sealed: dict[bytes, bytes]) -> None:
+        now = now_ms()
+        for entry in entries:
+            self._launch(entry, sealed.get(entry.message_id), now)
+
+    def _launch(self, entry: OutboxEntry, envelope: bytes | None = None, sealed_at_ms: int = 0) -> None:
         if entry.message_id in self._pending:
             return
         self._pending.add(entry.message_id)
         lane = self._lanes.setdefault(entry.to_node_id, _Lane())
-        lane.queue.append(entry)
+        lane.queue.append(_Queued(entry, envelope, sealed_at_ms))
         if lane.active < LANE_BATCHES:
             lane.active += 1
-            task = asyncio.create_task(self._drain(entry.to_node_id, lane))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._drain(entry.to_node_id, lane))
 
     async def _drain(self, to_node_id: bytes, lane: _Lane) -> None:
         try:
@@ -191,7 +251,7 @@ class Outbox:
                 except Exception:  # never lose the retry: the scheduler picks them up again
                     log.exception("send attempt to %s failed", to_checksum(to_node_id))
                 finally:
-                    self._pending.difference_update(e.message_id for e in batch)
+                    self._pending.difference_update(q.entry.message_id for q in batch)
         finally:
             lane.active -= 1
             if lane.active == 0 and not lane.queue:
@@ -214,21 +274,30 @@ class Outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(1.0, self.retry_initial_ms / 1000))
 
-    async def _attempt(self, to_node_id: bytes, entries: list[OutboxEntry]) -> None:
+    async def _attempt(self, to_node_id: bytes, queued: list[_Queued]) -> None:
         """One send attempt for a batch of entries to one friend."""
         node = self.node
         friend = node.friends.get(to_node_id)
         now = now_ms()
-        attempts: list[_Attempt] = []
+        live: list[_Queued] = []
         done: list[_Attempt] = []
-        for entry in entries:
+        for q in queued:
+            entry = q.entry
             if friend is None:
                 done.append(_Attempt(entry, b"", final="failed", error="not a friend any more"))
             elif entry.expires_at_ms <= now:
                 done.append(_Attempt(entry, b"", final="failed", error=expired_error(entry.error)))
             else:
                 entry.attempts += 1
-                attempts.append(_Attempt(entry, node.seal_for(friend, entry)))
+                if q.envelope is None or now - q.sealed_at_ms > RESEAL_AFTER_MS:
+                    q.envelope = None
+                live.append(q)
+        to_seal = [q for q in live if q.envelope is None]
+        if to_seal and friend is not None:
+            envelopes = await node.crypto(node.seal_many, friend, [q.entry for q in to_seal])
+            for q, envelope in zip(to_seal, envelopes, strict=True):
+                q.envelope = envelope
+        attempts = [_Attempt(q.entry, q.envelope or b"") for q in live]
         last_error = "no transport can reach this friend"
         if friend is not None and attempts:
             for transport in node.transports_for(friend):

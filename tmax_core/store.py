@@ -675,28 +675,17 @@ class Store:
         cur = self._conn.execute(self._INBOX_INSERT, self._inbox_params(msg))
         return cur.rowcount == 1
 
-    def inbox_insert_many(self, msgs: Sequence[InboxMessage]) -> list[bool]:
-        """:meth:`inbox_insert` for many messages in one transaction."""
-        msgs = list(msgs)
-        if not msgs:
-            return []
+    def inbox_insert_many(self, msgs: Sequence[InboxMessage]) -> list[tuple[int, InboxMessage]]:
+        """:meth:`inbox_insert` for many messages in one transaction; returns the
+        ``(rowid, message)`` pairs actually stored (repeats are left out), in
+        rowid order, for the watchers."""
+        stored = []
         with self._tx() as conn:
-            ids = [m.message_id for m in msgs]
-            known: set[bytes] = set()
-            for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                known.update(
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT message_id FROM inbox WHERE message_id IN ({marks})", chunk
-                    )
-                )
-            conn.executemany(self._INBOX_INSERT, [self._inbox_params(m) for m in msgs])
-        result = []
-        for mid in ids:
-            result.append(mid not in known)
-            known.add(mid)
-        return result
+            for m in msgs:
+                cur = conn.execute(self._INBOX_INSERT, self._inbox_params(m))
+                if cur.rowcount == 1:
+                    stored.append((cur.lastrowid, m))
+        return stored
 
     def inbox_list(
         self, unread_only: bool = False, limit: int | None = None, after_rowid: int = 0

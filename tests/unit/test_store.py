@@ -468,10 +468,12 @@ def test_inbox_insert_dedup_and_alias(store: Store) -> None:
 
 def test_inbox_insert_many(store: Store) -> None:
     store.inbox_insert(inbox_msg(2))
-    res = store.inbox_insert_many([inbox_msg(1), inbox_msg(2), inbox_msg(3), inbox_msg(1)])
-    assert res == [True, False, True, False]
+    stored = store.inbox_insert_many([inbox_msg(1), inbox_msg(2), inbox_msg(3), inbox_msg(1)])
+    assert [m.message_id for _, m in stored] == [mid(1), mid(3)]  # repeats left out
     assert store.inbox_insert_many([]) == []
-    assert [m.message_id for _, m in store.inbox_list()] == [mid(2), mid(1), mid(3)]
+    listed = store.inbox_list()
+    assert [m.message_id for _, m in listed] == [mid(2), mid(1), mid(3)]
+    assert [rowid for rowid, _ in stored] == [rowid for rowid, _ in listed[1:]]
 
 
 def test_inbox_list_paging_and_unread(store: Store) -> None:
