@@ -2,7 +2,9 @@
 ``direct`` transport that dials a friend's known endpoints.
 
 Both sides move raw envelope/ack bytes (no protobuf round trip) so what is
-verified is exactly what was sent.
+verified is exactly what was sent. The transport sends batches over one
+``DeliverStream`` per endpoint (:mod:`tmax_core.peerstream`); the unary
+methods serve single envelopes and probes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -20,6 +23,7 @@ from grpc_health.v1.health import aio as health_aio
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import MeshError
 from tmax_core.model import Friend, IngressSource
+from tmax_core.peerstream import PeerStream, serve_stream
 from tmax_core.proto import mesh_pb2
 
 if TYPE_CHECKING:
@@ -30,6 +34,7 @@ log = logging.getLogger("tmax_mesh.peer")
 SERVICE = "tmax_mesh.v1.PeerService"
 DELIVER = f"/{SERVICE}/Deliver"
 DELIVER_BATCH = f"/{SERVICE}/DeliverBatch"
+DELIVER_STREAM = f"/{SERVICE}/DeliverStream"
 ENVELOPE_OVERHEAD = 64 * 1024  # headers, keys, signature and invite around the body
 
 
@@ -61,11 +66,17 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not an EnvelopeBatch")
         return await node.handle_envelope_batch(envelopes, source_from_peer("direct", context.peer()))
 
+    async def deliver_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        source = source_from_peer("direct", context.peer())
+        async for answer in serve_stream(node, requests, context, source):
+            yield answer
+
     handler = grpc.method_handlers_generic_handler(
         SERVICE,
         {
             "Deliver": grpc.unary_unary_rpc_method_handler(deliver),
             "DeliverBatch": grpc.unary_unary_rpc_method_handler(deliver_batch),
+            "DeliverStream": grpc.stream_stream_rpc_method_handler(deliver_stream),
         },
     )
     server = grpc.aio.server(options=grpc_options(node.config.get("messages.max_bytes")))
@@ -100,6 +111,7 @@ class DirectTransport:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._streams: dict[str, PeerStream] = {}
         self._failed_until: dict[str, float] = {}
         self._options = grpc_options(node.config.get("messages.max_bytes"))
         self.discovered: dict[bytes, list[str]] = {}
@@ -109,6 +121,9 @@ class DirectTransport:
         return None
 
     async def stop(self) -> None:
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
         await asyncio.gather(*(ch.close() for ch in self._channels.values()), return_exceptions=True)
         self._channels.clear()
 
@@ -130,15 +145,27 @@ class DirectTransport:
         return any(self.healthy(ep) for ep in self.endpoints(friend))
 
     async def send(self, friend: Friend, envelope: bytes, timeout: float) -> bytes:
-        return await self._call(friend, DELIVER, envelope, min(timeout, self.CALL_TIMEOUT_S))
+        call_timeout = min(timeout, self.CALL_TIMEOUT_S)
+
+        def deliver(endpoint: str) -> Awaitable[bytes]:
+            return self.channel(endpoint).unary_unary(DELIVER)(envelope, timeout=call_timeout)
+
+        return await self._call(friend, deliver)
 
     async def send_batch(self, friend: Friend, envelopes: list[bytes], timeout: float) -> bytes:
-        """Several envelopes in one call; returns the serialized batch SignedAck."""
-        payload = mesh_pb2.EnvelopeBatch(envelopes=envelopes).SerializeToString()
+        """Several envelopes in one batch on the endpoint's stream; returns the
+        serialized batch SignedAck."""
         call_timeout = min(timeout, self.CALL_TIMEOUT_S + len(envelopes) * self.PER_ENVELOPE_S)
-        return await self._call(friend, DELIVER_BATCH, payload, call_timeout)
+        return await self._call(friend, lambda ep: self._stream(ep).deliver(envelopes, call_timeout))
 
-    async def _call(self, friend: Friend, method: str, payload: bytes, timeout: float) -> bytes:
+    def _stream(self, endpoint: str) -> PeerStream:
+        stream = self._streams.get(endpoint)
+        if stream is None or stream.error is not None:
+            stream = PeerStream(self.channel(endpoint).stream_stream(DELIVER_STREAM)())
+            self._streams[endpoint] = stream
+        return stream
+
+    async def _call(self, friend: Friend, send: Callable[[str], Awaitable[bytes]]) -> bytes:
         last: Exception = ConnectionError("no endpoint")
         for endpoint in self.endpoints(friend):
             if not self.healthy(endpoint):
@@ -146,9 +173,12 @@ class DirectTransport:
             channel = self.channel(endpoint)
             try:
                 if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
-                    await asyncio.wait_for(channel.channel_ready(), self.DIAL_TIMEOUT_S)
-                answer = await channel.unary_unary(method)(payload, timeout=timeout)
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError) as err:
+                    try:
+                        await asyncio.wait_for(channel.channel_ready(), self.DIAL_TIMEOUT_S)
+                    except TimeoutError:
+                        raise ConnectionError("dial timed out") from None
+                answer = await send(endpoint)
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError, ConnectionError) as err:
                 # UsageError: a concurrent send's failure closed this shared channel.
                 self.mark_failed(endpoint)
                 last = ConnectionError(f"{endpoint}: {_describe(err)}")
@@ -191,6 +221,9 @@ class DirectTransport:
         return channel
 
     def _drop(self, endpoint: str) -> None:
+        stream = self._streams.pop(endpoint, None)
+        if stream is not None:
+            stream.close()
         channel = self._channels.pop(endpoint, None)
         if channel is not None:
             task = asyncio.ensure_future(channel.close())
@@ -200,6 +233,8 @@ class DirectTransport:
 def _describe(err: Exception) -> str:
     if isinstance(err, grpc.aio.AioRpcError):
         return f"{err.code().name} {err.details() or ''}".strip()
+    if isinstance(err, ConnectionError):
+        return str(err)
     if isinstance(err, (grpc.aio.UsageError, asyncio.CancelledError)):
         return "connection closed after another send to it failed"
-    return "dial timed out"
+    return "no answer in time"

@@ -171,3 +171,19 @@ class AckBatchBody(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[AckEntry]
     timestamp_ms: int
     def __init__(self, from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., entries: _Optional[_Iterable[_Union[AckEntry, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+
+class StreamedBatch(_message.Message):
+    __slots__ = ("id", "envelopes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    envelopes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, id: _Optional[int] = ..., envelopes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class StreamedAck(_message.Message):
+    __slots__ = ("id", "ack")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    ack: bytes
+    def __init__(self, id: _Optional[int] = ..., ack: _Optional[bytes] = ...) -> None: ...

@@ -45,6 +45,11 @@ class PeerServiceStub:
                 request_serializer=tmax__core_dot_proto_dot_mesh__pb2.EnvelopeBatch.SerializeToString,
                 response_deserializer=tmax__core_dot_proto_dot_mesh__pb2.SignedAck.FromString,
                 _registered_method=True)
+        self.DeliverStream = channel.stream_stream(
+                '/tmax_mesh.v1.PeerService/DeliverStream',
+                request_serializer=tmax__core_dot_proto_dot_mesh__pb2.StreamedBatch.SerializeToString,
+                response_deserializer=tmax__core_dot_proto_dot_mesh__pb2.StreamedAck.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -63,6 +68,14 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeliverStream(self, request_iterator, context):
+        """The same as DeliverBatch over one long-lived stream: no call set-up per
+        batch, several batches in flight, answers in any order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.DeliverBatch,
                     request_deserializer=tmax__core_dot_proto_dot_mesh__pb2.EnvelopeBatch.FromString,
                     response_serializer=tmax__core_dot_proto_dot_mesh__pb2.SignedAck.SerializeToString,
+            ),
+            'DeliverStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.DeliverStream,
+                    request_deserializer=tmax__core_dot_proto_dot_mesh__pb2.StreamedBatch.FromString,
+                    response_serializer=tmax__core_dot_proto_dot_mesh__pb2.StreamedAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +150,33 @@ class PeerService:
             '/tmax_mesh.v1.PeerService/DeliverBatch',
             tmax__core_dot_proto_dot_mesh__pb2.EnvelopeBatch.SerializeToString,
             tmax__core_dot_proto_dot_mesh__pb2.SignedAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tmax_mesh.v1.PeerService/DeliverStream',
+            tmax__core_dot_proto_dot_mesh__pb2.StreamedBatch.SerializeToString,
+            tmax__core_dot_proto_dot_mesh__pb2.StreamedAck.FromString,
             options,
             channel_credentials,
             insecure,
