@@ -20,6 +20,7 @@ scalars). Durations are ``str`` keys validated by :func:`validate_duration`
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -338,6 +339,25 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
+@contextlib.contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of the config file, so two
+    ``config set`` runs at once cannot lose one of the changes. The lock is on
+    the file's directory, since the file itself is replaced by each write (and
+    a lock file would be one more file to leave behind)."""
+    parent = Path(os.path.realpath(path)).parent
+    try:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ConfigError(f"cannot lock config file {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def set_value(path: Path, registry: ConfigRegistry, key: str, text: str) -> Any:
     """Set ``key`` to the parsed ``text`` in the config file; returns the value.
 
@@ -348,6 +368,11 @@ def set_value(path: Path, registry: ConfigRegistry, key: str, text: str) -> Any:
     """
     path = Path(path)
     value = registry.parse_value(key, text)
+    with _editing(path):
+        return _set(path, registry, key, value)
+
+
+def _set(path: Path, registry: ConfigRegistry, key: str, value: Any) -> Any:
     doc = _read_toml(path) or {}
     _flatten(doc, registry, path)  # refuse to rewrite a file that is already invalid
     table = doc
@@ -371,6 +396,11 @@ def unset_value(path: Path, registry: ConfigRegistry, key: str) -> bool:
     """
     path = Path(path)
     registry.get(key)
+    with _editing(path):
+        return _unset(path, registry, key)
+
+
+def _unset(path: Path, registry: ConfigRegistry, key: str) -> bool:
     doc = _read_toml(path)
     if doc is None:
         return False

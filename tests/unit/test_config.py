@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,22 @@ def test_socket_path(tmp_path: Path) -> None:
         socket_path(deep, env={})
     assert "--socket" in str(err.value) and "TMAX_NODE_SOCKET" in str(err.value)
     assert socket_path(deep, "/tmp/short.sock", env={}) == Path("/tmp/short.sock")
+
+
+def test_concurrent_sets_lose_no_change(registry: ConfigRegistry, tmp_path: Path) -> None:
+    """Each `config set` is a read-modify-write of the whole file; run at once,
+    none may overwrite another's change."""
+    cfg = tmp_path / "config.toml"
+    changes = {
+        "messages.ttl": "2h",
+        "messages.retry_initial": "3s",
+        "messages.retry_max": "5m",
+        "node.alias": "racer",
+        "node.relays": "grpc://h1:1",
+        "invites.default_ttl": "3d",
+    }
+    with ThreadPoolExecutor(len(changes)) as pool:
+        list(pool.map(lambda kv: set_value(cfg, registry, *kv), changes.items()))
+    cfg_values = Config.load(cfg, registry, env={})
+    for key, text in changes.items():
+        assert cfg_values.get(key) == registry.parse_value(key, text), key
