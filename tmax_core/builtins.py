@@ -126,7 +126,7 @@ class InboxSink:
             )
             for m in messages
         ]
-        self.node.inbox_feed.publish(await self.node.db(self.node.store.inbox_insert_many, rows))
+        self.node.inbox_feed.publish(await self.node.db_batch(self.node.store.inbox_insert_many, rows))
 
 
 @hookimpl

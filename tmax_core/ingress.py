@@ -112,7 +112,7 @@ class Ingress:
                 continue
             candidates.append((i, parsed))
         # 3b. duplicates: one lookup for the whole batch (and repeats inside it).
-        seen = await node.db(node.store.seen_check_many, [p.message_id for _, p in candidates])
+        seen = await node.db_batch(node.store.seen_check_many, [p.message_id for _, p in candidates])
         accepted: list[tuple[int, ReceivedMessage]] = []
         in_batch: set[bytes] = set()
         for i, parsed in candidates:

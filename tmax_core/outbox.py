@@ -135,7 +135,7 @@ class Outbox:
 
         Their envelopes are sealed while the database thread commits: a few on
         the event loop, many on the crypto thread."""
-        persisting = self.node.db(self.node.store.outbox_put_many, entries)
+        persisting = self.node.db_batch(self.node.store.outbox_put_many, entries)
         if len(entries) > SEAL_INLINE_MAX:
             sealing = asyncio.ensure_future(self.node.crypto(self._seal, entries))
             try:
@@ -410,7 +410,7 @@ class Outbox:
                 }
             fields["attempts"] = e.attempts
             updates.append((e.message_id, fields))
-        await self.node.db(self.node.store.outbox_update_many, updates)
+        await self.node.db_batch(self.node.store.outbox_update_many, updates)
         if (
             friend is not None
             and friend.invite_token is not None

@@ -14,8 +14,10 @@ instead of failing at once; write transactions start with ``BEGIN IMMEDIATE``
 so check-then-write sequences (invite consumption) are serialized.
 
 Threading: :class:`Store` is synchronous and not thread-safe by itself. The
-node calls it from one dedicated worker thread; the connection is opened with
-``check_same_thread=False`` only so that thread may differ from the creator.
+node serializes its calls with a lock: they run on one dedicated worker
+thread, and small ones on the event loop when the database is idle (see
+:meth:`tmax_core.node.Node.db_batch`); the connection is opened with
+``check_same_thread=False`` for that.
 
 Schema versions live in ``PRAGMA user_version`` and are upgraded by
 :func:`_migrate` (only v1 exists so far). Node ids and message ids are BLOBs,
