@@ -8,10 +8,12 @@ without an invite).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tmax_core.config import validate_duration, validate_host_port, validate_positive
+from tmax_core.crypto import to_checksum
 from tmax_core.errors import Reason
 from tmax_core.model import (
     DEFAULT_SCOPE,
@@ -28,6 +30,8 @@ from tmax_core.plugin import hookimpl
 
 if TYPE_CHECKING:
     from tmax_core.config import ConfigRegistry
+
+log = logging.getLogger("tmax_mesh.inbox")
 
 
 @hookimpl
@@ -126,7 +130,16 @@ class InboxSink:
             )
             for m in messages
         ]
-        self.node.inbox_feed.publish(await self.node.db_batch(self.node.store.inbox_insert_many, rows))
+        stored = await self.node.db_batch(self.node.store.inbox_insert_many, rows)
+        self.node.inbox_feed.publish(stored)
+        if log.isEnabledFor(logging.DEBUG):
+            for _rowid, m in stored:
+                log.debug(
+                    "message %s from %s: stored in the inbox",
+                    m.message_id.hex(),
+                    to_checksum(m.from_node_id),
+                    extra={"message_id": m.message_id.hex(), "event": "stored"},
+                )
 
 
 @hookimpl

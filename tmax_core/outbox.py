@@ -69,7 +69,7 @@ BATCH_MAX = 64  # envelopes per transport call
 # thread commits them (a thread hop would cost more than sealing them); more
 # go to the crypto thread.
 SEAL_INLINE_MAX = 4
-LANE_BATCHES = 2  # batches in flight per friend: seal the next while one travels
+LANE_BATCHES = 4  # batches in flight per friend: seal the next while one travels
 MAX_BATCHES = 64  # batches in flight over all friends
 ACCEPTED = (mesh_pb2.ACK_STATUS_ACCEPTED, mesh_pb2.ACK_STATUS_DUPLICATE)
 # An envelope sealed ahead that waited longer than this in its lane is sealed
@@ -135,6 +135,14 @@ class Outbox:
 
         Their envelopes are sealed while the database thread commits: a few on
         the event loop, many on the crypto thread."""
+        if log.isEnabledFor(logging.DEBUG):
+            for entry in entries:
+                log.debug(
+                    "message %s to %s: accepted",
+                    entry.message_id.hex(),
+                    to_checksum(entry.to_node_id),
+                    extra={"message_id": entry.message_id.hex(), "event": "accepted"},
+                )
         persisting = self.node.db_batch(self.node.store.outbox_put_many, entries)
         if len(entries) > SEAL_INLINE_MAX:
             sealing = asyncio.ensure_future(self.node.crypto(self._seal, entries))

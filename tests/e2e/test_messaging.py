@@ -4,6 +4,7 @@ trip (inbox, watch, reply via the contact card) and friends that are offline."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import queue
 import socket
@@ -178,3 +179,27 @@ def test_offline_friend_queued_then_delivered_or_expired(procs: ProcGroup) -> No
         )
     assert b.inbox_bodies() == ["kept for later"]
     assert a.cli("msg", "status", late["message_id"])["status"] == "failed"
+
+
+def test_debug_log_traces_each_message_with_microsecond_times(procs: ProcGroup) -> None:
+    """At debug level the sender logs when its outbox accepts a message and the
+    recipient when its inbox stores it: one JSON event each, µs timestamps (what
+    bench/messaging.py measures node-to-node latency with)."""
+    traced = {"TMAX_LOG_LEVEL": "debug", "TMAX_LOG_FORMAT": "json"}
+    a = procs.node("a", *LISTEN, env=traced)
+    b = procs.node("b", *LISTEN, env=traced)
+    befriend(a, b)
+    sent = b.cli("msg", "send", "--to", a.node_id, "--wait", "traced")
+    assert sent["status"] == "delivered"
+
+    def event(node: Node, name: str) -> dict[str, Any]:
+        lines = node.log_path.read_text().splitlines()
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        (record,) = [r for r in records if r.get("event") == name and r["message_id"] == sent["message_id"]]
+        return record
+
+    accepted, stored = event(b, "accepted"), event(a, "stored")
+    assert a.node_id.lower() in accepted["msg"].lower() and b.node_id.lower() in stored["msg"].lower()
+    stamps = [datetime.datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) for r in (accepted, stored)]
+    assert all(len(r["ts"].split(".")[1]) == len("123456Z") for r in (accepted, stored))
+    assert stamps[0] <= stamps[1]
