@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import platform
@@ -203,6 +204,35 @@ def node_env() -> dict[str, str]:
         "TMAX_MESH_RATELIMIT_SOURCE_BURST": "1000000",
         "TMAX_LOG_LEVEL": "warning",
     }
+
+
+# --------------------------------------------------------------------------- node-level latency
+
+TRACED = {"TMAX_LOG_LEVEL": "debug", "TMAX_LOG_FORMAT": "json"}
+"""Environment for nodes whose per-message events (JSON, µs timestamps) are measured."""
+
+
+def event_times(log_path: Path, event: str) -> dict[str, float]:
+    """``{message_id: unix time}`` of a node's per-message debug events (JSON logs)."""
+    times: dict[str, float] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        with contextlib.suppress(ValueError, KeyError):
+            rec = json.loads(line)
+            if rec.get("event") == event:
+                ts = datetime.datetime.fromisoformat(rec["ts"].replace("Z", "+00:00"))
+                times.setdefault(rec["message_id"], ts.timestamp())
+    return times
+
+
+def node_to_node_ms(sender_log: Path, recipient_log: Path, message_ids: list[str]) -> dict[str, Any]:
+    """A accepted the message (its outbox has it) → B committed it to its inbox,
+    from the two nodes' log timestamps (one machine, one clock, µs resolution)."""
+    accepted = event_times(sender_log, "accepted")
+    stored = event_times(recipient_log, "stored")
+    gaps = [stored[m] - accepted[m] for m in message_ids if m in accepted and m in stored]
+    return summarize_ms(gaps)
 
 
 # --------------------------------------------------------------------------- child processes

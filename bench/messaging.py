@@ -46,8 +46,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime
-import json
 import os
 import shutil
 import sys
@@ -60,6 +58,7 @@ from typing import Any
 
 from common import (
     BIN,
+    TRACED,
     Child,
     CpuMeter,
     PhaseProfiler,
@@ -68,6 +67,7 @@ from common import (
     find_pyspy,
     fmt,
     node_env,
+    node_to_node_ms,
     open_loop,
     ratio,
     run_bounded,
@@ -505,29 +505,6 @@ async def bench_latency(c: Any, d: Any, d_node_id: str, c_node_id: str, logs: tu
     return latency
 
 
-def event_times(log_path: Path, event: str) -> dict[str, float]:
-    """``{message_id: unix time}`` of a node's per-message debug events (JSON logs)."""
-    times: dict[str, float] = {}
-    for line in log_path.read_text(errors="replace").splitlines():
-        if not line.startswith("{"):
-            continue
-        with contextlib.suppress(ValueError, KeyError):
-            rec = json.loads(line)
-            if rec.get("event") == event:
-                ts = datetime.datetime.fromisoformat(rec["ts"].replace("Z", "+00:00"))
-                times.setdefault(rec["message_id"], ts.timestamp())
-    return times
-
-
-def node_to_node_ms(sender_log: Path, recipient_log: Path, message_ids: list[str]) -> dict[str, Any]:
-    """A accepted the message (its outbox has it) → B committed it to its inbox,
-    from the two nodes' log timestamps (one machine, one clock, µs resolution)."""
-    accepted = event_times(sender_log, "accepted")
-    stored = event_times(recipient_log, "stored")
-    gaps = [stored[m] - accepted[m] for m in message_ids if m in accepted and m in stored]
-    return summarize_ms(gaps)
-
-
 async def e2e_throughput(
     a: Any,
     b: Any,
@@ -756,10 +733,9 @@ async def run(
                 prefix=profiler_prefix(whole_run_profile, name, native) if name < "node-c" else None,
             )
         # The latency pair logs an event per message (JSON, µs timestamps).
-        traced = {"TMAX_LOG_LEVEL": "debug", "TMAX_LOG_FORMAT": "json"}
         for child in (echo, *nodes.values()):
             children.append(child)
-            child.spawn(env=node_env() | (traced if child.name in ("node-c", "node-d") else {}))
+            child.spawn(env=node_env() | (TRACED if child.name in ("node-c", "node-d") else {}))
         for child in children:
             await child.wait_ready()
 
