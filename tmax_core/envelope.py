@@ -47,14 +47,19 @@ def seal(
     invite: bytes = b"",
     message_id: bytes | None = None,
     timestamp_ms: int | None = None,
+    ephemeral: tuple[bytes, bytes] | None = None,
 ) -> bytes:
-    """Encrypt ``body`` to ``to_public_key`` and sign; returns serialized Envelope bytes."""
+    """Encrypt ``body`` to ``to_public_key`` and sign; returns serialized Envelope bytes.
+
+    ``ephemeral``: a one-time ``(public key, ECDH secret with to_public_key)``
+    made ahead (see :mod:`tmax_core.ephemeral`), never used before; by default
+    a new one is made here."""
     if message_id is None:
         message_id = os.urandom(MESSAGE_ID_LEN)
     if timestamp_ms is None:
         timestamp_ms = crypto.now_ms()
     try:
-        eph_pub, shared = crypto.ephemeral_ecdh(to_public_key)
+        eph_pub, shared = ephemeral or crypto.ephemeral_ecdh(to_public_key)
     except ValueError as exc:
         raise ValueError(f"invalid recipient public key: {exc}") from None
     header_bytes = mesh_pb2.EnvelopeHeader(

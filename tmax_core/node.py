@@ -28,6 +28,7 @@ import pluggy
 from tmax_core import envelope as env
 from tmax_core.config import Config
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
+from tmax_core.ephemeral import EphemeralPool
 from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
 from tmax_core.identity import NodeIdentity
 from tmax_core.inboxfeed import InboxFeed
@@ -98,6 +99,8 @@ class Node:
         # each friend's messages in order.
         self._crypto_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-crypto")
         self._contact_card: mesh_pb2.ContactCard | None = None
+        self.ephemeral = EphemeralPool()
+        self._filling: set[bytes] = set()  # recipient keys with a refill queued
         self.inbox_feed = InboxFeed()
         self._peer_server: Any = None
         self._maintenance_task: asyncio.Task | None = None
@@ -467,9 +470,10 @@ class Node:
         )
 
     def seal_many(self, friend: Friend, entries: list[OutboxEntry]) -> list[bytes]:
-        """Envelopes for ``entries`` to ``friend`` (thread-safe: reads only)."""
+        """Envelopes for ``entries`` to ``friend`` (thread-safe)."""
         contact = self.contact_card()
         invite = friend.invite_token or b""
+        take = self.ephemeral.take
         return [
             env.seal(
                 self.identity,
@@ -482,9 +486,25 @@ class Node:
                 contact=contact,
                 invite=invite,
                 message_id=entry.message_id,
+                ephemeral=take(friend.public_key),
             )
             for entry in entries
         ]
+
+    def prepare_ephemeral(self, friend: Friend) -> None:
+        """Refill the friend's one-time key pairs on the crypto thread (see
+        :mod:`tmax_core.ephemeral`), unless it has them or a refill is queued."""
+        key = friend.public_key
+        if key in self._filling or not self.ephemeral.wants(key):
+            return
+        self._filling.add(key)
+        refill = asyncio.get_running_loop().run_in_executor(self._crypto_executor, self.ephemeral.fill, key)
+        refill.add_done_callback(lambda f: self._refilled(key, f))
+
+    def _refilled(self, key: bytes, refill: asyncio.Future) -> None:
+        self._filling.discard(key)
+        if not refill.cancelled() and refill.exception() is not None:
+            log.warning("making one-time keys ahead failed: %s", refill.exception())
 
     def transports_for(self, friend: Friend) -> list[Transport]:
         candidates = [t for t in self.transports if t.can_reach(friend)]

@@ -160,6 +160,7 @@ class Outbox:
             sealed = {}
         await persisting
         self._launch_all(entries, sealed)
+        await asyncio.sleep(0)  # let the send start before the caller's reply is written
         return entries
 
     def kick(self, resend_handed_off_via: str | None = None) -> None:
@@ -325,6 +326,8 @@ class Outbox:
             if a.final is None and a.handed_off is None and a.error is None:
                 a.error = last_error
         await self._record(friend, done + attempts)
+        if friend is not None:
+            node.prepare_ephemeral(friend)  # after the attempt: the refill does not compete with it
 
     async def _send_with(self, transport: Transport, friend: Friend, attempts: list[_Attempt]) -> None:
         """Offer ``attempts`` to one transport; marks each final, handed off, or with an error."""
