@@ -1,10 +1,12 @@
 """Fuzz the ingress pipeline through a real ``tmax-node``'s PeerService:
 arbitrary bytes, mutated real envelopes from a friend, and odd batches on the
-raw gRPC methods (``/tmax_mesh.v1.PeerService/Deliver`` and ``DeliverBatch``).
+raw gRPC methods (``/tmax_mesh.v1.PeerService/Deliver``, ``DeliverBatch`` and
+``DeliverStream``).
 
 Contract: every call is answered with an ack signed by the node (rejections
 carry a documented reason code) or, for a batch that is not an
-``EnvelopeBatch``, ``INVALID_ARGUMENT``; frames beyond the gRPC size limit get
+``EnvelopeBatch`` (a stream request that is not a ``StreamedBatch``),
+``INVALID_ARGUMENT``; frames beyond the gRPC size limit get
 ``RESOURCE_EXHAUSTED``. Never an internal error, never a hang, no traceback
 in the node's log, bounded memory, and the node keeps accepting its friend's
 genuine messages afterwards.
@@ -31,6 +33,7 @@ from tmax_core.proto import mesh_pb2
 
 DELIVER = "/tmax_mesh.v1.PeerService/Deliver"
 DELIVER_BATCH = "/tmax_mesh.v1.PeerService/DeliverBatch"
+DELIVER_STREAM = "/tmax_mesh.v1.PeerService/DeliverStream"
 CALL_TIMEOUT_S = 10.0
 REASONS = {v for k, v in vars(Reason).items() if k.isupper()}
 STATUSES = {mesh_pb2.ACK_STATUS_ACCEPTED, mesh_pb2.ACK_STATUS_DUPLICATE, mesh_pb2.ACK_STATUS_REJECTED}
@@ -193,6 +196,55 @@ def test_deliver_batch_mixed(target: Target, items: list) -> None:
         assert entry.status in STATUSES
         if entry.status == mesh_pb2.ACK_STATUS_REJECTED:
             assert entry.reason in REASONS, entry.reason
+
+
+@budget(150)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=300),
+            st.tuples(st.integers(0, 2**64 - 1), st.lists(st.sampled_from(["genuine", "junk"]), max_size=4)),
+        ),
+        max_size=6,
+    )
+)
+def test_deliver_stream_mixed(target: Target, items: list) -> None:
+    """Streams of arbitrary requests and batches: each StreamedBatch is answered
+    with its own id and a batch ack signed by the node; a request that is not a
+    StreamedBatch ends the stream with INVALID_ARGUMENT (earlier answers may be
+    missing then, never wrong)."""
+    requests, sent_ids = [], []
+    for item in items:
+        if isinstance(item, bytes):
+            raw = item
+        else:
+            batch_id, kinds = item
+            envelopes = [target.seal(b"streamed") if k == "genuine" else b"junk" for k in kinds]
+            raw = mesh_pb2.StreamedBatch(id=batch_id, envelopes=envelopes).SerializeToString()
+        requests.append(raw)
+        try:
+            sent_ids.append(mesh_pb2.StreamedBatch.FromString(raw).id)
+        except Exception:
+            sent_ids.append(None)
+    answers, code = [], None
+    try:
+        for raw in target.channel.stream_stream(DELIVER_STREAM)(iter(requests), timeout=CALL_TIMEOUT_S):
+            answers.append(mesh_pb2.StreamedAck.FromString(raw))
+    except grpc.RpcError as err:
+        code = err.code()
+    if None in sent_ids:
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, code
+    else:
+        assert code is None, code
+        assert sorted(a.id for a in answers) == sorted(sent_ids)
+    for answer in answers:
+        assert answer.id in sent_ids
+        env.verify_ack_batch(
+            answer.ack,
+            expected_signer_public_key=target.public_key,
+            expected_signer_node_id=target.node_id,
+            max_bytes=1 << 21,
+        )
 
 
 def test_oversized_and_after_campaign(target: Target) -> None:
