@@ -133,8 +133,10 @@ class Outbox:
     async def submit_many(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
         """Persist new messages in one transaction, then start sending them.
 
-        Their envelopes are sealed while the database thread commits: a few on
-        the event loop, many on the crypto thread."""
+        Sealing overlaps the commit where it pays: many envelopes are sealed on
+        the crypto thread while the database thread commits them; a few are
+        sealed right here (their small commit may already have run inline, see
+        :meth:`Node.db_batch`)."""
         if log.isEnabledFor(logging.DEBUG):
             for entry in entries:
                 log.debug(
