@@ -66,10 +66,8 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not an EnvelopeBatch")
         return await node.handle_envelope_batch(envelopes, source_from_peer("direct", context.peer()))
 
-    async def deliver_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        source = source_from_peer("direct", context.peer())
-        async for answer in serve_stream(node, requests, context, source):
-            yield answer
+    async def deliver_stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
+        await serve_stream(node, requests, context, source_from_peer("direct", context.peer()))
 
     handler = grpc.method_handlers_generic_handler(
         SERVICE,

@@ -7,11 +7,13 @@ stream per endpoint: each batch goes out tagged with an id, and the answer
 (the same signed batch ack ``DeliverBatch`` returns, as raw bytes) comes back
 with that id, in whatever order the receiver finishes them.
 
-Both ends are bounded: the receiver works on at most ``SERVER_IN_FLIGHT``
-batches of a stream at once and stops reading beyond that (HTTP/2 flow
-control then holds the sender), and a sender's batch waits at most its
-timeout. Any failure ends the stream and fails every batch still waiting on
-it, so the outbox falls back to the next transport at once.
+Both ends are bounded: the receiver holds at most ``SERVER_IN_FLIGHT``
+batches of a stream, from reading the batch until its answer is written, and
+stops reading beyond that (HTTP/2 flow control then holds the sender; a
+sender that does not read its answers stalls itself, not the receiver's
+memory), and a sender's batch waits at most its timeout. Any failure ends
+the stream and fails every batch still waiting on it, so the outbox falls
+back to the next transport at once.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tmax_mesh.peer")
 
-SERVER_IN_FLIGHT = 4  # batches of one stream processed concurrently by the receiver
+SERVER_IN_FLIGHT = 4  # batches of one stream read but not yet answered, per receiver
 
 
 class StreamClosed(ConnectionError):
@@ -104,8 +106,11 @@ class PeerStream:
 
 async def serve_stream(
     node: Node, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, source: IngressSource
-) -> AsyncIterator[bytes]:
-    """The receiving side: run each batch through ingress, answer with its id."""
+) -> None:
+    """The receiving side: run each batch through ingress, answer with its id.
+
+    Answers are written with ``context.write`` (not yielded), so that a peer
+    that goes away while an answer is being written ends the handler quietly."""
     answers: asyncio.Queue[bytes | None] = asyncio.Queue()
     slots = asyncio.Semaphore(SERVER_IN_FLIGHT)
     working: set[asyncio.Task] = set()
@@ -119,8 +124,6 @@ async def serve_stream(
             log.exception("ingress of a streamed batch failed")
             problem.append((grpc.StatusCode.INTERNAL, "ingress failed"))
             answers.put_nowait(None)
-        finally:
-            slots.release()
 
     async def read() -> None:
         try:
@@ -141,7 +144,8 @@ async def serve_stream(
     reader = asyncio.create_task(read())
     try:
         while (item := await answers.get()) is not None:
-            yield item
+            await context.write(item)
+            slots.release()  # this answer is written: another batch may be read
         if problem:
             await context.abort(*problem[0])
     finally:

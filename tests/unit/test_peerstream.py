@@ -12,22 +12,28 @@ import pytest
 from tmax_core.model import IngressSource
 from tmax_core.peer import DELIVER_STREAM, SERVICE
 from tmax_core.peerstream import SERVER_IN_FLIGHT, PeerStream, StreamClosed, serve_stream
+from tmax_core.proto.mesh_pb2 import StreamedBatch
 
 
 class StandInNode:
     """Answers a batch with b"ack:" + its envelopes joined, after the delay the
-    first envelope names (``b"slow"``: 0.2 s); ``b"boom"`` raises."""
+    first envelope names (``b"slow"``: 0.2 s); ``b"boom"`` raises; ``b"big"``
+    is answered with 1 MiB (more than gRPC's flow-control window)."""
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.most_in_flight = 0
+        self.handled = 0
 
     async def handle_envelope_batch(self, envelopes: list[bytes], source: IngressSource) -> bytes:
         self.in_flight += 1
+        self.handled += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             if envelopes and envelopes[0] == b"boom":
                 raise RuntimeError("ingress bug")
+            if envelopes and envelopes[0] == b"big":
+                return bytes(1 << 20)
             await asyncio.sleep(0.2 if envelopes and envelopes[0] == b"slow" else 0)
             return b"ack:" + b",".join(envelopes)
         finally:
@@ -38,11 +44,10 @@ class StandInNode:
 async def served() -> Any:
     node = StandInNode()
 
-    async def deliver_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        async for answer in serve_stream(node, requests, context, IngressSource("direct", "test")):  # type: ignore[arg-type]
-            yield answer
+    async def deliver_stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
+        await serve_stream(node, requests, context, IngressSource("direct", "test"))  # type: ignore[arg-type]
 
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.max_send_message_length", 4 << 20)])
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(
@@ -124,3 +129,25 @@ async def test_a_request_that_is_not_a_batch_is_refused(served: Any) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call.read()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_sender_that_reads_no_answers_stalls_itself(served: Any) -> None:
+    """Answers not read by the sender hold the receiver's slots: it stops
+    reading batches instead of piling up answers."""
+    node, channel, _ = served
+    call = channel.stream_stream(DELIVER_STREAM)()
+    sent = 0
+
+    async def write_forever() -> None:
+        nonlocal sent
+        while True:
+            await call.write(StreamedBatch(id=sent, envelopes=[b"big"]).SerializeToString())
+            sent += 1
+
+    writer = asyncio.create_task(write_forever())
+    await asyncio.sleep(2.0)  # time enough to process a thousand batches (unbounded, it did)
+    writer.cancel()
+    handled = node.handled
+    call.cancel()
+    # the slots, plus the few answers gRPC's transport takes into its buffers
+    assert handled <= SERVER_IN_FLIGHT + 16, handled
