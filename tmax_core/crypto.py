@@ -136,10 +136,18 @@ def ephemeral_ecdh(peer_public_key: bytes) -> tuple[bytes, bytes]:
     secret = get_valid_secret()
     public = coincurve.PublicKey.from_valid_secret(secret).format(compressed=True)
     try:
-        point = coincurve.PublicKey(peer_public_key).multiply(secret)
+        point = _parsed_public_key(bytes(peer_public_key)).multiply(secret)
     except Exception as exc:
         raise ValueError(f"invalid public key: {exc}") from None
     return public, hashlib.sha256(point.format(compressed=True)).digest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_public_key(public_key: bytes) -> coincurve.PublicKey:
+    """A validated public key object, cached: a node seals to the same friends'
+    keys over and over, and parsing one costs about 10 µs (invalid keys raise,
+    and are not cached)."""
+    return coincurve.PublicKey(public_key)
 
 
 def ecdh(private_key: coincurve.PrivateKey, public_key: bytes) -> bytes:
