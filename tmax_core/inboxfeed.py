@@ -2,10 +2,19 @@
 
 The inbox sink publishes the rows it has just committed; each watch keeps
 them in a bounded buffer, so a new message reaches a watcher without another
-database query. A watch that falls further behind than its buffer drops the
-buffer and is marked *lagging*: it then catches up from the database (rows
-after the last one it yielded). Memory stays bounded per watcher and nothing
-is missed.
+database query. The database stays the source of truth, and :func:`follow`
+reads from it whenever the pushed rows cannot be trusted to be complete:
+
+* a watch that falls further behind than its buffer drops the buffer and is
+  marked *lagging*;
+* rows arrive out of order: commits are serialized, so rowids grow in commit
+  order, but one commit's rows can be published after a later commit's (a
+  small commit runs on the event loop and publishes at once, while an earlier
+  one on the database thread still waits for its callback). A pushed row past
+  a gap means rows committed before it are not here yet.
+
+Either way the watcher reads the rows after the last one it yielded. Memory
+stays bounded per watcher, nothing is missed, nothing is yielded twice.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from tmax_core.model import InboxMessage
 
@@ -78,3 +87,30 @@ class InboxFeed:
             yield watch
         finally:
             self._watches.discard(watch)
+
+
+async def follow(
+    watch: InboxWatch, last: int, read_after: Callable[[int], Awaitable[list[Row]]]
+) -> AsyncIterator[InboxMessage]:
+    """New messages in rowid order, each once: those after rowid ``last``.
+
+    ``read_after(rowid)`` reads the committed rows after ``rowid`` from the
+    database. Until the watch is closed."""
+    while not watch.closed:
+        await watch.wait()
+        if watch.lagging:
+            watch.lagging = False
+            watch.take()  # the read below returns these too
+            rows = await read_after(last)
+        else:
+            rows = watch.take()
+        for rowid, message in rows:
+            if rowid <= last:
+                continue
+            if rowid > last + 1:  # past a gap: read what was committed before it
+                for rowid_read, message_read in await read_after(last):
+                    last = rowid_read
+                    yield message_read
+                continue
+            last = rowid
+            yield message

@@ -13,6 +13,7 @@ the local API and the network, and a second core can help.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -31,7 +32,7 @@ from tmax_core.crypto import now_ms, parse_node_id, to_checksum
 from tmax_core.ephemeral import EphemeralPool
 from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
 from tmax_core.identity import NodeIdentity
-from tmax_core.inboxfeed import InboxFeed
+from tmax_core.inboxfeed import InboxFeed, follow
 from tmax_core.ingress import Ingress
 from tmax_core.invites import Invite, create_invite, parse_invite
 from tmax_core.model import (
@@ -533,8 +534,8 @@ class Node:
 
         New messages are those after the newest row at subscription (read or
         not). The subscription starts before that row is read, so nothing
-        stored in between is missed; rows at or before the last one yielded are
-        skipped, so nothing is yielded twice. Ends when the node stops.
+        stored in between is missed (see :func:`tmax_core.inboxfeed.follow`).
+        Ends when the node stops.
         """
         with self.inbox_feed.subscribe() as watch:
             last = await self.db(self.store.inbox_max_rowid)
@@ -542,18 +543,9 @@ class Node:
                 for rowid, message in await self.db(self.store.inbox_list, True, None, 0):
                     if rowid <= last:
                         yield message
-            while not watch.closed:
-                await watch.wait()
-                if watch.lagging:
-                    watch.lagging = False
-                    watch.take()  # the query below returns these too
-                    rows = await self.db(self.store.inbox_list, False, None, last)
-                else:
-                    rows = watch.take()
-                for rowid, message in rows:
-                    if rowid > last:
-                        last = rowid
-                        yield message
+            read_after = functools.partial(self.db, self.store.inbox_list, False, None)
+            async for message in follow(watch, last, read_after):
+                yield message
 
     # -- status ------------------------------------------------------------------------
 

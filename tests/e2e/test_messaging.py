@@ -203,3 +203,37 @@ def test_debug_log_traces_each_message_with_microsecond_times(procs: ProcGroup) 
     stamps = [datetime.datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) for r in (accepted, stored)]
     assert all(len(r["ts"].split(".")[1]) == len("123456Z") for r in (accepted, stored))
     assert stamps[0] <= stamps[1]
+
+
+def test_inbox_watch_sees_every_message_from_concurrent_senders(procs: ProcGroup) -> None:
+    """Many concurrent sends make the recipient commit batches of mixed sizes
+    (small ones on its event loop, large ones on its database thread) whose
+    rows are published out of commit order: a running watch still shows
+    every message exactly once."""
+    a = procs.node("a", *LISTEN)
+    b = procs.node("b", *LISTEN)
+    befriend(b, a)
+    watcher = Watcher(b)
+    try:
+        first = a.cli("msg", "send", "--to", b.node_id, "--wait", "first")
+        assert watcher.next()["message_id"] == first["message_id"]  # the watch is subscribed
+        bodies = [f"m{i}" for i in range(240)]
+        with NodeClient(a.state_dir / "node.sock") as client:
+
+            def send(chunk: list[str]) -> None:
+                for body in chunk:
+                    client.msg_send(b.node_id, body.encode())
+
+            threads = [threading.Thread(target=send, args=(bodies[i::8],)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            client.msg_send_many([{"to": b.node_id, "body": f"batch{i}".encode()} for i in range(60)])
+        expected = set(bodies) | {f"batch{i}" for i in range(60)}
+        seen: list[str] = []
+        while len(seen) < len(expected):
+            seen.append(watcher.next()["body"])
+        assert sorted(seen) == sorted(expected)  # all of them, none twice
+    finally:
+        watcher.close()
