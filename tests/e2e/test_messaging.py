@@ -213,10 +213,10 @@ def test_inbox_watch_sees_every_message_from_concurrent_senders(procs: ProcGroup
     a = procs.node("a", *LISTEN)
     b = procs.node("b", *LISTEN)
     befriend(b, a)
-    watcher = Watcher(b)
+    watcher = Watcher(b, "--unread")  # "first" shows whether it lands before or after subscribing
     try:
         first = a.cli("msg", "send", "--to", b.node_id, "--wait", "first")
-        assert watcher.next()["message_id"] == first["message_id"]  # the watch is subscribed
+        assert watcher.next()["message_id"] == first["message_id"]  # the watch is running
         bodies = [f"m{i}" for i in range(240)]
         with NodeClient(a.state_dir / "node.sock") as client:
 
