@@ -837,12 +837,9 @@ class Store:
             e.delivered_at_ms,
         )
 
-    def outbox_put(self, entry: OutboxEntry) -> None:
-        """Insert an outbox entry (replacing every field if the id exists)."""
-        self._conn.execute(self._OUTBOX_UPSERT, self._outbox_params(entry))
-
     def outbox_put_many(self, entries: Sequence[OutboxEntry]) -> None:
-        """:meth:`outbox_put` for many entries in one transaction."""
+        """Insert outbox entries in one transaction (replacing every field of an
+        entry whose id exists)."""
         with self._tx() as conn:
             conn.executemany(self._OUTBOX_UPSERT, [self._outbox_params(e) for e in entries])
 

@@ -78,7 +78,7 @@ class Table:
         return sorted(r for r in self.rows if r[0] > rowid)
 
 
-async def collect(feed: InboxFeed, watch: inboxfeed.InboxWatch, last: int, table: Table, n: int) -> list[int]:
+async def collect(watch: inboxfeed.InboxWatch, last: int, table: Table, n: int) -> list[int]:
     got: list[int] = []
 
     async def run() -> None:
@@ -100,7 +100,7 @@ async def test_follow_reads_rows_published_out_of_order_once() -> None:
         feed.publish(table.commit(101, 102, 103, 104))
         feed.publish(early)
         feed.publish(table.commit(105))
-        got = await collect(feed, watch, 89, table, 16)
+        got = await collect(watch, 89, table, 16)
     assert got == list(range(90, 106))
     assert table.reads == 1
 
@@ -110,7 +110,7 @@ async def test_follow_uses_pushed_rows_without_reading_when_in_order() -> None:
     with feed.subscribe() as watch:
         feed.publish(table.commit(1, 2))
         feed.publish(table.commit(3))
-        got = await collect(feed, watch, 0, table, 3)
+        got = await collect(watch, 0, table, 3)
     assert got == [1, 2, 3]
     assert table.reads == 0
 
@@ -122,5 +122,5 @@ async def test_follow_catches_up_from_the_database_after_lagging(monkeypatch: py
         for n in range(1, 6):
             feed.publish(table.commit(n))
         assert watch.lagging
-        got = await collect(feed, watch, 0, table, 5)
+        got = await collect(watch, 0, table, 5)
     assert got == [1, 2, 3, 4, 5]

@@ -65,6 +65,12 @@ async def served() -> Any:
         await server.stop(None)
 
 
+async def until_in_flight(node: StandInNode) -> None:
+    """Until the receiver is working on a batch (bounded by the test timeout)."""
+    while node.in_flight == 0:
+        await asyncio.sleep(0.005)
+
+
 def open_stream(channel: grpc.aio.Channel) -> PeerStream:
     return PeerStream(channel.stream_stream(DELIVER_STREAM)())
 
@@ -90,10 +96,10 @@ async def test_receiver_bounds_batches_in_flight(served: Any) -> None:
 
 
 async def test_ingress_failure_ends_the_stream_and_fails_what_waits(served: Any) -> None:
-    _, channel, _ = served
+    node, channel, _ = served
     stream = open_stream(channel)
     waiting = asyncio.create_task(stream.deliver([b"slow"], timeout=5))
-    await asyncio.sleep(0.05)
+    await until_in_flight(node)
     with pytest.raises(StreamClosed, match="INTERNAL"):
         await stream.deliver([b"boom"], timeout=5)
     with pytest.raises(StreamClosed):
@@ -103,10 +109,10 @@ async def test_ingress_failure_ends_the_stream_and_fails_what_waits(served: Any)
 
 
 async def test_server_going_away_fails_waiting_batches(served: Any) -> None:
-    _, channel, server = served
+    node, channel, server = served
     stream = open_stream(channel)
     waiting = asyncio.create_task(stream.deliver([b"slow"], timeout=5))
-    await asyncio.sleep(0.05)
+    await until_in_flight(node)
     await server.stop(None)
     with pytest.raises(StreamClosed):
         await waiting

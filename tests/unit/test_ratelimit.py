@@ -305,17 +305,19 @@ def test_expired_outbox_entry_keeps_the_last_rejection(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "state.db")
     try:
         for n, error in ((1, "rejected: rate_limited (retry after 800 ms)"), (2, None)):
-            store.outbox_put(
-                OutboxEntry(
-                    message_id=bytes([n]) * 16,
-                    to_node_id=X,
-                    scope="message",
-                    content_type="text/plain",
-                    body=b"",
-                    created_at_ms=0,
-                    expires_at_ms=10,
-                    error=error,
-                )
+            store.outbox_put_many(
+                [
+                    OutboxEntry(
+                        message_id=bytes([n]) * 16,
+                        to_node_id=X,
+                        scope="message",
+                        content_type="text/plain",
+                        body=b"",
+                        created_at_ms=0,
+                        expires_at_ms=10,
+                        error=error,
+                    )
+                ]
             )
         assert len(store.outbox_expire(100)) == 2
         first, second = store.outbox_get(b"\x01" * 16), store.outbox_get(b"\x02" * 16)

@@ -113,7 +113,7 @@ def test_reopen_keeps_data(db_path: Path) -> None:
     s.record_issued_invite(invite(1), "tok")
     s.inbox_insert(inbox_msg(1))
     s.seen_record(mid(1), nid(1), "accepted", NOW)
-    s.outbox_put(outbox_entry(1))
+    s.outbox_put_many([outbox_entry(1)])
     s.meta_set("k", "v")
     s.close()
     s.close()  # idempotent
@@ -536,20 +536,20 @@ def test_seen_prune_by_age_and_count(store: Store) -> None:
 
 def test_outbox_put_get_roundtrip(store: Store) -> None:
     e = outbox_entry(3, reply_to=mid(9))
-    store.outbox_put(e)
+    store.outbox_put_many([e])
     assert store.outbox_get(mid(3)) == e
     assert store.outbox_get(mid(4)) is None
     e.attempts = 5
-    store.outbox_put(e)  # upsert
+    store.outbox_put_many([e])  # upsert
     assert store.outbox_get(mid(3)).attempts == 5  # type: ignore[union-attr]
 
 
 def test_outbox_due_and_pending(store: Store) -> None:
-    store.outbox_put(outbox_entry(3, created_at_ms=NOW + 30))
-    store.outbox_put(outbox_entry(1, created_at_ms=NOW + 10, status="sent"))
-    store.outbox_put(outbox_entry(2, created_at_ms=NOW + 20, next_attempt_ms=NOW + 1000))
-    store.outbox_put(outbox_entry(4, created_at_ms=NOW + 5, status="delivered"))
-    store.outbox_put(outbox_entry(5, to=2, created_at_ms=NOW + 1))
+    store.outbox_put_many([outbox_entry(3, created_at_ms=NOW + 30)])
+    store.outbox_put_many([outbox_entry(1, created_at_ms=NOW + 10, status="sent")])
+    store.outbox_put_many([outbox_entry(2, created_at_ms=NOW + 20, next_attempt_ms=NOW + 1000)])
+    store.outbox_put_many([outbox_entry(4, created_at_ms=NOW + 5, status="delivered")])
+    store.outbox_put_many([outbox_entry(5, to=2, created_at_ms=NOW + 1)])
     assert [e.message_id for e in store.outbox_due(NOW, 10)] == [mid(5), mid(1), mid(3)]
     assert [e.message_id for e in store.outbox_due(NOW, 2)] == [mid(5), mid(1)]
     assert [e.message_id for e in store.outbox_due(NOW + 1000, 10)] == [mid(5), mid(1), mid(2), mid(3)]
@@ -558,7 +558,7 @@ def test_outbox_due_and_pending(store: Store) -> None:
 
 
 def test_outbox_update(store: Store) -> None:
-    store.outbox_put(outbox_entry(1, error="boom"))
+    store.outbox_put_many([outbox_entry(1, error="boom")])
     store.outbox_update(mid(1), status="sent", attempts=2, next_attempt_ms=NOW + 5)
     e = store.outbox_get(mid(1))
     assert e is not None
@@ -578,8 +578,8 @@ def test_outbox_update(store: Store) -> None:
 
 
 def test_outbox_update_many_atomic(store: Store) -> None:
-    store.outbox_put(outbox_entry(1))
-    store.outbox_put(outbox_entry(2))
+    store.outbox_put_many([outbox_entry(1)])
+    store.outbox_put_many([outbox_entry(2)])
     store.outbox_update_many([(mid(1), {"status": "sent", "attempts": 1}), (mid(2), {"error": "x"})])
     assert store.outbox_get(mid(1)).status == "sent"  # type: ignore[union-attr]
     assert store.outbox_get(mid(2)).error == "x"  # type: ignore[union-attr]
@@ -592,10 +592,10 @@ def test_outbox_update_many_atomic(store: Store) -> None:
 
 
 def test_outbox_expire_and_counts(store: Store) -> None:
-    store.outbox_put(outbox_entry(1, expires_at_ms=NOW))
-    store.outbox_put(outbox_entry(2, expires_at_ms=NOW - 5, status="sent"))
-    store.outbox_put(outbox_entry(3, expires_at_ms=NOW - 5, status="delivered"))
-    store.outbox_put(outbox_entry(4, expires_at_ms=NOW + 5))
+    store.outbox_put_many([outbox_entry(1, expires_at_ms=NOW)])
+    store.outbox_put_many([outbox_entry(2, expires_at_ms=NOW - 5, status="sent")])
+    store.outbox_put_many([outbox_entry(3, expires_at_ms=NOW - 5, status="delivered")])
+    store.outbox_put_many([outbox_entry(4, expires_at_ms=NOW + 5)])
     assert sorted(store.outbox_expire(NOW)) == [mid(1), mid(2)]
     e = store.outbox_get(mid(1))
     assert e is not None and e.status == "failed" and e.error == EXPIRED_ERROR
