@@ -109,7 +109,7 @@ FULL = Params(
     crypto_n=2000,
     tput_n=5000,
     concurrency=64,
-    batch_n=5000,
+    batch_n=20000,
     batch_size=100,
     batch_concurrency=4,
     rate_s=10.0,
@@ -552,11 +552,13 @@ async def e2e_throughput(
     sender = asyncio.create_task(load)
     delivered, t_last = 0, t_start
     deadline = t_start + p.tput_deadline_s
+    progress: list[tuple[float, int]] = []
     while True:
         unread = (await b.inbox_unread())["unread"] - base_unread
         now = time.perf_counter()
         if unread > delivered:
             delivered, t_last = unread, now
+            progress.append((now, delivered))
         if delivered >= n or now > deadline:
             break
         await asyncio.sleep(POLL_S)
@@ -576,10 +578,22 @@ async def e2e_throughput(
         "complete": delivered >= n,
         "seconds": elapsed,
         "msgs_per_s": delivered / elapsed if elapsed > 0 else 0.0,
+        "steady_msgs_per_s": steady_rate(progress, n),
         "accepted_by_api_per_s": (n / accept_s) if accept_s else None,
         "api_call_reply": summarize_ms(call_s),
         "cpu": cpu_res,
     }
+
+
+def steady_rate(progress: list[tuple[float, int]], n: int) -> float | None:
+    """Messages/s between 10 % and 90 % of ``n`` delivered: the rate without the
+    pipeline filling up at the start and draining at the end."""
+    t10 = next((t for t, d in progress if d >= 0.1 * n), None)
+    t90 = next(((t, d) for t, d in progress if d >= 0.9 * n), None)
+    if t10 is None or t90 is None or t90[0] <= t10:
+        return None
+    d10 = next(d for t, d in progress if t == t10)
+    return (t90[1] - d10) / (t90[0] - t10)
 
 
 async def e2e_latency(a: Any, b_node_id: str, watcher: Watcher, p: Params) -> dict[str, Any]:
@@ -888,6 +902,7 @@ def print_table(out: dict[str, Any]) -> None:
         shape = f" x{t['batch_size']}" if t["batch_size"] > 1 else ""
         print(f"e2e throughput phase: {API_LABELS[t['api']]}{shape}, C={t['concurrency']}")
         print(f"{'  delivered / sent, seconds':{w}}{t['delivered']:>16} / {t['n']} in {t['seconds']:.2f}s")
+        print(f"{'  steady rate, 10% -> 90% delivered (msg/s)':{w}}{fmt(t['steady_msgs_per_s']):>16}")
         print(f"{'  accepted by A (API, msg/s)':{w}}{fmt(t['accepted_by_api_per_s']):>16}")
         cr = t["api_call_reply"]
         print(
@@ -984,7 +999,7 @@ def main(argv: list[str] | None = None) -> int:
         "(DIR/node-{a,b}.batch.collapsed.txt)",
     )
     ap.add_argument(
-        "--batch-n", type=int, help="messages in the batched throughput phases (default 5000/1000)"
+        "--batch-n", type=int, help="messages in the batched throughput phases (default 20000/1000)"
     )
     ap.add_argument("--keep", action="store_true", help="keep the temp state dirs and node logs")
     ap.add_argument("--echo-server", nargs=2, metavar="REPLY_BYTES", help=argparse.SUPPRESS)

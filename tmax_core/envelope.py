@@ -23,6 +23,7 @@ from tmax_core.proto import mesh_pb2
 VERSION = 1
 MESSAGE_ID_LEN = 16
 MAX_ACK_BYTES = 64 * 1024
+BODY_HEADROOM = 4096  # envelope header, keys, signature and contact card around a body
 _TAG_LEN = 16
 # Every message derives a fresh key from a fresh ephemeral key pair (and a
 # random message_id as HKDF salt), so each key encrypts exactly one plaintext:

@@ -60,7 +60,6 @@ SEEN_MAX_ROWS = 1_000_000
 # the event loop it costs less than the two thread wake-ups of a hop to the
 # database thread (about 0.4 ms on a quiet 2-core machine).
 INLINE_DB_ROWS = 8
-BODY_HEADROOM = 4096  # envelope header, keys, signature and contact card around a body
 MAINTENANCE_INTERVAL_S = 60.0
 
 HELLO_CONTENT_TYPE = "application/vnd.tmax-mesh.hello"
@@ -105,7 +104,7 @@ class Node:
         self.inbox_feed = InboxFeed()
         self._peer_server: Any = None
         self._maintenance_task: asyncio.Task | None = None
-        self.max_body_bytes = config.get("messages.max_bytes") - BODY_HEADROOM
+        self.max_body_bytes = config.get("messages.max_bytes") - env.BODY_HEADROOM
         self.default_ttl_ms = self.duration_ms("messages.ttl")
         self.ingress = Ingress(self)
         self.outbox = Outbox(self)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tmax_mesh.peer")
 
-SERVER_IN_FLIGHT = 4  # batches of one stream read but not yet answered, per receiver
+SERVER_IN_FLIGHT = 8  # batches of one stream read but not yet answered (a sender keeps 8 in flight)
 
 
 class StreamClosed(ConnectionError):

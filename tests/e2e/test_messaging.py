@@ -237,3 +237,21 @@ def test_inbox_watch_sees_every_message_from_concurrent_senders(procs: ProcGroup
         assert sorted(seen) == sorted(expected)  # all of them, none twice
     finally:
         watcher.close()
+
+
+def test_burst_of_large_messages_goes_direct_in_batches_that_fit_a_call(procs: ProcGroup) -> None:
+    """Messages waiting together leave in batches, but a batch never grows past
+    what one direct call may carry (about ``messages.max_bytes``): four bodies of
+    400 KB each are delivered direct on their first attempt, none refused by
+    gRPC's message size limit."""
+    a = procs.node("a", *LISTEN)
+    b = procs.node("b", *LISTEN)
+    befriend(a, b)
+    bodies = [bytes([65 + i]) * 400_000 for i in range(4)]
+    with NodeClient(a.state_dir / "node.sock") as client:
+        ids = [m["message_id"] for m in client.msg_send_many([{"to": b.node_id, "body": x} for x in bodies])]
+        for message_id in ids:
+            st = client.msg_wait(message_id, 20)
+            assert (st["status"], st["path"], st["attempts"]) == ("delivered", "direct", 1), st
+    stored = {m["message_id"]: m["body"] for m in b.cli("inbox", "list")}
+    assert [stored[i] for i in ids] == [body.decode() for body in bodies]
