@@ -15,12 +15,14 @@ What it measures, in one process, one run:
    durably stored them in its inbox (state.db):
 
    * *throughput, unary*: N messages as fast as possible from C concurrent
-     ``msg_send`` callers; delivered = B's inbox unread count (polled every
-     20 ms, no inbox watcher running), i.e. "stored in B's state.db per
-     second", end to end; plus the CPU each process spent per message;
+     ``msg_send`` callers; delivered = rows committed to B's inbox, counted
+     every 20 ms by reading B's state.db read-only (no inbox watcher running),
+     i.e. "stored in B's state.db per second", end to end; plus the CPU each
+     process spent per message;
    * *throughput, batched*: the same with ``msg_send_many`` (``MsgSendBatch``)
      calls of 100 messages from 4 concurrent callers; A's outbox carries them
-     in ``PeerService/DeliverBatch`` calls with one signed ack per batch;
+     in batches on one ``PeerService/DeliverStream`` with one signed ack per
+     batch; also the steady rate between 10 % and 90 % delivered;
    * *latency* at a fixed offered rate (open loop, 100 msg/s, unary
      ``msg_send``): send call start → the message appears on B's
      ``inbox_watch`` stream. Both timestamps are taken by this process on one
@@ -84,7 +86,7 @@ OFFERED_RATE = 100.0  # msg/s
 ECHO_METHOD = "/tmax_bench.Echo/Call"
 ECHO_BATCH_METHOD = "/tmax_bench.Echo/CallBatch"
 ECHO_STREAM = "/tmax_bench.Echo/Stream"
-POLL_S = 0.02  # B's unread count poll in the throughput phase (a cheap call, 50/s)
+POLL_S = 0.02  # how often the throughput phase counts the rows in B's inbox (state.db)
 COOLDOWN_S = 0.3  # offered load continues (unmeasured) after the latency window
 ECHO_REPLY_BYTES = 140  # about the size of a SignedAck
 
@@ -441,6 +443,26 @@ async def befriend(a: Any, b: Any, b_node_id: str, a_node_id: str) -> None:
         await asyncio.sleep(0.02)
 
 
+class StoredCount:
+    """Counts the messages committed to B's inbox by reading its state.db
+    (read-only, WAL): the literal "durably stored" figure, and its cost falls
+    on this process, not on the node being measured."""
+
+    def __init__(self, db: Path) -> None:
+        import sqlite3
+
+        self._conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5, isolation_level=None)
+
+    def newest_rowid(self) -> int:
+        return self._conn.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0]
+
+    def stored_after(self, rowid: int) -> int:
+        return self._conn.execute("SELECT count(*) FROM inbox WHERE id > ?", (rowid,)).fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 def outbox_attempts(db: Path) -> dict[str, Any] | None:
     """Messages and send attempts in A's outbox (read-only): re-sends show up here."""
     import sqlite3
@@ -464,6 +486,7 @@ async def bench_e2e(
     b_node_id: str,
     pids: dict[str, int],
     a_state_db: Path,
+    b_state_db: Path,
     p: Params,
     batch_profiler: PhaseProfiler | None = None,
 ) -> dict[str, Any]:
@@ -478,10 +501,16 @@ async def bench_e2e(
         await watcher.stop()  # no watcher during the throughput phase: it is extra work for B
     # After each phase A's outbox must empty (bounded): a backlog left over would
     # queue ahead of the next phase's messages.
-    throughput = await e2e_throughput(a, b, b_node_id, pids, p, batched=False)
-    throughput["outbox_backlog_after"] = await drain(a, p.tput_deadline_s / 4)
-    throughput_batched = await e2e_throughput(a, b, b_node_id, pids, p, batched=True, profiler=batch_profiler)
-    throughput_batched["outbox_backlog_after"] = await drain(a, p.tput_deadline_s / 4)
+    inbox = StoredCount(b_state_db)
+    try:
+        throughput = await e2e_throughput(a, inbox, b_node_id, pids, p, batched=False)
+        throughput["outbox_backlog_after"] = await drain(a, p.tput_deadline_s / 4)
+        throughput_batched = await e2e_throughput(
+            a, inbox, b_node_id, pids, p, batched=True, profiler=batch_profiler
+        )
+        throughput_batched["outbox_backlog_after"] = await drain(a, p.tput_deadline_s / 4)
+    finally:
+        inbox.close()
     status_a = await a.node_status()
     return {
         "throughput": throughput,
@@ -507,7 +536,7 @@ async def bench_latency(c: Any, d: Any, d_node_id: str, c_node_id: str, logs: tu
 
 async def e2e_throughput(
     a: Any,
-    b: Any,
+    inbox: StoredCount,
     b_node_id: str,
     pids: dict[str, int],
     p: Params,
@@ -515,7 +544,7 @@ async def e2e_throughput(
     batched: bool,
     profiler: PhaseProfiler | None = None,
 ) -> dict[str, Any]:
-    """Closed-loop sends into A's local API; delivered = B's inbox unread count (polled).
+    """Closed-loop sends into A's local API; delivered = rows committed to B's inbox (polled).
 
     Unary: ``tput_n`` ``msg_send`` calls from ``concurrency`` callers. Batched:
     ``batch_n`` messages as ``msg_send_many`` calls of ``batch_size`` messages
@@ -544,7 +573,7 @@ async def e2e_throughput(
 
         shape = {"api": "msg_send", "batch_size": 1, "concurrency": p.concurrency}
         load = closed_loop(n, p.concurrency, send_one)
-    base_unread = (await b.inbox_unread())["unread"]
+    base_rowid = inbox.newest_rowid()
     if profiler is not None:
         await profiler.start()
     cpu = CpuMeter({"node_a": pids["node_a"], "node_b": pids["node_b"], "bench_client": None})
@@ -554,10 +583,10 @@ async def e2e_throughput(
     deadline = t_start + p.tput_deadline_s
     progress: list[tuple[float, int]] = []
     while True:
-        unread = (await b.inbox_unread())["unread"] - base_unread
+        stored = inbox.stored_after(base_rowid)
         now = time.perf_counter()
-        if unread > delivered:
-            delivered, t_last = unread, now
+        if stored > delivered:
+            delivered, t_last = stored, now
             progress.append((now, delivered))
         if delivered >= n or now > deadline:
             break
@@ -780,8 +809,8 @@ async def run(
             if profile_dir is not None and profile_phase == "batch":
                 node_pids = {"node-a": a_ready["pid"], "node-b": b_ready["pid"]}
                 batch_profiler = PhaseProfiler(profile_dir, "batch", node_pids, workdir)
-            a_db = workdir / "node-a" / "state.db"
-            e2e = await bench_e2e(a, b, b_ready["node_id"], pids, a_db, p, batch_profiler)
+            a_db, b_db = workdir / "node-a" / "state.db", workdir / "node-b" / "state.db"
+            e2e = await bench_e2e(a, b, b_ready["node_id"], pids, a_db, b_db, p, batch_profiler)
         c_ready, d_ready = nodes["node-c"].ready, nodes["node-d"].ready
         async with (
             AsyncNodeClient(c_ready["socket"]) as c,
