@@ -36,6 +36,9 @@ DELIVER = f"/{SERVICE}/Deliver"
 DELIVER_BATCH = f"/{SERVICE}/DeliverBatch"
 DELIVER_STREAM = f"/{SERVICE}/DeliverStream"
 ENVELOPE_OVERHEAD = 64 * 1024  # headers, keys, signature and invite around the body
+# The most often a sender pings an established connection to a peer (see
+# channel_options); peer servers accept pings that often.
+MIN_PING_INTERVAL_MS = 100
 
 
 def grpc_options(max_bytes: int) -> list[tuple[str, Any]]:
@@ -44,6 +47,34 @@ def grpc_options(max_bytes: int) -> list[tuple[str, Any]]:
         ("grpc.max_receive_message_length", size),
         ("grpc.max_send_message_length", size),
         ("grpc.so_reuseport", 0),
+    ]
+
+
+def server_options(max_bytes: int) -> list[tuple[str, Any]]:
+    """PeerService: senders' liveness pings are welcome (gRPC's default answers
+    a ping more often than every 5 minutes on a quiet connection with GOAWAY
+    "too_many_pings"). A ping costs the server an 8-byte answer in gRPC's core,
+    no Python, so it is not worth striking anyone out for."""
+    return [
+        *grpc_options(max_bytes),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
+        ("grpc.http2.max_ping_strikes", 0),
+    ]
+
+
+def channel_options(max_bytes: int, liveness_s: float) -> list[tuple[str, Any]]:
+    """A sender's channel to a peer: while a call is open (the delivery stream
+    always is), HTTP/2 pings every ``liveness_s / 2`` that must be answered
+    within ``liveness_s / 2``. A path that starts dropping packets silently (a
+    firewall, a dead NAT mapping) is found within about ``liveness_s``, so the
+    batches waiting on it fail and go by relay, instead of waiting out their
+    call deadline."""
+    half_ms = max(MIN_PING_INTERVAL_MS, int(liveness_s * 500))
+    return [
+        *grpc_options(max_bytes),
+        ("grpc.keepalive_time_ms", half_ms),
+        ("grpc.keepalive_timeout_ms", half_ms),
+        ("grpc.http2.max_pings_without_data", 0),
     ]
 
 
@@ -77,7 +108,7 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
             "DeliverStream": grpc.stream_stream_rpc_method_handler(deliver_stream),
         },
     )
-    server = grpc.aio.server(options=grpc_options(node.config.get("messages.max_bytes")))
+    server = grpc.aio.server(options=server_options(node.config.get("messages.max_bytes")))
     server.add_generic_rpc_handlers((handler,))
     health = health_aio.HealthServicer()
     await health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -101,7 +132,6 @@ class DirectTransport:
 
     name = "direct"
     cost = 10
-    DIAL_TIMEOUT_S = 1.0
     CALL_TIMEOUT_S = 3.0  # a silently dropped path must fall back to the relay quickly
     PER_ENVELOPE_S = 0.005  # extra call time a batch may take per envelope
     RETRY_AFTER_FAILURE_S = 5.0
@@ -111,9 +141,18 @@ class DirectTransport:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, PeerStream] = {}
         self._failed_until: dict[str, float] = {}
-        self._options = grpc_options(node.config.get("messages.max_bytes"))
+        self._max_bytes = node.config.get("messages.max_bytes")
         self.discovered: dict[bytes, list[str]] = {}
         self.sent = 0
+        self.set_dial_timeout(1.0)
+
+    def set_dial_timeout(self, seconds: float) -> None:
+        """How long a connection attempt may take, and how long an established
+        connection may go unanswered (its liveness pings), before the endpoint
+        counts as failed and the next transport carries the message. Applies to
+        channels made from now on."""
+        self.dial_timeout_s = seconds
+        self._options = channel_options(self._max_bytes, seconds)
 
     async def start(self) -> None:
         return None
@@ -172,7 +211,7 @@ class DirectTransport:
             try:
                 if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
                     try:
-                        await asyncio.wait_for(channel.channel_ready(), self.DIAL_TIMEOUT_S)
+                        await asyncio.wait_for(channel.channel_ready(), self.dial_timeout_s)
                     except TimeoutError:
                         raise ConnectionError("dial timed out") from None
                 answer = await send(endpoint)

@@ -119,10 +119,17 @@ def test_nat_firewalled_listener_falls_back_and_upgrades_again(
         )
         try:
             # The next message tries the direct connection, gives up, and the relay delivers it.
+            # What gave up is the connection's liveness pings (within about
+            # direct.dial_timeout), not the batch's call deadline ("no answer in
+            # time"): the open stream failed, or, if the pings found the path dead
+            # before the message was sent, dialling again timed out.
             sent = send_api("firewalled")
             assert (sent["status"], sent["path"]) == ("delivered", "relay"), sent
             log = node_a.log_path.read_text(errors="replace")
-            assert re.search(r"send to \S+ via direct failed: " + re.escape(c_endpoint), log), log[-3000:]
+            failed = re.search(r"send to \S+ via direct failed: " + re.escape(c_endpoint) + ": (.*)", log)
+            assert failed is not None, log[-3000:]
+            reason = failed.group(1)
+            assert reason.startswith("UNAVAILABLE") or reason == "dial timed out", failed.group(0)
             # The endpoint is now known to be broken: later messages go straight to the relay.
             wait_path(node_a, "c", "unreachable", c_endpoint)
             sent = send(node_a, "c", "still firewalled")

@@ -24,7 +24,8 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         "direct.dial_timeout",
         str,
         "1s",
-        "how long one direct connection attempt or probe may take before falling back",
+        "how long one direct connection attempt or probe may take, and an established "
+        "direct connection may go unanswered, before falling back",
         validate=validate_duration,
     )
     registry.add(
@@ -43,7 +44,7 @@ def tmax_node_started(node: Any) -> None:
     relay = find_relay(node)
     direct = next((t for t in node.transports if isinstance(t, DirectTransport)), None)
     if direct is not None:
-        direct.DIAL_TIMEOUT_S = node.duration_ms("direct.dial_timeout") / 1000
+        direct.set_dial_timeout(node.duration_ms("direct.dial_timeout") / 1000)
     if relay is None or not relay.links or direct is None:
         # No relay host to ask (the core transport still dials what friends
         # advertise in invites and contact cards), or nothing to upgrade to.
