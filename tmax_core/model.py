@@ -189,6 +189,10 @@ class Transport(Protocol):
     ``cost`` orders candidates when no plugin decides (lower first).
     ``can_reach`` is a cheap synchronous check; ``send`` returns the recipient's
     serialized SignedAck bytes or raises ``ConnectionError``/``TimeoutError``.
+
+    Optional: ``send_batch(friend, envelopes, timeout)`` returns one serialized
+    batch SignedAck for several envelopes; ``answer_unverifiable(friend)`` is
+    told when a returned ack did not verify as the friend's.
     """
 
     name: str

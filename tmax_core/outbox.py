@@ -366,6 +366,7 @@ class Outbox:
                     max_bytes=self._max_ack_bytes,
                 )
             except EnvelopeError as err:
+                self._answer_unverifiable(transport, friend)
                 raise ConnectionError(f"unverifiable batch ack: {err}") from None
             for a in attempts:
                 entry = entries.get(a.entry.message_id)
@@ -384,12 +385,21 @@ class Outbox:
                 failures.append(result)
             elif result is None:  # accepted by an intermediary (store-and-forward)
                 a.handed_off = transport.name
-            else:
-                self._apply_single_ack(a, friend, result, transport.name)
+            elif not self._apply_single_ack(a, friend, result, transport.name):
+                self._answer_unverifiable(transport, friend)
         if failures and len(failures) == len(attempts):
             raise failures[0] if isinstance(failures[0], Exception) else ConnectionError(str(failures[0]))
 
-    def _apply_single_ack(self, a: _Attempt, friend: Friend, ack: bytes, path: str) -> None:
+    @staticmethod
+    def _answer_unverifiable(transport: Transport, friend: Friend) -> None:
+        """Tell a transport that its answer did not carry the friend's signed ack
+        (an impostor or a broken peer where it delivered), if it wants to know."""
+        told = getattr(transport, "answer_unverifiable", None)
+        if told is not None:
+            told(friend)
+
+    def _apply_single_ack(self, a: _Attempt, friend: Friend, ack: bytes, path: str) -> bool:
+        """Apply a verified ack's status to ``a``; False if the ack does not verify."""
         try:
             body = env.verify_ack(
                 ack,
@@ -400,8 +410,9 @@ class Outbox:
         except EnvelopeError as err:
             a.error = f"unverifiable ack via {path}: {err}"
             log.warning("message %s: %s", a.entry.message_id.hex(), a.error)
-            return
+            return False
         self._apply_status(a, body.status, body.reason, body.detail, path)
+        return True
 
     @staticmethod
     def _apply_status(a: _Attempt, status: int, reason: str, detail: str, path: str) -> None:

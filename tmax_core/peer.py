@@ -141,6 +141,7 @@ class DirectTransport:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, PeerStream] = {}
         self._failed_until: dict[str, float] = {}
+        self._answered_from: dict[bytes, str] = {}  # friend node id -> endpoint of its last answer
         self._max_bytes = node.config.get("messages.max_bytes")
         self.discovered: dict[bytes, list[str]] = {}
         self.sent = 0
@@ -177,6 +178,15 @@ class DirectTransport:
 
     def mark_healthy(self, endpoint: str) -> None:
         self._failed_until.pop(endpoint, None)
+
+    def answer_unverifiable(self, friend: Friend) -> None:
+        """The last answer from ``friend``'s endpoint did not carry its signed ack:
+        whoever listens there is not (only) the friend, so skip that endpoint
+        until it is due again (the direct plugin's probe checks the signature)."""
+        endpoint = self._answered_from.pop(friend.node_id, None)
+        if endpoint is not None:
+            log.warning("%s answered for %s without its signed ack", endpoint, to_checksum(friend.node_id))
+            self.mark_failed(endpoint)
 
     def can_reach(self, friend: Friend) -> bool:
         return any(self.healthy(ep) for ep in self.endpoints(friend))
@@ -232,6 +242,7 @@ class DirectTransport:
                 last = ConnectionError(f"{endpoint}: {_describe(err)}")
                 continue
             self.mark_healthy(endpoint)
+            self._answered_from[friend.node_id] = endpoint
             self.sent += 1
             return answer
         raise last

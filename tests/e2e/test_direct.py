@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from tests.harness import Host, Node, ProcGroup, befriend, wait_for
+from tmax_core import envelope as env
 from tmax_core.client import NodeClient
 from tmax_core.identity import NodeIdentity
+from tmax_core.peer import SERVICE
+from tmax_core.proto import mesh_pb2
 from tmax_mesh_relay.client import HostSession
 from tmax_mesh_relay.proto import host_pb2
 
@@ -33,6 +40,15 @@ FAST = {
     "TMAX_MESH_MESSAGES_RETRY_MAX": "1s",
     "TMAX_MESH_RELAY_RECONNECT_MAX": "1s",
 }
+
+
+ACCEPTED = mesh_pb2.ACK_STATUS_ACCEPTED
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def api(node: Node) -> NodeClient:
@@ -182,3 +198,63 @@ async def test_lookup_gives_a_stranger_nothing(procs: ProcGroup) -> None:
     assert direct_view(a, b) is None
     sent = a.cli("msg", "send", "--to", b.node_id, "--wait", "--timeout", "20", "to b")
     assert (sent["status"], sent["path"]) == ("delivered", "relay"), sent
+
+
+class Impostor:
+    """A PeerService on a friend's old endpoint that answers every batch with an
+    ack signed by the wrong key (another node took the port, or a broken one)."""
+
+    def __init__(self, port: int) -> None:
+        self.identity = NodeIdentity.generate()
+        self.batches = 0
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        handlers = {"DeliverStream": grpc.stream_stream_rpc_method_handler(self._stream)}
+        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+        assert self.server.add_insecure_port(f"127.0.0.1:{port}") == port
+        self.server.start()
+
+    def _stream(self, requests: Any, context: Any) -> Any:
+        for raw in requests:
+            batch = mesh_pb2.StreamedBatch.FromString(raw)
+            self.batches += 1
+            parsed = [env.parse(e, 1 << 20) for e in batch.envelopes]
+            entries = [mesh_pb2.AckEntry(message_id=p.message_id, status=ACCEPTED) for p in parsed]
+            ack = env.make_ack_batch(self.identity, to_node_id=parsed[0].from_node_id, entries=entries)
+            yield mesh_pb2.StreamedAck(id=batch.id, ack=ack).SerializeToString()
+
+    def stop(self) -> None:
+        self.server.stop(grace=None)
+
+
+def test_impostor_endpoint_answering_without_the_friends_signature_is_dropped(procs: ProcGroup) -> None:
+    """B's invite names its listener; later B listens elsewhere and another
+    PeerService answers on the old port with acks B did not sign. A's first
+    message there falls back to the relay, and A stops using that endpoint:
+    the next message goes straight to the relay."""
+    host = procs.host("host")
+    old_port = free_port()
+    no_upgrades = {"TMAX_MESH_DISABLE_PLUGINS": "direct"}  # only the endpoint from the invite
+    b = procs.node("b", "--peer-listen", f"127.0.0.1:{old_port}", "--relay", host.url, env=no_upgrades)
+    a = procs.node("a", "--relay", host.url, env=no_upgrades)
+    wait_registered(a, b)
+    assert befriend(b, a, alias="b")["endpoints"] == [f"127.0.0.1:{old_port}"]
+    a.stop()  # A starts again below with no connection to the old endpoint
+    b.stop()
+    impostor = Impostor(old_port)
+    try:
+        listen = b.argv.index("--peer-listen")
+        b.argv = [*b.argv[:listen], "--peer-listen", "127.0.0.1:0", *b.argv[listen + 2 :]]
+        b.start()
+        a.start()
+        wait_registered(a, b)
+        first = a.cli("msg", "send", "--to", "b", "--wait", "--timeout", "20", "first")
+        assert (first["status"], first["path"]) == ("delivered", "relay"), first
+        assert impostor.batches == 1
+        second = a.cli("msg", "send", "--to", "b", "--wait", "--timeout", "20", "second")
+        assert (second["status"], second["path"]) == ("delivered", "relay"), second
+        assert impostor.batches == 1  # the endpoint was not tried again
+        assert direct_view(a, b)["path"] == "unreachable"
+        assert "answered for" in a.log() and "without its signed ack" in a.log()
+    finally:
+        impostor.stop()
+    assert sorted(b.inbox_bodies()) == ["first", "second"]
