@@ -9,25 +9,18 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Node, ProcGroup, wait_for
+from tests.harness import Node, ProcGroup, free_port, wait_for
 from tmax_core.client import NodeClient
 from tmax_core.errors import MeshError
 from tmax_core.store import Store
 
 TMPFS_SIZE = "2M"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

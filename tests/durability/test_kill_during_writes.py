@@ -12,7 +12,6 @@ once.
 from __future__ import annotations
 
 import random
-import socket
 import sqlite3
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Node, ProcGroup, wait_for
+from tests.harness import Node, ProcGroup, free_port, wait_for
 from tmax_core import identity
 from tmax_core.client import NodeClient
 from tmax_core.errors import MeshError
@@ -37,12 +36,6 @@ ENV = {
     "TMAX_MESH_RATELIMIT_SOURCE_RATE": "100000",
     "TMAX_MESH_RATELIMIT_SOURCE_BURST": "100000",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stored_ids(state_dir: Path) -> tuple[set[str], set[str]]:

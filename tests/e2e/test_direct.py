@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import grpc
 
-from tests.harness import Host, Node, ProcGroup, befriend, wait_for
+from tests.harness import Host, Node, ProcGroup, befriend, free_port, wait_for
 from tmax_core import envelope as env
 from tmax_core.client import NodeClient
 from tmax_core.identity import NodeIdentity
@@ -43,12 +42,6 @@ FAST = {
 
 
 ACCEPTED = mesh_pb2.ACK_STATUS_ACCEPTED
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def api(node: Node) -> NodeClient:

@@ -4,23 +4,16 @@ retries from the sender's outbox plus dedup at the recipient."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections import Counter
 from pathlib import Path
 
-from tests.harness import ProcGroup, befriend, wait_for
+from tests.harness import ProcGroup, befriend, free_port, wait_for
 from tmax_core.client import AsyncNodeClient, NodeClient
 from tmax_core.errors import MeshError
 
 N = 1000
 KILL_AFTER = 50  # messages in B's inbox when it is killed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def statuses(sock: Path, ids: list[str]) -> Counter[str]:

@@ -7,21 +7,14 @@ import base64
 import datetime
 import json
 import queue
-import socket
 import subprocess
 import threading
 from typing import Any
 
-from tests.harness import Node, ProcGroup, befriend, script, wait_for
+from tests.harness import Node, ProcGroup, befriend, free_port, script, wait_for
 from tmax_core.client import NodeClient
 
 LISTEN = ("--peer-listen", "127.0.0.1:0")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Watcher:

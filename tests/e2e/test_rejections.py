@@ -15,7 +15,6 @@ invite did not grant" can be tested.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.harness import Node, ProcGroup, befriend, wait_for
+from tests.harness import Node, ProcGroup, befriend, free_port, wait_for
 from tmax_core import envelope as env
 from tmax_core.client import NodeClient
 from tmax_core.crypto import Domain, now_ms, parse_node_id
@@ -45,12 +44,6 @@ from tmax_core.plugin import hookimpl
 def tmax_register_invite_scopes(register):
     register(InviteScope("task_update", "e2e test scope"))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scope_plugin_site(root: Path) -> Path:
