@@ -11,7 +11,9 @@ friend drain it, each taking up to ``BATCH_MAX`` entries (and no more bytes
 than one peer call may carry) at a time. A transport with ``send_batch``
 carries the whole batch in one call and one signed batch ack; others get the
 envelopes one by one, concurrently. Status updates of a batch are written in
-one transaction.
+one transaction. Lanes hold at most ``LANES_MAX_ENTRIES`` entries
+(``LANES_MAX_BYTES``) in memory; the rest wait in the database until the
+scheduler loads them, sealed ahead, as the lanes drain.
 
 Envelopes are sealed on the node's crypto thread, never on the event loop. A
 new message's first envelope is sealed while its outbox row commits, so it can
@@ -79,6 +81,13 @@ ACCEPTED = (mesh_pb2.ACK_STATUS_ACCEPTED, mesh_pb2.ACK_STATUS_DUPLICATE)
 # An envelope sealed ahead that waited longer than this in its lane is sealed
 # again, so its timestamp stays well inside the recipient's replay window.
 RESEAL_AFTER_MS = 60_000
+# Entries waiting in lanes hold their body and sealed envelope in memory. Past
+# either bound (over all lanes), new entries wait in the database only, and
+# the scheduler loads them as the lanes drain, so a sender much faster than
+# its friend costs disk, not memory.
+LANES_MAX_ENTRIES = 8192
+LANES_MAX_BYTES = 32 * 1024 * 1024
+SCHEDULER_BATCH = 512  # due entries the scheduler launches per pass
 
 
 @dataclass
@@ -88,6 +97,11 @@ class _Queued:
     entry: OutboxEntry
     envelope: bytes | None = None
     sealed_at_ms: int = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes it holds (roughly): body, envelope and the objects around them."""
+        return len(self.entry.body) + (len(self.envelope) if self.envelope is not None else 0) + 512
 
 
 @dataclass
@@ -119,6 +133,9 @@ class Outbox:
         self._max_batch_bytes = node.config.get("messages.max_bytes")
         self._lanes: dict[bytes, _Lane] = {}
         self._pending: set[bytes] = set()  # ids in a lane or being sent
+        self._waiting = 0  # entries in lanes (not yet taken into a batch)
+        self._waiting_bytes = 0
+        self._held_back = False  # an entry stayed in the database because lanes were full
         self._slots = asyncio.Semaphore(MAX_BATCHES)
         self._wake = asyncio.Event()
         self._resend_via: set[str] = set()
@@ -151,8 +168,9 @@ class Outbox:
                     extra={"message_id": entry.message_id.hex(), "event": "accepted"},
                 )
         persisting = self.node.db_batch(self.node.store.outbox_put_many, entries)
-        if len(entries) > SEAL_INLINE_MAX:
-            sealing = asyncio.ensure_future(self.node.crypto(self._seal, entries))
+        ahead = entries[: self._room_for(entries)]  # the rest wait in the database, sealed later
+        if len(ahead) > SEAL_INLINE_MAX:
+            sealing = asyncio.ensure_future(self.node.crypto(self._seal, ahead))
             try:
                 await persisting
             except BaseException:
@@ -161,7 +179,7 @@ class Outbox:
             self._spawn(self._launch_when_sealed(entries, sealing))
             return entries
         try:
-            sealed = self._seal(entries)
+            sealed = self._seal(ahead)
         except Exception:
             log.exception("sealing ahead failed; the send attempt seals again")
             sealed = {}
@@ -169,6 +187,11 @@ class Outbox:
         self._launch_all(entries, sealed)
         await asyncio.sleep(0)  # let the send start before the caller's reply is written
         return entries
+
+    @property
+    def in_memory(self) -> tuple[int, int]:
+        """Entries waiting in lanes (not yet in a batch) and the bytes they hold."""
+        return self._waiting, self._waiting_bytes
 
     def kick(self, resend_handed_off_via: str | None = None) -> None:
         """Retry due entries now (a transport came up, a friend came online...).
@@ -221,6 +244,22 @@ class Outbox:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _has_room(self) -> bool:
+        """The lanes are at most half full: time to load more from the database."""
+        return self._waiting <= LANES_MAX_ENTRIES // 2 and self._waiting_bytes <= LANES_MAX_BYTES // 2
+
+    def _room_for(self, entries: list[OutboxEntry]) -> int:
+        """How many of ``entries`` (in order) fit in the lanes now, with their
+        envelopes (about the body's size again)."""
+        budget = LANES_MAX_BYTES - self._waiting_bytes
+        fits = 0
+        for entry in entries[: max(0, LANES_MAX_ENTRIES - self._waiting)]:
+            budget -= 2 * len(entry.body) + 1024
+            if budget < 0:
+                break
+            fits += 1
+        return fits
+
     def _seal(self, entries: list[OutboxEntry]) -> dict[bytes, bytes]:
         """``{message_id: envelope}`` for the entries to current friends."""
         groups: dict[bytes, list[OutboxEntry]] = {}
@@ -250,9 +289,17 @@ class Outbox:
     def _launch(self, entry: OutboxEntry, envelope: bytes | None = None, sealed_at_ms: int = 0) -> None:
         if entry.message_id in self._pending:
             return
+        queued = _Queued(entry, envelope, sealed_at_ms)
+        if self._waiting and (
+            self._waiting >= LANES_MAX_ENTRIES or self._waiting_bytes + queued.size > LANES_MAX_BYTES
+        ):
+            self._held_back = True  # it is due in the database: the scheduler launches it later
+            return
         self._pending.add(entry.message_id)
+        self._waiting += 1
+        self._waiting_bytes += queued.size
         lane = self._lanes.setdefault(entry.to_node_id, _Lane())
-        lane.queue.append(_Queued(entry, envelope, sealed_at_ms))
+        lane.queue.append(queued)
         if lane.active < LANE_BATCHES:
             lane.active += 1
             self._spawn(self._drain(entry.to_node_id, lane))
@@ -261,6 +308,11 @@ class Outbox:
         try:
             while lane.queue:
                 batch = self._take_batch(lane.queue)
+                self._waiting -= len(batch)
+                self._waiting_bytes -= sum(q.size for q in batch)
+                if self._held_back and self._has_room():
+                    self._held_back = False
+                    self._wake.set()  # room again: load what waits in the database
                 try:
                     async with self._slots:
                         await self._attempt(to_node_id, batch)
@@ -292,6 +344,7 @@ class Outbox:
 
     async def _scheduler(self) -> None:
         while True:
+            self._wake.clear()  # a wake-up during this pass means: one more pass
             try:
                 now = now_ms()
                 while self._resend_via:
@@ -299,11 +352,17 @@ class Outbox:
                 for message_id in await self.node.db(self.node.store.outbox_expire, now):
                     log.info("message %s failed: ttl passed", message_id.hex())
                     self._notify(message_id)
-                for entry in await self.node.db(self.node.store.outbox_due, now, 512):
-                    self._launch(entry)
+                # Entries already in lanes come first in due order: look past them.
+                limit = SCHEDULER_BATCH + len(self._pending)
+                due = await self.node.db(self.node.store.outbox_due, now, limit)
+                fresh = [e for e in due if e.message_id not in self._pending]
+                fits = fresh[: self._room_for(fresh)]
+                # Sealed here on the crypto thread, not one batch at a time in its attempt.
+                self._launch_all(fits, await self.node.crypto(self._seal, fits) if fits else {})
+                if len(fits) < len(fresh) or len(due) == limit:
+                    self._held_back = True  # more are due: load them as the lanes drain
             except Exception:
                 log.exception("outbox scheduler pass failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(1.0, self.retry_initial_ms / 1000))
 
