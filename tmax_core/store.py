@@ -36,7 +36,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -849,14 +849,30 @@ class Store:
         ).fetchone()
         return _outbox(row) if row else None
 
-    def outbox_due(self, now_ms: int, limit: int) -> list[OutboxEntry]:
-        """Queued/sent entries whose next attempt is due, oldest first."""
-        rows = self._conn.execute(
-            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE status IN ('queued', 'sent') AND next_attempt_ms <= ? "
-            "ORDER BY created_at_ms, rowid LIMIT ?",
-            (now_ms, limit),
+    def outbox_due(self, now_ms: int, limit: int, skip: Collection[bytes] = ()) -> list[OutboxEntry]:
+        """Queued/sent entries whose next attempt is due, oldest first, leaving
+        out the ids in ``skip`` (entries already on their way). Due ids are read
+        first, so a skipped entry costs no body read."""
+        due = self._conn.execute(
+            "SELECT message_id FROM outbox WHERE status IN ('queued', 'sent') AND next_attempt_ms <= ? "
+            "ORDER BY created_at_ms, rowid",
+            (now_ms,),
         )
-        return [_outbox(r) for r in rows]
+        ids: list[bytes] = []
+        for (message_id,) in due:
+            if len(ids) == limit:
+                break
+            if message_id not in skip:
+                ids.append(message_id)
+        due.close()
+        found: dict[bytes, OutboxEntry] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(
+                f"SELECT {_OUTBOX_COLS} FROM outbox WHERE message_id IN ({marks})", tuple(chunk)
+            ):
+                found[row[0]] = _outbox(row)
+        return [found[i] for i in ids if i in found]
 
     def outbox_pending_for(self, to_node_id: bytes) -> list[OutboxEntry]:
         """Queued/sent entries addressed to ``to_node_id``, oldest first."""

@@ -553,6 +553,10 @@ def test_outbox_due_and_pending(store: Store) -> None:
     assert [e.message_id for e in store.outbox_due(NOW, 10)] == [mid(5), mid(1), mid(3)]
     assert [e.message_id for e in store.outbox_due(NOW, 2)] == [mid(5), mid(1)]
     assert [e.message_id for e in store.outbox_due(NOW + 1000, 10)] == [mid(5), mid(1), mid(2), mid(3)]
+    # Entries already on their way are skipped: the limit counts only the others.
+    assert [e.message_id for e in store.outbox_due(NOW + 1000, 2, {mid(5), mid(2)})] == [mid(1), mid(3)]
+    due = store.outbox_due(NOW, 1, {mid(5)})
+    assert due == [store.outbox_get(mid(1))]  # whole entries, as stored
     assert [e.message_id for e in store.outbox_pending_for(nid(1))] == [mid(1), mid(2), mid(3)]
     assert store.outbox_pending_for(nid(3)) == []
 
