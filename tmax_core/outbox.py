@@ -85,7 +85,7 @@ RESEAL_AFTER_MS = 60_000
 # either bound (over all lanes), new entries wait in the database only, and
 # the scheduler loads them as the lanes drain, so a sender much faster than
 # its friend costs disk, not memory.
-LANES_MAX_ENTRIES = 16384
+LANES_MAX_ENTRIES = 65536
 LANES_MAX_BYTES = 32 * 1024 * 1024
 SCHEDULER_BATCH = 2048  # due entries the scheduler loads per pass (a pass sorts all due ids)
 
