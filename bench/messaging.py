@@ -617,12 +617,11 @@ async def e2e_throughput(
 def steady_rate(progress: list[tuple[float, int]], n: int) -> float | None:
     """Messages/s between 10 % and 90 % of ``n`` delivered: the rate without the
     pipeline filling up at the start and draining at the end."""
-    t10 = next((t for t, d in progress if d >= 0.1 * n), None)
-    t90 = next(((t, d) for t, d in progress if d >= 0.9 * n), None)
-    if t10 is None or t90 is None or t90[0] <= t10:
+    first = next(((t, d) for t, d in progress if d >= 0.1 * n), None)
+    last = next(((t, d) for t, d in progress if d >= 0.9 * n), None)
+    if first is None or last is None or last[0] <= first[0]:
         return None
-    d10 = next(d for t, d in progress if t == t10)
-    return (t90[1] - d10) / (t90[0] - t10)
+    return (last[1] - first[1]) / (last[0] - first[0])
 
 
 async def e2e_latency(a: Any, b_node_id: str, watcher: Watcher, p: Params) -> dict[str, Any]:
