@@ -50,6 +50,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -443,15 +444,18 @@ async def befriend(a: Any, b: Any, b_node_id: str, a_node_id: str) -> None:
         await asyncio.sleep(0.02)
 
 
+def read_only(db: Path) -> sqlite3.Connection:
+    """A node's state.db opened read-only (WAL: it reads while the node writes)."""
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5, isolation_level=None)
+
+
 class StoredCount:
     """Counts the messages committed to B's inbox by reading its state.db
     (read-only, WAL): the literal "durably stored" figure, and its cost falls
     on this process, not on the node being measured."""
 
     def __init__(self, db: Path) -> None:
-        import sqlite3
-
-        self._conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5, isolation_level=None)
+        self._conn = read_only(db)
 
     def newest_rowid(self) -> int:
         return self._conn.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0]
@@ -465,10 +469,8 @@ class StoredCount:
 
 def outbox_attempts(db: Path) -> dict[str, Any] | None:
     """Messages and send attempts in A's outbox (read-only): re-sends show up here."""
-    import sqlite3
-
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        conn = read_only(db)
         try:
             n, attempts, most = conn.execute(
                 "SELECT count(*), coalesce(sum(attempts), 0), coalesce(max(attempts), 0) FROM outbox"

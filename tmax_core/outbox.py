@@ -88,6 +88,8 @@ RESEAL_AFTER_MS = 60_000
 LANES_MAX_ENTRIES = 65536
 LANES_MAX_BYTES = 32 * 1024 * 1024
 SCHEDULER_BATCH = 2048  # due entries the scheduler loads per pass (a pass sorts all due ids)
+ENTRY_OVERHEAD = 512  # bytes of Python objects around an entry waiting in a lane
+SEALING_ADDS = 512  # about what sealing adds to a body (header, keys, signature, contact card)
 
 
 @dataclass
@@ -101,7 +103,8 @@ class _Queued:
     @property
     def size(self) -> int:
         """Bytes it holds (roughly): body, envelope and the objects around them."""
-        return len(self.entry.body) + (len(self.envelope) if self.envelope is not None else 0) + 512
+        envelope = len(self.envelope) if self.envelope is not None else 0
+        return len(self.entry.body) + envelope + ENTRY_OVERHEAD
 
 
 @dataclass
@@ -129,8 +132,9 @@ class Outbox:
         self.node = node
         self.retry_initial_ms = node.duration_ms("messages.retry_initial")
         self.retry_max_ms = node.duration_ms("messages.retry_max")
-        self._max_ack_bytes = node.config.get("messages.max_bytes")
-        self._max_batch_bytes = node.config.get("messages.max_bytes")
+        # The largest envelope a peer reads, and so also the largest batch ack
+        # accepted and the most envelope bytes put in one batch.
+        self._max_bytes = node.config.get("messages.max_bytes")
         self._lanes: dict[bytes, _Lane] = {}
         self._pending: set[bytes] = set()  # ids in a lane or being sent
         self._waiting = 0  # entries in lanes (not yet taken into a batch)
@@ -244,6 +248,9 @@ class Outbox:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _full(self) -> bool:
+        return self._waiting >= LANES_MAX_ENTRIES or self._waiting_bytes >= LANES_MAX_BYTES
+
     def _has_room(self) -> bool:
         """The lanes are at most half full: time to load more from the database."""
         return self._waiting <= LANES_MAX_ENTRIES // 2 and self._waiting_bytes <= LANES_MAX_BYTES // 2
@@ -254,7 +261,7 @@ class Outbox:
         budget = LANES_MAX_BYTES - self._waiting_bytes
         fits = 0
         for entry in entries[: max(0, LANES_MAX_ENTRIES - self._waiting)]:
-            budget -= 2 * len(entry.body) + 1024
+            budget -= 2 * len(entry.body) + SEALING_ADDS + ENTRY_OVERHEAD
             if budget < 0:
                 break
             fits += 1
@@ -325,6 +332,21 @@ class Outbox:
             if lane.active == 0 and not lane.queue:
                 self._lanes.pop(to_node_id, None)
 
+    async def _launch_due(self, now: int) -> None:
+        """Load due entries that are not on their way yet into the lanes, as
+        many as fit, sealed ahead on the crypto thread (not one batch at a time
+        in its attempt)."""
+        if self._full():  # nothing could be launched: spare the query
+            self._held_back = True
+            return
+        # Entries already on their way come first in due order: skip them.
+        due = await self.node.db(self.node.store.outbox_due, now, SCHEDULER_BATCH, frozenset(self._pending))
+        fits = due[: self._room_for(due)]
+        if fits:
+            await self._launch_when_sealed(fits, asyncio.ensure_future(self.node.crypto(self._seal, fits)))
+        if len(fits) < len(due) or len(due) == SCHEDULER_BATCH:
+            self._held_back = True  # more are due: load them as the lanes drain
+
     def _take_batch(self, queue: deque[_Queued]) -> list[_Queued]:
         """The next entries of a lane that fit one transport call: at most
         ``BATCH_MAX``, and (beyond the first) at most ``messages.max_bytes`` of
@@ -333,7 +355,7 @@ class Outbox:
         size = self._envelope_size(batch[0])
         while queue and len(batch) < BATCH_MAX:
             size += self._envelope_size(queue[0])
-            if size > self._max_batch_bytes:
+            if size > self._max_bytes:
                 break
             batch.append(queue.popleft())
         return batch
@@ -352,17 +374,7 @@ class Outbox:
                 for message_id in await self.node.db(self.node.store.outbox_expire, now):
                     log.info("message %s failed: ttl passed", message_id.hex())
                     self._notify(message_id)
-                # Entries already on their way come first in due order: skip them.
-                due = await self.node.db(
-                    self.node.store.outbox_due, now, SCHEDULER_BATCH, frozenset(self._pending)
-                )
-                fits = due[: self._room_for(due)]
-                if fits:
-                    # Sealed here on the crypto thread, not one batch at a time in its attempt.
-                    sealing = asyncio.ensure_future(self.node.crypto(self._seal, fits))
-                    await self._launch_when_sealed(fits, sealing)
-                if len(fits) < len(due) or len(due) == SCHEDULER_BATCH:
-                    self._held_back = True  # more are due: load them as the lanes drain
+                await self._launch_due(now)
             except Exception:
                 log.exception("outbox scheduler pass failed")
             with contextlib.suppress(TimeoutError):
@@ -424,7 +436,7 @@ class Outbox:
                     ack,
                     expected_signer_public_key=friend.public_key,
                     expected_signer_node_id=friend.node_id,
-                    max_bytes=self._max_ack_bytes,
+                    max_bytes=self._max_bytes,
                 )
             except EnvelopeError as err:
                 self._answer_unverifiable(transport, friend)
