@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tmax_core.config import validate_duration, validate_host_port, validate_positive
+from tmax_core.config import validate_duration, validate_endpoints, validate_host_port, validate_positive
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import Reason
 from tmax_core.model import (
@@ -43,6 +43,15 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         "",
         "HOST:PORT where the node accepts direct peer connections ('' = off)",
         validate=validate_host_port,
+    )
+    add(
+        "node.peer_advertise",
+        list,
+        [],
+        "HOST:PORT endpoints friends dial instead of node.peer_listen as bound (a forwarded "
+        "port, a container's published port); a wildcard host (0.0.0.0:PORT) means the address "
+        "the relay host sees the node at",
+        validate=validate_endpoints,
     )
     add("node.relays", list, [], "relay host URLs the node connects to")
     add("node.alias", str, "", "a human name for this node, suggested to friends")

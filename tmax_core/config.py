@@ -79,6 +79,16 @@ def validate_host_port(value: str) -> None:
         raise ValueError(f"{value!r} is not HOST:PORT")
 
 
+def validate_endpoints(value: list[Any]) -> None:
+    """A ``validate`` function for a list of dialable ``HOST:PORT`` (port 1-65535)."""
+    for item in value:
+        if not isinstance(item, str) or item == "":
+            raise ValueError(f"{item!r} is not HOST:PORT")
+        validate_host_port(item)
+        if int(item.rpartition(":")[2]) == 0:
+            raise ValueError(f"{item!r}: port 0 cannot be dialled")
+
+
 def env_var_for(key: str) -> str:
     """``node.peer_listen`` -> ``TMAX_MESH_NODE_PEER_LISTEN``."""
     return ENV_PREFIX + key.upper().replace(".", "_").replace("-", "_")
@@ -539,6 +549,7 @@ __all__ = [
     "set_value",
     "unset_value",
     "validate_duration",
+    "validate_endpoints",
     "validate_host_port",
     "validate_positive",
 ]

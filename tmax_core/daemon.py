@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="config file (default: STATE_DIR/config.toml)")
     p.add_argument("--recovery-key", help="recovery key file (default: STATE_DIR/recovery.key)")
     p.add_argument("--peer-listen", metavar="HOST:PORT", help="serve PeerService for direct delivery")
+    p.add_argument(
+        "--peer-advertise",
+        action="append",
+        metavar="HOST:PORT",
+        help="where friends dial the peer listener, if not as bound (a forwarded port; repeatable)",
+    )
     p.add_argument("--relay", action="append", metavar="URL", help="relay host URL (repeatable)")
     p.add_argument("--ready-file", help="write a JSON ready file here once listening")
     add_logging_arguments(p)
@@ -80,6 +86,8 @@ async def run(args: argparse.Namespace) -> None:
         config = Config.load(config_path(state_dir, args.config), build_registry(pm))
         if args.peer_listen:
             config.override("node.peer_listen", args.peer_listen)
+        if args.peer_advertise:
+            config.override("node.peer_advertise", list(args.peer_advertise))
         if args.relay:
             config.override("node.relays", list(args.relay))
         recovery = args.recovery_key or os.environ.get("TMAX_RECOVERY_KEY_FILE")

@@ -60,6 +60,7 @@ SEEN_MAX_ROWS = 1_000_000
 # the event loop it costs less than the two thread wake-ups of a hop to the
 # database thread (about 0.4 ms on a quiet 2-core machine).
 INLINE_DB_ROWS = 8
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "[::]", "::", ""})
 MAINTENANCE_INTERVAL_S = 60.0
 
 HELLO_CONTENT_TYPE = "application/vnd.tmax-mesh.hello"
@@ -163,6 +164,10 @@ class Node:
         for friend in await self.db(self.store.list_friends):
             self.friends[friend.node_id] = friend
         listen = self.config.get("node.peer_listen")
+        if self.config.get("node.peer_advertise") and not listen:
+            raise ConfigError(
+                "node.peer_advertise is set but node.peer_listen is not: nothing would answer there"
+            )
         if listen:
             self._peer_server, self.peer_listen = await start_peer_server(self, listen)
         self.contact_card()  # now that the listener is known; seal threads only read it
@@ -358,18 +363,17 @@ class Node:
         return list(self.config.get("node.relays"))
 
     def rendezvous_endpoints(self) -> list[str]:
-        """What to tell a relay host for direct upgrade: the listener as bound,
-        wildcard included (the host pairs the port with the IP it observes)."""
-        return [self.peer_listen] if self.peer_listen else []
-
-    def advertised_endpoints(self) -> list[str]:
-        """The peer listener's address when it is dialable as bound (not a wildcard)."""
+        """What to tell a relay host for direct upgrade: ``node.peer_advertise``,
+        else the listener as bound; wildcards included (the host pairs their
+        port with the IP it observes)."""
         if not self.peer_listen:
             return []
-        host = self.peer_listen.rpartition(":")[0]
-        if host in ("0.0.0.0", "[::]", "::", ""):
-            return []
-        return [self.peer_listen]
+        return list(self.config.get("node.peer_advertise")) or [self.peer_listen]
+
+    def advertised_endpoints(self) -> list[str]:
+        """What invites and contact cards carry: the endpoints of
+        :meth:`rendezvous_endpoints` that are dialable as written (not a wildcard)."""
+        return [ep for ep in self.rendezvous_endpoints() if ep.rpartition(":")[0] not in WILDCARD_HOSTS]
 
     async def create_invite(
         self,

@@ -16,7 +16,10 @@ against a stranger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
+import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -160,6 +163,80 @@ def test_upgrade_to_direct_through_rendezvous(procs: ProcGroup) -> None:
     assert transport(st, "direct")["friends"][friend_key(a, b)]["path"] == "direct"
     assert st["counters"]["send:delivered:direct"] == 21
     assert "send:delivered:relay" not in st["counters"]
+
+
+class PortForward:
+    """A router's port mapping: accepts on 127.0.0.1 (``port``) and relays each
+    connection to ``target`` (set once the node behind it has bound)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.target: tuple[str, int] | None = None
+        self.connections = 0
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # stopped
+            self.connections += 1
+            try:
+                assert self.target is not None
+                upstream = socket.create_connection(self.target)
+            except (AssertionError, OSError):
+                client.close()
+                continue
+            self._open += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        self.listener.close()
+        for sock in self._open:
+            sock.close()
+
+
+def test_listener_behind_a_forwarded_port_is_dialled_where_it_advertises(procs: ProcGroup) -> None:
+    """``--peer-advertise``: B listens on a port nobody can reach and tells the
+    host (a wildcard: "this port at the address you see me at") and its
+    invites where its router forwards from. A dials the forwarded port only."""
+    host = procs.host("host")
+    forward = PortForward()
+    try:
+        advertised = f"0.0.0.0:{forward.port}"
+        b = procs.node(
+            "b", "--peer-listen", "127.0.0.1:0", "--peer-advertise", advertised, "--relay", host.url, env=FAST
+        )
+        forward.target = ("127.0.0.1", int(port_of(b.ready["peer_listen"])))
+        a = procs.node("a", "--relay", host.url, env=FAST)
+        wait_registered(a, b)
+        # A wildcard is in no invite; the host pairs its port with B's address.
+        assert befriend(b, a, alias="b")["endpoints"] == []
+        wait_direct(a, b, f"127.0.0.1:{forward.port}")
+        sent = a.cli("msg", "send", "--to", "b", "--wait", "--timeout", "20", "through the forward")
+        assert (sent["status"], sent["path"]) == ("delivered", "direct"), sent
+        assert forward.connections >= 1
+        assert direct_view(a, b)["endpoints"] == [f"127.0.0.1:{forward.port}"]  # never B's bound port
+        assert b.inbox_bodies() == ["through the forward"]
+        # An advertised endpoint that is dialable as written goes into invites too.
+        c = procs.node(
+            "c", "--peer-listen", "127.0.0.1:0", "--peer-advertise", "127.0.0.1:7400", "--relay", host.url
+        )
+        assert c.cli("invite", "create")["endpoints"] == ["127.0.0.1:7400"]
+    finally:
+        forward.stop()
 
 
 async def test_lookup_gives_a_stranger_nothing(procs: ProcGroup) -> None:

@@ -59,6 +59,14 @@ def test_restart_persists_node_identity(procs: ProcGroup) -> None:
     assert (node.state_dir / "node.key").read_bytes() == key_bytes
 
 
+def test_advertising_without_a_listener_refuses_to_start(tmp_path: Path) -> None:
+    res = run_node(tmp_path / "n", "--peer-advertise", "0.0.0.0:7400")
+    assert_one_line_error(res, "node.peer_advertise is set but node.peer_listen is not")
+    res = run_node(tmp_path / "n", "--peer-listen", "127.0.0.1:0", "--peer-advertise", "10.0.0.1:0")
+    assert_one_line_error(res, "node.peer_advertise", "port 0 cannot be dialled")
+    assert not (tmp_path / "n" / "node.sock").exists()
+
+
 def test_sigterm_exits_cleanly_and_removes_socket(procs: ProcGroup) -> None:
     node = procs.node("a")
     sock = Path(node.ready["socket"])

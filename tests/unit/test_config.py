@@ -126,6 +126,26 @@ def test_duration_keys_are_validated(small: ConfigRegistry) -> None:
             small.check("b.wait", bad)
 
 
+def test_advertised_endpoints_are_validated(registry: ConfigRegistry) -> None:
+    ok = ["0.0.0.0:7400", "203.0.113.7:7400", "[2001:db8::1]:7400", "relay.example.org:443"]
+    assert registry.check("node.peer_advertise", ok) == ok
+    assert registry.parse_value("node.peer_advertise", "0.0.0.0:7400,10.0.0.2:7401") == [
+        "0.0.0.0:7400",
+        "10.0.0.2:7401",
+    ]
+    for bad, needle in [
+        (["7400"], "is not HOST:PORT"),
+        ([":7400"], "is not HOST:PORT"),
+        (["host:port"], "is not HOST:PORT"),
+        (["host:70000"], "is not HOST:PORT"),
+        (["host:0"], "port 0 cannot be dialled"),
+        ([""], "is not HOST:PORT"),
+        ([7400], "is not HOST:PORT"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            registry.check("node.peer_advertise", bad)
+
+
 def test_env_var_names() -> None:
     assert env_var_for("node.peer_listen") == "TMAX_MESH_NODE_PEER_LISTEN"
     assert env_var_for("b.c.deep-key") == "TMAX_MESH_B_C_DEEP_KEY"
