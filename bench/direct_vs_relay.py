@@ -6,6 +6,7 @@ Run from the checkout (see bench/README.md)::
 
     .venv/bin/python bench/direct_vs_relay.py            # 10 s per path, < 2 minutes
     .venv/bin/python bench/direct_vs_relay.py --quick    # 3 s per path, < 50 s
+    .venv/bin/python bench/direct_vs_relay.py --sweep    # every topology below, < 12 minutes
 
 One ``tmax-host`` (127.0.0.1, its frame rate limit lifted so the relay path is
 measured, not its pacing) and two pairs of real ``tmax-node`` processes with
@@ -13,23 +14,26 @@ temp state dirs, friends through the real invite flow:
 
 * **relay**: the ``direct`` plugin disabled (``TMAX_MESH_DISABLE_PLUGINS=direct``)
   and no peer listeners: every message goes A → host → B;
-* **direct**: both nodes listen on ``0.0.0.0:0`` (a wildcard: in no invite or
-  contact card) and use the host; A learns B's endpoint only from the host's
-  lookup, and the bench waits until A's ``node status`` shows the direct path
-  before measuring.
+* **direct**: both nodes listen on a wildcard (in no invite or contact card)
+  and use the host; A learns B's endpoint only from the host's lookup, and the
+  bench waits until A's ``node status`` shows the direct path before measuring.
 
-Each path gets the same open-loop load: 100 msg/s for 10 s (3 s with
-``--quick``), every send started on schedule whatever earlier sends are doing.
-One-way latency = start of A's ``msg_send`` call → arrival on B's
-``inbox_watch`` stream, both taken on this process's monotonic clock. After
-each phase every measured message's delivery path is read back
+Topology: by default everything is on loopback, one machine. ``--host-rtt-ms``
+puts a delaying TCP proxy between every node and the host, ``--peer-rtt-ms``
+one in front of the direct pair's B (which advertises it as a forwarded port,
+``--peer-advertise``), so the machines can be placed apart; ``--sweep`` runs a
+fixed list of topologies (:data:`SWEEP`) one after the other.
+
+Each path gets the same open-loop load, 100 msg/s, in interleaved blocks.
+Latency is judged node A → node B (A's outbox accepted the message → B
+committed it to its inbox, from the nodes' debug log timestamps); the client
+→ watcher figure (A's ``msg_send`` call → B's ``inbox_watch``) is printed next
+to it. After each run every measured message's delivery path is read back
 (``msg_status``) and the host's relayed-envelope counter is compared.
 
-Prints a table (p50/p99 per path and the ratio direct/relay, target p50 ratio
-≤ 0.7) and writes ``bench/results/direct_vs_relay.json`` (or
-``direct_vs_relay-quick.json``). Every wait is bounded, the whole run has a
-hard limit, and the child processes are stopped on every exit path.
-"""
+Prints a table (the ratio direct/relay, target p50 ratio ≤ 0.7) and writes
+``bench/results/direct_vs_relay*.json``. Every wait is bounded, the whole run
+has a hard limit, and the child processes are stopped on every exit path."""
 
 from __future__ import annotations
 
@@ -38,10 +42,13 @@ import asyncio
 import collections
 import contextlib
 import os
+import queue
 import re
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -101,6 +108,33 @@ QUICK = Params(
     upgrade_timeout_s=20.0,
     hard_limit_s=50.0,
 )
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where the machines are: added round-trip times through delay proxies
+    (0 = loopback, no proxy)."""
+
+    host_rtt_ms: float = 0.0  # node <-> host, for every node (relay and direct pairs)
+    peer_rtt_ms: float = 0.0  # node A -> node B of the direct pair
+
+    @property
+    def label(self) -> str:
+        if not (self.host_rtt_ms or self.peer_rtt_ms):
+            return "one machine: host and nodes on loopback"
+        return f"host +{self.host_rtt_ms:g} ms RTT, peer +{self.peer_rtt_ms:g} ms RTT"
+
+
+# One machine; three machines equally far apart (the peer as far as the host);
+# two machines on one LAN with the host in a data centre.
+SWEEP = [
+    Topology(),
+    Topology(host_rtt_ms=1, peer_rtt_ms=1),
+    Topology(host_rtt_ms=2, peer_rtt_ms=2),
+    Topology(host_rtt_ms=5, peer_rtt_ms=5),
+    Topology(host_rtt_ms=20, peer_rtt_ms=20),
+    Topology(host_rtt_ms=20, peer_rtt_ms=0.5),
+]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -225,55 +259,83 @@ class PathRun:
 
 
 def delay_proxy_main(target: str, one_way_ms: float, ready_file: str) -> None:
-    """Child-process mode (``--host-rtt-ms``): a TCP proxy on 127.0.0.1 that
-    forwards to ``target`` and holds every chunk ``one_way_ms`` in each
-    direction (order kept, throughput not limited): a host farther away."""
+    """Child-process mode (``--host-rtt-ms``, ``--peer-rtt-ms``): a TCP proxy on
+    127.0.0.1 that forwards to ``target`` and holds every chunk ``one_way_ms`` in
+    each direction (order kept, throughput not limited): a machine farther away.
+
+    Plain threads and blocking sockets, one reader and one writer per direction
+    of a connection, the writer sleeping until each chunk is due: the proxy
+    adds about 0.2 ms per crossing of its own on top of the delay asked for
+    (an asyncio proxy added about 1 ms: a loop wake-up per chunk each way, and
+    timers rounded up to whole milliseconds by ``epoll``)."""
     delay = one_way_ms / 1000
+    host, _, port = target.rpartition(":")
 
-    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+    def forward(src: socket.socket, dst: socket.socket) -> None:
+        chunks: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
 
-        async def send() -> None:
-            loop = asyncio.get_running_loop()
+        def write() -> None:
             while True:
-                due, data = await queue.get()
+                due, data = chunks.get()
                 if not data:
                     break
-                if (wait := due - loop.time()) > 0:
-                    await asyncio.sleep(wait)
-                writer.write(data)
-                await writer.drain()
-            writer.close()
+                if (wait := due - time.monotonic()) > 0:
+                    time.sleep(wait)
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    break
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
 
-        sender = asyncio.create_task(send())
-        try:
-            while data := await reader.read(65536):
-                queue.put_nowait((asyncio.get_running_loop().time() + delay, data))
-        except OSError:
-            pass
-        queue.put_nowait((0.0, b""))
-        with contextlib.suppress(OSError):
-            await sender
+        threading.Thread(target=write, daemon=True).start()
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            chunks.put((time.monotonic() + delay, data))
+            if not data:
+                return
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, _, port = target.rpartition(":")
+    def connect(client: socket.socket) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            upstream = socket.create_connection((host, int(port)))
         except OSError:
-            writer.close()
+            client.close()
             return
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True)
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=forward, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=forward, args=(upstream, client), daemon=True).start()
 
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        await serve_until_signalled(ready_file, {"pid": os.getpid(), "listen": f"127.0.0.1:{port}"})
-        server.close()
+    listener = socket.create_server(("127.0.0.1", 0))
 
-    asyncio.run(main())
+    def accept() -> None:
+        while True:
+            client, _ = listener.accept()
+            connect(client)
+
+    threading.Thread(target=accept, daemon=True).start()
+    ready = {"pid": os.getpid(), "listen": f"127.0.0.1:{listener.getsockname()[1]}"}
+    asyncio.run(serve_until_signalled(ready_file, ready))
 
 
-async def run(p: Params, mode: str, workdir: Path, host_rtt_ms: float | None) -> dict[str, Any]:
+async def start_delay_proxy(name: str, target: str, rtt_ms: float, workdir: Path) -> Child:
+    """A delay proxy child (see :func:`delay_proxy_main`) in front of ``target``."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--delay-proxy", target, f"{rtt_ms / 2:g}"]
+    proxy = Child(name, argv, workdir)
+    proxy.spawn()
+    await proxy.wait_ready()
+    return proxy
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return s.getsockname()[1]
+
+
+async def run(p: Params, mode: str, workdir: Path, topo: Topology) -> dict[str, Any]:
     from tmax_core.client import AsyncNodeClient
 
     children: list[Child] = []
@@ -300,14 +362,21 @@ async def run(p: Params, mode: str, workdir: Path, host_rtt_ms: float | None) ->
         host.spawn(env=node_env())
         await host.wait_ready()
         url = f"grpc://{host.ready['listen']}"
-        if host_rtt_ms:
-            argv = [sys.executable, str(Path(__file__).resolve()), "--delay-proxy", host.ready["listen"]]
-            proxy = Child("delay-proxy", [*argv, f"{host_rtt_ms / 2:g}"], workdir)
+        if topo.host_rtt_ms:
+            proxy = await start_delay_proxy("host-proxy", host.ready["listen"], topo.host_rtt_ms, workdir)
             children.append(proxy)
-            proxy.spawn()
-            await proxy.wait_ready()
             url = f"grpc://{proxy.ready['listen']}"  # the nodes reach the host through it
         metrics = host.ready["metrics"]
+        # B of the direct pair: its listener reached through a delay proxy, which
+        # it advertises as a forwarded port (a wildcard: the host pairs the port
+        # with the address it sees B at, so A finds it only by lookup).
+        b_listen, b_advertise = "0.0.0.0:0", []
+        if topo.peer_rtt_ms:
+            port = free_port()
+            b_listen = f"0.0.0.0:{port}"
+            proxy = await start_delay_proxy("peer-proxy", f"127.0.0.1:{port}", topo.peer_rtt_ms, workdir)
+            children.append(proxy)
+            b_advertise = ["--peer-advertise", f"0.0.0.0:{proxy.ready['listen'].rpartition(':')[2]}"]
 
         nodes: dict[str, Child] = {}
         for path in PATHS:
@@ -317,8 +386,10 @@ async def run(p: Params, mode: str, workdir: Path, host_rtt_ms: float | None) ->
                 state.mkdir()
                 argv = [str(BIN / "tmax-node"), "--state-dir", str(state), "--relay", url]
                 env = node_env() | TRACED
-                if path == "direct":
-                    argv += ["--peer-listen", "0.0.0.0:0"]  # not advertised: found only by lookup
+                if path == "direct" and side == "b":
+                    argv += ["--peer-listen", b_listen, *b_advertise]  # a wildcard: found only by lookup
+                elif path == "direct":
+                    argv += ["--peer-listen", "0.0.0.0:0"]
                 else:
                     env["TMAX_MESH_DISABLE_PLUGINS"] = "direct"
                 nodes[name] = Child(name, argv, workdir)
@@ -382,7 +453,8 @@ async def run(p: Params, mode: str, workdir: Path, host_rtt_ms: float | None) ->
                 measured = [runs[path].ids[x] for x in runs[path].bodies if x in runs[path].ids]
                 results[path]["node_to_node"] = node_to_node_ms(*logs, measured)
             results["direct"]["upgrade_seconds_after_befriend_start"] = upgrade_s
-        results["host_rtt_ms"] = host_rtt_ms
+        results["host_rtt_ms"] = topo.host_rtt_ms
+        results["peer_rtt_ms"] = topo.peer_rtt_ms
         results["wall_seconds"] = time.monotonic() - t_run
         return results
     finally:
@@ -435,12 +507,7 @@ def print_table(out: dict[str, Any]) -> None:
         f"{params['blocks']} x {params['block_s']:g} s per path, interleaved "
         f"(send call start -> B's inbox watch), {out['environment']['cpus']} CPUs"
     )
-    rtt = res.get("host_rtt_ms")
-    print(
-        f"host behind a delaying TCP proxy: +{rtt:g} ms round trip to the host; nodes on loopback"
-        if rtt
-        else "host and nodes on loopback (127.0.0.1)"
-    )
+    print(f"{out['topology']}")
     print()
     print(
         "node A -> node B (A's outbox accepted it -> B committed it to its inbox; the nodes' log timestamps):"
@@ -497,6 +564,31 @@ def print_table(out: dict[str, Any]) -> None:
     )
 
 
+def print_sweep(out: dict[str, Any]) -> None:
+    print()
+    print(
+        f"direct vs relay by topology: node A -> node B p50/p99 at {OFFERED_RATE:g} msg/s, "
+        f"{out['params']['blocks']} x {out['params']['block_s']:g} s per path and topology, "
+        f"{out['environment']['cpus']} CPUs"
+    )
+    print()
+    print(
+        "| topology | relay p50 ms | direct p50 ms | direct / relay p50 | relay p99 ms | direct p99 ms "
+        "| target |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for row in out["sweep"]:
+        relay, direct = (row["results"][path]["node_to_node"] for path in PATHS)
+        target = row["targets"]["direct_vs_relay_p50_ratio"]
+        print(
+            f"| {row['topology']} | {fmt(relay.get('p50_ms'))} | {fmt(direct.get('p50_ms'))} | "
+            f"**{fmt(target['value'])}x** | {fmt(relay.get('p99_ms'))} | {fmt(direct.get('p99_ms'))} | "
+            f"{'MET' if target['met'] else 'NOT MET'} |"
+        )
+    print()
+    print(f"target: direct p50 ≤ {TARGET_P50_RATIO:g} x relay p50; JSON: {out['json_path']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 s per path instead of 10 s (< 50 s)")
@@ -505,9 +597,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--host-rtt-ms",
         type=float,
+        default=0.0,
         metavar="MS",
         help="nodes reach the host through a TCP proxy adding this round-trip time "
-        "(a host farther away than the peer); the nodes still dial each other directly",
+        "(a host farther away than the peer)",
+    )
+    ap.add_argument(
+        "--peer-rtt-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="node A of the direct pair reaches B's listener through a TCP proxy adding this "
+        "round-trip time (B advertises the proxy as a forwarded port)",
+    )
+    ap.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"run every topology of {len(SWEEP)} in turn (one machine, equally distant machines, "
+        "a LAN pair with a distant host) and print one row each",
     )
     ap.add_argument("--delay-proxy", nargs=2, metavar=("TARGET", "ONE_WAY_MS"), help=argparse.SUPPRESS)
     ap.add_argument("--ready-file", help=argparse.SUPPRESS)
@@ -515,30 +622,44 @@ def main(argv: list[str] | None = None) -> int:
     if args.delay_proxy:
         delay_proxy_main(args.delay_proxy[0], float(args.delay_proxy[1]), args.ready_file)
         return 0
+    if min(args.host_rtt_ms, args.peer_rtt_ms) < 0:
+        ap.error("round-trip times cannot be negative")
     mode = "quick" if args.quick else "full"
     p = QUICK if args.quick else FULL
+    topologies = SWEEP if args.sweep else [Topology(args.host_rtt_ms, args.peer_rtt_ms)]
     name = args.name or ("direct_vs_relay-quick" if args.quick else "direct_vs_relay")
-    if args.host_rtt_ms:
-        name += f"-rtt{args.host_rtt_ms:g}ms"
+    if args.sweep:
+        name = args.name or name + "-sweep"
+    elif not args.name:
+        name += f"-rtt{args.host_rtt_ms:g}ms" if args.host_rtt_ms else ""
+        name += f"-peer{args.peer_rtt_ms:g}ms" if args.peer_rtt_ms else ""
     workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-dvr-"))
     env_info = environment()
-    results = run_bounded(
-        run(p, mode, workdir, args.host_rtt_ms), p.hard_limit_s, workdir, "state dirs and logs"
-    )
+
+    async def run_all() -> list[dict[str, Any]]:
+        done = []
+        for i, topo in enumerate(topologies):
+            if args.sweep:
+                print(f"[{mode}] topology {i + 1}/{len(topologies)}: {topo.label}", flush=True)
+            (workdir / f"t{i}").mkdir()
+            done.append(await run(p, mode, workdir / f"t{i}", topo))
+        return done
+
+    results = run_bounded(run_all(), p.hard_limit_s * len(topologies), workdir, "state dirs and logs")
     if isinstance(results, int):
         return results
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    out = {
-        "benchmark": "direct_vs_relay",
-        "mode": mode,
-        "params": asdict(p),
-        "environment": env_info,
-        "results": results,
-        **assess(results),
-    }
-    print_table(write_results(name, out))
+    rows = [
+        {"topology": topo.label, **asdict(topo), "results": res, **assess(res)}
+        for topo, res in zip(topologies, results, strict=True)
+    ]
+    out = {"benchmark": "direct_vs_relay", "mode": mode, "params": asdict(p), "environment": env_info}
+    if args.sweep:
+        print_sweep(write_results(name, {**out, "sweep": rows}))
+    else:
+        print_table(write_results(name, {**out, **rows[0]}))
     if args.keep:
         print(f"state dirs and logs kept in {workdir}")
     return 0
