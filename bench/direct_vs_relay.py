@@ -453,8 +453,6 @@ async def run(p: Params, mode: str, workdir: Path, topo: Topology) -> dict[str, 
                 measured = [runs[path].ids[x] for x in runs[path].bodies if x in runs[path].ids]
                 results[path]["node_to_node"] = node_to_node_ms(*logs, measured)
             results["direct"]["upgrade_seconds_after_befriend_start"] = upgrade_s
-        results["host_rtt_ms"] = topo.host_rtt_ms
-        results["peer_rtt_ms"] = topo.peer_rtt_ms
         results["wall_seconds"] = time.monotonic() - t_run
         return results
     finally:
@@ -624,15 +622,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if min(args.host_rtt_ms, args.peer_rtt_ms) < 0:
         ap.error("round-trip times cannot be negative")
+    if args.sweep and (args.host_rtt_ms or args.peer_rtt_ms):
+        ap.error("--sweep runs its own topologies: drop --host-rtt-ms and --peer-rtt-ms")
     mode = "quick" if args.quick else "full"
     p = QUICK if args.quick else FULL
     topologies = SWEEP if args.sweep else [Topology(args.host_rtt_ms, args.peer_rtt_ms)]
-    name = args.name or ("direct_vs_relay-quick" if args.quick else "direct_vs_relay")
-    if args.sweep:
-        name = args.name or name + "-sweep"
-    elif not args.name:
-        name += f"-rtt{args.host_rtt_ms:g}ms" if args.host_rtt_ms else ""
-        name += f"-peer{args.peer_rtt_ms:g}ms" if args.peer_rtt_ms else ""
+    name = args.name
+    if name is None:
+        name = "direct_vs_relay" + ("-quick" if args.quick else "")
+        if args.sweep:
+            name += "-sweep"
+        else:
+            name += f"-rtt{args.host_rtt_ms:g}ms" if args.host_rtt_ms else ""
+            name += f"-peer{args.peer_rtt_ms:g}ms" if args.peer_rtt_ms else ""
     workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-dvr-"))
     env_info = environment()
 

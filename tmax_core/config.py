@@ -79,6 +79,11 @@ def validate_host_port(value: str) -> None:
         raise ValueError(f"{value!r} is not HOST:PORT")
 
 
+def is_wildcard_host(host: str) -> bool:
+    """``0.0.0.0``, ``::`` (bracketed or not) or empty: a listen address, not dialable as written."""
+    return host.strip("[]") in ("", "0.0.0.0", "::")
+
+
 def validate_endpoints(value: list[Any]) -> None:
     """A ``validate`` function for a list of dialable ``HOST:PORT`` (port 1-65535)."""
     for item in value:
@@ -546,6 +551,7 @@ __all__ = [
     "build_registry",
     "config_path",
     "env_var_for",
+    "is_wildcard_host",
     "set_value",
     "unset_value",
     "validate_duration",

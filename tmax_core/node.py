@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from tmax_core import envelope as env
-from tmax_core.config import Config
+from tmax_core.config import Config, is_wildcard_host
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
 from tmax_core.ephemeral import EphemeralPool
 from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
@@ -60,7 +60,6 @@ SEEN_MAX_ROWS = 1_000_000
 # the event loop it costs less than the two thread wake-ups of a hop to the
 # database thread (about 0.4 ms on a quiet 2-core machine).
 INLINE_DB_ROWS = 8
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "[::]", "::", ""})
 MAINTENANCE_INTERVAL_S = 60.0
 
 HELLO_CONTENT_TYPE = "application/vnd.tmax-mesh.hello"
@@ -373,7 +372,7 @@ class Node:
     def advertised_endpoints(self) -> list[str]:
         """What invites and contact cards carry: the endpoints of
         :meth:`rendezvous_endpoints` that are dialable as written (not a wildcard)."""
-        return [ep for ep in self.rendezvous_endpoints() if ep.rpartition(":")[0] not in WILDCARD_HOSTS]
+        return [ep for ep in self.rendezvous_endpoints() if not is_wildcard_host(ep.rpartition(":")[0])]
 
     async def create_invite(
         self,

@@ -185,9 +185,10 @@ class PortForward:
                 return  # stopped
             self.connections += 1
             try:
-                assert self.target is not None
+                if self.target is None:
+                    raise OSError("nothing behind the forward yet")
                 upstream = socket.create_connection(self.target)
-            except (AssertionError, OSError):
+            except OSError:
                 client.close()
                 continue
             self._open += [client, upstream]

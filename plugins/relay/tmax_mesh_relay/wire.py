@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from tmax_core import crypto
+from tmax_core.config import is_wildcard_host
 from tmax_core.crypto import Domain
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay.proto import host_pb2
@@ -172,7 +173,7 @@ def dialable_endpoints(advertised: list[str], observed_ip: str) -> list[str]:
         host, sep, port = endpoint.rpartition(":")
         if not sep or not port.isdigit():
             continue
-        if host.strip("[]") not in ("", "0.0.0.0", "::"):
+        if not is_wildcard_host(host):
             out.append(endpoint)
         if observed_ip:
             candidate = f"[{observed_ip}]:{port}" if ":" in observed_ip else f"{observed_ip}:{port}"
