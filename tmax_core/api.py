@@ -218,7 +218,7 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
     @translate_errors
     async def InviteRevoke(self, request: pb.InviteRevokeRequest, context: Any) -> pb.Empty:
         token_id = hex_id(request.token_id, "token id", 16)
-        await self.node.db(self.node.store.revoke_invite, token_id)
+        await self.node.revoke_invite(token_id)
         return pb.Empty()
 
     @translate_errors

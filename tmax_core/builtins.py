@@ -2,8 +2,8 @@
 
 Declares the core configuration keys, the built-in ``message`` scope, the
 node ``inbox`` sink, the plain ``direct`` transport (dial a friend's known
-endpoints) and the core prechecks (blocked senders, unknown senders
-without an invite).
+endpoints) and the core precheck for blocked senders (unknown senders are
+turned away by ingress itself, before any hook).
 """
 
 from __future__ import annotations
@@ -165,8 +165,8 @@ def tmax_register_transports(register: Callable[[Transport], None], node: Any) -
 
 @hookimpl
 def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource) -> Verdict | None:
-    if meta.friend is None and not meta.has_invite:
-        return Verdict(Reason.UNKNOWN_SENDER, "not a friend and no invite token")
+    # Strangers that name no active invite never get here: ingress turns them
+    # away itself, before any hook, so that no plugin set can make them cost more.
     if meta.friend is not None and meta.friend.blocked:
         return Verdict(Reason.BLOCKED, "the recipient has blocked this sender")
     return None

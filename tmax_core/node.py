@@ -87,6 +87,9 @@ class Node:
         self.peer_listen: str | None = None
         self.started_at = time.monotonic()
         self.friends: dict[bytes, Friend] = {}
+        # Every invite this node remembers issuing, by token id, with its token
+        # text: ingress turns a stranger away on this lookup, before any crypto.
+        self.issued_invites: dict[bytes, tuple[IssuedInvite, str]] = {}
         self.transports: list[Transport] = []
         self.sinks: list[DeliverySink] = []
         self._sink_candidates: dict[str, DeliverySink] = {}  # every registered sink, by name
@@ -162,6 +165,7 @@ class Node:
         self.transports.sort(key=lambda t: t.cost)
         for friend in await self.db(self.store.list_friends):
             self.friends[friend.node_id] = friend
+        await self.invites_changed()
         listen = self.config.get("node.peer_listen")
         if self.config.get("node.peer_advertise") and not listen:
             raise ConfigError(
@@ -240,14 +244,18 @@ class Node:
     # -- ingress ---------------------------------------------------------------
 
     async def handle_envelope(self, data: bytes, source: IngressSource) -> bytes:
-        """Entry point for transports: run ingress, return the signed ack bytes."""
+        """Entry point for transports: run ingress, return the signed ack bytes
+        (empty bytes: no answer, see :mod:`tmax_core.ingress`)."""
         self.counters["envelopes_in"] += 1
         return await self.ingress.handle(data, source)
 
-    async def handle_envelope_batch(self, envelopes: list[bytes], source: IngressSource) -> bytes:
-        """Entry point for batching transports: one signed batch ack for them all."""
+    async def handle_envelope_batch(
+        self, envelopes: list[bytes], source: IngressSource, nonce: bytes = b""
+    ) -> bytes:
+        """Entry point for batching transports: one signed batch ack for them
+        all, echoing ``nonce`` (empty bytes: no answer, see :mod:`tmax_core.ingress`)."""
         self.counters["envelopes_in"] += len(envelopes)
-        return await self.ingress.handle_batch(envelopes, source)
+        return await self.ingress.handle_batch(envelopes, source, nonce)
 
     async def handle_ack(self, ack: bytes, from_node_id: bytes) -> None:
         """Entry point for transports that carry acks separately (relay store-and-forward)."""
@@ -269,7 +277,9 @@ class Node:
                 else:
                     for message in for_sinks:
                         await sink.deliver(message)
-        records = [(m.message_id, m.from_node_id, "accepted", m.received_at_ms) for m in messages]
+        records = [
+            (m.from_node_id, m.message_id, m.envelope_hash, "accepted", m.received_at_ms) for m in messages
+        ]
         await self.db_batch(self.store.record_received_many, records)
         for m in messages:
             friend = self.friends.get(m.from_node_id)
@@ -409,7 +419,17 @@ class Node:
             rate_limit=invite.rate_limit,
         )
         await self.db(self.store.record_issued_invite, record, invite.token)
+        await self.invites_changed()
         return invite
+
+    async def revoke_invite(self, token_id: bytes) -> None:
+        await self.db(self.store.revoke_invite, token_id)
+        await self.invites_changed()
+
+    async def invites_changed(self) -> None:
+        """Reload the issued invites ingress checks first contact against
+        (after one is created, revoked or used)."""
+        self.issued_invites = await self.db(self.store.issued_invite_tokens)
 
     async def accept_invite(self, token: str, alias: str | None) -> Friend:
         invite = parse_invite(token, now_ms=now_ms(), known_scopes=set(self.scopes))

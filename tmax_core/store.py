@@ -44,7 +44,7 @@ from tmax_core.errors import MeshError, NotFound, Reason, StateDirError
 from tmax_core.model import Friend, InboxMessage, IssuedInvite, OutboxEntry, RateLimit
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 
 # Used/expired invites are remembered so a replayed token is reported as
@@ -66,8 +66,20 @@ def expired_error(last_error: str | None) -> str:
 _CHUNK = 500  # ids per "IN (...)" query
 
 _UNSET: Any = object()
-_OUTBOX_FIELDS = ("status", "path", "attempts", "next_attempt_ms", "error", "delivered_at_ms")
+_OUTBOX_FIELDS = (
+    "status",
+    "path",
+    "attempts",
+    "next_attempt_ms",
+    "error",
+    "delivered_at_ms",
+    "sent_hashes",
+)
 
+_INBOX_COLS_V1 = (
+    "id, message_id, from_node_id, from_alias, sent_at_ms, received_at_ms, scope, "
+    "content_type, body, acked, reply_to"
+)
 _SCHEMA_V1 = (
     """CREATE TABLE friends (
         node_id BLOB PRIMARY KEY,
@@ -140,7 +152,49 @@ _SCHEMA_V1 = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 )
 
-_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1}
+# Version 2: a received message is (sender, message_id), not message_id alone
+# (DESIGN §7): two senders may pick the same id, and neither may shadow the
+# other. ``seen`` also keeps the hash of the envelope it accepted, so an exact
+# repeat is answered "duplicate" without a signature check.
+_SCHEMA_V2 = (
+    """CREATE TABLE seen_v2 (
+        from_node_id BLOB NOT NULL,
+        message_id BLOB NOT NULL,
+        envelope_hash BLOB,
+        status TEXT NOT NULL,
+        seen_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (from_node_id, message_id)
+    ) WITHOUT ROWID""",
+    "INSERT INTO seen_v2 (from_node_id, message_id, status, seen_at_ms) "
+    "SELECT from_node_id, message_id, status, seen_at_ms FROM seen",
+    "DROP TABLE seen",
+    "ALTER TABLE seen_v2 RENAME TO seen",
+    "CREATE INDEX seen_at ON seen(seen_at_ms)",
+    """CREATE TABLE inbox_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id BLOB NOT NULL,
+        from_node_id BLOB NOT NULL,
+        from_alias TEXT,
+        sent_at_ms INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        scope TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        reply_to BLOB,
+        UNIQUE (from_node_id, message_id)
+    )""",
+    f"INSERT INTO inbox_v2 ({_INBOX_COLS_V1}) SELECT {_INBOX_COLS_V1} FROM inbox",
+    "DROP TABLE inbox",
+    "ALTER TABLE inbox_v2 RENAME TO inbox",
+    "CREATE INDEX inbox_acked ON inbox(acked, id)",
+    "CREATE INDEX inbox_message ON inbox(message_id)",
+    # The hashes of the envelopes sent for a message (32 bytes each, newest
+    # last): an ack counts only if it names one of them.
+    "ALTER TABLE outbox ADD COLUMN sent_hashes BLOB NOT NULL DEFAULT x''",
+)
+
+_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 _FRIEND_COLS = (
     "node_id, public_key, alias, blocked, scopes, relay_hosts, endpoints, "
@@ -149,13 +203,10 @@ _FRIEND_COLS = (
 _INVITE_COLS = (
     "token_id, created_at_ms, expires_at_ms, max_uses, uses_left, scopes, rate_per_s, rate_burst, revoked"
 )
-_INBOX_COLS = (
-    "id, message_id, from_node_id, from_alias, sent_at_ms, received_at_ms, scope, "
-    "content_type, body, acked, reply_to"
-)
+_INBOX_COLS = _INBOX_COLS_V1
 _OUTBOX_COLS = (
     "message_id, to_node_id, scope, content_type, body, created_at_ms, expires_at_ms, "
-    "status, path, attempts, next_attempt_ms, error, reply_to, delivered_at_ms"
+    "status, path, attempts, next_attempt_ms, error, reply_to, delivered_at_ms, sent_hashes"
 )
 
 
@@ -253,6 +304,7 @@ def _outbox(row: Sequence[Any]) -> OutboxEntry:
         error=row[11],
         reply_to=row[12],
         delivered_at_ms=row[13],
+        sent_hashes=row[14],
     )
 
 
@@ -578,6 +630,13 @@ class Store:
             )
         return [_invite(r) for r in rows]
 
+    def issued_invite_tokens(self) -> dict[bytes, tuple[IssuedInvite, str]]:
+        """``{token_id: (invite, token text)}`` for every invite remembered (at
+        most ``INVITE_MAX_ROWS``): what ingress checks a stranger's first
+        contact against before any crypto."""
+        rows = self._conn.execute(f"SELECT {_INVITE_COLS}, token FROM issued_invites")
+        return {row[0]: (_invite(row[:-1]), row[-1]) for row in rows}
+
     def get_issued_invite(self, token_id: bytes) -> IssuedInvite | None:
         row = self._conn.execute(
             f"SELECT {_INVITE_COLS} FROM issued_invites WHERE token_id = ?", (token_id,)
@@ -746,45 +805,39 @@ class Store:
     # ------------------------------------------------------------------ seen ids
 
     _SEEN_UPSERT = (
-        "INSERT INTO seen (message_id, from_node_id, status, seen_at_ms) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(message_id) DO UPDATE SET status = excluded.status, seen_at_ms = excluded.seen_at_ms"
+        "INSERT INTO seen (from_node_id, message_id, envelope_hash, status, seen_at_ms) "
+        "VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(from_node_id, message_id) DO UPDATE SET envelope_hash = excluded.envelope_hash, "
+        "status = excluded.status, seen_at_ms = excluded.seen_at_ms"
     )
 
-    def seen_check(self, message_id: bytes) -> str | None:
-        """The ack status recorded for ``message_id``, or None if never seen."""
-        row = self._conn.execute("SELECT status FROM seen WHERE message_id = ?", (message_id,)).fetchone()
-        return row[0] if row else None
-
-    def seen_record(self, message_id: bytes, from_node_id: bytes, status: str, now_ms: int) -> None:
-        """Remember a message id (last status wins)."""
-        self._conn.execute(self._SEEN_UPSERT, (message_id, from_node_id, status, now_ms))
-
-    def seen_record_many(self, records: Iterable[tuple[bytes, bytes, str, int]]) -> None:
-        """Many ``(message_id, from_node_id, status, now_ms)`` in one transaction."""
-        rows = list(records)
-        if not rows:
-            return
-        with self._tx() as conn:
-            conn.executemany(self._SEEN_UPSERT, rows)
-
-    def seen_check_many(self, message_ids: Sequence[bytes]) -> dict[bytes, str]:
-        """``{message_id: status}`` for the ids already seen (one query per 500 ids)."""
-        found: dict[bytes, str] = {}
-        for chunk in _chunks(message_ids):
-            marks = ",".join("?" * len(chunk))
-            for message_id, status in self._conn.execute(
-                f"SELECT message_id, status FROM seen WHERE message_id IN ({marks})", tuple(chunk)
-            ):
-                found[message_id] = status
+    def seen_check_many(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], bytes | None]:
+        """``{(from_node_id, message_id): envelope_hash}`` for the messages already
+        seen (the hash is None for rows from before it was kept); one query per
+        sender and 500 ids."""
+        by_sender: dict[bytes, list[bytes]] = {}
+        for sender, message_id in keys:
+            by_sender.setdefault(sender, []).append(message_id)
+        found: dict[tuple[bytes, bytes], bytes | None] = {}
+        for sender, message_ids in by_sender.items():
+            for chunk in _chunks(message_ids):
+                marks = ",".join("?" * len(chunk))
+                for message_id, digest in self._conn.execute(
+                    f"SELECT message_id, envelope_hash FROM seen WHERE from_node_id = ? "
+                    f"AND message_id IN ({marks})",
+                    (sender, *chunk),
+                ):
+                    found[(sender, message_id)] = digest
         return found
 
-    def record_received_many(self, records: Sequence[tuple[bytes, bytes, str, int]]) -> None:
-        """After delivery: remember ``(message_id, from_node_id, status, now_ms)`` records
-        and move each sender's last_seen forward, all in one transaction."""
+    def record_received_many(self, records: Sequence[tuple[bytes, bytes, bytes, str, int]]) -> None:
+        """After delivery: remember ``(from_node_id, message_id, envelope_hash,
+        status, now_ms)`` records and move each sender's last_seen forward, all
+        in one transaction."""
         if not records:
             return
         last_seen: dict[bytes, int] = {}
-        for _message_id, sender, _status, at_ms in records:
+        for sender, _message_id, _digest, _status, at_ms in records:
             last_seen[sender] = max(at_ms, last_seen.get(sender, 0))
         with self._tx() as conn:
             conn.executemany(self._SEEN_UPSERT, records)
@@ -801,8 +854,8 @@ class Store:
             (count,) = conn.execute("SELECT count(*) FROM seen").fetchone()
             if count > max_rows:
                 deleted += conn.execute(
-                    "DELETE FROM seen WHERE message_id IN "
-                    "(SELECT message_id FROM seen ORDER BY seen_at_ms LIMIT ?)",
+                    "DELETE FROM seen WHERE (from_node_id, message_id) IN "
+                    "(SELECT from_node_id, message_id FROM seen ORDER BY seen_at_ms LIMIT ?)",
                     (count - max(max_rows, 0),),
                 ).rowcount
             return deleted
@@ -810,12 +863,13 @@ class Store:
     # ------------------------------------------------------------------ outbox
 
     _OUTBOX_UPSERT = (
-        f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+        f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
         "ON CONFLICT(message_id) DO UPDATE SET to_node_id=excluded.to_node_id, scope=excluded.scope, "
         "content_type=excluded.content_type, body=excluded.body, created_at_ms=excluded.created_at_ms, "
         "expires_at_ms=excluded.expires_at_ms, status=excluded.status, path=excluded.path, "
         "attempts=excluded.attempts, next_attempt_ms=excluded.next_attempt_ms, error=excluded.error, "
-        "reply_to=excluded.reply_to, delivered_at_ms=excluded.delivered_at_ms"
+        "reply_to=excluded.reply_to, delivered_at_ms=excluded.delivered_at_ms, "
+        "sent_hashes=excluded.sent_hashes"
     )
 
     @staticmethod
@@ -835,6 +889,7 @@ class Store:
             e.error,
             e.reply_to,
             e.delivered_at_ms,
+            e.sent_hashes,
         )
 
     def outbox_put_many(self, entries: Sequence[OutboxEntry]) -> None:

@@ -55,10 +55,10 @@ class FakeNode:
         self.delivered.append(data)
         return b"ack:" + data
 
-    async def handle_envelope_batch(self, envelopes: list[bytes], source: Any) -> bytes:
+    async def handle_envelope_batch(self, envelopes: list[bytes], source: Any, nonce: bytes = b"") -> bytes:
         await asyncio.sleep(self.slow_s if envelopes else 0)
         self.delivered += envelopes
-        return env.make_ack_batch(self.identity, to_node_id=b"", entries=[])
+        return env.make_ack_batch(self.identity, to_node_id=b"", entries=[], nonce=nonce)
 
     def as_friend(self, endpoints: list[str] | None = None) -> Friend:
         """This node as someone's friend."""
