@@ -1,0 +1,69 @@
+"""A friend tries to fill the recipient's disk through its inbox (issue 13,
+item 8). Real nodes, real CLI: node A runs with small byte quotas, friends B
+and C send until they are over them.
+
+Quotas (``inbox.max_bytes_per_friend``, ``inbox.max_bytes_total``) count the
+unread messages of each sender; a delivery beyond them is refused with the
+reason ``quota_exceeded``, which the sender's ``msg status`` shows as a final
+failure. Acking or deleting messages frees their space.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.harness import Node, ProcGroup, befriend
+
+LISTEN = ("--peer-listen", "127.0.0.1:0")
+BODY = "x" * 1000
+# Each 1000-byte text message is charged about 1,150 bytes (body, content
+# type, scope and a per-message overhead): three fit in 4,000 bytes, five in
+# 6,000.
+QUOTAS = {"TMAX_MESH_INBOX_MAX_BYTES_PER_FRIEND": "4000", "TMAX_MESH_INBOX_MAX_BYTES_TOTAL": "6000"}
+
+
+def send(sender: Node, to: str, body: str = BODY) -> dict:
+    """``msg send --wait --json``: the outcome the sender sees (exit 1 when not delivered)."""
+    res = sender.run("msg", "send", "--to", to, "--wait", "--timeout", "20", body, "--json")
+    out = json.loads(res.stdout)
+    assert res.returncode == (0 if out["status"] == "delivered" else 1), res
+    return out
+
+
+def assert_quota_exceeded(sender: Node, sent: dict) -> None:
+    assert sent["status"] == "failed", f"delivered past the quota: {sent}"
+    assert sent["error"].startswith("rejected: quota_exceeded"), sent
+    status = sender.cli("msg", "status", sent["message_id"])
+    assert status["status"] == "failed" and status["error"].startswith("rejected: quota_exceeded"), status
+
+
+def test_friend_fills_the_disk_through_the_inbox(procs: ProcGroup) -> None:
+    a = procs.node("a", *LISTEN, env=QUOTAS)
+    b = procs.node("b", *LISTEN)
+    c = procs.node("c", *LISTEN)
+    befriend(a, b, alias="a")
+    befriend(a, c, alias="a")
+
+    # B sends until it is over its own quota: the fourth message does not fit.
+    kept = [send(b, "a") for _ in range(3)]
+    assert [s["status"] for s in kept] == ["delivered"] * 3
+    refused = send(b, "a")
+    assert_quota_exceeded(b, refused)
+    inbox = a.cli("inbox", "list")
+    assert [m["message_id"] for m in inbox] == [s["message_id"] for s in kept]
+
+    # B's flood does not starve C: C has a quota of its own, until the total is reached.
+    from_c = [send(c, "a") for _ in range(2)]
+    assert [s["status"] for s in from_c] == ["delivered"] * 2
+    assert_quota_exceeded(c, send(c, "a"))
+    assert len(a.cli("inbox", "list")) == 5
+
+    # Acking frees space: B can send again.
+    a.cli("inbox", "ack", kept[0]["message_id"], kept[1]["message_id"])
+    assert send(b, "a")["status"] == "delivered"
+
+    # Deleting frees space too, and the messages are gone.
+    deleted = a.cli("inbox", "delete", *(s["message_id"] for s in from_c))
+    assert deleted == {"deleted": 2}
+    assert {m["message_id"] for m in a.cli("inbox", "list")}.isdisjoint(s["message_id"] for s in from_c)
+    assert send(c, "a")["status"] == "delivered"
