@@ -34,6 +34,7 @@ ACCEPTED = mesh_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = mesh_pb2.ACK_STATUS_DUPLICATE
 REJECTED = mesh_pb2.ACK_STATUS_REJECTED
 MAX_BATCH = 1024
+QUOTA_DETAIL = "no room in the recipient's quota for unread messages until it reads or deletes some"
 
 
 class Rejected(Exception):
@@ -130,15 +131,21 @@ class Ingress:
             accepted.append((i, message))
         # 8. deliver durably to the sinks, record the ids, then answer.
         if accepted:
+            refused: set[int] = set()  # id() of the messages a sink had no quota for
             try:
-                await node.deliver_many([m for _, m in accepted])
+                refused = {id(m) for m in await node.deliver_many([m for _, m in accepted])}
                 status, reason, detail = ACCEPTED, "", ""
             except Exception as err:  # a sink failed: the sender retries later
                 log.exception("delivery of %d message(s) failed", len(accepted))
                 status, reason, detail = REJECTED, Reason.SINK_FAILED, f"delivery failed: {err}"
                 node.metrics_rejected(reason)
             for i, m in accepted:
-                outcomes[i] = Outcome(m.message_id, m.from_node_id, status, reason, detail)
+                if id(m) in refused:
+                    outcomes[i] = self._reject(
+                        m.message_id, m.from_node_id, source, Reason.QUOTA_EXCEEDED, QUOTA_DETAIL
+                    )
+                else:
+                    outcomes[i] = Outcome(m.message_id, m.from_node_id, status, reason, detail)
         return [o for o in outcomes if o is not None]
 
     def _reject(
