@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from tests.harness import Node, ProcGroup, befriend
+from tmax_core.client import NodeClient
 
 LISTEN = ("--peer-listen", "127.0.0.1:0")
 BODY = "x" * 1000
@@ -67,3 +68,50 @@ def test_friend_fills_the_disk_through_the_inbox(procs: ProcGroup) -> None:
     assert deleted == {"deleted": 2}
     assert {m["message_id"] for m in a.cli("inbox", "list")}.isdisjoint(s["message_id"] for s in from_c)
     assert send(c, "a")["status"] == "delivered"
+
+
+def test_friend_fills_the_inbox_with_one_batch(procs: ProcGroup) -> None:
+    """Messages sent in one call travel in batches: those that fit are stored,
+    the rest refused, one by one (never the whole batch)."""
+    a = procs.node("a", *LISTEN, env=QUOTAS)
+    b = procs.node("b", *LISTEN)
+    befriend(a, b, alias="a")
+    with NodeClient(b.ready["socket"]) as client:
+        sent = client.msg_send_many([{"to": "a", "body": BODY.encode()} for _ in range(5)])
+        results = [client.msg_wait(s["message_id"], 20) for s in sent]
+    assert [r["status"] for r in results] == ["delivered"] * 3 + ["failed"] * 2, results
+    for refused in results[3:]:
+        assert_quota_exceeded(b, refused)
+    assert [m["message_id"] for m in a.cli("inbox", "list")] == [r["message_id"] for r in results[:3]]
+
+
+SESSION_QUOTAS = {
+    "TMAX_MESH_DELIVERY_SINKS": '["session_mailbox"]',
+    "TMAX_MESH_SESSION_MAILBOX_MAX_BYTES_PER_FRIEND": "4000",
+    "TMAX_MESH_SESSION_MAILBOX_MAX_BYTES_TOTAL": "6000",
+}
+
+
+def test_friend_fills_the_disk_through_a_session_mailbox(procs: ProcGroup) -> None:
+    a = procs.node("a", *LISTEN, env=SESSION_QUOTAS)
+    b = procs.node("b", *LISTEN)
+    befriend(a, b, alias="a")
+    kept = [send(b, "a") for _ in range(3)]
+    assert [s["status"] for s in kept] == ["delivered"] * 3
+    assert_quota_exceeded(b, send(b, "a"))
+    listed = a.cli("session", "list", "root")
+    assert [m["message_id"] for m in listed] == [s["message_id"] for s in kept]
+
+    # Local sessions are the node owner's own: not limited by the friends' quota.
+    local = a.cli("session", "send", "--from", "planner", "--to", "root", BODY * 8)
+    assert local["origin"] == "local"
+
+    a.cli("session", "ack", "root", kept[0]["message_id"])
+    assert send(b, "a")["status"] == "delivered"
+    assert a.cli("session", "delete", "root", kept[1]["message_id"], kept[2]["message_id"]) == {
+        "session": "root",
+        "deleted": 2,
+    }
+    assert [send(b, "a")["status"] for _ in range(2)] == ["delivered"] * 2
+    assert_quota_exceeded(b, send(b, "a"))
+    assert a.cli("session", "delete", "root", "--acked") == {"session": "root", "deleted": 1}
