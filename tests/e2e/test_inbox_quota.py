@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from tests.e2e.test_cli import one_line_error
 from tests.harness import Node, ProcGroup, befriend
 from tmax_core.client import NodeClient
 
@@ -115,3 +116,31 @@ def test_friend_fills_the_disk_through_a_session_mailbox(procs: ProcGroup) -> No
     assert [send(b, "a")["status"] for _ in range(2)] == ["delivered"] * 2
     assert_quota_exceeded(b, send(b, "a"))
     assert a.cli("session", "delete", "root", "--acked") == {"session": "root", "deleted": 1}
+
+
+def test_delete_bad_input_is_one_line_and_deletes_nothing(procs: ProcGroup) -> None:
+    a = procs.node("a", *LISTEN)
+    b = procs.node("b", *LISTEN)
+    befriend(a, b, alias="a")
+    kept = send(b, "a", "keep me")["message_id"]
+    unknown = "00" * 16
+    for args, code, says in (
+        ([], 2, "give the ids of the messages to delete, or --acked"),
+        ([kept, "--acked"], 2, "not both"),
+        (["zz"], 2, "message id must be hex"),
+        (["abcd"], 2, "must be 16 bytes"),
+        ([kept, unknown], 1, f"no inbox message with id {unknown}"),
+    ):
+        res = a.run("inbox", "delete", *args)
+        assert res.returncode == code, res
+        assert says in one_line_error(res)
+    res = a.run("session", "delete", "root", unknown)
+    assert res.returncode == 1 and f"no message with id {unknown} in session 'root'" in one_line_error(res)
+    res = a.run("session", "delete", "root")
+    assert res.returncode == 2 and "--acked" in one_line_error(res)
+    assert [m["message_id"] for m in a.cli("inbox", "list")] == [kept]
+    # Text output for people, --acked for every read message.
+    assert a.run("inbox", "delete", "--acked").stdout.decode() == "deleted 0\n"
+    a.cli("inbox", "ack", "--all")
+    assert a.cli("inbox", "delete", "--acked") == {"deleted": 1}
+    assert a.cli("inbox", "list") == []
