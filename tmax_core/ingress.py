@@ -61,6 +61,7 @@ PROBE_ANSWER_BURST = 50
 # Rejections of strangers logged per second (and burst): the rest are counted only.
 STRANGER_LOG_RATE = 1.0
 STRANGER_LOG_BURST = 10
+QUOTA_DETAIL = "no room in the recipient's quota for unread messages until it reads or deletes some"
 
 
 class Rejected(Exception):
@@ -183,17 +184,24 @@ class Ingress:
             accepted.append((i, message))
         # 8. deliver durably to the sinks, record the ids, then answer.
         if accepted:
+            refused: set[int] = set()  # id() of the messages a sink had no quota for
             try:
-                await node.deliver_many([m for _, m in accepted])
+                refused = {id(m) for m in await node.deliver_many([m for _, m in accepted])}
                 status, reason, detail = ACCEPTED, "", ""
             except Exception as err:  # a sink failed: the sender retries later
                 log.exception("delivery of %d message(s) failed", len(accepted))
                 status, reason, detail = REJECTED, Reason.SINK_FAILED, f"delivery failed: {err}"
                 node.metrics_rejected(reason)
             for i, m in accepted:
-                outcomes[i] = Outcome(
-                    m.message_id, m.from_node_id, status, reason, detail, raw=envelopes[i], authenticated=True
-                )
+                raw = envelopes[i]
+                if id(m) in refused:
+                    over = Reason.QUOTA_EXCEEDED
+                    outcomes[i] = self._reject(m.message_id, m.from_node_id, raw, source, over, QUOTA_DETAIL)
+                    outcomes[i].authenticated = True
+                else:
+                    outcomes[i] = Outcome(
+                        m.message_id, m.from_node_id, status, reason, detail, raw=raw, authenticated=True
+                    )
         return [o for o in outcomes if o is not None]
 
     def _reject_parsed(self, parsed: env.ParsedEnvelope, source: IngressSource, rej: Rejected) -> Outcome:

@@ -174,6 +174,8 @@ class DeliverySink(Protocol):
 
     # Optional: ``async def deliver_many(messages)`` for a batch (one
     # transaction); without it the node calls ``deliver`` once per message.
+    # A sink with storage quotas raises ``tmax_core.errors.QuotaExceeded``
+    # from ``deliver``, or returns the refused messages from ``deliver_many``.
 
 
 @dataclass

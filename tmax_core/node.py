@@ -30,7 +30,7 @@ from tmax_core import envelope as env
 from tmax_core.config import Config, is_wildcard_host
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
 from tmax_core.ephemeral import EphemeralPool
-from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
+from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, QuotaExceeded, UsageError
 from tmax_core.identity import NodeIdentity
 from tmax_core.inboxfeed import InboxFeed, follow
 from tmax_core.ingress import Ingress
@@ -263,20 +263,35 @@ class Node:
         if friend is not None:
             await self.outbox.handle_async_ack(ack, friend)
 
-    async def deliver_many(self, messages: list[ReceivedMessage]) -> None:
+    async def deliver_many(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """Hand accepted messages to every configured sink, then remember their ids.
 
         Sinks are idempotent by message id, so a crash between the two steps
-        only means the sender retries and the sinks ignore the repeat."""
+        only means the sender retries and the sinks ignore the repeat.
+
+        Returns the messages a sink refused for lack of quota: they go to no
+        later sink and are not remembered (a sink before may have kept one)."""
         for_sinks = [m for m in messages if m.content_type != HELLO_CONTENT_TYPE]
-        if for_sinks:
-            for sink in self.sinks:
-                deliver_many = getattr(sink, "deliver_many", None)
-                if deliver_many is not None:
-                    await deliver_many(for_sinks)
-                else:
-                    for message in for_sinks:
+        refused: list[ReceivedMessage] = []
+        for sink in self.sinks:
+            if not for_sinks:
+                break
+            deliver_many = getattr(sink, "deliver_many", None)
+            if deliver_many is not None:
+                over = await deliver_many(for_sinks) or []
+            else:
+                over = []
+                for message in for_sinks:
+                    try:
                         await sink.deliver(message)
+                    except QuotaExceeded:
+                        over.append(message)
+            if over:
+                refused.extend(over)
+                gone = {id(m) for m in over}
+                for_sinks = [m for m in for_sinks if id(m) not in gone]
+        gone = {id(m) for m in refused}
+        messages = [m for m in messages if id(m) not in gone]
         records = [
             (m.from_node_id, m.message_id, m.envelope_hash, "accepted", m.received_at_ms) for m in messages
         ]
@@ -286,6 +301,7 @@ class Node:
             if friend is not None:
                 friend.last_seen_ms = max(friend.last_seen_ms or 0, m.received_at_ms)
         self.counters["messages_in"] += len(messages)
+        return refused
 
     def metrics_rejected(self, reason: str) -> None:
         self.counters[f"rejected:{reason}"] += 1

@@ -64,6 +64,9 @@ PERMANENT = frozenset(
         Reason.UNKNOWN_SCOPE,
         Reason.PAYLOAD_INVALID,
         Reason.TOO_LARGE,
+        # Final: the recipient's quota frees only when its owner reads or
+        # deletes messages, which retrying cannot bring about.
+        Reason.QUOTA_EXCEEDED,
     }
 )
 FINAL = frozenset({"delivered", "failed"})

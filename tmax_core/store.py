@@ -20,8 +20,10 @@ thread, and small ones on the event loop when the database is idle (see
 ``check_same_thread=False`` for that.
 
 Schema versions live in ``PRAGMA user_version`` and are upgraded by
-:func:`_migrate` (only v1 exists so far). Node ids and message ids are BLOBs,
-lists (scopes, relay hosts, endpoints) are JSON text, times are ms ints.
+:func:`_migrate` (v2 keys received messages by sender and message id, v3
+adds the inbox quota accounting, ``inbox_usage``). Node ids and message ids
+are BLOBs, lists (scopes, relay hosts, endpoints) are JSON text, times are ms
+ints.
 
 Failures to open the database (unwritable directory, not a database,
 corrupted header, schema from a newer version) raise
@@ -37,6 +39,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,7 @@ from tmax_core.errors import MeshError, NotFound, Reason, StateDirError
 from tmax_core.model import Friend, InboxMessage, IssuedInvite, OutboxEntry, RateLimit
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000
 
 # Used/expired invites are remembered so a replayed token is reported as
@@ -194,7 +197,84 @@ _SCHEMA_V2 = (
     "ALTER TABLE outbox ADD COLUMN sent_hashes BLOB NOT NULL DEFAULT x''",
 )
 
-_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# -- storage quotas (inbox here; the session_mailbox plugin uses the same helpers)
+#
+# A message is charged what its sender controls (body, content type, scope,
+# reply-to) plus a fixed allowance for the rest of its row and index entries,
+# so that empty messages are not free. Only unread messages count: acking or
+# deleting one gives its bytes back.
+MESSAGE_OVERHEAD = 128
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Byte limits on unread messages: per sender and over all senders."""
+
+    per_sender: int
+    total: int
+
+
+def message_charge(body: bytes, content_type: str, scope: str | None, reply_to: bytes | None) -> int:
+    """The bytes one message counts against a quota (:func:`charge_sql` in SQL)."""
+    return (
+        len(body)
+        + len(content_type.encode())
+        + len((scope or "").encode())
+        + len(reply_to or b"")
+        + MESSAGE_OVERHEAD
+    )
+
+
+def charge_sql(row: str) -> str:
+    """:func:`message_charge` of the row ``row`` (``new``, ``old``, a table) as an SQL expression."""
+    return (
+        f"(length({row}.body) + length(CAST({row}.content_type AS BLOB)) "
+        f"+ coalesce(length(CAST({row}.scope AS BLOB)), 0) + coalesce(length({row}.reply_to), 0) "
+        f"+ {MESSAGE_OVERHEAD})"
+    )
+
+
+ALL_SENDERS = b""
+"""The ``inbox_usage`` row that sums every sender's (an id no node has)."""
+
+# inbox_usage holds the unread bytes and messages per sender, and their sum
+# under ALL_SENDERS, kept by these triggers in the transaction that changes
+# the inbox: checking a quota is two primary-key reads, whatever the inbox
+# size. A migration that rebuilds the inbox table must create them again.
+INBOX_USAGE_TRIGGERS = (
+    f"""CREATE TRIGGER inbox_usage_insert AFTER INSERT ON inbox WHEN new.acked = 0 BEGIN
+        INSERT INTO inbox_usage (from_node_id, bytes, messages)
+        VALUES (new.from_node_id, {charge_sql("new")}, 1), (x'', {charge_sql("new")}, 1)
+        ON CONFLICT(from_node_id) DO UPDATE SET bytes = bytes + excluded.bytes, messages = messages + 1;
+    END""",
+    f"""CREATE TRIGGER inbox_usage_ack AFTER UPDATE OF acked ON inbox
+        WHEN old.acked = 0 AND new.acked != 0 BEGIN
+        UPDATE inbox_usage SET bytes = bytes - {charge_sql("old")}, messages = messages - 1
+        WHERE from_node_id IN (old.from_node_id, x'');
+    END""",
+    f"""CREATE TRIGGER inbox_usage_delete AFTER DELETE ON inbox WHEN old.acked = 0 BEGIN
+        UPDATE inbox_usage SET bytes = bytes - {charge_sql("old")}, messages = messages - 1
+        WHERE from_node_id IN (old.from_node_id, x'');
+    END""",
+)
+
+# Version 3: unread bytes per sender, for the quotas (after version 2 rebuilt the inbox).
+_SCHEMA_V3 = (
+    """CREATE TABLE inbox_usage (
+        from_node_id BLOB PRIMARY KEY,
+        bytes INTEGER NOT NULL,
+        messages INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    *INBOX_USAGE_TRIGGERS,
+    # The unread messages of an existing database, counted once.
+    f"INSERT INTO inbox_usage (from_node_id, bytes, messages) "
+    f"SELECT from_node_id, sum({charge_sql('inbox')}), count(*) FROM inbox WHERE acked = 0 "
+    "GROUP BY from_node_id",
+    f"INSERT INTO inbox_usage (from_node_id, bytes, messages) "
+    f"SELECT x'', coalesce(sum({charge_sql('inbox')}), 0), count(*) FROM inbox WHERE acked = 0",
+)
+
+_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 _FRIEND_COLS = (
     "node_id, public_key, alias, blocked, scopes, relay_hosts, endpoints, "
@@ -747,6 +827,82 @@ class Store:
                 if cur.rowcount == 1:
                     stored.append((cur.lastrowid, m))
         return stored
+
+    def inbox_insert_within_quota(
+        self, msgs: Sequence[InboxMessage], quota: Quota
+    ) -> tuple[list[tuple[int, InboxMessage]], list[InboxMessage]]:
+        """:meth:`inbox_insert_many` within ``quota``: ``(stored, refused)``.
+
+        Messages are taken in order; one that would bring its sender's unread
+        bytes past ``quota.per_sender``, or everyone's past ``quota.total``, is
+        not stored but returned in ``refused``, and the next ones still get
+        their chance. A refused message that is already in the inbox (stored
+        before a crash, delivered again) is a repeat, not refused.
+        """
+        stored: list[tuple[int, InboxMessage]] = []
+        refused: list[InboxMessage] = []
+        with self._tx() as conn:
+            total = self._inbox_usage(conn, ALL_SENDERS)
+            used: dict[bytes, int] = {}
+            for m in msgs:
+                mine = used.get(m.from_node_id)
+                if mine is None:
+                    mine = self._inbox_usage(conn, m.from_node_id)
+                size = message_charge(m.body, m.content_type, m.scope, m.reply_to)
+                if mine + size > quota.per_sender or total + size > quota.total:
+                    there = conn.execute(
+                        "SELECT 1 FROM inbox WHERE message_id = ? AND from_node_id = ?",
+                        (m.message_id, m.from_node_id),
+                    ).fetchone()
+                    if there is None:
+                        refused.append(m)
+                else:
+                    cur = conn.execute(self._INBOX_INSERT, self._inbox_params(m))
+                    if cur.rowcount == 1:
+                        stored.append((cur.lastrowid, m))
+                        mine += size
+                        total += size
+                used[m.from_node_id] = mine
+        return stored, refused
+
+    @staticmethod
+    def _inbox_usage(conn: sqlite3.Connection, sender: bytes) -> int:
+        row = conn.execute("SELECT bytes FROM inbox_usage WHERE from_node_id = ?", (sender,)).fetchone()
+        return row[0] if row else 0
+
+    def inbox_usage(self, sender: bytes = ALL_SENDERS) -> tuple[int, int]:
+        """``(bytes, messages)`` unread from ``sender`` (default: from everyone)."""
+        row = self._conn.execute(
+            "SELECT bytes, messages FROM inbox_usage WHERE from_node_id = ?", (sender,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def inbox_delete(self, message_ids: Sequence[bytes]) -> int:
+        """Delete messages (read or not); returns how many rows went.
+
+        An unknown id raises NotFound naming the first one; nothing changes.
+        """
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return 0
+        with self._tx() as conn:
+            known: set[bytes] = set()
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                known.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT message_id FROM inbox WHERE message_id IN ({marks})", chunk
+                    )
+                )
+            for mid in ids:
+                if mid not in known:
+                    raise NotFound(f"no inbox message with id {bytes(mid).hex()}")
+            return conn.executemany("DELETE FROM inbox WHERE message_id = ?", [(m,) for m in ids]).rowcount
+
+    def inbox_delete_acked(self) -> int:
+        """Delete every message already read; returns how many."""
+        return self._conn.execute("DELETE FROM inbox WHERE acked != 0").rowcount
 
     def inbox_list(
         self, unread_only: bool = False, limit: int | None = None, after_rowid: int = 0
