@@ -151,7 +151,7 @@ def test_migration_from_v1_counts_unread_remote_messages(tmp_path: Path) -> None
     conn.close()
     store = SessionStore.open(path)
     try:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert store.remote_usage(A) == (CHARGE, 1)
         assert store.remote_usage(B) == (CHARGE, 1)
         assert store.remote_usage() == (2 * CHARGE, 2)
@@ -215,3 +215,12 @@ def test_delete_command_parses_and_renders() -> None:
     assert (args.action, args.session, args.message_ids, args.acked) == ("delete", "root", ["ab" * 16], False)
     assert parser.parse_args(["session", "delete", "root", "--acked"]).acked
     assert session_cli.render({"session": "root", "deleted": 2}) == "deleted 2 in session root"
+
+
+def test_two_friends_may_use_the_same_message_id(store: SessionStore) -> None:
+    """A message is (sending node, message_id): a friend that copies another's
+    id does not shadow its message; a repeat of the same sender's is ignored."""
+    store.insert_remote_many([remote(1), remote(1, sender=B)], DEFAULT_QUOTA)
+    store.insert_remote_many([remote(1)], DEFAULT_QUOTA)
+    assert sorted(m.from_node_id for m in store.list_messages("root")) == sorted([A, B])
+    assert store.remote_usage() == (2 * CHARGE, 2)

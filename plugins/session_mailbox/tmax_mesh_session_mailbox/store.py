@@ -32,7 +32,7 @@ from tmax_core.errors import NotFound, StateDirError, UsageError
 from tmax_core.store import ALL_SENDERS, Quota, charge_sql, message_charge, write_transaction
 
 DB_NAME = "sessions.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000
 MAX_SESSION_LEN = 128
 LOCAL = "local"
@@ -59,13 +59,9 @@ _SCHEMA_V1 = (
 )
 
 # Unread bytes and messages of remote origin per sending node, and their sum
-# under ALL_SENDERS (x''), as in the core's inbox_usage.
-_SCHEMA_V2 = (
-    """CREATE TABLE remote_usage (
-        from_node_id BLOB PRIMARY KEY,
-        bytes INTEGER NOT NULL,
-        messages INTEGER NOT NULL
-    ) WITHOUT ROWID""",
+# under ALL_SENDERS (x''), as in the core's inbox_usage; kept by triggers on
+# ``messages`` (a migration that rebuilds that table creates them again).
+_REMOTE_USAGE_TRIGGERS = (
     f"""CREATE TRIGGER remote_usage_insert AFTER INSERT ON messages
         WHEN new.origin = 'remote' AND new.acked = 0 BEGIN
         INSERT INTO remote_usage (from_node_id, bytes, messages)
@@ -82,6 +78,15 @@ _SCHEMA_V2 = (
         UPDATE remote_usage SET bytes = bytes - {charge_sql("old")}, messages = messages - 1
         WHERE from_node_id IN (old.from_node_id, x'');
     END""",
+)
+
+_SCHEMA_V2 = (
+    """CREATE TABLE remote_usage (
+        from_node_id BLOB PRIMARY KEY,
+        bytes INTEGER NOT NULL,
+        messages INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    *_REMOTE_USAGE_TRIGGERS,
     # The unread remote messages of an existing database, counted once.
     f"INSERT INTO remote_usage (from_node_id, bytes, messages) "
     f"SELECT from_node_id, sum({charge_sql('messages')}), count(*) FROM messages "
@@ -91,7 +96,41 @@ _SCHEMA_V2 = (
     "WHERE origin = 'remote' AND acked = 0",
 )
 
-_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_COLS_V1 = (
+    "id, message_id, session, origin, from_session, from_node_id, from_alias, sent_at_ms, "
+    "received_at_ms, scope, content_type, body, acked, reply_to"
+)
+
+# Version 3: a message is (sending node, message_id), as in the core's inbox:
+# two friends may pick the same id, and neither may shadow the other. Local
+# messages (no sending node) are unique by message_id among themselves.
+_SCHEMA_V3 = (
+    """CREATE TABLE messages_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id BLOB NOT NULL,
+        session TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        from_session TEXT,
+        from_node_id BLOB,
+        from_alias TEXT,
+        sent_at_ms INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        scope TEXT,
+        content_type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        reply_to BLOB
+    )""",
+    f"INSERT INTO messages_v3 ({_COLS_V1}) SELECT {_COLS_V1} FROM messages",
+    "DROP TABLE messages",
+    "ALTER TABLE messages_v3 RENAME TO messages",
+    "CREATE INDEX messages_session ON messages(session, acked, id)",
+    "CREATE UNIQUE INDEX messages_identity ON messages(coalesce(from_node_id, x''), message_id)",
+    "CREATE INDEX messages_message ON messages(message_id)",
+    *_REMOTE_USAGE_TRIGGERS,
+)
+
+_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 _COLS = (
     "message_id, session, origin, from_session, from_node_id, from_alias, sent_at_ms, "
