@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import re
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,30 @@ def test_tmax_mesh_host_run_alias(procs: ProcGroup, tmp_path: Path) -> None:
     a = procs.node("a", "--relay", f"grpc://{proc.ready['listen']}")
     wait_registered(a)
     assert proc.stop() == 0  # SIGTERM: graceful
+
+
+# -- attacks (issue 13) ------------------------------------------------------------------------
+
+REPLAY_RELAY = Path(__file__).with_name("replay_relay.py")
+
+
+def test_relay_replays_registration_on_another_relay(procs: ProcGroup, tmp_path: Path) -> None:
+    """A malicious relay forwards an honest host's challenge to a node that dialed
+    it and replays the node's signed Register on the honest host."""
+    honest = procs.host("honest")
+    result = tmp_path / "replay.json"
+    evil = procs.add(
+        Proc(
+            [sys.executable, str(REPLAY_RELAY), "--target", honest.listen, "--result", str(result)],
+            tmp_path / "evil.ready.json",
+            tmp_path / "evil.log",
+        )
+    ).start()
+    node = procs.node("victim", "--relay", f"grpc://{evil.ready['listen']}", env=FAST)
+    outcome = wait_for(
+        lambda: result.exists() and json.loads(result.read_text()), what="the replayed registration's answer"
+    )
+    assert outcome["node_id"] == node.node_id, outcome
+    assert outcome["answer"] != "registered", (
+        "the honest host accepted a registration the node signed for another relay"
+    )

@@ -446,3 +446,119 @@ async def test_health_serving(procs: ProcGroup) -> None:
         for service in ("", "tmax_mesh.host.v1.HostService"):
             reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# -- attacks (issue 13) ----------------------------------------------------------------------
+
+
+async def answers_until_pong(raw: Raw) -> list[str]:
+    """Ping, then every frame kind the host sent before the Pong: the host
+    handles one connection's frames in order, so this is exactly its answer to
+    what was written before (no waiting for something not to happen)."""
+    await raw.write(N(ping=host_pb2.Ping(time_ms=7)))
+    kinds = []
+    while (kind := (await frame(raw)).WhichOneof("frame")) != "pong":
+        kinds.append(kind)
+    return kinds
+
+
+async def gone_from_host(asker: Raw, target: NodeIdentity) -> None:
+    """Wait until the host has dropped ``target``'s route (``asker`` is a friend of it)."""
+    for _ in range(100):
+        await asker.write(N(lookup=host_pb2.Lookup(target=target.node_id)))
+        if not (await frame(asker, "lookup_result")).lookup_result.found:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the host did not notice the closed stream")
+
+
+async def test_stranger_fills_offline_victims_queue(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--queue-max-messages", "5", "--lookup-burst", "200")
+    victim_id, friend_id = NodeIdentity.generate(), NodeIdentity.generate()
+    victim, _ = await clients.node(victim_id, allow=[friend_id.node_id])
+    friend, _ = await clients.node(friend_id)
+    await victim.close()
+    await gone_from_host(friend, victim_id)
+    # A stranger (not in the victim's allow list) sends tiny envelopes until the queue is full.
+    stranger, stranger_id = await clients.node()
+    for i in range(5):
+        await relay(stranger, victim_id, seal(stranger_id, victim_id, f"junk {i}".encode()))
+    await answers_until_pong(stranger)
+    # The victim's friend can still leave a message.
+    mine = await relay(friend, victim_id, seal(friend_id, victim_id, b"from a friend"))
+    assert await answers_until_pong(friend) == ["queued"]
+    back, _ = await clients.node(victim_id, allow=[friend_id.node_id])
+    got = [(await frame(back, "deliver")).deliver for _ in range(back.registered.queued)]
+    assert [(getattr(d, "from"), d.message_id) for d in got] == [(friend_id.node_id, mine)]
+
+
+async def test_queued_answer_reveals_presence(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--lookup-burst", "200")
+    friend_id = NodeIdentity.generate()
+    online, online_id = await clients.node(allow=[friend_id.node_id])
+    offline_id = NodeIdentity.generate()
+    offline, _ = await clients.node(offline_id, allow=[friend_id.node_id])
+    friend, _ = await clients.node(friend_id)
+    await offline.close()
+    await gone_from_host(friend, offline_id)
+    stranger, stranger_id = await clients.node()
+    answers = {}
+    for name, target in (("online", online_id), ("offline", offline_id)):
+        await relay(stranger, target, seal(stranger_id, target))
+        answers[name] = await answers_until_pong(stranger)
+    assert answers["online"] == answers["offline"], answers
+    # The online node did get the envelope (a stranger's first contact must arrive).
+    assert getattr((await frame(online, "deliver")).deliver, "from") == stranger_id.node_id
+
+
+async def test_friend_takes_the_whole_offline_queue(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--queue-max-messages", "6", "--lookup-burst", "200")
+    victim_id, f1_id, f2_id = (NodeIdentity.generate() for _ in range(3))
+    victim, _ = await clients.node(victim_id, allow=[f1_id.node_id, f2_id.node_id])
+    f1, _ = await clients.node(f1_id)
+    f2, _ = await clients.node(f2_id)
+    await victim.close()
+    await gone_from_host(f1, victim_id)
+    for i in range(6):
+        await relay(f1, victim_id, seal(f1_id, victim_id, f"f1 {i}".encode()))
+    assert await answers_until_pong(f1) == ["queued"] * 6
+    # The other friend still gets its fair share (half of the queue)...
+    for i in range(3):
+        await relay(f2, victim_id, seal(f2_id, victim_id, f"f2 {i}".encode()))
+    assert await answers_until_pong(f2) == ["queued"] * 3
+    # ...and no more.
+    await relay(f2, victim_id, seal(f2_id, victim_id, b"f2 over its share"))
+    assert await answers_until_pong(f2) == ["error"]
+    back, _ = await clients.node(victim_id)
+    got = [getattr((await frame(back, "deliver")).deliver, "from") for _ in range(back.registered.queued)]
+    assert sorted(got) == sorted([f1_id.node_id] * 3 + [f2_id.node_id] * 3)
+
+
+async def test_one_address_takes_every_connection_slot(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--max-connections", "80")
+    opened = 0
+    for _ in range(80):
+        try:
+            await clients.open()
+            opened += 1
+        except ConnectionError as err:
+            assert "RESOURCE_EXHAUSTED" in str(err), err
+    assert opened <= 64, f"one address holds {opened} of the host's 80 connections"
+
+
+async def test_registration_with_oversized_allow_list(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host()
+    s = await clients.open()
+    allow = [NodeIdentity.generate().node_id[:10] * 2 for _ in range(1001)]
+    await s.write(N(register=wire.make_register(NodeIdentity.generate(), s.challenge, [], allow)))
+    await ended_with(s, "bad_registration")
+
+
+async def test_registration_advertises_non_tcp_endpoints(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host()
+    for bad in ("unix:/run/victim.sock", "224.0.0.251:5353", "255.255.255.255:9", "[ff02::1]:7000", "x:0"):
+        s = await clients.open()
+        reg = wire.make_register(NodeIdentity.generate(), s.challenge, [bad], [])
+        await s.write(N(register=reg))
+        f = await frame(s)
+        assert f.WhichOneof("frame") == "error" and f.error.code == "bad_registration", (bad, f)
