@@ -264,3 +264,4 @@ def test_relay_replays_registration_on_another_relay(procs: ProcGroup, tmp_path:
     assert outcome["answer"] != "registered", (
         "the honest host accepted a registration the node signed for another relay"
     )
+    assert outcome["answer"] == "error:wrong_url", outcome

@@ -7,14 +7,18 @@ it needs, and drives it with :class:`tmax_mesh_relay.client.HostSession`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
 import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.harness import Host, ProcGroup
 from tmax_core import envelope as env
@@ -167,13 +171,13 @@ async def test_bad_signature_is_refused(procs: ProcGroup, clients: Clients) -> N
     clients.host = procs.host()
     s = await clients.open()
     ident = NodeIdentity.generate()
-    reg = wire.make_register(ident, s.challenge, [], [])
+    reg = wire.make_register(ident, s.challenge, [], [], relay_url=clients.host.url)
     reg.signature = bytes([reg.signature[0] ^ 1]) + reg.signature[1:]
     await s.write(N(register=reg))
     await ended_with(s, "bad_signature")
     # Signed over a different endpoint list than the one sent: also refused.
     s = await clients.open()
-    reg = wire.make_register(ident, s.challenge, ["10.0.0.1:7000"], [])
+    reg = wire.make_register(ident, s.challenge, ["10.0.0.1:7000"], [], relay_url=clients.host.url)
     reg.endpoints[:] = ["203.0.113.7:7000"]
     await s.write(N(register=reg))
     await ended_with(s, "bad_signature")
@@ -183,7 +187,7 @@ async def test_captured_registration_replayed_on_new_connection(procs: ProcGroup
     clients.host = procs.host()
     victim = NodeIdentity.generate()
     s1 = await clients.open()
-    captured = wire.make_register(victim, s1.challenge, [], [])
+    captured = wire.make_register(victim, s1.challenge, [], [], relay_url=clients.host.url)
     await s1.write(N(register=captured))
     await frame(s1, "registered")
     # The attacker replays the exact bytes on its own connection: new nonce, so it fails...
@@ -201,13 +205,13 @@ async def test_registering_another_nodes_id(procs: ProcGroup, clients: Clients) 
     victim, attacker = NodeIdentity.generate(), NodeIdentity.generate()
     # Victim's id with the attacker's key and signature: the id is not that key's address.
     s = await clients.open()
-    reg = wire.make_register(attacker, s.challenge, [], [])
+    reg = wire.make_register(attacker, s.challenge, [], [], relay_url=clients.host.url)
     reg.node_id = victim.node_id
     await s.write(N(register=reg))
     await ended_with(s, "id_key_mismatch")
     # Victim's id and public key, signed by the attacker: the signature does not match the key.
     s = await clients.open()
-    reg = wire.make_register(attacker, s.challenge, [], [])
+    reg = wire.make_register(attacker, s.challenge, [], [], relay_url=clients.host.url)
     reg.node_id, reg.public_key = victim.node_id, victim.public_key
     await s.write(N(register=reg))
     await ended_with(s, "bad_signature")
@@ -550,7 +554,13 @@ async def test_registration_with_oversized_allow_list(procs: ProcGroup, clients:
     clients.host = procs.host()
     s = await clients.open()
     allow = [NodeIdentity.generate().node_id[:10] * 2 for _ in range(1001)]
-    await s.write(N(register=wire.make_register(NodeIdentity.generate(), s.challenge, [], allow)))
+    await s.write(
+        N(
+            register=wire.make_register(
+                NodeIdentity.generate(), s.challenge, [], allow, relay_url=clients.host.url
+            )
+        )
+    )
     await ended_with(s, "bad_registration")
 
 
@@ -558,7 +568,47 @@ async def test_registration_advertises_non_tcp_endpoints(procs: ProcGroup, clien
     clients.host = procs.host()
     for bad in ("unix:/run/victim.sock", "224.0.0.251:5353", "255.255.255.255:9", "[ff02::1]:7000", "x:0"):
         s = await clients.open()
-        reg = wire.make_register(NodeIdentity.generate(), s.challenge, [bad], [])
+        reg = wire.make_register(NodeIdentity.generate(), s.challenge, [bad], [], relay_url=clients.host.url)
         await s.write(N(register=reg))
         f = await frame(s)
         assert f.WhichOneof("frame") == "error" and f.error.code == "bad_registration", (bad, f)
+
+
+async def test_registration_is_bound_to_the_url_the_node_dialed(procs: ProcGroup) -> None:
+    host = procs.host("host", "--public-url", "grpc://relay.test:7447")
+    identity = NodeIdentity.generate()
+    session = await HostSession.open(host.listen)  # signs grpc://127.0.0.1:PORT: not this host's URL
+    try:
+        with pytest.raises(wire.RegisterError, match=r"wrong_url.*grpc://relay\.test:7447"):
+            await session.register(identity, [], [])
+    finally:
+        await session.close()
+    session = await HostSession.open(host.listen, url="grpc://RELAY.test:7447/")
+    try:
+        assert (await session.register(identity, [], [])).connection_id
+    finally:
+        await session.close()
+
+
+async def test_registration_is_bound_to_the_tls_certificate(procs: ProcGroup, tmp_path: Path) -> None:
+    from tests.e2e.test_relay import make_ca, make_server_cert
+
+    ca, issuer, issuer_key = make_ca(tmp_path, "ca")
+    cert, key = make_server_cert(tmp_path, issuer, issuer_key)
+    host = procs.host("host", "--tls-cert", str(cert), "--tls-key", str(key))
+    digest = await asyncio.to_thread(wire.certificate_sha256, wire.parse_relay_url(host.url), str(ca))
+    der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    assert digest == hashlib.sha256(der).digest()
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+    for sent in (bytes(32), b""):  # another certificate's hash, or none (as if plaintext)
+        session = await HostSession.open(host.listen, credentials, cert_sha256=sent)
+        try:
+            with pytest.raises(wire.RegisterError, match="wrong_certificate"):
+                await session.register(NodeIdentity.generate(), [], [])
+        finally:
+            await session.close()
+    session = await HostSession.open(host.listen, credentials, cert_sha256=digest)
+    try:
+        assert (await session.register(NodeIdentity.generate(), [], [])).connection_id
+    finally:
+        await session.close()

@@ -50,7 +50,7 @@ def target(module_procs: ProcGroup) -> Iterator[HostTarget]:
     host = module_procs.host("fuzzhost", "--register-timeout", "5s")
     chan = channel(host.listen)
     with stream(chan) as s:  # warm up (gRPC and the host's first connection) before measuring
-        s.register(IDENTITIES[0])
+        s.register(IDENTITIES[0], url=host.url)
     t = HostTarget(host, chan, vm_rss_kb(host.pid))
     try:
         yield t
@@ -86,7 +86,7 @@ def fuzz_after_registration(
     t: HostTarget, frame: bytes | F, identity: NodeIdentity = IDENTITIES[1]
 ) -> End | None:
     with stream(t.chan) as s:
-        s.register(identity)
+        s.register(identity, url=t.host.url)
         s.send(frame)
         t.frames += 1
         return probe(s, t.host)
@@ -210,7 +210,7 @@ def test_odd_registrations(target: HostTarget, frame: F) -> None:
 def test_registered_frame_sequences(target: HostTarget, items: list) -> None:
     """Several odd frames back to back on one registered stream."""
     with stream(target.chan) as s:
-        s.register(IDENTITIES[2])
+        s.register(IDENTITIES[2], url=target.host.url)
         for item in items:
             s.send(item)
         target.frames += len(items)

@@ -20,6 +20,7 @@ from tmax_core.crypto import to_checksum
 from tmax_core.errors import ConfigError
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend, IngressSource
+from tmax_mesh_relay import wire
 from tmax_mesh_relay.host import build_server, default_settings, limits_from
 from tmax_mesh_relay.hub import Hub
 from tmax_mesh_relay.transport import HostLink, RelayTransport, find_relay
@@ -87,8 +88,9 @@ async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
 @pytest_asyncio.fixture(loop_scope="module")
 async def host() -> AsyncIterator[str]:
     settings = {**default_settings(), "listen": "127.0.0.1:0"}
-    hub = Hub(limits_from(settings), b"unit-test-host")
-    server, _health, bound = build_server(hub, settings)
+    hub = Hub(limits_from(settings), wire.HostIdentity(b"unit-test-host", []))
+    server, _health, bound, _cert = build_server(hub, settings)
+    hub.host = wire.HostIdentity(b"unit-test-host", [f"grpc://{bound}"])
     await server.start()
     try:
         yield f"grpc://{bound}"

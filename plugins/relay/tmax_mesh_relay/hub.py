@@ -190,10 +190,11 @@ class Connection:
 
 class Hub:
     def __init__(
-        self, limits: HostLimits, host_id: bytes, clock: Callable[[], float] = time.monotonic
+        self, limits: HostLimits, host: wire.HostIdentity, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.limits = limits
-        self.host_id = host_id
+        self.host = host
+        self.host_id = host.host_id
         self.clock = clock
         self.connections: dict[str, Connection] = {}
         self.routes: dict[bytes, Connection] = {}
@@ -256,7 +257,7 @@ class Hub:
             await self._refuse(conn, "not_registered", "the first frame must be Register")
         self.metrics.frames_in["register"] += 1
         try:
-            wire.verify_register(frame.register, self.host_id, nonce, self.limits.max_lookup_allow)
+            wire.verify_register(frame.register, self.host, nonce, self.limits.max_lookup_allow)
         except wire.RegisterError as err:
             self.metrics.registrations[err.code] += 1
             await self._refuse(conn, err.code, err.detail)

@@ -133,7 +133,14 @@ class HostLink:
 
     async def _session(self) -> None:
         relay, node = self.relay, self.relay.node
-        session = await HostSession.open(self.url.target, relay.credentials(self.url))
+        # The registration is signed for this URL and, with TLS, this certificate:
+        # a relay that forwards another host's challenge gets nothing usable there.
+        cert_sha256 = b""
+        if self.url.tls:
+            cert_sha256 = await asyncio.to_thread(wire.certificate_sha256, self.url, relay.ca_file)
+        session = await HostSession.open(
+            self.url.target, relay.credentials(self.url), url=self.url.url, cert_sha256=cert_sha256
+        )
         try:
             allow = relay.lookup_allow()
             registered = await session.register(node.identity, node.rendezvous_endpoints(), allow)
@@ -313,6 +320,7 @@ class RelayTransport:
         self.queued = 0
         self.received = 0
         self._credentials: grpc.ChannelCredentials | None = None
+        self.ca_file: str | None = None
         self._allow_task: asyncio.Task | None = None
         self._allow_dirty = False
 
@@ -438,8 +446,9 @@ class RelayTransport:
         ca_file = self.node.config.get("relay.ca_file")
         if not ca_file:
             return grpc.ssl_channel_credentials()  # the system's trusted roots
+        self.ca_file = str(Path(ca_file).expanduser())
         try:
-            roots = Path(ca_file).expanduser().read_bytes()
+            roots = Path(self.ca_file).read_bytes()
         except OSError as err:
             raise ConfigError(f"relay.ca_file: cannot read {ca_file}: {err.strerror}") from None
         if b"-----BEGIN CERTIFICATE-----" not in roots:
