@@ -296,7 +296,11 @@ async def test_frame_over_size_limit(procs: ProcGroup, clients: Clients) -> None
 async def test_offline_recipient_is_queued_then_bounded(procs: ProcGroup, clients: Clients) -> None:
     clients.host = procs.host("host", "--queue-max-messages", "3")
     a, a_id = await clients.node()
-    offline = NodeIdentity.generate()  # never registered: unknown to the host
+    offline = NodeIdentity.generate()
+    # The host stores only for a node it knows the friends of (from its last registration).
+    gone, _ = await clients.node(offline, allow=[a_id.node_id])
+    await gone.close()
+    await gone_from_host(a, offline)
     ids = []
     for i in range(3):
         ids.append(await relay(a, offline, seal(a_id, offline, f"m{i}".encode())))
@@ -320,6 +324,9 @@ async def test_stored_messages_unacked_are_redelivered(procs: ProcGroup, clients
     clients.host = procs.host()
     a, a_id = await clients.node()
     b_id = NodeIdentity.generate()
+    b0, _ = await clients.node(b_id, allow=[a_id.node_id])
+    await b0.close()
+    await gone_from_host(a, b_id)
     message_id = await relay(a, b_id, seal(a_id, b_id))
     await frame(a, "queued")
     b1, _ = await clients.node(b_id)

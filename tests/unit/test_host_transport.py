@@ -156,9 +156,17 @@ async def test_send_returns_the_recipients_ack(host: str, started: Any) -> None:
 
 
 async def test_offline_recipient_then_async_ack(host: str, started: Any) -> None:
-    a, b = FakeNode([host]), FakeNode([host])
-    ta = await started(a)
-    await until(lambda: connected(ta))
+    a, b = FakeNode([host]), FakeNode([host], endpoints=["0.0.0.0:7000"])
+    b.befriend(a, [host])  # the host stores for b only from its friends
+    ta, tb = await started(a), await started(b)
+    await until(lambda: connected(ta) and connected(tb))
+    await tb.stop()
+    b.transports.clear()
+
+    for _ in range(50):  # until the host has dropped b's route (within the lookup rate)
+        if not await ta.lookup(b.identity.node_id):
+            break
+        await asyncio.sleep(0.1)
     friend_b = a.befriend(b, [host])
     assert await ta.send(friend_b, seal(a, b), 5.0) is None  # stored at the host
     assert ta.status()["queued"] == 1

@@ -14,6 +14,14 @@ is not an ``asyncio.timeout`` per write (that costs several microseconds per
 frame): the connection records when its current write started and the
 sweeper cancels a write pending for longer (``Connection.expire_write``).
 
+Store-and-forward is only for a recipient's friends: the host stores an
+envelope for an offline node only if the sender is in that node's lookup
+allow list (remembered for a while after it disconnects, see
+``allowlists``). Anyone else gets no answer from the host at all, whether the
+recipient is online (the envelope is forwarded: a first contact must arrive)
+or not (it is dropped): the host's answer tells a stranger nothing about
+presence, and strangers cannot fill a node's queue.
+
 Closing a stream from outside its own task (supersede, timeouts, shutdown)
 sends an ``Error`` frame and cancels the task that serves the call; the
 stream's cleanup only removes the route if the route is still *that*
@@ -38,7 +46,7 @@ from google.protobuf.message import DecodeError
 from tmax_core import envelope as env
 from tmax_core.crypto import now_ms, to_checksum
 from tmax_core.errors import EnvelopeError, Reason
-from tmax_mesh_relay import wire
+from tmax_mesh_relay import allowlists, wire
 from tmax_mesh_relay.metrics import HostMetrics
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.storeforward import Held, QueueLimits, StoreAndForward
@@ -65,7 +73,8 @@ class HostLimits:
     register_timeout_s: float = 10.0
     idle_timeout_s: float = 0.0
     write_timeout_s: float = 5.0
-    max_lookup_allow: int = 10_000
+    max_lookup_allow: int = wire.DEFAULT_MAX_LOOKUP_ALLOW
+    remembered_allow_bytes: int = 64 * 1024 * 1024
     queue: QueueLimits = field(default_factory=QueueLimits)
 
     def to_pb(self) -> host_pb2.Limits:
@@ -116,7 +125,7 @@ class Connection:
         self.node_id: bytes | None = None
         self.node_hex = "-"
         self.endpoints: list[str] = []
-        self.lookup_allow: frozenset[bytes] = frozenset()
+        self.lookup_allow = b""  # allowlists.pack()ed node ids
         self.lock = asyncio.Lock()
         self.bucket = wire.TokenBucket(limits.rate_per_s, limits.burst, now)
         self.lookup_bucket = wire.TokenBucket(limits.lookup_rate_per_s, limits.lookup_burst, now)
@@ -199,11 +208,13 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self.routes: dict[bytes, Connection] = {}
         self.store = StoreAndForward(limits.queue, clock)
+        self.remembered = allowlists.RememberedAllowLists(limits.queue.ttl_s, limits.remembered_allow_bytes)
         self.metrics = HostMetrics(
             connections=lambda: len(self.connections),
             registered=lambda: len(self.routes),
             queue_messages=lambda: self.store.total_messages,
             queue_bytes=lambda: self.store.total_bytes,
+            remembered=lambda: len(self.remembered),
         )
         self.accepting = True
         self._limits_pb = limits.to_pb()
@@ -311,7 +322,8 @@ class Hub:
         conn.node_id = node_id
         conn.node_hex = to_checksum(node_id)
         conn.endpoints = list(reg.endpoints)
-        conn.lookup_allow = frozenset(reg.lookup_allow)
+        conn.lookup_allow = allowlists.pack(list(reg.lookup_allow))
+        self.remembered.forget(node_id)  # the live connection's list is the one that counts
         old = self.routes.get(node_id)
         self.routes[node_id] = conn
         self.metrics.registrations["ok"] += 1
@@ -329,6 +341,9 @@ class Hub:
             return
         if self.routes.get(conn.node_id) is conn:
             del self.routes[conn.node_id]
+            evicted = self.remembered.remember(conn.node_id, conn.lookup_allow, self.clock())
+            if evicted:
+                self.metrics.drop("allow_list_evicted", evicted)
             log.info("disconnected %s", conn.node_hex, extra=conn.log_extra)
         if conn.inflight:
             self._store_many(conn.node_id, list(conn.inflight.values()))
@@ -378,6 +393,12 @@ class Hub:
                 m.bytes_out += len(data)
                 return
         assert conn.node_id is not None
+        allow = dest.lookup_allow if dest is not None else self.remembered.get(to, self.clock())
+        if not allowlists.contains(allow or b"", conn.node_id):
+            # Not a friend of the recipient: nothing is stored and nothing is
+            # answered, exactly as when the recipient is online (no presence oracle).
+            self.metrics.drop("not_allowed")
+            return
         refused = self._store(to, self.store.new_item(conn.node_id, message_id, data))
         if refused is not None:
             self.metrics.drop(refused)
@@ -428,7 +449,7 @@ class Hub:
         result = host_pb2.LookupResult(target=target)
         # Offline, unknown and not-allowed answer the same, so a lookup reveals
         # nothing to nodes the target did not allow.
-        if dest is not None and conn.node_id in dest.lookup_allow:
+        if dest is not None and allowlists.contains(dest.lookup_allow, conn.node_id or b""):
             result.found = True
             result.endpoints.extend(wire.dialable_endpoints(dest.endpoints, dest.peer_ip))
             result.observed_ip = dest.peer_ip
@@ -443,21 +464,29 @@ class Hub:
         except wire.RegisterError as err:
             await self._error(conn, "malformed", err.detail)
             return
-        conn.lookup_allow = frozenset(msg.node_ids)
+        conn.lookup_allow = allowlists.pack(list(msg.node_ids))
 
     # -- store and forward --------------------------------------------------------------
 
     def _store(self, recipient: bytes, item: Held) -> str | None:
+        evicted = self.store.evicted
         refused = self.store.put(recipient, item)
+        self._count_evictions(evicted)
         if refused is None:
             self._flush_if_online(recipient)
         return refused
 
     def _store_many(self, recipient: bytes, items: list[Held]) -> None:
+        evicted = self.store.evicted
         lost = self.store.requeue(recipient, items)
+        self._count_evictions(evicted)
         if lost:
             self.metrics.drop("requeue_full", lost)
         self._flush_if_online(recipient)
+
+    def _count_evictions(self, before: int) -> None:
+        if self.store.evicted > before:
+            self.metrics.drop("evicted", self.store.evicted - before)
 
     def _flush_if_online(self, recipient: bytes) -> None:
         """A recipient that (re)registered while we were storing must not wait for its next registration."""
@@ -572,6 +601,7 @@ class Hub:
                 expired = self.store.expire()
                 if expired:
                     self.metrics.drop("expired", expired)
+                self.remembered.expire(now)
             if self._new_registrations >= GC_FREEZE_EVERY:
                 self._new_registrations = 0
                 gc.freeze()
