@@ -619,3 +619,40 @@ async def test_registration_is_bound_to_the_tls_certificate(procs: ProcGroup, tm
         assert (await session.register(NodeIdentity.generate(), [], [])).connection_id
     finally:
         await session.close()
+
+
+async def test_connections_per_address_are_capped(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--max-connections-per-ip", "3", "--metrics-listen", "127.0.0.1:0")
+    first, _ = await clients.node()
+    await clients.node()
+    await clients.open()  # registered or not, every stream counts
+    with pytest.raises(ConnectionError, match=r"RESOURCE_EXHAUSTED.*limit per address"):
+        await clients.open()
+    await first.close()
+    for _ in range(50):  # the host notices the closed stream almost at once
+        try:
+            await clients.node()
+            break
+        except ConnectionError:
+            await asyncio.sleep(0.1)
+    else:
+        pytest.fail("a slot did not free up after a client left")
+    metrics = urllib.request.urlopen(f"http://{clients.host.metrics}/metrics", timeout=5).read().decode()
+    assert re.search(r'^tmax_host_drops_total\{reason="max_connections_per_ip"\} [1-9]', metrics, re.M)
+
+
+async def test_new_streams_per_address_are_rate_limited(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--register-rate", "2", "--register-burst", "3")
+    for _ in range(3):
+        s, _ = await clients.node()
+        await s.close()  # not the connection cap: the rate of new streams
+    with pytest.raises(ConnectionError, match=r"RESOURCE_EXHAUSTED.*too many new connections"):
+        await clients.open()
+    for _ in range(50):  # refilled at 2/s
+        try:
+            await clients.node()
+            break
+        except ConnectionError:
+            await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the bucket did not refill")

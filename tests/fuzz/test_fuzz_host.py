@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.common import befriend_api, budget, edits, mutate, tracebacks, vm_rss_kb
+from tests.fuzz.common import UNCAPPED_SOURCE, befriend_api, budget, edits, mutate, tracebacks, vm_rss_kb
 from tests.fuzz.hostwire import END_CODES, ERROR_CODES, End, RawStream, channel, stream
 from tests.harness import Host, ProcGroup, wait_for
 from tmax_core import envelope as env
@@ -47,7 +47,8 @@ class HostTarget:
 
 @pytest.fixture(scope="module")
 def target(module_procs: ProcGroup) -> Iterator[HostTarget]:
-    host = module_procs.host("fuzzhost", "--register-timeout", "5s")
+    # Thousands of streams from one address: the per-address caps are not what is fuzzed.
+    host = module_procs.host("fuzzhost", "--register-timeout", "5s", *UNCAPPED_SOURCE)
     chan = channel(host.listen)
     with stream(chan) as s:  # warm up (gRPC and the host's first connection) before measuring
         s.register(IDENTITIES[0], url=host.url)

@@ -65,6 +65,9 @@ class HostLimits:
     """Every bound of the host; the CLI flags map onto these (see docs/relay.md)."""
 
     max_connections: int = 10_000
+    max_connections_per_ip: int = 64
+    register_rate_per_s: float = 10.0
+    register_burst: int = 64
     max_frame_bytes: int = 1024 * 1024 + 64 * 1024
     rate_per_s: float = 100.0
     burst: int = 200
@@ -109,6 +112,7 @@ class Connection:
         "opened",
         "peer",
         "peer_ip",
+        "source",
         "task",
         "write_expired",
         "write_started",
@@ -122,6 +126,7 @@ class Connection:
         self.task = task
         self.peer = context.peer() or ""
         self.peer_ip = wire.peer_ip(self.peer)
+        self.source = wire.source_key(self.peer_ip)
         self.node_id: bytes | None = None
         self.node_hex = "-"
         self.endpoints: list[str] = []
@@ -207,6 +212,9 @@ class Hub:
         self.clock = clock
         self.connections: dict[str, Connection] = {}
         self.routes: dict[bytes, Connection] = {}
+        # Per source (IPv4 address or IPv6 /64): open streams, and a bucket of new ones.
+        self.per_source: dict[str, int] = {}
+        self.new_stream_buckets: dict[str, wire.TokenBucket] = {}
         self.store = StoreAndForward(limits.queue, clock)
         self.remembered = allowlists.RememberedAllowLists(limits.queue.ttl_s, limits.remembered_allow_bytes)
         self.metrics = HostMetrics(
@@ -236,20 +244,40 @@ class Hub:
         """Serve one Connect stream until it ends (called by the servicer)."""
         if not self.accepting:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "host is shutting down")
-        if len(self.connections) >= self.limits.max_connections:
+        lim = self.limits
+        if len(self.connections) >= lim.max_connections:
             self.metrics.drop("max_connections")
             now = self.clock()
             if now - self._last_full_log > 10.0:
                 self._last_full_log = now
-                log.warning("refusing connections: at --max-connections %d", self.limits.max_connections)
+                log.warning("refusing connections: at --max-connections %d", lim.max_connections)
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"host is at its limit of {self.limits.max_connections} connections; retry later",
+                f"host is at its limit of {lim.max_connections} connections; retry later",
+            )
+        source = wire.source_key(wire.peer_ip(context.peer() or ""))
+        if self.per_source.get(source, 0) >= lim.max_connections_per_ip:
+            self.metrics.drop("max_connections_per_ip")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"your address holds {lim.max_connections_per_ip} connections, the limit per address",
+            )
+        bucket = self.new_stream_buckets.get(source)
+        if bucket is None:
+            if len(self.new_stream_buckets) >= 2 * lim.max_connections:  # bounded between sweeps too
+                self._forget_idle_buckets(self.clock())
+            bucket = wire.TokenBucket(lim.register_rate_per_s, lim.register_burst, self.clock())
+            self.new_stream_buckets[source] = bucket
+        if not bucket.take(self.clock()):
+            self.metrics.drop("register_rate")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "too many new connections from your address; retry later"
             )
         task = asyncio.current_task()
         assert task is not None
         conn = Connection(context, task, self.clock(), self.limits)
         self.connections[conn.id] = conn
+        self.per_source[conn.source] = self.per_source.get(conn.source, 0) + 1
         try:
             await self._session(conn)
         finally:
@@ -336,7 +364,12 @@ class Hub:
 
     def _cleanup(self, conn: Connection) -> None:
         conn.closing = True
-        self.connections.pop(conn.id, None)
+        if self.connections.pop(conn.id, None) is not None:
+            left = self.per_source[conn.source] - 1
+            if left:
+                self.per_source[conn.source] = left
+            else:
+                del self.per_source[conn.source]
         if conn.node_id is None:
             return
         if self.routes.get(conn.node_id) is conn:
@@ -602,9 +635,16 @@ class Hub:
                 if expired:
                     self.metrics.drop("expired", expired)
                 self.remembered.expire(now)
+                self._forget_idle_buckets(now)
             if self._new_registrations >= GC_FREEZE_EVERY:
                 self._new_registrations = 0
                 gc.freeze()
+
+    def _forget_idle_buckets(self, now: float) -> None:
+        """Drop new-stream buckets that have refilled: they hold nothing a fresh one would not."""
+        for source, bucket in list(self.new_stream_buckets.items()):
+            if bucket.full(now):
+                del self.new_stream_buckets[source]
 
     async def shutdown(self, timeout: float = 1.0) -> None:
         """Refuse new streams and tell every node we are going (they reconnect elsewhere or later)."""

@@ -323,6 +323,7 @@ class RelayTransport:
         self.ca_file: str | None = None
         self._allow_task: asyncio.Task | None = None
         self._allow_dirty = False
+        self._allow_truncated_warned = False
 
     # -- Transport protocol -------------------------------------------------------
 
@@ -426,8 +427,24 @@ class RelayTransport:
         return []
 
     def lookup_allow(self) -> list[bytes]:
-        """Node ids allowed to look this node up: its friends that are not blocked."""
-        return sorted(f.node_id for f in self.node.friends.values() if not f.blocked)
+        """Node ids allowed to look this node up and to leave messages for it at the
+        host: its friends that are not blocked. Hosts take at most
+        ``wire.DEFAULT_MAX_LOOKUP_ALLOW`` by default; beyond that the friends seen
+        most recently are sent (and a warning is logged once)."""
+        friends = [f for f in self.node.friends.values() if not f.blocked]
+        limit = wire.DEFAULT_MAX_LOOKUP_ALLOW
+        if len(friends) > limit:
+            if not self._allow_truncated_warned:
+                self._allow_truncated_warned = True
+                log.warning(
+                    "%d friends: relay hosts are told only the %d seen most recently "
+                    "(the others cannot look this node up or leave messages at the host)",
+                    len(friends),
+                    limit,
+                )
+            friends.sort(key=lambda f: (f.last_seen_ms or 0, f.added_at_ms), reverse=True)
+            friends = friends[:limit]
+        return sorted(f.node_id for f in friends)
 
     def credentials(self, url: wire.RelayUrl) -> grpc.ChannelCredentials | None:
         return self._credentials if url.tls else None

@@ -297,6 +297,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def source_key(ip: str) -> str:
+    """The key per-source limits count under: the IPv4 address (an IPv4-mapped
+    IPv6 address counts as its IPv4 address), or the IPv6 /64 (one host
+    typically holds a whole /64, so per-address limits would not bind)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
 def peer_ip(peer: str) -> str:
     """The IP of a gRPC peer string (``ipv4:1.2.3.4:5678``, ``ipv6:[::1]:5678``); '' if none."""
     kind, _, rest = peer.partition(":")
@@ -342,6 +357,10 @@ class TokenBucket:
     def _refill(self, now: float) -> None:
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+
+    def full(self, now: float) -> bool:
+        self._refill(now)
+        return self.tokens >= self.burst
 
     def take(self, now: float) -> bool:
         self._refill(now)
