@@ -130,7 +130,7 @@ class Connection:
         self.node_id: bytes | None = None
         self.node_hex = "-"
         self.endpoints: list[str] = []
-        self.lookup_allow = b""  # allowlists.pack()ed node ids
+        self.lookup_allow = b""  # Fingerprints.pack()ed node ids
         self.lock = asyncio.Lock()
         self.bucket = wire.TokenBucket(limits.rate_per_s, limits.burst, now)
         self.lookup_bucket = wire.TokenBucket(limits.lookup_rate_per_s, limits.lookup_burst, now)
@@ -216,6 +216,7 @@ class Hub:
         self.per_source: dict[str, int] = {}
         self.new_stream_buckets: dict[str, wire.TokenBucket] = {}
         self.store = StoreAndForward(limits.queue, clock)
+        self.fingerprints = allowlists.Fingerprints()
         self.remembered = allowlists.RememberedAllowLists(limits.queue.ttl_s, limits.remembered_allow_bytes)
         self.metrics = HostMetrics(
             connections=lambda: len(self.connections),
@@ -284,13 +285,27 @@ class Hub:
             self._cleanup(conn)
 
     async def _session(self, conn: Connection) -> None:
+        if not await self._handshake(conn):
+            return
+        # Stored envelopes go out from their own task so this one keeps reading
+        # the node's acks meanwhile (otherwise both directions could fill up).
+        self._spawn(self._flush(conn))
+        await self._read_loop(conn)
+
+    async def _handshake(self, conn: Connection) -> bool:
+        """Challenge, Register, Registered; False if the stream ended meanwhile.
+
+        A method of its own so that the parsed Register (up to
+        ``max_lookup_allow`` ids as protobuf objects) is freed once it returns,
+        not kept alive by the frame of a coroutine that lasts as long as the
+        stream: with full allow lists that alone was ~100 KB per connection."""
         nonce = os.urandom(wire.NONCE_LEN)
         challenge = host_pb2.Challenge(nonce=nonce, host_id=self.host_id, time_ms=now_ms())
         if not await self._write(conn, host_pb2.HostFrame(challenge=challenge), "challenge"):
-            return
+            return False
         frame = await self._read_frame(conn)
         if frame is grpc.aio.EOF:
-            return
+            return False
         if frame.WhichOneof("frame") != "register":
             self.metrics.registrations["not_registered"] += 1
             await self._refuse(conn, "not_registered", "the first frame must be Register")
@@ -307,12 +322,7 @@ class Hub:
             connection_id=conn.id,
             queued=self.store.depth(conn.node_id or b""),
         )
-        if not await self._write(conn, host_pb2.HostFrame(registered=registered), "registered"):
-            return
-        # Stored envelopes go out from their own task so this one keeps reading
-        # the node's acks meanwhile (otherwise both directions could fill up).
-        self._spawn(self._flush(conn))
-        await self._read_loop(conn)
+        return await self._write(conn, host_pb2.HostFrame(registered=registered), "registered")
 
     async def _read_frame(self, conn: Connection) -> Any:
         """The next NodeFrame (or EOF). Bytes that do not decode as a NodeFrame
@@ -350,7 +360,7 @@ class Hub:
         conn.node_id = node_id
         conn.node_hex = to_checksum(node_id)
         conn.endpoints = list(reg.endpoints)
-        conn.lookup_allow = allowlists.pack(list(reg.lookup_allow))
+        conn.lookup_allow = self.fingerprints.pack(reg.lookup_allow)
         self.remembered.forget(node_id)  # the live connection's list is the one that counts
         old = self.routes.get(node_id)
         self.routes[node_id] = conn
@@ -427,7 +437,7 @@ class Hub:
                 return
         assert conn.node_id is not None
         allow = dest.lookup_allow if dest is not None else self.remembered.get(to, self.clock())
-        if not allowlists.contains(allow or b"", conn.node_id):
+        if not self.fingerprints.contains(allow or b"", conn.node_id):
             # Not a friend of the recipient: nothing is stored and nothing is
             # answered, exactly as when the recipient is online (no presence oracle).
             self.metrics.drop("not_allowed")
@@ -482,7 +492,7 @@ class Hub:
         result = host_pb2.LookupResult(target=target)
         # Offline, unknown and not-allowed answer the same, so a lookup reveals
         # nothing to nodes the target did not allow.
-        if dest is not None and allowlists.contains(dest.lookup_allow, conn.node_id or b""):
+        if dest is not None and self.fingerprints.contains(dest.lookup_allow, conn.node_id or b""):
             result.found = True
             result.endpoints.extend(wire.dialable_endpoints(dest.endpoints, dest.peer_ip))
             result.observed_ip = dest.peer_ip
@@ -497,7 +507,7 @@ class Hub:
         except wire.RegisterError as err:
             await self._error(conn, "malformed", err.detail)
             return
-        conn.lookup_allow = allowlists.pack(list(msg.node_ids))
+        conn.lookup_allow = self.fingerprints.pack(msg.node_ids)
 
     # -- store and forward --------------------------------------------------------------
 
