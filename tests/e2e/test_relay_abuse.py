@@ -656,3 +656,19 @@ async def test_new_streams_per_address_are_rate_limited(procs: ProcGroup, client
             await asyncio.sleep(0.1)
     else:
         pytest.fail("the bucket did not refill")
+
+
+async def test_wildcard_listen_accepts_loopback_urls_only(procs: ProcGroup) -> None:
+    host = procs.host("host", "--listen", "0.0.0.0:0")
+    port = host.listen.rpartition(":")[2]
+    assert "without --public-url" in host.log()
+    for url, accepted in ((f"grpc://localhost:{port}", True), (f"grpc://192.0.2.1:{port}", False)):
+        session = await HostSession.open(f"127.0.0.1:{port}", url=url)
+        try:
+            if accepted:
+                assert (await session.register(NodeIdentity.generate(), [], [])).connection_id
+            else:
+                with pytest.raises(wire.RegisterError, match="wrong_url"):
+                    await session.register(NodeIdentity.generate(), [], [])
+        finally:
+            await session.close()

@@ -23,6 +23,7 @@ from tmax_core.model import Friend, IngressSource
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.host import build_server, default_settings, limits_from
 from tmax_mesh_relay.hub import Hub
+from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.transport import HostLink, RelayTransport, find_relay
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -244,3 +245,19 @@ async def test_plaintext_to_a_remote_host_warns_once(
     await transport.stop()
     warnings = [r.getMessage() for r in caplog.records if "not loopback and not TLS" in r.getMessage()]
     assert len(warnings) == 1 and "grpc://relay.example.org:7447" in warnings[0]
+
+
+async def test_an_ack_counts_only_from_the_recipient() -> None:
+    """Acks and Queued answers resolve a send by (recipient, message id): another
+    node's Ack carrying the same message id does not (DESIGN §7)."""
+    a = FakeNode([])
+    link = HostLink(RelayTransport(a), wire.parse_relay_url("grpc://127.0.0.1:1"))
+    b, c, message_id = b"b" * 20, b"c" * 20, b"m" * 16
+    waiting = asyncio.get_running_loop().create_future()
+    link._acks[(b, message_id)] = waiting
+    link._on_ack(host_pb2.Ack(**{"from": c, "message_id": message_id, "ack": b"from c"}))
+    assert not waiting.done()
+    link._on_ack(host_pb2.Ack(**{"from": b, "message_id": message_id, "ack": b"from b"}))
+    assert waiting.result() == b"from b"
+    await until(lambda: a.acks)  # c's ack went the asynchronous way (verified, and refused, there)
+    assert a.acks == [(b"from c", c)]

@@ -64,7 +64,8 @@ class HostLink:
         self.connection_id: str | None = None
         self.session: HostSession | None = None
         self.task: asyncio.Task | None = None
-        self._acks: dict[bytes, asyncio.Future] = {}
+        # Keyed by (recipient, message_id): an Ack counts only from the node the envelope went to.
+        self._acks: dict[tuple[bytes, bytes], asyncio.Future] = {}
         self._lookups: dict[bytes, list[asyncio.Future]] = {}
         self._inbound = asyncio.Semaphore(INBOUND_CONCURRENCY)
         self._tasks: set[asyncio.Task] = set()
@@ -183,7 +184,7 @@ class HostLink:
             elif kind == "ack":
                 self._on_ack(frame.ack)
             elif kind == "queued":
-                self._resolve_ack(frame.queued.message_id, None)
+                self._resolve_ack(frame.queued.to, frame.queued.message_id, None)
             elif kind == "error":
                 self._on_error(frame.error)
             elif kind == "lookup_result":
@@ -222,15 +223,16 @@ class HostLink:
             self._inbound.release()
 
     def _on_ack(self, ack: host_pb2.Ack) -> None:
-        if not self._resolve_ack(ack.message_id, ack.ack):
+        if not self._resolve_ack(getattr(ack, "from"), ack.message_id, ack.ack):
             # No one is waiting (the envelope was stored and forwarded later):
             # the outbox verifies the signed ack and marks the message delivered.
             self._spawn(self.relay.node.handle_ack(ack.ack, getattr(ack, "from")))
 
     def _on_error(self, error: host_pb2.Error) -> None:
         text = f"{error.code}: {error.detail}"
-        if error.message_id and error.message_id in self._acks:
-            fut = self._acks[error.message_id]
+        key = (error.node_id, error.message_id)
+        if error.message_id and key in self._acks:
+            fut = self._acks[key]
             if not fut.done():
                 fut.set_exception(ConnectionError(f"relay {self.url.url}: {text}"))
         elif error.code == "rate_limited" and error.node_id in self._lookups:
@@ -242,8 +244,8 @@ class HostLink:
             log.info("relay %s: host says %s", self.url.url, text)
             self._superseded = error.code == "superseded"
 
-    def _resolve_ack(self, message_id: bytes, ack: bytes | None) -> bool:
-        fut = self._acks.get(message_id)
+    def _resolve_ack(self, peer: bytes, message_id: bytes, ack: bytes | None) -> bool:
+        fut = self._acks.get((peer, message_id))
         if fut is None or fut.done():
             return False
         fut.set_result(ack)
@@ -262,16 +264,17 @@ class HostLink:
     ) -> bytes | None:
         """Send one envelope; the recipient's ack bytes, or ``None`` if the host stored it."""
         fut = asyncio.get_running_loop().create_future()
-        old = self._acks.get(message_id)
+        key = (to, message_id)
+        old = self._acks.get(key)
         if old is not None and not old.done():
             old.set_exception(ConnectionError("superseded by a newer attempt"))
-        self._acks[message_id] = fut
+        self._acks[key] = fut
         try:
             await self.write(host_pb2.NodeFrame(relay_send=host_pb2.RelaySend(to=to, envelope=envelope)))
             return await asyncio.wait_for(fut, timeout)
         finally:
-            if self._acks.get(message_id) is fut:
-                del self._acks[message_id]
+            if self._acks.get(key) is fut:
+                del self._acks[key]
 
     async def lookup(self, target: bytes, timeout: float) -> list[str]:
         fut = asyncio.get_running_loop().create_future()
