@@ -395,14 +395,14 @@ async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
         if ready_file is not None:
             write_ready_file(ready_file, {"pid": os.getpid(), "listen": bound, "metrics": metrics_bound})
         log.info(
-            "tmax-host %s listening on %s (%s), metrics %s, host id %s, public URLs %s",
+            "tmax-host %s listening on %s (%s), metrics %s, host id %s",
             __version__,
             bound,
             "TLS" if tls else "plaintext",
             metrics_bound or "off",
             host_id.hex() if not settings["host_id"] else settings["host_id"],
-            ", ".join(hub.host.public_urls),
         )
+        log.info("accepting registrations for %s", ", ".join(hub.host.public_urls))
         await stop.wait()
         log.info("shutting down")
     finally:
