@@ -215,6 +215,7 @@ class Hub:
         # Per source (IPv4 address or IPv6 /64): open streams, and a bucket of new ones.
         self.per_source: dict[str, int] = {}
         self.new_stream_buckets: dict[str, wire.TokenBucket] = {}
+        self._last_prune = 0.0
         self.store = StoreAndForward(limits.queue, clock)
         self.fingerprints = allowlists.Fingerprints()
         self.remembered = allowlists.RememberedAllowLists(limits.queue.ttl_s, limits.remembered_allow_bytes)
@@ -265,9 +266,12 @@ class Hub:
             )
         bucket = self.new_stream_buckets.get(source)
         if bucket is None:
-            if len(self.new_stream_buckets) >= 2 * lim.max_connections:  # bounded between sweeps too
-                self._forget_idle_buckets(self.clock())
-            bucket = wire.TokenBucket(lim.register_rate_per_s, lim.register_burst, self.clock())
+            now = self.clock()
+            # Many sources between two sweeps: prune early, but at most once a
+            # second (a scan per new source would be the cost of many sources).
+            if len(self.new_stream_buckets) >= 2 * lim.max_connections and now - self._last_prune >= 1.0:
+                self._forget_idle_buckets(now)
+            bucket = wire.TokenBucket(lim.register_rate_per_s, lim.register_burst, now)
             self.new_stream_buckets[source] = bucket
         if not bucket.take(self.clock()):
             self.metrics.drop("register_rate")
@@ -652,6 +656,7 @@ class Hub:
 
     def _forget_idle_buckets(self, now: float) -> None:
         """Drop new-stream buckets that have refilled: they hold nothing a fresh one would not."""
+        self._last_prune = now
         for source, bucket in list(self.new_stream_buckets.items()):
             if bucket.full(now):
                 del self.new_stream_buckets[source]
