@@ -45,6 +45,7 @@ class FakeNode:
         self._endpoints = list(endpoints)
         self.envelopes: list[tuple[bytes, IngressSource]] = []
         self.acks: list[tuple[bytes, bytes]] = []
+        self.unanswered: set[bytes] = set()  # message ids ingress does not answer
 
     def _kick(self, resend_handed_off_via: str | None = None) -> None:
         self.kicks += 1
@@ -70,6 +71,8 @@ class FakeNode:
     async def handle_envelope(self, data: bytes, source: IngressSource) -> bytes:
         self.envelopes.append((data, source))
         parsed = env.parse(data, len(data))
+        if parsed.message_id in self.unanswered:
+            return b""
         return env.make_ack(
             self.identity, message_id=parsed.message_id, to_node_id=parsed.from_node_id, status=1
         )
@@ -261,3 +264,21 @@ async def test_an_ack_counts_only_from_the_recipient() -> None:
     assert waiting.result() == b"from b"
     await until(lambda: a.acks)  # c's ack went the asynchronous way (verified, and refused, there)
     assert a.acks == [(b"from c", c)]
+
+
+async def test_no_ack_goes_back_when_ingress_gives_none(host: str, started: Any) -> None:
+    a, b = FakeNode([host]), FakeNode([host])
+    ta, tb = await started(a), await started(b)
+    await until(lambda: connected(ta) and connected(tb))
+    friend_b = a.befriend(b, [host])
+    quiet, answered = seal(a, b, b"quiet"), seal(a, b, b"answered")
+    quiet_id = env.parse(quiet, len(quiet)).message_id
+    b.unanswered.add(quiet_id)
+    first = asyncio.create_task(ta.send(friend_b, quiet, 5.0))
+    await until(lambda: len(b.envelopes) == 1)
+    # b's frames reach a in order: had the first been answered, its ack would be in by now.
+    assert await ta.send(friend_b, answered, 5.0)
+    link = ta.links[0]
+    assert not link._acks[(b.identity.node_id, quiet_id)].done()
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
