@@ -507,7 +507,7 @@ class Hub:
 
     async def _on_set_lookup_allow(self, conn: Connection, msg: host_pb2.SetLookupAllow) -> None:
         try:
-            wire.check_node_ids(list(msg.node_ids), self.limits.max_lookup_allow, "lookup allow-list")
+            wire.check_node_ids(msg.node_ids, self.limits.max_lookup_allow, "lookup allow-list")
         except wire.RegisterError as err:
             await self._error(conn, "malformed", err.detail)
             return

@@ -22,6 +22,7 @@ import ipaddress
 import re
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -111,7 +112,7 @@ def make_register(
     )
 
 
-def check_node_ids(ids: list[bytes], limit: int, what: str) -> None:
+def check_node_ids(ids: Sequence[bytes], limit: int, what: str) -> None:
     if len(ids) > limit:
         raise RegisterError("bad_registration", f"{what}: {len(ids)} ids, the limit is {limit}")
     if any(len(i) != crypto.NODE_ID_LEN for i in ids):
@@ -149,7 +150,8 @@ def verify_register(reg: host_pb2.Register, host: HostIdentity, nonce: bytes, ma
             check_endpoint(endpoint)
         except ValueError as err:
             raise RegisterError("bad_registration", f"endpoint {endpoint[:80]!r}: {err}") from None
-    check_node_ids(list(reg.lookup_allow), max_allow, "lookup_allow")
+    check_node_ids(reg.lookup_allow, max_allow, "lookup_allow")
+    allow = list(reg.lookup_allow)  # converted from protobuf once, after the size check
     if not reg.relay_url:
         raise RegisterError("wrong_url", "the registration names no relay URL (a node older than this host?)")
     if len(reg.relay_url) > MAX_RELAY_URL_LEN or not host.accepts_url(reg.relay_url):
@@ -173,7 +175,7 @@ def verify_register(reg: host_pb2.Register, host: HostIdentity, nonce: bytes, ma
         reg.tls_cert_sha256,
         reg.node_id,
         list(reg.endpoints),
-        list(reg.lookup_allow),
+        allow,
     )
     if not crypto.verify(reg.signature, reg.public_key, Domain.HOST_REGISTER, *parts):
         raise RegisterError("bad_signature", "signature does not match this connection's challenge")
