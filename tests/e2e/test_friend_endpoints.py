@@ -1,0 +1,95 @@
+"""Friend-supplied endpoints (issue 13, item 7): what a friend (or a relay
+host's lookup answer) tells a node about where to dial is bounded and
+checked before the node dials anything.
+
+The attacker here is a real node whose contact card is crafted through its
+own configuration: ``node.peer_advertise`` lists thousands of distinct
+loopback targets, all of which land on one listening socket owned by the
+test, so every connection attempt the victim makes is counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from tests.harness import ProcGroup, befriend, wait_for
+from tmax_core.client import NodeClient
+
+FAST = {
+    "TMAX_MESH_DIRECT_PROBE_INTERVAL": "1s",
+    "TMAX_MESH_MESSAGES_RETRY_INITIAL": "200ms",
+    "TMAX_MESH_MESSAGES_RETRY_MAX": "1s",
+}
+SPRAY = 3000  # targets in the crafted card
+MAX_ENDPOINTS = 32  # the bound on a card's endpoints (as on an invite's)
+
+
+class Sink:
+    """One socket on every loopback address (127.0.0.0/8 reaches it through
+    0.0.0.0): records which address each connection was made to, then hangs up."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("0.0.0.0", 0), backlog=4096)
+        self.port: int = self.listener.getsockname()[1]
+        self.connections = 0
+        self.addresses: set[str] = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # stopped
+            with conn:
+                self.addresses.add(conn.getsockname()[0])
+                self.connections += 1
+
+    def targets(self, n: int) -> list[str]:
+        return [f"127.1.{i // 256}.{i % 256}:{self.port}" for i in range(n)]
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+
+
+def direct_view(node: Any, peer_id: str) -> dict[str, Any] | None:
+    with NodeClient(Path(node.ready["socket"])) as c:
+        st = c.node_status()
+    direct = next(t for t in st["transports"] if t["name"] == "direct")
+    return direct["friends"].get(peer_id)
+
+
+def test_friend_card_makes_node_spray_probes(procs: ProcGroup) -> None:
+    """A friend's contact card lists thousands of targets. The victim keeps at
+    most 32 of them, and its direct upgrader dials only those."""
+    host = procs.host()
+    sink = Sink()
+    try:
+        victim = procs.node("victim", "--peer-listen", "127.0.0.1:0", "--relay", host.url, env=FAST)
+        attacker = procs.node("attacker", "--peer-listen", "127.0.0.1:0", start=False)
+        config = {"node": {"peer_advertise": sink.targets(SPRAY)}}
+        (attacker.state_dir / "config.toml").write_text(tomli_w.dumps(config))
+        attacker.start()
+        befriend(victim, attacker)  # the attacker's hello carries its crafted card
+
+        (stored,) = victim.cli("friends", "list")
+        # The victim's direct upgrader probes what the card listed.
+        wait_for(lambda: sink.addresses, what="the victim to dial a target from the card")
+        wait_for(
+            lambda: (direct_view(victim, attacker.node_id) or {}).get("path") == "unreachable",
+            what="the victim's probe round to finish",
+        )
+        assert len(sink.addresses) <= MAX_ENDPOINTS, (
+            f"victim dialled {len(sink.addresses)} distinct targets ({sink.connections} connections)"
+        )
+        assert len(stored["endpoints"]) <= MAX_ENDPOINTS
+    finally:
+        sink.stop()
