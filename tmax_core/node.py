@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ import pluggy
 from tmax_core import envelope as env
 from tmax_core.config import Config, is_wildcard_host
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
+from tmax_core.endpoints import screen_endpoints, screen_relay_urls
 from tmax_core.ephemeral import EphemeralPool
 from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
 from tmax_core.identity import NodeIdentity
@@ -305,11 +306,27 @@ class Node:
             alias = f"{wanted}-{n}"
         return alias
 
-    async def update_contact(self, friend: Friend, relay_hosts: list[str], endpoints: list[str]) -> None:
-        if (relay_hosts and relay_hosts != friend.relay_hosts) or (
-            endpoints and endpoints != friend.endpoints
-        ):
-            await self.db(self.store.update_friend_contact, friend.node_id, relay_hosts, endpoints)
+    def checked_contact(
+        self, node_id: bytes, relay_hosts: Iterable[str], endpoints: Iterable[str]
+    ) -> tuple[list[str], list[str]]:
+        """The relay hosts and endpoints that ``node_id`` (a friend, its invite)
+        gave and that this node keeps (see :mod:`tmax_core.endpoints`); what
+        is dropped is logged here."""
+        hosts, eps, dropped = _screen_contact(relay_hosts, endpoints)
+        if dropped:
+            log.warning("contact of %s: dropped %s", to_checksum(node_id), dropped)
+        return hosts, eps
+
+    async def update_contact(
+        self, friend: Friend, relay_hosts: Iterable[str], endpoints: Iterable[str]
+    ) -> None:
+        """A friend's card (on every message): store it if it changed. What a
+        card drops is logged when the stored contact changes, not per message."""
+        hosts, eps, dropped = _screen_contact(relay_hosts, endpoints)
+        if (hosts and hosts != friend.relay_hosts) or (eps and eps != friend.endpoints):
+            if dropped:
+                log.warning("contact of %s: dropped %s", to_checksum(friend.node_id), dropped)
+            await self.db(self.store.update_friend_contact, friend.node_id, hosts, eps)
             self.friend_changed(await self.db(self.store.get_friend, friend.node_id))
 
     async def first_contact_done(self, friend: Friend) -> None:
@@ -419,13 +436,16 @@ class Node:
             )
         if alias and alias.lower().startswith("0x"):
             raise UsageError("an alias cannot start with 0x (that is how node ids are written)")
+        relay_hosts, endpoints = self.checked_contact(
+            invite.inviter_node_id, invite.relay_hosts, invite.endpoints
+        )
         friend = Friend(
             node_id=invite.inviter_node_id,
             public_key=invite.inviter_public_key,
             alias=alias or self.free_alias(invite.alias),
             scopes=list(invite.scopes),
-            relay_hosts=list(invite.relay_hosts),
-            endpoints=list(invite.endpoints),
+            relay_hosts=relay_hosts,
+            endpoints=endpoints,
             # The invite's rate limit is what the inviter grants *us*; the
             # inviter's own messages get this node's configured defaults.
             rate_limit=None,
@@ -567,3 +587,15 @@ class Node:
             "sinks": [s.name for s in self.sinks],
             "counters": dict(sorted(self.counters.items())),
         }
+
+
+def _screen_contact(relay_hosts: Iterable[str], endpoints: Iterable[str]) -> tuple[list[str], list[str], str]:
+    """Kept relay hosts, kept endpoints, and what was dropped ("" if nothing)."""
+    hosts = screen_relay_urls(relay_hosts)
+    eps = screen_endpoints(endpoints)
+    dropped = [
+        f"{s.dropped} {what} (first: {s.example})"
+        for s, what in ((hosts, "relay host(s)"), (eps, "endpoint(s)"))
+        if s.dropped
+    ]
+    return hosts.kept, eps.kept, "; ".join(dropped)

@@ -172,8 +172,10 @@ class DirectTransport:
     def healthy(self, endpoint: str) -> bool:
         return self._failed_until.get(endpoint, 0) <= time.monotonic()
 
-    def mark_failed(self, endpoint: str) -> None:
-        self._failed_until[endpoint] = time.monotonic() + self.RETRY_AFTER_FAILURE_S
+    def mark_failed(self, endpoint: str, for_s: float | None = None) -> None:
+        """Skip ``endpoint`` for ``for_s`` seconds (default ``RETRY_AFTER_FAILURE_S``)."""
+        until = time.monotonic() + (self.RETRY_AFTER_FAILURE_S if for_s is None else for_s)
+        self._failed_until[endpoint] = max(until, self._failed_until.get(endpoint, 0))
         self._drop(endpoint)
 
     def mark_healthy(self, endpoint: str) -> None:
