@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tmax_core.aliases import alias_problem
 from tmax_core.config import validate_duration, validate_endpoints, validate_host_port, validate_positive
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import Reason
@@ -34,6 +35,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("tmax_mesh.inbox")
 
 
+def _validate_alias(value: str) -> None:
+    """node.alias: empty (none), or an alias friends will accept as suggested."""
+    if value and (problem := alias_problem(value)):
+        raise ValueError(problem)
+
+
 @hookimpl
 def tmax_add_config(registry: ConfigRegistry) -> None:
     add = registry.add
@@ -54,7 +61,13 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         validate=validate_endpoints,
     )
     add("node.relays", list, [], "relay host URLs the node connects to")
-    add("node.alias", str, "", "a human name for this node, suggested to friends")
+    add(
+        "node.alias",
+        str,
+        "",
+        "a human name for this node, suggested to friends (not 0x..., no control characters)",
+        validate=_validate_alias,
+    )
     add(
         "messages.max_bytes",
         int,

@@ -245,7 +245,7 @@ class Ingress:
             friend.relay_hosts, friend.endpoints = node.checked_contact(
                 friend.node_id, card.relay_hosts, card.endpoints
             )
-            friend.alias = node.free_alias(card.alias)
+            friend.alias = node.remote_alias(card.alias, friend.node_id)
         try:
             friend = await node.db(node.store.accept_first_contact, invite.token_id, friend, now)
         except MeshError as err:

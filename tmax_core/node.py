@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from tmax_core import envelope as env
+from tmax_core.aliases import alias_problem, generated_alias
 from tmax_core.config import Config, is_wildcard_host
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
 from tmax_core.endpoints import screen_endpoints, screen_relay_urls
@@ -296,15 +297,30 @@ class Node:
             listener()
 
     def free_alias(self, wanted: str | None) -> str | None:
-        """``wanted`` if no friend uses it yet, else ``wanted-2``, ``wanted-3``..."""
+        """``wanted`` if no friend uses it yet, else ``wanted-2``, ``wanted-3``...
+        Compared case-insensitively, as the store's unique alias column is
+        (``COLLATE NOCASE``): a case variant is taken too."""
         if not wanted:
             return None
-        taken = {f.alias for f in self.friends.values()}
+        taken = {f.alias.lower() for f in self.friends.values() if f.alias}
         alias, n = wanted, 1
-        while alias in taken:
+        while alias.lower() in taken:
             n += 1
             alias = f"{wanted}-{n}"
         return alias
+
+    def remote_alias(self, suggested: str | None, node_id: bytes) -> str | None:
+        """A free alias for a friend from the one it suggested (invite or
+        contact card); a suggestion that breaks the alias rules
+        (:mod:`tmax_core.aliases`) is replaced by a generated one, so a bad
+        name never fails a friendship."""
+        if not suggested:
+            return None
+        problem = alias_problem(suggested)
+        if problem is not None:
+            log.warning("alias suggested by %s refused: %s", to_checksum(node_id), problem)
+            suggested = generated_alias(node_id)
+        return self.free_alias(suggested)
 
     def checked_contact(
         self, node_id: bytes, relay_hosts: Iterable[str], endpoints: Iterable[str]
@@ -341,8 +357,12 @@ class Node:
             if friend is None:
                 raise NotFound(f"no friend with node id {ref}")
             return friend
+        # Exact first; then any case, as the store compares aliases.
         for friend in self.friends.values():
             if friend.alias == ref:
+                return friend
+        for friend in self.friends.values():
+            if friend.alias and friend.alias.lower() == ref.lower():
                 return friend
         raise NotFound(f"no friend named {ref!r} (see `tmax-mesh friends list`)")
 
@@ -403,6 +423,8 @@ class Node:
         rate_limit: RateLimit | None,
     ) -> Invite:
         scopes = scopes or [DEFAULT_SCOPE]
+        if alias and (problem := alias_problem(alias)):
+            raise UsageError(problem)
         unknown = [s for s in scopes if s not in self.scopes]
         if unknown:
             raise UsageError(f"unknown scope {unknown[0]!r} (known: {', '.join(sorted(self.scopes))})")
@@ -434,15 +456,15 @@ class Node:
             raise MeshError(
                 "this invite was created by this node; give it to another node", code=InviteReason.SELF
             )
-        if alias and alias.lower().startswith("0x"):
-            raise UsageError("an alias cannot start with 0x (that is how node ids are written)")
+        if alias and (problem := alias_problem(alias)):
+            raise UsageError(problem)
         relay_hosts, endpoints = self.checked_contact(
             invite.inviter_node_id, invite.relay_hosts, invite.endpoints
         )
         friend = Friend(
             node_id=invite.inviter_node_id,
             public_key=invite.inviter_public_key,
-            alias=alias or self.free_alias(invite.alias),
+            alias=alias or self.remote_alias(invite.alias, invite.inviter_node_id),
             scopes=list(invite.scopes),
             relay_hosts=relay_hosts,
             endpoints=endpoints,

@@ -60,3 +60,33 @@ async def test_a_later_card_is_screened_and_logged_once(
     # A card with nothing usable leaves the stored contact as it was.
     await n.update_contact(n.friends[friend.node_id], ["ftp://x"], ["unix:/x"])
     assert n.store.get_friend(friend.node_id).endpoints == spray[2:34]
+
+
+@pytest.mark.parametrize(
+    "suggested",
+    [
+        "0x" + "ab" * 20,
+        "0Xbob",
+        "\x1b[2Jbob",
+        "bob\nfrom 0x1234",
+        "evil\u202etxt.exe",
+        " bob",
+        "x" * 200,
+        "\u200b",
+    ],
+)
+async def test_a_bad_suggested_alias_falls_back_to_a_generated_one(
+    node: tuple[Node, Friend], suggested: str
+) -> None:
+    n, _friend = node
+    newcomer = NodeIdentity.generate().node_id
+    assert n.remote_alias(suggested, newcomer) == f"peer-{newcomer.hex()[:8]}"
+
+
+async def test_free_alias_is_case_insensitive_like_the_store(node: tuple[Node, Friend]) -> None:
+    n, friend = node  # alias "f"
+    newcomer = NodeIdentity.generate().node_id
+    assert n.remote_alias("F", newcomer) == "F-2"
+    assert n.remote_alias("carol", newcomer) == "carol"
+    assert n.remote_alias("", newcomer) is None
+    assert n.find_friend("F") is n.friends[friend.node_id]
