@@ -52,6 +52,14 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         validate=validate_host_port,
     )
     add(
+        "node.peer_max_connections",
+        int,
+        256,
+        "most connections the peer listener holds at once (more are closed at once); "
+        "also bounds its calls in flight (twice this)",
+        validate=validate_positive,
+    )
+    add(
         "node.peer_advertise",
         list,
         [],

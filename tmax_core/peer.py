@@ -39,6 +39,9 @@ ENVELOPE_OVERHEAD = 64 * 1024  # headers, keys, signature and invite around the 
 # The most often a sender pings an established connection to a peer (see
 # channel_options); peer servers accept pings that often.
 MIN_PING_INTERVAL_MS = 100
+PEER_MAX_STREAMS = 8  # calls at once on one connection to the peer listener
+PEER_HANDSHAKE_TIMEOUT_MS = 10_000  # a connection must start HTTP/2 within this
+PEER_IDLE_MS = 300_000  # a connection with no call open is closed after this
 
 
 def grpc_options(max_bytes: int) -> list[tuple[str, Any]]:
@@ -50,15 +53,31 @@ def grpc_options(max_bytes: int) -> list[tuple[str, Any]]:
     ]
 
 
-def server_options(max_bytes: int) -> list[tuple[str, Any]]:
+def server_options(max_bytes: int, max_connections: int) -> list[tuple[str, Any]]:
     """PeerService: senders' liveness pings are welcome (gRPC's default answers
     a ping more often than every 5 minutes on a quiet connection with GOAWAY
     "too_many_pings"). A ping costs the server an 8-byte answer in gRPC's core,
-    no Python, so it is not worth striking anyone out for."""
+    no Python, so it is not worth striking anyone out for.
+
+    Anyone who can reach the listener can connect, so what one can hold is
+    bounded in gRPC's core, before any Python runs: at most
+    ``max_connections`` connections (gRPC closes further ones as they are
+    accepted), ``PEER_MAX_STREAMS`` calls at once per connection (a sender
+    needs one delivery stream plus a probe or two), a connection that never
+    completes its HTTP/2 preface is closed after ``PEER_HANDSHAKE_TIMEOUT_MS``
+    and one with no call open after ``PEER_IDLE_MS``. The calls in flight in
+    all are bounded by the server's ``maximum_concurrent_rpcs`` (see
+    :func:`start_peer_server`). None of this is per source: one stranger
+    holding every slot (each with a call open) keeps friends from dialling
+    direct, and they then deliver through the relay."""
     return [
         *grpc_options(max_bytes),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
         ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.max_allowed_incoming_connections", max_connections),
+        ("grpc.max_concurrent_streams", PEER_MAX_STREAMS),
+        ("grpc.server_handshake_timeout_ms", PEER_HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_connection_idle_ms", PEER_IDLE_MS),
     ]
 
 
@@ -108,7 +127,12 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
             "DeliverStream": grpc.stream_stream_rpc_method_handler(deliver_stream),
         },
     )
-    server = grpc.aio.server(options=server_options(node.config.get("messages.max_bytes")))
+    max_connections = node.config.get("node.peer_max_connections")
+    server = grpc.aio.server(
+        options=server_options(node.config.get("messages.max_bytes"), max_connections),
+        # Beyond this, calls are refused with RESOURCE_EXHAUSTED (each sender keeps one stream open).
+        maximum_concurrent_rpcs=2 * max_connections,
+    )
     server.add_generic_rpc_handlers((handler,))
     health = health_aio.HealthServicer()
     await health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)

@@ -31,8 +31,7 @@ MAX_BYTES = 1 << 20
 
 class FakeConfig:
     def get(self, key: str) -> Any:
-        assert key == "messages.max_bytes"
-        return MAX_BYTES
+        return {"messages.max_bytes": MAX_BYTES, "node.peer_max_connections": 256}[key]
 
 
 class FakeNode:
