@@ -151,20 +151,26 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
 class DirectTransport:
     """Dial a friend's endpoints: those it advertised (invite or contact card)
     plus any a plugin discovered (``discovered``, e.g. through a relay's
-    rendezvous lookup). An endpoint that fails is skipped for a while, so the
-    next transport (the relay) carries the message without waiting again."""
+    rendezvous lookup). An endpoint that fails is skipped for a while (longer
+    after each failure in a row), so the next transport (the relay) carries
+    the message without waiting again. One send dials at most
+    ``MAX_DIALS_PER_SEND`` endpoints: a friend listing many dead ones costs a
+    few connection attempts per send, not one per entry."""
 
     name = "direct"
     cost = 10
     CALL_TIMEOUT_S = 3.0  # a silently dropped path must fall back to the relay quickly
     PER_ENVELOPE_S = 0.005  # extra call time a batch may take per envelope
-    RETRY_AFTER_FAILURE_S = 5.0
+    RETRY_AFTER_FAILURE_S = 5.0  # after one failure; doubles per failure in a row...
+    MAX_RETRY_AFTER_FAILURE_S = 300.0  # ...up to this
+    MAX_DIALS_PER_SEND = 4
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, PeerStream] = {}
         self._failed_until: dict[str, float] = {}
+        self._failures: dict[str, int] = {}  # endpoint -> failures in a row
         self._answered_from: dict[bytes, str] = {}  # friend node id -> endpoint of its last answer
         self._max_bytes = node.config.get("messages.max_bytes")
         self.discovered: dict[bytes, list[str]] = {}
@@ -197,13 +203,20 @@ class DirectTransport:
         return self._failed_until.get(endpoint, 0) <= time.monotonic()
 
     def mark_failed(self, endpoint: str, for_s: float | None = None) -> None:
-        """Skip ``endpoint`` for ``for_s`` seconds (default ``RETRY_AFTER_FAILURE_S``)."""
-        until = time.monotonic() + (self.RETRY_AFTER_FAILURE_S if for_s is None else for_s)
+        """Skip ``endpoint`` for ``for_s`` seconds (default: ``RETRY_AFTER_FAILURE_S``,
+        doubled per earlier failure in a row, capped)."""
+        failures = self._failures.get(endpoint, 0) + 1
+        self._failures[endpoint] = failures
+        if for_s is None:
+            cap = max(self.MAX_RETRY_AFTER_FAILURE_S, self.RETRY_AFTER_FAILURE_S)
+            for_s = min(self.RETRY_AFTER_FAILURE_S * 2 ** min(failures - 1, 16), cap)
+        until = time.monotonic() + for_s
         self._failed_until[endpoint] = max(until, self._failed_until.get(endpoint, 0))
         self._drop(endpoint)
 
     def mark_healthy(self, endpoint: str) -> None:
         self._failed_until.pop(endpoint, None)
+        self._failures.pop(endpoint, None)
 
     def answer_unverifiable(self, friend: Friend) -> None:
         """The last answer from ``friend``'s endpoint did not carry its signed ack:
@@ -240,10 +253,15 @@ class DirectTransport:
 
     async def _call(self, friend: Friend, send: Callable[[str], Awaitable[bytes]]) -> bytes:
         last: Exception = ConnectionError("no endpoint")
+        dials = 0
         for endpoint in self.endpoints(friend):
             if not self.healthy(endpoint):
                 continue
             channel = self.channel(endpoint)
+            if channel.get_state() != grpc.ChannelConnectivity.READY:
+                if dials == self.MAX_DIALS_PER_SEND:
+                    break  # the rest wait for a later send; the next transport carries this one
+                dials += 1
             try:
                 if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
                     try:

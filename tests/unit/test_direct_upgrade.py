@@ -405,3 +405,33 @@ async def test_failing_endpoints_back_off(local) -> None:
     probes.error = None
     await upgrader.refresh(f)
     assert dead not in upgrader._failing[f.node_id] and upgrader.path[f.node_id] == DIRECT
+
+
+async def test_one_send_dials_a_few_endpoints_and_failures_back_off() -> None:
+    """A friend listing many dead endpoints (no direct plugin to probe them
+    first): each send dials at most MAX_DIALS_PER_SEND of them, and a dead
+    one is skipped for longer after each failure in a row."""
+    node = FakeNode()
+    direct = DirectTransport(node)  # type: ignore[arg-type]
+    direct.set_dial_timeout(0.1)  # both sends well within the 5 s a failure is skipped for
+    dead = [dead_endpoint() for _ in range(10)]
+    f = stranger()
+    f.endpoints = dead
+    node.friends[f.node_id] = f
+    with pytest.raises(ConnectionError):
+        await direct.send(f, b"x", 5)
+    tried = [ep for ep in dead if not direct.healthy(ep)]
+    assert tried == dead[: DirectTransport.MAX_DIALS_PER_SEND]
+    with pytest.raises(ConnectionError):
+        await direct.send(f, b"x", 5)
+    assert [ep for ep in dead if not direct.healthy(ep)] == dead[: 2 * DirectTransport.MAX_DIALS_PER_SEND]
+    # Failures in a row: 5 s, 10 s, 20 s ... up to the cap.
+    waits = []
+    for _ in range(8):
+        direct.mark_failed(dead[0])
+        waits.append(round(direct._failed_until[dead[0]] - time.monotonic()))
+    assert waits == [10, 20, 40, 80, 160, 300, 300, 300]  # the first failure was the send's
+    direct.mark_healthy(dead[0])
+    direct.mark_failed(dead[0])
+    assert round(direct._failed_until[dead[0]] - time.monotonic()) == 5
+    await direct.stop()
