@@ -30,7 +30,7 @@ from tmax_core import envelope as env
 from tmax_core.aliases import alias_problem, generated_alias
 from tmax_core.config import Config, is_wildcard_host
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
-from tmax_core.endpoints import screen_endpoints, screen_relay_urls
+from tmax_core.endpoints import endpoint_problem, relay_url_problem, screen_endpoints, screen_relay_urls
 from tmax_core.ephemeral import EphemeralPool
 from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
 from tmax_core.identity import NodeIdentity
@@ -425,6 +425,14 @@ class Node:
         scopes = scopes or [DEFAULT_SCOPE]
         if alias and (problem := alias_problem(alias)):
             raise UsageError(problem)
+        # What the invitee would drop (see tmax_core.endpoints) is refused here.
+        for flag, values, problem_of in (
+            ("--relay", relay_hosts, relay_url_problem),
+            ("--endpoint", endpoints, endpoint_problem),
+        ):
+            for value in values:
+                if (problem := problem_of(value)) is not None:
+                    raise UsageError(f"{flag} {value!r}: {problem}")
         unknown = [s for s in scopes if s not in self.scopes]
         if unknown:
             raise UsageError(f"unknown scope {unknown[0]!r} (known: {', '.join(sorted(self.scopes))})")

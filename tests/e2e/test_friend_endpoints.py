@@ -85,3 +85,19 @@ def test_friend_card_makes_node_spray_probes(procs: ProcGroup) -> None:
         assert "dropped 2968 endpoint(s) (first: more than 32 entries)" in victim.log()
     finally:
         sink.stop()
+
+
+def test_invite_create_refuses_what_invitees_would_drop(procs: ProcGroup) -> None:
+    node = procs.node("n")
+    for flag, value in (
+        ("--endpoint", "unix:/run/x.sock"),
+        ("--endpoint", "224.0.0.1:80"),
+        ("--relay", "http://x"),
+    ):
+        res = node.run("invite", "create", flag, value)
+        err = res.stderr.decode()
+        assert res.returncode == 2 and "Traceback" not in err, err
+        assert err.strip().splitlines() == [err.strip()] and flag in err, err
+    assert node.cli("invite", "create", "--endpoint", "[::1]:7400", "--relay", "grpcs://h:443")[
+        "endpoints"
+    ] == ["[::1]:7400"]
