@@ -17,6 +17,9 @@ import threading
 import tomli_w
 
 from tests.harness import ProcGroup, befriend, wait_for
+from tmax_core.identity import NodeIdentity
+from tmax_core.model import Friend
+from tmax_core.store import Store
 
 FAST = {
     "TMAX_MESH_DIRECT_PROBE_INTERVAL": "1s",
@@ -101,3 +104,20 @@ def test_invite_create_refuses_what_invitees_would_drop(procs: ProcGroup) -> Non
     assert node.cli("invite", "create", "--endpoint", "[::1]:7400", "--relay", "grpcs://h:443")[
         "endpoints"
     ] == ["[::1]:7400"]
+
+
+def test_contact_stored_before_screening_is_screened_at_start(procs: ProcGroup) -> None:
+    """A state.db written by an older version may hold a friend's crafted card."""
+    node = procs.node("n")
+    node.stop()
+    other = NodeIdentity.generate()
+    store = Store.open(node.state_dir / "state.db")
+    try:
+        spray = ["unix:/run/victim.sock", *(f"127.0.0.1:{p}" for p in range(1, 5000))]
+        store.add_friend(Friend(node_id=other.node_id, public_key=other.public_key, endpoints=spray))
+    finally:
+        store.close()
+    node.start()
+    (friend,) = node.cli("friends", "list")
+    assert friend["endpoints"] == spray[1:33]
+    assert "dropped 4968 endpoint(s)" in node.log_path.read_text()
