@@ -163,6 +163,10 @@ class Node:
         self.pm.hook.tmax_register_transports(register=self._register_transport, node=self)
         self.transports.sort(key=lambda t: t.cost)
         for friend in await self.db(self.store.list_friends):
+            # Contacts stored before they were screened are screened now (in memory).
+            friend.relay_hosts, friend.endpoints = self.checked_contact(
+                friend.node_id, friend.relay_hosts, friend.endpoints
+            )
             self.friends[friend.node_id] = friend
         listen = self.config.get("node.peer_listen")
         if self.config.get("node.peer_advertise") and not listen:
