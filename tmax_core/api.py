@@ -218,7 +218,7 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
     @translate_errors
     async def InviteRevoke(self, request: pb.InviteRevokeRequest, context: Any) -> pb.Empty:
         token_id = hex_id(request.token_id, "token id", 16)
-        await self.node.db(self.node.store.revoke_invite, token_id)
+        await self.node.revoke_invite(token_id)
         return pb.Empty()
 
     @translate_errors
@@ -273,6 +273,18 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
             ids = [hex_id(m, "message id", 16) for m in request.message_ids]
             count = await self.node.db(store.inbox_ack, ids)
         return pb.InboxAckReply(acked=count)
+
+    @translate_errors
+    async def InboxDelete(self, request: pb.InboxDeleteRequest, context: Any) -> pb.InboxDeleteReply:
+        store = self.node.store
+        if request.acked == bool(request.message_ids):
+            raise UsageError("give the ids of the messages to delete, or --acked (not both)")
+        if request.acked:
+            count = await self.node.db(store.inbox_delete_acked)
+        else:
+            ids = [hex_id(m, "message id", 16) for m in request.message_ids]
+            count = await self.node.db(store.inbox_delete, ids)
+        return pb.InboxDeleteReply(deleted=count)
 
     @translate_errors
     async def InboxUnread(self, request: pb.Empty, context: Any) -> pb.InboxUnreadReply:

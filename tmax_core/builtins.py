@@ -2,12 +2,13 @@
 
 Declares the core configuration keys, the built-in ``message`` scope, the
 node ``inbox`` sink, the plain ``direct`` transport (dial a friend's known
-endpoints) and the core prechecks (blocked senders, unknown senders
-without an invite).
+endpoints) and the core precheck for blocked senders (unknown senders are
+turned away by ingress itself, before any hook).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tmax_core.aliases import alias_problem
 from tmax_core.config import validate_duration, validate_endpoints, validate_host_port, validate_positive
 from tmax_core.crypto import to_checksum
-from tmax_core.errors import Reason
+from tmax_core.errors import QuotaExceeded, Reason
 from tmax_core.model import (
     DEFAULT_SCOPE,
     DeliverySink,
@@ -28,11 +29,16 @@ from tmax_core.model import (
     Verdict,
 )
 from tmax_core.plugin import hookimpl
+from tmax_core.store import Quota
 
 if TYPE_CHECKING:
     from tmax_core.config import ConfigRegistry
 
 log = logging.getLogger("tmax_mesh.inbox")
+
+# Quotas on unread messages (the session_mailbox plugin uses the same defaults).
+DEFAULT_MAX_BYTES_PER_FRIEND = 64 * 1024 * 1024
+DEFAULT_MAX_BYTES_TOTAL = 1024 * 1024 * 1024
 
 
 def _validate_alias(value: str) -> None:
@@ -120,6 +126,21 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
     )
     add("delivery.sinks", list, ["inbox"], "delivery sinks that receive accepted messages, by name")
     add(
+        "inbox.max_bytes_per_friend",
+        int,
+        DEFAULT_MAX_BYTES_PER_FRIEND,
+        "most bytes of unread messages one friend may have in the inbox; beyond it the friend's "
+        "messages are refused (quota_exceeded) until some are acked or deleted",
+        validate=validate_positive,
+    )
+    add(
+        "inbox.max_bytes_total",
+        int,
+        DEFAULT_MAX_BYTES_TOTAL,
+        "most bytes of unread messages from all friends together in the inbox",
+        validate=validate_positive,
+    )
+    add(
         "invites.default_ttl",
         str,
         "24h",
@@ -134,18 +155,25 @@ def tmax_register_invite_scopes(register: Callable[[InviteScope], None]) -> None
 
 
 class InboxSink:
-    """The node-level inbox in state.db (idempotent by message id)."""
+    """The node-level inbox in state.db (idempotent by message id), within
+    the ``inbox.max_bytes_*`` quotas."""
 
     name = "inbox"
 
     def __init__(self, node: Any) -> None:
         self.node = node
+        self.quota = Quota(
+            per_sender=node.config.get("inbox.max_bytes_per_friend"),
+            total=node.config.get("inbox.max_bytes_total"),
+        )
 
     async def deliver(self, message: ReceivedMessage) -> None:
-        await self.deliver_many([message])
+        if await self.deliver_many([message]):
+            raise QuotaExceeded("the inbox has no room for this message within its quota")
 
-    async def deliver_many(self, messages: list[ReceivedMessage]) -> None:
-        """All in one transaction (the node calls this for a batch)."""
+    async def deliver_many(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """All in one transaction (the node calls this for a batch); returns
+        the messages refused for lack of quota."""
         rows = [
             InboxMessage(
                 message_id=m.message_id,
@@ -160,7 +188,8 @@ class InboxSink:
             )
             for m in messages
         ]
-        stored = await self.node.db_batch(self.node.store.inbox_insert_many, rows)
+        insert = functools.partial(self.node.store.inbox_insert_within_quota, quota=self.quota)
+        stored, refused = await self.node.db_batch(insert, rows)
         self.node.inbox_feed.publish(stored)
         if log.isEnabledFor(logging.DEBUG):
             for _rowid, m in stored:
@@ -170,6 +199,8 @@ class InboxSink:
                     to_checksum(m.from_node_id),
                     extra={"message_id": m.message_id.hex(), "event": "stored"},
                 )
+        over = {id(row) for row in refused}
+        return [m for m, row in zip(messages, rows, strict=True) if id(row) in over]
 
 
 @hookimpl
@@ -186,8 +217,8 @@ def tmax_register_transports(register: Callable[[Transport], None], node: Any) -
 
 @hookimpl
 def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource) -> Verdict | None:
-    if meta.friend is None and not meta.has_invite:
-        return Verdict(Reason.UNKNOWN_SENDER, "not a friend and no invite token")
+    # Strangers that name no active invite never get here: ingress turns them
+    # away itself, before any hook, so that no plugin set can make them cost more.
     if meta.friend is not None and meta.friend.blocked:
         return Verdict(Reason.BLOCKED, "the recipient has blocked this sender")
     return None

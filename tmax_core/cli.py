@@ -399,6 +399,9 @@ def _inbox(p: argparse.ArgumentParser) -> None:
     a = sub.add_parser("ack", help="mark messages read")
     a.add_argument("message_ids", nargs="*")
     a.add_argument("--all", action="store_true")
+    d = sub.add_parser("delete", help="delete messages, read or not (frees their quota)")
+    d.add_argument("message_ids", nargs="*")
+    d.add_argument("--acked", action="store_true", help="every message already acked")
     sub.add_parser("unread", help="count unread messages")
     w = sub.add_parser("watch", help="print messages as they arrive (one JSON object per line with --json)")
     w.add_argument("--unread", action="store_true", help="first print messages not yet acked")
@@ -412,6 +415,10 @@ def _run_inbox(args: argparse.Namespace, ctx: Context) -> Any:
         if args.all == bool(args.message_ids):
             raise UsageError("give message ids to ack, or --all (not both)")
         return c.inbox_ack(args.message_ids, all=args.all)
+    if args.action == "delete":
+        if args.acked == bool(args.message_ids):
+            raise UsageError("give the ids of the messages to delete, or --acked (not both)")
+        return c.inbox_delete(args.message_ids, acked=args.acked)
     if args.action == "unread":
         return c.inbox_unread()
     for message in c.inbox_watch(include_existing_unread=args.unread):
@@ -424,6 +431,8 @@ def _render_inbox_cmd(obj: Any) -> str:
         return _render_inbox(obj)
     if "acked" in obj:
         return f"acked {obj['acked']}"
+    if "deleted" in obj:
+        return f"deleted {obj['deleted']}"
     return f"{obj['unread']} unread"
 
 
@@ -450,7 +459,7 @@ def register_builtin_commands(cli: CommandRegistry) -> None:
     cli.add("invite", "create, accept, list and revoke invites", _invite, _run_invite, _render_invite)
     cli.add("friends", "list, block, unblock and remove friends", _friends, _run_friends, _render_friends_cmd)
     cli.add("msg", "send messages and check their delivery", _msg, _run_msg, _render_msg)
-    cli.add("inbox", "read, ack and watch received messages", _inbox, _run_inbox, _render_inbox_cmd)
+    cli.add("inbox", "read, ack, delete and watch received messages", _inbox, _run_inbox, _render_inbox_cmd)
     cli.add("config", "show and edit config.toml", configure_config, run_config, render_config)
     cli.add(
         "plugins", "installed plugins and the hooks they implement", _plugins, _run_plugins, _render_plugins

@@ -245,6 +245,13 @@ class _Methods:
             "InboxAck", pb.InboxAckRequest(message_ids=message_ids, all=all), lambda r: {"acked": r.acked}
         )
 
+    def inbox_delete(self, message_ids: list[str] = (), acked: bool = False) -> Any:
+        return self._call(
+            "InboxDelete",
+            pb.InboxDeleteRequest(message_ids=message_ids, acked=acked),
+            lambda r: {"deleted": r.deleted},
+        )
+
     def inbox_unread(self) -> Any:
         return self._call("InboxUnread", pb.Empty(), lambda r: {"unread": r.unread})
 

@@ -9,8 +9,11 @@ do the expensive parts.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -18,10 +21,12 @@ from tmax_core import crypto
 from tmax_core.crypto import Domain
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.identity import NodeIdentity
+from tmax_core.invites import token_id_of
 from tmax_core.proto import mesh_pb2
 
 VERSION = 1
 MESSAGE_ID_LEN = 16
+TOKEN_ID_LEN = 16
 MAX_ACK_BYTES = 64 * 1024
 BODY_HEADROOM = 4096  # envelope header, keys, signature and contact card around a body
 _TAG_LEN = 16
@@ -33,6 +38,11 @@ _ZERO_NONCE = bytes(12)
 
 def _content_key(shared: bytes, message_id: bytes, from_id: bytes, to_id: bytes, eph_pub: bytes) -> bytes:
     return crypto.hkdf_sha256(shared, salt=message_id, info=Domain.SEAL + from_id + to_id + eph_pub)
+
+
+def envelope_hash(data: bytes) -> bytes:
+    """What an ack names the envelope it answers by: SHA-256 of its exact bytes."""
+    return hashlib.sha256(data).digest()
 
 
 def seal(
@@ -51,6 +61,10 @@ def seal(
     ephemeral: tuple[bytes, bytes] | None = None,
 ) -> bytes:
     """Encrypt ``body`` to ``to_public_key`` and sign; returns serialized Envelope bytes.
+
+    ``invite``: on first contact, the serialized SignedInvite. It is sealed
+    inside; only its token id goes in the clear header, so a relay that sees
+    the envelope cannot use the token (DESIGN §7).
 
     ``ephemeral``: a one-time ``(public key, ECDH secret with to_public_key)``
     made ahead (see :mod:`tmax_core.ephemeral`), never used before; by default
@@ -71,9 +85,11 @@ def seal(
         timestamp_ms=timestamp_ms,
         sender_public_key=identity.public_key,
         ephemeral_public_key=eph_pub,
-        invite=invite,
+        invite_token_id=token_id_of(invite) if invite else b"",
     ).SerializeToString()
-    content = mesh_pb2.SealedContent(scope=scope, content_type=content_type, body=body, reply_to=reply_to)
+    content = mesh_pb2.SealedContent(
+        scope=scope, content_type=content_type, body=body, reply_to=reply_to, invite=invite
+    )
     if contact is not None:
         content.contact.CopyFrom(contact)
     key = _content_key(shared, message_id, identity.node_id, to_node_id, eph_pub)
@@ -115,12 +131,17 @@ class ParsedEnvelope:
         return self.header.sender_public_key
 
     @property
-    def invite(self) -> bytes:
-        return self.header.invite
+    def invite_token_id(self) -> bytes:
+        return self.header.invite_token_id
 
     @property
     def size(self) -> int:
         return len(self.raw)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """:func:`envelope_hash` of the exact bytes received."""
+        return envelope_hash(self.raw)
 
 
 def _malformed(detail: str) -> EnvelopeError:
@@ -150,6 +171,8 @@ def parse(data: bytes, max_bytes: int) -> ParsedEnvelope:
         raise _malformed(f"sender_public_key must be 33 bytes, got {len(header.sender_public_key)}")
     if len(header.ephemeral_public_key) != crypto.PUBLIC_KEY_LEN:
         raise _malformed(f"ephemeral_public_key must be 33 bytes, got {len(header.ephemeral_public_key)}")
+    if len(header.invite_token_id) not in (0, TOKEN_ID_LEN):
+        raise _malformed(f"invite_token_id must be {TOKEN_ID_LEN} bytes, got {len(header.invite_token_id)}")
     if len(env.signature) != crypto.SIGNATURE_LEN:
         raise _malformed(f"signature must be 65 bytes, got {len(env.signature)}")
     if len(env.ciphertext) < _TAG_LEN:
@@ -210,12 +233,14 @@ def make_ack(
     *,
     message_id: bytes,
     to_node_id: bytes,
+    envelope_hash: bytes,
     status: int,
     reason: str = "",
     detail: str = "",
     timestamp_ms: int | None = None,
 ) -> bytes:
-    """Serialized SignedAck from this node (the recipient) to the original sender."""
+    """Serialized SignedAck from this node (the recipient) to the original
+    sender, answering the envelope whose :func:`envelope_hash` is given."""
     body = mesh_pb2.AckBody(
         message_id=message_id,
         from_node_id=identity.node_id,
@@ -224,6 +249,7 @@ def make_ack(
         reason=reason,
         detail=detail,
         timestamp_ms=crypto.now_ms() if timestamp_ms is None else timestamp_ms,
+        envelope_hash=envelope_hash,
     ).SerializeToString()
     return mesh_pb2.SignedAck(body=body, signature=identity.sign(Domain.ACK, body)).SerializeToString()
 
@@ -233,9 +259,14 @@ def verify_ack(
     *,
     expected_signer_public_key: bytes,
     expected_signer_node_id: bytes,
+    sender_node_id: bytes,
     message_id: bytes,
+    envelope_hashes: Collection[bytes],
 ) -> mesh_pb2.AckBody:
-    """Accept an ack only if the expected recipient signed it for this message."""
+    """Accept an ack only if the expected recipient signed it for this
+    sender's message and one of the envelopes the sender sent for it
+    (``envelope_hashes``): an ack for other bytes under the same id, such as
+    junk a relay made, decides nothing."""
     if len(data) > MAX_ACK_BYTES:
         raise EnvelopeError(f"ack too large: {len(data)} bytes", code=Reason.MALFORMED)
     try:
@@ -250,8 +281,10 @@ def verify_ack(
         raise EnvelopeError("malformed ack: not a valid protobuf AckBody", code=Reason.MALFORMED) from None
     if body.from_node_id != expected_signer_node_id:
         raise EnvelopeError("ack names a different signer", code=Reason.BAD_SIGNATURE)
-    if body.message_id != message_id:
+    if body.to_node_id != sender_node_id or body.message_id != message_id:
         raise EnvelopeError("ack is for a different message", code=Reason.MALFORMED)
+    if body.envelope_hash not in envelope_hashes:
+        raise EnvelopeError("ack answers an envelope this node did not send", code=Reason.MALFORMED)
     return body
 
 
@@ -260,14 +293,18 @@ def make_ack_batch(
     *,
     to_node_id: bytes,
     entries: list[mesh_pb2.AckEntry],
+    nonce: bytes = b"",
     timestamp_ms: int | None = None,
 ) -> bytes:
-    """One SignedAck (body ``AckBatchBody``) for a whole DeliverBatch: one signature."""
+    """One SignedAck (body ``AckBatchBody``) for a whole DeliverBatch: one
+    signature. Each entry names the envelope it answers (``envelope_hash``);
+    ``nonce`` echoes the batch's, so a prober knows the answer is fresh."""
     body = mesh_pb2.AckBatchBody(
         from_node_id=identity.node_id,
         to_node_id=to_node_id,
         entries=entries,
         timestamp_ms=crypto.now_ms() if timestamp_ms is None else timestamp_ms,
+        nonce=nonce,
     ).SerializeToString()
     return mesh_pb2.SignedAck(body=body, signature=identity.sign(Domain.ACK_BATCH, body)).SerializeToString()
 
@@ -277,9 +314,13 @@ def verify_ack_batch(
     *,
     expected_signer_public_key: bytes,
     expected_signer_node_id: bytes,
+    sender_node_id: bytes,
     max_bytes: int,
+    nonce: bytes = b"",
 ) -> dict[bytes, mesh_pb2.AckEntry]:
-    """Accept a batch ack only if the expected recipient signed it; ``{message_id: entry}``."""
+    """Accept a batch ack only if the expected recipient signed it for this
+    sender (and echoes ``nonce``); ``{message_id: entry}``. The caller checks
+    each entry's ``envelope_hash`` against the envelope it sent."""
     if len(data) > max_bytes:
         raise EnvelopeError(f"batch ack too large: {len(data)} bytes", code=Reason.MALFORMED)
     try:
@@ -294,4 +335,8 @@ def verify_ack_batch(
         raise EnvelopeError("malformed batch ack body", code=Reason.MALFORMED) from None
     if body.from_node_id != expected_signer_node_id:
         raise EnvelopeError("batch ack names a different signer", code=Reason.BAD_SIGNATURE)
+    if body.to_node_id != sender_node_id:
+        raise EnvelopeError("batch ack answers another sender", code=Reason.MALFORMED)
+    if body.nonce != nonce:
+        raise EnvelopeError("batch ack does not echo this batch's nonce", code=Reason.MALFORMED)
     return {entry.message_id: entry for entry in body.entries}

@@ -58,6 +58,13 @@ class NodeNotRunning(MeshError):
     code = "node_not_running"
 
 
+class QuotaExceeded(MeshError):
+    """A delivery sink has no room for a message within its byte quotas; the
+    sender is told ``quota_exceeded`` (see :class:`~tmax_core.model.DeliverySink`)."""
+
+    code = "quota_exceeded"
+
+
 class InviteReason:
     """Codes carried by :class:`InviteError`."""
 
@@ -96,4 +103,5 @@ class Reason:
     UNKNOWN_SCOPE = "unknown_scope"
     PAYLOAD_INVALID = "payload_invalid"
     SINK_FAILED = "sink_failed"
+    QUOTA_EXCEEDED = "quota_exceeded"
     INTERNAL = "internal"

@@ -1,29 +1,43 @@
 """The ingress pipeline (DESIGN §8): from inbound envelope bytes to a signed ack.
 
-Order matters: structure and size, then cheap prechecks (no crypto), then the
-replay checks, then signature and id/key binding, first-contact invite check,
-decryption, policy, and finally durable delivery before the ack. Every
-rejection carries a :class:`~tmax_core.errors.Reason` code in the signed ack
-the sender sees, and a log line here.
+Order matters: structure and size, then cheap prechecks (no crypto: a
+stranger that names no invite this node issued is turned away on a dict
+lookup), then the replay checks, then signature and id/key binding,
+first-contact invite check, decryption, policy, and finally durable delivery
+before the ack. Every rejection carries a :class:`~tmax_core.errors.Reason`
+code in the signed ack the sender sees, and a log line here.
+
+A message is (sender, message_id): the seen table and the inbox are keyed by
+both, and "duplicate" answers only an envelope authenticated as that sender's
+(the exact bytes accepted before, or a valid signature). Every ack names the
+SHA-256 of the envelope it answers, and the sender takes it as the outcome
+only for an envelope it sent, so an ack for anything a relay made up decides
+nothing.
 
 Envelopes are processed in batches (one for ``Deliver``, many for
 ``DeliverBatch``): the checks run per envelope, but the database work is one
 seen-id lookup before the crypto and one delivery + record after it, for the
 whole batch. Answers are one signed ack per envelope, or one signed batch ack.
+Answers to strangers that did not authenticate are signed only within a small
+budget (:data:`STRANGER_ANSWER_RATE`): signing is a public-key operation, and
+a stranger must not be able to make the node do one per envelope. Beyond the
+budget the answer is empty (the relay sends none back).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tmax_core import envelope as env
 from tmax_core.crypto import now_ms, to_checksum
-from tmax_core.errors import EnvelopeError, InviteError, MeshError, Reason
-from tmax_core.invites import Invite, decode_signed_invite
-from tmax_core.model import Friend, IngressMeta, IngressSource, ReceivedMessage, Verdict
+from tmax_core.errors import EnvelopeError, MeshError, Reason
+from tmax_core.invites import encode_token
+from tmax_core.model import Friend, IngressMeta, IngressSource, IssuedInvite, ReceivedMessage, Verdict
 from tmax_core.proto import mesh_pb2
+from tmax_core.tokenbucket import TokenBucket
 
 if TYPE_CHECKING:
     from tmax_core.node import Node
@@ -34,6 +48,20 @@ ACCEPTED = mesh_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = mesh_pb2.ACK_STATUS_DUPLICATE
 REJECTED = mesh_pb2.ACK_STATUS_REJECTED
 MAX_BATCH = 1024
+# Signed answers per second (and burst) to senders that are not friends and
+# did not authenticate: enough for an honest node whose invite was used or
+# revoked to learn why, far too few to make signing a lever for a flood.
+STRANGER_ANSWER_RATE = 5.0
+STRANGER_ANSWER_BURST = 20
+# Signed answers per second (and burst) to empty batches: the direct plugin's
+# probes, which name no sender. A flood of them costs at most this many
+# signatures; a probe refused meanwhile just leaves that friend on the relay.
+PROBE_ANSWER_RATE = 20.0
+PROBE_ANSWER_BURST = 50
+# Rejections of strangers logged per second (and burst): the rest are counted only.
+STRANGER_LOG_RATE = 1.0
+STRANGER_LOG_BURST = 10
+QUOTA_DETAIL = "no room in the recipient's quota for unread messages until it reads or deletes some"
 
 
 class Rejected(Exception):
@@ -54,6 +82,17 @@ class Outcome:
     status: int
     reason: str = ""
     detail: str = ""
+    raw: bytes = b""  # the envelope answered (its hash goes in the ack)
+    authenticated: bool = False  # the envelope verified as the sender's
+
+    def ack_entry(self) -> mesh_pb2.AckEntry:
+        return mesh_pb2.AckEntry(
+            message_id=self.message_id,
+            status=self.status,
+            reason=self.reason,
+            detail=self.detail,
+            envelope_hash=env.envelope_hash(self.raw),
+        )
 
 
 class Ingress:
@@ -61,30 +100,44 @@ class Ingress:
         self.node = node
         self.max_bytes: int = node.config.get("messages.max_bytes")
         self.window_ms: int = node.duration_ms("messages.replay_window")
+        self._stranger_answers = TokenBucket(STRANGER_ANSWER_RATE, STRANGER_ANSWER_BURST)
+        self._probe_answers = TokenBucket(PROBE_ANSWER_RATE, PROBE_ANSWER_BURST)
+        self._stranger_logs = TokenBucket(STRANGER_LOG_RATE, STRANGER_LOG_BURST)
 
     async def handle(self, data: bytes, source: IngressSource) -> bytes:
-        """One envelope in, one serialized SignedAck out."""
+        """One envelope in, one serialized SignedAck out (empty: no answer)."""
         (o,) = await self.process([data], source)
+        if not self._may_answer([o]):
+            return b""
         return env.make_ack(
             self.node.identity,
             message_id=o.message_id,
             to_node_id=o.sender,
+            envelope_hash=env.envelope_hash(o.raw),
             status=o.status,
             reason=o.reason,
             detail=o.detail,
         )
 
-    async def handle_batch(self, envelopes: list[bytes], source: IngressSource) -> bytes:
-        """Envelopes from one sender in, one serialized batch SignedAck out."""
+    async def handle_batch(self, envelopes: list[bytes], source: IngressSource, nonce: bytes = b"") -> bytes:
+        """Envelopes from one sender in, one serialized batch SignedAck out
+        (empty: no answer). ``nonce`` is echoed in the signed answer."""
         if len(envelopes) > MAX_BATCH:
             envelopes = envelopes[:MAX_BATCH]  # the rest get no entry: the sender retries them
         outcomes = await self.process(envelopes, source)
+        if not (self._may_answer(outcomes) if outcomes else self._probe_answers.take()):
+            return b""
         sender = next((o.sender for o in outcomes if o.sender), b"")
-        entries = [
-            mesh_pb2.AckEntry(message_id=o.message_id, status=o.status, reason=o.reason, detail=o.detail)
-            for o in outcomes
-        ]
-        return env.make_ack_batch(self.node.identity, to_node_id=sender, entries=entries)
+        entries = [o.ack_entry() for o in outcomes]
+        return env.make_ack_batch(self.node.identity, to_node_id=sender, entries=entries, nonce=nonce)
+
+    def _may_answer(self, outcomes: list[Outcome]) -> bool:
+        """Sign an answer for a friend, or for anything that authenticated;
+        for strangers only within the budget."""
+        friends = self.node.friends
+        if any(o.authenticated or o.sender in friends for o in outcomes):
+            return True
+        return self._stranger_answers.take()
 
     async def process(self, envelopes: list[bytes], source: IngressSource) -> list[Outcome]:
         """Run the pipeline over envelopes; one :class:`Outcome` each, in order."""
@@ -97,7 +150,7 @@ class Ingress:
             try:
                 parsed = env.parse(data, self.max_bytes)
             except EnvelopeError as err:
-                outcomes[i] = self._reject(b"", b"", source, err.code, str(err))
+                outcomes[i] = self._reject(b"", b"", data, source, err.code, str(err))
                 continue
             if batch_sender is None:
                 batch_sender = parsed.from_node_id
@@ -106,73 +159,124 @@ class Ingress:
                     raise Rejected(Reason.MALFORMED, "a batch must carry one sender's envelopes")
                 self._precheck(parsed, source, now)
             except Rejected as rej:
-                outcomes[i] = self._reject(
-                    parsed.message_id, parsed.from_node_id, source, rej.reason, rej.detail
-                )
+                outcomes[i] = self._reject_parsed(parsed, source, rej)
                 continue
             candidates.append((i, parsed))
-        # 3b. duplicates: one lookup for the whole batch (and repeats inside it).
-        seen = await node.db_batch(node.store.seen_check_many, [p.message_id for _, p in candidates])
+        # 3b. duplicates of (sender, message_id): one lookup for the whole batch.
+        seen = await node.db_batch(
+            node.store.seen_check_many, [(p.from_node_id, p.message_id) for _, p in candidates]
+        )
         accepted: list[tuple[int, ReceivedMessage]] = []
-        in_batch: set[bytes] = set()
         for i, parsed in candidates:
-            if parsed.message_id in seen or parsed.message_id in in_batch:
-                outcomes[i] = Outcome(parsed.message_id, parsed.from_node_id, DUPLICATE)
-                continue
+            key = (parsed.from_node_id, parsed.message_id)
             try:
+                if key in seen:
+                    self._authenticate_repeat(parsed, seen[key])
+                    outcomes[i] = Outcome(
+                        parsed.message_id, parsed.from_node_id, DUPLICATE, raw=parsed.raw, authenticated=True
+                    )
+                    continue
                 message = await self._admit(parsed, source, now)
             except Rejected as rej:
-                outcomes[i] = self._reject(
-                    parsed.message_id, parsed.from_node_id, source, rej.reason, rej.detail
-                )
+                outcomes[i] = self._reject_parsed(parsed, source, rej)
                 continue
-            in_batch.add(parsed.message_id)
+            seen[key] = parsed.digest  # a repeat later in this batch is a duplicate
             accepted.append((i, message))
         # 8. deliver durably to the sinks, record the ids, then answer.
         if accepted:
+            refused: set[int] = set()  # id() of the messages a sink had no quota for
             try:
-                await node.deliver_many([m for _, m in accepted])
+                refused = {id(m) for m in await node.deliver_many([m for _, m in accepted])}
                 status, reason, detail = ACCEPTED, "", ""
             except Exception as err:  # a sink failed: the sender retries later
                 log.exception("delivery of %d message(s) failed", len(accepted))
                 status, reason, detail = REJECTED, Reason.SINK_FAILED, f"delivery failed: {err}"
                 node.metrics_rejected(reason)
             for i, m in accepted:
-                outcomes[i] = Outcome(m.message_id, m.from_node_id, status, reason, detail)
+                raw = envelopes[i]
+                if id(m) in refused:
+                    over = Reason.QUOTA_EXCEEDED
+                    outcomes[i] = self._reject(m.message_id, m.from_node_id, raw, source, over, QUOTA_DETAIL)
+                    outcomes[i].authenticated = True
+                else:
+                    outcomes[i] = Outcome(
+                        m.message_id, m.from_node_id, status, reason, detail, raw=raw, authenticated=True
+                    )
         return [o for o in outcomes if o is not None]
 
-    def _reject(
-        self, message_id: bytes, sender: bytes, source: IngressSource, reason: str, detail: str
-    ) -> Outcome:
-        log.info(
-            "reject %s from %s via %s/%s: %s %s",
-            message_id.hex() or "-",
-            to_checksum(sender) if sender else "?",
-            source.transport,
-            source.peer,
-            reason,
-            detail,
+    def _reject_parsed(self, parsed: env.ParsedEnvelope, source: IngressSource, rej: Rejected) -> Outcome:
+        return self._reject(
+            parsed.message_id, parsed.from_node_id, parsed.raw, source, rej.reason, rej.detail
         )
+
+    def _reject(
+        self, message_id: bytes, sender: bytes, raw: bytes, source: IngressSource, reason: str, detail: str
+    ) -> Outcome:
+        if sender in self.node.friends or self._stranger_logs.take():
+            log.info(
+                "reject %s from %s via %s/%s: %s %s",
+                message_id.hex() or "-",
+                to_checksum(sender) if sender else "?",
+                source.transport,
+                source.peer,
+                reason,
+                detail,
+            )
         self.node.metrics_rejected(reason)
-        return Outcome(message_id, sender, REJECTED, reason, detail)
+        return Outcome(message_id, sender, REJECTED, reason, detail, raw=raw)
 
     def _precheck(self, parsed: env.ParsedEnvelope, source: IngressSource, now: int) -> None:
-        """Steps 1-3a: recipient, plugin prechecks (no crypto yet), timestamp window."""
+        """Steps 1-3a: recipient, strangers, plugin prechecks (no crypto yet), timestamp window."""
         node = self.node
         if parsed.to_node_id != node.identity.node_id:
             raise Rejected(Reason.WRONG_RECIPIENT, "envelope is addressed to another node")
+        friend = node.friends.get(parsed.from_node_id)
+        if friend is None:
+            self._check_invite_id(parsed.invite_token_id, now)
         meta = IngressMeta(
             message_id=parsed.message_id,
             from_node_id=parsed.from_node_id,
             to_node_id=parsed.to_node_id,
             timestamp_ms=parsed.timestamp_ms,
             size=len(parsed.raw),
-            has_invite=bool(parsed.invite),
-            friend=node.friends.get(parsed.from_node_id),
+            has_invite=friend is None,  # a stranger gets here only naming an active invite
+            friend=friend,
+            invite_token_id=parsed.invite_token_id,
         )
         _raise_first(node.pm.hook.tmax_ingress_precheck(meta=meta, source=source))
         if abs(now - parsed.timestamp_ms) > self.window_ms:
             raise Rejected(Reason.STALE_TIMESTAMP, f"timestamp is outside the {self.window_ms} ms window")
+
+    def _check_invite_id(self, token_id: bytes, now: int) -> IssuedInvite:
+        """A stranger must name an invite this node issued that is still active:
+        a dict lookup, so a flood of strangers costs no public-key operation."""
+        if not token_id:
+            raise Rejected(Reason.UNKNOWN_SENDER, "not a friend and no invite token")
+        record = self.node.issued_invites.get(token_id)
+        if record is None:
+            raise Rejected(Reason.INVITE_UNKNOWN, "not a friend, and the invite was not issued by this node")
+        invite = record[0]
+        if invite.revoked:
+            raise Rejected(Reason.INVITE_REVOKED, f"invite {token_id.hex()} was revoked")
+        if now >= invite.expires_at_ms:
+            raise Rejected(Reason.INVITE_EXPIRED, f"invite {token_id.hex()} has expired")
+        if invite.uses_left is not None and invite.uses_left <= 0:
+            raise Rejected(Reason.INVITE_USED, f"invite {token_id.hex()} has already been used")
+        return invite
+
+    def _authenticate_repeat(self, parsed: env.ParsedEnvelope, accepted_hash: bytes | None) -> None:
+        """A (sender, message_id) seen before is a duplicate only if this
+        envelope is the sender's: the very bytes accepted then, or a valid
+        signature by the friend's key (a re-sealed retry)."""
+        if accepted_hash is not None and hmac.compare_digest(accepted_hash, parsed.digest):
+            return
+        friend = self.node.friends.get(parsed.from_node_id)
+        if friend is None or friend.public_key != parsed.sender_public_key:
+            raise Rejected(Reason.KEY_CHANGED, "sender key differs from the friend's known key")
+        try:
+            env.verify(parsed, key_is_bound=True)
+        except EnvelopeError as err:
+            raise Rejected(err.code, str(err)) from None
 
     async def _admit(self, parsed: env.ParsedEnvelope, source: IngressSource, now: int) -> ReceivedMessage:
         """Steps 4-7 (and the first-contact commit): a message ready for the sinks."""
@@ -187,10 +291,11 @@ class Ingress:
             raise Rejected(err.code, str(err)) from None
         if friend is not None and not known_key:
             raise Rejected(Reason.KEY_CHANGED, "sender key differs from the friend's known key")
-        # 5. first contact: the token must be one this node issued.
+        # 5. first contact: the token id must name an active invite of ours
+        #    (checked again: another first contact may have used it meanwhile).
         invite = None
         if friend is None:
-            invite = self._check_invite(parsed)
+            invite = self._check_invite_id(parsed.invite_token_id, now)
             friend = Friend(
                 node_id=parsed.from_node_id,
                 public_key=parsed.sender_public_key,
@@ -198,11 +303,13 @@ class Ingress:
                 rate_limit=invite.rate_limit,
                 added_at_ms=now,
             )
-        # 6. decrypt.
+        # 6. decrypt; on first contact the token sealed inside must be that invite's.
         try:
             content = env.open_content(node.identity, parsed)
         except EnvelopeError as err:
             raise Rejected(err.code, str(err)) from None
+        if invite is not None:
+            self._check_sealed_token(invite, content.invite)
         message = ReceivedMessage(
             message_id=parsed.message_id,
             from_node_id=parsed.from_node_id,
@@ -215,6 +322,7 @@ class Ingress:
             body=content.body,
             reply_to=content.reply_to or None,
             via=source.transport,
+            envelope_hash=parsed.digest,
         )
         # 7. policy: the scope must be registered, granted to the sender and its
         #    payload valid; then plugin checks.
@@ -236,8 +344,24 @@ class Ingress:
             await node.update_contact(friend, list(card.relay_hosts), list(card.endpoints))
         return message
 
+    def _check_sealed_token(self, invite: IssuedInvite, sealed: bytes) -> None:
+        """The token the sender sealed must be the one issued under the token
+        id it named in the clear: holding the token is the capability, and
+        only the inviter and the invitee have seen it."""
+        _, token = self.node.issued_invites[invite.token_id]
+        if not sealed:
+            raise Rejected(Reason.INVITE_INVALID, "first contact without the invite token sealed inside")
+        try:
+            presented = encode_token(sealed)
+        except Exception:
+            presented = ""
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            raise Rejected(
+                Reason.INVITE_INVALID, "the sealed invite token is not the one issued under its id"
+            )
+
     async def _befriend(
-        self, invite: Invite, friend: Friend, card: mesh_pb2.ContactCard | None, now: int
+        self, invite: IssuedInvite, friend: Friend, card: mesh_pb2.ContactCard | None, now: int
     ) -> str | None:
         """First contact: consume the invite use and add the friend, atomically."""
         node = self.node
@@ -250,6 +374,8 @@ class Ingress:
             friend = await node.db(node.store.accept_first_contact, invite.token_id, friend, now)
         except MeshError as err:
             raise Rejected(err.code, str(err)) from None
+        finally:
+            await node.invites_changed()
         node.friend_changed(friend)
         log.info(
             "new friend %s (%s) via invite %s",
@@ -258,17 +384,6 @@ class Ingress:
             invite.token_id.hex(),
         )
         return friend.alias
-
-    def _check_invite(self, parsed: env.ParsedEnvelope) -> Invite:
-        if not parsed.invite:
-            raise Rejected(Reason.UNKNOWN_SENDER, "not a friend and no invite token")
-        try:
-            invite = decode_signed_invite(parsed.invite)
-        except InviteError as err:
-            raise Rejected(Reason.INVITE_INVALID, str(err)) from None
-        if invite.inviter_node_id != self.node.identity.node_id:
-            raise Rejected(Reason.INVITE_INVALID, "the invite was issued by another node")
-        return invite
 
 
 def _raise_first(verdicts: list[Verdict | None]) -> None:

@@ -271,6 +271,16 @@ def _decode_raw(raw: bytes, token: str) -> Invite:
     return _build(token, raw, body)
 
 
+def token_id_of(raw: bytes) -> bytes:
+    """The token id of a serialized SignedInvite, without verifying anything
+    (what a first-contact envelope names in its clear header)."""
+    body, _signature = _split_signed_invite(raw)
+    try:
+        return mesh_pb2.InviteBody.FromString(body).token_id
+    except Exception:
+        raise _err(InviteReason.MALFORMED, "invite token is malformed (bad body)") from None
+
+
 def decode_signed_invite(raw: bytes) -> Invite:
     """Decode and verify a serialized SignedInvite (as carried in an envelope)."""
     try:

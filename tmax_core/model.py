@@ -84,6 +84,7 @@ class OutboxEntry:
     error: str | None = None
     reply_to: bytes | None = None
     delivered_at_ms: int | None = None
+    sent_hashes: bytes = b""  # hashes of the envelopes sent for it (32 bytes each), newest last
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,9 @@ class IngressMeta:
     to_node_id: bytes
     timestamp_ms: int
     size: int
-    has_invite: bool
+    has_invite: bool  # names an invite this node issued that is still active
     friend: Friend | None  # the stored friend claimed by from_node_id, if any
+    invite_token_id: bytes = b""  # the token id it names (first contact), else empty
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class ReceivedMessage:
     body: bytes
     reply_to: bytes | None = None
     via: str = ""  # transport name
+    envelope_hash: bytes = b""  # of the envelope it came in (what its ack names)
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,8 @@ class DeliverySink(Protocol):
 
     # Optional: ``async def deliver_many(messages)`` for a batch (one
     # transaction); without it the node calls ``deliver`` once per message.
+    # A sink with storage quotas raises ``tmax_core.errors.QuotaExceeded``
+    # from ``deliver``, or returns the refused messages from ``deliver_many``.
 
 
 @dataclass

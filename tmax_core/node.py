@@ -32,7 +32,7 @@ from tmax_core.config import Config, is_wildcard_host
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
 from tmax_core.endpoints import endpoint_problem, relay_url_problem, screen_endpoints, screen_relay_urls
 from tmax_core.ephemeral import EphemeralPool
-from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, UsageError
+from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, QuotaExceeded, UsageError
 from tmax_core.identity import NodeIdentity
 from tmax_core.inboxfeed import InboxFeed, follow
 from tmax_core.ingress import Ingress
@@ -89,6 +89,9 @@ class Node:
         self.peer_listen: str | None = None
         self.started_at = time.monotonic()
         self.friends: dict[bytes, Friend] = {}
+        # Every invite this node remembers issuing, by token id, with its token
+        # text: ingress turns a stranger away on this lookup, before any crypto.
+        self.issued_invites: dict[bytes, tuple[IssuedInvite, str]] = {}
         self.transports: list[Transport] = []
         self.sinks: list[DeliverySink] = []
         self._sink_candidates: dict[str, DeliverySink] = {}  # every registered sink, by name
@@ -168,6 +171,7 @@ class Node:
                 friend.node_id, friend.relay_hosts, friend.endpoints
             )
             self.friends[friend.node_id] = friend
+        await self.invites_changed()
         listen = self.config.get("node.peer_listen")
         if self.config.get("node.peer_advertise") and not listen:
             raise ConfigError(
@@ -246,14 +250,18 @@ class Node:
     # -- ingress ---------------------------------------------------------------
 
     async def handle_envelope(self, data: bytes, source: IngressSource) -> bytes:
-        """Entry point for transports: run ingress, return the signed ack bytes."""
+        """Entry point for transports: run ingress, return the signed ack bytes
+        (empty bytes: no answer, see :mod:`tmax_core.ingress`)."""
         self.counters["envelopes_in"] += 1
         return await self.ingress.handle(data, source)
 
-    async def handle_envelope_batch(self, envelopes: list[bytes], source: IngressSource) -> bytes:
-        """Entry point for batching transports: one signed batch ack for them all."""
+    async def handle_envelope_batch(
+        self, envelopes: list[bytes], source: IngressSource, nonce: bytes = b""
+    ) -> bytes:
+        """Entry point for batching transports: one signed batch ack for them
+        all, echoing ``nonce`` (empty bytes: no answer, see :mod:`tmax_core.ingress`)."""
         self.counters["envelopes_in"] += len(envelopes)
-        return await self.ingress.handle_batch(envelopes, source)
+        return await self.ingress.handle_batch(envelopes, source, nonce)
 
     async def handle_ack(self, ack: bytes, from_node_id: bytes) -> None:
         """Entry point for transports that carry acks separately (relay store-and-forward)."""
@@ -261,27 +269,45 @@ class Node:
         if friend is not None:
             await self.outbox.handle_async_ack(ack, friend)
 
-    async def deliver_many(self, messages: list[ReceivedMessage]) -> None:
+    async def deliver_many(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """Hand accepted messages to every configured sink, then remember their ids.
 
         Sinks are idempotent by message id, so a crash between the two steps
-        only means the sender retries and the sinks ignore the repeat."""
+        only means the sender retries and the sinks ignore the repeat.
+
+        Returns the messages a sink refused for lack of quota: they go to no
+        later sink and are not remembered (a sink before may have kept one)."""
         for_sinks = [m for m in messages if m.content_type != HELLO_CONTENT_TYPE]
-        if for_sinks:
-            for sink in self.sinks:
-                deliver_many = getattr(sink, "deliver_many", None)
-                if deliver_many is not None:
-                    await deliver_many(for_sinks)
-                else:
-                    for message in for_sinks:
+        refused: list[ReceivedMessage] = []
+        for sink in self.sinks:
+            if not for_sinks:
+                break
+            deliver_many = getattr(sink, "deliver_many", None)
+            if deliver_many is not None:
+                over = await deliver_many(for_sinks) or []
+            else:
+                over = []
+                for message in for_sinks:
+                    try:
                         await sink.deliver(message)
-        records = [(m.message_id, m.from_node_id, "accepted", m.received_at_ms) for m in messages]
+                    except QuotaExceeded:
+                        over.append(message)
+            if over:
+                refused.extend(over)
+                gone = {id(m) for m in over}
+                for_sinks = [m for m in for_sinks if id(m) not in gone]
+        gone = {id(m) for m in refused}
+        messages = [m for m in messages if id(m) not in gone]
+        records = [
+            (m.from_node_id, m.message_id, m.envelope_hash, "accepted", m.received_at_ms) for m in messages
+        ]
         await self.db_batch(self.store.record_received_many, records)
         for m in messages:
             friend = self.friends.get(m.from_node_id)
             if friend is not None:
                 friend.last_seen_ms = max(friend.last_seen_ms or 0, m.received_at_ms)
         self.counters["messages_in"] += len(messages)
+        return refused
 
     def metrics_rejected(self, reason: str) -> None:
         self.counters[f"rejected:{reason}"] += 1
@@ -460,7 +486,17 @@ class Node:
             rate_limit=invite.rate_limit,
         )
         await self.db(self.store.record_issued_invite, record, invite.token)
+        await self.invites_changed()
         return invite
+
+    async def revoke_invite(self, token_id: bytes) -> None:
+        await self.db(self.store.revoke_invite, token_id)
+        await self.invites_changed()
+
+    async def invites_changed(self) -> None:
+        """Reload the issued invites ingress checks first contact against
+        (after one is created, revoked or used)."""
+        self.issued_invites = await self.db(self.store.issued_invite_tokens)
 
     async def accept_invite(self, token: str, alias: str | None) -> Friend:
         invite = parse_invite(token, now_ms=now_ms(), known_scopes=set(self.scopes))

@@ -28,6 +28,7 @@ import logging
 import random
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tmax_core import envelope as env
@@ -63,6 +64,9 @@ PERMANENT = frozenset(
         Reason.UNKNOWN_SCOPE,
         Reason.PAYLOAD_INVALID,
         Reason.TOO_LARGE,
+        # Final: the recipient's quota frees only when its owner reads or
+        # deletes messages, which retrying cannot bring about.
+        Reason.QUOTA_EXCEEDED,
     }
 )
 FINAL = frozenset({"delivered", "failed"})
@@ -78,6 +82,12 @@ SEAL_INLINE_MAX = 4
 LANE_BATCHES = 8
 MAX_BATCHES = 64  # batches in flight over all friends
 ACCEPTED = (mesh_pb2.ACK_STATUS_ACCEPTED, mesh_pb2.ACK_STATUS_DUPLICATE)
+# An entry remembers the hashes of its last few envelopes (each attempt may
+# seal anew), so that an ack arriving late, after store-and-forward, still
+# finds the envelope it answers. One older than that is ignored: the message
+# is sent again and answered "duplicate" under the new hash.
+HASH_LEN = 32
+SENT_HASHES_KEPT = 8
 # An envelope sealed ahead that waited longer than this in its lane is sealed
 # again, so its timestamp stays well inside the recipient's replay window.
 RESEAL_AFTER_MS = 60_000
@@ -125,6 +135,15 @@ class _Attempt:
     path: str | None = None
     handed_off: str | None = None  # transport that holds it for later delivery
     error: str | None = None
+
+    @cached_property
+    def digest(self) -> bytes:
+        """What the recipient's ack must name: the hash of this envelope."""
+        return env.envelope_hash(self.envelope)
+
+
+def _hashes(packed: bytes) -> list[bytes]:
+    return [packed[i : i + HASH_LEN] for i in range(0, len(packed), HASH_LEN)]
 
 
 class Outbox:
@@ -237,7 +256,7 @@ class Outbox:
         if entry is None or entry.status in FINAL or entry.to_node_id != sender_friend.node_id:
             return
         attempt = _Attempt(entry, b"")
-        self._apply_single_ack(attempt, sender_friend, ack_bytes, "relay")
+        self._apply_single_ack(attempt, sender_friend, ack_bytes, "relay", _hashes(entry.sent_hashes))
         if attempt.final is not None:
             await self._record(sender_friend, [attempt])
 
@@ -436,6 +455,7 @@ class Outbox:
                     ack,
                     expected_signer_public_key=friend.public_key,
                     expected_signer_node_id=friend.node_id,
+                    sender_node_id=self.node.identity.node_id,
                     max_bytes=self._max_bytes,
                 )
             except EnvelopeError as err:
@@ -445,6 +465,8 @@ class Outbox:
                 entry = entries.get(a.entry.message_id)
                 if entry is None:
                     a.error = f"{transport.name}: no ack for this message in the batch"
+                elif entry.envelope_hash != a.digest:
+                    a.error = f"{transport.name}: the ack answers another envelope under this id"
                 else:
                     self._apply_status(a, entry.status, entry.reason, entry.detail, transport.name)
             return
@@ -458,7 +480,7 @@ class Outbox:
                 failures.append(result)
             elif result is None:  # accepted by an intermediary (store-and-forward)
                 a.handed_off = transport.name
-            elif not self._apply_single_ack(a, friend, result, transport.name):
+            elif not self._apply_single_ack(a, friend, result, transport.name, [a.digest]):
                 self._answer_unverifiable(transport, friend)
         if failures and len(failures) == len(attempts):
             raise failures[0] if isinstance(failures[0], Exception) else ConnectionError(str(failures[0]))
@@ -471,14 +493,19 @@ class Outbox:
         if told is not None:
             told(friend)
 
-    def _apply_single_ack(self, a: _Attempt, friend: Friend, ack: bytes, path: str) -> bool:
-        """Apply a verified ack's status to ``a``; False if the ack does not verify."""
+    def _apply_single_ack(
+        self, a: _Attempt, friend: Friend, ack: bytes, path: str, envelope_hashes: list[bytes]
+    ) -> bool:
+        """Apply a verified ack's status to ``a``; False if the ack does not
+        verify or answers none of ``envelope_hashes``."""
         try:
             body = env.verify_ack(
                 ack,
                 expected_signer_public_key=friend.public_key,
                 expected_signer_node_id=friend.node_id,
+                sender_node_id=self.node.identity.node_id,
                 message_id=a.entry.message_id,
+                envelope_hashes=envelope_hashes,
             )
         except EnvelopeError as err:
             a.error = f"unverifiable ack via {path}: {err}"
@@ -528,6 +555,9 @@ class Outbox:
                     "error": None if a.handed_off else a.error,
                 }
             fields["attempts"] = e.attempts
+            if a.envelope and a.final is None:  # a late ack may still answer this envelope
+                e.sent_hashes = b"".join(_hashes(e.sent_hashes + a.digest)[-SENT_HASHES_KEPT:])
+                fields["sent_hashes"] = e.sent_hashes
             updates.append((e.message_id, fields))
         await self.node.db_batch(self.node.store.outbox_update_many, updates)
         if (

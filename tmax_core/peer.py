@@ -111,10 +111,11 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
 
     async def deliver_batch(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            envelopes = list(mesh_pb2.EnvelopeBatch.FromString(request).envelopes)
+            batch = mesh_pb2.EnvelopeBatch.FromString(request)
         except DecodeError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not an EnvelopeBatch")
-        return await node.handle_envelope_batch(envelopes, source_from_peer("direct", context.peer()))
+        source = source_from_peer("direct", context.peer())
+        return await node.handle_envelope_batch(list(batch.envelopes), source, batch.nonce)
 
     async def deliver_stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
         await serve_stream(node, requests, context, source_from_peer("direct", context.peer()))

@@ -118,7 +118,7 @@ async def serve_stream(
 
     async def answer(batch: mesh_pb2.StreamedBatch) -> None:
         try:
-            ack = await node.handle_envelope_batch(list(batch.envelopes), source)
+            ack = await node.handle_envelope_batch(list(batch.envelopes), source, batch.nonce)
             answers.put_nowait(mesh_pb2.StreamedAck(id=batch.id, ack=ack).SerializeToString())
         except Exception:
             log.exception("ingress of a streamed batch failed")

@@ -20,8 +20,10 @@ thread, and small ones on the event loop when the database is idle (see
 ``check_same_thread=False`` for that.
 
 Schema versions live in ``PRAGMA user_version`` and are upgraded by
-:func:`_migrate` (only v1 exists so far). Node ids and message ids are BLOBs,
-lists (scopes, relay hosts, endpoints) are JSON text, times are ms ints.
+:func:`_migrate` (v2 keys received messages by sender and message id, v3
+adds the inbox quota accounting, ``inbox_usage``). Node ids and message ids
+are BLOBs, lists (scopes, relay hosts, endpoints) are JSON text, times are ms
+ints.
 
 Failures to open the database (unwritable directory, not a database,
 corrupted header, schema from a newer version) raise
@@ -37,6 +39,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,7 @@ from tmax_core.errors import MeshError, NotFound, Reason, StateDirError
 from tmax_core.model import Friend, InboxMessage, IssuedInvite, OutboxEntry, RateLimit
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000
 
 # Used/expired invites are remembered so a replayed token is reported as
@@ -66,8 +69,20 @@ def expired_error(last_error: str | None) -> str:
 _CHUNK = 500  # ids per "IN (...)" query
 
 _UNSET: Any = object()
-_OUTBOX_FIELDS = ("status", "path", "attempts", "next_attempt_ms", "error", "delivered_at_ms")
+_OUTBOX_FIELDS = (
+    "status",
+    "path",
+    "attempts",
+    "next_attempt_ms",
+    "error",
+    "delivered_at_ms",
+    "sent_hashes",
+)
 
+_INBOX_COLS_V1 = (
+    "id, message_id, from_node_id, from_alias, sent_at_ms, received_at_ms, scope, "
+    "content_type, body, acked, reply_to"
+)
 _SCHEMA_V1 = (
     """CREATE TABLE friends (
         node_id BLOB PRIMARY KEY,
@@ -140,7 +155,126 @@ _SCHEMA_V1 = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 )
 
-_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1}
+# Version 2: a received message is (sender, message_id), not message_id alone
+# (DESIGN §7): two senders may pick the same id, and neither may shadow the
+# other. ``seen`` also keeps the hash of the envelope it accepted, so an exact
+# repeat is answered "duplicate" without a signature check.
+_SCHEMA_V2 = (
+    """CREATE TABLE seen_v2 (
+        from_node_id BLOB NOT NULL,
+        message_id BLOB NOT NULL,
+        envelope_hash BLOB,
+        status TEXT NOT NULL,
+        seen_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (from_node_id, message_id)
+    ) WITHOUT ROWID""",
+    "INSERT INTO seen_v2 (from_node_id, message_id, status, seen_at_ms) "
+    "SELECT from_node_id, message_id, status, seen_at_ms FROM seen",
+    "DROP TABLE seen",
+    "ALTER TABLE seen_v2 RENAME TO seen",
+    "CREATE INDEX seen_at ON seen(seen_at_ms)",
+    """CREATE TABLE inbox_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id BLOB NOT NULL,
+        from_node_id BLOB NOT NULL,
+        from_alias TEXT,
+        sent_at_ms INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        scope TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        reply_to BLOB,
+        UNIQUE (from_node_id, message_id)
+    )""",
+    f"INSERT INTO inbox_v2 ({_INBOX_COLS_V1}) SELECT {_INBOX_COLS_V1} FROM inbox",
+    "DROP TABLE inbox",
+    "ALTER TABLE inbox_v2 RENAME TO inbox",
+    "CREATE INDEX inbox_acked ON inbox(acked, id)",
+    "CREATE INDEX inbox_message ON inbox(message_id)",
+    # The hashes of the envelopes sent for a message (32 bytes each, newest
+    # last): an ack counts only if it names one of them.
+    "ALTER TABLE outbox ADD COLUMN sent_hashes BLOB NOT NULL DEFAULT x''",
+)
+
+# -- storage quotas (inbox here; the session_mailbox plugin uses the same helpers)
+#
+# A message is charged what its sender controls (body, content type, scope,
+# reply-to) plus a fixed allowance for the rest of its row and index entries,
+# so that empty messages are not free. Only unread messages count: acking or
+# deleting one gives its bytes back.
+MESSAGE_OVERHEAD = 128
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Byte limits on unread messages: per sender and over all senders."""
+
+    per_sender: int
+    total: int
+
+
+def message_charge(body: bytes, content_type: str, scope: str | None, reply_to: bytes | None) -> int:
+    """The bytes one message counts against a quota (:func:`charge_sql` in SQL)."""
+    return (
+        len(body)
+        + len(content_type.encode())
+        + len((scope or "").encode())
+        + len(reply_to or b"")
+        + MESSAGE_OVERHEAD
+    )
+
+
+def charge_sql(row: str) -> str:
+    """:func:`message_charge` of the row ``row`` (``new``, ``old``, a table) as an SQL expression."""
+    return (
+        f"(length({row}.body) + length(CAST({row}.content_type AS BLOB)) "
+        f"+ coalesce(length(CAST({row}.scope AS BLOB)), 0) + coalesce(length({row}.reply_to), 0) "
+        f"+ {MESSAGE_OVERHEAD})"
+    )
+
+
+ALL_SENDERS = b""
+"""The ``inbox_usage`` row that sums every sender's (an id no node has)."""
+
+# inbox_usage holds the unread bytes and messages per sender, and their sum
+# under ALL_SENDERS, kept by these triggers in the transaction that changes
+# the inbox: checking a quota is two primary-key reads, whatever the inbox
+# size. A migration that rebuilds the inbox table must create them again.
+INBOX_USAGE_TRIGGERS = (
+    f"""CREATE TRIGGER inbox_usage_insert AFTER INSERT ON inbox WHEN new.acked = 0 BEGIN
+        INSERT INTO inbox_usage (from_node_id, bytes, messages)
+        VALUES (new.from_node_id, {charge_sql("new")}, 1), (x'', {charge_sql("new")}, 1)
+        ON CONFLICT(from_node_id) DO UPDATE SET bytes = bytes + excluded.bytes, messages = messages + 1;
+    END""",
+    f"""CREATE TRIGGER inbox_usage_ack AFTER UPDATE OF acked ON inbox
+        WHEN old.acked = 0 AND new.acked != 0 BEGIN
+        UPDATE inbox_usage SET bytes = bytes - {charge_sql("old")}, messages = messages - 1
+        WHERE from_node_id IN (old.from_node_id, x'');
+    END""",
+    f"""CREATE TRIGGER inbox_usage_delete AFTER DELETE ON inbox WHEN old.acked = 0 BEGIN
+        UPDATE inbox_usage SET bytes = bytes - {charge_sql("old")}, messages = messages - 1
+        WHERE from_node_id IN (old.from_node_id, x'');
+    END""",
+)
+
+# Version 3: unread bytes per sender, for the quotas (after version 2 rebuilt the inbox).
+_SCHEMA_V3 = (
+    """CREATE TABLE inbox_usage (
+        from_node_id BLOB PRIMARY KEY,
+        bytes INTEGER NOT NULL,
+        messages INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    *INBOX_USAGE_TRIGGERS,
+    # The unread messages of an existing database, counted once.
+    f"INSERT INTO inbox_usage (from_node_id, bytes, messages) "
+    f"SELECT from_node_id, sum({charge_sql('inbox')}), count(*) FROM inbox WHERE acked = 0 "
+    "GROUP BY from_node_id",
+    f"INSERT INTO inbox_usage (from_node_id, bytes, messages) "
+    f"SELECT x'', coalesce(sum({charge_sql('inbox')}), 0), count(*) FROM inbox WHERE acked = 0",
+)
+
+_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 _FRIEND_COLS = (
     "node_id, public_key, alias, blocked, scopes, relay_hosts, endpoints, "
@@ -149,13 +283,10 @@ _FRIEND_COLS = (
 _INVITE_COLS = (
     "token_id, created_at_ms, expires_at_ms, max_uses, uses_left, scopes, rate_per_s, rate_burst, revoked"
 )
-_INBOX_COLS = (
-    "id, message_id, from_node_id, from_alias, sent_at_ms, received_at_ms, scope, "
-    "content_type, body, acked, reply_to"
-)
+_INBOX_COLS = _INBOX_COLS_V1
 _OUTBOX_COLS = (
     "message_id, to_node_id, scope, content_type, body, created_at_ms, expires_at_ms, "
-    "status, path, attempts, next_attempt_ms, error, reply_to, delivered_at_ms"
+    "status, path, attempts, next_attempt_ms, error, reply_to, delivered_at_ms, sent_hashes"
 )
 
 
@@ -253,6 +384,7 @@ def _outbox(row: Sequence[Any]) -> OutboxEntry:
         error=row[11],
         reply_to=row[12],
         delivered_at_ms=row[13],
+        sent_hashes=row[14],
     )
 
 
@@ -578,6 +710,13 @@ class Store:
             )
         return [_invite(r) for r in rows]
 
+    def issued_invite_tokens(self) -> dict[bytes, tuple[IssuedInvite, str]]:
+        """``{token_id: (invite, token text)}`` for every invite remembered (at
+        most ``INVITE_MAX_ROWS``): what ingress checks a stranger's first
+        contact against before any crypto."""
+        rows = self._conn.execute(f"SELECT {_INVITE_COLS}, token FROM issued_invites")
+        return {row[0]: (_invite(row[:-1]), row[-1]) for row in rows}
+
     def get_issued_invite(self, token_id: bytes) -> IssuedInvite | None:
         row = self._conn.execute(
             f"SELECT {_INVITE_COLS} FROM issued_invites WHERE token_id = ?", (token_id,)
@@ -689,6 +828,82 @@ class Store:
                     stored.append((cur.lastrowid, m))
         return stored
 
+    def inbox_insert_within_quota(
+        self, msgs: Sequence[InboxMessage], quota: Quota
+    ) -> tuple[list[tuple[int, InboxMessage]], list[InboxMessage]]:
+        """:meth:`inbox_insert_many` within ``quota``: ``(stored, refused)``.
+
+        Messages are taken in order; one that would bring its sender's unread
+        bytes past ``quota.per_sender``, or everyone's past ``quota.total``, is
+        not stored but returned in ``refused``, and the next ones still get
+        their chance. A refused message that is already in the inbox (stored
+        before a crash, delivered again) is a repeat, not refused.
+        """
+        stored: list[tuple[int, InboxMessage]] = []
+        refused: list[InboxMessage] = []
+        with self._tx() as conn:
+            total = self._inbox_usage(conn, ALL_SENDERS)
+            used: dict[bytes, int] = {}
+            for m in msgs:
+                mine = used.get(m.from_node_id)
+                if mine is None:
+                    mine = self._inbox_usage(conn, m.from_node_id)
+                size = message_charge(m.body, m.content_type, m.scope, m.reply_to)
+                if mine + size > quota.per_sender or total + size > quota.total:
+                    there = conn.execute(
+                        "SELECT 1 FROM inbox WHERE message_id = ? AND from_node_id = ?",
+                        (m.message_id, m.from_node_id),
+                    ).fetchone()
+                    if there is None:
+                        refused.append(m)
+                else:
+                    cur = conn.execute(self._INBOX_INSERT, self._inbox_params(m))
+                    if cur.rowcount == 1:
+                        stored.append((cur.lastrowid, m))
+                        mine += size
+                        total += size
+                used[m.from_node_id] = mine
+        return stored, refused
+
+    @staticmethod
+    def _inbox_usage(conn: sqlite3.Connection, sender: bytes) -> int:
+        row = conn.execute("SELECT bytes FROM inbox_usage WHERE from_node_id = ?", (sender,)).fetchone()
+        return row[0] if row else 0
+
+    def inbox_usage(self, sender: bytes = ALL_SENDERS) -> tuple[int, int]:
+        """``(bytes, messages)`` unread from ``sender`` (default: from everyone)."""
+        row = self._conn.execute(
+            "SELECT bytes, messages FROM inbox_usage WHERE from_node_id = ?", (sender,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def inbox_delete(self, message_ids: Sequence[bytes]) -> int:
+        """Delete messages (read or not); returns how many rows went.
+
+        An unknown id raises NotFound naming the first one; nothing changes.
+        """
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return 0
+        with self._tx() as conn:
+            known: set[bytes] = set()
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                known.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT message_id FROM inbox WHERE message_id IN ({marks})", chunk
+                    )
+                )
+            for mid in ids:
+                if mid not in known:
+                    raise NotFound(f"no inbox message with id {bytes(mid).hex()}")
+            return conn.executemany("DELETE FROM inbox WHERE message_id = ?", [(m,) for m in ids]).rowcount
+
+    def inbox_delete_acked(self) -> int:
+        """Delete every message already read; returns how many."""
+        return self._conn.execute("DELETE FROM inbox WHERE acked != 0").rowcount
+
     def inbox_list(
         self, unread_only: bool = False, limit: int | None = None, after_rowid: int = 0
     ) -> list[tuple[int, InboxMessage]]:
@@ -746,45 +961,39 @@ class Store:
     # ------------------------------------------------------------------ seen ids
 
     _SEEN_UPSERT = (
-        "INSERT INTO seen (message_id, from_node_id, status, seen_at_ms) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(message_id) DO UPDATE SET status = excluded.status, seen_at_ms = excluded.seen_at_ms"
+        "INSERT INTO seen (from_node_id, message_id, envelope_hash, status, seen_at_ms) "
+        "VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(from_node_id, message_id) DO UPDATE SET envelope_hash = excluded.envelope_hash, "
+        "status = excluded.status, seen_at_ms = excluded.seen_at_ms"
     )
 
-    def seen_check(self, message_id: bytes) -> str | None:
-        """The ack status recorded for ``message_id``, or None if never seen."""
-        row = self._conn.execute("SELECT status FROM seen WHERE message_id = ?", (message_id,)).fetchone()
-        return row[0] if row else None
-
-    def seen_record(self, message_id: bytes, from_node_id: bytes, status: str, now_ms: int) -> None:
-        """Remember a message id (last status wins)."""
-        self._conn.execute(self._SEEN_UPSERT, (message_id, from_node_id, status, now_ms))
-
-    def seen_record_many(self, records: Iterable[tuple[bytes, bytes, str, int]]) -> None:
-        """Many ``(message_id, from_node_id, status, now_ms)`` in one transaction."""
-        rows = list(records)
-        if not rows:
-            return
-        with self._tx() as conn:
-            conn.executemany(self._SEEN_UPSERT, rows)
-
-    def seen_check_many(self, message_ids: Sequence[bytes]) -> dict[bytes, str]:
-        """``{message_id: status}`` for the ids already seen (one query per 500 ids)."""
-        found: dict[bytes, str] = {}
-        for chunk in _chunks(message_ids):
-            marks = ",".join("?" * len(chunk))
-            for message_id, status in self._conn.execute(
-                f"SELECT message_id, status FROM seen WHERE message_id IN ({marks})", tuple(chunk)
-            ):
-                found[message_id] = status
+    def seen_check_many(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], bytes | None]:
+        """``{(from_node_id, message_id): envelope_hash}`` for the messages already
+        seen (the hash is None for rows from before it was kept); one query per
+        sender and 500 ids."""
+        by_sender: dict[bytes, list[bytes]] = {}
+        for sender, message_id in keys:
+            by_sender.setdefault(sender, []).append(message_id)
+        found: dict[tuple[bytes, bytes], bytes | None] = {}
+        for sender, message_ids in by_sender.items():
+            for chunk in _chunks(message_ids):
+                marks = ",".join("?" * len(chunk))
+                for message_id, digest in self._conn.execute(
+                    f"SELECT message_id, envelope_hash FROM seen WHERE from_node_id = ? "
+                    f"AND message_id IN ({marks})",
+                    (sender, *chunk),
+                ):
+                    found[(sender, message_id)] = digest
         return found
 
-    def record_received_many(self, records: Sequence[tuple[bytes, bytes, str, int]]) -> None:
-        """After delivery: remember ``(message_id, from_node_id, status, now_ms)`` records
-        and move each sender's last_seen forward, all in one transaction."""
+    def record_received_many(self, records: Sequence[tuple[bytes, bytes, bytes, str, int]]) -> None:
+        """After delivery: remember ``(from_node_id, message_id, envelope_hash,
+        status, now_ms)`` records and move each sender's last_seen forward, all
+        in one transaction."""
         if not records:
             return
         last_seen: dict[bytes, int] = {}
-        for _message_id, sender, _status, at_ms in records:
+        for sender, _message_id, _digest, _status, at_ms in records:
             last_seen[sender] = max(at_ms, last_seen.get(sender, 0))
         with self._tx() as conn:
             conn.executemany(self._SEEN_UPSERT, records)
@@ -801,8 +1010,8 @@ class Store:
             (count,) = conn.execute("SELECT count(*) FROM seen").fetchone()
             if count > max_rows:
                 deleted += conn.execute(
-                    "DELETE FROM seen WHERE message_id IN "
-                    "(SELECT message_id FROM seen ORDER BY seen_at_ms LIMIT ?)",
+                    "DELETE FROM seen WHERE (from_node_id, message_id) IN "
+                    "(SELECT from_node_id, message_id FROM seen ORDER BY seen_at_ms LIMIT ?)",
                     (count - max(max_rows, 0),),
                 ).rowcount
             return deleted
@@ -810,12 +1019,13 @@ class Store:
     # ------------------------------------------------------------------ outbox
 
     _OUTBOX_UPSERT = (
-        f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+        f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
         "ON CONFLICT(message_id) DO UPDATE SET to_node_id=excluded.to_node_id, scope=excluded.scope, "
         "content_type=excluded.content_type, body=excluded.body, created_at_ms=excluded.created_at_ms, "
         "expires_at_ms=excluded.expires_at_ms, status=excluded.status, path=excluded.path, "
         "attempts=excluded.attempts, next_attempt_ms=excluded.next_attempt_ms, error=excluded.error, "
-        "reply_to=excluded.reply_to, delivered_at_ms=excluded.delivered_at_ms"
+        "reply_to=excluded.reply_to, delivered_at_ms=excluded.delivered_at_ms, "
+        "sent_hashes=excluded.sent_hashes"
     )
 
     @staticmethod
@@ -835,6 +1045,7 @@ class Store:
             e.error,
             e.reply_to,
             e.delivered_at_ms,
+            e.sent_hashes,
         )
 
     def outbox_put_many(self, entries: Sequence[OutboxEntry]) -> None:

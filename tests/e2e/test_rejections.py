@@ -26,6 +26,7 @@ from tests.harness import Node, ProcGroup, befriend, free_port, wait_for
 from tmax_core import envelope as env
 from tmax_core.client import NodeClient
 from tmax_core.crypto import Domain, now_ms, parse_node_id
+from tmax_core.errors import EnvelopeError
 from tmax_core.identity import NodeIdentity, load
 from tmax_core.invites import create_invite, decode_invite
 from tmax_core.peer import DELIVER
@@ -83,11 +84,17 @@ class Mesh:
         """Send raw envelope bytes to A's PeerService; return the ack, checked to be signed by A."""
         with grpc.insecure_channel(self.a_addr) as channel:
             ack = channel.unary_unary(DELIVER)(data, timeout=10)
+        try:
+            sender = env.parse(data, 1 << 20).from_node_id
+        except EnvelopeError:
+            sender = b""
         return env.verify_ack(
             ack,
             expected_signer_public_key=self.a_pub,
             expected_signer_node_id=self.a_id,
+            sender_node_id=sender,
             message_id=message_id,
+            envelope_hashes=[env.envelope_hash(data)],
         )
 
     def inbox_ids(self) -> list[str]:
@@ -285,12 +292,23 @@ def test_invite_signed_by_a_but_never_issued(mesh: Mesh) -> None:
 
 
 def test_invite_issued_by_another_node(mesh: Mesh) -> None:
+    """Its token id is not one A issued: turned away before any crypto."""
     stranger = NodeIdentity.generate()
     their_own = create_invite(stranger, ttl_ms=3_600_000)
     mid, data = mesh.seal(stranger, invite=their_own.raw)
-    mesh.expect_rejected(mid, data, "invite_invalid")
+    mesh.expect_rejected(mid, data, "invite_unknown")
 
 
-def test_garbage_invite_at_first_contact(mesh: Mesh) -> None:
+def test_first_contact_naming_a_token_id_without_its_token(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a relay could try with a token id it saw in a header: name A's
+    active invite in the clear, but seal something else than its token."""
+    active = decode_invite(mesh.a.invite())
+    monkeypatch.setattr(env, "token_id_of", lambda _raw: active.token_id)
     mid, data = mesh.seal(NodeIdentity.generate(), invite=b"\x12\x34 not a signed invite")
     mesh.expect_rejected(mid, data, "invite_invalid")
+    other = create_invite(load(mesh.a.state_dir), ttl_ms=3_600_000)  # A's signature, another token
+    mid, data = mesh.seal(NodeIdentity.generate(), invite=other.raw)
+    mesh.expect_rejected(mid, data, "invite_invalid")
+    assert active.token_id.hex() in {i["token_id"] for i in mesh.a.cli("invite", "list")}  # still unused

@@ -324,7 +324,13 @@ async def test_stored_messages_unacked_are_redelivered(procs: ProcGroup, clients
     b2, _ = await clients.node(b_id)
     d = (await frame(b2, "deliver")).deliver
     assert d.message_id == message_id
-    ack = env.make_ack(b_id, message_id=message_id, to_node_id=a_id.node_id, status=1)
+    ack = env.make_ack(
+        b_id,
+        message_id=message_id,
+        to_node_id=a_id.node_id,
+        envelope_hash=env.envelope_hash(d.envelope),
+        status=1,
+    )
     await b2.write(N(ack_send=host_pb2.AckSend(to=a_id.node_id, message_id=message_id, ack=ack)))
     got = (await frame(a, "ack")).ack
     assert (got.message_id, got.ack, getattr(got, "from")) == (message_id, ack, b_id.node_id)

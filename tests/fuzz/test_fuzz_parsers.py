@@ -244,9 +244,13 @@ def test_envelope_size_limit_checked_before_parsing() -> None:
 
 # -- acks -----------------------------------------------------------------------------------------
 
-ACK = env.make_ack(BOB, message_id=b"m" * 16, to_node_id=ALICE.node_id, status=1)
+DIGEST = env.envelope_hash(ENVELOPE)
+ACK = env.make_ack(BOB, message_id=b"m" * 16, to_node_id=ALICE.node_id, envelope_hash=DIGEST, status=1)
 BATCH_ACK = env.make_ack_batch(
-    BOB, to_node_id=ALICE.node_id, entries=[mesh_pb2.AckEntry(message_id=b"m" * 16, status=1)]
+    BOB,
+    to_node_id=ALICE.node_id,
+    entries=[mesh_pb2.AckEntry(message_id=b"m" * 16, status=1, envelope_hash=DIGEST)],
+    nonce=b"n" * 16,
 )
 
 
@@ -258,12 +262,15 @@ def test_ack_arbitrary_and_mutated(data: bytes) -> None:
             data,
             expected_signer_public_key=BOB.public_key,
             expected_signer_node_id=BOB.node_id,
+            sender_node_id=ALICE.node_id,
             message_id=b"m" * 16,
+            envelope_hashes=[DIGEST],
         )
     except EnvelopeError as err:
         assert err.code in ENVELOPE_CODES
     else:
         assert body.from_node_id == BOB.node_id and body.message_id == b"m" * 16
+        assert body.to_node_id == ALICE.node_id and body.envelope_hash == DIGEST
 
 
 @budget(300)
@@ -274,9 +281,11 @@ def test_batch_ack_arbitrary_and_mutated(data: bytes) -> None:
             data,
             expected_signer_public_key=BOB.public_key,
             expected_signer_node_id=BOB.node_id,
+            sender_node_id=ALICE.node_id,
             max_bytes=MAX,
+            nonce=b"n" * 16,
         )
     except EnvelopeError as err:
         assert err.code in ENVELOPE_CODES
     else:
-        assert set(entries) == {b"m" * 16}
+        assert set(entries) == {b"m" * 16} and entries[b"m" * 16].envelope_hash == DIGEST

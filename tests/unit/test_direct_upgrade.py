@@ -22,7 +22,7 @@ from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend
-from tmax_core.peer import DirectTransport, start_peer_server
+from tmax_core.peer import DELIVER_BATCH, DirectTransport, start_peer_server
 from tmax_mesh_direct import plugin
 from tmax_mesh_direct.upgrade import DIRECT, PROBES_AT_ONCE, PROBES_PER_FRIEND, RELAY, Upgrader, _Pacer
 
@@ -54,10 +54,10 @@ class FakeNode:
         self.delivered.append(data)
         return b"ack:" + data
 
-    async def handle_envelope_batch(self, envelopes: list[bytes], source: Any) -> bytes:
+    async def handle_envelope_batch(self, envelopes: list[bytes], source: Any, nonce: bytes = b"") -> bytes:
         await asyncio.sleep(self.slow_s if envelopes else 0)
         self.delivered += envelopes
-        return env.make_ack_batch(self.identity, to_node_id=b"", entries=[])
+        return env.make_ack_batch(self.identity, to_node_id=b"", entries=[], nonce=nonce)
 
     def as_friend(self, endpoints: list[str] | None = None) -> Friend:
         """This node as someone's friend."""
@@ -230,6 +230,31 @@ async def test_probe_reports_why(peer, local) -> None:
     try:
         error = await upgrader.probe(f"127.0.0.1:{port}", remote.as_friend())
         assert error is not None and "UNIMPLEMENTED" in error
+    finally:
+        await server.stop(0)
+
+
+async def test_a_replayed_probe_answer_is_refused(peer, local) -> None:
+    """Someone on the friend's old port (or on the path) replays an answer the
+    friend signed for an earlier probe: it must not pass for the friend now."""
+    remote, good = peer
+    _node, _relay, direct, upgrader = local
+    async with grpc.aio.insecure_channel(good) as channel:
+        recorded = await channel.unary_unary(DELIVER_BATCH)(b"", timeout=5)  # an empty batch, answered
+
+    async def replay(_request: bytes, _context: grpc.aio.ServicerContext) -> bytes:
+        return recorded
+
+    handler = grpc.unary_unary_rpc_method_handler(replay)
+    server = grpc.aio.server(
+        handlers=[grpc.method_handlers_generic_handler("tmax_mesh.v1.PeerService", {"DeliverBatch": handler})]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        replayer = f"127.0.0.1:{port}"
+        error = await upgrader.probe(replayer, remote.as_friend())
+        assert error is not None and "not this friend's node" in error and not direct.healthy(replayer)
     finally:
         await server.stop(0)
 

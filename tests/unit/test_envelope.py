@@ -9,12 +9,14 @@ from tmax_core import crypto, envelope
 from tmax_core.crypto import Domain
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.identity import NodeIdentity
+from tmax_core.invites import create_invite
 from tmax_core.proto import mesh_pb2
 
 MAX = 1 << 20
 ALICE = NodeIdentity.generate()
 BOB = NodeIdentity.generate()
 EVE = NodeIdentity.generate()
+H = envelope.envelope_hash(b"the envelope answered")
 
 
 def _seal(sender=ALICE, recipient=BOB, **kw):
@@ -39,16 +41,27 @@ def _resign(header: mesh_pb2.EnvelopeHeader, ciphertext: bytes, signer: NodeIden
 def test_round_trip():
     card = mesh_pb2.ContactCard(relay_hosts=["grpc://relay:7000"], alias="alice")
     mid = os.urandom(16)
-    data = _seal(reply_to=b"r" * 16, contact=card, invite=b"tok", message_id=mid, timestamp_ms=1234)
+    invite = create_invite(BOB, ttl_ms=60_000)
+    data = _seal(reply_to=b"r" * 16, contact=card, invite=invite.raw, message_id=mid, timestamp_ms=1234)
     p = envelope.parse(data, MAX)
     assert p.message_id == mid
     assert p.from_node_id == ALICE.node_id and p.to_node_id == BOB.node_id
-    assert p.timestamp_ms == 1234 and p.sender_public_key == ALICE.public_key and p.invite == b"tok"
-    assert p.raw == data
+    assert p.timestamp_ms == 1234 and p.sender_public_key == ALICE.public_key
+    assert p.raw == data and p.digest == envelope.envelope_hash(data)
     envelope.verify(p)
     c = envelope.open_content(BOB, p)
     assert (c.scope, c.content_type, c.body, c.reply_to) == ("message", "text/plain", b"hello bob", b"r" * 16)
     assert c.contact.relay_hosts == ["grpc://relay:7000"] and c.contact.alias == "alice"
+    # First contact: only the token id is in the clear, the token is sealed inside.
+    assert p.invite_token_id == invite.token_id and c.invite == invite.raw
+    assert invite.raw not in data and mesh_pb2.SignedInvite.FromString(invite.raw).signature not in data
+
+
+def test_token_id_must_be_16_bytes_or_absent():
+    env = mesh_pb2.Envelope.FromString(_seal())
+    header = mesh_pb2.EnvelopeHeader.FromString(env.header)
+    header.invite_token_id = b"short"
+    assert _code(envelope.parse, _resign(header, env.ciphertext, ALICE), MAX) == Reason.MALFORMED
 
 
 def test_defaults_and_uniqueness():
@@ -91,7 +104,7 @@ def test_resigned_header_change_fails_decrypt():
     # Even a sender re-signing a changed header cannot reuse the ciphertext.
     env = mesh_pb2.Envelope.FromString(_seal())
     header = mesh_pb2.EnvelopeHeader.FromString(env.header)
-    header.invite = b"added later"
+    header.invite_token_id = b"t" * 16
     p = envelope.parse(_resign(header, env.ciphertext, ALICE), MAX)
     envelope.verify(p)
     assert _code(envelope.open_content, BOB, p) == Reason.DECRYPT_FAILED
@@ -226,40 +239,84 @@ def test_flipped_byte_never_verifies_and_opens(pos_seed, xor):
 def test_ack_round_trip():
     mid = os.urandom(16)
     ack = envelope.make_ack(
-        BOB, message_id=mid, to_node_id=ALICE.node_id, status=mesh_pb2.ACK_STATUS_REJECTED, reason="blocked"
+        BOB,
+        message_id=mid,
+        to_node_id=ALICE.node_id,
+        envelope_hash=H,
+        status=mesh_pb2.ACK_STATUS_REJECTED,
+        reason="blocked",
     )
     body = envelope.verify_ack(
-        ack, expected_signer_public_key=BOB.public_key, expected_signer_node_id=BOB.node_id, message_id=mid
+        ack,
+        expected_signer_public_key=BOB.public_key,
+        expected_signer_node_id=BOB.node_id,
+        sender_node_id=ALICE.node_id,
+        message_id=mid,
+        envelope_hashes=[H],
     )
     assert body.status == mesh_pb2.ACK_STATUS_REJECTED and body.reason == "blocked"
+    assert body.envelope_hash == H
     assert body.from_node_id == BOB.node_id and body.to_node_id == ALICE.node_id
     assert abs(body.timestamp_ms - crypto.now_ms()) < 60_000
 
 
-def _verify_ack_code(ack, mid, signer=BOB):
+def _verify_ack_code(ack, mid, signer=BOB, hashes=(H,), sender=ALICE):
     with pytest.raises(EnvelopeError) as exc:
         envelope.verify_ack(
             ack,
             expected_signer_public_key=signer.public_key,
             expected_signer_node_id=signer.node_id,
+            sender_node_id=sender.node_id,
             message_id=mid,
+            envelope_hashes=hashes,
         )
     return exc.value.code
 
 
+def _ack(signer=BOB, mid=b"a" * 16, status=mesh_pb2.ACK_STATUS_ACCEPTED, to=ALICE, digest=H):
+    return envelope.make_ack(
+        signer, message_id=mid, to_node_id=to.node_id, envelope_hash=digest, status=status
+    )
+
+
+def test_ack_for_another_envelope_under_the_same_id():
+    """What a relay gets by sending junk under a real message id: the
+    recipient's signed ack for the junk, which decides nothing for the sender."""
+    junk = envelope.envelope_hash(b"junk a relay made")
+    assert _verify_ack_code(_ack(digest=junk), b"a" * 16) == Reason.MALFORMED
+
+
+def test_ack_for_another_sender():
+    assert _verify_ack_code(_ack(to=EVE), b"a" * 16) == Reason.MALFORMED
+
+
+def test_batch_ack_binds_sender_nonce_and_envelopes():
+    entry = mesh_pb2.AckEntry(message_id=b"a" * 16, status=1, envelope_hash=H)
+    ack = envelope.make_ack_batch(BOB, to_node_id=ALICE.node_id, entries=[entry], nonce=b"n" * 16)
+
+    def verify(sender=ALICE, nonce=b"n" * 16):
+        return envelope.verify_ack_batch(
+            ack,
+            expected_signer_public_key=BOB.public_key,
+            expected_signer_node_id=BOB.node_id,
+            sender_node_id=sender.node_id,
+            max_bytes=MAX,
+            nonce=nonce,
+        )
+
+    assert verify()[b"a" * 16].envelope_hash == H
+    assert _code(verify, EVE) == Reason.MALFORMED
+    assert _code(verify, ALICE, b"m" * 16) == Reason.MALFORMED  # a replayed answer to another probe
+
+
 def test_forged_ack_rejected():
     mid = os.urandom(16)
-    forged = envelope.make_ack(
-        EVE, message_id=mid, to_node_id=ALICE.node_id, status=mesh_pb2.ACK_STATUS_ACCEPTED
-    )
-    assert _verify_ack_code(forged, mid) == Reason.BAD_SIGNATURE
+    assert _verify_ack_code(_ack(EVE, mid), mid) == Reason.BAD_SIGNATURE
 
 
 def test_ack_body_tampered():
     mid = os.urandom(16)
-    signed = mesh_pb2.SignedAck.FromString(
-        envelope.make_ack(BOB, message_id=mid, to_node_id=ALICE.node_id, status=mesh_pb2.ACK_STATUS_REJECTED)
-    )
+    signed = mesh_pb2.SignedAck.FromString(_ack(mid=mid, status=mesh_pb2.ACK_STATUS_REJECTED))
     body = mesh_pb2.AckBody.FromString(signed.body)
     body.status = mesh_pb2.ACK_STATUS_ACCEPTED
     signed.body = body.SerializeToString()
@@ -267,10 +324,7 @@ def test_ack_body_tampered():
 
 
 def test_ack_for_other_message():
-    ack = envelope.make_ack(
-        BOB, message_id=b"a" * 16, to_node_id=ALICE.node_id, status=mesh_pb2.ACK_STATUS_ACCEPTED
-    )
-    assert _verify_ack_code(ack, b"b" * 16) == Reason.MALFORMED
+    assert _verify_ack_code(_ack(), b"b" * 16) == Reason.MALFORMED
 
 
 def test_ack_signer_id_mismatch():
@@ -300,5 +354,7 @@ def test_verify_ack_arbitrary_bytes(data):
             data,
             expected_signer_public_key=BOB.public_key,
             expected_signer_node_id=BOB.node_id,
+            sender_node_id=ALICE.node_id,
             message_id=b"a" * 16,
+            envelope_hashes=[H],
         )

@@ -69,7 +69,11 @@ class FakeNode:
         self.envelopes.append((data, source))
         parsed = env.parse(data, len(data))
         return env.make_ack(
-            self.identity, message_id=parsed.message_id, to_node_id=parsed.from_node_id, status=1
+            self.identity,
+            message_id=parsed.message_id,
+            to_node_id=parsed.from_node_id,
+            envelope_hash=parsed.digest,
+            status=1,
         )
 
     async def handle_ack(self, ack: bytes, from_node_id: bytes) -> None:
@@ -144,7 +148,9 @@ async def test_send_returns_the_recipients_ack(host: str, started: Any) -> None:
         ack,
         expected_signer_public_key=b.identity.public_key,
         expected_signer_node_id=b.identity.node_id,
+        sender_node_id=a.identity.node_id,
         message_id=message_id,
+        envelope_hashes=[env.envelope_hash(envelope)],
     )
     assert body.status == 1
     assert b.envelopes == [(envelope, IngressSource("relay", a.node_id_hex))]

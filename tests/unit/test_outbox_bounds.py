@@ -55,9 +55,14 @@ class GatedTransport:
     async def send_batch(self, friend: Friend, envelopes: list[bytes], timeout: float) -> bytes:
         self.held += 1
         await self.gate.wait()
-        ids = [env.parse(e, 1 << 20).message_id for e in envelopes]
-        self.delivered += ids
-        entries = [mesh_pb2.AckEntry(message_id=i, status=mesh_pb2.ACK_STATUS_ACCEPTED) for i in ids]
+        parsed = [env.parse(e, 1 << 20) for e in envelopes]
+        self.delivered += [p.message_id for p in parsed]
+        entries = [
+            mesh_pb2.AckEntry(
+                message_id=p.message_id, status=mesh_pb2.ACK_STATUS_ACCEPTED, envelope_hash=p.digest
+            )
+            for p in parsed
+        ]
         return env.make_ack_batch(self.friend, to_node_id=self.to_node_id, entries=entries)
 
 

@@ -25,7 +25,9 @@ class StandInNode:
         self.most_in_flight = 0
         self.handled = 0
 
-    async def handle_envelope_batch(self, envelopes: list[bytes], source: IngressSource) -> bytes:
+    async def handle_envelope_batch(
+        self, envelopes: list[bytes], source: IngressSource, nonce: bytes = b""
+    ) -> bytes:
         self.in_flight += 1
         self.handled += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)

@@ -112,7 +112,7 @@ def test_reopen_keeps_data(db_path: Path) -> None:
     s.add_friend(friend(1, alias="bob"))
     s.record_issued_invite(invite(1), "tok")
     s.inbox_insert(inbox_msg(1))
-    s.seen_record(mid(1), nid(1), "accepted", NOW)
+    s.record_received_many([(nid(1), mid(1), b"h" * 32, "accepted", NOW)])
     s.outbox_put_many([outbox_entry(1)])
     s.meta_set("k", "v")
     s.close()
@@ -122,7 +122,7 @@ def test_reopen_keeps_data(db_path: Path) -> None:
         assert s.find_friend("bob").node_id == nid(1)
         assert s.get_issued_invite(mid(1)) is not None
         assert s.inbox_get(mid(1)) is not None
-        assert s.seen_check(mid(1)) == "accepted"
+        assert s.seen_check_many([(nid(1), mid(1))]) == {(nid(1), mid(1)): b"h" * 32}
         assert s.outbox_get(mid(1)) is not None
         assert s.meta_get("k") == "v"
     finally:
@@ -167,6 +167,48 @@ def test_open_newer_schema_raises(db_path: Path) -> None:
     conn.close()
     with pytest.raises(StateDirError, match="newer"):
         Store.open(db_path)
+
+
+def test_version_1_database_migrates_to_sender_keyed_messages(db_path: Path) -> None:
+    """A state.db from before messages were (sender, message_id): its rows
+    survive, its inbox ids and order stay, and the same id from another
+    sender can then be stored."""
+    from tmax_core.store import _SCHEMA_V1
+
+    db_path.parent.mkdir(mode=0o700)
+    conn = sqlite3.connect(db_path)
+    for stmt in _SCHEMA_V1:
+        conn.execute(stmt)
+    conn.execute(
+        "INSERT INTO inbox (id, message_id, from_node_id, sent_at_ms, received_at_ms, scope, "
+        "content_type, body) VALUES (7, ?, ?, 1, 2, 'message', 'text/plain', x'6869')",
+        (mid(1), nid(1)),
+    )
+    conn.execute("INSERT INTO seen VALUES (?, ?, 'accepted', ?)", (mid(1), nid(1), NOW))
+    conn.execute(
+        "INSERT INTO outbox (message_id, to_node_id, scope, content_type, body, created_at_ms, "
+        "expires_at_ms, status) VALUES (?, ?, 'message', 'text/plain', x'', 1, 2, 'queued')",
+        (mid(5), nid(2)),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    s = Store.open(db_path)
+    try:
+        assert [(rowid, m.body) for rowid, m in s.inbox_list()] == [(7, b"hi")]
+        assert s.seen_check_many([(nid(1), mid(1))]) == {(nid(1), mid(1)): None}
+        assert s.outbox_get(mid(5)).sent_hashes == b""  # type: ignore[union-attr]
+        stored = s.inbox_insert_many([inbox_msg(1, sender=2)])
+        assert [rowid for rowid, _ in stored] == [8]
+    finally:
+        s.close()
+
+
+def test_inbox_is_keyed_by_sender_and_message_id(store: Store) -> None:
+    assert store.inbox_insert(inbox_msg(1, sender=1)) is True
+    assert store.inbox_insert(inbox_msg(1, sender=2)) is True  # another sender, same id
+    assert store.inbox_insert(inbox_msg(1, sender=1)) is False
+    assert sorted(m.from_node_id for _, m in store.inbox_list()) == [nid(1), nid(2)]
 
 
 def test_meta_and_integrity(store: Store) -> None:
@@ -512,22 +554,30 @@ def test_inbox_ack_unknown_changes_nothing(store: Store) -> None:
 # ---------------------------------------------------------------- seen ids
 
 
-def test_seen_record_check(store: Store) -> None:
-    assert store.seen_check(mid(1)) is None
-    store.seen_record(mid(1), nid(1), "accepted", NOW)
-    assert store.seen_check(mid(1)) == "accepted"
-    store.seen_record_many([(mid(2), nid(1), "accepted", NOW), (mid(3), nid(2), "rejected", NOW)])
-    store.seen_record_many([])
-    assert store.seen_check(mid(3)) == "rejected"
+def seen(store: Store, sender: int, n: int) -> bool:
+    return (nid(sender), mid(n)) in store.seen_check_many([(nid(sender), mid(n))])
+
+
+def test_seen_is_keyed_by_sender_and_message_id(store: Store) -> None:
+    """Two senders may pick the same message id: neither shadows the other."""
+    assert store.seen_check_many([(nid(1), mid(1))]) == {}
+    store.record_received_many([(nid(1), mid(1), b"a" * 32, "accepted", NOW)])
+    store.record_received_many([])
+    assert store.seen_check_many([(nid(1), mid(1)), (nid(2), mid(1))]) == {(nid(1), mid(1)): b"a" * 32}
+    store.record_received_many([(nid(2), mid(1), b"b" * 32, "accepted", NOW)])
+    assert store.seen_check_many([(nid(1), mid(1)), (nid(2), mid(1))]) == {
+        (nid(1), mid(1)): b"a" * 32,
+        (nid(2), mid(1)): b"b" * 32,
+    }
 
 
 def test_seen_prune_by_age_and_count(store: Store) -> None:
-    store.seen_record_many([(mid(n), nid(1), "accepted", NOW + n) for n in range(100)])
+    store.record_received_many([(nid(1), mid(n), None, "accepted", NOW + n) for n in range(100)])
     assert store.seen_prune(NOW + 10, 1000) == 10
-    assert store.seen_check(mid(9)) is None and store.seen_check(mid(10)) == "accepted"
+    assert not seen(store, 1, 9) and seen(store, 1, 10)
     assert store.seen_prune(NOW, 50) == 40  # keep newest 50
-    assert store.seen_check(mid(49)) is None and store.seen_check(mid(50)) == "accepted"
-    assert store.seen_check(mid(99)) == "accepted"
+    assert not seen(store, 1, 49) and seen(store, 1, 50)
+    assert seen(store, 1, 99)
     assert store.seen_prune(NOW, 50) == 0
 
 

@@ -74,10 +74,12 @@ def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource) -> Verdict |
     """Cheap checks run **before any cryptography** on an inbound envelope.
 
     ``meta`` holds the unauthenticated header facts (claimed sender, size,
-    whether an invite is attached, the stored friend of that claimed id).
-    ``source`` is what the transport observed. Return a :class:`Verdict` to
-    reject (any rejection wins); ``None`` to let it pass. Must not block: it
-    runs once per inbound envelope, including floods of forged ones.
+    the stored friend of that claimed id, and for a stranger the invite token
+    id it names). ``source`` is what the transport observed. Return a
+    :class:`Verdict` to reject (any rejection wins); ``None`` to let it pass.
+    Must not block: it runs once per inbound envelope from a friend or from a
+    stranger naming an active invite (the core turns other strangers away
+    first), including floods of forged ones.
     """
 
 

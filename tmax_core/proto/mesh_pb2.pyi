@@ -73,7 +73,7 @@ class ContactCard(_message.Message):
     def __init__(self, relay_hosts: _Optional[_Iterable[str]] = ..., endpoints: _Optional[_Iterable[str]] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class EnvelopeHeader(_message.Message):
-    __slots__ = ("version", "message_id", "from_node_id", "to_node_id", "timestamp_ms", "sender_public_key", "ephemeral_public_key", "invite")
+    __slots__ = ("version", "message_id", "from_node_id", "to_node_id", "timestamp_ms", "sender_public_key", "ephemeral_public_key", "invite_token_id")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -81,7 +81,7 @@ class EnvelopeHeader(_message.Message):
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     SENDER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     EPHEMERAL_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
-    INVITE_FIELD_NUMBER: _ClassVar[int]
+    INVITE_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     version: int
     message_id: bytes
     from_node_id: bytes
@@ -89,8 +89,8 @@ class EnvelopeHeader(_message.Message):
     timestamp_ms: int
     sender_public_key: bytes
     ephemeral_public_key: bytes
-    invite: bytes
-    def __init__(self, version: _Optional[int] = ..., message_id: _Optional[bytes] = ..., from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., sender_public_key: _Optional[bytes] = ..., ephemeral_public_key: _Optional[bytes] = ..., invite: _Optional[bytes] = ...) -> None: ...
+    invite_token_id: bytes
+    def __init__(self, version: _Optional[int] = ..., message_id: _Optional[bytes] = ..., from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., sender_public_key: _Optional[bytes] = ..., ephemeral_public_key: _Optional[bytes] = ..., invite_token_id: _Optional[bytes] = ...) -> None: ...
 
 class Envelope(_message.Message):
     __slots__ = ("header", "ciphertext", "signature")
@@ -103,21 +103,23 @@ class Envelope(_message.Message):
     def __init__(self, header: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class SealedContent(_message.Message):
-    __slots__ = ("scope", "content_type", "body", "reply_to", "contact")
+    __slots__ = ("scope", "content_type", "body", "reply_to", "contact", "invite")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     CONTACT_FIELD_NUMBER: _ClassVar[int]
+    INVITE_FIELD_NUMBER: _ClassVar[int]
     scope: str
     content_type: str
     body: bytes
     reply_to: bytes
     contact: ContactCard
-    def __init__(self, scope: _Optional[str] = ..., content_type: _Optional[str] = ..., body: _Optional[bytes] = ..., reply_to: _Optional[bytes] = ..., contact: _Optional[_Union[ContactCard, _Mapping]] = ...) -> None: ...
+    invite: bytes
+    def __init__(self, scope: _Optional[str] = ..., content_type: _Optional[str] = ..., body: _Optional[bytes] = ..., reply_to: _Optional[bytes] = ..., contact: _Optional[_Union[ContactCard, _Mapping]] = ..., invite: _Optional[bytes] = ...) -> None: ...
 
 class AckBody(_message.Message):
-    __slots__ = ("message_id", "from_node_id", "to_node_id", "status", "reason", "detail", "timestamp_ms")
+    __slots__ = ("message_id", "from_node_id", "to_node_id", "status", "reason", "detail", "timestamp_ms", "envelope_hash")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TO_NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +127,7 @@ class AckBody(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_HASH_FIELD_NUMBER: _ClassVar[int]
     message_id: bytes
     from_node_id: bytes
     to_node_id: bytes
@@ -132,7 +135,8 @@ class AckBody(_message.Message):
     reason: str
     detail: str
     timestamp_ms: int
-    def __init__(self, message_id: _Optional[bytes] = ..., from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., status: _Optional[_Union[AckStatus, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    envelope_hash: bytes
+    def __init__(self, message_id: _Optional[bytes] = ..., from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., status: _Optional[_Union[AckStatus, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., envelope_hash: _Optional[bytes] = ...) -> None: ...
 
 class SignedAck(_message.Message):
     __slots__ = ("body", "signature")
@@ -143,42 +147,50 @@ class SignedAck(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class EnvelopeBatch(_message.Message):
-    __slots__ = ("envelopes",)
+    __slots__ = ("envelopes", "nonce")
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
     envelopes: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, envelopes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    nonce: bytes
+    def __init__(self, envelopes: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class AckEntry(_message.Message):
-    __slots__ = ("message_id", "status", "reason", "detail")
+    __slots__ = ("message_id", "status", "reason", "detail", "envelope_hash")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_HASH_FIELD_NUMBER: _ClassVar[int]
     message_id: bytes
     status: AckStatus
     reason: str
     detail: str
-    def __init__(self, message_id: _Optional[bytes] = ..., status: _Optional[_Union[AckStatus, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    envelope_hash: bytes
+    def __init__(self, message_id: _Optional[bytes] = ..., status: _Optional[_Union[AckStatus, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., envelope_hash: _Optional[bytes] = ...) -> None: ...
 
 class AckBatchBody(_message.Message):
-    __slots__ = ("from_node_id", "to_node_id", "entries", "timestamp_ms")
+    __slots__ = ("from_node_id", "to_node_id", "entries", "timestamp_ms", "nonce")
     FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TO_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
     from_node_id: bytes
     to_node_id: bytes
     entries: _containers.RepeatedCompositeFieldContainer[AckEntry]
     timestamp_ms: int
-    def __init__(self, from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., entries: _Optional[_Iterable[_Union[AckEntry, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    nonce: bytes
+    def __init__(self, from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., entries: _Optional[_Iterable[_Union[AckEntry, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class StreamedBatch(_message.Message):
-    __slots__ = ("id", "envelopes")
+    __slots__ = ("id", "envelopes", "nonce")
     ID_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
     id: int
     envelopes: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, id: _Optional[int] = ..., envelopes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    nonce: bytes
+    def __init__(self, id: _Optional[int] = ..., envelopes: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class StreamedAck(_message.Message):
     __slots__ = ("id", "ack")

@@ -316,6 +316,20 @@ class InboxAckReply(_message.Message):
     acked: int
     def __init__(self, acked: _Optional[int] = ...) -> None: ...
 
+class InboxDeleteRequest(_message.Message):
+    __slots__ = ("message_ids", "acked")
+    MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    ACKED_FIELD_NUMBER: _ClassVar[int]
+    message_ids: _containers.RepeatedScalarFieldContainer[str]
+    acked: bool
+    def __init__(self, message_ids: _Optional[_Iterable[str]] = ..., acked: _Optional[bool] = ...) -> None: ...
+
+class InboxDeleteReply(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
 class InboxUnreadReply(_message.Message):
     __slots__ = ("unread",)
     UNREAD_FIELD_NUMBER: _ClassVar[int]

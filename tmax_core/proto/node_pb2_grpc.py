@@ -114,6 +114,11 @@ class NodeApiStub:
                 request_serializer=tmax__core_dot_proto_dot_node__pb2.Empty.SerializeToString,
                 response_deserializer=tmax__core_dot_proto_dot_node__pb2.InboxUnreadReply.FromString,
                 _registered_method=True)
+        self.InboxDelete = channel.unary_unary(
+                '/tmax_mesh.node.v1.NodeApi/InboxDelete',
+                request_serializer=tmax__core_dot_proto_dot_node__pb2.InboxDeleteRequest.SerializeToString,
+                response_deserializer=tmax__core_dot_proto_dot_node__pb2.InboxDeleteReply.FromString,
+                _registered_method=True)
         self.InboxWatch = channel.unary_stream(
                 '/tmax_mesh.node.v1.NodeApi/InboxWatch',
                 request_serializer=tmax__core_dot_proto_dot_node__pb2.InboxWatchRequest.SerializeToString,
@@ -220,6 +225,12 @@ class NodeApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InboxDelete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def InboxWatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -308,6 +319,11 @@ def add_NodeApiServicer_to_server(servicer, server):
                     servicer.InboxUnread,
                     request_deserializer=tmax__core_dot_proto_dot_node__pb2.Empty.FromString,
                     response_serializer=tmax__core_dot_proto_dot_node__pb2.InboxUnreadReply.SerializeToString,
+            ),
+            'InboxDelete': grpc.unary_unary_rpc_method_handler(
+                    servicer.InboxDelete,
+                    request_deserializer=tmax__core_dot_proto_dot_node__pb2.InboxDeleteRequest.FromString,
+                    response_serializer=tmax__core_dot_proto_dot_node__pb2.InboxDeleteReply.SerializeToString,
             ),
             'InboxWatch': grpc.unary_stream_rpc_method_handler(
                     servicer.InboxWatch,
@@ -747,6 +763,33 @@ class NodeApi:
             '/tmax_mesh.node.v1.NodeApi/InboxUnread',
             tmax__core_dot_proto_dot_node__pb2.Empty.SerializeToString,
             tmax__core_dot_proto_dot_node__pb2.InboxUnreadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InboxDelete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tmax_mesh.node.v1.NodeApi/InboxDelete',
+            tmax__core_dot_proto_dot_node__pb2.InboxDeleteRequest.SerializeToString,
+            tmax__core_dot_proto_dot_node__pb2.InboxDeleteReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -49,6 +50,7 @@ from tmax_core.crypto import to_checksum
 from tmax_core.endpoints import screen_endpoints
 from tmax_core.errors import EnvelopeError
 from tmax_core.peer import DELIVER_BATCH, DirectTransport
+from tmax_core.proto import mesh_pb2
 
 if TYPE_CHECKING:
     from tmax_core.model import Friend
@@ -64,7 +66,7 @@ RELAY = "relay"
 LOOKUP_RATE_PER_S = 1.5
 LOOKUP_BURST = 8
 FIRST_RETRY_S = 1.0  # retry delay for a friend the host knows no endpoint for (doubles)
-EMPTY_BATCH = b""  # a serialized EnvelopeBatch with no envelopes
+PROBE_NONCE_LEN = 16
 MAX_PROBE_ACK_BYTES = 4096  # a signed ack of an empty batch is about 150 bytes
 PROBES_PER_FRIEND = 4  # endpoints of one friend probed at once
 PROBES_AT_ONCE = 16  # probes in flight at once, all friends together
@@ -316,20 +318,26 @@ class Upgrader:
         """Dial ``endpoint`` and check that ``friend`` answers there: ``None``
         if so, else why not.
 
-        The check is an empty ``DeliverBatch``: the node there answers with a
-        batch ack signed by its key, so the probe proves who listens on the
-        endpoint, not just that some PeerService does (an observed address can
-        be another node's: a shared NAT, a port reused after a restart).
+        The check is an empty ``DeliverBatch`` with a fresh nonce: the node
+        there answers with a batch ack signed by its key that echoes the
+        nonce, so the probe proves who listens on the endpoint now, not just
+        that some PeerService does (an observed address can be another node's:
+        a shared NAT, a port reused after a restart), and a recorded answer
+        replayed by someone else on that port is refused.
         """
         channel = self.direct.channel(endpoint)
+        nonce = os.urandom(PROBE_NONCE_LEN)
+        probe = mesh_pb2.EnvelopeBatch(nonce=nonce).SerializeToString()
         try:
             await asyncio.wait_for(channel.channel_ready(), self.dial_timeout_s)
-            answer = await channel.unary_unary(DELIVER_BATCH)(EMPTY_BATCH, timeout=self.dial_timeout_s)
+            answer = await channel.unary_unary(DELIVER_BATCH)(probe, timeout=self.dial_timeout_s)
             env.verify_ack_batch(
                 answer,
                 expected_signer_public_key=friend.public_key,
                 expected_signer_node_id=friend.node_id,
+                sender_node_id=b"",  # an empty batch names no sender
                 max_bytes=MAX_PROBE_ACK_BYTES,
+                nonce=nonce,
             )
         except TimeoutError:
             error = "dial timed out"

@@ -202,6 +202,8 @@ class HostLink:
             source = IngressSource("relay", peer=to_checksum(sender))
             ack = await self.relay.node.handle_envelope(deliver.envelope, source)
             self.relay.received += 1
+            if not ack:  # a stranger beyond the answer budget (tmax_core.ingress): no answer
+                return
             await self.write(
                 host_pb2.NodeFrame(
                     ack_send=host_pb2.AckSend(to=sender, message_id=deliver.message_id, ack=ack)

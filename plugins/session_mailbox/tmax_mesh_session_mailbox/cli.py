@@ -1,9 +1,10 @@
-"""``tmax-mesh session send|list|ack|unread``: local session mailboxes.
+"""``tmax-mesh session send|list|ack|delete|unread``: local session mailboxes.
 
 ```
 tmax-mesh session send --from NAME --to SESSION BODY   -> message object
 tmax-mesh session list SESSION [--unread] [--limit N]  -> [message object]
 tmax-mesh session ack SESSION ID... | --all            -> {"session", "acked"}
+tmax-mesh session delete SESSION ID... | --acked       -> {"session", "deleted"}
 tmax-mesh session unread SESSION                       -> {"session", "unread"}
     message object: {"message_id", "session", "origin" (local|remote),
       "from_session", "from_node_id", "from_alias", "sent_at_ms",
@@ -38,6 +39,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     a.add_argument("session")
     a.add_argument("message_ids", nargs="*", metavar="ID")
     a.add_argument("--all", action="store_true", help="every message of the session")
+    d = sub.add_parser("delete", help="delete messages of a session, read or not (frees their quota)")
+    d.add_argument("session")
+    d.add_argument("message_ids", nargs="*", metavar="ID")
+    d.add_argument("--acked", action="store_true", help="every message of the session already acked")
     u = sub.add_parser("unread", help="count a session's unread messages")
     u.add_argument("session")
 
@@ -58,6 +63,10 @@ def run(args: argparse.Namespace, ctx: Context) -> Any:
             if args.all == bool(args.message_ids):
                 raise UsageError("give message ids to ack, or --all (not both)")
             return client.ack(args.session, args.message_ids, all=args.all)
+        if args.action == "delete":
+            if args.acked == bool(args.message_ids):
+                raise UsageError("give the ids of the messages to delete, or --acked (not both)")
+            return client.delete(args.session, args.message_ids, acked=args.acked)
         return client.unread(args.session)
 
 
@@ -76,10 +85,12 @@ def render(obj: Any) -> str:
         return "\n".join(render_message(m) for m in obj) or "(no messages)"
     if "acked" in obj and "message_id" not in obj:
         return f"acked {obj['acked']} in session {obj['session']}"
+    if "deleted" in obj:
+        return f"deleted {obj['deleted']} in session {obj['session']}"
     if "unread" in obj:
         return f"{obj['unread']} unread in session {obj['session']}"
     return f"sent {obj['message_id']} to session {obj['session']}"
 
 
 def register(cli: CommandRegistry) -> None:
-    cli.add("session", "local session mailboxes: send, list, ack, unread", configure, run, render)
+    cli.add("session", "local session mailboxes: send, list, ack, delete, unread", configure, run, render)

@@ -107,6 +107,10 @@ class SessionMailboxClient:
         req = pb.AckRequest(session=session, message_ids=list(message_ids), all=all)
         return self._call("Ack", req, lambda r: {"session": session, "acked": r.acked})
 
+    def delete(self, session: str, message_ids: Sequence[str] = (), *, acked: bool = False) -> dict[str, Any]:
+        req = pb.DeleteRequest(session=session, message_ids=list(message_ids), acked=acked)
+        return self._call("Delete", req, lambda r: {"session": session, "deleted": r.deleted})
+
     def unread(self, session: str) -> dict[str, Any]:
         req = pb.UnreadRequest(session=session)
         return self._call("Unread", req, lambda r: {"session": session, "unread": r.unread})

@@ -17,9 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tmax_core.builtins import DEFAULT_MAX_BYTES_PER_FRIEND, DEFAULT_MAX_BYTES_TOTAL
 from tmax_core.crypto import now_ms
-from tmax_core.errors import UsageError
+from tmax_core.errors import QuotaExceeded, UsageError
 from tmax_core.model import Friend, ReceivedMessage
+from tmax_core.store import Quota
 from tmax_mesh_session_mailbox.store import (
     DB_NAME,
     LOCAL,
@@ -33,6 +35,7 @@ T = TypeVar("T")
 SINK_NAME = "session_mailbox"
 DEFAULT_CONTENT_TYPE = "text/plain"
 MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_QUOTA = Quota(per_sender=DEFAULT_MAX_BYTES_PER_FRIEND, total=DEFAULT_MAX_BYTES_TOTAL)
 
 
 class SessionMailbox:
@@ -40,16 +43,25 @@ class SessionMailbox:
 
     ``friends`` is the node's live ``node_id -> Friend`` map, used to tag a
     remote message with the sender's alias when ingress did not set one.
+    ``quota`` bounds the unread remote messages (``session_mailbox.max_bytes_*``).
     """
 
-    def __init__(self, store: SessionStore, friends: Mapping[bytes, Friend] | None = None) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        friends: Mapping[bytes, Friend] | None = None,
+        quota: Quota = DEFAULT_QUOTA,
+    ) -> None:
         self.store = store
         self.friends: Mapping[bytes, Friend] = friends if friends is not None else {}
+        self.quota = quota
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-sessions")
 
     @classmethod
-    def open(cls, state_dir: Path, friends: Mapping[bytes, Friend] | None = None) -> SessionMailbox:
-        return cls(SessionStore.open(Path(state_dir) / DB_NAME), friends)
+    def open(
+        cls, state_dir: Path, friends: Mapping[bytes, Friend] | None = None, quota: Quota = DEFAULT_QUOTA
+    ) -> SessionMailbox:
+        return cls(SessionStore.open(Path(state_dir) / DB_NAME), friends, quota)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -104,18 +116,38 @@ class SessionMailbox:
     async def ack_all(self, session: str) -> int:
         return await self._run(self.store.ack_all, check_session(session))
 
+    async def delete(self, session: str, message_ids: list[bytes]) -> int:
+        if not message_ids:
+            raise UsageError("give the ids of the messages to delete, or --acked")
+        return await self._run(self.store.delete, check_session(session), message_ids)
+
+    async def delete_acked(self, session: str) -> int:
+        return await self._run(self.store.delete_acked, check_session(session))
+
     async def unread(self, session: str) -> int:
         return await self._run(self.store.unread, check_session(session))
 
     # -- remote messages -------------------------------------------------------------
 
-    async def deliver(self, session: str, message: ReceivedMessage) -> bool:
-        """Store a remote message in ``session`` (durable on return); True if new."""
+    async def deliver(self, session: str, message: ReceivedMessage) -> None:
+        """Store a remote message in ``session`` (durable on return), or raise
+        :class:`~tmax_core.errors.QuotaExceeded`."""
+        if await self.deliver_many(session, [message]):
+            raise QuotaExceeded(f"session {session!r} has no room for this message within its quota")
+
+    async def deliver_many(self, session: str, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """Store remote messages in ``session`` in one transaction (durable on
+        return) within the quota; returns the ones refused."""
+        rows = [self._row(session, m) for m in messages]
+        refused = {id(row) for row in await self._run(self.store.insert_remote_many, rows, self.quota)}
+        return [m for m, row in zip(messages, rows, strict=True) if id(row) in refused]
+
+    def _row(self, session: str, message: ReceivedMessage) -> SessionMessage:
         alias = message.from_alias
         if alias is None:
             friend = self.friends.get(message.from_node_id)
             alias = friend.alias if friend is not None else None
-        row = SessionMessage(
+        return SessionMessage(
             message_id=message.message_id,
             session=session,
             origin=REMOTE,
@@ -129,14 +161,14 @@ class SessionMailbox:
             body=message.body,
             reply_to=message.reply_to,
         )
-        return await self._run(self.store.insert, row)
 
 
 class SessionMailboxSink:
     """Delivery sink ``session_mailbox``: remote messages land in one session.
 
     The session is ``session_mailbox.session`` (default ``root``), read when
-    the node starts. Idempotent by message id (see :mod:`.store`).
+    the node starts. Idempotent by message id (see :mod:`.store`), within the
+    mailbox's quota.
     """
 
     name = SINK_NAME
@@ -147,3 +179,7 @@ class SessionMailboxSink:
 
     async def deliver(self, message: ReceivedMessage) -> None:
         await self.mailbox.deliver(self.session, message)
+
+    async def deliver_many(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """A batch in one transaction; returns the messages refused for lack of quota."""
+        return await self.mailbox.deliver_many(self.session, messages)

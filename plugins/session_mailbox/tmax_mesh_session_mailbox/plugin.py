@@ -1,9 +1,11 @@
 """Hook implementations of the ``session_mailbox`` plugin.
 
-* config ``session_mailbox.session``: the session remote messages land in;
+* config ``session_mailbox.session``: the session remote messages land in,
+  and ``session_mailbox.max_bytes_per_friend`` / ``max_bytes_total``: quotas
+  on the unread remote messages;
 * delivery sink ``session_mailbox`` (used when ``delivery.sinks`` names it);
 * gRPC service ``tmax_mesh.session_mailbox.v1.SessionMailbox`` on the local API;
-* CLI ``tmax-mesh session send|list|ack|unread``.
+* CLI ``tmax-mesh session send|list|ack|delete|unread``.
 
 One :class:`~tmax_mesh_session_mailbox.mailbox.SessionMailbox` per running
 node, opened on first use (``<state_dir>/sessions.db``) and closed when the
@@ -16,6 +18,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tmax_core.builtins import DEFAULT_MAX_BYTES_PER_FRIEND, DEFAULT_MAX_BYTES_TOTAL
+from tmax_core.config import validate_positive
 from tmax_core.plugin import hookimpl
 from tmax_mesh_session_mailbox.store import validate_session_name
 
@@ -37,11 +41,16 @@ def mailbox_for(node: Any) -> SessionMailbox:
     Keyed weakly by the node (the mailbox holds no reference back to it), so
     tests that build many nodes in one process do not leak them.
     """
+    from tmax_core.store import Quota
     from tmax_mesh_session_mailbox.mailbox import SessionMailbox
 
     mailbox = _mailboxes.get(node)
     if mailbox is None:
-        mailbox = SessionMailbox.open(node.state_dir, node.friends)
+        quota = Quota(
+            per_sender=node.config.get("session_mailbox.max_bytes_per_friend"),
+            total=node.config.get("session_mailbox.max_bytes_total"),
+        )
+        mailbox = SessionMailbox.open(node.state_dir, node.friends, quota)
         _mailboxes[node] = mailbox
         weakref.finalize(node, mailbox.close)
     return mailbox
@@ -55,6 +64,21 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         "root",
         "local session whose mailbox receives remote messages",
         validate=validate_session_name,
+    )
+    registry.add(
+        "session_mailbox.max_bytes_per_friend",
+        int,
+        DEFAULT_MAX_BYTES_PER_FRIEND,
+        "most bytes of unread messages one friend may have in the session mailboxes; beyond it "
+        "the friend's messages are refused (quota_exceeded) until some are acked or deleted",
+        validate=validate_positive,
+    )
+    registry.add(
+        "session_mailbox.max_bytes_total",
+        int,
+        DEFAULT_MAX_BYTES_TOTAL,
+        "most bytes of unread messages from all friends together in the session mailboxes",
+        validate=validate_positive,
     )
 
 

@@ -13,6 +13,7 @@ import grpc
 
 from tmax_core.api import hex_id, translate_errors
 from tmax_core.crypto import to_checksum
+from tmax_core.errors import UsageError
 from tmax_mesh_session_mailbox.mailbox import SessionMailbox
 from tmax_mesh_session_mailbox.proto import session_mailbox_pb2 as pb
 from tmax_mesh_session_mailbox.proto import session_mailbox_pb2_grpc as pb_grpc
@@ -60,6 +61,15 @@ class SessionMailboxServicer(pb_grpc.SessionMailboxServicer):
             return pb.AckReply(acked=await self.mailbox.ack_all(request.session))
         ids = [hex_id(m, "message id", 16) for m in request.message_ids]
         return pb.AckReply(acked=await self.mailbox.ack(request.session, ids))
+
+    @translate_errors
+    async def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteReply:
+        if request.acked and request.message_ids:
+            raise UsageError("give the ids of the messages to delete, or --acked (not both)")
+        if request.acked:
+            return pb.DeleteReply(deleted=await self.mailbox.delete_acked(request.session))
+        ids = [hex_id(m, "message id", 16) for m in request.message_ids]
+        return pb.DeleteReply(deleted=await self.mailbox.delete(request.session, ids))
 
     @translate_errors
     async def Unread(self, request: pb.UnreadRequest, context: Any) -> pb.UnreadReply:

@@ -10,6 +10,12 @@ loss may lose the last few commits but never corrupts the file.
 from one dedicated worker thread (see :class:`~tmax_mesh_session_mailbox.mailbox.SessionMailbox`).
 Message ids are 16-byte BLOBs, unique across all sessions: delivering the
 same remote message twice (after a crash, or a sender's retry) stores it once.
+
+Remote messages are bounded by byte quotas on the unread ones, per sending
+node and over all of them (:meth:`SessionStore.insert_remote_many`), counted
+like the core inbox's (:func:`tmax_core.store.message_charge`) in the table
+``remote_usage``, which triggers keep in step with ``messages`` (schema v2).
+Local sessions' messages are not counted: they come from the node's owner.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from tmax_core.errors import NotFound, StateDirError, UsageError
-from tmax_core.store import write_transaction
+from tmax_core.store import ALL_SENDERS, Quota, charge_sql, message_charge, write_transaction
 
 DB_NAME = "sessions.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000
 MAX_SESSION_LEN = 128
 LOCAL = "local"
@@ -51,6 +57,80 @@ _SCHEMA_V1 = (
     )""",
     "CREATE INDEX messages_session ON messages(session, acked, id)",
 )
+
+# Unread bytes and messages of remote origin per sending node, and their sum
+# under ALL_SENDERS (x''), as in the core's inbox_usage; kept by triggers on
+# ``messages`` (a migration that rebuilds that table creates them again).
+_REMOTE_USAGE_TRIGGERS = (
+    f"""CREATE TRIGGER remote_usage_insert AFTER INSERT ON messages
+        WHEN new.origin = 'remote' AND new.acked = 0 BEGIN
+        INSERT INTO remote_usage (from_node_id, bytes, messages)
+        VALUES (new.from_node_id, {charge_sql("new")}, 1), (x'', {charge_sql("new")}, 1)
+        ON CONFLICT(from_node_id) DO UPDATE SET bytes = bytes + excluded.bytes, messages = messages + 1;
+    END""",
+    f"""CREATE TRIGGER remote_usage_ack AFTER UPDATE OF acked ON messages
+        WHEN new.origin = 'remote' AND old.acked = 0 AND new.acked != 0 BEGIN
+        UPDATE remote_usage SET bytes = bytes - {charge_sql("old")}, messages = messages - 1
+        WHERE from_node_id IN (old.from_node_id, x'');
+    END""",
+    f"""CREATE TRIGGER remote_usage_delete AFTER DELETE ON messages
+        WHEN old.origin = 'remote' AND old.acked = 0 BEGIN
+        UPDATE remote_usage SET bytes = bytes - {charge_sql("old")}, messages = messages - 1
+        WHERE from_node_id IN (old.from_node_id, x'');
+    END""",
+)
+
+_SCHEMA_V2 = (
+    """CREATE TABLE remote_usage (
+        from_node_id BLOB PRIMARY KEY,
+        bytes INTEGER NOT NULL,
+        messages INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    *_REMOTE_USAGE_TRIGGERS,
+    # The unread remote messages of an existing database, counted once.
+    f"INSERT INTO remote_usage (from_node_id, bytes, messages) "
+    f"SELECT from_node_id, sum({charge_sql('messages')}), count(*) FROM messages "
+    "WHERE origin = 'remote' AND acked = 0 GROUP BY from_node_id",
+    f"INSERT INTO remote_usage (from_node_id, bytes, messages) "
+    f"SELECT x'', coalesce(sum({charge_sql('messages')}), 0), count(*) FROM messages "
+    "WHERE origin = 'remote' AND acked = 0",
+)
+
+_COLS_V1 = (
+    "id, message_id, session, origin, from_session, from_node_id, from_alias, sent_at_ms, "
+    "received_at_ms, scope, content_type, body, acked, reply_to"
+)
+
+# Version 3: a message is (sending node, message_id), as in the core's inbox:
+# two friends may pick the same id, and neither may shadow the other. Local
+# messages (no sending node) are unique by message_id among themselves.
+_SCHEMA_V3 = (
+    """CREATE TABLE messages_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id BLOB NOT NULL,
+        session TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        from_session TEXT,
+        from_node_id BLOB,
+        from_alias TEXT,
+        sent_at_ms INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        scope TEXT,
+        content_type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        reply_to BLOB
+    )""",
+    f"INSERT INTO messages_v3 ({_COLS_V1}) SELECT {_COLS_V1} FROM messages",
+    "DROP TABLE messages",
+    "ALTER TABLE messages_v3 RENAME TO messages",
+    "CREATE INDEX messages_session ON messages(session, acked, id)",
+    "CREATE UNIQUE INDEX messages_identity ON messages(coalesce(from_node_id, x''), message_id)",
+    "CREATE INDEX messages_message ON messages(message_id)",
+    *_REMOTE_USAGE_TRIGGERS,
+)
+
+_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 _COLS = (
     "message_id, session, origin, from_session, from_node_id, from_alias, sent_at_ms, "
@@ -187,16 +267,21 @@ class SessionStore:
                 f"session database {path} has schema version {version}, newer than this plugin "
                 f"understands ({SCHEMA_VERSION}); upgrade tmax-mesh-session-mailbox"
             )
-        if version == 0:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA_V1:
+        if version == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read under the write lock: another connection may have migrated.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            while version < SCHEMA_VERSION:
+                version += 1
+                for statement in _MIGRATIONS[version]:
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -220,6 +305,77 @@ class SessionStore:
         check_session(message.session)
         return self.conn.execute(_INSERT, message.params()).rowcount == 1
 
+    def insert_remote_many(self, messages: Sequence[SessionMessage], quota: Quota) -> list[SessionMessage]:
+        """Store remote messages within ``quota``, in one transaction; returns
+        the ones refused.
+
+        Taken in order: a message that would bring its sender's unread bytes
+        past ``quota.per_sender``, or all senders' past ``quota.total``, is
+        refused and the next ones still get their chance. A refused message
+        already stored (delivered again after a crash) is a repeat, not refused.
+        """
+        refused: list[SessionMessage] = []
+        with self._tx() as conn:
+            total = self._usage(conn, ALL_SENDERS)
+            used: dict[bytes, int] = {}
+            for m in messages:
+                check_session(m.session)
+                sender = m.from_node_id or b""
+                mine = used.get(sender)
+                if mine is None:
+                    mine = self._usage(conn, sender)
+                size = message_charge(m.body, m.content_type, m.scope, m.reply_to)
+                if mine + size > quota.per_sender or total + size > quota.total:
+                    there = conn.execute(
+                        "SELECT 1 FROM messages WHERE message_id = ? AND from_node_id = ?",
+                        (m.message_id, sender),
+                    ).fetchone()
+                    if there is None:
+                        refused.append(m)
+                elif conn.execute(_INSERT, m.params()).rowcount == 1:
+                    mine += size
+                    total += size
+                used[sender] = mine
+        return refused
+
+    @staticmethod
+    def _usage(conn: sqlite3.Connection, sender: bytes) -> int:
+        row = conn.execute("SELECT bytes FROM remote_usage WHERE from_node_id = ?", (sender,)).fetchone()
+        return row[0] if row else 0
+
+    def remote_usage(self, sender: bytes = ALL_SENDERS) -> tuple[int, int]:
+        """``(bytes, messages)`` unread from node ``sender`` (default: from every node)."""
+        row = self.conn.execute(
+            "SELECT bytes, messages FROM remote_usage WHERE from_node_id = ?", (sender,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def delete(self, session: str, message_ids: Sequence[bytes]) -> int:
+        """Delete messages of ``session``, read or not; returns how many.
+
+        An id that is not in that session raises :class:`NotFound` naming it,
+        and nothing changes.
+        """
+        ids = list(dict.fromkeys(message_ids))
+        with self._tx() as conn:
+            self._require_in_session(conn, session, ids)
+            return conn.executemany(
+                "DELETE FROM messages WHERE message_id = ? AND session = ?", [(m, session) for m in ids]
+            ).rowcount
+
+    def delete_acked(self, session: str) -> int:
+        """Delete every message of ``session`` already read; returns how many."""
+        return self.conn.execute("DELETE FROM messages WHERE session = ? AND acked != 0", (session,)).rowcount
+
+    @staticmethod
+    def _require_in_session(conn: sqlite3.Connection, session: str, ids: Sequence[bytes]) -> None:
+        for mid in ids:
+            row = conn.execute(
+                "SELECT 1 FROM messages WHERE message_id = ? AND session = ?", (mid, session)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message with id {bytes(mid).hex()} in session {session!r}")
+
     def ack(self, session: str, message_ids: Sequence[bytes]) -> int:
         """Mark messages of ``session`` read; returns how many were unread.
 
@@ -230,12 +386,7 @@ class SessionStore:
         if not ids:
             return 0
         with self._tx() as conn:
-            for mid in ids:
-                row = conn.execute(
-                    "SELECT 1 FROM messages WHERE message_id = ? AND session = ?", (mid, session)
-                ).fetchone()
-                if row is None:
-                    raise NotFound(f"no message with id {bytes(mid).hex()} in session {session!r}")
+            self._require_in_session(conn, session, ids)
             cur = conn.executemany(
                 "UPDATE messages SET acked = 1 WHERE message_id = ? AND acked = 0", [(m,) for m in ids]
             )

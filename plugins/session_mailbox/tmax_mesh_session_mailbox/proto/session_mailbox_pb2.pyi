@@ -82,6 +82,22 @@ class AckReply(_message.Message):
     acked: int
     def __init__(self, acked: _Optional[int] = ...) -> None: ...
 
+class DeleteRequest(_message.Message):
+    __slots__ = ("session", "message_ids", "acked")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    ACKED_FIELD_NUMBER: _ClassVar[int]
+    session: str
+    message_ids: _containers.RepeatedScalarFieldContainer[str]
+    acked: bool
+    def __init__(self, session: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., acked: _Optional[bool] = ...) -> None: ...
+
+class DeleteReply(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
 class UnreadRequest(_message.Message):
     __slots__ = ("session",)
     SESSION_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class SessionMailboxStub:
                 request_serializer=tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.UnreadRequest.SerializeToString,
                 response_deserializer=tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.UnreadReply.FromString,
                 _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/tmax_mesh.session_mailbox.v1.SessionMailbox/Delete',
+                request_serializer=tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.DeleteReply.FromString,
+                _registered_method=True)
 
 
 class SessionMailboxServicer:
@@ -83,6 +88,12 @@ class SessionMailboxServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Delete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionMailboxServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +116,11 @@ def add_SessionMailboxServicer_to_server(servicer, server):
                     servicer.Unread,
                     request_deserializer=tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.UnreadRequest.FromString,
                     response_serializer=tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.UnreadReply.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.DeleteRequest.FromString,
+                    response_serializer=tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.DeleteReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +231,33 @@ class SessionMailbox:
             '/tmax_mesh.session_mailbox.v1.SessionMailbox/Unread',
             tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.UnreadRequest.SerializeToString,
             tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.UnreadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tmax_mesh.session_mailbox.v1.SessionMailbox/Delete',
+            tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.DeleteRequest.SerializeToString,
+            tmax__mesh__session__mailbox_dot_proto_dot_session__mailbox__pb2.DeleteReply.FromString,
             options,
             channel_credentials,
             insecure,
