@@ -7,6 +7,7 @@ Run from the checkout (see bench/README.md)::
     .venv/bin/python bench/relay_scale.py              # 10,000 nodes, < 5 minutes
     .venv/bin/python bench/relay_scale.py --quick      # 2,000 nodes
     .venv/bin/python bench/relay_scale.py --nodes 5000
+    .venv/bin/python bench/relay_scale.py --allow 0       # without lookup allow lists
 
 For each relay in turn (the bare one first, then tmax-host):
 
@@ -22,8 +23,11 @@ For each relay in turn (the bare one first, then tmax-host):
    (coincurve keys), then, on a common start signal, each registers its
    share: one channel per node (``grpc.use_local_subchannel_pool=1``, so one
    TCP connection each), on tmax-host through ``HostSession`` (challenge,
-   signed Register), on the bare relay with its handshake (no crypto), at
-   most ``--concurrency`` registrations in flight per process;
+   signed Register carrying a full lookup allow list: ``--allow`` ids,
+   default 1,000, the host's limit), on the bare relay with its handshake
+   (no crypto, no allow list), at most ``--concurrency`` registrations in
+   flight per process; tmax-host's per-address caps are lifted (the swarm is
+   one address standing for many);
 4. measured: time from the start signal until the last node is registered;
    the relay's CPU per registration; after a settle time, its VmRSS minus the
    idle baseline, per connection; its idle CPU with everyone connected
@@ -101,6 +105,7 @@ class Params:
     idle_cpu_s: float  # window for the relay's idle CPU with N connected
     register_timeout_s: float  # all registrations must finish within this
     hard_limit_s: float
+    allow: int = 1000  # lookup allow-list ids per tmax-host node (1,000: the host's default limit)
 
 
 FULL = Params(
@@ -151,6 +156,8 @@ async def swarm_main(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     identities = [NodeIdentity.from_secret(os.urandom(32), 0) for _ in range(args.count)]
+    # One list object for every node of this process (the host keeps one copy per node).
+    allow = [os.urandom(20) for _ in range(args.allow)]
     emit({"ready": True, "pid": os.getpid(), "identities_s": time.perf_counter() - t0, "fds": open_fds()})
 
     loop = asyncio.get_running_loop()
@@ -174,7 +181,7 @@ async def swarm_main(args: argparse.Namespace) -> None:
                 if args.relay == "host":
                     session = await HostSession.open(args.target, timeout=args.timeout)
                     sessions.append(session)  # kept even if registration fails, closed at exit
-                    await session.register(identity, [], [], timeout=args.timeout)
+                    await session.register(identity, [], allow, timeout=args.timeout)
                 else:
                     sessions.append(await BareSession.open(args.target, identity.node_id, args.timeout))
             except Exception as err:
@@ -242,6 +249,9 @@ async def run_relay(relay: str, p: Params, workdir: Path, keys_path: Path, mode:
         if relay == "host":
             argv = [str(BIN / "tmax-host"), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
             argv += [*HOST_FLAGS, "--max-connections", str(p.nodes + 100)]
+            # Every swarm node comes from 127.0.0.1: lift the per-address caps.
+            argv += ["--max-connections-per-ip", str(p.nodes + 100), "--register-rate", "1000000"]
+            argv += ["--register-burst", str(p.nodes + 100), "--max-lookup-allow", str(max(p.allow, 1))]
             out["host_flags"] = argv[1:]
         else:
             argv = [sys.executable, relay_py, "--bare-server"]
@@ -291,7 +301,7 @@ async def run_relay(relay: str, p: Params, workdir: Path, keys_path: Path, mode:
         swarm = []
         for i, count in enumerate(shares):
             argv = [sys.executable, me, "--swarm", "--relay", relay, "--target", target]
-            argv += ["--count", str(count), "--concurrency", str(p.concurrency)]
+            argv += ["--count", str(count), "--concurrency", str(p.concurrency), "--allow", str(p.allow)]
             swarm.append(Worker(f"swarm-{i}", argv, rdir))
         for w in swarm:
             workers.append(w)
@@ -428,6 +438,7 @@ def print_table(out: dict[str, Any]) -> None:
     print(f"{'':{w}}{'tmax-host':>13}{'bare relay':>13}{'ratio':>10}")
     print(line)
     print(f"{'nodes registered (of N)':{w}}{hr['registered']:>13,}{br['registered']:>13,}")
+    print(f"{'lookup allow-list ids per node':{w}}{out['params']['allow']:>13,}{0:>13,}")
     row("time to register all N (s)", hr["seconds"], br["seconds"])
     row("  registrations/s", hr["per_s"], br["per_s"])
     row(
@@ -497,6 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--concurrency", type=int, help=f"registrations in flight per process ({FULL.concurrency})"
     )
+    ap.add_argument(
+        "--allow",
+        type=int,
+        help=f"lookup allow-list ids per tmax-host node (default {FULL.allow:,}; 0 = none)",
+    )
     ap.add_argument("--name", help="results name (default relay_scale, relay_scale-quick or relay_scale-<N>)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with the process logs")
     ap.add_argument("--swarm", action="store_true", help=argparse.SUPPRESS)
@@ -518,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         changes["per_process"] = args.per_process
     if args.concurrency:
         changes["concurrency"] = args.concurrency
+    if args.allow is not None:
+        changes["allow"] = args.allow
     if changes:
         p = replace(p, **changes)
     if p.per_process > FD_LIMIT - 1000:

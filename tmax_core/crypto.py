@@ -37,6 +37,7 @@ class Domain:
     HOST_REGISTER = b"tmax-mesh/v1/host-register"
     SEAL = b"tmax-mesh/v1/seal"
     KEYSTORE = b"tmax-mesh/v1/keystore"
+    INVITE_PROOF = b"tmax-mesh/v1/invite-proof"
 
 
 def keccak256(data: bytes) -> bytes:

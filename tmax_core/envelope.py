@@ -10,6 +10,7 @@ do the expensive parts.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -24,9 +25,13 @@ from tmax_core.identity import NodeIdentity
 from tmax_core.invites import token_id_of
 from tmax_core.proto import mesh_pb2
 
-VERSION = 1
+# 2: acks answer an exact envelope (envelope_hash), first contact carries the
+# token sealed inside and only its id and proof in the clear. A version-1 peer
+# is refused as malformed ("unsupported version"), not misunderstood.
+VERSION = 2
 MESSAGE_ID_LEN = 16
 TOKEN_ID_LEN = 16
+PROOF_LEN = 32
 MAX_ACK_BYTES = 64 * 1024
 BODY_HEADROOM = 4096  # envelope header, keys, signature and contact card around a body
 _TAG_LEN = 16
@@ -43,6 +48,21 @@ def _content_key(shared: bytes, message_id: bytes, from_id: bytes, to_id: bytes,
 def envelope_hash(data: bytes) -> bytes:
     """What an ack names the envelope it answers by: SHA-256 of its exact bytes."""
     return hashlib.sha256(data).digest()
+
+
+def invite_proof_key(invite: bytes) -> bytes:
+    """The key of :func:`invite_proof` for a serialized SignedInvite."""
+    return hashlib.sha256(Domain.INVITE_PROOF + invite).digest()
+
+
+def invite_proof(
+    key: bytes, message_id: bytes, from_id: bytes, to_id: bytes, timestamp_ms: int, eph_pub: bytes
+) -> bytes:
+    """Proof that a first-contact envelope's sender holds the invite token (not
+    just its id, which relays see), bound to this one envelope; checked with
+    an HMAC, before any public-key operation. Every field has a fixed length."""
+    data = message_id + from_id + to_id + timestamp_ms.to_bytes(8, "big") + eph_pub
+    return hmac.new(key, data, hashlib.sha256).digest()
 
 
 def seal(
@@ -86,6 +106,13 @@ def seal(
         sender_public_key=identity.public_key,
         ephemeral_public_key=eph_pub,
         invite_token_id=token_id_of(invite) if invite else b"",
+        invite_proof=(
+            invite_proof(
+                invite_proof_key(invite), message_id, identity.node_id, to_node_id, timestamp_ms, eph_pub
+            )
+            if invite
+            else b""
+        ),
     ).SerializeToString()
     content = mesh_pb2.SealedContent(
         scope=scope, content_type=content_type, body=body, reply_to=reply_to, invite=invite
@@ -134,6 +161,14 @@ class ParsedEnvelope:
     def invite_token_id(self) -> bytes:
         return self.header.invite_token_id
 
+    def proves_invite(self, key: bytes) -> bool:
+        """Whether the header's invite proof was made with ``key`` (see :func:`invite_proof`)."""
+        h = self.header
+        expected = invite_proof(
+            key, h.message_id, h.from_node_id, h.to_node_id, h.timestamp_ms, h.ephemeral_public_key
+        )
+        return hmac.compare_digest(expected, h.invite_proof)
+
     @property
     def size(self) -> int:
         return len(self.raw)
@@ -173,6 +208,8 @@ def parse(data: bytes, max_bytes: int) -> ParsedEnvelope:
         raise _malformed(f"ephemeral_public_key must be 33 bytes, got {len(header.ephemeral_public_key)}")
     if len(header.invite_token_id) not in (0, TOKEN_ID_LEN):
         raise _malformed(f"invite_token_id must be {TOKEN_ID_LEN} bytes, got {len(header.invite_token_id)}")
+    if len(header.invite_proof) != (PROOF_LEN if header.invite_token_id else 0):
+        raise _malformed("invite_proof must be 32 bytes with an invite_token_id, and absent without one")
     if len(env.signature) != crypto.SIGNATURE_LEN:
         raise _malformed(f"signature must be 65 bytes, got {len(env.signature)}")
     if len(env.ciphertext) < _TAG_LEN:
@@ -317,10 +354,11 @@ def verify_ack_batch(
     sender_node_id: bytes,
     max_bytes: int,
     nonce: bytes = b"",
-) -> dict[bytes, mesh_pb2.AckEntry]:
+) -> dict[tuple[bytes, bytes], mesh_pb2.AckEntry]:
     """Accept a batch ack only if the expected recipient signed it for this
-    sender (and echoes ``nonce``); ``{message_id: entry}``. The caller checks
-    each entry's ``envelope_hash`` against the envelope it sent."""
+    sender (and echoes ``nonce``); ``{(message_id, envelope_hash): entry}``, so
+    the caller finds the answer to the very envelope it sent. Two different
+    answers to one envelope make the whole ack malformed."""
     if len(data) > max_bytes:
         raise EnvelopeError(f"batch ack too large: {len(data)} bytes", code=Reason.MALFORMED)
     try:
@@ -339,4 +377,9 @@ def verify_ack_batch(
         raise EnvelopeError("batch ack answers another sender", code=Reason.MALFORMED)
     if body.nonce != nonce:
         raise EnvelopeError("batch ack does not echo this batch's nonce", code=Reason.MALFORMED)
-    return {entry.message_id: entry for entry in body.entries}
+    entries: dict[tuple[bytes, bytes], mesh_pb2.AckEntry] = {}
+    for entry in body.entries:
+        key = (entry.message_id, entry.envelope_hash)
+        if entries.setdefault(key, entry) != entry:
+            raise EnvelopeError("batch ack answers one envelope twice, differently", code=Reason.MALFORMED)
+    return entries

@@ -9,33 +9,43 @@ code in the signed ack the sender sees, and a log line here.
 
 A message is (sender, message_id): the seen table and the inbox are keyed by
 both, and "duplicate" answers only an envelope authenticated as that sender's
-(the exact bytes accepted before, or a valid signature). Every ack names the
-SHA-256 of the envelope it answers, and the sender takes it as the outcome
-only for an envelope it sent, so an ack for anything a relay made up decides
-nothing.
+(the exact bytes accepted before, or a valid signature); a repeat inside one
+batch gets the outcome of its first copy. Every ack names the SHA-256 of the
+envelope it answers, and the sender takes it as the outcome only for an
+envelope it sent, so an ack for anything a relay made up decides nothing.
 
 Envelopes are processed in batches (one for ``Deliver``, many for
 ``DeliverBatch``): the checks run per envelope, but the database work is one
 seen-id lookup before the crypto and one delivery + record after it, for the
 whole batch. Answers are one signed ack per envelope, or one signed batch ack.
-Answers to strangers that did not authenticate are signed only within a small
-budget (:data:`STRANGER_ANSWER_RATE`): signing is a public-key operation, and
-a stranger must not be able to make the node do one per envelope. Beyond the
-budget the answer is empty (the relay sends none back).
+Answers where nothing authenticated are signed only within a small budget
+(:data:`UNAUTHENTICATED_ANSWER_RATE`), whoever the envelope claims to be from:
+signing is a public-key operation, and forged traffic must not be able to make
+the node do one per envelope. Beyond the budget the answer is empty (the relay
+sends none back); their log lines have a budget too. Empty batches (the direct
+plugin's probes) are answered within a budget per source address.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tmax_core import envelope as env
 from tmax_core.crypto import now_ms, to_checksum
 from tmax_core.errors import EnvelopeError, MeshError, Reason
-from tmax_core.invites import encode_token
-from tmax_core.model import Friend, IngressMeta, IngressSource, IssuedInvite, ReceivedMessage, Verdict
+from tmax_core.model import (
+    Friend,
+    IngressMeta,
+    IngressSource,
+    IssuedInvite,
+    IssuedToken,
+    ReceivedMessage,
+    Verdict,
+)
 from tmax_core.proto import mesh_pb2
 from tmax_core.tokenbucket import TokenBucket
 
@@ -48,29 +58,38 @@ ACCEPTED = mesh_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = mesh_pb2.ACK_STATUS_DUPLICATE
 REJECTED = mesh_pb2.ACK_STATUS_REJECTED
 MAX_BATCH = 1024
-# Signed answers per second (and burst) to senders that are not friends and
-# did not authenticate: enough for an honest node whose invite was used or
-# revoked to learn why, far too few to make signing a lever for a flood.
-STRANGER_ANSWER_RATE = 5.0
-STRANGER_ANSWER_BURST = 20
-# Signed answers per second (and burst) to empty batches: the direct plugin's
-# probes, which name no sender. A flood of them costs at most this many
-# signatures; a probe refused meanwhile just leaves that friend on the relay.
-PROBE_ANSWER_RATE = 20.0
-PROBE_ANSWER_BURST = 50
-# Rejections of strangers logged per second (and burst): the rest are counted only.
-STRANGER_LOG_RATE = 1.0
-STRANGER_LOG_BURST = 10
+# Signed answers per second (and burst) where nothing authenticated, per
+# claimed friend and over all strangers: enough for a friend over its rate
+# limit, or an honest node whose invite was used, to learn why; far too few to
+# make signing a lever for a flood. A forger claiming friend X (its id is in
+# every header X sends) can use up X's allowance, and X's answers then come
+# later, not wrongly; no other friend's.
+UNAUTHENTICATED_ANSWER_RATE = 10.0
+UNAUTHENTICATED_ANSWER_BURST = 50
+# Signed answers to empty batches (the direct plugin's probes, which name no
+# sender), per source address and over all: a flood from one address cannot
+# starve the probes of friends elsewhere. A refused probe leaves that friend
+# on the relay until its next probe.
+PROBE_ANSWER_RATE = 2.0
+PROBE_ANSWER_BURST = 10
+PROBE_ANSWER_TOTAL_RATE = 200.0
+PROBE_SOURCES = 4096  # most per-source probe buckets kept (the least recently used go)
+MAX_NONCE_LEN = 32
+# Unauthenticated rejections logged per second (and burst): the rest are counted only.
+REJECT_LOG_RATE = 1.0
+REJECT_LOG_BURST = 10
 QUOTA_DETAIL = "no room in the recipient's quota for unread messages until it reads or deletes some"
 
 
 class Rejected(Exception):
-    """Internal control flow: stop the pipeline with a reason for the sender."""
+    """Internal control flow: stop the pipeline with a reason for the sender.
+    ``authenticated``: raised after the envelope verified as the sender's."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
+        self.authenticated = False
 
 
 @dataclass
@@ -82,8 +101,16 @@ class Outcome:
     status: int
     reason: str = ""
     detail: str = ""
-    raw: bytes = b""  # the envelope answered (its hash goes in the ack)
+    raw: bytes = b""  # the envelope answered
     authenticated: bool = False  # the envelope verified as the sender's
+    digest: bytes | None = None  # envelope_hash(raw), when already known
+
+    @property
+    def envelope_hash(self) -> bytes:
+        """What the ack names: the hash of the exact envelope answered."""
+        if self.digest is None:
+            self.digest = env.envelope_hash(self.raw)
+        return self.digest
 
     def ack_entry(self) -> mesh_pb2.AckEntry:
         return mesh_pb2.AckEntry(
@@ -91,8 +118,28 @@ class Outcome:
             status=self.status,
             reason=self.reason,
             detail=self.detail,
-            envelope_hash=env.envelope_hash(self.raw),
+            envelope_hash=self.envelope_hash,
         )
+
+    def repeated_by(self, parsed: env.ParsedEnvelope) -> Outcome:
+        """This outcome for a repeat of the message later in the same batch."""
+        status = DUPLICATE if self.status == ACCEPTED else self.status
+        return _authentic(
+            self.message_id, self.sender, parsed.raw, parsed.digest, status, self.reason, self.detail
+        )
+
+
+def _authentic(
+    message_id: bytes,
+    sender: bytes,
+    raw: bytes,
+    digest: bytes,
+    status: int,
+    reason: str = "",
+    detail: str = "",
+) -> Outcome:
+    """The outcome for an envelope that verified as the sender's."""
+    return Outcome(message_id, sender, status, reason, detail, raw=raw, authenticated=True, digest=digest)
 
 
 class Ingress:
@@ -100,9 +147,11 @@ class Ingress:
         self.node = node
         self.max_bytes: int = node.config.get("messages.max_bytes")
         self.window_ms: int = node.duration_ms("messages.replay_window")
-        self._stranger_answers = TokenBucket(STRANGER_ANSWER_RATE, STRANGER_ANSWER_BURST)
-        self._probe_answers = TokenBucket(PROBE_ANSWER_RATE, PROBE_ANSWER_BURST)
-        self._stranger_logs = TokenBucket(STRANGER_LOG_RATE, STRANGER_LOG_BURST)
+        self._stranger_answers = TokenBucket(UNAUTHENTICATED_ANSWER_RATE, UNAUTHENTICATED_ANSWER_BURST)
+        self._friend_answers: dict[bytes, TokenBucket] = {}  # by claimed friend id (at most one per friend)
+        self._probe_answers: OrderedDict[str, TokenBucket] = OrderedDict()  # by source, LRU order
+        self._probe_answers_total = TokenBucket(PROBE_ANSWER_TOTAL_RATE, int(PROBE_ANSWER_TOTAL_RATE))
+        self._reject_logs = TokenBucket(REJECT_LOG_RATE, REJECT_LOG_BURST)
 
     async def handle(self, data: bytes, source: IngressSource) -> bytes:
         """One envelope in, one serialized SignedAck out (empty: no answer)."""
@@ -113,7 +162,7 @@ class Ingress:
             self.node.identity,
             message_id=o.message_id,
             to_node_id=o.sender,
-            envelope_hash=env.envelope_hash(o.raw),
+            envelope_hash=o.envelope_hash,
             status=o.status,
             reason=o.reason,
             detail=o.detail,
@@ -124,20 +173,44 @@ class Ingress:
         (empty: no answer). ``nonce`` is echoed in the signed answer."""
         if len(envelopes) > MAX_BATCH:
             envelopes = envelopes[:MAX_BATCH]  # the rest get no entry: the sender retries them
+        if len(nonce) > MAX_NONCE_LEN:
+            return b""
         outcomes = await self.process(envelopes, source)
-        if not (self._may_answer(outcomes) if outcomes else self._probe_answers.take()):
+        if not (self._may_answer(outcomes) if outcomes else self._may_answer_probe(source)):
             return b""
         sender = next((o.sender for o in outcomes if o.sender), b"")
         entries = [o.ack_entry() for o in outcomes]
         return env.make_ack_batch(self.node.identity, to_node_id=sender, entries=entries, nonce=nonce)
 
     def _may_answer(self, outcomes: list[Outcome]) -> bool:
-        """Sign an answer for a friend, or for anything that authenticated;
-        for strangers only within the budget."""
-        friends = self.node.friends
-        if any(o.authenticated or o.sender in friends for o in outcomes):
+        """Sign an answer that carries an authenticated outcome; any other only
+        within the budget (claiming a friend's id costs nothing to a forger)."""
+        if any(o.authenticated for o in outcomes):
             return True
-        return self._stranger_answers.take()
+        claimed = next((o.sender for o in outcomes if o.sender), b"")
+        if claimed not in self.node.friends:
+            return self._stranger_answers.take()
+        bucket = self._friend_answers.get(claimed)
+        if bucket is None:
+            if len(self._friend_answers) > len(self.node.friends):  # friends were removed
+                self._friend_answers = {
+                    f: b for f, b in self._friend_answers.items() if f in self.node.friends
+                }
+            bucket = self._friend_answers[claimed] = TokenBucket(
+                UNAUTHENTICATED_ANSWER_RATE, UNAUTHENTICATED_ANSWER_BURST
+            )
+        return bucket.take()
+
+    def _may_answer_probe(self, source: IngressSource) -> bool:
+        buckets = self._probe_answers
+        bucket = buckets.get(source.peer)
+        if bucket is None:
+            bucket = buckets[source.peer] = TokenBucket(PROBE_ANSWER_RATE, PROBE_ANSWER_BURST)
+            if len(buckets) > PROBE_SOURCES:
+                buckets.popitem(last=False)
+        else:
+            buckets.move_to_end(source.peer)
+        return bucket.take() and self._probe_answers_total.take()
 
     async def process(self, envelopes: list[bytes], source: IngressSource) -> list[Outcome]:
         """Run the pipeline over envelopes; one :class:`Outcome` each, in order."""
@@ -150,7 +223,7 @@ class Ingress:
             try:
                 parsed = env.parse(data, self.max_bytes)
             except EnvelopeError as err:
-                outcomes[i] = self._reject(b"", b"", data, source, err.code, str(err))
+                outcomes[i] = self._reject(b"", b"", data, source, Rejected(err.code, str(err)))
                 continue
             if batch_sender is None:
                 batch_sender = parsed.from_node_id
@@ -162,25 +235,34 @@ class Ingress:
                 outcomes[i] = self._reject_parsed(parsed, source, rej)
                 continue
             candidates.append((i, parsed))
+        if not candidates:
+            return [o for o in outcomes if o is not None]
         # 3b. duplicates of (sender, message_id): one lookup for the whole batch.
         seen = await node.db_batch(
             node.store.seen_check_many, [(p.from_node_id, p.message_id) for _, p in candidates]
         )
         accepted: list[tuple[int, ReceivedMessage]] = []
+        first: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}  # key -> (index, digest) in this batch
+        repeats: list[tuple[int, int, env.ParsedEnvelope]] = []  # (index, index of the first copy, repeat)
         for i, parsed in candidates:
             key = (parsed.from_node_id, parsed.message_id)
             try:
+                if key in first:  # a repeat in this batch: the first copy's outcome, once it has one
+                    index, digest = first[key]
+                    self._authenticate_repeat(parsed, digest)
+                    repeats.append((i, index, parsed))
+                    continue
                 if key in seen:
                     self._authenticate_repeat(parsed, seen[key])
-                    outcomes[i] = Outcome(
-                        parsed.message_id, parsed.from_node_id, DUPLICATE, raw=parsed.raw, authenticated=True
+                    outcomes[i] = _authentic(
+                        parsed.message_id, parsed.from_node_id, parsed.raw, parsed.digest, DUPLICATE
                     )
                     continue
                 message = await self._admit(parsed, source, now)
             except Rejected as rej:
                 outcomes[i] = self._reject_parsed(parsed, source, rej)
                 continue
-            seen[key] = parsed.digest  # a repeat later in this batch is a duplicate
+            first[key] = (i, parsed.digest)
             accepted.append((i, message))
         # 8. deliver durably to the sinks, record the ids, then answer.
         if accepted:
@@ -193,26 +275,31 @@ class Ingress:
                 status, reason, detail = REJECTED, Reason.SINK_FAILED, f"delivery failed: {err}"
                 node.metrics_rejected(reason)
             for i, m in accepted:
-                raw = envelopes[i]
+                raw, digest = envelopes[i], m.envelope_hash
                 if id(m) in refused:
-                    over = Reason.QUOTA_EXCEEDED
-                    outcomes[i] = self._reject(m.message_id, m.from_node_id, raw, source, over, QUOTA_DETAIL)
-                    outcomes[i].authenticated = True
+                    rej = Rejected(Reason.QUOTA_EXCEEDED, QUOTA_DETAIL)
+                    rej.authenticated = True
+                    outcomes[i] = self._reject(m.message_id, m.from_node_id, raw, source, rej)
                 else:
-                    outcomes[i] = Outcome(
-                        m.message_id, m.from_node_id, status, reason, detail, raw=raw, authenticated=True
+                    outcomes[i] = _authentic(
+                        m.message_id, m.from_node_id, raw, digest, status, reason, detail
                     )
+        for i, index, parsed in repeats:
+            decided = outcomes[index]
+            assert decided is not None
+            outcomes[i] = decided.repeated_by(parsed)
         return [o for o in outcomes if o is not None]
 
     def _reject_parsed(self, parsed: env.ParsedEnvelope, source: IngressSource, rej: Rejected) -> Outcome:
-        return self._reject(
-            parsed.message_id, parsed.from_node_id, parsed.raw, source, rej.reason, rej.detail
-        )
+        outcome = self._reject(parsed.message_id, parsed.from_node_id, parsed.raw, source, rej)
+        outcome.digest = parsed.digest
+        return outcome
 
     def _reject(
-        self, message_id: bytes, sender: bytes, raw: bytes, source: IngressSource, reason: str, detail: str
+        self, message_id: bytes, sender: bytes, raw: bytes, source: IngressSource, rej: Rejected
     ) -> Outcome:
-        if sender in self.node.friends or self._stranger_logs.take():
+        reason, detail = rej.reason, rej.detail
+        if rej.authenticated or self._reject_logs.take():
             log.info(
                 "reject %s from %s via %s/%s: %s %s",
                 message_id.hex() or "-",
@@ -223,7 +310,7 @@ class Ingress:
                 detail,
             )
         self.node.metrics_rejected(reason)
-        return Outcome(message_id, sender, REJECTED, reason, detail, raw=raw)
+        return Outcome(message_id, sender, REJECTED, reason, detail, raw=raw, authenticated=rej.authenticated)
 
     def _precheck(self, parsed: env.ParsedEnvelope, source: IngressSource, now: int) -> None:
         """Steps 1-3a: recipient, strangers, plugin prechecks (no crypto yet), timestamp window."""
@@ -232,7 +319,7 @@ class Ingress:
             raise Rejected(Reason.WRONG_RECIPIENT, "envelope is addressed to another node")
         friend = node.friends.get(parsed.from_node_id)
         if friend is None:
-            self._check_invite_id(parsed.invite_token_id, now)
+            self._check_invite(parsed, now)
         meta = IngressMeta(
             message_id=parsed.message_id,
             from_node_id=parsed.from_node_id,
@@ -247,22 +334,29 @@ class Ingress:
         if abs(now - parsed.timestamp_ms) > self.window_ms:
             raise Rejected(Reason.STALE_TIMESTAMP, f"timestamp is outside the {self.window_ms} ms window")
 
-    def _check_invite_id(self, token_id: bytes, now: int) -> IssuedInvite:
-        """A stranger must name an invite this node issued that is still active:
-        a dict lookup, so a flood of strangers costs no public-key operation."""
+    def _check_invite(self, parsed: env.ParsedEnvelope, now: int) -> IssuedToken:
+        """A stranger must name an invite this node issued that is still active,
+        and prove it holds its token: a dict lookup and an HMAC, so a flood of
+        strangers (even with a token id seen on the wire) costs no public-key
+        operation."""
+        token_id = parsed.invite_token_id
         if not token_id:
             raise Rejected(Reason.UNKNOWN_SENDER, "not a friend and no invite token")
-        record = self.node.issued_invites.get(token_id)
-        if record is None:
+        issued = self.node.issued_invites.get(token_id)
+        if issued is None:
             raise Rejected(Reason.INVITE_UNKNOWN, "not a friend, and the invite was not issued by this node")
-        invite = record[0]
+        invite = issued.invite
         if invite.revoked:
             raise Rejected(Reason.INVITE_REVOKED, f"invite {token_id.hex()} was revoked")
         if now >= invite.expires_at_ms:
             raise Rejected(Reason.INVITE_EXPIRED, f"invite {token_id.hex()} has expired")
         if invite.uses_left is not None and invite.uses_left <= 0:
             raise Rejected(Reason.INVITE_USED, f"invite {token_id.hex()} has already been used")
-        return invite
+        if not parsed.proves_invite(issued.proof_key):
+            raise Rejected(
+                Reason.INVITE_INVALID, "the envelope does not prove that its sender holds the token"
+            )
+        return issued
 
     def _authenticate_repeat(self, parsed: env.ParsedEnvelope, accepted_hash: bytes | None) -> None:
         """A (sender, message_id) seen before is a duplicate only if this
@@ -291,11 +385,23 @@ class Ingress:
             raise Rejected(err.code, str(err)) from None
         if friend is not None and not known_key:
             raise Rejected(Reason.KEY_CHANGED, "sender key differs from the friend's known key")
+        try:
+            return await self._admit_verified(parsed, source, now, friend)
+        except Rejected as rej:
+            rej.authenticated = True
+            raise
+
+    async def _admit_verified(
+        self, parsed: env.ParsedEnvelope, source: IngressSource, now: int, friend: Friend | None
+    ) -> ReceivedMessage:
+        """Steps 5-7 for an envelope whose signature verified as the sender's."""
+        node = self.node
         # 5. first contact: the token id must name an active invite of ours
         #    (checked again: another first contact may have used it meanwhile).
-        invite = None
+        invite = issued = None
         if friend is None:
-            invite = self._check_invite_id(parsed.invite_token_id, now)
+            issued = self._check_invite(parsed, now)
+            invite = issued.invite
             friend = Friend(
                 node_id=parsed.from_node_id,
                 public_key=parsed.sender_public_key,
@@ -308,8 +414,8 @@ class Ingress:
             content = env.open_content(node.identity, parsed)
         except EnvelopeError as err:
             raise Rejected(err.code, str(err)) from None
-        if invite is not None:
-            self._check_sealed_token(invite, content.invite)
+        if issued is not None:
+            self._check_sealed_token(issued, content.invite)
         message = ReceivedMessage(
             message_id=parsed.message_id,
             from_node_id=parsed.from_node_id,
@@ -344,21 +450,14 @@ class Ingress:
             await node.update_contact(friend, list(card.relay_hosts), list(card.endpoints))
         return message
 
-    def _check_sealed_token(self, invite: IssuedInvite, sealed: bytes) -> None:
+    def _check_sealed_token(self, issued: IssuedToken, sealed: bytes) -> None:
         """The token the sender sealed must be the one issued under the token
         id it named in the clear: holding the token is the capability, and
         only the inviter and the invitee have seen it."""
-        _, token = self.node.issued_invites[invite.token_id]
         if not sealed:
             raise Rejected(Reason.INVITE_INVALID, "first contact without the invite token sealed inside")
-        try:
-            presented = encode_token(sealed)
-        except Exception:
-            presented = ""
-        if not hmac.compare_digest(presented.encode(), token.encode()):
-            raise Rejected(
-                Reason.INVITE_INVALID, "the sealed invite token is not the one issued under its id"
-            )
+        if not hmac.compare_digest(sealed, issued.raw):
+            raise Rejected(Reason.INVITE_INVALID, "the sealed token is not the one issued under its id")
 
     async def _befriend(
         self, invite: IssuedInvite, friend: Friend, card: mesh_pb2.ContactCard | None, now: int

@@ -271,6 +271,13 @@ def _decode_raw(raw: bytes, token: str) -> Invite:
     return _build(token, raw, body)
 
 
+def token_bytes(token: str) -> bytes:
+    """The serialized SignedInvite of a token this node wrote (its text form),
+    without verifying anything."""
+    payload = token.removeprefix(TOKEN_PREFIX)
+    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+
+
 def token_id_of(raw: bytes) -> bytes:
     """The token id of a serialized SignedInvite, without verifying anything
     (what a first-contact envelope names in its clear header)."""

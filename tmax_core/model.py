@@ -54,6 +54,17 @@ class IssuedInvite:
     revoked: bool = False
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    """An invite this node issued, as first contact is checked against it:
+    its record, its serialized token, and the key of its proof (see
+    :func:`tmax_core.envelope.invite_proof`)."""
+
+    invite: IssuedInvite
+    raw: bytes
+    proof_key: bytes
+
+
 @dataclass
 class InboxMessage:
     message_id: bytes

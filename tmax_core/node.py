@@ -36,7 +36,7 @@ from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, Quo
 from tmax_core.identity import NodeIdentity
 from tmax_core.inboxfeed import InboxFeed, follow
 from tmax_core.ingress import Ingress
-from tmax_core.invites import Invite, create_invite, parse_invite
+from tmax_core.invites import Invite, create_invite, parse_invite, token_bytes
 from tmax_core.model import (
     DEFAULT_SCOPE,
     DeliverySink,
@@ -44,6 +44,7 @@ from tmax_core.model import (
     IngressSource,
     InviteScope,
     IssuedInvite,
+    IssuedToken,
     OutboxEntry,
     OutgoingMessage,
     RateLimit,
@@ -89,9 +90,9 @@ class Node:
         self.peer_listen: str | None = None
         self.started_at = time.monotonic()
         self.friends: dict[bytes, Friend] = {}
-        # Every invite this node remembers issuing, by token id, with its token
-        # text: ingress turns a stranger away on this lookup, before any crypto.
-        self.issued_invites: dict[bytes, tuple[IssuedInvite, str]] = {}
+        # Every invite this node remembers issuing, by token id: ingress turns
+        # a stranger away on this lookup and an HMAC, before any crypto.
+        self.issued_invites: dict[bytes, IssuedToken] = {}
         self.transports: list[Transport] = []
         self.sinks: list[DeliverySink] = []
         self._sink_candidates: dict[str, DeliverySink] = {}  # every registered sink, by name
@@ -496,7 +497,12 @@ class Node:
     async def invites_changed(self) -> None:
         """Reload the issued invites ingress checks first contact against
         (after one is created, revoked or used)."""
-        self.issued_invites = await self.db(self.store.issued_invite_tokens)
+        issued = await self.db(self.store.issued_invite_tokens)
+        tokens = {}
+        for token_id, (invite, text) in issued.items():
+            raw = token_bytes(text)
+            tokens[token_id] = IssuedToken(invite, raw, env.invite_proof_key(raw))
+        self.issued_invites = tokens
 
     async def accept_invite(self, token: str, alias: str | None) -> Friend:
         invite = parse_invite(token, now_ms=now_ms(), known_scopes=set(self.scopes))

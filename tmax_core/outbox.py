@@ -462,11 +462,9 @@ class Outbox:
                 self._answer_unverifiable(transport, friend)
                 raise ConnectionError(f"unverifiable batch ack: {err}") from None
             for a in attempts:
-                entry = entries.get(a.entry.message_id)
+                entry = entries.get((a.entry.message_id, a.digest))
                 if entry is None:
-                    a.error = f"{transport.name}: no ack for this message in the batch"
-                elif entry.envelope_hash != a.digest:
-                    a.error = f"{transport.name}: the ack answers another envelope under this id"
+                    a.error = f"{transport.name}: no ack for this envelope in the batch"
                 else:
                     self._apply_status(a, entry.status, entry.reason, entry.detail, transport.name)
             return

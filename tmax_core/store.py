@@ -159,6 +159,12 @@ _SCHEMA_V1 = (
 # (DESIGN §7): two senders may pick the same id, and neither may shadow the
 # other. ``seen`` also keeps the hash of the envelope it accepted, so an exact
 # repeat is answered "duplicate" without a signature check.
+# A rebuilt AUTOINCREMENT table keeps the old one's counter, so a row id is
+# never handed out twice (inbox watchers resume from a row id).
+KEEP_ROWID_COUNTER = (
+    "DELETE FROM sqlite_sequence WHERE name = '{new}';"
+    "INSERT INTO sqlite_sequence (name, seq) SELECT '{new}', seq FROM sqlite_sequence WHERE name = '{old}'"
+)
 _SCHEMA_V2 = (
     """CREATE TABLE seen_v2 (
         from_node_id BLOB NOT NULL,
@@ -188,6 +194,7 @@ _SCHEMA_V2 = (
         UNIQUE (from_node_id, message_id)
     )""",
     f"INSERT INTO inbox_v2 ({_INBOX_COLS_V1}) SELECT {_INBOX_COLS_V1} FROM inbox",
+    *KEEP_ROWID_COUNTER.format(old="inbox", new="inbox_v2").split(";"),
     "DROP TABLE inbox",
     "ALTER TABLE inbox_v2 RENAME TO inbox",
     "CREATE INDEX inbox_acked ON inbox(acked, id)",
@@ -1130,7 +1137,8 @@ class Store:
         self.outbox_update_many([(message_id, given)])
 
     def outbox_update_many(self, updates: Sequence[tuple[bytes, dict[str, Any]]]) -> None:
-        """Many :meth:`outbox_update` calls in one transaction (all or nothing)."""
+        """Many :meth:`outbox_update` calls in one transaction (all or nothing).
+        An entry already ``delivered`` or ``failed`` is left as it is."""
         groups: dict[tuple[str, ...], tuple[str, list[tuple[Any, ...]]]] = {}
         ids: list[bytes] = []
         for message_id, fields in updates:
@@ -1154,7 +1162,13 @@ class Store:
                     if mid not in known:
                         raise NotFound(f"no outbox entry with id {bytes(mid).hex()}")
             for assign, rows in groups.values():
-                conn.executemany(f"UPDATE outbox SET {assign} WHERE message_id = ?", rows)
+                # A final outcome stays final: an attempt that was still in
+                # flight when an ack arrived on its own cannot undo it.
+                conn.executemany(
+                    f"UPDATE outbox SET {assign} "
+                    "WHERE message_id = ? AND status NOT IN ('delivered', 'failed')",
+                    rows,
+                )
 
     def outbox_due_again(self, path: str, now_ms: int) -> int:
         """Make entries handed off to ``path`` (status ``sent``) due now; returns how many."""

@@ -26,6 +26,7 @@ import os
 import grpc
 
 from tests.harness import Node, ProcGroup, befriend, wait_for
+from tmax_core import envelope as env
 from tmax_core.client import NodeClient
 from tmax_core.crypto import Domain, now_ms, parse_node_id
 from tmax_core.identity import NodeIdentity
@@ -51,7 +52,7 @@ def forged_envelope(claimed: bytes, claimed_key: bytes, to: bytes) -> bytes:
     forger = NodeIdentity.generate()
     ephemeral = NodeIdentity.generate().public_key
     header = mesh_pb2.EnvelopeHeader(
-        version=1,
+        version=env.VERSION,
         message_id=os.urandom(16),
         from_node_id=claimed,
         to_node_id=to,
@@ -65,7 +66,9 @@ def forged_envelope(claimed: bytes, claimed_key: bytes, to: bytes) -> bytes:
 
 
 def flood(target: Node, claimed: Node | None, count: int) -> list[str]:
-    """Send ``count`` forged envelopes to ``target``'s PeerService; return the ack reasons."""
+    """Send ``count`` forged envelopes to ``target``'s PeerService; return the
+    ack reasons ("unanswered" for an empty answer: the node signs answers to
+    envelopes that did not authenticate only within a budget)."""
     to = parse_node_id(target.node_id)
     if claimed is not None:
         claimed_id = parse_node_id(claimed.node_id)
@@ -79,6 +82,9 @@ def flood(target: Node, claimed: Node | None, count: int) -> list[str]:
         deliver = channel.unary_unary(DELIVER)  # raw bytes in and out
         for envelope in envelopes:
             ack = deliver(envelope, timeout=10)
+            if not ack:
+                reasons.append("unanswered")
+                continue
             body = mesh_pb2.AckBody.FromString(mesh_pb2.SignedAck.FromString(ack).body)
             assert body.status == mesh_pb2.ACK_STATUS_REJECTED
             reasons.append(body.reason)
@@ -122,7 +128,7 @@ def test_forged_flood_cannot_starve_a_friend(procs: ProcGroup) -> None:
     # 60 envelopes claiming to be B (20x B's burst), from B's own source (127.0.0.1)
     reasons = flood(a, b, 60)
     # none was charged to B's bucket: every one got as far as the signature check
-    assert set(reasons) == {"bad_signature"}, reasons
+    assert set(reasons) <= {"bad_signature", "unanswered"} and "bad_signature" in reasons, reasons
     with NodeClient(b.ready["socket"]) as client:
         # B's genuine burst is intact: 3 messages at once, each accepted on its first attempt
         ids = [client.msg_send(a.node_id, f"genuine-{i}".encode())["message_id"] for i in range(3)]
@@ -134,7 +140,11 @@ def test_forged_flood_cannot_starve_a_friend(procs: ProcGroup) -> None:
             lambda: (s := client.msg_status(fourth))["error"] and s,
             what="the 4th message to be refused",
         )
-    assert shown["status"] == "queued" and "rejected: rate_limited" in shown["error"], shown
+    # A refused it before any crypto. The flood, claiming B, may have used up
+    # the few answers A signs per second for envelopes claiming B that did not
+    # verify: then the refusal comes unsigned, and B simply tries again later.
+    refused = ("rejected: rate_limited", "unverifiable batch ack")
+    assert shown["status"] == "queued" and any(r in shown["error"] for r in refused), shown
     assert sorted(x for x in a.inbox_bodies() if x.startswith("genuine-")) == [
         "genuine-0",
         "genuine-1",

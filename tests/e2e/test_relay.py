@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import re
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,57 @@ def test_tmax_mesh_host_run_alias(procs: ProcGroup, tmp_path: Path) -> None:
     a = procs.node("a", "--relay", f"grpc://{proc.ready['listen']}")
     wait_registered(a)
     assert proc.stop() == 0  # SIGTERM: graceful
+
+
+# -- attacks (issue 13) ------------------------------------------------------------------------
+
+REPLAY_RELAY = Path(__file__).with_name("replay_relay.py")
+
+
+def test_relay_replays_registration_on_another_relay(procs: ProcGroup, tmp_path: Path) -> None:
+    """A malicious relay forwards an honest host's challenge to a node that dialed
+    it and replays the node's signed Register on the honest host."""
+    honest = procs.host("honest")
+    result = tmp_path / "replay.json"
+    evil = procs.add(
+        Proc(
+            [sys.executable, str(REPLAY_RELAY), "--target", honest.listen, "--result", str(result)],
+            tmp_path / "evil.ready.json",
+            tmp_path / "evil.log",
+        )
+    ).start()
+    node = procs.node("victim", "--relay", f"grpc://{evil.ready['listen']}", env=FAST)
+    outcome = wait_for(
+        lambda: result.exists() and json.loads(result.read_text()), what="the replayed registration's answer"
+    )
+    assert outcome["node_id"] == node.node_id, outcome
+    assert outcome["answer"] != "registered", (
+        "the honest host accepted a registration the node signed for another relay"
+    )
+    assert outcome["answer"] == "error:wrong_url", outcome
+
+
+def test_node_shows_a_host_that_answers_to_another_url(procs: ProcGroup) -> None:
+    host = procs.host("host", "--public-url", "grpc://relay.test:7447")
+    node = procs.node("a", "--relay", host.url, env=FAST)
+    error = wait_for(lambda: relay_status(node)["hosts"][0]["last_error"], what="the refusal in node status")
+    assert "wrong_url" in error and "grpc://relay.test:7447" in error, error
+    assert relay_status(node)["state"] != "connected"
+
+
+def test_first_contact_to_an_offline_inviter_arrives_when_it_is_back(procs: ProcGroup) -> None:
+    """The host stores only for friends, so it keeps nothing for an inviter from a
+    node it does not know yet; the invitee's outbox tries again until it is back."""
+    host = procs.host()
+    a = procs.node("a", "--relay", host.url, env=FAST)
+    b = procs.node("b", "--relay", host.url, env=FAST)
+    wait_registered(a, b)
+    token = a.invite()
+    a.stop()
+    b.cli("invite", "accept", token, "--alias", "a")
+    with api(b) as c:
+        message_id = c.msg_send(a.node_id, b"while you were away")["message_id"]
+    a.start()
+    with api(b) as c:
+        assert c.msg_wait(message_id, 60)["status"] == "delivered"
+    assert bodies(a) == ["while you were away"]

@@ -7,14 +7,18 @@ it needs, and drives it with :class:`tmax_mesh_relay.client.HostSession`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
 import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.harness import Host, ProcGroup
 from tmax_core import envelope as env
@@ -167,13 +171,13 @@ async def test_bad_signature_is_refused(procs: ProcGroup, clients: Clients) -> N
     clients.host = procs.host()
     s = await clients.open()
     ident = NodeIdentity.generate()
-    reg = wire.make_register(ident, s.challenge, [], [])
+    reg = wire.make_register(ident, s.challenge, [], [], relay_url=clients.host.url)
     reg.signature = bytes([reg.signature[0] ^ 1]) + reg.signature[1:]
     await s.write(N(register=reg))
     await ended_with(s, "bad_signature")
     # Signed over a different endpoint list than the one sent: also refused.
     s = await clients.open()
-    reg = wire.make_register(ident, s.challenge, ["10.0.0.1:7000"], [])
+    reg = wire.make_register(ident, s.challenge, ["10.0.0.1:7000"], [], relay_url=clients.host.url)
     reg.endpoints[:] = ["203.0.113.7:7000"]
     await s.write(N(register=reg))
     await ended_with(s, "bad_signature")
@@ -183,7 +187,7 @@ async def test_captured_registration_replayed_on_new_connection(procs: ProcGroup
     clients.host = procs.host()
     victim = NodeIdentity.generate()
     s1 = await clients.open()
-    captured = wire.make_register(victim, s1.challenge, [], [])
+    captured = wire.make_register(victim, s1.challenge, [], [], relay_url=clients.host.url)
     await s1.write(N(register=captured))
     await frame(s1, "registered")
     # The attacker replays the exact bytes on its own connection: new nonce, so it fails...
@@ -201,13 +205,13 @@ async def test_registering_another_nodes_id(procs: ProcGroup, clients: Clients) 
     victim, attacker = NodeIdentity.generate(), NodeIdentity.generate()
     # Victim's id with the attacker's key and signature: the id is not that key's address.
     s = await clients.open()
-    reg = wire.make_register(attacker, s.challenge, [], [])
+    reg = wire.make_register(attacker, s.challenge, [], [], relay_url=clients.host.url)
     reg.node_id = victim.node_id
     await s.write(N(register=reg))
     await ended_with(s, "id_key_mismatch")
     # Victim's id and public key, signed by the attacker: the signature does not match the key.
     s = await clients.open()
-    reg = wire.make_register(attacker, s.challenge, [], [])
+    reg = wire.make_register(attacker, s.challenge, [], [], relay_url=clients.host.url)
     reg.node_id, reg.public_key = victim.node_id, victim.public_key
     await s.write(N(register=reg))
     await ended_with(s, "bad_signature")
@@ -292,7 +296,11 @@ async def test_frame_over_size_limit(procs: ProcGroup, clients: Clients) -> None
 async def test_offline_recipient_is_queued_then_bounded(procs: ProcGroup, clients: Clients) -> None:
     clients.host = procs.host("host", "--queue-max-messages", "3")
     a, a_id = await clients.node()
-    offline = NodeIdentity.generate()  # never registered: unknown to the host
+    offline = NodeIdentity.generate()
+    # The host stores only for a node it knows the friends of (from its last registration).
+    gone, _ = await clients.node(offline, allow=[a_id.node_id])
+    await gone.close()
+    await gone_from_host(a, offline)
     ids = []
     for i in range(3):
         ids.append(await relay(a, offline, seal(a_id, offline, f"m{i}".encode())))
@@ -316,6 +324,9 @@ async def test_stored_messages_unacked_are_redelivered(procs: ProcGroup, clients
     clients.host = procs.host()
     a, a_id = await clients.node()
     b_id = NodeIdentity.generate()
+    b0, _ = await clients.node(b_id, allow=[a_id.node_id])
+    await b0.close()
+    await gone_from_host(a, b_id)
     message_id = await relay(a, b_id, seal(a_id, b_id))
     await frame(a, "queued")
     b1, _ = await clients.node(b_id)
@@ -452,3 +463,220 @@ async def test_health_serving(procs: ProcGroup) -> None:
         for service in ("", "tmax_mesh.host.v1.HostService"):
             reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# -- attacks (issue 13) ----------------------------------------------------------------------
+
+
+async def answers_until_pong(raw: Raw) -> list[str]:
+    """Ping, then every frame kind the host sent before the Pong: the host
+    handles one connection's frames in order, so this is exactly its answer to
+    what was written before (no waiting for something not to happen)."""
+    await raw.write(N(ping=host_pb2.Ping(time_ms=7)))
+    kinds = []
+    while (kind := (await frame(raw)).WhichOneof("frame")) != "pong":
+        kinds.append(kind)
+    return kinds
+
+
+async def gone_from_host(asker: Raw, target: NodeIdentity) -> None:
+    """Wait until the host has dropped ``target``'s route (``asker`` is a friend of it)."""
+    for _ in range(100):
+        await asker.write(N(lookup=host_pb2.Lookup(target=target.node_id)))
+        if not (await frame(asker, "lookup_result")).lookup_result.found:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the host did not notice the closed stream")
+
+
+async def test_stranger_fills_offline_victims_queue(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--queue-max-messages", "5", "--lookup-burst", "200")
+    victim_id, friend_id = NodeIdentity.generate(), NodeIdentity.generate()
+    victim, _ = await clients.node(victim_id, allow=[friend_id.node_id])
+    friend, _ = await clients.node(friend_id)
+    await victim.close()
+    await gone_from_host(friend, victim_id)
+    # A stranger (not in the victim's allow list) sends tiny envelopes until the queue is full.
+    stranger, stranger_id = await clients.node()
+    for i in range(5):
+        await relay(stranger, victim_id, seal(stranger_id, victim_id, f"junk {i}".encode()))
+    await answers_until_pong(stranger)
+    # The victim's friend can still leave a message.
+    mine = await relay(friend, victim_id, seal(friend_id, victim_id, b"from a friend"))
+    assert await answers_until_pong(friend) == ["queued"]
+    back, _ = await clients.node(victim_id, allow=[friend_id.node_id])
+    got = [(await frame(back, "deliver")).deliver for _ in range(back.registered.queued)]
+    assert [(getattr(d, "from"), d.message_id) for d in got] == [(friend_id.node_id, mine)]
+
+
+async def test_queued_answer_reveals_presence(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--lookup-burst", "200")
+    friend_id = NodeIdentity.generate()
+    online, online_id = await clients.node(allow=[friend_id.node_id])
+    offline_id = NodeIdentity.generate()
+    offline, _ = await clients.node(offline_id, allow=[friend_id.node_id])
+    friend, _ = await clients.node(friend_id)
+    await offline.close()
+    await gone_from_host(friend, offline_id)
+    stranger, stranger_id = await clients.node()
+    answers = {}
+    for name, target in (("online", online_id), ("offline", offline_id)):
+        await relay(stranger, target, seal(stranger_id, target))
+        answers[name] = await answers_until_pong(stranger)
+    assert answers["online"] == answers["offline"], answers
+    # The online node did get the envelope (a stranger's first contact must arrive).
+    assert getattr((await frame(online, "deliver")).deliver, "from") == stranger_id.node_id
+
+
+async def test_friend_takes_the_whole_offline_queue(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--queue-max-messages", "6", "--lookup-burst", "200")
+    victim_id, f1_id, f2_id = (NodeIdentity.generate() for _ in range(3))
+    victim, _ = await clients.node(victim_id, allow=[f1_id.node_id, f2_id.node_id])
+    f1, _ = await clients.node(f1_id)
+    f2, _ = await clients.node(f2_id)
+    await victim.close()
+    await gone_from_host(f1, victim_id)
+    for i in range(6):
+        await relay(f1, victim_id, seal(f1_id, victim_id, f"f1 {i}".encode()))
+    assert await answers_until_pong(f1) == ["queued"] * 6
+    # The other friend still gets its fair share (half of the queue)...
+    for i in range(3):
+        await relay(f2, victim_id, seal(f2_id, victim_id, f"f2 {i}".encode()))
+    assert await answers_until_pong(f2) == ["queued"] * 3
+    # ...and no more.
+    await relay(f2, victim_id, seal(f2_id, victim_id, b"f2 over its share"))
+    assert await answers_until_pong(f2) == ["error"]
+    back, _ = await clients.node(victim_id)
+    got = [getattr((await frame(back, "deliver")).deliver, "from") for _ in range(back.registered.queued)]
+    assert sorted(got) == sorted([f1_id.node_id] * 3 + [f2_id.node_id] * 3)
+
+
+async def test_one_address_takes_every_connection_slot(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--max-connections", "80")
+    opened = 0
+    for _ in range(80):
+        try:
+            await clients.open()
+            opened += 1
+        except ConnectionError as err:
+            assert "RESOURCE_EXHAUSTED" in str(err), err
+    assert opened <= 64, f"one address holds {opened} of the host's 80 connections"
+
+
+async def test_registration_with_oversized_allow_list(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host()
+    s = await clients.open()
+    allow = [NodeIdentity.generate().node_id[:10] * 2 for _ in range(1001)]
+    await s.write(
+        N(
+            register=wire.make_register(
+                NodeIdentity.generate(), s.challenge, [], allow, relay_url=clients.host.url
+            )
+        )
+    )
+    await ended_with(s, "bad_registration")
+
+
+async def test_registration_advertises_non_tcp_endpoints(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host()
+    for bad in ("unix:/run/victim.sock", "224.0.0.251:5353", "255.255.255.255:9", "[ff02::1]:7000", "x:0"):
+        s = await clients.open()
+        reg = wire.make_register(NodeIdentity.generate(), s.challenge, [bad], [], relay_url=clients.host.url)
+        await s.write(N(register=reg))
+        f = await frame(s)
+        assert f.WhichOneof("frame") == "error" and f.error.code == "bad_registration", (bad, f)
+
+
+async def test_registration_is_bound_to_the_url_the_node_dialed(procs: ProcGroup) -> None:
+    host = procs.host("host", "--public-url", "grpc://relay.test:7447")
+    identity = NodeIdentity.generate()
+    session = await HostSession.open(host.listen)  # signs grpc://127.0.0.1:PORT: not this host's URL
+    try:
+        with pytest.raises(wire.RegisterError, match=r"wrong_url.*grpc://relay\.test:7447"):
+            await session.register(identity, [], [])
+    finally:
+        await session.close()
+    session = await HostSession.open(host.listen, url="grpc://RELAY.test:7447/")
+    try:
+        assert (await session.register(identity, [], [])).connection_id
+    finally:
+        await session.close()
+
+
+async def test_registration_is_bound_to_the_tls_certificate(procs: ProcGroup, tmp_path: Path) -> None:
+    from tests.e2e.test_relay import make_ca, make_server_cert
+
+    ca, issuer, issuer_key = make_ca(tmp_path, "ca")
+    cert, key = make_server_cert(tmp_path, issuer, issuer_key)
+    host = procs.host("host", "--tls-cert", str(cert), "--tls-key", str(key))
+    digest = await asyncio.to_thread(wire.certificate_sha256, wire.parse_relay_url(host.url), str(ca))
+    der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    assert digest == hashlib.sha256(der).digest()
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+    for sent in (bytes(32), b""):  # another certificate's hash, or none (as if plaintext)
+        session = await HostSession.open(host.listen, credentials, cert_sha256=sent)
+        try:
+            with pytest.raises(wire.RegisterError, match="wrong_certificate"):
+                await session.register(NodeIdentity.generate(), [], [])
+        finally:
+            await session.close()
+    session = await HostSession.open(host.listen, credentials, cert_sha256=digest)
+    try:
+        assert (await session.register(NodeIdentity.generate(), [], [])).connection_id
+    finally:
+        await session.close()
+
+
+async def test_connections_per_address_are_capped(procs: ProcGroup, clients: Clients) -> None:
+    clients.host = procs.host("host", "--max-connections-per-ip", "3", "--metrics-listen", "127.0.0.1:0")
+    first, _ = await clients.node()
+    await clients.node()
+    await clients.open()  # registered or not, every stream counts
+    with pytest.raises(ConnectionError, match=r"RESOURCE_EXHAUSTED.*limit per address"):
+        await clients.open()
+    await first.close()
+    for _ in range(50):  # the host notices the closed stream almost at once
+        try:
+            await clients.node()
+            break
+        except ConnectionError:
+            await asyncio.sleep(0.1)
+    else:
+        pytest.fail("a slot did not free up after a client left")
+    metrics = urllib.request.urlopen(f"http://{clients.host.metrics}/metrics", timeout=5).read().decode()
+    assert re.search(r'^tmax_host_drops_total\{reason="max_connections_per_ip"\} [1-9]', metrics, re.M)
+
+
+async def test_new_streams_per_address_are_rate_limited(procs: ProcGroup, clients: Clients) -> None:
+    # 0.5/s: the three registrations below may take a while on a busy machine
+    # without a token coming back meanwhile.
+    clients.host = procs.host("host", "--register-rate", "0.5", "--register-burst", "3")
+    for _ in range(3):
+        s, _ = await clients.node()
+        await s.close()  # not the connection cap: the rate of new streams
+    with pytest.raises(ConnectionError, match=r"RESOURCE_EXHAUSTED.*too many new connections"):
+        await clients.open()
+    for _ in range(100):  # a token comes back within 2 s
+        try:
+            await clients.node()
+            break
+        except ConnectionError:
+            await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the bucket did not refill")
+
+
+async def test_wildcard_listen_accepts_loopback_urls_only(procs: ProcGroup) -> None:
+    host = procs.host("host", "--listen", "0.0.0.0:0")
+    port = host.listen.rpartition(":")[2]
+    assert "without --public-url" in host.log()
+    for url, accepted in ((f"grpc://localhost:{port}", True), (f"grpc://192.0.2.1:{port}", False)):
+        session = await HostSession.open(f"127.0.0.1:{port}", url=url)
+        try:
+            if accepted:
+                assert (await session.register(NodeIdentity.generate(), [], [])).connection_id
+            else:
+                with pytest.raises(wire.RegisterError, match="wrong_url"):
+                    await session.register(NodeIdentity.generate(), [], [])
+        finally:
+            await session.close()

@@ -37,7 +37,7 @@ def forged_stranger_envelope(to: bytes) -> tuple[bytes, bytes]:
     current one), a key that is not the sender's and a signature of noise."""
     message_id = os.urandom(16)
     header = mesh_pb2.EnvelopeHeader(
-        version=1,
+        version=env.VERSION,
         message_id=message_id,
         from_node_id=os.urandom(20),
         to_node_id=to,
@@ -45,7 +45,7 @@ def forged_stranger_envelope(to: bytes) -> tuple[bytes, bytes]:
         sender_public_key=b"\x02" + os.urandom(32),
         ephemeral_public_key=b"\x03" + os.urandom(32),
     ).SerializeToString()
-    header += _field(8, os.urandom(120)) + _field(9, os.urandom(16))
+    header += _field(8, os.urandom(120)) + _field(9, os.urandom(16)) + _field(10, os.urandom(32))
     envelope = mesh_pb2.Envelope(header=header, ciphertext=os.urandom(48), signature=os.urandom(65))
     return message_id, envelope.SerializeToString()
 
@@ -86,6 +86,6 @@ def test_stranger_floods_junk_invites_to_make_the_node_do_crypto(target: Node) -
     elapsed = time.monotonic() - started
     reasons = {body.reason for body in signed}
     assert reasons <= {"unknown_sender", "invite_unknown"}, reasons
-    budget = ingress.STRANGER_ANSWER_BURST + ingress.STRANGER_ANSWER_RATE * elapsed
+    budget = ingress.UNAUTHENTICATED_ANSWER_BURST + ingress.UNAUTHENTICATED_ANSWER_RATE * elapsed
     assert 0 < len(signed) <= budget, (len(signed), budget)
     assert target.cli("inbox", "list") == [] and target.cli("friends", "list") == []

@@ -72,3 +72,15 @@ def mutate(data: bytes, draw_ops: list[tuple[int, int, int]]) -> bytes:
 edits = st.lists(
     st.tuples(st.integers(0, 4), st.integers(0, 2**16), st.integers(0, 255)), min_size=1, max_size=6
 )
+
+
+# tmax-host flags that lift the per-address caps, for floods that stand for many
+# addresses but all come from 127.0.0.1.
+UNCAPPED_SOURCE = (
+    "--max-connections-per-ip",
+    "100000",
+    "--register-rate",
+    "100000",
+    "--register-burst",
+    "100000",
+)

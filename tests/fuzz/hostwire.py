@@ -28,6 +28,8 @@ ERROR_CODES = frozenset(
         "bad_registration",
         "id_key_mismatch",
         "bad_signature",
+        "wrong_url",
+        "wrong_certificate",
         "malformed",
         "too_large",
         "sender_mismatch",
@@ -121,9 +123,12 @@ class RawStream:
         assert item.WhichOneof("frame") == kind, item
         return item
 
-    def register(self, identity: NodeIdentity, endpoints: list[str] = (), allow: list[bytes] = ()) -> None:
+    def register(
+        self, identity: NodeIdentity, endpoints: list[str] = (), allow: list[bytes] = (), *, url: str
+    ) -> None:
+        """Register ``identity`` on the host dialed as ``url`` (its grpc:// URL)."""
         challenge = self.expect("challenge").challenge
-        reg = wire.make_register(identity, challenge, list(endpoints), list(allow))
+        reg = wire.make_register(identity, challenge, list(endpoints), list(allow), relay_url=url)
         self.send(host_pb2.NodeFrame(register=reg))
         self.expect("registered")
 

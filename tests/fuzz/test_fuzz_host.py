@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.common import befriend_api, budget, edits, mutate, tracebacks, vm_rss_kb
+from tests.fuzz.common import UNCAPPED_SOURCE, befriend_api, budget, edits, mutate, tracebacks, vm_rss_kb
 from tests.fuzz.hostwire import END_CODES, ERROR_CODES, End, RawStream, channel, stream
 from tests.harness import Host, ProcGroup, wait_for
 from tmax_core import envelope as env
@@ -47,10 +47,11 @@ class HostTarget:
 
 @pytest.fixture(scope="module")
 def target(module_procs: ProcGroup) -> Iterator[HostTarget]:
-    host = module_procs.host("fuzzhost", "--register-timeout", "5s")
+    # Thousands of streams from one address: the per-address caps are not what is fuzzed.
+    host = module_procs.host("fuzzhost", "--register-timeout", "5s", *UNCAPPED_SOURCE)
     chan = channel(host.listen)
     with stream(chan) as s:  # warm up (gRPC and the host's first connection) before measuring
-        s.register(IDENTITIES[0])
+        s.register(IDENTITIES[0], url=host.url)
     t = HostTarget(host, chan, vm_rss_kb(host.pid))
     try:
         yield t
@@ -86,7 +87,7 @@ def fuzz_after_registration(
     t: HostTarget, frame: bytes | F, identity: NodeIdentity = IDENTITIES[1]
 ) -> End | None:
     with stream(t.chan) as s:
-        s.register(identity)
+        s.register(identity, url=t.host.url)
         s.send(frame)
         t.frames += 1
         return probe(s, t.host)
@@ -210,7 +211,7 @@ def test_odd_registrations(target: HostTarget, frame: F) -> None:
 def test_registered_frame_sequences(target: HostTarget, items: list) -> None:
     """Several odd frames back to back on one registered stream."""
     with stream(target.chan) as s:
-        s.register(IDENTITIES[2])
+        s.register(IDENTITIES[2], url=target.host.url)
         for item in items:
             s.send(item)
         target.frames += len(items)

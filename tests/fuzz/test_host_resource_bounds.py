@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.common import befriend_api, tracebacks, vm_rss_kb
+from tests.fuzz.common import UNCAPPED_SOURCE, befriend_api, tracebacks, vm_rss_kb
 from tests.harness import Proc, ProcGroup
 from tmax_core.client import NodeClient
 
@@ -40,7 +40,9 @@ SETTLE_S = 3.0
 
 @pytest.mark.timeout(150)
 def test_host_flood_bounded_memory_and_service(procs: ProcGroup, tmp_path: Path) -> None:
-    host = procs.host("host", "--register-timeout", "2s")
+    # On loopback the flood and the pair share one address: lift the per-address
+    # caps, so the flood stands for many addresses (the host-wide bounds are under test).
+    host = procs.host("host", "--register-timeout", "2s", *UNCAPPED_SOURCE)
     a = procs.node("a", "--relay", host.url, env=FAST)
     b = procs.node("b", "--relay", host.url, env=FAST)
     befriend_api(a, b)

@@ -4,11 +4,12 @@ packet loss on the routers' WAN side (every message lands exactly once)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Node, ProcGroup, befriend, wait_for
+from tests.harness import Node, Proc, ProcGroup, befriend, wait_for
 from tests.natlab.lab import RELAY_NODE_ENV, NatLab, start_relay_host
 from tmax_core.client import NodeClient
 
@@ -91,3 +92,55 @@ def test_nat_relay_round_trip(natlab: NatLab, procs: ProcGroup, tmp_path: Path) 
         assert len({m["message_id"] for m in got}) == len(got)
         assert {m["message_id"] for m in got} >= set(ids)
         assert {m["from_node_id"] for m in got} == {sender.node_id}
+
+
+# -- attacks (issue 13) ---------------------------------------------------------------------
+
+SLOT_HOG = r"""
+import asyncio, json, os, signal, sys
+from tmax_core.identity import NodeIdentity
+from tmax_mesh_relay.client import HostSession
+
+target, count, ready = sys.argv[1], int(sys.argv[2]), sys.argv[sys.argv.index("--ready-file") + 1]
+
+async def main():
+    held, refused = [], []
+    for _ in range(count):
+        try:
+            session = await HostSession.open(target)
+            await session.register(NodeIdentity.generate(), [], [])
+            held.append(session)
+        except Exception as err:
+            refused.append(str(err))
+    with open(ready + ".tmp", "w") as f:
+        json.dump({"pid": os.getpid(), "registered": len(held), "refused": refused}, f)
+    os.replace(ready + ".tmp", ready)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+asyncio.run(main())
+"""
+
+
+def test_nat_relay_one_address_takes_every_slot(natlab: NatLab, procs: ProcGroup, tmp_path: Path) -> None:
+    """From one public address (c), open as many registered streams as the host
+    allows in all; a node behind NAT at another address must still register."""
+    host, url = start_relay_host(natlab, procs, tmp_path / "host", "--max-connections", "80")
+    hog = procs.add(
+        Proc(
+            [sys.executable, "-c", SLOT_HOG, host.ready["listen"], "80"],
+            tmp_path / "hog.ready",
+            tmp_path / "hog.log",
+            prefix=natlab.prefix_for("c"),
+        )
+    ).start(timeout=60)
+    node_a = procs.node("a", "--relay", url, env=RELAY_NODE_ENV, prefix=natlab.prefix_for("a"))
+
+    def relay_state() -> str:
+        with NodeClient(node_a.ready["socket"]) as client:
+            status = client.node_status()
+        return next(t for t in status["transports"] if t["name"] == "relay")["state"]
+
+    assert hog.ready["registered"] <= 64, f"one address holds {hog.ready['registered']} of 80 slots"
+    wait_for(lambda: relay_state() == "connected", timeout=20, what="node a to register next to the hog")

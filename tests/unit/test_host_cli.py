@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tmax_mesh_relay.host import HostError, build_parser, limits_from, resolve_settings, server_options
+from tmax_mesh_relay.host import (
+    HostError,
+    build_parser,
+    limits_from,
+    public_urls,
+    resolve_settings,
+    server_options,
+)
 
 
 def settings(*argv: str) -> dict:
@@ -64,3 +71,39 @@ def test_bad_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
         settings("--queue-ttl", "soon")
     assert info.value.code == 2
     assert "invalid duration" in capsys.readouterr().err
+
+
+def test_public_urls_default_from_a_concrete_listen_address() -> None:
+    assert public_urls(settings("--listen", "127.0.0.1:0"), "127.0.0.1:4100") == ["grpc://127.0.0.1:4100"]
+    tls = settings("--listen", "[::1]:0", "--tls-cert", "c.pem", "--tls-key", "k.pem")
+    assert public_urls(tls, "[::1]:443") == ["grpcs://[::1]:443"]
+
+
+def test_public_urls_with_a_wildcard_listen_are_loopback_only() -> None:
+    assert public_urls(settings(), "0.0.0.0:7447") == [
+        "grpc://127.0.0.1:7447",
+        "grpc://[::1]:7447",
+        "grpc://localhost:7447",
+    ]
+
+
+def test_public_url_flags_and_config(tmp_path: Path) -> None:
+    s = settings("--public-url", "grpcs://relay.example.org:443", "--public-url", "grpc://10.0.0.5:7447")
+    assert public_urls(s, "0.0.0.0:7447") == ["grpcs://relay.example.org:443", "grpc://10.0.0.5:7447"]
+    cfg = tmp_path / "host.toml"
+    cfg.write_text('[host]\npublic-url = ["grpcs://a.example.org:443", "grpcs://b.example.org:443"]\n')
+    assert settings("--config", str(cfg))["public_url"] == [
+        "grpcs://a.example.org:443",
+        "grpcs://b.example.org:443",
+    ]
+    cfg.write_text('public_url = "grpc://c.example.org"\n')
+    assert settings("--config", str(cfg))["public_url"] == ["grpc://c.example.org"]
+
+
+@pytest.mark.parametrize("bad", ["grpc://0.0.0.0:7447", "http://relay.example.org", "grpc://"])
+def test_bad_public_url_is_a_usage_error(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        settings("--public-url", bad)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--public-url" in err and "Traceback" not in err

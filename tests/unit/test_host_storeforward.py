@@ -90,3 +90,58 @@ def test_requeue_goes_first_and_respects_limits() -> None:
     assert [int.from_bytes(i.message_id, "big") for i in items] == [0, 5, 6]
     clock.now = 100
     assert s.requeue(B, items) == 3  # expired meanwhile: dropped
+
+
+def test_two_senders_may_use_the_same_message_id() -> None:
+    s, _ = store()
+    assert put(s, C, A, 7) is None and put(s, C, B, 7) is None
+    items, _ = s.take_all(C)
+    assert [(i.sender, i.message_id) for i in items] == [
+        (A, (7).to_bytes(16, "big")),
+        (B, (7).to_bytes(16, "big")),
+    ]
+
+
+def test_a_full_queue_is_shared_fairly_among_senders() -> None:
+    s, _ = store(max_messages=6)
+    for i in range(6):
+        assert put(s, C, A, i) is None  # an idle queue: one sender may fill it
+    for i in range(3):
+        assert put(s, C, B, 100 + i) is None  # the other pushes out A's oldest, up to half
+    assert put(s, C, B, 103) == "queue_full"  # beyond its share
+    assert put(s, C, A, 6) == "queue_full"  # A is at its share now
+    assert s.evicted == 3
+    items, _ = s.take_all(C)
+    assert [(i.sender, int.from_bytes(i.message_id, "big")) for i in items] == [
+        (A, 3),
+        (A, 4),
+        (A, 5),
+        (B, 100),
+        (B, 101),
+        (B, 102),
+    ]
+    assert s.total_bytes == 0 and len(s) == 0
+
+
+def test_fair_share_counts_bytes_too() -> None:
+    item = ITEM_OVERHEAD + 10
+    s, _ = store(max_bytes=4 * item)
+    big = 3 * item - ITEM_OVERHEAD  # one message of A takes three slots' worth of bytes
+    assert put(s, C, A, 0, size=big) is None and put(s, C, A, 1) is None
+    assert put(s, C, B, 2) is None  # room for one more: no eviction
+    assert put(s, C, B, 3) is None  # full: B (1/4) pushes out A's big message (4/4 of bytes)
+    assert s.evicted == 1 and s.depth(C) == 3
+    assert put(s, C, B, 4) is None and put(s, C, B, 5) == "queue_full"  # B at half the bytes
+
+
+def test_a_third_sender_gets_a_third() -> None:
+    s, _ = store(max_messages=9)
+    for i in range(5):
+        put(s, C, A, i)
+    for i in range(4):
+        put(s, C, B, 10 + i)
+    for i in range(3):
+        assert put(s, C, b"d" * 20, 20 + i) is None
+    assert put(s, C, b"d" * 20, 23) == "queue_full"
+    senders = [i.sender for i in s.take_all(C)[0]]
+    assert (senders.count(A), senders.count(B), senders.count(b"d" * 20)) == (3, 3, 3)

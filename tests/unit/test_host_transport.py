@@ -20,8 +20,10 @@ from tmax_core.crypto import to_checksum
 from tmax_core.errors import ConfigError
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend, IngressSource
+from tmax_mesh_relay import wire
 from tmax_mesh_relay.host import build_server, default_settings, limits_from
 from tmax_mesh_relay.hub import Hub
+from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.transport import HostLink, RelayTransport, find_relay
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -43,6 +45,7 @@ class FakeNode:
         self._endpoints = list(endpoints)
         self.envelopes: list[tuple[bytes, IngressSource]] = []
         self.acks: list[tuple[bytes, bytes]] = []
+        self.unanswered: set[bytes] = set()  # message ids ingress does not answer
 
     def _kick(self, resend_handed_off_via: str | None = None) -> None:
         self.kicks += 1
@@ -68,6 +71,8 @@ class FakeNode:
     async def handle_envelope(self, data: bytes, source: IngressSource) -> bytes:
         self.envelopes.append((data, source))
         parsed = env.parse(data, len(data))
+        if parsed.message_id in self.unanswered:
+            return b""
         return env.make_ack(
             self.identity,
             message_id=parsed.message_id,
@@ -91,8 +96,9 @@ async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
 @pytest_asyncio.fixture(loop_scope="module")
 async def host() -> AsyncIterator[str]:
     settings = {**default_settings(), "listen": "127.0.0.1:0"}
-    hub = Hub(limits_from(settings), b"unit-test-host")
-    server, _health, bound = build_server(hub, settings)
+    hub = Hub(limits_from(settings), wire.HostIdentity(b"unit-test-host", []))
+    server, _health, bound, _cert = build_server(hub, settings)
+    hub.host = wire.HostIdentity(b"unit-test-host", [f"grpc://{bound}"])
     await server.start()
     try:
         yield f"grpc://{bound}"
@@ -160,9 +166,17 @@ async def test_send_returns_the_recipients_ack(host: str, started: Any) -> None:
 
 
 async def test_offline_recipient_then_async_ack(host: str, started: Any) -> None:
-    a, b = FakeNode([host]), FakeNode([host])
-    ta = await started(a)
-    await until(lambda: connected(ta))
+    a, b = FakeNode([host]), FakeNode([host], endpoints=["0.0.0.0:7000"])
+    b.befriend(a, [host])  # the host stores for b only from its friends
+    ta, tb = await started(a), await started(b)
+    await until(lambda: connected(ta) and connected(tb))
+    await tb.stop()
+    b.transports.clear()
+
+    for _ in range(50):  # until the host has dropped b's route (within the lookup rate)
+        if not await ta.lookup(b.identity.node_id):
+            break
+        await asyncio.sleep(0.1)
     friend_b = a.befriend(b, [host])
     assert await ta.send(friend_b, seal(a, b), 5.0) is None  # stored at the host
     assert ta.status()["queued"] == 1
@@ -240,3 +254,37 @@ async def test_plaintext_to_a_remote_host_warns_once(
     await transport.stop()
     warnings = [r.getMessage() for r in caplog.records if "not loopback and not TLS" in r.getMessage()]
     assert len(warnings) == 1 and "grpc://relay.example.org:7447" in warnings[0]
+
+
+async def test_an_ack_counts_only_from_the_recipient() -> None:
+    """Acks and Queued answers resolve a send by (recipient, message id): another
+    node's Ack carrying the same message id does not (DESIGN §7)."""
+    a = FakeNode([])
+    link = HostLink(RelayTransport(a), wire.parse_relay_url("grpc://127.0.0.1:1"))
+    b, c, message_id = b"b" * 20, b"c" * 20, b"m" * 16
+    waiting = asyncio.get_running_loop().create_future()
+    link._acks[(b, message_id)] = waiting
+    link._on_ack(host_pb2.Ack(**{"from": c, "message_id": message_id, "ack": b"from c"}))
+    assert not waiting.done()
+    link._on_ack(host_pb2.Ack(**{"from": b, "message_id": message_id, "ack": b"from b"}))
+    assert waiting.result() == b"from b"
+    await until(lambda: a.acks)  # c's ack went the asynchronous way (verified, and refused, there)
+    assert a.acks == [(b"from c", c)]
+
+
+async def test_no_ack_goes_back_when_ingress_gives_none(host: str, started: Any) -> None:
+    a, b = FakeNode([host]), FakeNode([host])
+    ta, tb = await started(a), await started(b)
+    await until(lambda: connected(ta) and connected(tb))
+    friend_b = a.befriend(b, [host])
+    quiet, answered = seal(a, b, b"quiet"), seal(a, b, b"answered")
+    quiet_id = env.parse(quiet, len(quiet)).message_id
+    b.unanswered.add(quiet_id)
+    first = asyncio.create_task(ta.send(friend_b, quiet, 5.0))
+    await until(lambda: len(b.envelopes) == 1)
+    # b's frames reach a in order: had the first been answered, its ack would be in by now.
+    assert await ta.send(friend_b, answered, 5.0)
+    link = ta.links[0]
+    assert not link._acks[(b.identity.node_id, quiet_id)].done()
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)

@@ -11,6 +11,8 @@ from tmax_mesh_relay import wire
 from tmax_mesh_relay.proto import host_pb2
 
 HOST_ID = b"host-1"
+URL = "grpc://relay.example.org:7447"
+HOST = wire.HostIdentity(HOST_ID, [URL])
 
 
 def challenge(nonce: bytes = b"n" * 32, host_id: bytes = HOST_ID) -> host_pb2.Challenge:
@@ -20,9 +22,9 @@ def challenge(nonce: bytes = b"n" * 32, host_id: bytes = HOST_ID) -> host_pb2.Ch
 def test_register_round_trip_and_allow_order_does_not_matter() -> None:
     ident = NodeIdentity.generate()
     friends = [NodeIdentity.generate().node_id for _ in range(3)]
-    reg = wire.make_register(ident, challenge(), ["127.0.0.1:7000"], friends)
+    reg = wire.make_register(ident, challenge(), ["127.0.0.1:7000"], friends, relay_url=URL)
     reg.lookup_allow[:] = list(reversed(friends))
-    wire.verify_register(reg, HOST_ID, b"n" * 32, max_allow=10)
+    wire.verify_register(reg, HOST, b"n" * 32, max_allow=10)
 
 
 @pytest.mark.parametrize(
@@ -36,33 +38,41 @@ def test_register_round_trip_and_allow_order_does_not_matter() -> None:
         (lambda r, other: setattr(r, "public_key", b"\x02" + bytes(32)), "id_key_mismatch"),
         (lambda r, other: setattr(r, "node_id", b"short"), "bad_registration"),
         (lambda r, other: r.lookup_allow.append(b"short"), "bad_registration"),
-        (lambda r, other: r.endpoints.extend(["h:1"] * 9), "bad_registration"),
+        (lambda r, other: r.endpoints.extend(["h:1"] * 33), "bad_registration"),
+        (lambda r, other: r.endpoints.append("unix:/run/x.sock"), "bad_registration"),
+        (lambda r, other: r.endpoints.append("unix:1234"), "bad_registration"),
+        (lambda r, other: r.endpoints.append("239.1.2.3:7000"), "bad_registration"),
+        (lambda r, other: setattr(r, "relay_url", "grpc://other.example.org:7447"), "wrong_url"),
+        (lambda r, other: setattr(r, "relay_url", "grpcs://relay.example.org:7447"), "wrong_url"),
+        (lambda r, other: setattr(r, "relay_url", ""), "wrong_url"),
+        (lambda r, other: setattr(r, "relay_url", "GRPC://Relay.Example.org:7447"), "bad_signature"),
+        (lambda r, other: setattr(r, "tls_cert_sha256", bytes(32)), "wrong_certificate"),
         (lambda r, other: r.endpoints.append("h" * 300 + ":1"), "bad_registration"),
     ],
 )
 def test_register_rejections(mutate, code: str) -> None:
     ident, other = NodeIdentity.generate(), NodeIdentity.generate()
-    reg = wire.make_register(ident, challenge(), [], [])
+    reg = wire.make_register(ident, challenge(), [], [], relay_url=URL)
     mutate(reg, other)
     with pytest.raises(wire.RegisterError) as info:
-        wire.verify_register(reg, HOST_ID, b"n" * 32, max_allow=10)
+        wire.verify_register(reg, HOST, b"n" * 32, max_allow=10)
     assert info.value.code == code
 
 
 def test_register_is_bound_to_nonce_and_host() -> None:
     ident = NodeIdentity.generate()
-    reg = wire.make_register(ident, challenge(), [], [])
+    reg = wire.make_register(ident, challenge(), [], [], relay_url=URL)
     for host_id, nonce in ((HOST_ID, b"m" * 32), (b"host-2", b"n" * 32)):
         with pytest.raises(wire.RegisterError, match="bad_signature"):
-            wire.verify_register(reg, host_id, nonce, max_allow=10)
+            wire.verify_register(reg, wire.HostIdentity(host_id, [URL]), nonce, max_allow=10)
 
 
 def test_allow_list_size_is_bounded() -> None:
     ident = NodeIdentity.generate()
     allow = [NodeIdentity.generate().node_id for _ in range(3)]
-    reg = wire.make_register(ident, challenge(), [], allow)
+    reg = wire.make_register(ident, challenge(), [], allow, relay_url=URL)
     with pytest.raises(wire.RegisterError, match="limit is 2"):
-        wire.verify_register(reg, HOST_ID, b"n" * 32, max_allow=2)
+        wire.verify_register(reg, HOST, b"n" * 32, max_allow=2)
 
 
 def test_endpoints_encoding_is_unambiguous() -> None:
@@ -141,3 +151,18 @@ def test_host_frame_parser_never_crashes_on_garbage(data: bytes) -> None:
     except Exception:
         return
     frame.WhichOneof("frame")
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::ffff:198.51.100.1", "198.51.100.1"),
+        ("", ""),
+    ],
+)
+def test_source_key_groups_ipv6_by_64(ip: str, key: str) -> None:
+    assert wire.source_key(ip) == key

@@ -224,3 +224,9 @@ def test_two_friends_may_use_the_same_message_id(store: SessionStore) -> None:
     store.insert_remote_many([remote(1)], DEFAULT_QUOTA)
     assert sorted(m.from_node_id for m in store.list_messages("root")) == sorted([A, B])
     assert store.remote_usage() == (2 * CHARGE, 2)
+
+
+def test_ack_in_one_session_leaves_the_same_id_in_another(store: SessionStore) -> None:
+    store.insert_remote_many([remote(1), remote(1, sender=B, session="planner")], DEFAULT_QUOTA)
+    assert store.ack("root", [mid(1)]) == 1
+    assert [m.acked for m in store.list_messages("planner")] == [False]

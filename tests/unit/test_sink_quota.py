@@ -136,3 +136,36 @@ async def test_inbox_sink_uses_the_configured_quota(tmp_path: Path) -> None:
         assert [m.message_id for _r, m in n.store.inbox_list()] == [m.message_id for m in msgs[:2]]
     finally:
         await n.stop()
+
+
+async def test_a_repeat_in_one_batch_gets_the_outcome_of_its_first_copy(node: Node) -> None:
+    """A batch [X, X] (a path that doubles envelopes) where the sink refuses X:
+    both copies are answered with the refusal, never the second with
+    "duplicate", which the sender would take as delivered."""
+    from tmax_core import envelope as env
+    from tmax_core.model import Friend, IngressSource
+    from tmax_core.proto import mesh_pb2
+
+    friend = NodeIdentity.generate()
+    await node.db(node.store.add_friend, Friend(node_id=friend.node_id, public_key=friend.public_key))
+    node.friends[friend.node_id] = await node.db(node.store.get_friend, friend.node_id)
+    node.sinks[:] = [NoRoomForBig()]
+    x = env.seal(
+        friend,
+        to_node_id=node.identity.node_id,
+        to_public_key=node.identity.public_key,
+        scope="message",
+        content_type="text/plain",
+        body=b"too big for the sink",
+    )
+    answer = await node.ingress.handle_batch([x, x], IngressSource("direct", "ipv4:127.0.0.1"))
+    entries = env.verify_ack_batch(
+        answer,
+        expected_signer_public_key=node.identity.public_key,
+        expected_signer_node_id=node.identity.node_id,
+        sender_node_id=friend.node_id,
+        max_bytes=1 << 20,
+    )
+    (entry,) = entries.values()
+    assert (entry.status, entry.reason) == (mesh_pb2.ACK_STATUS_REJECTED, "quota_exceeded")
+    assert node.store.seen_check_many([(friend.node_id, env.parse(x, 1 << 20).message_id)]) == {}

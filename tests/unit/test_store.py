@@ -629,6 +629,9 @@ def test_outbox_update(store: Store) -> None:
     )
     with pytest.raises(NotFound):
         store.outbox_update(mid(2), status="sent")
+    # An attempt still in flight when an ack arrived on its own cannot undo the outcome.
+    store.outbox_update(mid(1), status="sent", attempts=3, error="relay: timed out")
+    assert store.outbox_get(mid(1)).status == "delivered"  # type: ignore[union-attr]
 
 
 def test_outbox_update_many_atomic(store: Store) -> None:

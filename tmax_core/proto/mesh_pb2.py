@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atmax_core/proto/mesh.proto\x12\x0ctmax_mesh.v1\".\n\tRateLimit\x12\x12\n\nrate_per_s\x18\x01 \x01(\x01\x12\r\n\x05\x62urst\x18\x02 \x01(\r\"\x9e\x02\n\nInviteBody\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x10\n\x08token_id\x18\x02 \x01(\x0c\x12\x17\n\x0finviter_node_id\x18\x03 \x01(\x0c\x12\x1a\n\x12inviter_public_key\x18\x04 \x01(\x0c\x12\x13\n\x0brelay_hosts\x18\x05 \x03(\t\x12\x18\n\x10\x64irect_endpoints\x18\x06 \x03(\t\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12+\n\nrate_limit\x18\x08 \x01(\x0b\x32\x17.tmax_mesh.v1.RateLimit\x12\x14\n\x0cissued_at_ms\x18\t \x01(\x04\x12\x15\n\rexpires_at_ms\x18\n \x01(\x04\x12\x10\n\x08max_uses\x18\x0b \x01(\r\x12\r\n\x05\x61lias\x18\x0c \x01(\t\"/\n\x0cSignedInvite\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"D\n\x0b\x43ontactCard\x12\x13\n\x0brelay_hosts\x18\x01 \x03(\t\x12\x11\n\tendpoints\x18\x02 \x03(\t\x12\r\n\x05\x61lias\x18\x03 \x01(\t\"\xcd\x01\n\x0e\x45nvelopeHeader\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x14\n\x0c\x66rom_node_id\x18\x03 \x01(\x0c\x12\x12\n\nto_node_id\x18\x04 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x04\x12\x19\n\x11sender_public_key\x18\x06 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x07 \x01(\x0c\x12\x17\n\x0finvite_token_id\x18\t \x01(\x0cJ\x04\x08\x08\x10\t\"A\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"\x90\x01\n\rSealedContent\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x10\n\x08reply_to\x18\x04 \x01(\x0c\x12*\n\x07\x63ontact\x18\x05 \x01(\x0b\x32\x19.tmax_mesh.v1.ContactCard\x12\x0e\n\x06invite\x18\x06 \x01(\x0c\"\xbd\x01\n\x07\x41\x63kBody\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x14\n\x0c\x66rom_node_id\x18\x02 \x01(\x0c\x12\x12\n\nto_node_id\x18\x03 \x01(\x0c\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.tmax_mesh.v1.AckStatus\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x04\x12\x15\n\renvelope_hash\x18\x08 \x01(\x0c\",\n\tSignedAck\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"1\n\rEnvelopeBatch\x12\x11\n\tenvelopes\x18\x01 \x03(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"~\n\x08\x41\x63kEntry\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.tmax_mesh.v1.AckStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x15\n\renvelope_hash\x18\x05 \x01(\x0c\"\x86\x01\n\x0c\x41\x63kBatchBody\x12\x14\n\x0c\x66rom_node_id\x18\x01 \x01(\x0c\x12\x12\n\nto_node_id\x18\x02 \x01(\x0c\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.tmax_mesh.v1.AckEntry\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x04\x12\r\n\x05nonce\x18\x05 \x01(\x0c\"=\n\rStreamedBatch\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\x12\r\n\x05nonce\x18\x03 \x01(\x0c\"&\n\x0bStreamedAck\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0b\n\x03\x61\x63k\x18\x02 \x01(\x0c*s\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03\x32\xdc\x01\n\x0bPeerService\x12:\n\x07\x44\x65liver\x12\x16.tmax_mesh.v1.Envelope\x1a\x17.tmax_mesh.v1.SignedAck\x12\x44\n\x0c\x44\x65liverBatch\x12\x1b.tmax_mesh.v1.EnvelopeBatch\x1a\x17.tmax_mesh.v1.SignedAck\x12K\n\rDeliverStream\x12\x1b.tmax_mesh.v1.StreamedBatch\x1a\x19.tmax_mesh.v1.StreamedAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atmax_core/proto/mesh.proto\x12\x0ctmax_mesh.v1\".\n\tRateLimit\x12\x12\n\nrate_per_s\x18\x01 \x01(\x01\x12\r\n\x05\x62urst\x18\x02 \x01(\r\"\x9e\x02\n\nInviteBody\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x10\n\x08token_id\x18\x02 \x01(\x0c\x12\x17\n\x0finviter_node_id\x18\x03 \x01(\x0c\x12\x1a\n\x12inviter_public_key\x18\x04 \x01(\x0c\x12\x13\n\x0brelay_hosts\x18\x05 \x03(\t\x12\x18\n\x10\x64irect_endpoints\x18\x06 \x03(\t\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12+\n\nrate_limit\x18\x08 \x01(\x0b\x32\x17.tmax_mesh.v1.RateLimit\x12\x14\n\x0cissued_at_ms\x18\t \x01(\x04\x12\x15\n\rexpires_at_ms\x18\n \x01(\x04\x12\x10\n\x08max_uses\x18\x0b \x01(\r\x12\r\n\x05\x61lias\x18\x0c \x01(\t\"/\n\x0cSignedInvite\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"D\n\x0b\x43ontactCard\x12\x13\n\x0brelay_hosts\x18\x01 \x03(\t\x12\x11\n\tendpoints\x18\x02 \x03(\t\x12\r\n\x05\x61lias\x18\x03 \x01(\t\"\xe3\x01\n\x0e\x45nvelopeHeader\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x14\n\x0c\x66rom_node_id\x18\x03 \x01(\x0c\x12\x12\n\nto_node_id\x18\x04 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x04\x12\x19\n\x11sender_public_key\x18\x06 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x07 \x01(\x0c\x12\x17\n\x0finvite_token_id\x18\t \x01(\x0c\x12\x14\n\x0cinvite_proof\x18\n \x01(\x0cJ\x04\x08\x08\x10\t\"A\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"\x90\x01\n\rSealedContent\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x10\n\x08reply_to\x18\x04 \x01(\x0c\x12*\n\x07\x63ontact\x18\x05 \x01(\x0b\x32\x19.tmax_mesh.v1.ContactCard\x12\x0e\n\x06invite\x18\x06 \x01(\x0c\"\xbd\x01\n\x07\x41\x63kBody\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x14\n\x0c\x66rom_node_id\x18\x02 \x01(\x0c\x12\x12\n\nto_node_id\x18\x03 \x01(\x0c\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.tmax_mesh.v1.AckStatus\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x04\x12\x15\n\renvelope_hash\x18\x08 \x01(\x0c\",\n\tSignedAck\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"1\n\rEnvelopeBatch\x12\x11\n\tenvelopes\x18\x01 \x03(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"~\n\x08\x41\x63kEntry\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.tmax_mesh.v1.AckStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x15\n\renvelope_hash\x18\x05 \x01(\x0c\"\x86\x01\n\x0c\x41\x63kBatchBody\x12\x14\n\x0c\x66rom_node_id\x18\x01 \x01(\x0c\x12\x12\n\nto_node_id\x18\x02 \x01(\x0c\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.tmax_mesh.v1.AckEntry\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x04\x12\r\n\x05nonce\x18\x05 \x01(\x0c\"=\n\rStreamedBatch\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\x12\r\n\x05nonce\x18\x03 \x01(\x0c\"&\n\x0bStreamedAck\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0b\n\x03\x61\x63k\x18\x02 \x01(\x0c*s\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03\x32\xdc\x01\n\x0bPeerService\x12:\n\x07\x44\x65liver\x12\x16.tmax_mesh.v1.Envelope\x1a\x17.tmax_mesh.v1.SignedAck\x12\x44\n\x0c\x44\x65liverBatch\x12\x1b.tmax_mesh.v1.EnvelopeBatch\x1a\x17.tmax_mesh.v1.SignedAck\x12K\n\rDeliverStream\x12\x1b.tmax_mesh.v1.StreamedBatch\x1a\x19.tmax_mesh.v1.StreamedAck(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tmax_core.proto.mesh_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACKSTATUS']._serialized_start=1579
-  _globals['_ACKSTATUS']._serialized_end=1694
+  _globals['_ACKSTATUS']._serialized_start=1601
+  _globals['_ACKSTATUS']._serialized_end=1716
   _globals['_RATELIMIT']._serialized_start=44
   _globals['_RATELIMIT']._serialized_end=90
   _globals['_INVITEBODY']._serialized_start=93
@@ -42,25 +42,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTACTCARD']._serialized_start=430
   _globals['_CONTACTCARD']._serialized_end=498
   _globals['_ENVELOPEHEADER']._serialized_start=501
-  _globals['_ENVELOPEHEADER']._serialized_end=706
-  _globals['_ENVELOPE']._serialized_start=708
-  _globals['_ENVELOPE']._serialized_end=773
-  _globals['_SEALEDCONTENT']._serialized_start=776
-  _globals['_SEALEDCONTENT']._serialized_end=920
-  _globals['_ACKBODY']._serialized_start=923
-  _globals['_ACKBODY']._serialized_end=1112
-  _globals['_SIGNEDACK']._serialized_start=1114
-  _globals['_SIGNEDACK']._serialized_end=1158
-  _globals['_ENVELOPEBATCH']._serialized_start=1160
-  _globals['_ENVELOPEBATCH']._serialized_end=1209
-  _globals['_ACKENTRY']._serialized_start=1211
-  _globals['_ACKENTRY']._serialized_end=1337
-  _globals['_ACKBATCHBODY']._serialized_start=1340
-  _globals['_ACKBATCHBODY']._serialized_end=1474
-  _globals['_STREAMEDBATCH']._serialized_start=1476
-  _globals['_STREAMEDBATCH']._serialized_end=1537
-  _globals['_STREAMEDACK']._serialized_start=1539
-  _globals['_STREAMEDACK']._serialized_end=1577
-  _globals['_PEERSERVICE']._serialized_start=1697
-  _globals['_PEERSERVICE']._serialized_end=1917
+  _globals['_ENVELOPEHEADER']._serialized_end=728
+  _globals['_ENVELOPE']._serialized_start=730
+  _globals['_ENVELOPE']._serialized_end=795
+  _globals['_SEALEDCONTENT']._serialized_start=798
+  _globals['_SEALEDCONTENT']._serialized_end=942
+  _globals['_ACKBODY']._serialized_start=945
+  _globals['_ACKBODY']._serialized_end=1134
+  _globals['_SIGNEDACK']._serialized_start=1136
+  _globals['_SIGNEDACK']._serialized_end=1180
+  _globals['_ENVELOPEBATCH']._serialized_start=1182
+  _globals['_ENVELOPEBATCH']._serialized_end=1231
+  _globals['_ACKENTRY']._serialized_start=1233
+  _globals['_ACKENTRY']._serialized_end=1359
+  _globals['_ACKBATCHBODY']._serialized_start=1362
+  _globals['_ACKBATCHBODY']._serialized_end=1496
+  _globals['_STREAMEDBATCH']._serialized_start=1498
+  _globals['_STREAMEDBATCH']._serialized_end=1559
+  _globals['_STREAMEDACK']._serialized_start=1561
+  _globals['_STREAMEDACK']._serialized_end=1599
+  _globals['_PEERSERVICE']._serialized_start=1719
+  _globals['_PEERSERVICE']._serialized_end=1939
 # @@protoc_insertion_point(module_scope)

@@ -73,7 +73,7 @@ class ContactCard(_message.Message):
     def __init__(self, relay_hosts: _Optional[_Iterable[str]] = ..., endpoints: _Optional[_Iterable[str]] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class EnvelopeHeader(_message.Message):
-    __slots__ = ("version", "message_id", "from_node_id", "to_node_id", "timestamp_ms", "sender_public_key", "ephemeral_public_key", "invite_token_id")
+    __slots__ = ("version", "message_id", "from_node_id", "to_node_id", "timestamp_ms", "sender_public_key", "ephemeral_public_key", "invite_token_id", "invite_proof")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class EnvelopeHeader(_message.Message):
     SENDER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     EPHEMERAL_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     INVITE_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    INVITE_PROOF_FIELD_NUMBER: _ClassVar[int]
     version: int
     message_id: bytes
     from_node_id: bytes
@@ -90,7 +91,8 @@ class EnvelopeHeader(_message.Message):
     sender_public_key: bytes
     ephemeral_public_key: bytes
     invite_token_id: bytes
-    def __init__(self, version: _Optional[int] = ..., message_id: _Optional[bytes] = ..., from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., sender_public_key: _Optional[bytes] = ..., ephemeral_public_key: _Optional[bytes] = ..., invite_token_id: _Optional[bytes] = ...) -> None: ...
+    invite_proof: bytes
+    def __init__(self, version: _Optional[int] = ..., message_id: _Optional[bytes] = ..., from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., sender_public_key: _Optional[bytes] = ..., ephemeral_public_key: _Optional[bytes] = ..., invite_token_id: _Optional[bytes] = ..., invite_proof: _Optional[bytes] = ...) -> None: ...
 
 class Envelope(_message.Message):
     __slots__ = ("header", "ciphertext", "signature")

@@ -45,10 +45,19 @@ class HostSession:
     """One Connect stream. ``open`` dials and reads the Challenge; ``register``
     answers it. Frames are then exchanged with ``write``/``read``."""
 
-    def __init__(self, channel: grpc.aio.Channel, call: Any, challenge: host_pb2.Challenge) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        call: Any,
+        challenge: host_pb2.Challenge,
+        url: str,
+        cert_sha256: bytes = b"",
+    ) -> None:
         self.channel = channel
         self.call = call
         self.challenge = challenge
+        self.url = url
+        self.cert_sha256 = cert_sha256
         self.registered: host_pb2.Registered | None = None
         self._write_lock = asyncio.Lock()
 
@@ -60,9 +69,14 @@ class HostSession:
         *,
         max_frame_bytes: int = 2 * 1024 * 1024,
         timeout: float = HANDSHAKE_TIMEOUT_S,
+        url: str | None = None,
+        cert_sha256: bytes = b"",
     ) -> HostSession:
         """Dial ``target`` (HOST:PORT) and read the host's Challenge.
 
+        ``url`` is the relay URL the registration is signed for (default
+        ``grpc://TARGET``, or ``grpcs://`` with credentials) and ``cert_sha256``
+        the host's certificate hash with TLS (see ``wire.certificate_sha256``).
         Raises ``ConnectionError`` (with the gRPC status text) if the host
         cannot be reached or does not speak first with a Challenge.
         """
@@ -83,7 +97,9 @@ class HostSession:
         if frame is grpc.aio.EOF or frame.WhichOneof("frame") != "challenge":
             await channel.close()
             raise ConnectionError("the host did not send a challenge")
-        return cls(channel, call, frame.challenge)
+        if url is None:
+            url = f"{'grpc' if credentials is None else 'grpcs'}://{target}"
+        return cls(channel, call, frame.challenge, url, cert_sha256)
 
     async def register(
         self,
@@ -94,7 +110,16 @@ class HostSession:
     ) -> host_pb2.Registered:
         """Sign and send Register; returns Registered or raises RegisterError / ConnectionError."""
         await self.write(
-            host_pb2.NodeFrame(register=wire.make_register(identity, self.challenge, endpoints, allow))
+            host_pb2.NodeFrame(
+                register=wire.make_register(
+                    identity,
+                    self.challenge,
+                    endpoints,
+                    allow,
+                    relay_url=self.url,
+                    cert_sha256=self.cert_sha256,
+                )
+            )
         )
         try:
             frame = await asyncio.wait_for(self.read(), timeout)

@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from tmax_core.config import is_wildcard_host
 from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import UsageError
 from tmax_core.logs import add_logging_arguments, setup_logging
@@ -74,6 +75,13 @@ def _seconds(text: str) -> float:
         raise ValueError(str(err)) from None
 
 
+def _public_url(text: str) -> str:
+    url = wire.parse_relay_url(str(text))
+    if is_wildcard_host(url.host):
+        raise ValueError(f"{text!r} is a wildcard address; give the name or address nodes dial")
+    return url.url
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -81,6 +89,7 @@ class Option:
     convert: Callable[[str], Any]
     default: Any
     help: str
+    repeatable: bool = False
 
 
 OPTIONS = [
@@ -91,6 +100,29 @@ OPTIONS = [
     Option("tls-key", "FILE", str, None, "PEM private key of --tls-cert"),
     Option("metrics-listen", "HOST:PORT", _host_port, None, "serve Prometheus metrics at http://HOST:PORT/"),
     Option("max-connections", "N", _positive_int, 10_000, "open streams allowed; more are refused"),
+    Option(
+        "max-connections-per-ip",
+        "N",
+        _positive_int,
+        64,
+        "open streams from one IPv4 address or IPv6 /64; more are refused",
+    ),
+    Option(
+        "register-rate",
+        "PER_S",
+        _positive_float,
+        10.0,
+        "sustained new streams/s from one IPv4 address or IPv6 /64",
+    ),
+    Option("register-burst", "N", _positive_int, 64, "new streams one address may open at once"),
+    Option("max-lookup-allow", "N", _positive_int, 1000, "node ids in one lookup allow list"),
+    Option(
+        "remembered-allow-bytes",
+        "N",
+        _positive_int,
+        64 * 1024 * 1024,
+        "bytes of offline nodes' allow lists kept to gate store-and-forward",
+    ),
     Option("max-frame-bytes", "N", _positive_int, 1024 * 1024 + 64 * 1024, "largest relayed envelope"),
     Option("rate", "FRAMES_PER_S", _positive_float, 100.0, "sustained frames/s read from one connection"),
     Option("burst", "N", _positive_int, 200, "frames one connection may send at once before pacing"),
@@ -114,6 +146,15 @@ OPTIONS = [
     Option(
         "host-id", "TEXT", str, None, "stable host id signed into registrations (default: random per run)"
     ),
+    Option(
+        "public-url",
+        "URL",
+        _public_url,
+        None,
+        "a URL nodes dial to reach this host (repeatable); registrations signed for any other URL are "
+        "refused. Default: --listen's address when it is concrete, else loopback only",
+        repeatable=True,
+    ),
 ]
 _BY_KEY = {o.name.replace("-", "_"): o for o in OPTIONS}
 
@@ -129,7 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
                 raise argparse.ArgumentTypeError(str(err)) from None
 
         default = f" (default {o.default})" if o.default not in (None, 0.0) else ""
-        p.add_argument(f"--{o.name}", metavar=o.metavar, type=convert, default=None, help=o.help + default)
+        p.add_argument(
+            f"--{o.name}",
+            metavar=o.metavar,
+            type=convert,
+            default=None,
+            help=o.help + default,
+            action="append" if o.repeatable else "store",
+        )
     p.add_argument("--config", metavar="FILE", help="TOML file with the same options (flags win)")
     p.add_argument("--ready-file", metavar="FILE", help="write a JSON ready file here once listening")
     add_logging_arguments(p)
@@ -166,7 +214,11 @@ def _read_config(path: Path) -> dict[str, Any]:
         if option is None:
             raise HostError(f"config file {path}: unknown option {raw_key!r}")
         try:
-            out[key] = option.convert(str(value))
+            if option.repeatable:
+                values = value if isinstance(value, list) else [value]
+                out[key] = [option.convert(str(v)) for v in values]
+            else:
+                out[key] = option.convert(str(value))
         except ValueError as err:
             raise HostError(f"config file {path}: {raw_key}: {err}") from None
     return out
@@ -176,6 +228,11 @@ def limits_from(settings: dict[str, Any]) -> HostLimits:
     s = settings
     return HostLimits(
         max_connections=s["max_connections"],
+        max_connections_per_ip=s["max_connections_per_ip"],
+        register_rate_per_s=s["register_rate"],
+        register_burst=s["register_burst"],
+        max_lookup_allow=s["max_lookup_allow"],
+        remembered_allow_bytes=s["remembered_allow_bytes"],
         max_frame_bytes=s["max_frame_bytes"],
         rate_per_s=s["rate"],
         burst=s["burst"],
@@ -216,9 +273,13 @@ def server_options(settings: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
-def _tls_credentials(cert_path: str, key_path: str) -> grpc.ServerCredentials:
+def _tls_credentials(cert_path: str, key_path: str) -> tuple[grpc.ServerCredentials, bytes]:
+    """Server credentials and the SHA-256 of the certificate (DER) they present,
+    which registrations must be signed for."""
+    import hashlib
+
     from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
     def read(flag: str, path: str) -> bytes:
         try:
@@ -228,14 +289,15 @@ def _tls_credentials(cert_path: str, key_path: str) -> grpc.ServerCredentials:
 
     cert, key = read("--tls-cert", cert_path), read("--tls-key", key_path)
     try:
-        x509.load_pem_x509_certificates(cert)
+        leaf = x509.load_pem_x509_certificates(cert)[0]
     except ValueError:
         raise HostError(f"--tls-cert {cert_path} holds no PEM certificate") from None
     try:
         load_pem_private_key(key, password=None)
     except (ValueError, TypeError):
         raise HostError(f"--tls-key {key_path} holds no unencrypted PEM private key") from None
-    return grpc.ssl_server_credentials([(key, cert)])
+    digest = hashlib.sha256(leaf.public_bytes(Encoding.DER)).digest()
+    return grpc.ssl_server_credentials([(key, cert)]), digest
 
 
 class HostServicer(host_pb2_grpc.HostServiceServicer):
@@ -251,32 +313,57 @@ def default_settings() -> dict[str, Any]:
     return {key: o.default for key, o in _BY_KEY.items()}
 
 
-def build_server(hub: Hub, settings: dict[str, Any]) -> tuple[grpc.aio.Server, Any, str]:
+def public_urls(settings: dict[str, Any], bound: str) -> list[str]:
+    """The URLs registrations may be signed for: ``--public-url``, else the bound
+    ``--listen`` address when it is concrete, else (wildcard listen) only the
+    loopback URLs on the bound port; a wildcard cannot say which names and
+    addresses nodes use, and accepting any would let another relay replay
+    registrations here (docs/relay.md, "Public URLs")."""
+    if settings["public_url"]:
+        return list(dict.fromkeys(settings["public_url"]))
+    scheme = "grpcs" if settings["tls_cert"] else "grpc"
+    host, _, port = bound.rpartition(":")
+    if not is_wildcard_host(host):
+        return [f"{scheme}://{bound}"]
+    return [f"{scheme}://{h}:{port}" for h in ("127.0.0.1", "[::1]", "localhost")]
+
+
+def build_server(hub: Hub, settings: dict[str, Any]) -> tuple[grpc.aio.Server, Any, str, bytes]:
     """A server with HostService and the health service, bound to ``listen``
-    (not started); returns it, the health servicer and the bound HOST:PORT."""
+    (not started); returns it, the health servicer, the bound HOST:PORT and
+    the SHA-256 of its TLS certificate (empty without TLS)."""
     server = grpc.aio.server(options=server_options(settings))
     host_pb2_grpc.add_HostServiceServicer_to_server(HostServicer(hub), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     listen = settings["listen"]
+    cert_sha256 = b""
     try:
         if settings["tls_cert"]:
-            port = server.add_secure_port(listen, _tls_credentials(settings["tls_cert"], settings["tls_key"]))
+            credentials, cert_sha256 = _tls_credentials(settings["tls_cert"], settings["tls_key"])
+            port = server.add_secure_port(listen, credentials)
         else:
             port = server.add_insecure_port(listen)
     except RuntimeError:
         port = 0
     if port == 0:
         raise HostError(f"cannot listen on {listen}: address in use or not available here")
-    return server, health, f"{listen.rpartition(':')[0]}:{port}"
+    return server, health, f"{listen.rpartition(':')[0]}:{port}", cert_sha256
 
 
 async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
     host_id = (settings["host_id"] or "").encode() or os.urandom(16)
     if len(host_id) > wire.MAX_HOST_ID_LEN:
         raise HostError(f"--host-id is longer than {wire.MAX_HOST_ID_LEN} bytes")
-    hub = Hub(limits_from(settings), host_id)
-    server, health, bound = build_server(hub, settings)
+    hub = Hub(limits_from(settings), wire.HostIdentity(host_id, []))
+    server, health, bound, cert_sha256 = build_server(hub, settings)
+    hub.host = wire.HostIdentity(host_id, public_urls(settings, bound), cert_sha256)
+    if not settings["public_url"] and is_wildcard_host(bound.rpartition(":")[0]):
+        log.warning(
+            "listening on the wildcard %s without --public-url: only nodes that dial this host on "
+            "loopback can register; give --public-url with the URL nodes dial (e.g. grpcs://NAME:PORT)",
+            bound,
+        )
     tls = bool(settings["tls_cert"])
 
     metrics_server = None
@@ -315,6 +402,7 @@ async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
             metrics_bound or "off",
             host_id.hex() if not settings["host_id"] else settings["host_id"],
         )
+        log.info("accepting registrations for %s", ", ".join(hub.host.public_urls))
         await stop.wait()
         log.info("shutting down")
     finally:

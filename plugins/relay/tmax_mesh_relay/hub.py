@@ -14,6 +14,14 @@ is not an ``asyncio.timeout`` per write (that costs several microseconds per
 frame): the connection records when its current write started and the
 sweeper cancels a write pending for longer (``Connection.expire_write``).
 
+Store-and-forward is only for a recipient's friends: the host stores an
+envelope for an offline node only if the sender is in that node's lookup
+allow list (remembered for a while after it disconnects, see
+``allowlists``). Anyone else gets no answer from the host at all, whether the
+recipient is online (the envelope is forwarded: a first contact must arrive)
+or not (it is dropped): the host's answer tells a stranger nothing about
+presence, and strangers cannot fill a node's queue.
+
 Closing a stream from outside its own task (supersede, timeouts, shutdown)
 sends an ``Error`` frame and cancels the task that serves the call; the
 stream's cleanup only removes the route if the route is still *that*
@@ -38,7 +46,7 @@ from google.protobuf.message import DecodeError
 from tmax_core import envelope as env
 from tmax_core.crypto import now_ms, to_checksum
 from tmax_core.errors import EnvelopeError, Reason
-from tmax_mesh_relay import wire
+from tmax_mesh_relay import allowlists, wire
 from tmax_mesh_relay.metrics import HostMetrics
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.storeforward import Held, QueueLimits, StoreAndForward
@@ -57,6 +65,9 @@ class HostLimits:
     """Every bound of the host; the CLI flags map onto these (see docs/relay.md)."""
 
     max_connections: int = 10_000
+    max_connections_per_ip: int = 64
+    register_rate_per_s: float = 10.0
+    register_burst: int = 64
     max_frame_bytes: int = 1024 * 1024 + 64 * 1024
     rate_per_s: float = 100.0
     burst: int = 200
@@ -65,7 +76,8 @@ class HostLimits:
     register_timeout_s: float = 10.0
     idle_timeout_s: float = 0.0
     write_timeout_s: float = 5.0
-    max_lookup_allow: int = 10_000
+    max_lookup_allow: int = wire.DEFAULT_MAX_LOOKUP_ALLOW
+    remembered_allow_bytes: int = 64 * 1024 * 1024
     queue: QueueLimits = field(default_factory=QueueLimits)
 
     def to_pb(self) -> host_pb2.Limits:
@@ -100,6 +112,7 @@ class Connection:
         "opened",
         "peer",
         "peer_ip",
+        "source",
         "task",
         "write_expired",
         "write_started",
@@ -113,10 +126,11 @@ class Connection:
         self.task = task
         self.peer = context.peer() or ""
         self.peer_ip = wire.peer_ip(self.peer)
+        self.source = wire.source_key(self.peer_ip)
         self.node_id: bytes | None = None
         self.node_hex = "-"
         self.endpoints: list[str] = []
-        self.lookup_allow: frozenset[bytes] = frozenset()
+        self.lookup_allow = b""  # Fingerprints.pack()ed node ids
         self.lock = asyncio.Lock()
         self.bucket = wire.TokenBucket(limits.rate_per_s, limits.burst, now)
         self.lookup_bucket = wire.TokenBucket(limits.lookup_rate_per_s, limits.lookup_burst, now)
@@ -190,19 +204,27 @@ class Connection:
 
 class Hub:
     def __init__(
-        self, limits: HostLimits, host_id: bytes, clock: Callable[[], float] = time.monotonic
+        self, limits: HostLimits, host: wire.HostIdentity, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.limits = limits
-        self.host_id = host_id
+        self.host = host
+        self.host_id = host.host_id
         self.clock = clock
         self.connections: dict[str, Connection] = {}
         self.routes: dict[bytes, Connection] = {}
+        # Per source (IPv4 address or IPv6 /64): open streams, and a bucket of new ones.
+        self.per_source: dict[str, int] = {}
+        self.new_stream_buckets: dict[str, wire.TokenBucket] = {}
+        self._last_prune = 0.0
         self.store = StoreAndForward(limits.queue, clock)
+        self.fingerprints = allowlists.Fingerprints()
+        self.remembered = allowlists.RememberedAllowLists(limits.queue.ttl_s, limits.remembered_allow_bytes)
         self.metrics = HostMetrics(
             connections=lambda: len(self.connections),
             registered=lambda: len(self.routes),
             queue_messages=lambda: self.store.total_messages,
             queue_bytes=lambda: self.store.total_bytes,
+            remembered=lambda: len(self.remembered),
         )
         self.accepting = True
         self._limits_pb = limits.to_pb()
@@ -224,39 +246,76 @@ class Hub:
         """Serve one Connect stream until it ends (called by the servicer)."""
         if not self.accepting:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "host is shutting down")
-        if len(self.connections) >= self.limits.max_connections:
+        lim = self.limits
+        if len(self.connections) >= lim.max_connections:
             self.metrics.drop("max_connections")
             now = self.clock()
             if now - self._last_full_log > 10.0:
                 self._last_full_log = now
-                log.warning("refusing connections: at --max-connections %d", self.limits.max_connections)
+                log.warning("refusing connections: at --max-connections %d", lim.max_connections)
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"host is at its limit of {self.limits.max_connections} connections; retry later",
+                f"host is at its limit of {lim.max_connections} connections; retry later",
+            )
+        source = wire.source_key(wire.peer_ip(context.peer() or ""))
+        if self.per_source.get(source, 0) >= lim.max_connections_per_ip:
+            self.metrics.drop("max_connections_per_ip")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"your address holds {lim.max_connections_per_ip} connections, the limit per address",
+            )
+        bucket = self.new_stream_buckets.get(source)
+        if bucket is None:
+            now = self.clock()
+            # Many sources between two sweeps: prune early, but at most once a
+            # second (a scan per new source would be the cost of many sources).
+            if len(self.new_stream_buckets) >= 2 * lim.max_connections and now - self._last_prune >= 1.0:
+                self._forget_idle_buckets(now)
+            bucket = wire.TokenBucket(lim.register_rate_per_s, lim.register_burst, now)
+            self.new_stream_buckets[source] = bucket
+        if not bucket.take(self.clock()):
+            self.metrics.drop("register_rate")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "too many new connections from your address; retry later"
             )
         task = asyncio.current_task()
         assert task is not None
         conn = Connection(context, task, self.clock(), self.limits)
         self.connections[conn.id] = conn
+        self.per_source[conn.source] = self.per_source.get(conn.source, 0) + 1
         try:
             await self._session(conn)
         finally:
             self._cleanup(conn)
 
     async def _session(self, conn: Connection) -> None:
+        if not await self._handshake(conn):
+            return
+        # Stored envelopes go out from their own task so this one keeps reading
+        # the node's acks meanwhile (otherwise both directions could fill up).
+        self._spawn(self._flush(conn))
+        await self._read_loop(conn)
+
+    async def _handshake(self, conn: Connection) -> bool:
+        """Challenge, Register, Registered; False if the stream ended meanwhile.
+
+        A method of its own so that the parsed Register (up to
+        ``max_lookup_allow`` ids as protobuf objects) is freed once it returns,
+        not kept alive by the frame of a coroutine that lasts as long as the
+        stream: with full allow lists that alone was ~100 KB per connection."""
         nonce = os.urandom(wire.NONCE_LEN)
         challenge = host_pb2.Challenge(nonce=nonce, host_id=self.host_id, time_ms=now_ms())
         if not await self._write(conn, host_pb2.HostFrame(challenge=challenge), "challenge"):
-            return
+            return False
         frame = await self._read_frame(conn)
         if frame is grpc.aio.EOF:
-            return
+            return False
         if frame.WhichOneof("frame") != "register":
             self.metrics.registrations["not_registered"] += 1
             await self._refuse(conn, "not_registered", "the first frame must be Register")
         self.metrics.frames_in["register"] += 1
         try:
-            wire.verify_register(frame.register, self.host_id, nonce, self.limits.max_lookup_allow)
+            wire.verify_register(frame.register, self.host, nonce, self.limits.max_lookup_allow)
         except wire.RegisterError as err:
             self.metrics.registrations[err.code] += 1
             await self._refuse(conn, err.code, err.detail)
@@ -267,12 +326,7 @@ class Hub:
             connection_id=conn.id,
             queued=self.store.depth(conn.node_id or b""),
         )
-        if not await self._write(conn, host_pb2.HostFrame(registered=registered), "registered"):
-            return
-        # Stored envelopes go out from their own task so this one keeps reading
-        # the node's acks meanwhile (otherwise both directions could fill up).
-        self._spawn(self._flush(conn))
-        await self._read_loop(conn)
+        return await self._write(conn, host_pb2.HostFrame(registered=registered), "registered")
 
     async def _read_frame(self, conn: Connection) -> Any:
         """The next NodeFrame (or EOF). Bytes that do not decode as a NodeFrame
@@ -310,7 +364,8 @@ class Hub:
         conn.node_id = node_id
         conn.node_hex = to_checksum(node_id)
         conn.endpoints = list(reg.endpoints)
-        conn.lookup_allow = frozenset(reg.lookup_allow)
+        conn.lookup_allow = self.fingerprints.pack(reg.lookup_allow)
+        self.remembered.forget(node_id)  # the live connection's list is the one that counts
         old = self.routes.get(node_id)
         self.routes[node_id] = conn
         self.metrics.registrations["ok"] += 1
@@ -323,11 +378,19 @@ class Hub:
 
     def _cleanup(self, conn: Connection) -> None:
         conn.closing = True
-        self.connections.pop(conn.id, None)
+        if self.connections.pop(conn.id, None) is not None:
+            left = self.per_source[conn.source] - 1
+            if left:
+                self.per_source[conn.source] = left
+            else:
+                del self.per_source[conn.source]
         if conn.node_id is None:
             return
         if self.routes.get(conn.node_id) is conn:
             del self.routes[conn.node_id]
+            evicted = self.remembered.remember(conn.node_id, conn.lookup_allow, self.clock())
+            if evicted:
+                self.metrics.drop("allow_list_evicted", evicted)
             log.info("disconnected %s", conn.node_hex, extra=conn.log_extra)
         if conn.inflight:
             self._store_many(conn.node_id, list(conn.inflight.values()))
@@ -377,6 +440,12 @@ class Hub:
                 m.bytes_out += len(data)
                 return
         assert conn.node_id is not None
+        allow = dest.lookup_allow if dest is not None else self.remembered.get(to, self.clock())
+        if not self.fingerprints.contains(allow or b"", conn.node_id):
+            # Not a friend of the recipient: nothing is stored and nothing is
+            # answered, exactly as when the recipient is online (no presence oracle).
+            self.metrics.drop("not_allowed")
+            return
         refused = self._store(to, self.store.new_item(conn.node_id, message_id, data))
         if refused is not None:
             self.metrics.drop(refused)
@@ -427,7 +496,7 @@ class Hub:
         result = host_pb2.LookupResult(target=target)
         # Offline, unknown and not-allowed answer the same, so a lookup reveals
         # nothing to nodes the target did not allow.
-        if dest is not None and conn.node_id in dest.lookup_allow:
+        if dest is not None and self.fingerprints.contains(dest.lookup_allow, conn.node_id or b""):
             result.found = True
             result.endpoints.extend(wire.dialable_endpoints(dest.endpoints, dest.peer_ip))
             result.observed_ip = dest.peer_ip
@@ -438,25 +507,33 @@ class Hub:
 
     async def _on_set_lookup_allow(self, conn: Connection, msg: host_pb2.SetLookupAllow) -> None:
         try:
-            wire.check_node_ids(list(msg.node_ids), self.limits.max_lookup_allow, "lookup allow-list")
+            wire.check_node_ids(msg.node_ids, self.limits.max_lookup_allow, "lookup allow-list")
         except wire.RegisterError as err:
             await self._error(conn, "malformed", err.detail)
             return
-        conn.lookup_allow = frozenset(msg.node_ids)
+        conn.lookup_allow = self.fingerprints.pack(msg.node_ids)
 
     # -- store and forward --------------------------------------------------------------
 
     def _store(self, recipient: bytes, item: Held) -> str | None:
+        evicted = self.store.evicted
         refused = self.store.put(recipient, item)
+        self._count_evictions(evicted)
         if refused is None:
             self._flush_if_online(recipient)
         return refused
 
     def _store_many(self, recipient: bytes, items: list[Held]) -> None:
+        evicted = self.store.evicted
         lost = self.store.requeue(recipient, items)
+        self._count_evictions(evicted)
         if lost:
             self.metrics.drop("requeue_full", lost)
         self._flush_if_online(recipient)
+
+    def _count_evictions(self, before: int) -> None:
+        if self.store.evicted > before:
+            self.metrics.drop("evicted", self.store.evicted - before)
 
     def _flush_if_online(self, recipient: bytes) -> None:
         """A recipient that (re)registered while we were storing must not wait for its next registration."""
@@ -571,9 +648,18 @@ class Hub:
                 expired = self.store.expire()
                 if expired:
                     self.metrics.drop("expired", expired)
+                self.remembered.expire(now)
+                self._forget_idle_buckets(now)
             if self._new_registrations >= GC_FREEZE_EVERY:
                 self._new_registrations = 0
                 gc.freeze()
+
+    def _forget_idle_buckets(self, now: float) -> None:
+        """Drop new-stream buckets that have refilled: they hold nothing a fresh one would not."""
+        self._last_prune = now
+        for source, bucket in list(self.new_stream_buckets.items()):
+            if bucket.full(now):
+                del self.new_stream_buckets[source]
 
     async def shutdown(self, timeout: float = 1.0) -> None:
         """Refuse new streams and tell every node we are going (they reconnect elsewhere or later)."""

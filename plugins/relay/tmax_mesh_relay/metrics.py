@@ -42,12 +42,18 @@ class HostMetrics(Collector):
         registered: Callable[[], float],
         queue_messages: Callable[[], float],
         queue_bytes: Callable[[], float],
+        remembered: Callable[[], float],
     ) -> None:
         self._gauges = (
             ("tmax_host_connections", "open Connect streams", connections),
             ("tmax_host_registered_nodes", "nodes with a registered stream", registered),
             ("tmax_host_queue_messages", "envelopes held for offline nodes", queue_messages),
             ("tmax_host_queue_bytes", "bytes held for offline nodes", queue_bytes),
+            (
+                "tmax_host_remembered_allow_lists",
+                "allow lists of offline nodes kept to gate store-and-forward",
+                remembered,
+            ),
         )
         # Labelled counters: {label value: count}. Frame types are known up
         # front (exported as 0 before the first frame, as the labelled

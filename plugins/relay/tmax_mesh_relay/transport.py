@@ -64,7 +64,8 @@ class HostLink:
         self.connection_id: str | None = None
         self.session: HostSession | None = None
         self.task: asyncio.Task | None = None
-        self._acks: dict[bytes, asyncio.Future] = {}
+        # Keyed by (recipient, message_id): an Ack counts only from the node the envelope went to.
+        self._acks: dict[tuple[bytes, bytes], asyncio.Future] = {}
         self._lookups: dict[bytes, list[asyncio.Future]] = {}
         self._inbound = asyncio.Semaphore(INBOUND_CONCURRENCY)
         self._tasks: set[asyncio.Task] = set()
@@ -133,7 +134,14 @@ class HostLink:
 
     async def _session(self) -> None:
         relay, node = self.relay, self.relay.node
-        session = await HostSession.open(self.url.target, relay.credentials(self.url))
+        # The registration is signed for this URL and, with TLS, this certificate:
+        # a relay that forwards another host's challenge gets nothing usable there.
+        cert_sha256 = b""
+        if self.url.tls:
+            cert_sha256 = await asyncio.to_thread(wire.certificate_sha256, self.url, relay.ca_file)
+        session = await HostSession.open(
+            self.url.target, relay.credentials(self.url), url=self.url.url, cert_sha256=cert_sha256
+        )
         try:
             allow = relay.lookup_allow()
             registered = await session.register(node.identity, node.rendezvous_endpoints(), allow)
@@ -176,7 +184,7 @@ class HostLink:
             elif kind == "ack":
                 self._on_ack(frame.ack)
             elif kind == "queued":
-                self._resolve_ack(frame.queued.message_id, None)
+                self._resolve_ack(frame.queued.to, frame.queued.message_id, None)
             elif kind == "error":
                 self._on_error(frame.error)
             elif kind == "lookup_result":
@@ -217,15 +225,16 @@ class HostLink:
             self._inbound.release()
 
     def _on_ack(self, ack: host_pb2.Ack) -> None:
-        if not self._resolve_ack(ack.message_id, ack.ack):
+        if not self._resolve_ack(getattr(ack, "from"), ack.message_id, ack.ack):
             # No one is waiting (the envelope was stored and forwarded later):
             # the outbox verifies the signed ack and marks the message delivered.
             self._spawn(self.relay.node.handle_ack(ack.ack, getattr(ack, "from")))
 
     def _on_error(self, error: host_pb2.Error) -> None:
         text = f"{error.code}: {error.detail}"
-        if error.message_id and error.message_id in self._acks:
-            fut = self._acks[error.message_id]
+        key = (error.node_id, error.message_id)
+        if error.message_id and key in self._acks:
+            fut = self._acks[key]
             if not fut.done():
                 fut.set_exception(ConnectionError(f"relay {self.url.url}: {text}"))
         elif error.code == "rate_limited" and error.node_id in self._lookups:
@@ -237,8 +246,8 @@ class HostLink:
             log.info("relay %s: host says %s", self.url.url, text)
             self._superseded = error.code == "superseded"
 
-    def _resolve_ack(self, message_id: bytes, ack: bytes | None) -> bool:
-        fut = self._acks.get(message_id)
+    def _resolve_ack(self, peer: bytes, message_id: bytes, ack: bytes | None) -> bool:
+        fut = self._acks.get((peer, message_id))
         if fut is None or fut.done():
             return False
         fut.set_result(ack)
@@ -257,16 +266,17 @@ class HostLink:
     ) -> bytes | None:
         """Send one envelope; the recipient's ack bytes, or ``None`` if the host stored it."""
         fut = asyncio.get_running_loop().create_future()
-        old = self._acks.get(message_id)
+        key = (to, message_id)
+        old = self._acks.get(key)
         if old is not None and not old.done():
             old.set_exception(ConnectionError("superseded by a newer attempt"))
-        self._acks[message_id] = fut
+        self._acks[key] = fut
         try:
             await self.write(host_pb2.NodeFrame(relay_send=host_pb2.RelaySend(to=to, envelope=envelope)))
             return await asyncio.wait_for(fut, timeout)
         finally:
-            if self._acks.get(message_id) is fut:
-                del self._acks[message_id]
+            if self._acks.get(key) is fut:
+                del self._acks[key]
 
     async def lookup(self, target: bytes, timeout: float) -> list[str]:
         fut = asyncio.get_running_loop().create_future()
@@ -315,8 +325,10 @@ class RelayTransport:
         self.queued = 0
         self.received = 0
         self._credentials: grpc.ChannelCredentials | None = None
+        self.ca_file: str | None = None
         self._allow_task: asyncio.Task | None = None
         self._allow_dirty = False
+        self._allow_truncated_warned = False
 
     # -- Transport protocol -------------------------------------------------------
 
@@ -420,8 +432,24 @@ class RelayTransport:
         return []
 
     def lookup_allow(self) -> list[bytes]:
-        """Node ids allowed to look this node up: its friends that are not blocked."""
-        return sorted(f.node_id for f in self.node.friends.values() if not f.blocked)
+        """Node ids allowed to look this node up and to leave messages for it at the
+        host: its friends that are not blocked. Hosts take at most
+        ``wire.DEFAULT_MAX_LOOKUP_ALLOW`` by default; beyond that the friends seen
+        most recently are sent (and a warning is logged once)."""
+        friends = [f for f in self.node.friends.values() if not f.blocked]
+        limit = wire.DEFAULT_MAX_LOOKUP_ALLOW
+        if len(friends) > limit:
+            if not self._allow_truncated_warned:
+                self._allow_truncated_warned = True
+                log.warning(
+                    "%d friends: relay hosts are told only the %d seen most recently "
+                    "(the others cannot look this node up or leave messages at the host)",
+                    len(friends),
+                    limit,
+                )
+            friends.sort(key=lambda f: (f.last_seen_ms or 0, f.added_at_ms), reverse=True)
+            friends = friends[:limit]
+        return sorted(f.node_id for f in friends)
 
     def credentials(self, url: wire.RelayUrl) -> grpc.ChannelCredentials | None:
         return self._credentials if url.tls else None
@@ -440,8 +468,9 @@ class RelayTransport:
         ca_file = self.node.config.get("relay.ca_file")
         if not ca_file:
             return grpc.ssl_channel_credentials()  # the system's trusted roots
+        self.ca_file = str(Path(ca_file).expanduser())
         try:
-            roots = Path(ca_file).expanduser().read_bytes()
+            roots = Path(self.ca_file).read_bytes()
         except OSError as err:
             raise ConfigError(f"relay.ca_file: cannot read {ca_file}: {err.strerror}") from None
         if b"-----BEGIN CERTIFICATE-----" not in roots:

@@ -5,12 +5,24 @@ The registration signature covers a fixed length-prefixed encoding (DESIGN §5),
 never a re-serialization of the parsed ``Register`` frame::
 
     sign(tmax-mesh/v1/host-register,
-         host_id, nonce, node_id, endpoints_encoding(endpoints), allow_digest(lookup_allow))
+         host_id, nonce, relay_url, tls_cert_sha256, node_id,
+         endpoints_encoding(endpoints), allow_digest(lookup_allow))
+
+``relay_url`` is the URL the node dialed and ``tls_cert_sha256`` the SHA-256 of
+the certificate it saw there (empty without TLS). A host accepts a
+registration only for one of its own public URLs and its own certificate: a
+malicious relay that forwards another host's challenge to a node gets a
+signature that the other host refuses (``wrong_url`` / ``wrong_certificate``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
+import socket
+import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -22,9 +34,13 @@ from tmax_mesh_relay.proto import host_pb2
 
 DEFAULT_PORT = 7447
 NONCE_LEN = 32
-MAX_ENDPOINTS = 8
+MAX_ENDPOINTS = 32
+"""Advertised endpoints per registration, and endpoints per lookup answer (as invites)."""
 MAX_ENDPOINT_LEN = 256
 MAX_HOST_ID_LEN = 64
+MAX_RELAY_URL_LEN = 512
+DEFAULT_MAX_LOOKUP_ALLOW = 1000
+"""Ids in one lookup allow list (``tmax-host --max-lookup-allow``); a node sends at most this many."""
 
 
 class RegisterError(Exception):
@@ -52,53 +68,156 @@ def allow_digest(node_ids: list[bytes]) -> bytes:
 
 
 def _register_parts(
-    host_id: bytes, nonce: bytes, node_id: bytes, endpoints: list[str], allow: list[bytes]
+    host_id: bytes,
+    nonce: bytes,
+    relay_url: str,
+    cert_sha256: bytes,
+    node_id: bytes,
+    endpoints: list[str],
+    allow: list[bytes],
 ) -> tuple[bytes, ...]:
-    return (host_id, nonce, node_id, endpoints_encoding(endpoints), allow_digest(allow))
+    return (
+        host_id,
+        nonce,
+        relay_url.encode(),
+        cert_sha256,
+        node_id,
+        endpoints_encoding(endpoints),
+        allow_digest(allow),
+    )
 
 
 def make_register(
-    identity: NodeIdentity, challenge: host_pb2.Challenge, endpoints: list[str], allow: list[bytes]
+    identity: NodeIdentity,
+    challenge: host_pb2.Challenge,
+    endpoints: list[str],
+    allow: list[bytes],
+    *,
+    relay_url: str,
+    cert_sha256: bytes = b"",
 ) -> host_pb2.Register:
-    """A signed ``Register`` answering ``challenge``."""
-    signature = identity.sign(
-        Domain.HOST_REGISTER,
-        *_register_parts(challenge.host_id, challenge.nonce, identity.node_id, endpoints, allow),
+    """A signed ``Register`` answering ``challenge`` on the host dialed as ``relay_url``
+    (``cert_sha256``: the SHA-256 of its TLS certificate, empty without TLS)."""
+    parts = _register_parts(
+        challenge.host_id, challenge.nonce, relay_url, cert_sha256, identity.node_id, endpoints, allow
     )
     return host_pb2.Register(
         node_id=identity.node_id,
         public_key=identity.public_key,
         endpoints=endpoints,
         lookup_allow=allow,
-        signature=signature,
+        signature=identity.sign(Domain.HOST_REGISTER, *parts),
+        relay_url=relay_url,
+        tls_cert_sha256=cert_sha256,
     )
 
 
-def check_node_ids(ids: list[bytes], limit: int, what: str) -> None:
+def check_node_ids(ids: Sequence[bytes], limit: int, what: str) -> None:
     if len(ids) > limit:
         raise RegisterError("bad_registration", f"{what}: {len(ids)} ids, the limit is {limit}")
     if any(len(i) != crypto.NODE_ID_LEN for i in ids):
         raise RegisterError("bad_registration", f"{what}: every node id must be 20 bytes")
 
 
-def verify_register(reg: host_pb2.Register, host_id: bytes, nonce: bytes, max_allow: int) -> None:
-    """Shape, id↔key binding and signature over *this* stream's challenge; raises RegisterError."""
+class HostIdentity:
+    """What a host accepts registrations for: its public URLs and its TLS certificate."""
+
+    def __init__(self, host_id: bytes, public_urls: list[str], cert_sha256: bytes = b"") -> None:
+        self.host_id = host_id
+        self.public_urls = list(public_urls)
+        self.cert_sha256 = cert_sha256
+        self._keys = frozenset(url_key(parse_relay_url(u)) for u in public_urls)
+
+    def accepts_url(self, url: str) -> bool:
+        try:
+            return url_key(parse_relay_url(url)) in self._keys
+        except ValueError:
+            return False
+
+
+def verify_register(reg: host_pb2.Register, host: HostIdentity, nonce: bytes, max_allow: int) -> None:
+    """Shape, this host's URL and certificate, id↔key binding and signature over
+    *this* stream's challenge; raises RegisterError. The cheap checks come first:
+    a refused registration costs no public-key operation."""
     if len(reg.node_id) != crypto.NODE_ID_LEN or len(reg.public_key) != crypto.PUBLIC_KEY_LEN:
         raise RegisterError("bad_registration", "node_id must be 20 bytes and public_key 33 bytes")
-    if len(reg.endpoints) > MAX_ENDPOINTS or any(len(e) > MAX_ENDPOINT_LEN for e in reg.endpoints):
+    if len(reg.endpoints) > MAX_ENDPOINTS:
         raise RegisterError(
-            "bad_registration", f"at most {MAX_ENDPOINTS} endpoints of {MAX_ENDPOINT_LEN} characters"
+            "bad_registration", f"{len(reg.endpoints)} endpoints, the limit is {MAX_ENDPOINTS}"
         )
-    check_node_ids(list(reg.lookup_allow), max_allow, "lookup_allow")
+    for endpoint in reg.endpoints:
+        try:
+            check_endpoint(endpoint)
+        except ValueError as err:
+            raise RegisterError("bad_registration", f"endpoint {endpoint[:80]!r}: {err}") from None
+    check_node_ids(reg.lookup_allow, max_allow, "lookup_allow")
+    allow = list(reg.lookup_allow)  # converted from protobuf once, after the size check
+    if not reg.relay_url:
+        raise RegisterError("wrong_url", "the registration names no relay URL (a node older than this host?)")
+    if len(reg.relay_url) > MAX_RELAY_URL_LEN or not host.accepts_url(reg.relay_url):
+        raise RegisterError(
+            "wrong_url",
+            f"signed for {reg.relay_url[:120]!r}; this host is {', '.join(host.public_urls)} "
+            "(its operator sets them with --public-url)",
+        )
+    if reg.tls_cert_sha256 != host.cert_sha256:
+        raise RegisterError("wrong_certificate", "signed for another TLS certificate than this host's")
     try:
         bound = crypto.address_from_public_key(reg.public_key) == reg.node_id
     except ValueError:
         bound = False
     if not bound:
         raise RegisterError("id_key_mismatch", "node_id is not the address of public_key")
-    parts = _register_parts(host_id, nonce, reg.node_id, list(reg.endpoints), list(reg.lookup_allow))
+    parts = _register_parts(
+        host.host_id,
+        nonce,
+        reg.relay_url,
+        reg.tls_cert_sha256,
+        reg.node_id,
+        list(reg.endpoints),
+        allow,
+    )
     if not crypto.verify(reg.signature, reg.public_key, Domain.HOST_REGISTER, *parts):
         raise RegisterError("bad_signature", "signature does not match this connection's challenge")
+
+
+_DNS_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_DNS_NAME = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*\.?")
+# "unix:1234" is a Unix socket to gRPC, not host "unix" port 1234.
+_GRPC_SCHEMES = frozenset({"unix", "unix-abstract", "vsock", "dns", "ipv4", "ipv6"})
+
+
+def check_endpoint(endpoint: str) -> None:
+    """An advertised endpoint must be a TCP ``HOST:PORT`` a friend may dial: a DNS
+    name or an IP literal (IPv6 in brackets), port 1-65535; never ``unix:``,
+    multicast or broadcast. A wildcard host (``0.0.0.0``, ``[::]``, empty) is
+    allowed: it stands for the address the host observes and is never answered
+    as is (see :func:`dialable_endpoints`). ``ValueError`` says why not."""
+    if len(endpoint) > MAX_ENDPOINT_LEN:
+        raise ValueError(f"longer than {MAX_ENDPOINT_LEN} characters")
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("not a TCP HOST:PORT with a port from 1 to 65535")
+    if is_wildcard_host(host):
+        return
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host[1:-1] if bracketed else host
+    try:
+        ip = ipaddress.ip_address(bare)
+    except ValueError:
+        ip = None
+    if ip is None:
+        if bracketed or not _DNS_NAME.fullmatch(bare):
+            raise ValueError("not an IP address or a DNS name")
+        if bare.lower() in _GRPC_SCHEMES:
+            raise ValueError(f"{bare!r} reads as a gRPC target scheme, not a host")
+        return
+    if ip.version == 6 and not bracketed:
+        raise ValueError("an IPv6 address must be in brackets")
+    if ip.is_multicast:
+        raise ValueError("a multicast address")
+    if ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise ValueError("the broadcast address")
 
 
 @dataclass(frozen=True)
@@ -135,13 +254,40 @@ def parse_relay_url(url: str) -> RelayUrl:
     return RelayUrl(url=url.strip(), host=parts.hostname, port=port, tls=parts.scheme == "grpcs")
 
 
+def url_key(url: RelayUrl) -> tuple[bool, str, int]:
+    """What makes two relay URLs the same host: scheme, host (case-insensitive), port."""
+    return (url.tls, url.host.lower(), url.port)
+
+
+def certificate_sha256(url: RelayUrl, ca_file: str | None, timeout: float = 10.0) -> bytes:
+    """SHA-256 of the DER certificate the host at ``url`` presents, fetched with a
+    verified TLS handshake of its own (``ca_file`` or the system roots, host name
+    checked). gRPC in Python does not show a client the server's certificate, so
+    the node fetches it just before dialing; a host that presents another
+    certificate on the gRPC connection refuses the registration
+    (``wrong_certificate``) and the node tries again. Raises ``ConnectionError``."""
+    context = ssl.create_default_context(cafile=ca_file or None)
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((url.host, url.port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=url.host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as err:
+        raise ConnectionError(f"TLS handshake with {url.target}: {err}") from None
+    if not der:
+        raise ConnectionError(f"TLS handshake with {url.target}: no certificate")
+    return hashlib.sha256(der).digest()
+
+
 def same_host(a: str, b: str) -> bool:
     """Whether two relay URLs name the same host (scheme, host and port compared, case-insensitive)."""
     try:
         pa, pb = parse_relay_url(a), parse_relay_url(b)
     except ValueError:
         return False
-    return (pa.tls, pa.host.lower(), pa.port) == (pb.tls, pb.host.lower(), pb.port)
+    return url_key(pa) == url_key(pb)
 
 
 def is_loopback(host: str) -> bool:
@@ -151,6 +297,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def source_key(ip: str) -> str:
+    """The key per-source limits count under: the IPv4 address (an IPv4-mapped
+    IPv6 address counts as its IPv4 address), or the IPv6 /64 (one host
+    typically holds a whole /64, so per-address limits would not bind)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
 
 
 def peer_ip(peer: str) -> str:
@@ -163,7 +324,8 @@ def peer_ip(peer: str) -> str:
 
 
 def dialable_endpoints(advertised: list[str], observed_ip: str) -> list[str]:
-    """Advertised endpoints, plus the observed IP with each advertised *port*.
+    """Advertised endpoints, plus the observed IP with each advertised *port*
+    (at most ``MAX_ENDPOINTS`` in all).
 
     A wildcard or empty advertised host is replaced by the observed IP. The
     connection's own (ephemeral) source port is never offered as dialable.
@@ -178,7 +340,7 @@ def dialable_endpoints(advertised: list[str], observed_ip: str) -> list[str]:
         if observed_ip:
             candidate = f"[{observed_ip}]:{port}" if ":" in observed_ip else f"{observed_ip}:{port}"
             out.append(candidate)
-    return list(dict.fromkeys(out))
+    return list(dict.fromkeys(out))[:MAX_ENDPOINTS]
 
 
 class TokenBucket:
@@ -197,6 +359,10 @@ class TokenBucket:
     def _refill(self, now: float) -> None:
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+
+    def full(self, now: float) -> bool:
+        self._refill(now)
+        return self.tokens >= self.burst
 
     def take(self, now: float) -> bool:
         self._refill(now)

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from tmax_core.errors import NotFound, StateDirError, UsageError
-from tmax_core.store import ALL_SENDERS, Quota, charge_sql, message_charge, write_transaction
+from tmax_core.store import (
+    ALL_SENDERS,
+    KEEP_ROWID_COUNTER,
+    Quota,
+    charge_sql,
+    message_charge,
+    write_transaction,
+)
 
 DB_NAME = "sessions.db"
 SCHEMA_VERSION = 3
@@ -122,6 +129,7 @@ _SCHEMA_V3 = (
         reply_to BLOB
     )""",
     f"INSERT INTO messages_v3 ({_COLS_V1}) SELECT {_COLS_V1} FROM messages",
+    *KEEP_ROWID_COUNTER.format(old="messages", new="messages_v3").split(";"),
     "DROP TABLE messages",
     "ALTER TABLE messages_v3 RENAME TO messages",
     "CREATE INDEX messages_session ON messages(session, acked, id)",
@@ -388,7 +396,8 @@ class SessionStore:
         with self._tx() as conn:
             self._require_in_session(conn, session, ids)
             cur = conn.executemany(
-                "UPDATE messages SET acked = 1 WHERE message_id = ? AND acked = 0", [(m,) for m in ids]
+                "UPDATE messages SET acked = 1 WHERE message_id = ? AND session = ? AND acked = 0",
+                [(m, session) for m in ids],
             )
             return cur.rowcount
 

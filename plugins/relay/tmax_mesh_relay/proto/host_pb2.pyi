@@ -17,18 +17,22 @@ class Challenge(_message.Message):
     def __init__(self, nonce: _Optional[bytes] = ..., host_id: _Optional[bytes] = ..., time_ms: _Optional[int] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("node_id", "public_key", "endpoints", "lookup_allow", "signature")
+    __slots__ = ("node_id", "public_key", "endpoints", "lookup_allow", "signature", "relay_url", "tls_cert_sha256")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_ALLOW_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    RELAY_URL_FIELD_NUMBER: _ClassVar[int]
+    TLS_CERT_SHA256_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     public_key: bytes
     endpoints: _containers.RepeatedScalarFieldContainer[str]
     lookup_allow: _containers.RepeatedScalarFieldContainer[bytes]
     signature: bytes
-    def __init__(self, node_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., endpoints: _Optional[_Iterable[str]] = ..., lookup_allow: _Optional[_Iterable[bytes]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    relay_url: str
+    tls_cert_sha256: bytes
+    def __init__(self, node_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., endpoints: _Optional[_Iterable[str]] = ..., lookup_allow: _Optional[_Iterable[bytes]] = ..., signature: _Optional[bytes] = ..., relay_url: _Optional[str] = ..., tls_cert_sha256: _Optional[bytes] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_frame_bytes", "rate_per_s", "burst", "queue_max_messages", "queue_max_bytes", "queue_ttl_ms", "idle_timeout_ms", "max_lookup_allow")
