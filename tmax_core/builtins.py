@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tmax_core.aliases import alias_problem
 from tmax_core.config import validate_duration, validate_endpoints, validate_host_port, validate_positive
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import QuotaExceeded, Reason
@@ -40,6 +41,12 @@ DEFAULT_MAX_BYTES_PER_FRIEND = 64 * 1024 * 1024
 DEFAULT_MAX_BYTES_TOTAL = 1024 * 1024 * 1024
 
 
+def _validate_alias(value: str) -> None:
+    """node.alias: empty (none), or an alias friends will accept as suggested."""
+    if value and (problem := alias_problem(value)):
+        raise ValueError(problem)
+
+
 @hookimpl
 def tmax_add_config(registry: ConfigRegistry) -> None:
     add = registry.add
@@ -51,6 +58,14 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         validate=validate_host_port,
     )
     add(
+        "node.peer_max_connections",
+        int,
+        256,
+        "most connections the peer listener holds at once (more are closed at once); "
+        "also bounds its calls in flight (twice this)",
+        validate=validate_positive,
+    )
+    add(
         "node.peer_advertise",
         list,
         [],
@@ -60,7 +75,13 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         validate=validate_endpoints,
     )
     add("node.relays", list, [], "relay host URLs the node connects to")
-    add("node.alias", str, "", "a human name for this node, suggested to friends")
+    add(
+        "node.alias",
+        str,
+        "",
+        "a human name for this node, suggested to friends (not 0x..., no control characters)",
+        validate=_validate_alias,
+    )
     add(
         "messages.max_bytes",
         int,

@@ -107,6 +107,27 @@ def kv(obj: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on or hide escaped
+    as in Python (``\\x1b``, ``\\n``, ``\\u202e``): control, format (bidi
+    overrides, zero-width), separator and unassigned characters. Text output
+    shows what friends wrote, so it must not reach the terminal as is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def printable_tree(obj: Any) -> Any:
+    """``obj`` (a command's result) with :func:`printable` applied to every string in it."""
+    if isinstance(obj, str):
+        return printable(obj)
+    if isinstance(obj, dict):
+        return {printable_tree(k): printable_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [printable_tree(v) for v in obj]
+    return obj
+
+
 def duration_arg(text: str) -> int:
     try:
         return parse_duration_ms(text)
@@ -401,7 +422,7 @@ def _run_inbox(args: argparse.Namespace, ctx: Context) -> Any:
     if args.action == "unread":
         return c.inbox_unread()
     for message in c.inbox_watch(include_existing_unread=args.unread):
-        print(json.dumps(message) if args.json else _render_message(message), flush=True)
+        print(json.dumps(message) if args.json else _render_message(printable_tree(message)), flush=True)
     return None
 
 
@@ -507,12 +528,16 @@ def main(argv: list[str] | None = None) -> int:
                     result = _msg_json(result) if args.action == "send" else result
                 print(json.dumps(result, indent=None))
             else:
-                print(command.render(result) if command.render else json.dumps(result, indent=2))
+                # Escaped before rendering: a renderer's own line breaks stay.
+                text = (
+                    command.render(printable_tree(result)) if command.render else json.dumps(result, indent=2)
+                )
+                print(text)
         return args._exit_code
     except MeshError as err:
         if debug:
             raise
-        print(f"tmax-mesh: error: {err}", file=sys.stderr)
+        print(f"tmax-mesh: error: {printable(str(err))}", file=sys.stderr)
         return EXIT_USAGE if err.code == "usage" else EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -465,9 +465,10 @@ class Ingress:
         """First contact: consume the invite use and add the friend, atomically."""
         node = self.node
         if card is not None:
-            friend.relay_hosts = list(card.relay_hosts)
-            friend.endpoints = list(card.endpoints)
-            friend.alias = node.free_alias(card.alias)
+            friend.relay_hosts, friend.endpoints = node.checked_contact(
+                friend.node_id, card.relay_hosts, card.endpoints
+            )
+            friend.alias = node.remote_alias(card.alias, friend.node_id)
         try:
             friend = await node.db(node.store.accept_first_contact, invite.token_id, friend, now)
         except MeshError as err:

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,8 +27,10 @@ from typing import Any, TypeVar
 import pluggy
 
 from tmax_core import envelope as env
+from tmax_core.aliases import alias_problem, generated_alias
 from tmax_core.config import Config, is_wildcard_host
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
+from tmax_core.endpoints import endpoint_problem, relay_url_problem, screen_endpoints, screen_relay_urls
 from tmax_core.ephemeral import EphemeralPool
 from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, QuotaExceeded, UsageError
 from tmax_core.identity import NodeIdentity
@@ -165,6 +167,10 @@ class Node:
         self.pm.hook.tmax_register_transports(register=self._register_transport, node=self)
         self.transports.sort(key=lambda t: t.cost)
         for friend in await self.db(self.store.list_friends):
+            # Contacts stored before they were screened are screened now (in memory).
+            friend.relay_hosts, friend.endpoints = self.checked_contact(
+                friend.node_id, friend.relay_hosts, friend.endpoints
+            )
             self.friends[friend.node_id] = friend
         await self.invites_changed()
         listen = self.config.get("node.peer_listen")
@@ -322,21 +328,52 @@ class Node:
             listener()
 
     def free_alias(self, wanted: str | None) -> str | None:
-        """``wanted`` if no friend uses it yet, else ``wanted-2``, ``wanted-3``..."""
+        """``wanted`` if no friend uses it yet, else ``wanted-2``, ``wanted-3``...
+        Compared case-insensitively, as the store's unique alias column is
+        (``COLLATE NOCASE``): a case variant is taken too."""
         if not wanted:
             return None
-        taken = {f.alias for f in self.friends.values()}
+        taken = {f.alias.lower() for f in self.friends.values() if f.alias}
         alias, n = wanted, 1
-        while alias in taken:
+        while alias.lower() in taken:
             n += 1
             alias = f"{wanted}-{n}"
         return alias
 
-    async def update_contact(self, friend: Friend, relay_hosts: list[str], endpoints: list[str]) -> None:
-        if (relay_hosts and relay_hosts != friend.relay_hosts) or (
-            endpoints and endpoints != friend.endpoints
-        ):
-            await self.db(self.store.update_friend_contact, friend.node_id, relay_hosts, endpoints)
+    def remote_alias(self, suggested: str | None, node_id: bytes) -> str | None:
+        """A free alias for a friend from the one it suggested (invite or
+        contact card); a suggestion that breaks the alias rules
+        (:mod:`tmax_core.aliases`) is replaced by a generated one, so a bad
+        name never fails a friendship."""
+        if not suggested:
+            return None
+        problem = alias_problem(suggested)
+        if problem is not None:
+            log.warning("alias suggested by %s refused: %s", to_checksum(node_id), problem)
+            suggested = generated_alias(node_id)
+        return self.free_alias(suggested)
+
+    def checked_contact(
+        self, node_id: bytes, relay_hosts: Iterable[str], endpoints: Iterable[str]
+    ) -> tuple[list[str], list[str]]:
+        """The relay hosts and endpoints that ``node_id`` (a friend, its invite)
+        gave and that this node keeps (see :mod:`tmax_core.endpoints`); what
+        is dropped is logged here."""
+        hosts, eps, dropped = _screen_contact(relay_hosts, endpoints)
+        if dropped:
+            log.warning("contact of %s: dropped %s", to_checksum(node_id), dropped)
+        return hosts, eps
+
+    async def update_contact(
+        self, friend: Friend, relay_hosts: Iterable[str], endpoints: Iterable[str]
+    ) -> None:
+        """A friend's card (on every message): store it if it changed. What a
+        card drops is logged when the stored contact changes, not per message."""
+        hosts, eps, dropped = _screen_contact(relay_hosts, endpoints)
+        if (hosts and hosts != friend.relay_hosts) or (eps and eps != friend.endpoints):
+            if dropped:
+                log.warning("contact of %s: dropped %s", to_checksum(friend.node_id), dropped)
+            await self.db(self.store.update_friend_contact, friend.node_id, hosts, eps)
             self.friend_changed(await self.db(self.store.get_friend, friend.node_id))
 
     async def first_contact_done(self, friend: Friend) -> None:
@@ -351,8 +388,12 @@ class Node:
             if friend is None:
                 raise NotFound(f"no friend with node id {ref}")
             return friend
+        # Exact first; then any case, as the store compares aliases.
         for friend in self.friends.values():
             if friend.alias == ref:
+                return friend
+        for friend in self.friends.values():
+            if friend.alias and friend.alias.lower() == ref.lower():
                 return friend
         raise NotFound(f"no friend named {ref!r} (see `tmax-mesh friends list`)")
 
@@ -413,6 +454,16 @@ class Node:
         rate_limit: RateLimit | None,
     ) -> Invite:
         scopes = scopes or [DEFAULT_SCOPE]
+        if alias and (problem := alias_problem(alias)):
+            raise UsageError(problem)
+        # What the invitee would drop (see tmax_core.endpoints) is refused here.
+        for flag, values, problem_of in (
+            ("--relay", relay_hosts, relay_url_problem),
+            ("--endpoint", endpoints, endpoint_problem),
+        ):
+            for value in values:
+                if (problem := problem_of(value)) is not None:
+                    raise UsageError(f"{flag} {value!r}: {problem}")
         unknown = [s for s in scopes if s not in self.scopes]
         if unknown:
             raise UsageError(f"unknown scope {unknown[0]!r} (known: {', '.join(sorted(self.scopes))})")
@@ -459,15 +510,18 @@ class Node:
             raise MeshError(
                 "this invite was created by this node; give it to another node", code=InviteReason.SELF
             )
-        if alias and alias.lower().startswith("0x"):
-            raise UsageError("an alias cannot start with 0x (that is how node ids are written)")
+        if alias and (problem := alias_problem(alias)):
+            raise UsageError(problem)
+        relay_hosts, endpoints = self.checked_contact(
+            invite.inviter_node_id, invite.relay_hosts, invite.endpoints
+        )
         friend = Friend(
             node_id=invite.inviter_node_id,
             public_key=invite.inviter_public_key,
-            alias=alias or self.free_alias(invite.alias),
+            alias=alias or self.remote_alias(invite.alias, invite.inviter_node_id),
             scopes=list(invite.scopes),
-            relay_hosts=list(invite.relay_hosts),
-            endpoints=list(invite.endpoints),
+            relay_hosts=relay_hosts,
+            endpoints=endpoints,
             # The invite's rate limit is what the inviter grants *us*; the
             # inviter's own messages get this node's configured defaults.
             rate_limit=None,
@@ -609,3 +663,15 @@ class Node:
             "sinks": [s.name for s in self.sinks],
             "counters": dict(sorted(self.counters.items())),
         }
+
+
+def _screen_contact(relay_hosts: Iterable[str], endpoints: Iterable[str]) -> tuple[list[str], list[str], str]:
+    """Kept relay hosts, kept endpoints, and what was dropped ("" if nothing)."""
+    hosts = screen_relay_urls(relay_hosts)
+    eps = screen_endpoints(endpoints)
+    dropped = [
+        f"{s.dropped} {what} (first: {s.example})"
+        for s, what in ((hosts, "relay host(s)"), (eps, "endpoint(s)"))
+        if s.dropped
+    ]
+    return hosts.kept, eps.kept, "; ".join(dropped)

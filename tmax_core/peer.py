@@ -39,6 +39,9 @@ ENVELOPE_OVERHEAD = 64 * 1024  # headers, keys, signature and invite around the 
 # The most often a sender pings an established connection to a peer (see
 # channel_options); peer servers accept pings that often.
 MIN_PING_INTERVAL_MS = 100
+PEER_MAX_STREAMS = 8  # calls at once on one connection to the peer listener
+PEER_HANDSHAKE_TIMEOUT_MS = 10_000  # a connection must start HTTP/2 within this
+PEER_IDLE_MS = 300_000  # a connection with no call open is closed after this
 
 
 def grpc_options(max_bytes: int) -> list[tuple[str, Any]]:
@@ -50,15 +53,31 @@ def grpc_options(max_bytes: int) -> list[tuple[str, Any]]:
     ]
 
 
-def server_options(max_bytes: int) -> list[tuple[str, Any]]:
+def server_options(max_bytes: int, max_connections: int) -> list[tuple[str, Any]]:
     """PeerService: senders' liveness pings are welcome (gRPC's default answers
     a ping more often than every 5 minutes on a quiet connection with GOAWAY
     "too_many_pings"). A ping costs the server an 8-byte answer in gRPC's core,
-    no Python, so it is not worth striking anyone out for."""
+    no Python, so it is not worth striking anyone out for.
+
+    Anyone who can reach the listener can connect, so what one can hold is
+    bounded in gRPC's core, before any Python runs: at most
+    ``max_connections`` connections (gRPC closes further ones as they are
+    accepted), ``PEER_MAX_STREAMS`` calls at once per connection (a sender
+    needs one delivery stream plus a probe or two), a connection that never
+    completes its HTTP/2 preface is closed after ``PEER_HANDSHAKE_TIMEOUT_MS``
+    and one with no call open after ``PEER_IDLE_MS``. The calls in flight in
+    all are bounded by the server's ``maximum_concurrent_rpcs`` (see
+    :func:`start_peer_server`). None of this is per source: one stranger
+    holding every slot (each with a call open) keeps friends from dialling
+    direct, and they then deliver through the relay."""
     return [
         *grpc_options(max_bytes),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
         ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.max_allowed_incoming_connections", max_connections),
+        ("grpc.max_concurrent_streams", PEER_MAX_STREAMS),
+        ("grpc.server_handshake_timeout_ms", PEER_HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_connection_idle_ms", PEER_IDLE_MS),
     ]
 
 
@@ -109,7 +128,12 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
             "DeliverStream": grpc.stream_stream_rpc_method_handler(deliver_stream),
         },
     )
-    server = grpc.aio.server(options=server_options(node.config.get("messages.max_bytes")))
+    max_connections = node.config.get("node.peer_max_connections")
+    server = grpc.aio.server(
+        options=server_options(node.config.get("messages.max_bytes"), max_connections),
+        # Beyond this, calls are refused with RESOURCE_EXHAUSTED (each sender keeps one stream open).
+        maximum_concurrent_rpcs=2 * max_connections,
+    )
     server.add_generic_rpc_handlers((handler,))
     health = health_aio.HealthServicer()
     await health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -128,20 +152,26 @@ async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, s
 class DirectTransport:
     """Dial a friend's endpoints: those it advertised (invite or contact card)
     plus any a plugin discovered (``discovered``, e.g. through a relay's
-    rendezvous lookup). An endpoint that fails is skipped for a while, so the
-    next transport (the relay) carries the message without waiting again."""
+    rendezvous lookup). An endpoint that fails is skipped for a while (longer
+    after each failure in a row), so the next transport (the relay) carries
+    the message without waiting again. One send dials at most
+    ``MAX_DIALS_PER_SEND`` endpoints: a friend listing many dead ones costs a
+    few connection attempts per send, not one per entry."""
 
     name = "direct"
     cost = 10
     CALL_TIMEOUT_S = 3.0  # a silently dropped path must fall back to the relay quickly
     PER_ENVELOPE_S = 0.005  # extra call time a batch may take per envelope
-    RETRY_AFTER_FAILURE_S = 5.0
+    RETRY_AFTER_FAILURE_S = 5.0  # after one failure; doubles per failure in a row...
+    MAX_RETRY_AFTER_FAILURE_S = 300.0  # ...up to this
+    MAX_DIALS_PER_SEND = 4
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, PeerStream] = {}
         self._failed_until: dict[str, float] = {}
+        self._failures: dict[str, int] = {}  # endpoint -> failures in a row
         self._answered_from: dict[bytes, str] = {}  # friend node id -> endpoint of its last answer
         self._max_bytes = node.config.get("messages.max_bytes")
         self.discovered: dict[bytes, list[str]] = {}
@@ -173,12 +203,21 @@ class DirectTransport:
     def healthy(self, endpoint: str) -> bool:
         return self._failed_until.get(endpoint, 0) <= time.monotonic()
 
-    def mark_failed(self, endpoint: str) -> None:
-        self._failed_until[endpoint] = time.monotonic() + self.RETRY_AFTER_FAILURE_S
+    def mark_failed(self, endpoint: str, for_s: float | None = None) -> None:
+        """Skip ``endpoint`` for ``for_s`` seconds (default: ``RETRY_AFTER_FAILURE_S``,
+        doubled per earlier failure in a row, capped)."""
+        failures = self._failures.get(endpoint, 0) + 1
+        self._failures[endpoint] = failures
+        if for_s is None:
+            cap = max(self.MAX_RETRY_AFTER_FAILURE_S, self.RETRY_AFTER_FAILURE_S)
+            for_s = min(self.RETRY_AFTER_FAILURE_S * 2 ** min(failures - 1, 16), cap)
+        until = time.monotonic() + for_s
+        self._failed_until[endpoint] = max(until, self._failed_until.get(endpoint, 0))
         self._drop(endpoint)
 
     def mark_healthy(self, endpoint: str) -> None:
         self._failed_until.pop(endpoint, None)
+        self._failures.pop(endpoint, None)
 
     def answer_unverifiable(self, friend: Friend) -> None:
         """The last answer from ``friend``'s endpoint did not carry its signed ack:
@@ -215,10 +254,15 @@ class DirectTransport:
 
     async def _call(self, friend: Friend, send: Callable[[str], Awaitable[bytes]]) -> bytes:
         last: Exception = ConnectionError("no endpoint")
+        dials = 0
         for endpoint in self.endpoints(friend):
             if not self.healthy(endpoint):
                 continue
             channel = self.channel(endpoint)
+            if channel.get_state() != grpc.ChannelConnectivity.READY:
+                if dials == self.MAX_DIALS_PER_SEND:
+                    break  # the rest wait for a later send; the next transport carries this one
+                dials += 1
             try:
                 if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
                     try:

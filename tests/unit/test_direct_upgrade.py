@@ -24,15 +24,14 @@ from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend
 from tmax_core.peer import DELIVER_BATCH, DirectTransport, start_peer_server
 from tmax_mesh_direct import plugin
-from tmax_mesh_direct.upgrade import DIRECT, RELAY, Upgrader, _Pacer
+from tmax_mesh_direct.upgrade import DIRECT, PROBES_AT_ONCE, PROBES_PER_FRIEND, RELAY, Upgrader, _Pacer
 
 MAX_BYTES = 1 << 20
 
 
 class FakeConfig:
     def get(self, key: str) -> Any:
-        assert key == "messages.max_bytes"
-        return MAX_BYTES
+        return {"messages.max_bytes": MAX_BYTES, "node.peer_max_connections": 256}[key]
 
 
 class FakeNode:
@@ -335,3 +334,129 @@ async def test_select_transport_uses_the_senders_upgrader(peer) -> None:
             plugin._upgraders.pop(key, None)
         for direct, _ in made:
             await direct.stop()
+
+
+class CountingProbes:
+    """Stands in for ``Upgrader.probe``: records each call and how many run at once."""
+
+    def __init__(self, error: str | None = "refused", hold_s: float = 0.02) -> None:
+        self.error = error
+        self.hold_s = hold_s
+        self.calls: list[str] = []
+        self.active = 0
+        self.peak = 0
+
+    async def __call__(self, endpoint: str, friend: Friend) -> str | None:
+        self.calls.append(endpoint)
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            await asyncio.sleep(self.hold_s)
+        finally:
+            self.active -= 1
+        return self.error
+
+
+async def test_lookup_answer_is_screened_like_a_card(local) -> None:
+    node, relay, direct, upgrader = local
+    f = stranger()
+    node.friends[f.node_id] = f
+    upgrader.probe = probes = CountingProbes()  # type: ignore[method-assign]
+    bad = ["unix:/run/victim.sock", "0.0.0.0:80", "224.0.0.1:80", "[ff02::1]:80"]
+    relay.answers[f.node_id] = [*bad, *(f"127.0.0.1:{p}" for p in range(1000, 2000))]
+    await upgrader.refresh(f)
+    assert upgrader.found[f.node_id] == [f"127.0.0.1:{p}" for p in range(1000, 1032)]
+    assert set(probes.calls) <= set(upgrader.found[f.node_id]) and not set(probes.calls) & set(bad)
+    assert direct.discovered[f.node_id] == upgrader.found[f.node_id]
+
+
+async def test_probes_are_bounded_per_friend_and_in_all(local) -> None:
+    node, relay, _direct, upgrader = local
+    upgrader.probe = probes = CountingProbes()  # type: ignore[method-assign]
+    friends = [stranger() for _ in range(8)]
+    for f in friends:
+        node.friends[f.node_id] = f
+        relay.answers[f.node_id] = [f"127.0.0.1:{p}" for p in range(1000, 1010)]
+    await upgrader.refresh(friends[0])
+    assert len(probes.calls) == 10 and probes.peak == PROBES_PER_FRIEND
+    probes.peak = 0
+    await asyncio.gather(*(upgrader.refresh(f) for f in friends[1:]))
+    assert probes.peak == PROBES_AT_ONCE
+
+
+async def test_a_probe_round_ends_at_its_deadline(local) -> None:
+    node, relay, direct, upgrader = local
+    f = stranger()
+    node.friends[f.node_id] = f
+    endpoints = [f"127.0.0.1:{p}" for p in range(1000, 1032)]
+    relay.answers[f.node_id] = endpoints
+    upgrader.probe = probes = CountingProbes(hold_s=30)  # type: ignore[method-assign]
+    upgrader.round_deadline_s = 0.2
+    t0 = time.monotonic()
+    await upgrader.refresh(f)
+    assert time.monotonic() - t0 < 2
+    assert len(probes.calls) == PROBES_PER_FRIEND and probes.active == 0  # the rest never started
+    assert upgrader.path[f.node_id] == RELAY
+    assert "not probed within the round's deadline" in upgrader.errors[f.node_id]
+    assert not any(direct.healthy(ep) for ep in probes.calls)  # cut off: not used for sends either
+
+
+async def test_failing_endpoints_back_off(local) -> None:
+    node, relay, direct, upgrader = local
+    f = stranger()
+    node.friends[f.node_id] = f
+    dead = "127.0.0.1:1000"
+    relay.answers[f.node_id] = [dead]
+    upgrader.probe = probes = CountingProbes()  # type: ignore[method-assign]
+    interval = upgrader.interval_s
+    backoffs = []
+    for _ in range(7):
+        state = upgrader._failing.get(f.node_id, {}).get(dead)
+        if state is not None:
+            state.not_before = 0  # due now: as if its backoff had passed
+        await upgrader.refresh(f)
+        state = upgrader._failing[f.node_id][dead]
+        backoffs.append(round((state.not_before - time.monotonic()) / interval))
+    # The first failure is retried the next round; then the wait doubles, capped.
+    assert backoffs == [0, 1, 3, 7, 15, 16, 16]
+    assert len(probes.calls) == 7
+    # While it backs off it is not probed, sends skip it, and the reason is kept.
+    await upgrader.refresh(f)
+    assert len(probes.calls) == 7
+    assert not direct.healthy(dead)
+    assert "refused; next probe in" in upgrader.errors[f.node_id]
+    # A success clears it.
+    upgrader._failing[f.node_id][dead].not_before = 0
+    probes.error = None
+    await upgrader.refresh(f)
+    assert dead not in upgrader._failing[f.node_id] and upgrader.path[f.node_id] == DIRECT
+
+
+async def test_one_send_dials_a_few_endpoints_and_failures_back_off() -> None:
+    """A friend listing many dead endpoints (no direct plugin to probe them
+    first): each send dials at most MAX_DIALS_PER_SEND of them, and a dead
+    one is skipped for longer after each failure in a row."""
+    node = FakeNode()
+    direct = DirectTransport(node)  # type: ignore[arg-type]
+    direct.set_dial_timeout(0.1)  # both sends well within the 5 s a failure is skipped for
+    dead = [dead_endpoint() for _ in range(10)]
+    f = stranger()
+    f.endpoints = dead
+    node.friends[f.node_id] = f
+    with pytest.raises(ConnectionError):
+        await direct.send(f, b"x", 5)
+    tried = [ep for ep in dead if not direct.healthy(ep)]
+    assert tried == dead[: DirectTransport.MAX_DIALS_PER_SEND]
+    with pytest.raises(ConnectionError):
+        await direct.send(f, b"x", 5)
+    assert [ep for ep in dead if not direct.healthy(ep)] == dead[: 2 * DirectTransport.MAX_DIALS_PER_SEND]
+    # Failures in a row: 5 s, 10 s, 20 s ... up to the cap.
+    waits = []
+    for _ in range(8):
+        direct.mark_failed(dead[0])
+        waits.append(round(direct._failed_until[dead[0]] - time.monotonic()))
+    assert waits == [10, 20, 40, 80, 160, 300, 300, 300]  # the first failure was the send's
+    direct.mark_healthy(dead[0])
+    direct.mark_failed(dead[0])
+    assert round(direct._failed_until[dead[0]] - time.monotonic()) == 5
+    await direct.stop()

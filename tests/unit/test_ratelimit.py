@@ -197,6 +197,28 @@ def test_relay_sources_are_keyed_by_the_stamped_sender(clock: FakeClock) -> None
     assert lim.precheck(meta(X, friend()), relay_x) is None
 
 
+def test_rotating_ipv6_addresses_in_one_64_share_a_source_bucket(clock: FakeClock) -> None:
+    """One host owns a whole /64: a new address per envelope must not mean a
+    new allowance. IPv6 sources are keyed by /64, IPv4 ones by address."""
+    lim = make_limiter(clock, source_rate=1.0, source_burst=3)
+    # As PeerService sees them: gRPC percent-encodes the brackets.
+    rotating = [IngressSource("direct", f"ipv6:%5B2001:db8:1:2::{i:x}%5D") for i in range(1, 5)]
+    for source in rotating[:3]:
+        assert lim.precheck(meta(Y, None, has_invite=True), source) is None
+    verdict = lim.precheck(meta(Y, None, has_invite=True), rotating[3])
+    assert verdict is not None and verdict.reason == Reason.RATE_LIMITED, (
+        "a fresh address in the /64 got a fresh bucket"
+    )
+    assert lim.stats()["source_buckets"] == 1
+    # The next /64 is another source; so is every IPv4 address.
+    assert (
+        lim.precheck(meta(Y, None, has_invite=True), IngressSource("direct", "ipv6:%5B2001:db8:1:3::1%5D"))
+        is None
+    )
+    assert lim.precheck(meta(Y, None, has_invite=True), DIRECT_A) is None
+    assert lim.precheck(meta(Y, None, has_invite=True), DIRECT_B) is None
+
+
 # ------------------------------------------------------------------ memory bound
 
 

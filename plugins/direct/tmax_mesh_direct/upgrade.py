@@ -20,6 +20,17 @@ rate, so a node with many friends spreads them out instead of being refused.
 A failed lookup (relay down, rate limited, no answer) keeps the endpoints the
 host gave last time: losing the relay is no reason to forget a working direct
 path.
+
+Bounds (issue 13, item 7): a friend's card and the host's answer are someone
+else's input, so what is dialled is bounded. The lookup answer is screened like
+a card (:func:`tmax_core.endpoints.screen_endpoints`: at most 32 TCP
+``HOST:PORT`` targets); at most ``PROBES_PER_FRIEND`` endpoints of one friend
+and ``PROBES_AT_ONCE`` in all are probed at once; one friend's probes in a
+round end after ``ROUND_PROBE_TIMEOUTS`` probe timeouts (what is left is
+probed first next round); and an endpoint that keeps failing is probed again
+only after a backoff that doubles per failure, up to ``BACKOFF_MAX_ROUNDS``
+intervals (the first failure is retried the next round, as before). So one
+friend costs at most 32 + 32 dials per backoff period, 4 at a time.
 """
 
 from __future__ import annotations
@@ -29,12 +40,14 @@ import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
 
 from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
+from tmax_core.endpoints import screen_endpoints
 from tmax_core.errors import EnvelopeError
 from tmax_core.peer import DELIVER_BATCH, DirectTransport
 from tmax_core.proto import mesh_pb2
@@ -55,6 +68,19 @@ LOOKUP_BURST = 8
 FIRST_RETRY_S = 1.0  # retry delay for a friend the host knows no endpoint for (doubles)
 PROBE_NONCE_LEN = 16
 MAX_PROBE_ACK_BYTES = 4096  # a signed ack of an empty batch is about 150 bytes
+PROBES_PER_FRIEND = 4  # endpoints of one friend probed at once
+PROBES_AT_ONCE = 16  # probes in flight at once, all friends together
+ROUND_PROBE_TIMEOUTS = 3  # one friend's probe round ends after this many probe timeouts
+BACKOFF_MAX_ROUNDS = 16  # a failing endpoint is still probed at least every 16 intervals
+
+
+@dataclass
+class _Failing:
+    """An endpoint of a friend whose probes keep failing."""
+
+    failures: int
+    error: str
+    not_before: float  # monotonic time of the next probe
 
 
 class _Pacer:
@@ -97,6 +123,11 @@ class Upgrader:
         self._due: dict[bytes, float] = {}  # friend node id -> next refresh (monotonic)
         self._retry: dict[bytes, float] = {}  # friend node id -> current short-retry delay
         self._seen: dict[bytes, tuple[str, ...]] = {}  # friend node id -> endpoints last probed
+        self._failing: dict[bytes, dict[str, _Failing]] = {}  # friend node id -> endpoint -> state
+        self._dropped: dict[bytes, str] = {}  # friend node id -> what its last lookup answer lost
+        # A probe is a dial and a call, each up to the dial timeout.
+        self.round_deadline_s = ROUND_PROBE_TIMEOUTS * 2 * self.dial_timeout_s
+        self._slots = asyncio.Semaphore(PROBES_AT_ONCE)
         self._pacer = _Pacer(LOOKUP_RATE_PER_S, LOOKUP_BURST)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -155,7 +186,17 @@ class Upgrader:
                 log.error("refreshing the direct path to %s failed: %r", to_checksum(friend.node_id), result)
 
     def _forget(self, node_id: bytes) -> None:
-        for table in (self.path, self.found, self.errors, self._due, self._retry, self._seen):
+        tables = (
+            self.path,
+            self.found,
+            self.errors,
+            self._due,
+            self._retry,
+            self._seen,
+            self._failing,
+            self._dropped,
+        )
+        for table in tables:
             table.pop(node_id, None)
         self.direct.discovered.pop(node_id, None)
 
@@ -165,18 +206,38 @@ class Upgrader:
         """Look the friend up, probe what the host returned, record the result."""
         node_id = friend.node_id
         try:
-            found = await self.relay.lookup(node_id)
+            answer = await self.relay.lookup(node_id)
         except (ConnectionError, TimeoutError) as err:
             # No answer (relay down, rate limited, ...): keep what the host said last time.
             log.debug("lookup of %s: %s", to_checksum(node_id), err or type(err).__name__)
             found = self.found.get(node_id, [])
         else:
+            found = self._screen(node_id, answer)
             self.found[node_id] = found
         if node_id not in self.node.friends:
             return  # removed while we asked
         self._seen[node_id] = tuple(friend.endpoints)
         candidates = list(dict.fromkeys([*friend.endpoints, *found]))
-        errors = await asyncio.gather(*(self.probe(ep, friend) for ep in candidates))
+        now = time.monotonic()
+        failing = self._failing.setdefault(node_id, {})
+        for gone in set(failing) - set(candidates):
+            del failing[gone]
+        # Endpoints not backing off, the ones that failed least first (a
+        # working one, then those the last round had no time for).
+        due = sorted(
+            (ep for ep in candidates if ep not in failing or failing[ep].not_before <= now),
+            key=lambda ep: failing[ep].failures if ep in failing else 0,
+        )
+        probed = await self._probe_round(friend, due)
+        errors: list[str | None] = []
+        for ep in candidates:
+            if ep in probed:
+                errors.append(self._record(friend, ep, probed[ep], now))
+            elif ep in due:
+                errors.append("not probed within the round's deadline")
+            else:
+                state = failing[ep]
+                errors.append(f"{state.error}; next probe in {state.not_before - now:.0f}s")
         # Every endpoint the host gave goes to the transport, with its health
         # (what failed stays marked failed), so `node status` shows them all.
         self.direct.discovered[node_id] = [ep for ep in found if ep not in friend.endpoints]
@@ -204,6 +265,54 @@ class Upgrader:
             self._retry[node_id] = delay
             if node_id in self._due:
                 self._due[node_id] = min(self._due[node_id], time.monotonic() + delay)
+
+    def _screen(self, node_id: bytes, answer: list[str]) -> list[str]:
+        """The host's answer as a friend's card would be kept; what it loses is logged once."""
+        screened = screen_endpoints(answer)
+        dropped = f"{screened.dropped} (first: {screened.example})" if screened.dropped else ""
+        if dropped and self._dropped.get(node_id) != dropped:
+            log.warning("lookup answer for %s: dropped %s endpoint(s)", to_checksum(node_id), dropped)
+        self._dropped[node_id] = dropped
+        return screened.kept
+
+    async def _probe_round(self, friend: Friend, endpoints: list[str]) -> dict[str, str | None]:
+        """Probe ``endpoints`` (bounded per friend and in all) until the round's
+        deadline; returns the outcome of each probe that finished."""
+        results: dict[str, str | None] = {}
+        per_friend = asyncio.Semaphore(PROBES_PER_FRIEND)
+
+        async def one(endpoint: str) -> None:
+            async with per_friend, self._slots:
+                try:
+                    results[endpoint] = await self.probe(endpoint, friend)
+                except asyncio.CancelledError:
+                    self.direct.mark_failed(endpoint)  # out of time: close its half-open channel
+                    raise
+
+        tasks = [asyncio.create_task(one(ep)) for ep in endpoints]
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=self.round_deadline_s)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return results
+
+    def _record(self, friend: Friend, endpoint: str, error: str | None, now: float) -> str | None:
+        """Note a probe's outcome; a failure backs the endpoint off (doubling, capped)."""
+        failing = self._failing[friend.node_id]
+        if error is None:
+            failing.pop(endpoint, None)
+            return None
+        failures = failing[endpoint].failures + 1 if endpoint in failing else 1
+        backoff = min(
+            self.interval_s * (2 ** min(failures - 1, 16) - 1), self.interval_s * BACKOFF_MAX_ROUNDS
+        )
+        failing[endpoint] = _Failing(failures, error, now + backoff)
+        if backoff > 0:  # sends skip it too, until it is probed again
+            self.direct.mark_failed(endpoint, for_s=backoff + self.interval_s)
+        return error
 
     async def probe(self, endpoint: str, friend: Friend) -> str | None:
         """Dial ``endpoint`` and check that ``friend`` answers there: ``None``

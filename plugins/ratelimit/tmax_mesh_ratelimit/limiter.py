@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+from tmax_core import netaddr
 from tmax_core.errors import Reason
 from tmax_core.model import IngressMeta, IngressSource, RateLimit, Verdict
 
@@ -124,7 +125,8 @@ class RateLimiter:
 
     @staticmethod
     def source_key(source: IngressSource) -> tuple[str, str]:
-        return (source.transport, source.peer)
+        """IPv6 sources by /64, IPv4 by address (:func:`tmax_core.netaddr.source_key`)."""
+        return (source.transport, netaddr.source_key(source.peer))
 
     # -- the two checks ----------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 Two kinds of bucket (DESIGN §8, §12):
 
 * **per transport source** — keyed by ``(source.transport, source.peer)``:
-  the remote IP for direct connections, the relay-authenticated node id for
-  relayed frames. ``ratelimit.source_rate`` / ``ratelimit.source_burst``.
+  the remote IP for direct connections (an IPv6 address by its /64, since one
+  host can rotate through its whole /64; :func:`tmax_core.netaddr.source_key`),
+  the relay-authenticated node id for relayed frames. ``ratelimit.source_rate`` / ``ratelimit.source_burst``.
   Every inbound envelope is charged here in ``tmax_ingress_precheck``, before
   any crypto, so a flood costs at most ``source_rate`` signature checks per
   second per source. Unknown senders (first contact with an invite) are
