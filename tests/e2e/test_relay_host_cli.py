@@ -44,6 +44,16 @@ def test_unreadable_or_invalid_certificate(tmp_path: Path) -> None:
     assert res.returncode == 1 and "holds no PEM certificate" in last_line(res)
 
 
+def test_ready_file_planted_as_a_symlink(tmp_path: Path) -> None:
+    """One line and exit 1, not a traceback, and the symlink's target is untouched."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "ready.json").symlink_to(victim)
+    res = run_host("--listen", "127.0.0.1:0", "--ready-file", str(tmp_path / "ready.json"))
+    assert res.returncode == 1 and "is a symlink" in last_line(res)
+    assert victim.read_text() == "precious\n"
+
+
 def test_sigterm_is_graceful(procs: ProcGroup) -> None:
     host = procs.host("host", "--metrics-listen", "127.0.0.1:0", "--log-format", "json")
     assert host.ready["pid"] == host.pid and host.metrics

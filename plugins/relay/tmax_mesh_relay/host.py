@@ -26,7 +26,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from tmax_core.config import is_wildcard_host
 from tmax_core.durations import parse_duration_ms
-from tmax_core.errors import UsageError
+from tmax_core.errors import MeshError, UsageError
 from tmax_core.logs import add_logging_arguments, setup_logging
 from tmax_core.readyfile import remove_ready_file, write_ready_file
 from tmax_mesh_relay import __version__, wire
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = resolve_settings(args)
         asyncio.run(serve(settings, Path(args.ready_file) if args.ready_file else None))
-    except HostError as err:
+    except (HostError, MeshError) as err:  # MeshError: the ready file could not be written
         print(f"tmax-host: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -44,6 +44,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from tmax_core import envelope as env
+from tmax_core import netaddr
 from tmax_core.crypto import now_ms, to_checksum
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_mesh_relay import allowlists, wire
@@ -126,7 +127,7 @@ class Connection:
         self.task = task
         self.peer = context.peer() or ""
         self.peer_ip = wire.peer_ip(self.peer)
-        self.source = wire.source_key(self.peer_ip)
+        self.source = netaddr.source_key(self.peer)
         self.node_id: bytes | None = None
         self.node_hex = "-"
         self.endpoints: list[str] = []
@@ -257,7 +258,7 @@ class Hub:
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"host is at its limit of {lim.max_connections} connections; retry later",
             )
-        source = wire.source_key(wire.peer_ip(context.peer() or ""))
+        source = netaddr.source_key(context.peer() or "")
         if self.per_source.get(source, 0) >= lim.max_connections_per_ip:
             self.metrics.drop("max_connections_per_ip")
             await context.abort(

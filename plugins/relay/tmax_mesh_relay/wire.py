@@ -19,22 +19,22 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from tmax_core import crypto
+from tmax_core import crypto, endpoints, netaddr
 from tmax_core.config import is_wildcard_host
 from tmax_core.crypto import Domain
+from tmax_core.endpoints import endpoint_problem
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay.proto import host_pb2
 
 DEFAULT_PORT = 7447
 NONCE_LEN = 32
-MAX_ENDPOINTS = 32
+MAX_ENDPOINTS = endpoints.MAX_ENDPOINTS
 """Advertised endpoints per registration, and endpoints per lookup answer (as invites)."""
 MAX_ENDPOINT_LEN = 256
 MAX_HOST_ID_LEN = 64
@@ -181,43 +181,21 @@ def verify_register(reg: host_pb2.Register, host: HostIdentity, nonce: bytes, ma
         raise RegisterError("bad_signature", "signature does not match this connection's challenge")
 
 
-_DNS_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
-_DNS_NAME = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*\.?")
-# "unix:1234" is a Unix socket to gRPC, not host "unix" port 1234.
-_GRPC_SCHEMES = frozenset({"unix", "unix-abstract", "vsock", "dns", "ipv4", "ipv6"})
-
-
 def check_endpoint(endpoint: str) -> None:
-    """An advertised endpoint must be a TCP ``HOST:PORT`` a friend may dial: a DNS
-    name or an IP literal (IPv6 in brackets), port 1-65535; never ``unix:``,
-    multicast or broadcast. A wildcard host (``0.0.0.0``, ``[::]``, empty) is
-    allowed: it stands for the address the host observes and is never answered
-    as is (see :func:`dialable_endpoints`). ``ValueError`` says why not."""
+    """An advertised endpoint must be a TCP ``HOST:PORT`` a friend may dial, by
+    the rules nodes apply to every endpoint handed to them
+    (:func:`tmax_core.endpoints.endpoint_problem`). A wildcard host
+    (``0.0.0.0``, ``[::]``, empty) is allowed here: it stands for the address
+    the host observes and is never answered as is (see
+    :func:`dialable_endpoints`). ``ValueError`` says why not."""
     if len(endpoint) > MAX_ENDPOINT_LEN:
         raise ValueError(f"longer than {MAX_ENDPOINT_LEN} characters")
     host, sep, port = endpoint.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("not a TCP HOST:PORT with a port from 1 to 65535")
-    if is_wildcard_host(host):
+    if sep and is_wildcard_host(host) and port.isdigit() and 0 < int(port) < 65536:
         return
-    bracketed = host.startswith("[") and host.endswith("]")
-    bare = host[1:-1] if bracketed else host
-    try:
-        ip = ipaddress.ip_address(bare)
-    except ValueError:
-        ip = None
-    if ip is None:
-        if bracketed or not _DNS_NAME.fullmatch(bare):
-            raise ValueError("not an IP address or a DNS name")
-        if bare.lower() in _GRPC_SCHEMES:
-            raise ValueError(f"{bare!r} reads as a gRPC target scheme, not a host")
-        return
-    if ip.version == 6 and not bracketed:
-        raise ValueError("an IPv6 address must be in brackets")
-    if ip.is_multicast:
-        raise ValueError("a multicast address")
-    if ip == ipaddress.IPv4Address("255.255.255.255"):
-        raise ValueError("the broadcast address")
+    problem = endpoint_problem(endpoint)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 @dataclass(frozen=True)
@@ -299,28 +277,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def source_key(ip: str) -> str:
-    """The key per-source limits count under: the IPv4 address (an IPv4-mapped
-    IPv6 address counts as its IPv4 address), or the IPv6 /64 (one host
-    typically holds a whole /64, so per-address limits would not bind)."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(ipaddress.IPv6Network((addr, 64), strict=False))
-    return str(addr)
-
-
 def peer_ip(peer: str) -> str:
-    """The IP of a gRPC peer string (``ipv4:1.2.3.4:5678``, ``ipv6:[::1]:5678``); '' if none."""
-    kind, _, rest = peer.partition(":")
-    if kind not in ("ipv4", "ipv6"):
-        return ""
-    host = rest.rpartition(":")[0]
-    return host.strip("[]")
+    """The IP of a gRPC peer string (``ipv4:1.2.3.4:5678``, ``ipv6:[::1]:5678``,
+    gRPC's percent-encoded ``ipv6:%5B::1%5D:5678``); '' if none."""
+    ip = netaddr.peer_ip(peer)
+    return "" if ip is None else str(ip)
 
 
 def dialable_endpoints(advertised: list[str], observed_ip: str) -> list[str]:
