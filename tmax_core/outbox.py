@@ -396,8 +396,11 @@ class Outbox:
                 await self._launch_due(now)
             except Exception:
                 log.exception("outbox scheduler pass failed")
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+            # the cancellation that stop() sends when the wake-up lands with it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=min(1.0, self.retry_initial_ms / 1000))
+                async with asyncio.timeout(min(1.0, self.retry_initial_ms / 1000)):
+                    await self._wake.wait()
 
     async def _attempt(self, to_node_id: bytes, queued: list[_Queued]) -> None:
         """One send attempt for a batch of entries to one friend."""
