@@ -395,6 +395,19 @@ def _outbox(row: Sequence[Any]) -> OutboxEntry:
     )
 
 
+def _require_inbox_ids(conn: sqlite3.Connection, ids: Sequence[bytes]) -> None:
+    """NotFound naming the first of ``ids`` that no inbox message has."""
+    known: set[bytes] = set()
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        known.update(
+            r[0] for r in conn.execute(f"SELECT message_id FROM inbox WHERE message_id IN ({marks})", chunk)
+        )
+    for mid in ids:
+        if mid not in known:
+            raise NotFound(f"no inbox message with id {bytes(mid).hex()}")
+
+
 def _chunks(items: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
@@ -893,18 +906,7 @@ class Store:
         if not ids:
             return 0
         with self._tx() as conn:
-            known: set[bytes] = set()
-            for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                known.update(
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT message_id FROM inbox WHERE message_id IN ({marks})", chunk
-                    )
-                )
-            for mid in ids:
-                if mid not in known:
-                    raise NotFound(f"no inbox message with id {bytes(mid).hex()}")
+            _require_inbox_ids(conn, ids)
             return conn.executemany("DELETE FROM inbox WHERE message_id = ?", [(m,) for m in ids]).rowcount
 
     def inbox_delete_acked(self) -> int:
@@ -937,18 +939,7 @@ class Store:
         if not ids:
             return 0
         with self._tx() as conn:
-            known: set[bytes] = set()
-            for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                known.update(
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT message_id FROM inbox WHERE message_id IN ({marks})", chunk
-                    )
-                )
-            for mid in ids:
-                if mid not in known:
-                    raise NotFound(f"no inbox message with id {bytes(mid).hex()}")
+            _require_inbox_ids(conn, ids)
             cur = conn.executemany(
                 "UPDATE inbox SET acked = 1 WHERE message_id = ? AND acked = 0", [(m,) for m in ids]
             )
