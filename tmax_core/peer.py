@@ -205,9 +205,14 @@ class DirectTransport:
 
     def mark_failed(self, endpoint: str, for_s: float | None = None) -> None:
         """Skip ``endpoint`` for ``for_s`` seconds (default: ``RETRY_AFTER_FAILURE_S``,
-        doubled per earlier failure in a row, capped)."""
-        failures = self._failures.get(endpoint, 0) + 1
-        self._failures[endpoint] = failures
+        doubled per earlier failure in a row, capped). A failure while the
+        endpoint is already skipped (the other sends in flight when it went
+        down) does not count again."""
+        failures = self._failures.get(endpoint, 0)
+        if self.healthy(endpoint):  # sends failing together on one outage count once
+            failures += 1
+            self._failures[endpoint] = failures
+        failures = max(failures, 1)
         if for_s is None:
             cap = max(self.MAX_RETRY_AFTER_FAILURE_S, self.RETRY_AFTER_FAILURE_S)
             for_s = min(self.RETRY_AFTER_FAILURE_S * 2 ** min(failures - 1, 16), cap)

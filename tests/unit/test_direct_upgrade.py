@@ -450,9 +450,13 @@ async def test_one_send_dials_a_few_endpoints_and_failures_back_off() -> None:
     with pytest.raises(ConnectionError):
         await direct.send(f, b"x", 5)
     assert [ep for ep in dead if not direct.healthy(ep)] == dead[: 2 * DirectTransport.MAX_DIALS_PER_SEND]
-    # Failures in a row: 5 s, 10 s, 20 s ... up to the cap.
+    # Sends failing together while it is skipped (one outage) count once...
+    direct.mark_failed(dead[0])
+    assert round(direct._failed_until[dead[0]] - time.monotonic()) == 5
+    # ... failures in a row, each after the wait ran out: 5 s, 10 s, 20 s ... up to the cap.
     waits = []
     for _ in range(8):
+        direct._failed_until[dead[0]] = 0  # the wait ran out; the endpoint is tried again, and fails
         direct.mark_failed(dead[0])
         waits.append(round(direct._failed_until[dead[0]] - time.monotonic()))
     assert waits == [10, 20, 40, 80, 160, 300, 300, 300]  # the first failure was the send's
