@@ -69,6 +69,13 @@ class PeerStream:
                 return await answer
         finally:
             self._pending.pop(batch_id, None)
+            # The stream can fail this answer while the call ends another way
+            # (its write failed, its time ran out): mark the failure seen, or
+            # asyncio logs it as "never retrieved" with a traceback.
+            if answer.done() and not answer.cancelled():
+                answer.exception()
+            else:
+                answer.cancel()
 
     def close(self) -> None:
         self._fail(StreamClosed("stream closed"))

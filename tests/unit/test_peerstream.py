@@ -4,6 +4,7 @@ behind the server is a stand-in that answers batches the way told."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import grpc
@@ -159,3 +160,39 @@ async def test_a_sender_that_reads_no_answers_stalls_itself(served: Any) -> None
     call.cancel()
     # the slots, plus the few answers gRPC's transport takes into its buffers
     assert handled <= SERVER_IN_FLIGHT + 16, handled
+
+
+class EndsWhileWriting:
+    """A stream call whose peer goes away while a batch is being written: the
+    reader sees the end first (failing the batch's answer), then the write fails."""
+
+    def __init__(self) -> None:
+        self.ended = asyncio.Event()
+
+    async def write(self, request: bytes) -> None:
+        await self.ended.wait()
+        raise grpc.aio.UsageError("the stream is closed")
+
+    async def read(self) -> Any:
+        self.ended.set()
+        return grpc.aio.EOF
+
+    def cancel(self) -> None: ...
+
+
+async def test_an_answer_failed_while_its_write_fails_is_not_left_unretrieved() -> None:
+    """Otherwise asyncio logs "Future exception was never retrieved" with a
+    traceback in the node's log (seen once in the exactly-once test)."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        stream = PeerStream(EndsWhileWriting())
+        with pytest.raises(grpc.aio.UsageError):
+            await stream.deliver([b"envelope"], timeout=5)
+        del stream
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert [c["message"] for c in reported] == []
