@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from tmax_core import __version__
-from tmax_core.crypto import to_checksum
+from tmax_core.crypto import looks_like_node_id, parse_node_id, to_checksum
 from tmax_core.errors import ERROR_CODE_KEY, MeshError, UsageError
 from tmax_core.model import (
     DEFAULT_SCOPE,
@@ -271,7 +271,7 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
             if not request.message_ids:
                 raise UsageError("give message ids to ack, or --all")
             ids = [hex_id(m, "message id", 16) for m in request.message_ids]
-            count = await self.node.db(store.inbox_ack, ids)
+            count = await self.node.db(store.inbox_ack, ids, self._sender(request.sender))
         return pb.InboxAckReply(acked=count)
 
     @translate_errors
@@ -283,8 +283,14 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
             count = await self.node.db(store.inbox_delete_acked)
         else:
             ids = [hex_id(m, "message id", 16) for m in request.message_ids]
-            count = await self.node.db(store.inbox_delete, ids)
+            count = await self.node.db(store.inbox_delete, ids, self._sender(request.sender))
         return pb.InboxDeleteReply(deleted=count)
+
+    def _sender(self, ref: str) -> bytes | None:
+        """``--from``: a node id (a friend or not any more) or a friend's alias."""
+        if not ref:
+            return None
+        return parse_node_id(ref) if looks_like_node_id(ref) else self.node.find_friend(ref).node_id
 
     @translate_errors
     async def InboxUnread(self, request: pb.Empty, context: Any) -> pb.InboxUnreadReply:

@@ -402,6 +402,14 @@ def _inbox(p: argparse.ArgumentParser) -> None:
     d = sub.add_parser("delete", help="delete messages, read or not (frees their quota)")
     d.add_argument("message_ids", nargs="*")
     d.add_argument("--acked", action="store_true", help="every message already acked")
+    for cmd in (a, d):
+        cmd.add_argument(
+            "--from",
+            dest="sender",
+            default="",
+            metavar="NODE",
+            help="only the messages from this node id or friend alias (needed when two senders used one id)",
+        )
     sub.add_parser("unread", help="count unread messages")
     w = sub.add_parser("watch", help="print messages as they arrive (one JSON object per line with --json)")
     w.add_argument("--unread", action="store_true", help="first print messages not yet acked")
@@ -414,11 +422,11 @@ def _run_inbox(args: argparse.Namespace, ctx: Context) -> Any:
     if args.action == "ack":
         if args.all == bool(args.message_ids):
             raise UsageError("give message ids to ack, or --all (not both)")
-        return c.inbox_ack(args.message_ids, all=args.all)
+        return c.inbox_ack(args.message_ids, all=args.all, sender=args.sender)
     if args.action == "delete":
         if args.acked == bool(args.message_ids):
             raise UsageError("give the ids of the messages to delete, or --acked (not both)")
-        return c.inbox_delete(args.message_ids, acked=args.acked)
+        return c.inbox_delete(args.message_ids, acked=args.acked, sender=args.sender)
     if args.action == "unread":
         return c.inbox_unread()
     for message in c.inbox_watch(include_existing_unread=args.unread):

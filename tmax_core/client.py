@@ -240,15 +240,17 @@ class _Methods:
             lambda r: [inbox_dict(m) for m in r.messages],
         )
 
-    def inbox_ack(self, message_ids: list[str] = (), all: bool = False) -> Any:
+    def inbox_ack(self, message_ids: list[str] = (), all: bool = False, sender: str = "") -> Any:
         return self._call(
-            "InboxAck", pb.InboxAckRequest(message_ids=message_ids, all=all), lambda r: {"acked": r.acked}
+            "InboxAck",
+            pb.InboxAckRequest(message_ids=message_ids, all=all, sender=sender),
+            lambda r: {"acked": r.acked},
         )
 
-    def inbox_delete(self, message_ids: list[str] = (), acked: bool = False) -> Any:
+    def inbox_delete(self, message_ids: list[str] = (), acked: bool = False, sender: str = "") -> Any:
         return self._call(
             "InboxDelete",
-            pb.InboxDeleteRequest(message_ids=message_ids, acked=acked),
+            pb.InboxDeleteRequest(message_ids=message_ids, acked=acked, sender=sender),
             lambda r: {"deleted": r.deleted},
         )
 

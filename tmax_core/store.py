@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tmax_core.errors import MeshError, NotFound, Reason, StateDirError
+from tmax_core.errors import MeshError, NotFound, Reason, StateDirError, UsageError
 from tmax_core.model import Friend, InboxMessage, IssuedInvite, OutboxEntry, RateLimit
 
 DB_NAME = "state.db"
@@ -395,17 +395,31 @@ def _outbox(row: Sequence[Any]) -> OutboxEntry:
     )
 
 
-def _require_inbox_ids(conn: sqlite3.Connection, ids: Sequence[bytes]) -> None:
-    """NotFound naming the first of ``ids`` that no inbox message has."""
-    known: set[bytes] = set()
+def _require_inbox_ids(conn: sqlite3.Connection, ids: Sequence[bytes], sender: bytes | None) -> None:
+    """NotFound naming the first of ``ids`` that no inbox message has (from
+    ``sender``, when given); UsageError for an id that, without a sender,
+    names messages from several senders (a message is sender + id)."""
+    senders: dict[bytes, set[bytes]] = {}
     for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
-        known.update(
-            r[0] for r in conn.execute(f"SELECT message_id FROM inbox WHERE message_id IN ({marks})", chunk)
-        )
+        query = f"SELECT message_id, from_node_id FROM inbox WHERE message_id IN ({marks})"
+        params: tuple[Any, ...] = tuple(chunk)
+        if sender is not None:
+            query, params = query + " AND from_node_id = ?", (*params, sender)
+        for message_id, from_node_id in conn.execute(query, params):
+            senders.setdefault(message_id, set()).add(from_node_id)
     for mid in ids:
-        if mid not in known:
-            raise NotFound(f"no inbox message with id {bytes(mid).hex()}")
+        found = senders.get(mid)
+        if not found:
+            raise NotFound(
+                f"no inbox message with id {bytes(mid).hex()}" + (f" from {_nid(sender)}" if sender else "")
+            )
+        if len(found) > 1:
+            names = ", ".join(sorted(_nid(f) for f in found))
+            raise UsageError(
+                f"message id {bytes(mid).hex()} is used by {len(found)} senders ({names}); "
+                "say which with --from"
+            )
 
 
 def _chunks(items: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
@@ -897,17 +911,22 @@ class Store:
         ).fetchone()
         return (row[0], row[1]) if row else (0, 0)
 
-    def inbox_delete(self, message_ids: Sequence[bytes]) -> int:
-        """Delete messages (read or not); returns how many rows went.
+    def inbox_delete(self, message_ids: Sequence[bytes], sender: bytes | None = None) -> int:
+        """Delete messages (read or not), of ``sender`` if given; returns how
+        many rows went.
 
-        An unknown id raises NotFound naming the first one; nothing changes.
+        An unknown id raises NotFound naming the first one, an id several
+        senders used (without ``sender``) UsageError; nothing changes.
         """
         ids = list(dict.fromkeys(message_ids))
         if not ids:
             return 0
         with self._tx() as conn:
-            _require_inbox_ids(conn, ids)
-            return conn.executemany("DELETE FROM inbox WHERE message_id = ?", [(m,) for m in ids]).rowcount
+            _require_inbox_ids(conn, ids, sender)
+            return conn.executemany(
+                "DELETE FROM inbox WHERE message_id = ? AND (? IS NULL OR from_node_id = ?)",
+                [(m, sender, sender) for m in ids],
+            ).rowcount
 
     def inbox_delete_acked(self) -> int:
         """Delete every message already read; returns how many."""
@@ -930,18 +949,22 @@ class Store:
         ).fetchone()
         return _inbox(row)[1] if row else None
 
-    def inbox_ack(self, message_ids: list[bytes]) -> int:
-        """Mark messages read; returns how many were unread before.
+    def inbox_ack(self, message_ids: list[bytes], sender: bytes | None = None) -> int:
+        """Mark messages read (of ``sender`` if given); returns how many were
+        unread before.
 
-        An unknown id raises NotFound naming the first one; nothing changes.
+        An unknown id raises NotFound naming the first one, an id several
+        senders used (without ``sender``) UsageError; nothing changes.
         """
         ids = list(message_ids)
         if not ids:
             return 0
         with self._tx() as conn:
-            _require_inbox_ids(conn, ids)
+            _require_inbox_ids(conn, ids, sender)
             cur = conn.executemany(
-                "UPDATE inbox SET acked = 1 WHERE message_id = ? AND acked = 0", [(m,) for m in ids]
+                "UPDATE inbox SET acked = 1 "
+                "WHERE message_id = ? AND (? IS NULL OR from_node_id = ?) AND acked = 0",
+                [(m, sender, sender) for m in ids],
             )
             return cur.rowcount
 

@@ -130,6 +130,12 @@ def test_friend_reuses_a_message_id_to_suppress_anothers_message(procs: ProcGrou
     inbox = b.cli("inbox", "list")
     assert sorted(m["body"] for m in inbox) == ["from A", "from C"], inbox
     assert {m["from_node_id"] for m in inbox} == {a.node_id, c.node_id}
+    # B's user deleting C's copy cannot take A's with it: an id two senders
+    # used needs --from, and then only that sender's message goes.
+    refused = b.run("inbox", "delete", x.hex())
+    assert refused.returncode != 0 and b"used by 2 senders" in refused.stderr, refused
+    assert b.cli("inbox", "delete", x.hex(), "--from", c.node_id) == {"deleted": 1}
+    assert [m["body"] for m in b.cli("inbox", "list")] == ["from A"]
 
 
 def _length_delimited(data: bytes) -> Iterator[bytes]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tmax_core.errors import MeshError, NotFound, Reason, StateDirError
+from tmax_core.errors import MeshError, NotFound, Reason, StateDirError, UsageError
 from tmax_core.model import Friend, InboxMessage, IssuedInvite, OutboxEntry, RateLimit
 from tmax_core.store import EXPIRED_ERROR, INVITE_RETENTION_MS, SCHEMA_VERSION, Store
 
@@ -209,6 +209,17 @@ def test_inbox_is_keyed_by_sender_and_message_id(store: Store) -> None:
     assert store.inbox_insert(inbox_msg(1, sender=2)) is True  # another sender, same id
     assert store.inbox_insert(inbox_msg(1, sender=1)) is False
     assert sorted(m.from_node_id for _, m in store.inbox_list()) == [nid(1), nid(2)]
+    # Ack and delete by id alone would hit both: they need the sender then.
+    with pytest.raises(UsageError, match="used by 2 senders"):
+        store.inbox_ack([mid(1)])
+    with pytest.raises(UsageError, match="used by 2 senders"):
+        store.inbox_delete([mid(1)])
+    assert store.inbox_ack([mid(1)], sender=nid(2)) == 1
+    assert [(m.from_node_id, m.acked) for _, m in store.inbox_list()] == [(nid(1), False), (nid(2), True)]
+    with pytest.raises(NotFound, match="from 0x"):
+        store.inbox_delete([mid(1)], sender=nid(3))
+    assert store.inbox_delete([mid(1)], sender=nid(1)) == 1
+    assert [m.from_node_id for _, m in store.inbox_list()] == [nid(2)]
 
 
 def test_meta_and_integrity(store: Store) -> None:

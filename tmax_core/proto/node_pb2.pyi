@@ -303,12 +303,14 @@ class InboxListReply(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[InboxMessage, _Mapping]]] = ...) -> None: ...
 
 class InboxAckRequest(_message.Message):
-    __slots__ = ("message_ids", "all")
+    __slots__ = ("message_ids", "all", "sender")
     MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     ALL_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
     message_ids: _containers.RepeatedScalarFieldContainer[str]
     all: bool
-    def __init__(self, message_ids: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+    sender: str
+    def __init__(self, message_ids: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sender: _Optional[str] = ...) -> None: ...
 
 class InboxAckReply(_message.Message):
     __slots__ = ("acked",)
@@ -317,12 +319,14 @@ class InboxAckReply(_message.Message):
     def __init__(self, acked: _Optional[int] = ...) -> None: ...
 
 class InboxDeleteRequest(_message.Message):
-    __slots__ = ("message_ids", "acked")
+    __slots__ = ("message_ids", "acked", "sender")
     MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     ACKED_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
     message_ids: _containers.RepeatedScalarFieldContainer[str]
     acked: bool
-    def __init__(self, message_ids: _Optional[_Iterable[str]] = ..., acked: _Optional[bool] = ...) -> None: ...
+    sender: str
+    def __init__(self, message_ids: _Optional[_Iterable[str]] = ..., acked: _Optional[bool] = ..., sender: _Optional[str] = ...) -> None: ...
 
 class InboxDeleteReply(_message.Message):
     __slots__ = ("deleted",)
