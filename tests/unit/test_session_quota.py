@@ -230,3 +230,15 @@ def test_ack_in_one_session_leaves_the_same_id_in_another(store: SessionStore) -
     store.insert_remote_many([remote(1), remote(1, sender=B, session="planner")], DEFAULT_QUOTA)
     assert store.ack("root", [mid(1)]) == 1
     assert [m.acked for m in store.list_messages("planner")] == [False]
+
+
+def test_ack_and_delete_of_an_id_two_senders_used_need_the_sender(store: SessionStore) -> None:
+    """By id alone they would hit both friends' messages: refused, nothing changes."""
+    store.insert_remote_many([remote(1), remote(1, sender=B)], DEFAULT_QUOTA)
+    with pytest.raises(UsageError, match="used by 2 senders"):
+        store.ack("root", [mid(1)])
+    with pytest.raises(UsageError, match="used by 2 senders"):
+        store.delete("root", [mid(1)])
+    assert store.ack("root", [mid(1)], sender=B) == 1
+    assert store.delete("root", [mid(1)], sender=A) == 1
+    assert [(m.from_node_id, m.acked) for m in store.list_messages("root")] == [(B, True)]

@@ -3,8 +3,8 @@
 ```
 tmax-mesh session send --from NAME --to SESSION BODY   -> message object
 tmax-mesh session list SESSION [--unread] [--limit N]  -> [message object]
-tmax-mesh session ack SESSION ID... | --all            -> {"session", "acked"}
-tmax-mesh session delete SESSION ID... | --acked       -> {"session", "deleted"}
+tmax-mesh session ack SESSION ID... [--from NODE] | --all       -> {"session", "acked"}
+tmax-mesh session delete SESSION ID... [--from NODE] | --acked  -> {"session", "deleted"}
 tmax-mesh session unread SESSION                       -> {"session", "unread"}
     message object: {"message_id", "session", "origin" (local|remote),
       "from_session", "from_node_id", "from_alias", "sent_at_ms",
@@ -43,6 +43,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     d.add_argument("session")
     d.add_argument("message_ids", nargs="*", metavar="ID")
     d.add_argument("--acked", action="store_true", help="every message of the session already acked")
+    for cmd in (a, d):
+        cmd.add_argument(
+            "--from",
+            dest="sender",
+            default="",
+            metavar="NODE",
+            help="only the messages from this node id or friend alias (needed when two senders used one id)",
+        )
     u = sub.add_parser("unread", help="count a session's unread messages")
     u.add_argument("session")
 
@@ -62,11 +70,11 @@ def run(args: argparse.Namespace, ctx: Context) -> Any:
         if args.action == "ack":
             if args.all == bool(args.message_ids):
                 raise UsageError("give message ids to ack, or --all (not both)")
-            return client.ack(args.session, args.message_ids, all=args.all)
+            return client.ack(args.session, args.message_ids, all=args.all, sender=args.sender)
         if args.action == "delete":
             if args.acked == bool(args.message_ids):
                 raise UsageError("give the ids of the messages to delete, or --acked (not both)")
-            return client.delete(args.session, args.message_ids, acked=args.acked)
+            return client.delete(args.session, args.message_ids, acked=args.acked, sender=args.sender)
         return client.unread(args.session)
 
 

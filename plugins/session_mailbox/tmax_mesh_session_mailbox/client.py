@@ -103,12 +103,16 @@ class SessionMailboxClient:
         req = pb.ListRequest(session=session, unread=unread, limit=limit)
         return self._call("List", req, lambda r: [message_dict(m) for m in r.messages])
 
-    def ack(self, session: str, message_ids: Sequence[str] = (), *, all: bool = False) -> dict[str, Any]:
-        req = pb.AckRequest(session=session, message_ids=list(message_ids), all=all)
+    def ack(
+        self, session: str, message_ids: Sequence[str] = (), *, all: bool = False, sender: str = ""
+    ) -> dict[str, Any]:
+        req = pb.AckRequest(session=session, message_ids=list(message_ids), all=all, sender=sender)
         return self._call("Ack", req, lambda r: {"session": session, "acked": r.acked})
 
-    def delete(self, session: str, message_ids: Sequence[str] = (), *, acked: bool = False) -> dict[str, Any]:
-        req = pb.DeleteRequest(session=session, message_ids=list(message_ids), acked=acked)
+    def delete(
+        self, session: str, message_ids: Sequence[str] = (), *, acked: bool = False, sender: str = ""
+    ) -> dict[str, Any]:
+        req = pb.DeleteRequest(session=session, message_ids=list(message_ids), acked=acked, sender=sender)
         return self._call("Delete", req, lambda r: {"session": session, "deleted": r.deleted})
 
     def unread(self, session: str) -> dict[str, Any]:

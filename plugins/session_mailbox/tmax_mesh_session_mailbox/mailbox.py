@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tmax_core.builtins import DEFAULT_MAX_BYTES_PER_FRIEND, DEFAULT_MAX_BYTES_TOTAL
-from tmax_core.crypto import now_ms
-from tmax_core.errors import QuotaExceeded, UsageError
+from tmax_core.crypto import looks_like_node_id, now_ms, parse_node_id
+from tmax_core.errors import NotFound, QuotaExceeded, UsageError
 from tmax_core.model import Friend, ReceivedMessage
 from tmax_core.store import Quota
 from tmax_mesh_session_mailbox.store import (
@@ -108,18 +108,29 @@ class SessionMailbox:
     async def list(self, session: str, unread_only: bool = False, limit: int = 0) -> list[SessionMessage]:
         return await self._run(self.store.list_messages, check_session(session), unread_only, limit or None)
 
-    async def ack(self, session: str, message_ids: list[bytes]) -> int:
+    async def ack(self, session: str, message_ids: list[bytes], sender: str = "") -> int:
         if not message_ids:
             raise UsageError("give message ids to ack, or --all")
-        return await self._run(self.store.ack, check_session(session), message_ids)
+        return await self._run(self.store.ack, check_session(session), message_ids, self._sender(sender))
 
     async def ack_all(self, session: str) -> int:
         return await self._run(self.store.ack_all, check_session(session))
 
-    async def delete(self, session: str, message_ids: list[bytes]) -> int:
+    async def delete(self, session: str, message_ids: list[bytes], sender: str = "") -> int:
         if not message_ids:
             raise UsageError("give the ids of the messages to delete, or --acked")
-        return await self._run(self.store.delete, check_session(session), message_ids)
+        return await self._run(self.store.delete, check_session(session), message_ids, self._sender(sender))
+
+    def _sender(self, ref: str) -> bytes | None:
+        """``--from``: a node id (a friend or not any more) or a friend's alias."""
+        if not ref:
+            return None
+        if looks_like_node_id(ref):
+            return parse_node_id(ref)
+        for friend in self.friends.values():
+            if friend.alias and friend.alias.lower() == ref.strip().lower():
+                return friend.node_id
+        raise NotFound(f"no friend with alias {ref!r}")
 
     async def delete_acked(self, session: str) -> int:
         return await self._run(self.store.delete_acked, check_session(session))

@@ -60,7 +60,7 @@ class SessionMailboxServicer(pb_grpc.SessionMailboxServicer):
         if request.all:
             return pb.AckReply(acked=await self.mailbox.ack_all(request.session))
         ids = [hex_id(m, "message id", 16) for m in request.message_ids]
-        return pb.AckReply(acked=await self.mailbox.ack(request.session, ids))
+        return pb.AckReply(acked=await self.mailbox.ack(request.session, ids, request.sender))
 
     @translate_errors
     async def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteReply:
@@ -69,7 +69,7 @@ class SessionMailboxServicer(pb_grpc.SessionMailboxServicer):
         if request.acked:
             return pb.DeleteReply(deleted=await self.mailbox.delete_acked(request.session))
         ids = [hex_id(m, "message id", 16) for m in request.message_ids]
-        return pb.DeleteReply(deleted=await self.mailbox.delete(request.session, ids))
+        return pb.DeleteReply(deleted=await self.mailbox.delete(request.session, ids, request.sender))
 
     @translate_errors
     async def Unread(self, request: pb.UnreadRequest, context: Any) -> pb.UnreadReply:

@@ -140,6 +140,9 @@ _SCHEMA_V3 = (
 
 _MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
+# Narrows a statement to one sending node when its two parameters are a node id.
+_FROM = "AND (? IS NULL OR from_node_id = ?)"
+
 _COLS = (
     "message_id, session, origin, from_session, from_node_id, from_alias, sent_at_ms, "
     "received_at_ms, scope, content_type, body, acked, reply_to"
@@ -358,17 +361,20 @@ class SessionStore:
         ).fetchone()
         return (row[0], row[1]) if row else (0, 0)
 
-    def delete(self, session: str, message_ids: Sequence[bytes]) -> int:
-        """Delete messages of ``session``, read or not; returns how many.
+    def delete(self, session: str, message_ids: Sequence[bytes], sender: bytes | None = None) -> int:
+        """Delete messages of ``session`` (from node ``sender`` if given), read
+        or not; returns how many.
 
         An id that is not in that session raises :class:`NotFound` naming it,
-        and nothing changes.
+        one that several senders used (without ``sender``) UsageError, and
+        nothing changes.
         """
         ids = list(dict.fromkeys(message_ids))
         with self._tx() as conn:
-            self._require_in_session(conn, session, ids)
+            self._require_in_session(conn, session, ids, sender)
             return conn.executemany(
-                "DELETE FROM messages WHERE message_id = ? AND session = ?", [(m, session) for m in ids]
+                f"DELETE FROM messages WHERE message_id = ? AND session = ? {_FROM}",
+                [(m, session, sender, sender) for m in ids],
             ).rowcount
 
     def delete_acked(self, session: str) -> int:
@@ -376,16 +382,26 @@ class SessionStore:
         return self.conn.execute("DELETE FROM messages WHERE session = ? AND acked != 0", (session,)).rowcount
 
     @staticmethod
-    def _require_in_session(conn: sqlite3.Connection, session: str, ids: Sequence[bytes]) -> None:
+    def _require_in_session(
+        conn: sqlite3.Connection, session: str, ids: Sequence[bytes], sender: bytes | None
+    ) -> None:
         for mid in ids:
-            row = conn.execute(
-                "SELECT 1 FROM messages WHERE message_id = ? AND session = ?", (mid, session)
-            ).fetchone()
-            if row is None:
+            senders = conn.execute(
+                "SELECT DISTINCT coalesce(from_node_id, x'') FROM messages "
+                f"WHERE message_id = ? AND session = ? {_FROM}",
+                (mid, session, sender, sender),
+            ).fetchall()
+            if not senders:
                 raise NotFound(f"no message with id {bytes(mid).hex()} in session {session!r}")
+            if len(senders) > 1:
+                raise UsageError(
+                    f"message id {bytes(mid).hex()} is used by {len(senders)} senders "
+                    f"in session {session!r}; say which with --from"
+                )
 
-    def ack(self, session: str, message_ids: Sequence[bytes]) -> int:
-        """Mark messages of ``session`` read; returns how many were unread.
+    def ack(self, session: str, message_ids: Sequence[bytes], sender: bytes | None = None) -> int:
+        """Mark messages of ``session`` (from node ``sender`` if given) read;
+        returns how many were unread.
 
         An id that is not in that session raises :class:`NotFound` naming it,
         and nothing changes.
@@ -394,10 +410,10 @@ class SessionStore:
         if not ids:
             return 0
         with self._tx() as conn:
-            self._require_in_session(conn, session, ids)
+            self._require_in_session(conn, session, ids, sender)
             cur = conn.executemany(
-                "UPDATE messages SET acked = 1 WHERE message_id = ? AND session = ? AND acked = 0",
-                [(m, session) for m in ids],
+                f"UPDATE messages SET acked = 1 WHERE message_id = ? AND session = ? {_FROM} AND acked = 0",
+                [(m, session, sender, sender) for m in ids],
             )
             return cur.rowcount
 

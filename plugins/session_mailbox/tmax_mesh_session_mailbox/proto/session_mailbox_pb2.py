@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n5tmax_mesh_session_mailbox/proto/session_mailbox.proto\x12\x1ctmax_mesh.session_mailbox.v1\"\x85\x02\n\x0eSessionMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x14\n\x0c\x66rom_session\x18\x04 \x01(\t\x12\x14\n\x0c\x66rom_node_id\x18\x05 \x01(\t\x12\x12\n\nfrom_alias\x18\x06 \x01(\t\x12\x12\n\nsent_at_ms\x18\x07 \x01(\x04\x12\x16\n\x0ereceived_at_ms\x18\x08 \x01(\x04\x12\r\n\x05scope\x18\t \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\n \x01(\t\x12\x0c\n\x04\x62ody\x18\x0b \x01(\x0c\x12\r\n\x05\x61\x63ked\x18\x0c \x01(\x08\x12\x10\n\x08reply_to\x18\r \x01(\t\"m\n\x0bSendRequest\x12\x14\n\x0c\x66rom_session\x18\x01 \x01(\t\x12\x12\n\nto_session\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08reply_to\x18\x05 \x01(\t\"=\n\x0bListRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x0e\n\x06unread\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\r\"K\n\tListReply\x12>\n\x08messages\x18\x01 \x03(\x0b\x32,.tmax_mesh.session_mailbox.v1.SessionMessage\"?\n\nAckRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x13\n\x0bmessage_ids\x18\x02 \x03(\t\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"\x19\n\x08\x41\x63kReply\x12\r\n\x05\x61\x63ked\x18\x01 \x01(\r\"D\n\rDeleteRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x13\n\x0bmessage_ids\x18\x02 \x03(\t\x12\r\n\x05\x61\x63ked\x18\x03 \x01(\x08\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\" \n\rUnreadRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\"\x1d\n\x0bUnreadReply\x12\x0e\n\x06unread\x18\x01 \x01(\r2\xea\x03\n\x0eSessionMailbox\x12_\n\x04Send\x12).tmax_mesh.session_mailbox.v1.SendRequest\x1a,.tmax_mesh.session_mailbox.v1.SessionMessage\x12Z\n\x04List\x12).tmax_mesh.session_mailbox.v1.ListRequest\x1a\'.tmax_mesh.session_mailbox.v1.ListReply\x12W\n\x03\x41\x63k\x12(.tmax_mesh.session_mailbox.v1.AckRequest\x1a&.tmax_mesh.session_mailbox.v1.AckReply\x12`\n\x06Unread\x12+.tmax_mesh.session_mailbox.v1.UnreadRequest\x1a).tmax_mesh.session_mailbox.v1.UnreadReply\x12`\n\x06\x44\x65lete\x12+.tmax_mesh.session_mailbox.v1.DeleteRequest\x1a).tmax_mesh.session_mailbox.v1.DeleteReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n5tmax_mesh_session_mailbox/proto/session_mailbox.proto\x12\x1ctmax_mesh.session_mailbox.v1\"\x85\x02\n\x0eSessionMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x14\n\x0c\x66rom_session\x18\x04 \x01(\t\x12\x14\n\x0c\x66rom_node_id\x18\x05 \x01(\t\x12\x12\n\nfrom_alias\x18\x06 \x01(\t\x12\x12\n\nsent_at_ms\x18\x07 \x01(\x04\x12\x16\n\x0ereceived_at_ms\x18\x08 \x01(\x04\x12\r\n\x05scope\x18\t \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\n \x01(\t\x12\x0c\n\x04\x62ody\x18\x0b \x01(\x0c\x12\r\n\x05\x61\x63ked\x18\x0c \x01(\x08\x12\x10\n\x08reply_to\x18\r \x01(\t\"m\n\x0bSendRequest\x12\x14\n\x0c\x66rom_session\x18\x01 \x01(\t\x12\x12\n\nto_session\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08reply_to\x18\x05 \x01(\t\"=\n\x0bListRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x0e\n\x06unread\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\r\"K\n\tListReply\x12>\n\x08messages\x18\x01 \x03(\x0b\x32,.tmax_mesh.session_mailbox.v1.SessionMessage\"O\n\nAckRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x13\n\x0bmessage_ids\x18\x02 \x03(\t\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\x12\x0e\n\x06sender\x18\x04 \x01(\t\"\x19\n\x08\x41\x63kReply\x12\r\n\x05\x61\x63ked\x18\x01 \x01(\r\"T\n\rDeleteRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x13\n\x0bmessage_ids\x18\x02 \x03(\t\x12\r\n\x05\x61\x63ked\x18\x03 \x01(\x08\x12\x0e\n\x06sender\x18\x04 \x01(\t\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\" \n\rUnreadRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\"\x1d\n\x0bUnreadReply\x12\x0e\n\x06unread\x18\x01 \x01(\r2\xea\x03\n\x0eSessionMailbox\x12_\n\x04Send\x12).tmax_mesh.session_mailbox.v1.SendRequest\x1a,.tmax_mesh.session_mailbox.v1.SessionMessage\x12Z\n\x04List\x12).tmax_mesh.session_mailbox.v1.ListRequest\x1a\'.tmax_mesh.session_mailbox.v1.ListReply\x12W\n\x03\x41\x63k\x12(.tmax_mesh.session_mailbox.v1.AckRequest\x1a&.tmax_mesh.session_mailbox.v1.AckReply\x12`\n\x06Unread\x12+.tmax_mesh.session_mailbox.v1.UnreadRequest\x1a).tmax_mesh.session_mailbox.v1.UnreadReply\x12`\n\x06\x44\x65lete\x12+.tmax_mesh.session_mailbox.v1.DeleteRequest\x1a).tmax_mesh.session_mailbox.v1.DeleteReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,17 +40,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTREPLY']._serialized_start=525
   _globals['_LISTREPLY']._serialized_end=600
   _globals['_ACKREQUEST']._serialized_start=602
-  _globals['_ACKREQUEST']._serialized_end=665
-  _globals['_ACKREPLY']._serialized_start=667
-  _globals['_ACKREPLY']._serialized_end=692
-  _globals['_DELETEREQUEST']._serialized_start=694
-  _globals['_DELETEREQUEST']._serialized_end=762
-  _globals['_DELETEREPLY']._serialized_start=764
-  _globals['_DELETEREPLY']._serialized_end=794
-  _globals['_UNREADREQUEST']._serialized_start=796
-  _globals['_UNREADREQUEST']._serialized_end=828
-  _globals['_UNREADREPLY']._serialized_start=830
-  _globals['_UNREADREPLY']._serialized_end=859
-  _globals['_SESSIONMAILBOX']._serialized_start=862
-  _globals['_SESSIONMAILBOX']._serialized_end=1352
+  _globals['_ACKREQUEST']._serialized_end=681
+  _globals['_ACKREPLY']._serialized_start=683
+  _globals['_ACKREPLY']._serialized_end=708
+  _globals['_DELETEREQUEST']._serialized_start=710
+  _globals['_DELETEREQUEST']._serialized_end=794
+  _globals['_DELETEREPLY']._serialized_start=796
+  _globals['_DELETEREPLY']._serialized_end=826
+  _globals['_UNREADREQUEST']._serialized_start=828
+  _globals['_UNREADREQUEST']._serialized_end=860
+  _globals['_UNREADREPLY']._serialized_start=862
+  _globals['_UNREADREPLY']._serialized_end=891
+  _globals['_SESSIONMAILBOX']._serialized_start=894
+  _globals['_SESSIONMAILBOX']._serialized_end=1384
 # @@protoc_insertion_point(module_scope)

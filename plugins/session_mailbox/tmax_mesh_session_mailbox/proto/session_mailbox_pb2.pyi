@@ -67,14 +67,16 @@ class ListReply(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[SessionMessage, _Mapping]]] = ...) -> None: ...
 
 class AckRequest(_message.Message):
-    __slots__ = ("session", "message_ids", "all")
+    __slots__ = ("session", "message_ids", "all", "sender")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     ALL_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
     session: str
     message_ids: _containers.RepeatedScalarFieldContainer[str]
     all: bool
-    def __init__(self, session: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+    sender: str
+    def __init__(self, session: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sender: _Optional[str] = ...) -> None: ...
 
 class AckReply(_message.Message):
     __slots__ = ("acked",)
@@ -83,14 +85,16 @@ class AckReply(_message.Message):
     def __init__(self, acked: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("session", "message_ids", "acked")
+    __slots__ = ("session", "message_ids", "acked", "sender")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     ACKED_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
     session: str
     message_ids: _containers.RepeatedScalarFieldContainer[str]
     acked: bool
-    def __init__(self, session: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., acked: _Optional[bool] = ...) -> None: ...
+    sender: str
+    def __init__(self, session: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., acked: _Optional[bool] = ..., sender: _Optional[str] = ...) -> None: ...
 
 class DeleteReply(_message.Message):
     __slots__ = ("deleted",)
