@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import math
 import os
 import re
@@ -36,6 +37,8 @@ import tomli_w
 
 from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import ConfigError, UsageError
+
+log = logging.getLogger("tmax_mesh.config")
 
 CONFIG_ENV = "TMAX_MESH_CONFIG"
 """Environment variable naming the config file (below ``--config``)."""
@@ -129,9 +132,12 @@ class ConfigKey:
 class ConfigRegistry:
     """The declared keys. Plugins call :meth:`add` from ``tmax_add_config``."""
 
-    def __init__(self) -> None:
+    def __init__(self, inactive_plugins: Iterable[str] = ()) -> None:
         self._keys: dict[str, ConfigKey] = {}
         self._env_names: dict[str, str] = {}
+        # Plugins installed but not loaded (disabled, or failed to load): the
+        # config file may hold their keys, which are then ignored, not an error.
+        self.inactive_plugins = frozenset(inactive_plugins)
 
     def add(
         self,
@@ -316,6 +322,9 @@ def _flatten(
                 raise ConfigError(f"config file {path}: {exc}") from None
         elif isinstance(value, dict):
             out.update(_flatten(value, registry, path, prefix=f"{key}."))
+        elif (plugin := key.partition(".")[0]) in registry.inactive_plugins:
+            # One disabled or broken plugin must not stop the node.
+            log.warning("config file %s: %r ignored: plugin %r is not loaded", path, key, plugin)
         else:
             raise ConfigError(f"config file {path}: unknown config key {key!r}")
     return out
@@ -450,7 +459,8 @@ def config_path(state_dir: Path, cli_value: str | None = None, env: Mapping[str,
 def build_registry(pm: Any) -> ConfigRegistry:
     """A registry filled by every plugin's ``tmax_add_config`` (a historic hook:
     plugins registered later still add their keys to it)."""
-    registry = ConfigRegistry()
+    inactive = set(getattr(pm, "blocked_names", ())) | {f.name for f in getattr(pm, "failed", ())}
+    registry = ConfigRegistry(inactive)
     pm.hook.tmax_add_config.call_historic(kwargs={"registry": registry})
     return registry
 

@@ -34,3 +34,25 @@ def test_broken_plugin_is_reported_and_node_still_starts(procs: ProcGroup, tmp_p
     assert "broken" not in names
     assert b"plugin broken failed to load" in res.stderr
     assert node.cli("node", "info")["node_id"] == node.node_id
+
+
+def test_config_of_a_disabled_or_broken_plugin_does_not_stop_the_node(
+    procs: ProcGroup, tmp_path: Path
+) -> None:
+    """Set a plugin's key, then run without that plugin (disabled, or failing
+    to load): the node starts and says the key is ignored. A key no plugin
+    could own is still refused."""
+    node = procs.node("a", start=False)
+    assert node.cli("config", "set", "direct.probe_interval", "30s")["value"] == "30s"
+    config = node.state_dir / "config.toml"
+    config.write_text(config.read_text() + "\n[broken]\nsetting = 1\n")
+    node.env = {**_site_with_broken_plugin(tmp_path / "site"), "TMAX_MESH_DISABLE_PLUGINS": "direct"}
+    node.start()
+    assert node.alive()
+    log = node.log()
+    assert "'direct.probe_interval' ignored: plugin 'direct' is not loaded" in log, log
+    assert "'broken.setting' ignored: plugin 'broken' is not loaded" in log, log
+    node.stop()
+    config.write_text(config.read_text() + "\n[nosuchplugin]\nsetting = 1\n")
+    res = node.run("config", "show")
+    assert res.returncode != 0 and b"unknown config key 'nosuchplugin.setting'" in res.stderr, res
