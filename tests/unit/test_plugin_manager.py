@@ -178,6 +178,29 @@ def test_other_failure_kinds(clean_env: None, site: Path) -> None:
     assert "badargs" not in rows and not pm.has_plugin("badargs")
 
 
+def test_misspelled_hook_marks_the_plugin_failed(clean_env: None, site: Path) -> None:
+    """A hookimpl no hookspec names would be silently ignored: the plugin is
+    reported failed with one line naming it; an optionalhook is allowed."""
+    (site / "tfx_typo.py").write_text(
+        "from tmax_core.plugin import hookimpl\n"
+        "@hookimpl\n"
+        "def tmax_node_stopping(node):\n    pass\n"
+        "@hookimpl\n"
+        "def tmax_node_stoped(node):\n    pass\n"
+    )
+    (site / "tfx_optional.py").write_text(
+        "from tmax_core.plugin import hookimpl\n"
+        "@hookimpl(optionalhook=True)\n"
+        "def tmax_future_hook(node):\n    pass\n"
+    )
+    _fake_dist(site, "tfx-typo", {"typo": "tfx_typo", "optional": "tfx_optional"})
+    pm = create_plugin_manager()
+    errors = {f["name"]: f["error"] for f in failed_plugins(pm)}
+    assert set(errors) == {"typo"}
+    assert "tmax_node_stoped" in errors["typo"] and "no such hook" in errors["typo"]
+    assert not pm.has_plugin("typo") and pm.has_plugin("optional")
+
+
 def test_no_entrypoints(clean_env: None, site: Path) -> None:
     _fake_dist(site, "tmax-mesh-broken-fixture", {"broken": "tmax_mesh_broken_fixture"})
     pm = create_plugin_manager(load_entrypoints=False)

@@ -9,8 +9,9 @@ Loading rules (DESIGN §4):
   the name ``core``; they cannot be disabled.
 * Third-party plugins are the entry points of group ``tmax_mesh``. They are
   loaded **one by one**, sorted by name: a plugin that fails to import, that
-  names something that is not a module/object, or that pluggy refuses
-  (unknown hook arguments, duplicate name) is logged as one warning line on
+  names something that is not a module/object, that pluggy refuses (unknown
+  hook arguments, duplicate name), or that implements a hook no spec names
+  (a misspelling; ``optionalhook`` ones aside) is logged as one warning line on
   the ``tmax_mesh.plugins`` logger, recorded in
   :attr:`TmaxPluginManager.failed` and skipped. The others still load.
 * Names listed in ``TMAX_MESH_DISABLE_PLUGINS`` (comma-separated entry-point
@@ -119,6 +120,9 @@ def _load_entry_point(pm: TmaxPluginManager, ep: importlib.metadata.EntryPoint) 
         if pm.is_registered(plugin):
             raise ValueError(f"{ep.value!r} is already registered as plugin {pm.get_name(plugin)!r}")
         registered = pm.register(plugin, name=ep.name)
+        unknown = _unknown_hooks(pm, plugin)
+        if unknown:
+            raise ValueError(f"no such hook: {', '.join(unknown)} (misspelled? see tmax-mesh plugins)")
     except Exception as exc:  # one broken plugin must not stop the others
         if ep.name not in pm.plugin_info and pm.get_plugin(ep.name) is not None:
             # Older pluggy versions may leave a half-registered plugin behind.
@@ -173,6 +177,18 @@ def create_plugin_manager(
                 continue
             _load_entry_point(pm, ep)
     return pm
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """The plugin's hookimpls that no hookspec names (unless marked
+    ``optionalhook``): pluggy would call them never, silently. This is
+    :meth:`pluggy.PluginManager.check_pending` for one plugin."""
+    return sorted(
+        caller.name
+        for caller in pm.get_hookcallers(plugin) or []
+        if not caller.has_spec()
+        and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+    )
 
 
 def _hooks_of(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
