@@ -189,16 +189,6 @@ class DeliverySink(Protocol):
     # from ``deliver``, or returns the refused messages from ``deliver_many``.
 
 
-@dataclass
-class SendResult:
-    """What a transport reports for one attempt."""
-
-    ok: bool  # the recipient answered with a verified ack (accepted/duplicate/rejected)
-    ack_status: str | None = None  # accepted | duplicate | rejected
-    reason: str | None = None  # rejection reason or transport error text
-    retryable: bool = True
-
-
 class Transport(Protocol):
     """A way to carry envelopes to a friend.
 
