@@ -50,7 +50,7 @@ from tmax_core.proto import mesh_pb2
 from tmax_core.tokenbucket import TokenBucket
 
 if TYPE_CHECKING:
-    from tmax_core.node import Node
+    from tmax_core.nodeports import IngressHost
 
 log = logging.getLogger("tmax_mesh.ingress")
 
@@ -143,7 +143,7 @@ def _authentic(
 
 
 class Ingress:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: IngressHost) -> None:
         self.node = node
         self.max_bytes: int = node.config.get("messages.max_bytes")
         self.window_ms: int = node.duration_ms("messages.replay_window")

@@ -40,7 +40,7 @@ from tmax_core.store import expired_error
 
 if TYPE_CHECKING:
     from tmax_core.model import Friend, Transport
-    from tmax_core.node import Node
+    from tmax_core.nodeports import OutboxHost
 
 log = logging.getLogger("tmax_mesh.outbox")
 
@@ -147,7 +147,7 @@ def _hashes(packed: bytes) -> list[bytes]:
 
 
 class Outbox:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: OutboxHost) -> None:
         self.node = node
         self.retry_initial_ms = node.duration_ms("messages.retry_initial")
         self.retry_max_ms = node.duration_ms("messages.retry_max")

@@ -27,7 +27,7 @@ from tmax_core.peerstream import PeerStream, serve_stream
 from tmax_core.proto import mesh_pb2
 
 if TYPE_CHECKING:
-    from tmax_core.node import Node
+    from tmax_core.nodeports import PeerHost
 
 log = logging.getLogger("tmax_mesh.peer")
 
@@ -103,7 +103,7 @@ def source_from_peer(transport: str, peer: str) -> IngressSource:
     return IngressSource(transport=transport, peer=host)
 
 
-async def start_peer_server(node: Node, listen: str) -> tuple[grpc.aio.Server, str]:
+async def start_peer_server(node: PeerHost, listen: str) -> tuple[grpc.aio.Server, str]:
     """Serve PeerService on ``listen`` (HOST:PORT, port 0 allowed); returns the bound address."""
 
     async def deliver(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -166,7 +166,7 @@ class DirectTransport:
     MAX_RETRY_AFTER_FAILURE_S = 300.0  # ...up to this
     MAX_DIALS_PER_SEND = 4
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: PeerHost) -> None:
         self.node = node
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, PeerStream] = {}

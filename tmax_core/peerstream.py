@@ -31,7 +31,7 @@ from tmax_core.proto import mesh_pb2
 
 if TYPE_CHECKING:
     from tmax_core.model import IngressSource
-    from tmax_core.node import Node
+    from tmax_core.nodeports import EnvelopeHandler
 
 log = logging.getLogger("tmax_mesh.peer")
 
@@ -112,7 +112,10 @@ class PeerStream:
 
 
 async def serve_stream(
-    node: Node, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, source: IngressSource
+    node: EnvelopeHandler,
+    requests: AsyncIterator[bytes],
+    context: grpc.aio.ServicerContext,
+    source: IngressSource,
 ) -> None:
     """The receiving side: run each batch through ingress, answer with its id.
 

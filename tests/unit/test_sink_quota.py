@@ -169,3 +169,13 @@ async def test_a_repeat_in_one_batch_gets_the_outcome_of_its_first_copy(node: No
     (entry,) = entries.values()
     assert (entry.status, entry.reason) == (mesh_pb2.ACK_STATUS_REJECTED, "quota_exceeded")
     assert node.store.seen_check_many([(friend.node_id, env.parse(x, 1 << 20).message_id)]) == {}
+
+
+def test_the_node_is_what_its_parts_expect(node: Node) -> None:
+    """Ingress, outbox and the peer listener type the node by the narrow
+    Protocols of tmax_core.nodeports (no import of Node, so no import cycle):
+    the real Node has every member they name."""
+    from tmax_core import nodeports
+
+    for port in (nodeports.EnvelopeHandler, nodeports.PeerHost, nodeports.IngressHost, nodeports.OutboxHost):
+        assert isinstance(node, port), port.__name__
