@@ -23,6 +23,11 @@ class TokenBucket:
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
             self.stamp = now
 
+    def full(self, now: float | None = None) -> bool:
+        """Whether the bucket is full (an idle one, safe to forget)."""
+        self._refill(time.monotonic() if now is None else now)
+        return self.tokens >= self.burst
+
     def take(self, now: float | None = None) -> bool:
         """Take one token if there is one."""
         self._refill(time.monotonic() if now is None else now)

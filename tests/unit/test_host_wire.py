@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tmax_core.identity import NodeIdentity
+from tmax_core.tokenbucket import TokenBucket
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.proto import host_pb2
 
@@ -133,10 +134,10 @@ def test_dialable_endpoints_use_advertised_ports_only() -> None:
 
 
 def test_token_bucket() -> None:
-    bucket = wire.TokenBucket(rate=10, burst=2, now=0.0)
+    bucket = TokenBucket(rate=10, burst=2, now=0.0)
     assert bucket.take(0.0) and bucket.take(0.0) and not bucket.take(0.0)
     assert bucket.take(0.1)  # one token back after 1/rate
-    paced = wire.TokenBucket(rate=10, burst=1, now=0.0)
+    paced = TokenBucket(rate=10, burst=1, now=0.0)
     assert paced.reserve(0.0) == 0.0
     assert paced.reserve(0.0) == pytest.approx(0.1)
     assert paced.reserve(0.0) == pytest.approx(0.2)  # debt accumulates: a flood waits longer

@@ -47,6 +47,7 @@ from tmax_core import envelope as env
 from tmax_core import netaddr
 from tmax_core.crypto import now_ms, to_checksum
 from tmax_core.errors import EnvelopeError, Reason
+from tmax_core.tokenbucket import TokenBucket
 from tmax_mesh_relay import allowlists, wire
 from tmax_mesh_relay.metrics import HostMetrics
 from tmax_mesh_relay.proto import host_pb2
@@ -133,8 +134,8 @@ class Connection:
         self.endpoints: list[str] = []
         self.lookup_allow = b""  # Fingerprints.pack()ed node ids
         self.lock = asyncio.Lock()
-        self.bucket = wire.TokenBucket(limits.rate_per_s, limits.burst, now)
-        self.lookup_bucket = wire.TokenBucket(limits.lookup_rate_per_s, limits.lookup_burst, now)
+        self.bucket = TokenBucket(limits.rate_per_s, limits.burst, now)
+        self.lookup_bucket = TokenBucket(limits.lookup_rate_per_s, limits.lookup_burst, now)
         self.opened = now
         self.last_frame = now
         # Stored envelopes handed to this stream and not yet acknowledged by the
@@ -215,7 +216,7 @@ class Hub:
         self.routes: dict[bytes, Connection] = {}
         # Per source (IPv4 address or IPv6 /64): open streams, and a bucket of new ones.
         self.per_source: dict[str, int] = {}
-        self.new_stream_buckets: dict[str, wire.TokenBucket] = {}
+        self.new_stream_buckets: dict[str, TokenBucket] = {}
         self._last_prune = 0.0
         self.store = StoreAndForward(limits.queue, clock)
         self.fingerprints = allowlists.Fingerprints()
@@ -272,7 +273,7 @@ class Hub:
             # second (a scan per new source would be the cost of many sources).
             if len(self.new_stream_buckets) >= 2 * lim.max_connections and now - self._last_prune >= 1.0:
                 self._forget_idle_buckets(now)
-            bucket = wire.TokenBucket(lim.register_rate_per_s, lim.register_burst, now)
+            bucket = TokenBucket(lim.register_rate_per_s, lim.register_burst, now)
             self.new_stream_buckets[source] = bucket
         if not bucket.take(self.clock()):
             self.metrics.drop("register_rate")

@@ -302,38 +302,3 @@ def dialable_endpoints(advertised: list[str], observed_ip: str) -> list[str]:
             candidate = f"[{observed_ip}]:{port}" if ":" in observed_ip else f"{observed_ip}:{port}"
             out.append(candidate)
     return list(dict.fromkeys(out))[:MAX_ENDPOINTS]
-
-
-class TokenBucket:
-    """A token bucket. ``reserve`` never refuses: it returns how long to wait,
-    which the host uses to pace a connection (back-pressure) rather than to
-    drop its frames; ``take`` refuses instead (lookups)."""
-
-    __slots__ = ("burst", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(max(burst, 1))
-        self.tokens = self.burst
-        self.stamp = now
-
-    def _refill(self, now: float) -> None:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def full(self, now: float) -> bool:
-        self._refill(now)
-        return self.tokens >= self.burst
-
-    def take(self, now: float) -> bool:
-        self._refill(now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-    def reserve(self, now: float) -> float:
-        """Take one token, going into debt if needed; returns seconds to wait (0 = go)."""
-        self._refill(now)
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
