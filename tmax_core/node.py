@@ -369,6 +369,9 @@ class Node:
     ) -> None:
         """A friend's card (on every message): store it if it changed. What a
         card drops is logged when the stored contact changes, not per message."""
+        relay_hosts, endpoints = list(relay_hosts), list(endpoints)
+        if relay_hosts == friend.relay_hosts and endpoints == friend.endpoints:
+            return  # the usual case: the card as stored (and screened) before, no work per message
         hosts, eps, dropped = _screen_contact(relay_hosts, endpoints)
         if (hosts and hosts != friend.relay_hosts) or (eps and eps != friend.endpoints):
             if dropped:
