@@ -449,14 +449,22 @@ def _plugins(p: argparse.ArgumentParser) -> None:
 
 
 def _run_plugins(args: argparse.Namespace, ctx: Context) -> Any:
-    for failure in failed_plugins(ctx.pm):
+    """Loaded plugins (``"error": null``), then the ones that failed to load
+    with their one-line error (``"hooks": []``)."""
+    failed = failed_plugins(ctx.pm)
+    for failure in failed:
         print(f"warning: plugin {failure['name']} failed to load: {failure['error']}", file=sys.stderr)
-    return list_plugins(ctx.pm)
+    loaded = [{**p, "error": None} for p in list_plugins(ctx.pm)]
+    return loaded + [{"version": None, "hooks": [], **f} for f in failed]
 
 
 def _render_plugins(plugins: list[dict]) -> str:
     return table(
-        [[p["name"], p["version"], ", ".join(p["hooks"])] for p in plugins], ["NAME", "VERSION", "HOOKS"]
+        [
+            [p["name"], p["version"] or "-", f"FAILED: {p['error']}" if p["error"] else ", ".join(p["hooks"])]
+            for p in plugins
+        ],
+        ["NAME", "VERSION", "HOOKS"],
     )
 
 

@@ -11,6 +11,10 @@ Precedence, highest first: CLI flag (:meth:`Config.override`) > environment
 (``TMAX_MESH_<KEY>``, dots and dashes as underscores, e.g.
 ``TMAX_MESH_NODE_PEER_LISTEN``) > file > default. See docs/config.md.
 
+The same machinery serves ``tmax-host``: a registry with another environment
+prefix (``TMAX_HOST_``) and plain, un-namespaced option names (see
+``tmax_mesh_relay.host``).
+
 Supported types: ``str``, ``int``, ``float``, ``bool`` and ``list`` (a list of
 scalars). Durations are ``str`` keys validated by :func:`validate_duration`
 (``30s``, ``15m``, ``24h``, ``7d``); read them in seconds with
@@ -20,6 +24,7 @@ scalars). Durations are ``str`` keys validated by :func:`validate_duration`
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fcntl
 import json
 import logging
@@ -29,7 +34,7 @@ import re
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +55,14 @@ SOURCES = ("default", "file", "env", "cli")
 # Environment variables with the TMAX_MESH_ prefix that are not config keys.
 RESERVED_ENV = frozenset({CONFIG_ENV, "TMAX_MESH_DISABLE_PLUGINS"})
 
+BUNDLED_PLUGINS = frozenset({"relay", "direct", "session_mailbox", "ratelimit"})
+"""Plugins shipped with tmax-mesh: a config key in one of their namespaces is
+known even when that plugin is not installed (ignored then, not an error)."""
+
 _TYPES: tuple[type, ...] = (str, int, float, bool, list)
-_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$")
+_NAME = r"[a-z][a-z0-9_-]*"
+_KEY_RE = re.compile(rf"^{_NAME}(\.{_NAME})+$")
+_PLAIN_KEY_RE = re.compile(rf"^{_NAME}$")
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
@@ -97,9 +108,9 @@ def validate_endpoints(value: list[Any]) -> None:
             raise ValueError(f"{item!r}: port 0 cannot be dialled")
 
 
-def env_var_for(key: str) -> str:
+def env_var_for(key: str, prefix: str = ENV_PREFIX) -> str:
     """``node.peer_listen`` -> ``TMAX_MESH_NODE_PEER_LISTEN``."""
-    return ENV_PREFIX + key.upper().replace(".", "_").replace("-", "_")
+    return prefix + key.upper().replace(".", "_").replace("-", "_")
 
 
 def _type_name(t: type) -> str:
@@ -117,12 +128,11 @@ class ConfigKey:
     type: type
     default: Any
     help: str
+    env_var: str
     choices: tuple[Any, ...] | None = None
     validate: Callable[[Any], None] | None = None
-
-    @property
-    def env_var(self) -> str:
-        return env_var_for(self.key)
+    metavar: str | None = None
+    """How a command-line flag for this key names its value (``HOST:PORT``)."""
 
     @property
     def type_name(self) -> str:
@@ -130,14 +140,27 @@ class ConfigKey:
 
 
 class ConfigRegistry:
-    """The declared keys. Plugins call :meth:`add` from ``tmax_add_config``."""
+    """The declared keys. Plugins call :meth:`add` from ``tmax_add_config``.
 
-    def __init__(self, inactive_plugins: Iterable[str] = ()) -> None:
+    ``inactive_plugins`` maps a plugin name to why it is not loaded
+    (``"disabled"``, ``"failed to load"``, ``"not installed"``): a config file
+    may hold keys in its namespace, which are then ignored, not an error.
+    ``env_prefix`` and ``namespaced=False`` (plain names like ``listen``, no
+    dots) let another program (``tmax-host``) use the same machinery.
+    """
+
+    def __init__(
+        self,
+        inactive_plugins: Mapping[str, str] | None = None,
+        *,
+        env_prefix: str = ENV_PREFIX,
+        namespaced: bool = True,
+    ) -> None:
         self._keys: dict[str, ConfigKey] = {}
         self._env_names: dict[str, str] = {}
-        # Plugins installed but not loaded (disabled, or failed to load): the
-        # config file may hold their keys, which are then ignored, not an error.
-        self.inactive_plugins = frozenset(inactive_plugins)
+        self.inactive_plugins: Mapping[str, str] = dict(inactive_plugins or {})
+        self.env_prefix = env_prefix
+        self._key_re = _KEY_RE if namespaced else _PLAIN_KEY_RE
 
     def add(
         self,
@@ -148,21 +171,21 @@ class ConfigRegistry:
         *,
         choices: Iterable[Any] | None = None,
         validate: Callable[[Any], None] | None = None,
+        metavar: str | None = None,
     ) -> ConfigKey:
         """Declare ``key``. ``validate(value)`` raises ``ValueError`` to reject a value.
 
         Raises :class:`ConfigError` for a malformed or duplicate key, an
         unsupported type or a default that fails its own checks.
         """
-        if not isinstance(key, str) or not _KEY_RE.match(key):
-            raise ConfigError(
-                f"invalid config key name {key!r}: use lowercase dotted names like 'plugin.option'"
-            )
+        if not isinstance(key, str) or not self._key_re.match(key):
+            example = "'plugin.option'" if self._key_re is _KEY_RE else "'option'"
+            raise ConfigError(f"invalid config key name {key!r}: use lowercase names like {example}")
         if key in self._keys:
             raise ConfigError(f"config key {key!r} is declared twice")
         if type not in _TYPES:
             raise ConfigError(f"config key {key!r}: unsupported type {type!r}")
-        env = env_var_for(key)
+        env = env_var_for(key, self.env_prefix)
         if env in RESERVED_ENV or env in self._env_names:
             other = self._env_names.get(env, env)
             raise ConfigError(f"config key {key!r} clashes with {other!r} (environment variable {env})")
@@ -171,8 +194,10 @@ class ConfigRegistry:
             type=type,
             default=default,
             help=help,
+            env_var=env,
             choices=tuple(choices) if choices is not None else None,
             validate=validate,
+            metavar=metavar,
         )
         self._keys[key] = ck
         self._env_names[env] = key
@@ -183,7 +208,7 @@ class ConfigRegistry:
             del self._env_names[env]
             raise ConfigError(f"config key {key!r}: bad default: {exc}") from None
         if default is not ck.default:
-            ck = ConfigKey(ck.key, ck.type, default, ck.help, ck.choices, ck.validate)
+            ck = replace(ck, default=default)
             self._keys[key] = ck
         return ck
 
@@ -205,7 +230,22 @@ class ConfigRegistry:
         try:
             return self._keys[key]
         except KeyError:
-            raise ConfigError(f"unknown config key {key!r}") from None
+            raise self.unknown(key) from None
+
+    def inactive_reason(self, key: str) -> str | None:
+        """Why ``key``'s plugin is not loaded, or ``None`` if it is not such a key."""
+        return self.inactive_plugins.get(key.partition(".")[0]) if "." in key else None
+
+    def unknown(self, key: str) -> ConfigError:
+        """The error for a key nothing declares: says when its plugin is not
+        loaded, else suggests the closest declared key."""
+        why = self.inactive_reason(key)
+        if why is not None:
+            plugin = key.partition(".")[0]
+            return ConfigError(f"config key {key!r} belongs to plugin {plugin!r}, which is {why}")
+        close = difflib.get_close_matches(key, self._keys, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return ConfigError(f"unknown config key {key!r}{hint}")
 
     def check(self, key: str, value: Any) -> Any:
         """Type-check and validate an already-typed ``value``; returns it normalised.
@@ -293,8 +333,9 @@ class ConfigRegistry:
 # --------------------------------------------------------------------------- file parsing
 
 
-def _read_toml(path: Path) -> dict[str, Any] | None:
-    """The parsed document, or ``None`` if the file does not exist."""
+def read_toml(path: Path) -> dict[str, Any] | None:
+    """The parsed document, or ``None`` if the file does not exist.
+    Raises :class:`ConfigError` (one line naming the file) for anything else."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -310,24 +351,47 @@ def _read_toml(path: Path) -> dict[str, Any] | None:
 
 
 def _flatten(
-    doc: Mapping[str, Any], registry: ConfigRegistry, path: Path, prefix: str = ""
-) -> dict[str, Any]:
+    doc: Mapping[str, Any], registry: ConfigRegistry, path: Path | None, prefix: str = ""
+) -> tuple[dict[str, Any], list[str]]:
+    """``({key: checked value}, [keys of plugins that are not loaded])``.
+
+    The second list is kept apart, not an error: one disabled, broken or
+    uninstalled plugin must not stop the node (its keys stay in the file).
+    """
+    where = f"config file {path}" if path is not None else "config"
     out: dict[str, Any] = {}
+    ignored: list[str] = []
     for name, value in doc.items():
         key = f"{prefix}{name}"
         if key in registry:
             try:
                 out[key] = registry.check(key, value)
             except ConfigError as exc:
-                raise ConfigError(f"config file {path}: {exc}") from None
+                raise ConfigError(f"{where}: {exc}") from None
         elif isinstance(value, dict):
-            out.update(_flatten(value, registry, path, prefix=f"{key}."))
-        elif (plugin := key.partition(".")[0]) in registry.inactive_plugins:
-            # One disabled or broken plugin must not stop the node.
-            log.warning("config file %s: %r ignored: plugin %r is not loaded", path, key, plugin)
+            values, more = _flatten(value, registry, path, prefix=f"{key}.")
+            out.update(values)
+            ignored.extend(more)
+        elif registry.inactive_reason(key) is not None:
+            ignored.append(key)
         else:
-            raise ConfigError(f"config file {path}: unknown config key {key!r}")
-    return out
+            raise ConfigError(f"{where}: {registry.unknown(key)}")
+    return out, ignored
+
+
+def _warn_ignored(path: Path | None, registry: ConfigRegistry, keys: list[str]) -> None:
+    """One warning line per plugin whose keys the file sets but nothing reads."""
+    by_plugin: dict[str, list[str]] = {}
+    for key in keys:
+        by_plugin.setdefault(key.partition(".")[0], []).append(key)
+    for plugin, names in by_plugin.items():
+        log.warning(
+            "config file %s: %s ignored: plugin %r is not loaded (%s)",
+            path,
+            ", ".join(repr(n) for n in names),
+            plugin,
+            registry.inactive_plugins[plugin],
+        )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -397,7 +461,7 @@ def set_value(path: Path, registry: ConfigRegistry, key: str, text: str) -> Any:
 
 
 def _set(path: Path, registry: ConfigRegistry, key: str, value: Any) -> Any:
-    doc = _read_toml(path) or {}
+    doc = read_toml(path) or {}
     _flatten(doc, registry, path)  # refuse to rewrite a file that is already invalid
     table = doc
     parts = key.split(".")
@@ -425,7 +489,7 @@ def unset_value(path: Path, registry: ConfigRegistry, key: str) -> bool:
 
 
 def _unset(path: Path, registry: ConfigRegistry, key: str) -> bool:
-    doc = _read_toml(path)
+    doc = read_toml(path)
     if doc is None:
         return False
     _flatten(doc, registry, path)
@@ -458,8 +522,15 @@ def config_path(state_dir: Path, cli_value: str | None = None, env: Mapping[str,
 
 def build_registry(pm: Any) -> ConfigRegistry:
     """A registry filled by every plugin's ``tmax_add_config`` (a historic hook:
-    plugins registered later still add their keys to it)."""
-    inactive = set(getattr(pm, "blocked_names", ())) | {f.name for f in getattr(pm, "failed", ())}
+    plugins registered later still add their keys to it).
+
+    Keys of plugins that are not loaded are known as such (see
+    :class:`ConfigRegistry`): bundled plugins that are not installed, then
+    failed ones, then disabled ones (the last reason given wins).
+    """
+    inactive = {name: "not installed" for name in BUNDLED_PLUGINS if pm.get_plugin(name) is None}
+    inactive.update({f.name: "failed to load" for f in getattr(pm, "failed", ())})
+    inactive.update(dict.fromkeys(getattr(pm, "blocked_names", ()), "disabled"))
     registry = ConfigRegistry(inactive)
     pm.hook.tmax_add_config.call_historic(kwargs={"registry": registry})
     return registry
@@ -483,17 +554,32 @@ class Config:
     ) -> Config:
         """Defaults, then the TOML file at ``path`` (missing file = empty), then
         ``TMAX_MESH_*`` environment variables. Raises :class:`ConfigError`."""
+        path = Path(path) if path is not None else None
+        doc = read_toml(path) if path is not None else None
+        return cls.from_document(registry, doc or {}, path, env)
+
+    @classmethod
+    def from_document(
+        cls,
+        registry: ConfigRegistry,
+        doc: Mapping[str, Any],
+        path: Path | None,
+        env: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Defaults, then ``doc`` (an already parsed file, read from ``path``),
+        then the registry's environment variables. Keys of plugins that are
+        not loaded are warned about (once each load) and ignored. Raises
+        :class:`ConfigError`."""
         env = os.environ if env is None else env
-        cfg = cls(registry, Path(path) if path is not None else None)
+        cfg = cls(registry, path)
         for ck in registry:
             cfg._values[ck.key] = ck.default
             cfg._sources[ck.key] = "default"
-        if cfg.path is not None:
-            doc = _read_toml(cfg.path)
-            if doc is not None:
-                for key, value in _flatten(doc, registry, cfg.path).items():
-                    cfg._values[key] = value
-                    cfg._sources[key] = "file"
+        values, ignored = _flatten(doc, registry, path)
+        _warn_ignored(path, registry, ignored)
+        for key, value in values.items():
+            cfg._values[key] = value
+            cfg._sources[key] = "file"
         for ck in registry:
             name = ck.env_var
             if name in env:
@@ -554,6 +640,7 @@ class Config:
 
 
 __all__ = [
+    "BUNDLED_PLUGINS",
     "CONFIG_ENV",
     "Config",
     "ConfigKey",
@@ -562,6 +649,7 @@ __all__ = [
     "config_path",
     "env_var_for",
     "is_wildcard_host",
+    "read_toml",
     "set_value",
     "unset_value",
     "validate_duration",

@@ -29,10 +29,15 @@ def test_broken_plugin_is_reported_and_node_still_starts(procs: ProcGroup, tmp_p
 
     res = node.run("plugins", "--json")
     assert res.returncode == 0, res.stderr
-    names = {p["name"] for p in json.loads(res.stdout)}
-    assert {"core", "relay", "direct", "session_mailbox", "ratelimit"} <= names
-    assert "broken" not in names
+    plugins = {p["name"]: p for p in json.loads(res.stdout)}
+    loaded = {name for name, p in plugins.items() if p["error"] is None}
+    assert {"core", "relay", "direct", "session_mailbox", "ratelimit"} <= loaded
+    broken = plugins["broken"]
+    assert broken["hooks"] == [] and "exploded on import" in broken["error"], broken
+    assert broken["distribution"] == "tmax-mesh-broken-fixture"
     assert b"plugin broken failed to load" in res.stderr
+    text = node.run("plugins")
+    assert text.returncode == 0 and b"FAILED: " in text.stdout and b"exploded on import" in text.stdout
     assert node.cli("node", "info")["node_id"] == node.node_id
 
 
@@ -50,9 +55,20 @@ def test_config_of_a_disabled_or_broken_plugin_does_not_stop_the_node(
     node.start()
     assert node.alive()
     log = node.log()
-    assert "'direct.probe_interval' ignored: plugin 'direct' is not loaded" in log, log
-    assert "'broken.setting' ignored: plugin 'broken' is not loaded" in log, log
+    assert "'direct.probe_interval' ignored: plugin 'direct' is not loaded (disabled)" in log, log
+    assert "'broken.setting' ignored: plugin 'broken' is not loaded (failed to load)" in log, log
+    assert log.count("ignored: plugin") == 2, log
     node.stop()
     config.write_text(config.read_text() + "\n[nosuchplugin]\nsetting = 1\n")
     res = node.run("config", "show")
     assert res.returncode != 0 and b"unknown config key 'nosuchplugin.setting'" in res.stderr, res
+
+
+def test_a_mistyped_config_key_is_refused_with_a_suggestion(procs: ProcGroup) -> None:
+    node = procs.node("a", start=False)
+    res = node.run("config", "set", "node.peer_listn", "127.0.0.1:0")
+    assert res.returncode == 1
+    assert res.stderr.decode().strip() == (
+        "tmax-mesh: error: unknown config key 'node.peer_listn' (did you mean 'node.peer_listen'?)"
+    )
+    assert not (node.state_dir / "config.toml").exists()

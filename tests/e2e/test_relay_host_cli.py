@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -9,8 +10,14 @@ from pathlib import Path
 from tests.harness import ProcGroup, script
 
 
-def run_host(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([script("tmax-host"), *args], capture_output=True, text=True, timeout=30)
+def run_host(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [script("tmax-host"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def last_line(res: subprocess.CompletedProcess) -> str:
@@ -60,3 +67,26 @@ def test_sigterm_is_graceful(procs: ProcGroup) -> None:
     assert host.stop(signal.SIGTERM) == 0
     assert not host.ready_file.exists()
     assert '"msg": "shutting down"' in host.log()
+
+
+def test_options_from_the_environment(procs: ProcGroup) -> None:
+    host = procs.host("host", start=False)
+    host.env = {"TMAX_HOST_METRICS_LISTEN": "127.0.0.1:0"}
+    host.start()
+    assert host.metrics is not None and host.metrics.startswith("127.0.0.1:")
+
+
+def test_bad_options_exit_2_with_one_line(tmp_path: Path) -> None:
+    """A bad value from the environment or the config file is a usage error,
+    like a bad flag: exit 2, one line naming where the value came from."""
+    res = run_host("--listen", "127.0.0.1:0", env={"TMAX_HOST_QUEUE_TTL": "soon"})
+    assert res.returncode == 2
+    assert last_line(res).startswith("tmax-host: error: environment variable TMAX_HOST_QUEUE_TTL: ")
+    cfg = tmp_path / "host.toml"
+    cfg.write_text("[host]\nmax-conections = 5\n")
+    res = run_host("--listen", "127.0.0.1:0", "--config", str(cfg))
+    assert res.returncode == 2
+    assert last_line(res) == (
+        f"tmax-host: error: config file {cfg}: unknown config key 'max_conections' "
+        "(did you mean 'max_connections'?)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from tmax_core.config import (
     validate_duration,
 )
 from tmax_core.errors import ConfigError, StateDirError
-from tmax_core.plugin.manager import create_plugin_manager
+from tmax_core.plugin.manager import PluginFailure, create_plugin_manager
 from tmax_core.statedir import ensure_state_dir, resolve_state_dir, socket_path
 
 
@@ -236,6 +237,76 @@ def test_float_key_accepts_int_in_file(small: ConfigRegistry, tmp_path: Path) ->
     path.write_text("[a]\nratio = 2\n")
     cfg = Config.load(path, small, env={})
     assert cfg.get("a.ratio") == 2.0 and isinstance(cfg.get("a.ratio"), float)
+
+
+def test_unknown_keys_suggest_the_closest_declared_key(small: ConfigRegistry, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[a]\ncuont = 7\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'a\.cuont' \(did you mean 'a\.count'\?\)"):
+        Config.load(path, small, env={})
+    with pytest.raises(ConfigError, match=r"did you mean 'b\.mode'\?"):
+        set_value(path, small, "b.mdoe", "slow")
+    with pytest.raises(ConfigError, match=r"^unknown config key 'zzz\.qqq'$"):
+        small.get("zzz.qqq")
+
+
+@pytest.fixture
+def partly_loaded() -> ConfigRegistry:
+    """Bundled plugins not installed (none loaded from entry points), ``direct``
+    disabled, and a third-party ``broken`` plugin that failed to load."""
+    pm = create_plugin_manager(load_entrypoints=False, disabled=["direct"], env={})
+    pm.failed.append(PluginFailure(name="broken", error="ImportError: boom"))
+    return build_registry(pm)
+
+
+def test_keys_of_plugins_not_loaded_are_ignored_with_one_warning_each(
+    partly_loaded: ConfigRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[node]\nalias = "me"\n[direct]\nprobe_interval = "30s"\ndial_timeout = "2s"\n'
+        '[broken]\nsetting = 1\n[relay]\nca_file = "/ca.pem"\n'
+    )
+    with caplog.at_level(logging.WARNING, logger="tmax_mesh.config"):
+        cfg = Config.load(path, partly_loaded, env={})
+    assert cfg.get("node.alias") == "me"
+    lines = sorted(r.getMessage() for r in caplog.records)
+    assert len(lines) == 3, lines
+    assert "'broken.setting' ignored: plugin 'broken' is not loaded (failed to load)" in lines[0]
+    assert (
+        "'direct.probe_interval', 'direct.dial_timeout' ignored: plugin 'direct' is not loaded (disabled)"
+        in lines[1]
+    )
+    assert "'relay.ca_file' ignored: plugin 'relay' is not loaded (not installed)" in lines[2]
+
+
+def test_keys_of_plugins_not_loaded_are_kept_when_the_file_is_edited(
+    partly_loaded: ConfigRegistry, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[direct]\nprobe_interval = "30s"\n[ratelimit]\nrate = 2.5\n')
+    set_value(path, partly_loaded, "node.alias", "me")
+    assert unset_value(path, partly_loaded, "node.alias")
+    assert path.read_text() == '[direct]\nprobe_interval = "30s"\n\n[ratelimit]\nrate = 2.5\n'
+    with pytest.raises(ConfigError, match="belongs to plugin 'direct', which is disabled"):
+        set_value(path, partly_loaded, "direct.probe_interval", "10s")
+    with pytest.raises(ConfigError, match="belongs to plugin 'session_mailbox', which is not installed"):
+        partly_loaded.get("session_mailbox.session")
+    path.write_text("[nosuchplugin]\nsetting = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'nosuchplugin\.setting'"):
+        Config.load(path, partly_loaded, env={})
+
+
+def test_registry_for_another_program() -> None:
+    """Another environment prefix and plain (un-namespaced) names, as tmax-host uses."""
+    reg = ConfigRegistry(env_prefix="TMAX_HOST_", namespaced=False)
+    reg.add("max_connections", int, 10, "streams", metavar="N")
+    assert reg.get("max_connections").env_var == "TMAX_HOST_MAX_CONNECTIONS"
+    assert Config.load(None, reg, env={"TMAX_HOST_MAX_CONNECTIONS": "3"}).get("max_connections") == 3
+    with pytest.raises(ConfigError, match="invalid config key name"):
+        reg.add("a.b", int, 1, "dotted")
+    with pytest.raises(ConfigError, match="invalid config key name"):
+        ConfigRegistry().add("plain", int, 1, "not namespaced")
 
 
 # ------------------------------------------------------------------ editing

@@ -95,7 +95,8 @@ async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def host() -> AsyncIterator[str]:
-    settings = {**default_settings(), "listen": "127.0.0.1:0"}
+    settings = default_settings()
+    settings.override("listen", "127.0.0.1:0")
     hub = Hub(limits_from(settings), wire.HostIdentity(b"unit-test-host", []))
     server, _health, bound, _cert = build_server(hub, settings)
     hub.host = wire.HostIdentity(b"unit-test-host", [f"grpc://{bound}"])

@@ -1,8 +1,11 @@
 """``tmax-host``: the relay + rendezvous server (DESIGN §10, §14).
 
-Every option is a flag, and may also be set in a TOML ``--config`` file (top
-level or under ``[host]``, names as the flags without ``--``, dashes or
-underscores); flags win over the file. See docs/relay.md for deployment.
+Every option is declared once, in :func:`_declare`, on the same config
+registry machinery as the node's (:mod:`tmax_core.config`): it is a flag
+(``--max-connections``), an environment variable (``TMAX_HOST_MAX_CONNECTIONS``)
+and a key of the TOML ``--config`` file (top level or under ``[host]``, dashes
+or underscores). Flags win over the environment, which wins over the file.
+Adding an option is one ``registry.add`` call. See docs/relay.md.
 """
 
 from __future__ import annotations
@@ -14,9 +17,7 @@ import logging
 import os
 import signal
 import sys
-import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,16 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from tmax_core.config import is_wildcard_host
-from tmax_core.durations import parse_duration_ms
-from tmax_core.errors import MeshError, UsageError
+from tmax_core.config import (
+    Config,
+    ConfigRegistry,
+    is_wildcard_host,
+    read_toml,
+    validate_duration,
+    validate_host_port,
+    validate_positive,
+)
+from tmax_core.errors import ConfigError, MeshError
 from tmax_core.logs import add_logging_arguments, setup_logging
 from tmax_core.readyfile import remove_ready_file, write_ready_file
 from tmax_mesh_relay import __version__, wire
@@ -38,231 +46,283 @@ log = logging.getLogger("tmax_mesh.host")
 
 SERVICE_NAME = "tmax_mesh.host.v1.HostService"
 SHUTDOWN_GRACE_S = 2.0
+ENV_PREFIX = "TMAX_HOST_"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
 
 
 class HostError(Exception):
     """A start-up problem reported as one line (no traceback)."""
 
 
-# -- option table: one place for flags, config-file keys, types and defaults ----------
+# -- options: one declaration each (flag, environment variable, config file key) ------
 
 
-def _host_port(text: str) -> str:
-    host, sep, port = str(text).rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    return str(text)
+def _listen_address(value: str) -> None:
+    if value == "":
+        raise ValueError("must not be empty")
+    validate_host_port(value)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError(f"{text!r} must be a whole number above 0")
-    return value
+def _public_urls(value: list[Any]) -> None:
+    for item in value:
+        url = wire.parse_relay_url(str(item))
+        if is_wildcard_host(url.host):
+            raise ValueError(f"{item!r} is a wildcard address; give the name or address nodes dial")
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(f"{text!r} must be a number above 0")
-    return value
+def _host_id(value: str) -> None:
+    if len(value.encode()) > wire.MAX_HOST_ID_LEN:
+        raise ValueError(f"longer than {wire.MAX_HOST_ID_LEN} bytes")
 
 
-def _seconds(text: str) -> float:
-    try:
-        return parse_duration_ms(str(text)) / 1000
-    except UsageError as err:
-        raise ValueError(str(err)) from None
+def _duration(seconds: float) -> str:
+    """A default in seconds (as :class:`HostLimits` keeps it) as duration text."""
+    ms = round(seconds * 1000)
+    if ms == 0:
+        return "0s"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
-def _public_url(text: str) -> str:
-    url = wire.parse_relay_url(str(text))
-    if is_wildcard_host(url.host):
-        raise ValueError(f"{text!r} is a wildcard address; give the name or address nodes dial")
-    return url.url
+def _declare(registry: ConfigRegistry) -> ConfigRegistry:
+    """Every tmax-host option. Limits take their defaults from :class:`HostLimits`
+    and :class:`QueueLimits` (written there only)."""
+    limits, queue = HostLimits(), QueueLimits()
 
+    def add(key: str, type: type, default: Any, metavar: str, help: str, **kw: Any) -> None:
+        registry.add(key, type, default, help, metavar=metavar, **kw)
 
-@dataclass(frozen=True)
-class Option:
-    name: str
-    metavar: str
-    convert: Callable[[str], Any]
-    default: Any
-    help: str
-    repeatable: bool = False
+    def count(key: str, default: int, help: str) -> None:
+        add(key, int, default, "N", help, validate=validate_positive)
 
+    def duration(key: str, seconds: float, help: str) -> None:
+        add(key, str, _duration(seconds), "DURATION", help, validate=validate_duration)
 
-OPTIONS = [
-    Option(
-        "listen", "HOST:PORT", _host_port, "0.0.0.0:7447", "serve HostService here (port 0 = any free port)"
-    ),
-    Option("tls-cert", "FILE", str, None, "PEM certificate chain: serve TLS (nodes dial grpcs://)"),
-    Option("tls-key", "FILE", str, None, "PEM private key of --tls-cert"),
-    Option("metrics-listen", "HOST:PORT", _host_port, None, "serve Prometheus metrics at http://HOST:PORT/"),
-    Option("max-connections", "N", _positive_int, 10_000, "open streams allowed; more are refused"),
-    Option(
-        "max-connections-per-ip",
-        "N",
-        _positive_int,
-        64,
+    add(
+        "listen",
+        str,
+        "0.0.0.0:7447",
+        "HOST:PORT",
+        "serve HostService here (port 0 = any free port)",
+        validate=_listen_address,
+    )
+    add("tls_cert", str, "", "FILE", "PEM certificate chain: serve TLS (nodes dial grpcs://)")
+    add("tls_key", str, "", "FILE", "PEM private key of --tls-cert")
+    add(
+        "metrics_listen",
+        str,
+        "",
+        "HOST:PORT",
+        "serve Prometheus metrics at http://HOST:PORT/",
+        validate=validate_host_port,
+    )
+    count("max_connections", limits.max_connections, "open streams allowed; more are refused")
+    count(
+        "max_connections_per_ip",
+        limits.max_connections_per_ip,
         "open streams from one IPv4 address or IPv6 /64; more are refused",
-    ),
-    Option(
-        "register-rate",
+    )
+    add(
+        "register_rate",
+        float,
+        limits.register_rate_per_s,
         "PER_S",
-        _positive_float,
-        10.0,
         "sustained new streams/s from one IPv4 address or IPv6 /64",
-    ),
-    Option("register-burst", "N", _positive_int, 64, "new streams one address may open at once"),
-    Option("max-lookup-allow", "N", _positive_int, 1000, "node ids in one lookup allow list"),
-    Option(
-        "remembered-allow-bytes",
-        "N",
-        _positive_int,
-        64 * 1024 * 1024,
+        validate=validate_positive,
+    )
+    count("register_burst", limits.register_burst, "new streams one address may open at once")
+    count("max_lookup_allow", limits.max_lookup_allow, "node ids in one lookup allow list")
+    count(
+        "remembered_allow_bytes",
+        limits.remembered_allow_bytes,
         "bytes of offline nodes' allow lists kept to gate store-and-forward",
-    ),
-    Option("max-frame-bytes", "N", _positive_int, 1024 * 1024 + 64 * 1024, "largest relayed envelope"),
-    Option("rate", "FRAMES_PER_S", _positive_float, 100.0, "sustained frames/s read from one connection"),
-    Option("burst", "N", _positive_int, 200, "frames one connection may send at once before pacing"),
-    Option("lookup-rate", "PER_S", _positive_float, 2.0, "sustained lookups/s per connection"),
-    Option("lookup-burst", "N", _positive_int, 10, "lookup burst per connection"),
-    Option("queue-max-messages", "N", _positive_int, 1000, "envelopes stored per offline node"),
-    Option("queue-max-bytes", "N", _positive_int, 16 * 1024 * 1024, "bytes stored per offline node"),
-    Option("queue-ttl", "DURATION", _seconds, 86_400.0, "how long a stored envelope is kept"),
-    Option("queue-total-bytes", "N", _positive_int, 256 * 1024 * 1024, "bytes stored for all nodes"),
-    Option("queue-sender-bytes", "N", _positive_int, 64 * 1024 * 1024, "bytes stored from one sender"),
-    Option("queue-max-recipients", "N", _positive_int, 100_000, "offline nodes with stored envelopes"),
-    Option("register-timeout", "DURATION", _seconds, 10.0, "time a new stream has to register"),
-    Option("idle-timeout", "DURATION", _seconds, 0.0, "close registered streams silent this long (0 = off)"),
-    Option(
-        "write-timeout", "DURATION", _seconds, 5.0, "a stream that does not take a frame this fast is dropped"
-    ),
-    Option("keepalive", "DURATION", _seconds, 30.0, "HTTP/2 ping interval towards nodes"),
-    Option(
-        "keepalive-timeout", "DURATION", _seconds, 10.0, "drop a connection whose HTTP/2 ping goes unanswered"
-    ),
-    Option(
-        "host-id", "TEXT", str, None, "stable host id signed into registrations (default: random per run)"
-    ),
-    Option(
-        "public-url",
+    )
+    count("max_frame_bytes", limits.max_frame_bytes, "largest relayed envelope")
+    add(
+        "rate",
+        float,
+        limits.rate_per_s,
+        "FRAMES_PER_S",
+        "sustained frames/s read from one connection",
+        validate=validate_positive,
+    )
+    count("burst", limits.burst, "frames one connection may send at once before pacing")
+    add(
+        "lookup_rate",
+        float,
+        limits.lookup_rate_per_s,
+        "PER_S",
+        "sustained lookups/s per connection",
+        validate=validate_positive,
+    )
+    count("lookup_burst", limits.lookup_burst, "lookup burst per connection")
+    count("queue_max_messages", queue.max_messages, "envelopes stored per offline node")
+    count("queue_max_bytes", queue.max_bytes, "bytes stored per offline node")
+    duration("queue_ttl", queue.ttl_s, "how long a stored envelope is kept")
+    count("queue_total_bytes", queue.total_bytes, "bytes stored for all nodes")
+    count("queue_sender_bytes", queue.sender_bytes, "bytes stored from one sender")
+    count("queue_max_recipients", queue.max_recipients, "offline nodes with stored envelopes")
+    duration("register_timeout", limits.register_timeout_s, "time a new stream has to register")
+    duration("idle_timeout", limits.idle_timeout_s, "close registered streams silent this long (0s = off)")
+    duration(
+        "write_timeout", limits.write_timeout_s, "a stream that does not take a frame this fast is dropped"
+    )
+    duration("keepalive", 30.0, "HTTP/2 ping interval towards nodes")
+    duration("keepalive_timeout", 10.0, "drop a connection whose HTTP/2 ping goes unanswered")
+    add(
+        "host_id",
+        str,
+        "",
+        "TEXT",
+        "stable host id signed into registrations (default: random per run)",
+        validate=_host_id,
+    )
+    add(
+        "public_url",
+        list,
+        [],
         "URL",
-        _public_url,
-        None,
         "a URL nodes dial to reach this host (repeatable); registrations signed for any other URL are "
         "refused. Default: --listen's address when it is concrete, else loopback only",
-        repeatable=True,
-    ),
-]
-_BY_KEY = {o.name.replace("-", "_"): o for o in OPTIONS}
+        validate=_public_urls,
+    )
+    return registry
+
+
+OPTIONS = _declare(ConfigRegistry(env_prefix=ENV_PREFIX, namespaced=False))
+"""The host's options (a :class:`ConfigRegistry` with plain names like ``listen``)."""
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _flag_type(key: str, repeated: bool) -> Any:
+    """An argparse ``type`` checking one flag value as the registry does (so a
+    bad value is a usage error naming the flag)."""
+
+    def convert(text: str) -> Any:
+        try:
+            if repeated:
+                return OPTIONS.check(key, [text])[0]
+            return OPTIONS.parse_value(key, text)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix(f"invalid value for {key}: ")) from None
+
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tmax-host", description="Run a tmax-mesh relay + rendezvous host.")
-    for o in OPTIONS:
-
-        def convert(text: str, o: Option = o) -> Any:
-            try:
-                return o.convert(text)
-            except ValueError as err:
-                raise argparse.ArgumentTypeError(str(err)) from None
-
-        default = f" (default {o.default})" if o.default not in (None, 0.0) else ""
+    p = argparse.ArgumentParser(
+        prog="tmax-host",
+        description="Run a tmax-mesh relay + rendezvous host.",
+        epilog=f"Every option is also an environment variable ({ENV_PREFIX}MAX_CONNECTIONS for "
+        "--max-connections) and a key of the --config file; flags win over the environment, "
+        "which wins over the file.",
+    )
+    for ck in OPTIONS:
+        repeated = ck.type is list
+        default = f" (default {ck.default})" if ck.default not in ("", [], "0s") else ""
         p.add_argument(
-            f"--{o.name}",
-            metavar=o.metavar,
-            type=convert,
+            _flag(ck.key),
+            dest=ck.key,
+            metavar=ck.metavar,
+            type=_flag_type(ck.key, repeated),
             default=None,
-            help=o.help + default,
-            action="append" if o.repeatable else "store",
+            help=ck.help + default,
+            action="append" if repeated else "store",
         )
-    p.add_argument("--config", metavar="FILE", help="TOML file with the same options (flags win)")
+    p.add_argument("--config", metavar="FILE", help="TOML file with the same options (top level or [host])")
     p.add_argument("--ready-file", metavar="FILE", help="write a JSON ready file here once listening")
     add_logging_arguments(p)
     p.add_argument("--version", action="version", version=f"tmax-host {__version__}")
     return p
 
 
-def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Defaults < config file < flags, keyed by option name with underscores."""
-    settings = default_settings()
-    if args.config:
-        settings.update(_read_config(Path(args.config)))
-    for key in _BY_KEY:
-        value = getattr(args, key)
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Defaults < the TOML file at ``path`` < ``TMAX_HOST_*`` variables.
+    Raises :class:`ConfigError`.
+
+    The file's options may stand at the top level or in a ``[host]`` table,
+    with dashes or underscores (``max-connections``, as the flag), and a
+    repeatable option may be one string instead of a list.
+    """
+    options: dict[str, Any] = {}
+    if path is not None:
+        doc = read_toml(path)
+        if doc is None:
+            raise ConfigError(f"cannot read config file {path}: No such file or directory")
+        host = doc.pop("host", {}) if isinstance(doc.get("host"), dict) else {}
+        for name, value in {**doc, **host}.items():
+            key = name.replace("-", "_")
+            repeatable = key in OPTIONS and OPTIONS.get(key).type is list
+            options[key] = [value] if repeatable and isinstance(value, str) else value
+    return Config.from_document(OPTIONS, options, path, env)
+
+
+def resolve_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
+    """Defaults < config file < environment < flags. Raises :class:`ConfigError`."""
+    config = load_config(Path(args.config) if args.config else None, env)
+    for ck in OPTIONS:
+        value = getattr(args, ck.key)
         if value is not None:
-            settings[key] = value
-    if bool(settings["tls_cert"]) != bool(settings["tls_key"]):
-        raise HostError("give both --tls-cert and --tls-key (or neither)")
-    return settings
+            config.override(ck.key, value)
+    if bool(config.get("tls_cert")) != bool(config.get("tls_key")):
+        raise ConfigError("give both --tls-cert and --tls-key (or neither)")
+    return config
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as err:
-        raise HostError(f"cannot read config file {path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise HostError(f"config file {path} is not valid TOML: {err}") from None
-    table = data.get("host", data) if isinstance(data.get("host"), dict) else data
-    out: dict[str, Any] = {}
-    for raw_key, value in table.items():
-        key = raw_key.replace("-", "_")
-        option = _BY_KEY.get(key)
-        if option is None:
-            raise HostError(f"config file {path}: unknown option {raw_key!r}")
-        try:
-            if option.repeatable:
-                values = value if isinstance(value, list) else [value]
-                out[key] = [option.convert(str(v)) for v in values]
-            else:
-                out[key] = option.convert(str(value))
-        except ValueError as err:
-            raise HostError(f"config file {path}: {raw_key}: {err}") from None
-    return out
+def default_settings() -> Config:
+    """Every option at its default, whatever the environment (to embed a host, e.g. in tests)."""
+    return Config.load(None, OPTIONS, env={})
 
 
-def limits_from(settings: dict[str, Any]) -> HostLimits:
-    s = settings
+def _seconds(config: Config, key: str) -> float:
+    return config.get_duration_ms(key) / 1000
+
+
+def limits_from(config: Config) -> HostLimits:
+    g = config.get
     return HostLimits(
-        max_connections=s["max_connections"],
-        max_connections_per_ip=s["max_connections_per_ip"],
-        register_rate_per_s=s["register_rate"],
-        register_burst=s["register_burst"],
-        max_lookup_allow=s["max_lookup_allow"],
-        remembered_allow_bytes=s["remembered_allow_bytes"],
-        max_frame_bytes=s["max_frame_bytes"],
-        rate_per_s=s["rate"],
-        burst=s["burst"],
-        lookup_rate_per_s=s["lookup_rate"],
-        lookup_burst=s["lookup_burst"],
-        register_timeout_s=s["register_timeout"],
-        idle_timeout_s=s["idle_timeout"],
-        write_timeout_s=s["write_timeout"],
+        max_connections=g("max_connections"),
+        max_connections_per_ip=g("max_connections_per_ip"),
+        register_rate_per_s=g("register_rate"),
+        register_burst=g("register_burst"),
+        max_lookup_allow=g("max_lookup_allow"),
+        remembered_allow_bytes=g("remembered_allow_bytes"),
+        max_frame_bytes=g("max_frame_bytes"),
+        rate_per_s=g("rate"),
+        burst=g("burst"),
+        lookup_rate_per_s=g("lookup_rate"),
+        lookup_burst=g("lookup_burst"),
+        register_timeout_s=_seconds(config, "register_timeout"),
+        idle_timeout_s=_seconds(config, "idle_timeout"),
+        write_timeout_s=_seconds(config, "write_timeout"),
         queue=QueueLimits(
-            max_messages=s["queue_max_messages"],
-            max_bytes=s["queue_max_bytes"],
-            ttl_s=s["queue_ttl"],
-            total_bytes=s["queue_total_bytes"],
-            sender_bytes=s["queue_sender_bytes"],
-            max_recipients=s["queue_max_recipients"],
+            max_messages=g("queue_max_messages"),
+            max_bytes=g("queue_max_bytes"),
+            ttl_s=_seconds(config, "queue_ttl"),
+            total_bytes=g("queue_total_bytes"),
+            sender_bytes=g("queue_sender_bytes"),
+            max_recipients=g("queue_max_recipients"),
         ),
     )
 
 
-def server_options(settings: dict[str, Any]) -> list[tuple[str, Any]]:
+def server_options(settings: Config) -> list[tuple[str, Any]]:
     # Frames up to the hard gRPC limit are read and answered with a too_large
     # Error (the stream stays usable); only beyond it does gRPC end the stream.
-    hard_limit = 2 * settings["max_frame_bytes"] + 64 * 1024
+    hard_limit = 2 * settings.get("max_frame_bytes") + 64 * 1024
     return [
         ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", hard_limit),
         ("grpc.max_send_message_length", hard_limit),
         # Liveness through HTTP/2 pings: nearly free, unlike application pings (DESIGN §10).
-        ("grpc.keepalive_time_ms", int(settings["keepalive"] * 1000)),
-        ("grpc.keepalive_timeout_ms", int(settings["keepalive_timeout"] * 1000)),
+        ("grpc.keepalive_time_ms", settings.get_duration_ms("keepalive")),
+        ("grpc.keepalive_timeout_ms", settings.get_duration_ms("keepalive_timeout")),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_ping_strikes", 0),
@@ -308,27 +368,22 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
         await self.hub.serve(context)
 
 
-def default_settings() -> dict[str, Any]:
-    """Every option at its default (for embedding a host, e.g. in tests)."""
-    return {key: o.default for key, o in _BY_KEY.items()}
-
-
-def public_urls(settings: dict[str, Any], bound: str) -> list[str]:
+def public_urls(settings: Config, bound: str) -> list[str]:
     """The URLs registrations may be signed for: ``--public-url``, else the bound
     ``--listen`` address when it is concrete, else (wildcard listen) only the
     loopback URLs on the bound port; a wildcard cannot say which names and
     addresses nodes use, and accepting any would let another relay replay
     registrations here (docs/relay.md, "Public URLs")."""
-    if settings["public_url"]:
-        return list(dict.fromkeys(settings["public_url"]))
-    scheme = "grpcs" if settings["tls_cert"] else "grpc"
+    if settings.get("public_url"):
+        return list(dict.fromkeys(settings.get("public_url")))
+    scheme = "grpcs" if settings.get("tls_cert") else "grpc"
     host, _, port = bound.rpartition(":")
     if not is_wildcard_host(host):
         return [f"{scheme}://{bound}"]
     return [f"{scheme}://{h}:{port}" for h in ("127.0.0.1", "[::1]", "localhost")]
 
 
-def build_server(hub: Hub, settings: dict[str, Any]) -> tuple[grpc.aio.Server, Any, str, bytes]:
+def build_server(hub: Hub, settings: Config) -> tuple[grpc.aio.Server, Any, str, bytes]:
     """A server with HostService and the health service, bound to ``listen``
     (not started); returns it, the health servicer, the bound HOST:PORT and
     the SHA-256 of its TLS certificate (empty without TLS)."""
@@ -336,11 +391,11 @@ def build_server(hub: Hub, settings: dict[str, Any]) -> tuple[grpc.aio.Server, A
     host_pb2_grpc.add_HostServiceServicer_to_server(HostServicer(hub), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    listen = settings["listen"]
+    listen = settings.get("listen")
     cert_sha256 = b""
     try:
-        if settings["tls_cert"]:
-            credentials, cert_sha256 = _tls_credentials(settings["tls_cert"], settings["tls_key"])
+        if settings.get("tls_cert"):
+            credentials, cert_sha256 = _tls_credentials(settings.get("tls_cert"), settings.get("tls_key"))
             port = server.add_secure_port(listen, credentials)
         else:
             port = server.add_insecure_port(listen)
@@ -351,35 +406,35 @@ def build_server(hub: Hub, settings: dict[str, Any]) -> tuple[grpc.aio.Server, A
     return server, health, f"{listen.rpartition(':')[0]}:{port}", cert_sha256
 
 
-async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
-    host_id = (settings["host_id"] or "").encode() or os.urandom(16)
-    if len(host_id) > wire.MAX_HOST_ID_LEN:
-        raise HostError(f"--host-id is longer than {wire.MAX_HOST_ID_LEN} bytes")
+async def serve(settings: Config, ready_file: Path | None) -> None:
+    host_id = settings.get("host_id").encode() or os.urandom(16)
     hub = Hub(limits_from(settings), wire.HostIdentity(host_id, []))
     server, health, bound, cert_sha256 = build_server(hub, settings)
     hub.host = wire.HostIdentity(host_id, public_urls(settings, bound), cert_sha256)
-    if not settings["public_url"] and is_wildcard_host(bound.rpartition(":")[0]):
+    if not settings.get("public_url") and is_wildcard_host(bound.rpartition(":")[0]):
         log.warning(
             "listening on the wildcard %s without --public-url: only nodes that dial this host on "
             "loopback can register; give --public-url with the URL nodes dial (e.g. grpcs://NAME:PORT)",
             bound,
         )
-    tls = bool(settings["tls_cert"])
+    tls = bool(settings.get("tls_cert"))
 
     metrics_server = None
     metrics_bound = None
-    if settings["metrics_listen"]:
+    if settings.get("metrics_listen"):
         from prometheus_client import disable_created_metrics, start_http_server
 
         disable_created_metrics()  # the *_created series only add noise here
 
-        m_host, _, m_port = settings["metrics_listen"].rpartition(":")
+        m_host, _, m_port = settings.get("metrics_listen").rpartition(":")
         try:
             metrics_server, _thread = start_http_server(
                 int(m_port), addr=m_host.strip("[]"), registry=hub.metrics.registry
             )
         except OSError as err:
-            raise HostError(f"cannot serve metrics on {settings['metrics_listen']}: {err.strerror}") from None
+            raise HostError(
+                f"cannot serve metrics on {settings.get('metrics_listen')}: {err.strerror}"
+            ) from None
         metrics_bound = f"{m_host}:{metrics_server.server_port}"
 
     stop = asyncio.Event()
@@ -400,7 +455,7 @@ async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
             bound,
             "TLS" if tls else "plaintext",
             metrics_bound or "off",
-            host_id.hex() if not settings["host_id"] else settings["host_id"],
+            host_id.hex() if not settings.get("host_id") else settings.get("host_id"),
         )
         log.info("accepting registrations for %s", ", ".join(hub.host.public_urls))
         await stop.wait()
@@ -419,14 +474,20 @@ async def serve(settings: dict[str, Any], ready_file: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 after a clean shutdown, 1 for a start-up problem, 2 for a bad option
+    (flag, environment variable or config file), each told in one line."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
         settings = resolve_settings(args)
+    except ConfigError as err:
+        print(f"tmax-host: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         asyncio.run(serve(settings, Path(args.ready_file) if args.ready_file else None))
     except (HostError, MeshError) as err:  # MeshError: the ready file could not be written
         print(f"tmax-host: error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     return 0

@@ -64,7 +64,8 @@ QUEUE_EXPIRE_EVERY_S = 10.0
 
 @dataclass(frozen=True)
 class HostLimits:
-    """Every bound of the host; the CLI flags map onto these (see docs/relay.md)."""
+    """Every bound of the host. The defaults here are the only ones: tmax-host's
+    options (``host._declare``, docs/relay.md) take theirs from this class."""
 
     max_connections: int = 10_000
     max_connections_per_ip: int = 64

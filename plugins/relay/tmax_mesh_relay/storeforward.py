@@ -47,6 +47,8 @@ class Held:
 
 @dataclass(frozen=True)
 class QueueLimits:
+    """Store-and-forward bounds; tmax-host's ``queue_*`` options default to these."""
+
     max_messages: int = 1000
     max_bytes: int = 16 * 1024 * 1024
     ttl_s: float = 24 * 3600.0
