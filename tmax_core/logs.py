@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -42,13 +43,37 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+def _one_of(choices: tuple[str, ...], env_var: str) -> Callable[[str], str]:
+    """An argparse ``type`` that checks the value, including a default taken
+    from the environment (argparse converts string defaults with ``type`` but
+    never checks them against ``choices``)."""
+
+    def convert(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not one of {', '.join(choices)} (from the flag or {env_var})"
+            )
+        return value
+
+    return convert
+
+
 def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     """``--log-level`` and ``--log-format`` (defaults from TMAX_LOG_LEVEL / TMAX_LOG_FORMAT)."""
     parser.add_argument(
         "--log-level",
         default=os.environ.get("TMAX_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
+        type=_one_of(LOG_LEVELS, "TMAX_LOG_LEVEL"),
+        metavar="{" + ",".join(LOG_LEVELS) + "}",
     )
     parser.add_argument(
-        "--log-format", default=os.environ.get("TMAX_LOG_FORMAT", "text"), choices=["text", "json"]
+        "--log-format",
+        default=os.environ.get("TMAX_LOG_FORMAT", "text"),
+        type=_one_of(LOG_FORMATS, "TMAX_LOG_FORMAT"),
+        metavar="{" + ",".join(LOG_FORMATS) + "}",
     )
