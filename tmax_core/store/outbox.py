@@ -3,6 +3,7 @@ or expired; retried when due."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -18,12 +19,11 @@ EXPIRED_ERROR = "expired: ttl passed before delivery"
 _OUTBOX_FIELDS = frozenset(
     ("status", "path", "attempts", "next_attempt_ms", "error", "delivered_at_ms", "sent_hashes")
 )
-_OUTBOX_COLS = (
-    "message_id, to_node_id, scope, content_type, body, created_at_ms, expires_at_ms, "
-    "status, path, attempts, next_attempt_ms, error, reply_to, delivered_at_ms, sent_hashes"
-)
+# The columns are OutboxEntry's fields, in order: a row is an entry's fields.
+_FIELDS = tuple(f.name for f in dataclasses.fields(OutboxEntry))
+_OUTBOX_COLS = ", ".join(_FIELDS)
 _OUTBOX_UPSERT = (
-    f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES ({','.join('?' * len(_FIELDS))}) "
     "ON CONFLICT(message_id) DO UPDATE SET to_node_id=excluded.to_node_id, scope=excluded.scope, "
     "content_type=excluded.content_type, body=excluded.body, created_at_ms=excluded.created_at_ms, "
     "expires_at_ms=excluded.expires_at_ms, status=excluded.status, path=excluded.path, "
@@ -40,43 +40,11 @@ def expired_error(last_error: str | None) -> str:
 
 
 def _params(e: OutboxEntry) -> tuple[Any, ...]:
-    return (
-        e.message_id,
-        e.to_node_id,
-        e.scope,
-        e.content_type,
-        e.body,
-        e.created_at_ms,
-        e.expires_at_ms,
-        e.status,
-        e.path,
-        e.attempts,
-        e.next_attempt_ms,
-        e.error,
-        e.reply_to,
-        e.delivered_at_ms,
-        e.sent_hashes,
-    )
+    return tuple(getattr(e, name) for name in _FIELDS)
 
 
 def _outbox(row: Sequence[Any]) -> OutboxEntry:
-    return OutboxEntry(
-        message_id=row[0],
-        to_node_id=row[1],
-        scope=row[2],
-        content_type=row[3],
-        body=row[4],
-        created_at_ms=row[5],
-        expires_at_ms=row[6],
-        status=row[7],
-        path=row[8],
-        attempts=row[9],
-        next_attempt_ms=row[10],
-        error=row[11],
-        reply_to=row[12],
-        delivered_at_ms=row[13],
-        sent_hashes=row[14],
-    )
+    return OutboxEntry(*row)
 
 
 def _assignments(fields: dict[str, Any]) -> tuple[tuple[str, ...], str]:
