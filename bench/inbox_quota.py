@@ -29,7 +29,8 @@ from typing import Any
 from common import environment, fmt, ratio, write_results  # type: ignore[import-not-found]
 
 from tmax_core.model import InboxMessage
-from tmax_core.store import INBOX_USAGE_TRIGGERS, Quota, Store, charge_sql, message_charge
+from tmax_core.store import INBOX_USAGE, Quota, Store, charge_sql, message_charge
+from tmax_core.store.inbox import insert_message
 
 BATCH = 100
 BODY = b"x" * 1024
@@ -53,8 +54,8 @@ def message(n: int, sender: bytes) -> InboxMessage:
 def open_store(path: Path, prefill: int, triggers: bool) -> Store:
     store = Store.open(path)
     if not triggers:
-        for stmt in INBOX_USAGE_TRIGGERS:
-            store._conn.execute("DROP TRIGGER " + stmt.split()[2])
+        for stmt in INBOX_USAGE.triggers():
+            store.conn.execute("DROP TRIGGER " + stmt.split()[2])
     for start in range(0, prefill, 1000):
         ns = range(start, min(prefill, start + 1000))
         store.inbox_insert_many([message(n, SENDERS[n % 100]) for n in ns])
@@ -63,7 +64,7 @@ def open_store(path: Path, prefill: int, triggers: bool) -> Store:
 
 def sum_quota_insert(store: Store, msgs: list[InboxMessage], quota: Quota) -> None:
     """The naive check: two SUMs over the inbox per message, then the plain insert."""
-    conn = store._conn
+    conn = store.conn
     with conn:
         for m in msgs:
             mine = conn.execute(
@@ -76,7 +77,7 @@ def sum_quota_insert(store: Store, msgs: list[InboxMessage], quota: Quota) -> No
             ).fetchone()[0]
             size = message_charge(m.body, m.content_type, m.scope, m.reply_to)
             if mine + size <= quota.per_sender and total + size <= quota.total:
-                conn.execute(store._INBOX_INSERT, store._inbox_params(m))
+                insert_message(conn, m)
 
 
 def run(way: str, root: Path, prefill: int, batches: int) -> float:

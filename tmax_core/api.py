@@ -17,6 +17,7 @@ import grpc
 
 from tmax_core import __version__
 from tmax_core.crypto import looks_like_node_id, parse_node_id, to_checksum
+from tmax_core.crypto import parse_hex_id as hex_id
 from tmax_core.errors import ERROR_CODE_KEY, MeshError, UsageError
 from tmax_core.model import (
     DEFAULT_SCOPE,
@@ -64,16 +65,6 @@ def translate_errors(method: Callable) -> Callable:
             )
 
     return wrapper
-
-
-def hex_id(text: str, what: str, length: int) -> bytes:
-    try:
-        raw = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        raise UsageError(f"{what} must be hex, got {text!r}") from None
-    if len(raw) != length:
-        raise UsageError(f"{what} must be {length} bytes ({2 * length} hex digits), got {text!r}")
-    return raw
 
 
 def friend_pb(f: Friend) -> pb.Friend:

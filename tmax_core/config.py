@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -40,6 +39,7 @@ from typing import Any
 
 import tomli_w
 
+from tmax_core.atomicfile import write_atomic
 from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import ConfigError, UsageError
 
@@ -395,36 +395,14 @@ def _warn_ignored(path: Path | None, registry: ConfigRegistry, keys: list[str]) 
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Replace the config file (mode 0600) atomically; a symlinked config file
+    (say, kept with one's dotfiles) is written where the link points."""
     target = Path(os.path.realpath(path))
-    parent = target.parent
     try:
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(target, data, 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot write config file {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o600)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ConfigError(f"cannot write config file {path}: {exc.strerror or exc}") from None
-        raise
-    try:
-        dfd = os.open(parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 @contextlib.contextmanager

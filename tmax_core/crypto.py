@@ -24,6 +24,7 @@ PUBLIC_KEY_LEN = 33
 SIGNATURE_LEN = 65
 
 _NODE_ID_RE = re.compile(r"0[xX][0-9a-fA-F]{40}")
+_HEX_ID_RE = re.compile(r"(?:0[xX])?([0-9a-fA-F]*)")
 
 
 class Domain:
@@ -82,11 +83,23 @@ def looks_like_node_id(text: object) -> bool:
     return isinstance(text, str) and _NODE_ID_RE.fullmatch(text.strip()) is not None
 
 
+def parse_hex_id(text: str, what: str, length: int) -> bytes:
+    """An id of ``length`` bytes written in hex (``0x`` optional, any case,
+    white space around it ignored); else a one-line UsageError naming ``what``."""
+    match = _HEX_ID_RE.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(f"{what} must be hex, got {text!r}")
+    if len(match[1]) != 2 * length:
+        raise UsageError(f"{what} must be {length} bytes ({2 * length} hex digits), got {text!r}")
+    return bytes.fromhex(match[1])
+
+
 def parse_node_id(text: str) -> bytes:
-    """``0x`` + 40 hex digits (any case) -> 20 bytes; else UsageError."""
+    """``0x`` + 40 hex digits (any case) -> 20 bytes; else UsageError. The
+    ``0x`` is required: it is what tells a node id from an alias."""
     if not looks_like_node_id(text):
         raise UsageError(f"not a node id: {text!r} (expected 0x followed by 40 hex digits)")
-    return bytes.fromhex(text.strip()[2:])
+    return parse_hex_id(text, "node id", NODE_ID_LEN)
 
 
 def signing_digest(domain: bytes, *parts: bytes) -> bytes:

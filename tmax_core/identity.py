@@ -7,7 +7,6 @@ recovery key is an error, never a reason to generate a new identity.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from tmax_core import crypto
+from tmax_core.atomicfile import write_atomic
 from tmax_core.crypto import Domain
 from tmax_core.errors import KeystoreError
 
@@ -58,39 +58,13 @@ class NodeIdentity:
 # ---------------------------------------------------------------- file helpers
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_private_file(path: Path, data: bytes) -> None:
     """Atomically write ``data`` to ``path`` with mode 0600 (temp + fsync + rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomic(path, data, 0o600)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise KeystoreError(f"cannot write {path}: {exc.strerror or exc}") from None
-    _fsync_dir(path.parent)
 
 
 def _read(path: Path) -> bytes | None:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.durability.integrity import integrity_check
 from tests.harness import Node, ProcGroup, free_port, wait_for
 from tmax_core.client import NodeClient
 from tmax_core.errors import MeshError
-from tmax_core.store import Store
 
 TMPFS_SIZE = "2M"
 
@@ -128,5 +128,4 @@ def test_disk_full_state_dir(procs: ProcGroup, small_disk: Path) -> None:
     assert node.stop() == 0  # a clean SIGTERM shutdown
     log = node.log_path.read_text(errors="replace")
     print(f"node log: {log.count('Traceback')} tracebacks while the disk was full")
-    with Store.open(state / "state.db") as store:
-        assert store.integrity_check() == "ok"
+    assert integrity_check(state) == "ok"

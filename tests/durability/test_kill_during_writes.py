@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.durability.integrity import integrity_check
 from tests.harness import Node, ProcGroup, free_port, wait_for
 from tmax_core import identity
 from tmax_core.client import NodeClient
 from tmax_core.errors import MeshError
-from tmax_core.store import Store
 
 KILLS = 10
 BATCH = 10
@@ -47,11 +47,6 @@ def stored_ids(state_dir: Path) -> tuple[set[str], set[str]]:
     finally:
         db.close()
     return outbox, inbox
-
-
-def integrity(state_dir: Path) -> str:
-    with Store.open(state_dir / "state.db") as store:
-        return store.integrity_check()
 
 
 class Sender(threading.Thread):
@@ -119,7 +114,7 @@ def test_sigkill_during_heavy_writes(procs: ProcGroup) -> None:
                 inbox_before = set()
             victim.kill()
             # While it is down: the files are sound and nothing acknowledged is missing from them.
-            assert integrity(victim.state_dir) == "ok", f"kill {k}: state.db is damaged"
+            assert integrity_check(victim.state_dir) == "ok", f"kill {k}: state.db is damaged"
             assert identity.load(victim.state_dir).node_id_hex == victim_id, f"kill {k}: keystore"
             outbox_ids, inbox_ids = stored_ids(victim.state_dir)
             lost = set(acked_before) - outbox_ids

@@ -12,7 +12,9 @@ import pytest
 
 from tmax_core.errors import MeshError, NotFound, Reason, StateDirError, UsageError
 from tmax_core.model import Friend, InboxMessage, IssuedInvite, OutboxEntry, RateLimit
-from tmax_core.store import EXPIRED_ERROR, INVITE_RETENTION_MS, SCHEMA_VERSION, Store
+from tmax_core.store import EXPIRED_ERROR, SCHEMA_VERSION, Store
+from tmax_core.store.invites import INVITE_RETENTION_MS
+from tmax_core.store.schema import MIGRATIONS
 
 NOW = 1_700_000_000_000
 
@@ -72,6 +74,24 @@ def outbox_entry(n: int, to: int = 1, **kw: object) -> OutboxEntry:
     )
 
 
+def inbox_get(store: Store, message_id: bytes) -> InboxMessage | None:
+    return next((m for _, m in store.inbox_list() if m.message_id == message_id), None)
+
+
+def issued(store: Store, token_id: bytes) -> IssuedInvite | None:
+    """The invite as ingress reads it on first contact."""
+    found = store.issued_invite_tokens().get(token_id)
+    return found[0] if found else None
+
+
+def integrity(db_path: Path) -> str:
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "state.db"
@@ -96,7 +116,7 @@ def test_open_creates_wal_db_with_schema_version(db_path: Path, store: Store) ->
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         conn.close()
-    assert store.integrity_check() == "ok"
+    assert integrity(db_path) == "ok"
 
 
 def test_open_directory_uses_state_db(tmp_path: Path) -> None:
@@ -111,20 +131,18 @@ def test_reopen_keeps_data(db_path: Path) -> None:
     s = Store.open(db_path)
     s.add_friend(friend(1, alias="bob"))
     s.record_issued_invite(invite(1), "tok")
-    s.inbox_insert(inbox_msg(1))
+    s.inbox_insert_many([inbox_msg(1)])
     s.record_received_many([(nid(1), mid(1), b"h" * 32, "accepted", NOW)])
     s.outbox_put_many([outbox_entry(1)])
-    s.meta_set("k", "v")
     s.close()
     s.close()  # idempotent
     s = Store.open(db_path)
     try:
-        assert s.find_friend("bob").node_id == nid(1)
-        assert s.get_issued_invite(mid(1)) is not None
-        assert s.inbox_get(mid(1)) is not None
+        assert [f.alias for f in s.list_friends()] == ["bob"]
+        assert issued(s, mid(1)) is not None
+        assert inbox_get(s, mid(1)) is not None
         assert s.seen_check_many([(nid(1), mid(1))]) == {(nid(1), mid(1)): b"h" * 32}
         assert s.outbox_get(mid(1)) is not None
-        assert s.meta_get("k") == "v"
     finally:
         s.close()
 
@@ -173,11 +191,9 @@ def test_version_1_database_migrates_to_sender_keyed_messages(db_path: Path) -> 
     """A state.db from before messages were (sender, message_id): its rows
     survive, its inbox ids and order stay, and the same id from another
     sender can then be stored."""
-    from tmax_core.store import _SCHEMA_V1
-
     db_path.parent.mkdir(mode=0o700)
     conn = sqlite3.connect(db_path)
-    for stmt in _SCHEMA_V1:
+    for stmt in MIGRATIONS[0]:
         conn.execute(stmt)
     conn.execute(
         "INSERT INTO inbox (id, message_id, from_node_id, sent_at_ms, received_at_ms, scope, "
@@ -205,9 +221,8 @@ def test_version_1_database_migrates_to_sender_keyed_messages(db_path: Path) -> 
 
 
 def test_inbox_is_keyed_by_sender_and_message_id(store: Store) -> None:
-    assert store.inbox_insert(inbox_msg(1, sender=1)) is True
-    assert store.inbox_insert(inbox_msg(1, sender=2)) is True  # another sender, same id
-    assert store.inbox_insert(inbox_msg(1, sender=1)) is False
+    stored = store.inbox_insert_many([inbox_msg(1, sender=1), inbox_msg(1, sender=2), inbox_msg(1, sender=1)])
+    assert [m.from_node_id for _, m in stored] == [nid(1), nid(2)]  # another sender, same id
     assert sorted(m.from_node_id for _, m in store.inbox_list()) == [nid(1), nid(2)]
     # Ack and delete by id alone would hit both: they need the sender then.
     with pytest.raises(UsageError, match="used by 2 senders"):
@@ -220,14 +235,6 @@ def test_inbox_is_keyed_by_sender_and_message_id(store: Store) -> None:
         store.inbox_delete([mid(1)], sender=nid(3))
     assert store.inbox_delete([mid(1)], sender=nid(1)) == 1
     assert [m.from_node_id for _, m in store.inbox_list()] == [nid(2)]
-
-
-def test_meta_and_integrity(store: Store) -> None:
-    assert store.meta_get("missing") is None
-    store.meta_set("a", "1")
-    store.meta_set("a", "2")
-    assert store.meta_get("a") == "2"
-    assert store.integrity_check() == "ok"
 
 
 # ---------------------------------------------------------------- friends
@@ -264,7 +271,7 @@ def test_add_friend_merges(store: Store) -> None:
     assert store.get_friend(nid(1)) == merged
     renamed = store.add_friend(friend(1, alias="robert"))
     assert renamed.alias == "robert"
-    assert store.find_friend("robert").node_id == nid(1)
+    assert store.get_friend(nid(1)).alias == "robert"  # type: ignore[union-attr]
 
 
 def test_add_friend_key_changed(store: Store) -> None:
@@ -285,20 +292,6 @@ def test_alias_uniqueness(store: Store) -> None:
     with pytest.raises(MeshError, match="alias"):
         store.add_friend(friend(2, alias="BOB"))  # case-insensitive
     store.add_friend(friend(1, alias="bob"))  # same friend re-adding its own alias is fine
-
-
-def test_find_friend(store: Store) -> None:
-    store.add_friend(friend(0xAB, alias="Alice"))
-    hexid = "0x" + nid(0xAB).hex()
-    assert store.find_friend(hexid).alias == "Alice"
-    assert store.find_friend(hexid.upper().replace("0X", "0x")).alias == "Alice"
-    assert store.find_friend("0X" + nid(0xAB).hex().upper()).alias == "Alice"
-    assert store.find_friend("Alice").node_id == nid(0xAB)
-    assert store.find_friend("alice").node_id == nid(0xAB)
-    with pytest.raises(NotFound, match="no friend named carol"):
-        store.find_friend("carol")
-    with pytest.raises(NotFound, match="no friend named 0x"):
-        store.find_friend("0x" + nid(5).hex())
 
 
 def test_list_friends_ordered_by_added(store: Store) -> None:
@@ -323,19 +316,20 @@ def test_set_blocked_remove_and_not_found(store: Store) -> None:
         store.update_friend_contact(nid(1), [], [])
 
 
-def test_update_contact_touch_and_clear_token(store: Store) -> None:
+def test_update_contact_last_seen_and_clear_token(store: Store) -> None:
     store.add_friend(friend(1, relay_hosts=["a"], endpoints=["b"], invite_token=b"T"))
     store.update_friend_contact(nid(1), ["grpcs://r:443"], [])
-    store.touch_friend(nid(1), NOW + 10)
-    store.touch_friend(nid(1), NOW + 5)  # never backwards
+    store.record_received_many([(nid(1), mid(1), b"a" * 32, "accepted", NOW + 10)])
+    store.record_received_many([(nid(1), mid(2), b"b" * 32, "accepted", NOW + 5)])  # never backwards
     store.clear_friend_invite_token(nid(1))
     f = store.get_friend(nid(1))
     assert f is not None
     assert f.relay_hosts == ["grpcs://r:443"] and f.endpoints == []
     assert f.last_seen_ms == NOW + 10
     assert f.invite_token is None
-    store.touch_friend(nid(9), NOW)  # unknown: no-op
+    store.record_received_many([(nid(9), mid(3), b"c" * 32, "accepted", NOW)])  # unknown: no-op
     store.clear_friend_invite_token(nid(9))
+    assert [f.node_id for f in store.list_friends()] == [nid(1)]
 
 
 # ---------------------------------------------------------------- issued invites
@@ -345,9 +339,9 @@ def test_record_list_get_revoke_invites(store: Store) -> None:
     store.record_issued_invite(invite(1), "tok1")
     store.record_issued_invite(invite(2, uses=None, created=NOW + 1), "tok2")
     store.record_issued_invite(invite(3, expires=NOW - 1, created=NOW + 2), "tok3")
-    got = store.get_issued_invite(mid(1))
+    got = issued(store, mid(1))
     assert got == invite(1)
-    assert store.get_issued_invite(mid(9)) is None
+    assert issued(store, mid(9)) is None
     assert [i.token_id for i in store.list_issued_invites(now_ms=NOW)] == [mid(1), mid(2)]
     assert [i.token_id for i in store.list_issued_invites(include_inactive=True, now_ms=NOW)] == [
         mid(1),
@@ -355,7 +349,7 @@ def test_record_list_get_revoke_invites(store: Store) -> None:
         mid(3),
     ]
     store.revoke_invite(mid(1))
-    assert store.get_issued_invite(mid(1)).revoked is True  # type: ignore[union-attr]
+    assert issued(store, mid(1)).revoked is True  # type: ignore[union-attr]
     assert [i.token_id for i in store.list_issued_invites(now_ms=NOW)] == [mid(2)]
     with pytest.raises(NotFound):
         store.revoke_invite(mid(9))
@@ -370,7 +364,7 @@ def test_first_contact_single_use_consumed_once(store: Store) -> None:
     assert f.rate_limit == RateLimit(3.0, 7)
     assert f.alias == "newbie" and f.relay_hosts == ["r"]
     assert store.get_friend(nid(10)) == f
-    assert store.get_issued_invite(mid(1)).uses_left == 0  # type: ignore[union-attr]
+    assert issued(store, mid(1)).uses_left == 0  # type: ignore[union-attr]
     # The same friend again: returned, no use consumed, no error.
     assert store.accept_first_contact(mid(1), friend(10), NOW).node_id == nid(10)
     # A different friend with the replayed token: used.
@@ -387,14 +381,14 @@ def test_first_contact_existing_friend_different_key(store: Store) -> None:
     with pytest.raises(MeshError) as ei:
         store.accept_first_contact(mid(1), Friend(node_id=nid(10), public_key=key(99)), NOW)
     assert ei.value.code == Reason.KEY_CHANGED
-    assert store.get_issued_invite(mid(1)).uses_left == 1  # type: ignore[union-attr]
+    assert issued(store, mid(1)).uses_left == 1  # type: ignore[union-attr]
 
 
 def test_first_contact_unlimited_and_multi_use(store: Store) -> None:
     store.record_issued_invite(invite(1, uses=None), "tok")
     for n in range(10, 15):
         store.accept_first_contact(mid(1), friend(n), NOW)
-    assert store.get_issued_invite(mid(1)).uses_left is None  # type: ignore[union-attr]
+    assert issued(store, mid(1)).uses_left is None  # type: ignore[union-attr]
     store.record_issued_invite(invite(2, uses=2), "tok2")
     store.accept_first_contact(mid(2), friend(20), NOW)
     store.accept_first_contact(mid(2), friend(21), NOW)
@@ -417,7 +411,7 @@ def test_first_contact_unknown_revoked_expired(store: Store) -> None:
         store.accept_first_contact(mid(2), friend(10), NOW + 10)
     assert ei.value.code == Reason.INVITE_EXPIRED
     assert store.get_friend(nid(10)) is None
-    assert store.get_issued_invite(mid(2)).uses_left == 1  # type: ignore[union-attr]
+    assert issued(store, mid(2)).uses_left == 1  # type: ignore[union-attr]
 
 
 def test_first_contact_drops_taken_alias(store: Store) -> None:
@@ -437,14 +431,14 @@ def test_used_invites_remembered_and_pruned(store: Store) -> None:
     assert ei.value.code == Reason.INVITE_USED
     later = NOW + 3_600_000 + INVITE_RETENTION_MS + 1
     store.record_issued_invite(invite(3, created=later, expires=later + 1000), "tok3")
-    assert store.get_issued_invite(mid(1)) is None
-    assert store.get_issued_invite(mid(3)) is not None
+    assert issued(store, mid(1)) is None
+    assert issued(store, mid(3)) is not None
 
 
 def test_invite_row_cap(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tmax_core.store as store_mod
+    import tmax_core.store.invites as invites_mod
 
-    monkeypatch.setattr(store_mod, "INVITE_MAX_ROWS", 3)
+    monkeypatch.setattr(invites_mod, "INVITE_MAX_ROWS", 3)
     store.record_issued_invite(invite(1, created=NOW), "a")  # active, oldest
     store.record_issued_invite(invite(2, created=NOW + 1), "b")
     store.revoke_invite(mid(2))  # inactive -> pruned first
@@ -491,7 +485,7 @@ def test_concurrent_first_contact_consumes_once(db_path: Path) -> None:
         errs = [x for x in results if isinstance(x, MeshError)]
         assert len(ok) == 1 and len(errs) == 1, results
         assert errs[0].code == Reason.INVITE_USED
-        assert stores[0].get_issued_invite(tid).uses_left == 0  # type: ignore[union-attr]
+        assert issued(stores[0], tid).uses_left == 0  # type: ignore[union-attr]
         for s in stores:
             s.close()
     s = Store.open(db_path)
@@ -506,21 +500,21 @@ def test_concurrent_first_contact_consumes_once(db_path: Path) -> None:
 
 def test_inbox_insert_dedup_and_alias(store: Store) -> None:
     store.add_friend(friend(1, alias="bob"))
-    assert store.inbox_insert(inbox_msg(1)) is True
-    assert store.inbox_insert(inbox_msg(1)) is False
-    got = store.inbox_get(mid(1))
+    assert len(store.inbox_insert_many([inbox_msg(1)])) == 1
+    assert store.inbox_insert_many([inbox_msg(1)]) == []
+    got = inbox_get(store, mid(1))
     assert got is not None and got.from_alias == "bob" and got.body == b"hello 1"
-    assert store.inbox_insert(inbox_msg(2, alias="explicit")) is True
-    assert store.inbox_get(mid(2)).from_alias == "explicit"  # type: ignore[union-attr]
+    assert len(store.inbox_insert_many([inbox_msg(2, alias="explicit")])) == 1
+    assert inbox_get(store, mid(2)).from_alias == "explicit"  # type: ignore[union-attr]
     # Alias stored at receive time: renaming the friend later does not change it.
     store.add_friend(friend(1, alias="robert"))
-    assert store.inbox_get(mid(1)).from_alias == "bob"  # type: ignore[union-attr]
-    assert store.inbox_get(mid(99)) is None
+    assert inbox_get(store, mid(1)).from_alias == "bob"  # type: ignore[union-attr]
+    assert inbox_get(store, mid(99)) is None
     assert store.inbox_unread() == 2
 
 
 def test_inbox_insert_many(store: Store) -> None:
-    store.inbox_insert(inbox_msg(2))
+    store.inbox_insert_many([inbox_msg(2)])
     stored = store.inbox_insert_many([inbox_msg(1), inbox_msg(2), inbox_msg(3), inbox_msg(1)])
     assert [m.message_id for _, m in stored] == [mid(1), mid(3)]  # repeats left out
     assert store.inbox_insert_many([]) == []
@@ -545,7 +539,7 @@ def test_inbox_list_paging_and_unread(store: Store) -> None:
     ]
     rowids = [r for r, _ in store.inbox_list()]
     assert rowids == sorted(rowids)
-    assert store.inbox_get(mid(1)).acked is True  # type: ignore[union-attr]
+    assert inbox_get(store, mid(1)).acked is True  # type: ignore[union-attr]
 
 
 def test_inbox_ack_unknown_changes_nothing(store: Store) -> None:
@@ -605,7 +599,7 @@ def test_outbox_put_get_roundtrip(store: Store) -> None:
     assert store.outbox_get(mid(3)).attempts == 5  # type: ignore[union-attr]
 
 
-def test_outbox_due_and_pending(store: Store) -> None:
+def test_outbox_due(store: Store) -> None:
     store.outbox_put_many([outbox_entry(3, created_at_ms=NOW + 30)])
     store.outbox_put_many([outbox_entry(1, created_at_ms=NOW + 10, status="sent")])
     store.outbox_put_many([outbox_entry(2, created_at_ms=NOW + 20, next_attempt_ms=NOW + 1000)])
@@ -618,17 +612,17 @@ def test_outbox_due_and_pending(store: Store) -> None:
     assert [e.message_id for e in store.outbox_due(NOW + 1000, 2, {mid(5), mid(2)})] == [mid(1), mid(3)]
     due = store.outbox_due(NOW, 1, {mid(5)})
     assert due == [store.outbox_get(mid(1))]  # whole entries, as stored
-    assert [e.message_id for e in store.outbox_pending_for(nid(1))] == [mid(1), mid(2), mid(3)]
-    assert store.outbox_pending_for(nid(3)) == []
 
 
 def test_outbox_update(store: Store) -> None:
     store.outbox_put_many([outbox_entry(1, error="boom")])
-    store.outbox_update(mid(1), status="sent", attempts=2, next_attempt_ms=NOW + 5)
+    store.outbox_update_many([(mid(1), {"status": "sent", "attempts": 2, "next_attempt_ms": NOW + 5})])
     e = store.outbox_get(mid(1))
     assert e is not None
     assert (e.status, e.attempts, e.next_attempt_ms, e.error, e.path) == ("sent", 2, NOW + 5, "boom", None)
-    store.outbox_update(mid(1), status="delivered", path="relay", error=None, delivered_at_ms=NOW + 9)
+    store.outbox_update_many(
+        [(mid(1), {"status": "delivered", "path": "relay", "error": None, "delivered_at_ms": NOW + 9})]
+    )
     e = store.outbox_get(mid(1))
     assert e is not None
     assert (e.status, e.path, e.error, e.delivered_at_ms, e.attempts) == (
@@ -639,9 +633,9 @@ def test_outbox_update(store: Store) -> None:
         2,
     )
     with pytest.raises(NotFound):
-        store.outbox_update(mid(2), status="sent")
+        store.outbox_update_many([(mid(2), {"status": "sent"})])
     # An attempt still in flight when an ack arrived on its own cannot undo the outcome.
-    store.outbox_update(mid(1), status="sent", attempts=3, error="relay: timed out")
+    store.outbox_update_many([(mid(1), {"status": "sent", "attempts": 3, "error": "relay: timed out"})])
     assert store.outbox_get(mid(1)).status == "delivered"  # type: ignore[union-attr]
 
 

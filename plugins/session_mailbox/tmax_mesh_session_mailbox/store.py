@@ -13,34 +13,24 @@ same remote message twice (after a crash, or a sender's retry) stores it once.
 
 Remote messages are bounded by byte quotas on the unread ones, per sending
 node and over all of them (:meth:`SessionStore.insert_remote_many`), counted
-like the core inbox's (:func:`tmax_core.store.message_charge`) in the table
+like the core inbox's (:class:`tmax_core.store.UsageTable`) in the table
 ``remote_usage``, which triggers keep in step with ``messages`` (schema v2).
 Local sessions' messages are not counted: they come from the node's owner.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tmax_core.errors import NotFound, StateDirError, UsageError
-from tmax_core.store import (
-    ALL_SENDERS,
-    KEEP_ROWID_COUNTER,
-    Quota,
-    charge_sql,
-    message_charge,
-    write_transaction,
-)
+from tmax_core.errors import NotFound, UsageError
+from tmax_core.sqlitedb import Database, Migration, keep_rowid_counter, lastrowid_if_new, open_database
+from tmax_core.store import Quota, UsageTable
 
 DB_NAME = "sessions.db"
-SCHEMA_VERSION = 3
-BUSY_TIMEOUT_MS = 10_000
 MAX_SESSION_LEN = 128
 LOCAL = "local"
 REMOTE = "remote"
@@ -65,43 +55,11 @@ _SCHEMA_V1 = (
     "CREATE INDEX messages_session ON messages(session, acked, id)",
 )
 
-# Unread bytes and messages of remote origin per sending node, and their sum
-# under ALL_SENDERS (x''), as in the core's inbox_usage; kept by triggers on
-# ``messages`` (a migration that rebuilds that table creates them again).
-_REMOTE_USAGE_TRIGGERS = (
-    f"""CREATE TRIGGER remote_usage_insert AFTER INSERT ON messages
-        WHEN new.origin = 'remote' AND new.acked = 0 BEGIN
-        INSERT INTO remote_usage (from_node_id, bytes, messages)
-        VALUES (new.from_node_id, {charge_sql("new")}, 1), (x'', {charge_sql("new")}, 1)
-        ON CONFLICT(from_node_id) DO UPDATE SET bytes = bytes + excluded.bytes, messages = messages + 1;
-    END""",
-    f"""CREATE TRIGGER remote_usage_ack AFTER UPDATE OF acked ON messages
-        WHEN new.origin = 'remote' AND old.acked = 0 AND new.acked != 0 BEGIN
-        UPDATE remote_usage SET bytes = bytes - {charge_sql("old")}, messages = messages - 1
-        WHERE from_node_id IN (old.from_node_id, x'');
-    END""",
-    f"""CREATE TRIGGER remote_usage_delete AFTER DELETE ON messages
-        WHEN old.origin = 'remote' AND old.acked = 0 BEGIN
-        UPDATE remote_usage SET bytes = bytes - {charge_sql("old")}, messages = messages - 1
-        WHERE from_node_id IN (old.from_node_id, x'');
-    END""",
-)
-
-_SCHEMA_V2 = (
-    """CREATE TABLE remote_usage (
-        from_node_id BLOB PRIMARY KEY,
-        bytes INTEGER NOT NULL,
-        messages INTEGER NOT NULL
-    ) WITHOUT ROWID""",
-    *_REMOTE_USAGE_TRIGGERS,
-    # The unread remote messages of an existing database, counted once.
-    f"INSERT INTO remote_usage (from_node_id, bytes, messages) "
-    f"SELECT from_node_id, sum({charge_sql('messages')}), count(*) FROM messages "
-    "WHERE origin = 'remote' AND acked = 0 GROUP BY from_node_id",
-    f"INSERT INTO remote_usage (from_node_id, bytes, messages) "
-    f"SELECT x'', coalesce(sum({charge_sql('messages')}), 0), count(*) FROM messages "
-    "WHERE origin = 'remote' AND acked = 0",
-)
+# Unread bytes and messages of remote origin per sending node, as in the
+# core's inbox_usage (a migration that rebuilds ``messages`` creates its
+# triggers again).
+REMOTE_USAGE = UsageTable("remote_usage", "messages", counted="origin = 'remote'")
+_SCHEMA_V2 = REMOTE_USAGE.create()
 
 _COLS_V1 = (
     "id, message_id, session, origin, from_session, from_node_id, from_alias, sent_at_ms, "
@@ -129,16 +87,17 @@ _SCHEMA_V3 = (
         reply_to BLOB
     )""",
     f"INSERT INTO messages_v3 ({_COLS_V1}) SELECT {_COLS_V1} FROM messages",
-    *KEEP_ROWID_COUNTER.format(old="messages", new="messages_v3").split(";"),
+    *keep_rowid_counter(old="messages", new="messages_v3"),
     "DROP TABLE messages",
     "ALTER TABLE messages_v3 RENAME TO messages",
     "CREATE INDEX messages_session ON messages(session, acked, id)",
     "CREATE UNIQUE INDEX messages_identity ON messages(coalesce(from_node_id, x''), message_id)",
     "CREATE INDEX messages_message ON messages(message_id)",
-    *_REMOTE_USAGE_TRIGGERS,
+    *REMOTE_USAGE.triggers(),
 )
 
-_MIGRATIONS: dict[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+MIGRATIONS: tuple[Migration, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 # Narrows a statement to one sending node when its two parameters are a node id.
 _FROM = "AND (? IS NULL OR from_node_id = ?)"
@@ -234,80 +193,15 @@ def check_session(name: str) -> str:
     return name
 
 
-class SessionStore:
+class SessionStore(Database):
     """Synchronous access to ``sessions.db``; see the module docstring."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn: sqlite3.Connection | None = conn
-        self.path = path
 
     @classmethod
     def open(cls, path: Path) -> SessionStore:
         """Open (creating if needed, mode 0600) the database file ``path``."""
         path = Path(path)
-        conn: sqlite3.Connection | None = None
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            conn = sqlite3.connect(
-                str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StateDirError(f"session database {path}: cannot enable WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            cls._migrate(conn, path)
-        except StateDirError:
-            if conn is not None:
-                conn.close()
-            raise
-        except (sqlite3.Error, OSError) as exc:
-            if conn is not None:
-                conn.close()
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StateDirError(f"cannot open session database {path}: {detail}") from exc
+        conn = open_database(path, MIGRATIONS, what="session database", package="tmax-mesh-session-mailbox")
         return cls(conn, path)
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StateDirError(
-                f"session database {path} has schema version {version}, newer than this plugin "
-                f"understands ({SCHEMA_VERSION}); upgrade tmax-mesh-session-mailbox"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Re-read under the write lock: another connection may have migrated.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            while version < SCHEMA_VERSION:
-                version += 1
-                for statement in _MIGRATIONS[version]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {version}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StateDirError(f"session database {self.path} is closed")
-        return self._conn
-
-    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self.conn)
 
     # ------------------------------------------------------------------ writes
 
@@ -318,48 +212,14 @@ class SessionStore:
 
     def insert_remote_many(self, messages: Sequence[SessionMessage], quota: Quota) -> list[SessionMessage]:
         """Store remote messages within ``quota``, in one transaction; returns
-        the ones refused.
-
-        Taken in order: a message that would bring its sender's unread bytes
-        past ``quota.per_sender``, or all senders' past ``quota.total``, is
-        refused and the next ones still get their chance. A refused message
-        already stored (delivered again after a crash) is a repeat, not refused.
-        """
-        refused: list[SessionMessage] = []
+        the ones refused (see :meth:`tmax_core.store.UsageTable.insert_within`)."""
+        for m in messages:
+            check_session(m.session)
         with self._tx() as conn:
-            total = self._usage(conn, ALL_SENDERS)
-            used: dict[bytes, int] = {}
-            for m in messages:
-                check_session(m.session)
-                sender = m.from_node_id or b""
-                mine = used.get(sender)
-                if mine is None:
-                    mine = self._usage(conn, sender)
-                size = message_charge(m.body, m.content_type, m.scope, m.reply_to)
-                if mine + size > quota.per_sender or total + size > quota.total:
-                    there = conn.execute(
-                        "SELECT 1 FROM messages WHERE message_id = ? AND from_node_id = ?",
-                        (m.message_id, sender),
-                    ).fetchone()
-                    if there is None:
-                        refused.append(m)
-                elif conn.execute(_INSERT, m.params()).rowcount == 1:
-                    mine += size
-                    total += size
-                used[sender] = mine
+            _stored, refused = REMOTE_USAGE.insert_within(
+                conn, messages, quota, lambda m: lastrowid_if_new(conn.execute(_INSERT, m.params()))
+            )
         return refused
-
-    @staticmethod
-    def _usage(conn: sqlite3.Connection, sender: bytes) -> int:
-        row = conn.execute("SELECT bytes FROM remote_usage WHERE from_node_id = ?", (sender,)).fetchone()
-        return row[0] if row else 0
-
-    def remote_usage(self, sender: bytes = ALL_SENDERS) -> tuple[int, int]:
-        """``(bytes, messages)`` unread from node ``sender`` (default: from every node)."""
-        row = self.conn.execute(
-            "SELECT bytes, messages FROM remote_usage WHERE from_node_id = ?", (sender,)
-        ).fetchone()
-        return (row[0], row[1]) if row else (0, 0)
 
     def delete(self, session: str, message_ids: Sequence[bytes], sender: bytes | None = None) -> int:
         """Delete messages of ``session`` (from node ``sender`` if given), read
@@ -435,12 +295,6 @@ class SessionStore:
             (session, limit or -1),
         )
         return [_row(r) for r in rows]
-
-    def get(self, message_id: bytes) -> SessionMessage | None:
-        row = self.conn.execute(
-            f"SELECT {_COLS} FROM messages WHERE message_id = ?", (message_id,)
-        ).fetchone()
-        return _row(row) if row else None
 
     def unread(self, session: str) -> int:
         return self.conn.execute(
