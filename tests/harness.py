@@ -11,10 +11,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.polling import wait_for  # the process tests import it from here
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT_S = 30.0
@@ -33,20 +33,6 @@ def script(name: str) -> str:
     if not path.exists():
         raise RuntimeError(f"{name} is not installed in {BIN}; run the README's install command")
     return str(path)
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Proc:

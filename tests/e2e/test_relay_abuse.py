@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.harness import Host, ProcGroup
+from tests.polling import wait_for_async
 from tmax_core import envelope as env
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay import wire
@@ -87,6 +88,14 @@ class Clients:
         raw = Raw(session)
         self.sessions.append(raw)
         return raw, identity
+
+    async def registers(self) -> bool:
+        """Whether a new node can register right now (the host has room for it)."""
+        try:
+            await self.node()
+        except ConnectionError:
+            return False
+        return True
 
     async def close(self) -> None:
         for raw in self.sessions:
@@ -241,14 +250,8 @@ async def test_max_connections(procs: ProcGroup, clients: Clients) -> None:
     with pytest.raises(ConnectionError, match="RESOURCE_EXHAUSTED"):
         await clients.open()
     await first.close()
-    for _ in range(50):  # the host notices the closed stream almost at once
-        try:
-            await clients.node()
-            break
-        except ConnectionError:
-            await asyncio.sleep(0.1)
-    else:
-        pytest.fail("a slot did not free up after a client left")
+    # the host notices the closed stream almost at once
+    await wait_for_async(clients.registers, 5, 0.1, what="a slot to free up after a client left")
 
 
 # -- relaying -----------------------------------------------------------------------------
@@ -481,12 +484,12 @@ async def answers_until_pong(raw: Raw) -> list[str]:
 
 async def gone_from_host(asker: Raw, target: NodeIdentity) -> None:
     """Wait until the host has dropped ``target``'s route (``asker`` is a friend of it)."""
-    for _ in range(100):
+
+    async def gone() -> bool:
         await asker.write(N(lookup=host_pb2.Lookup(target=target.node_id)))
-        if not (await frame(asker, "lookup_result")).lookup_result.found:
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail("the host did not notice the closed stream")
+        return not (await frame(asker, "lookup_result")).lookup_result.found
+
+    await wait_for_async(gone, 5, 0.05, what="the host to notice the closed stream")
 
 
 async def test_stranger_fills_offline_victims_queue(procs: ProcGroup, clients: Clients) -> None:
@@ -635,14 +638,8 @@ async def test_connections_per_address_are_capped(procs: ProcGroup, clients: Cli
     with pytest.raises(ConnectionError, match=r"RESOURCE_EXHAUSTED.*limit per address"):
         await clients.open()
     await first.close()
-    for _ in range(50):  # the host notices the closed stream almost at once
-        try:
-            await clients.node()
-            break
-        except ConnectionError:
-            await asyncio.sleep(0.1)
-    else:
-        pytest.fail("a slot did not free up after a client left")
+    # the host notices the closed stream almost at once
+    await wait_for_async(clients.registers, 5, 0.1, what="a slot to free up after a client left")
     metrics = urllib.request.urlopen(f"http://{clients.host.metrics}/metrics", timeout=5).read().decode()
     assert re.search(r'^tmax_host_drops_total\{reason="max_connections_per_ip"\} [1-9]', metrics, re.M)
 
@@ -656,14 +653,8 @@ async def test_new_streams_per_address_are_rate_limited(procs: ProcGroup, client
         await s.close()  # not the connection cap: the rate of new streams
     with pytest.raises(ConnectionError, match=r"RESOURCE_EXHAUSTED.*too many new connections"):
         await clients.open()
-    for _ in range(100):  # a token comes back within 2 s
-        try:
-            await clients.node()
-            break
-        except ConnectionError:
-            await asyncio.sleep(0.1)
-    else:
-        pytest.fail("the bucket did not refill")
+    # a token comes back within 2 s
+    await wait_for_async(clients.registers, 10, 0.1, what="the bucket to refill")
 
 
 async def test_wildcard_listen_accepts_loopback_urls_only(procs: ProcGroup) -> None:

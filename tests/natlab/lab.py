@@ -34,11 +34,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.harness import Proc, ProcGroup, script
+from tests.polling import poll
 
 PUB = "100.64.0.1"
 RA_WAN = "100.64.0.2"
@@ -95,11 +95,8 @@ def kill_namespace_processes(ns: str, grace: float = 2.0) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.05)
-        pids = _namespace_pids(ns)
-    for pid in pids:
+    poll(lambda: not _namespace_pids(ns), grace)
+    for pid in _namespace_pids(ns):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

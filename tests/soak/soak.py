@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness import Host, Node, Proc, ProcGroup, wait_for
+from tests.polling import poll
 from tmax_core.client import AsyncNodeClient, NodeClient
 from tmax_core.errors import MeshError
 
@@ -179,7 +180,10 @@ class Soak:
         self.say(f"{cfg.nodes} nodes up{where}")
         for node in self.nodes:
             wait_for(
-                lambda n=node: self.relay_state(n) == "connected", 30, 0.1, f"{node.state_dir.name} on relay"
+                lambda n=node: self.relay_state(n) == "connected",
+                30,
+                0.1,
+                what=f"{node.state_dir.name} on relay",
             )
         # Everyone befriends everyone, through the local API (the CLI would cost a process per call).
         for i in range(cfg.nodes):
@@ -191,7 +195,7 @@ class Soak:
                     lambda i=i, j=j: any(f["node_id"] == self.node_ids[j] for f in self.friends(i)),
                     30,
                     0.1,
-                    f"n{j}'s first contact to reach n{i}",
+                    what=f"n{j}'s first contact to reach n{i}",
                 )
         self.say(f"{cfg.nodes * (cfg.nodes - 1) // 2} friendships made")
         if self.lab and cfg.loss:
@@ -381,20 +385,23 @@ class Soak:
         return counts.get("queued", 0) + counts.get("sent", 0)
 
     def wait_drained(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        open_counts: list[int] = []
         last_report = 0.0
-        while True:
+
+        def drained() -> bool:
+            nonlocal open_counts, last_report
             open_counts = [self.outbox_open(i) for i in range(self.cfg.nodes)]
             if all(c == 0 for c in open_counts):
                 return True
-            now = time.monotonic()
-            if now > deadline:
-                self.say(f"not drained after {timeout:.0f}s: open per node {open_counts}")
-                return False
-            if now - last_report > 5:
-                last_report = now
+            if time.monotonic() - last_report > 5:
+                last_report = time.monotonic()
                 self.say(f"open outbox entries per node: {open_counts}")
-            time.sleep(0.25)
+            return False
+
+        if poll(drained, timeout, 0.25):
+            return True
+        self.say(f"not drained after {timeout:.0f}s: open per node {open_counts}")
+        return False
 
     # -- verdict -----------------------------------------------------------------------
 

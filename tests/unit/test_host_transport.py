@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.polling import wait_for_async
 from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import ConfigError
@@ -85,14 +85,6 @@ class FakeNode:
         self.acks.append((ack, from_node_id))
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-    return value
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def host() -> AsyncIterator[str]:
     settings = default_settings()
@@ -144,7 +136,7 @@ def connected(t: RelayTransport) -> bool:
 async def test_send_returns_the_recipients_ack(host: str, started: Any) -> None:
     a, b = FakeNode([host]), FakeNode([host])
     ta, tb = await started(a), await started(b)
-    await until(lambda: connected(ta) and connected(tb))
+    await wait_for_async(lambda: connected(ta) and connected(tb), what="both transports registered")
     assert find_relay(a) is ta and a.kicks >= 1  # the outbox is kicked on registration
     friend_b = a.befriend(b, [host.upper().replace("GRPC://", "grpc://")])  # same host, other spelling
     assert ta.can_reach(friend_b)
@@ -170,19 +162,20 @@ async def test_offline_recipient_then_async_ack(host: str, started: Any) -> None
     a, b = FakeNode([host]), FakeNode([host], endpoints=["0.0.0.0:7000"])
     b.befriend(a, [host])  # the host stores for b only from its friends
     ta, tb = await started(a), await started(b)
-    await until(lambda: connected(ta) and connected(tb))
+    await wait_for_async(lambda: connected(ta) and connected(tb), what="both transports registered")
     await tb.stop()
     b.transports.clear()
 
-    for _ in range(50):  # until the host has dropped b's route (within the lookup rate)
-        if not await ta.lookup(b.identity.node_id):
-            break
-        await asyncio.sleep(0.1)
+    async def route_dropped() -> bool:
+        return not await ta.lookup(b.identity.node_id)
+
+    # (polled within the host's lookup rate)
+    await wait_for_async(route_dropped, interval=0.1, what="the host to drop b's route")
     friend_b = a.befriend(b, [host])
     assert await ta.send(friend_b, seal(a, b), 5.0) is None  # stored at the host
     assert ta.status()["queued"] == 1
     await started(b)
-    await until(lambda: a.acks)
+    await wait_for_async(lambda: a.acks, what="the asynchronous ack at a")
     _ack, sender = a.acks[0]
     assert sender == b.identity.node_id and len(b.envelopes) == 1
 
@@ -191,14 +184,14 @@ async def test_lookup_follows_the_allow_list(host: str, started: Any) -> None:
     a, b = FakeNode([host]), FakeNode([host], endpoints=["0.0.0.0:7000"])
     b.befriend(a, [host])  # b allows a before registering
     ta, tb = await started(a), await started(b)
-    await until(lambda: connected(ta) and connected(tb))
+    await wait_for_async(lambda: connected(ta) and connected(tb), what="both transports registered")
     a.befriend(b, [host])
     assert await ta.lookup(b.identity.node_id) == ["127.0.0.1:7000"]
     # b drops a: its listener pushes the new allow-list on the stream.
     del b.friends[a.identity.node_id]
     for listener in b.friend_listeners:
         listener()
-    assert await until(lambda: tb.links[0]._sent_allow == [])
+    assert await wait_for_async(lambda: tb.links[0]._sent_allow == [], what="b's allow list sent")
     assert await ta.lookup(b.identity.node_id) == []
 
 
@@ -207,7 +200,7 @@ async def test_can_reach_needs_a_shared_registered_host(host: str, started: Any)
     ta = await started(a)
     friend = a.befriend(b, ["grpc://127.0.0.1:1"])
     assert not ta.can_reach(friend)  # not connected yet, and not a host we share
-    await until(lambda: connected(ta))
+    await wait_for_async(lambda: connected(ta), what="a registered")
     assert not ta.can_reach(friend)
     friend.relay_hosts = []
     assert ta.can_reach(friend)  # the friend lists no host: any registered one
@@ -220,7 +213,7 @@ async def test_can_reach_needs_a_shared_registered_host(host: str, started: Any)
 async def test_unreachable_host_is_reported(started: Any) -> None:
     a = FakeNode(["grpc://127.0.0.1:1"])
     ta = await started(a)
-    await until(lambda: ta.status()["hosts"][0]["last_error"])
+    await wait_for_async(lambda: ta.status()["hosts"][0]["last_error"], what="the host's error in a's status")
     status = ta.status()
     assert status["state"] in ("down", "connecting")
     assert "UNAVAILABLE" in status["hosts"][0]["last_error"]
@@ -269,20 +262,21 @@ async def test_an_ack_counts_only_from_the_recipient() -> None:
     assert not waiting.done()
     link._on_ack(host_pb2.Ack(**{"from": b, "message_id": message_id, "ack": b"from b"}))
     assert waiting.result() == b"from b"
-    await until(lambda: a.acks)  # c's ack went the asynchronous way (verified, and refused, there)
+    # c's ack went the asynchronous way (verified, and refused, there)
+    await wait_for_async(lambda: a.acks, what="c's ack handed to a's node")
     assert a.acks == [(b"from c", c)]
 
 
 async def test_no_ack_goes_back_when_ingress_gives_none(host: str, started: Any) -> None:
     a, b = FakeNode([host]), FakeNode([host])
     ta, tb = await started(a), await started(b)
-    await until(lambda: connected(ta) and connected(tb))
+    await wait_for_async(lambda: connected(ta) and connected(tb), what="both transports registered")
     friend_b = a.befriend(b, [host])
     quiet, answered = seal(a, b, b"quiet"), seal(a, b, b"answered")
     quiet_id = env.parse(quiet, len(quiet)).message_id
     b.unanswered.add(quiet_id)
     first = asyncio.create_task(ta.send(friend_b, quiet, 5.0))
-    await until(lambda: len(b.envelopes) == 1)
+    await wait_for_async(lambda: len(b.envelopes) == 1, what="the envelope at b")
     # b's frames reach a in order: had the first been answered, its ack would be in by now.
     assert await ta.send(friend_b, answered, 5.0)
     link = ta.links[0]

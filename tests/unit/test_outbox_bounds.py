@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.polling import wait_for_async
 from tmax_core import envelope as env
 from tmax_core import outbox
 from tmax_core.config import Config, build_registry, config_path
@@ -83,12 +84,6 @@ async def node(tmp_path: Path) -> AsyncIterator[tuple[Node, NodeIdentity]]:
         await node.stop()
 
 
-async def wait_until(predicate: Any, what: str, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 async def test_a_fast_sender_fills_the_database_not_memory(
     node: tuple[Node, NodeIdentity], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,13 +100,15 @@ async def test_a_fast_sender_fills_the_database_not_memory(
         ids += [e.message_id for e in sent]
         assert n.outbox.in_memory[0] <= LANES_MAX
     # Every batch the friend's lanes may have in flight is held at the gate...
-    await wait_until(lambda: gated.held == outbox.LANE_BATCHES, "the lanes' batches at the gate")
+    await wait_for_async(lambda: gated.held == outbox.LANE_BATCHES, what="the lanes' batches at the gate")
     in_flight = outbox.LANE_BATCHES * outbox.BATCH_MAX
     assert in_flight + LANES_MAX < MESSAGES  # so some of them can only be in the database
     # ...and what waits behind them in memory stays within the bound.
     assert n.outbox.in_memory[0] <= LANES_MAX
     assert n.store.outbox_counts()["queued"] == MESSAGES
     gated.gate.set()
-    await wait_until(lambda: n.store.outbox_counts()["delivered"] == MESSAGES, "every message delivered")
+    await wait_for_async(
+        lambda: n.store.outbox_counts()["delivered"] == MESSAGES, 30, what="every message delivered"
+    )
     assert sorted(gated.delivered) == sorted(ids)  # each exactly once
     assert n.outbox.in_memory == (0, 0)

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
+from tests.polling import wait_for_async
 from tmax_core.model import IngressSource
 from tmax_core.peer import DELIVER_STREAM, SERVICE
 from tmax_core.peerstream import SERVER_IN_FLIGHT, PeerStream, StreamClosed, serve_stream
@@ -69,9 +70,8 @@ async def served() -> Any:
 
 
 async def until_in_flight(node: StandInNode) -> None:
-    """Until the receiver is working on a batch (bounded by the test timeout)."""
-    while node.in_flight == 0:
-        await asyncio.sleep(0.005)
+    """Until the receiver is working on a batch."""
+    await wait_for_async(lambda: node.in_flight, interval=0.005, what="the receiver to work on a batch")
 
 
 def open_stream(channel: grpc.aio.Channel) -> PeerStream:
