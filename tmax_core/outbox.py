@@ -435,7 +435,7 @@ class Outbox:
                 try:
                     await self._send_with(transport, friend, open_)
                 except (ConnectionError, TimeoutError, OSError) as err:
-                    last_error = f"{transport.name}: {err or type(err).__name__}"
+                    last_error = f"{transport.name}: {str(err) or type(err).__name__}"
                     node.transport_failed(transport, friend, err)
                 except Exception as err:  # a transport bug must not lose the retry
                     log.exception("transport %s raised while sending", transport.name)
@@ -477,7 +477,7 @@ class Outbox:
         failures = []
         for a, result in zip(attempts, results, strict=True):
             if isinstance(result, BaseException):
-                a.error = f"{transport.name}: {result or type(result).__name__}"
+                a.error = f"{transport.name}: {str(result) or type(result).__name__}"
                 failures.append(result)
             elif result is None:  # accepted by an intermediary (store-and-forward)
                 a.handed_off = transport.name
