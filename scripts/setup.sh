@@ -16,5 +16,15 @@ PY=${PYTHON:-python3}
   -e examples/task_update_plugin
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+  # The third-party runtime wheels, for tests/e2e/test_packaging.py: it installs
+  # the built wheels into a fresh venv with --no-index. Fetched again (network)
+  # only when a pyproject.toml changed.
+  stamp=$(cat pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ "$(cat .venv/wheelhouse/.stamp 2>/dev/null)" != "$stamp" ]; then
+    rm -rf .venv/wheelhouse
+    .venv/bin/python -m pip download --quiet --dest .venv/wheelhouse \
+      . plugins/relay plugins/direct plugins/session_mailbox plugins/ratelimit
+    echo "$stamp" >.venv/wheelhouse/.stamp
+  fi
 fi
 echo "setup: installed into $(pwd)/.venv ($(.venv/bin/tmax-mesh --version))"

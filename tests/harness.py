@@ -16,6 +16,9 @@ from typing import Any
 
 from tests.polling import wait_for  # the process tests import it from here
 
+# Where every console script is spawned from (see :func:`script`): the test's
+# own venv. A test that installed the product elsewhere points it there
+# (``monkeypatch.setattr(harness, "BIN", venv / "bin")``, as test_packaging does).
 BIN = Path(sys.executable).parent
 READY_TIMEOUT_S = 30.0
 
@@ -29,6 +32,7 @@ def free_port() -> int:
 
 
 def script(name: str) -> str:
+    """The path of console script ``name`` in :data:`BIN` (read on every call)."""
     path = BIN / name
     if not path.exists():
         raise RuntimeError(f"{name} is not installed in {BIN}; run the README's install command")

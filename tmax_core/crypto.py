@@ -2,22 +2,32 @@
 
 Node ids are Ethereum addresses of secp256k1 keys; signatures are 65-byte
 recoverable ECDSA over ``keccak256(domain || length-prefixed parts)``.
+
+Addresses and their EIP-55 checksums come from eth-keys / eth-utils; signing,
+recovery and ECDH stay on coincurve (eth-keys' own signing is ~3x slower).
+Keccak-256 is eth-hash's pysha3 backend (C), for our digests and for
+eth-keys': see :data:`HASH_BACKEND_ENV`.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import time
+from typing import TYPE_CHECKING
 
 import coincurve
 from coincurve.utils import get_valid_secret
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sha3 import keccak_256
+from eth_hash.backends.pysha3 import keccak256 as _pysha3_keccak256
 
 from tmax_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from eth_typing import Address, ChecksumAddress
 
 NODE_ID_LEN = 20
 PUBLIC_KEY_LEN = 33
@@ -25,6 +35,12 @@ SIGNATURE_LEN = 65
 
 _NODE_ID_RE = re.compile(r"0[xX][0-9a-fA-F]{40}")
 _HEX_ID_RE = re.compile(r"(?:0[xX])?([0-9a-fA-F]*)")
+
+# eth-keys and eth-utils hash through ``eth_hash.auto``, which picks its
+# backend on first use: pycryptodome (~6x slower) when it is installed,
+# unless this variable names one. A user's explicit choice is kept.
+HASH_BACKEND_ENV = "ETH_HASH_BACKEND"
+os.environ.setdefault(HASH_BACKEND_ENV, "pysha3")
 
 
 class Domain:
@@ -42,41 +58,36 @@ class Domain:
 
 
 def keccak256(data: bytes) -> bytes:
-    return keccak_256(data).digest()
+    return _pysha3_keccak256(data)
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def address_from_public_key(public_key: bytes) -> bytes:
+def address_from_public_key(public_key: bytes) -> Address:
     """Ethereum address of a 33- or 65-byte SEC1 public key (ValueError if invalid)."""
+    # Deferred: eth-keys imports pydantic (~0.1 s), and every CLI run imports this module.
+    from eth_keys import keys
+
     if not isinstance(public_key, bytes | bytearray) or len(public_key) not in (33, 65):
         raise ValueError("public key must be 33 (compressed) or 65 (uncompressed) bytes")
-    if len(public_key) == 65 and public_key[0] == 4:
-        uncompressed = bytes(public_key)
-        # Still validate that the point is on the curve.
-        try:
-            coincurve.PublicKey(uncompressed)
-        except Exception as exc:
-            raise ValueError(f"invalid public key: {exc}") from None
-    else:
-        try:
-            uncompressed = coincurve.PublicKey(bytes(public_key)).format(compressed=False)
-        except Exception as exc:
-            raise ValueError(f"invalid public key: {exc}") from None
-    return keccak256(uncompressed[1:])[-20:]
+    try:
+        # coincurve checks the point is on the curve (eth-keys checks only the length).
+        uncompressed = coincurve.PublicKey(bytes(public_key)).format(compressed=False)
+    except Exception as exc:
+        raise ValueError(f"invalid public key: {exc}") from None
+    return keys.PublicKey(uncompressed[1:]).to_canonical_address()
 
 
 @functools.lru_cache(maxsize=4096)  # hot: every status reply and log line names a node
-def to_checksum(node_id: bytes) -> str:
+def to_checksum(node_id: bytes) -> ChecksumAddress:
     """EIP-55 checksummed ``0x...`` form of a 20-byte node id."""
+    from eth_utils import to_checksum_address  # deferred, as in address_from_public_key
+
     if len(node_id) != NODE_ID_LEN:
         raise ValueError("node id must be 20 bytes")
-    hex_lower = node_id.hex()
-    digest = keccak256(hex_lower.encode("ascii")).hex()
-    out = [c.upper() if c.isalpha() and int(digest[i], 16) >= 8 else c for i, c in enumerate(hex_lower)]
-    return "0x" + "".join(out)
+    return to_checksum_address(node_id)
 
 
 def looks_like_node_id(text: object) -> bool:

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import coincurve
 from cryptography.exceptions import InvalidTag
@@ -20,6 +21,9 @@ from tmax_core import crypto
 from tmax_core.atomicfile import write_atomic
 from tmax_core.crypto import Domain
 from tmax_core.errors import KeystoreError
+
+if TYPE_CHECKING:
+    from eth_typing import Address, ChecksumAddress
 
 KEYSTORE_VERSION = 1
 NODE_KEY_NAME = "node.key"
@@ -32,9 +36,13 @@ _HEADER_FIELDS = ("version", "address", "public_key", "created_at_ms", "kdf", "c
 
 @dataclass(frozen=True)
 class NodeIdentity:
+    """The node's key pair and address. The private key stays a coincurve key:
+    signing and ECDH run on it for every message, about 3x faster than through
+    eth-keys; the address and its checksum come from eth-keys (:mod:`tmax_core.crypto`)."""
+
     private_key: coincurve.PrivateKey = field(repr=False)
     public_key: bytes
-    node_id: bytes
+    node_id: Address
     created_at_ms: int
 
     @classmethod
@@ -48,7 +56,7 @@ class NodeIdentity:
         return cls.from_secret(coincurve.PrivateKey().secret, crypto.now_ms())
 
     @property
-    def node_id_hex(self) -> str:
+    def node_id_hex(self) -> ChecksumAddress:
         return crypto.to_checksum(self.node_id)
 
     def sign(self, domain: bytes, *parts: bytes) -> bytes:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from tmax_core import envelope as env
-from tmax_core.aliases import alias_problem, generated_alias
+from tmax_core.aliases import alias_key, alias_problem, generated_alias
 from tmax_core.config import Config, is_wildcard_host
 from tmax_core.crypto import now_ms, parse_node_id, to_checksum
 from tmax_core.endpoints import endpoint_problem, relay_url_problem, screen_endpoints, screen_relay_urls
@@ -329,13 +329,12 @@ class Node:
 
     def free_alias(self, wanted: str | None) -> str | None:
         """``wanted`` if no friend uses it yet, else ``wanted-2``, ``wanted-3``...
-        Compared case-insensitively, as the store's unique alias column is
-        (``COLLATE NOCASE``): a case variant is taken too."""
+        (compared by :func:`~tmax_core.aliases.alias_key`: a case variant is taken too)."""
         if not wanted:
             return None
-        taken = {f.alias.lower() for f in self.friends.values() if f.alias}
+        taken = {alias_key(f.alias) for f in self.friends.values() if f.alias}
         alias, n = wanted, 1
-        while alias.lower() in taken:
+        while alias_key(alias) in taken:
             n += 1
             alias = f"{wanted}-{n}"
         return alias
@@ -391,12 +390,10 @@ class Node:
             if friend is None:
                 raise NotFound(f"no friend with node id {ref}")
             return friend
-        # Exact first; then any case, as the store compares aliases.
+        # At most one friend matches: the store keeps aliases unique by this key.
+        key = alias_key(ref)
         for friend in self.friends.values():
-            if friend.alias == ref:
-                return friend
-        for friend in self.friends.values():
-            if friend.alias and friend.alias.lower() == ref.lower():
+            if friend.alias and alias_key(friend.alias) == key:
                 return friend
         raise NotFound(f"no friend named {ref!r} (see `tmax-mesh friends list`)")
 

@@ -1,7 +1,7 @@
 """Where a node keeps its state, and the path of its local API socket.
 
 State dir precedence: ``--state-dir`` > ``TMAX_STATE_DIR`` >
-``$XDG_STATE_HOME/tmax`` > ``~/.local/state/tmax``.
+``$XDG_STATE_HOME/tmax`` > ``~/.local/state/tmax`` (the last two from platformdirs).
 
 Socket precedence: ``--socket`` > ``TMAX_NODE_SOCKET`` > ``STATE_DIR/node.sock``.
 Unix socket paths are limited to 107 bytes (``sun_path`` is 108 bytes with
@@ -15,6 +15,8 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from platformdirs.unix import Unix
 
 from tmax_core.errors import StateDirError
 
@@ -32,22 +34,22 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
 
 
-def resolve_state_dir(cli_value: str | None, env: Mapping[str, str] | None = None) -> Path:
+def resolve_state_dir(cli_value: str | None) -> Path:
     """The state dir to use (absolute, not created; see :func:`ensure_state_dir`).
 
-    ``XDG_STATE_HOME`` is honoured only when it is an absolute path, as the
-    XDG base directory spec requires (this is also what ``platformdirs``
-    does on Linux; we implement the rule so it is the same on every OS).
+    The default is platformdirs' XDG rule (``XDG_STATE_HOME`` only when it is
+    an absolute path) on every OS, not the platform's native folder: 0.1 kept
+    state in ``~/.local/state/tmax`` on macOS too, and a node whose state dir
+    moved would start as a new identity.
     """
-    env = _env(env)
     if cli_value:
         return Path(cli_value).expanduser().absolute()
-    if env.get(STATE_DIR_ENV):
-        return Path(env[STATE_DIR_ENV]).expanduser().absolute()
-    xdg = env.get("XDG_STATE_HOME", "")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / APP_NAME
-    return Path.home() / ".local" / "state" / APP_NAME
+    if os.environ.get(STATE_DIR_ENV):
+        return Path(os.environ[STATE_DIR_ENV]).expanduser().absolute()
+    try:
+        return Unix(APP_NAME).user_state_path
+    except RuntimeError as exc:  # no usable home directory
+        raise StateDirError(f"no default state dir ({exc}); use --state-dir or {STATE_DIR_ENV}") from None
 
 
 def ensure_state_dir(path: Path) -> Path:

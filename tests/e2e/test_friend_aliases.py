@@ -40,3 +40,21 @@ def test_friend_alias_cannot_pose_as_another_node(procs: ProcGroup) -> None:
     assert victim.cli("msg", "send", "--to", "bob", "still bob")["message_id"]
     # The generated name says who it is.
     assert posing["alias"] == f"peer-{posing['node_id'][2:10].lower()}"
+
+
+def test_friend_names_ignore_ascii_case_as_the_store_does(procs: ProcGroup) -> None:
+    """Issue 14, item 5: one rule (:func:`tmax_core.aliases.alias_key`) for
+    typing a friend's name and for a friend's suggested name."""
+    alice = procs.node("alice")
+    bob = procs.node("bob", "--peer-listen", "127.0.0.1:0")
+    other = procs.node("other", "--peer-listen", "127.0.0.1:0")
+    befriend(bob, alice, alias="bob")
+
+    # An invite suggesting "Bob" while "bob" is a friend: the next free name, not alias_taken.
+    suggested = alice.cli("invite", "accept", other.invite("--alias", "Bob"))
+    assert suggested["alias"] == "Bob-2", suggested
+
+    blocked = alice.cli("friends", "block", "BOB")
+    assert (blocked["node_id"], blocked["blocked"]) == (bob.node_id, True)
+    assert alice.cli("friends", "block", "bob-2")["node_id"] == other.node_id
+    assert {f["alias"]: f["blocked"] for f in alice.cli("friends", "list")} == {"bob": True, "Bob-2": True}

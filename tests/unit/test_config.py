@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -391,14 +392,42 @@ def test_config_path(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ state dir
 
 
-def test_resolve_state_dir(tmp_path: Path) -> None:
-    home = Path.home()
-    assert resolve_state_dir(None, env={}) == home / ".local" / "state" / "tmax"
-    assert resolve_state_dir(None, env={"XDG_STATE_HOME": "/xdg"}) == Path("/xdg/tmax")
-    assert resolve_state_dir(None, env={"XDG_STATE_HOME": "relative"}) == home / ".local/state/tmax"
-    env = {"XDG_STATE_HOME": "/xdg", "TMAX_STATE_DIR": "/env/state"}
-    assert resolve_state_dir(None, env=env) == Path("/env/state")
-    assert resolve_state_dir(str(tmp_path / "cli"), env=env) == tmp_path / "cli"
+@pytest.mark.parametrize(
+    ("cli", "env", "want"),
+    [
+        # The 0.1 defaults, now from platformdirs: unchanged on Linux.
+        (None, {}, "HOME/.local/state/tmax"),
+        (None, {"XDG_STATE_HOME": "/xdg"}, "/xdg/tmax"),
+        (None, {"XDG_STATE_HOME": "relative"}, "HOME/.local/state/tmax"),  # the XDG spec: ignored
+        (None, {"XDG_STATE_HOME": "/xdg", "TMAX_STATE_DIR": "/env/state"}, "/env/state"),
+        (None, {"TMAX_STATE_DIR": "~/st"}, "HOME/st"),
+        ("CWD/cli", {"XDG_STATE_HOME": "/xdg", "TMAX_STATE_DIR": "/env/state"}, "CWD/cli"),
+    ],
+)
+def test_resolve_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: str | None, env: dict[str, str], want: str
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_STATE_HOME", "TMAX_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cli = cli.replace("CWD", str(tmp_path)) if cli else None
+    want_path = Path(want.replace("HOME", str(home)).replace("CWD", str(tmp_path)))
+    assert resolve_state_dir(cli) == want_path
+
+
+def test_no_home_and_no_state_dir_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    monkeypatch.setenv("HOME", "")
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.delenv("TMAX_STATE_DIR", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(StateDirError, match="--state-dir or TMAX_STATE_DIR"):
+        resolve_state_dir(None)
 
 
 def test_ensure_state_dir(tmp_path: Path) -> None:

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import coincurve
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -28,14 +32,53 @@ def test_address_rejects_invalid_keys(bad):
         crypto.address_from_public_key(bad)
 
 
-def test_checksum_eip55_vectors():
-    for addr in [
-        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-        "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
-        "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
-        "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
-    ]:
-        assert crypto.to_checksum(bytes.fromhex(addr[2:])) == addr
+# The test vectors of EIP-55: mixed case, then all caps and all lower.
+EIP55_VECTORS = [
+    "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+    "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+    "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+    "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+    "0x52908400098527886E0F7030069857D2E4169EE7",
+    "0x8617E340B3D01FA5F11F306F4090FD50E238070D",
+    "0xde709f2102306220921060314715629080e2fb77",
+    "0x27b1fdb04752bbc536007a920d24acb045561c26",
+]
+
+
+@pytest.mark.parametrize("addr", EIP55_VECTORS)
+def test_checksum_eip55_vectors(addr):
+    assert crypto.to_checksum(bytes.fromhex(addr[2:])) == addr
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x01" * 19, b"\x01" * 21])
+def test_checksum_rejects_wrong_length(bad):
+    with pytest.raises(ValueError, match="20 bytes"):
+        crypto.to_checksum(bad)
+
+
+def _hash_backend_in_child(env: dict[str, str]) -> str:
+    """The backend setting and the eth-hash backend eth-keys would use, in a
+    fresh interpreter that imported tmax_core.crypto."""
+    code = (
+        "import os, tmax_core.crypto\n"
+        "from eth_hash.utils import auto_choose_backend\n"
+        "print(os.environ['ETH_HASH_BACKEND'], type(auto_choose_backend()).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_eth_keys_hashes_with_pysha3():
+    # Pinned, not left to eth-hash's auto choice: that prefers pycryptodome when installed.
+    env = {k: v for k, v in os.environ.items() if k != crypto.HASH_BACKEND_ENV}
+    assert _hash_backend_in_child(env) == "pysha3 PySha3Backend"
+
+
+def test_hash_backend_chosen_by_the_user_is_kept():
+    env = {**os.environ, crypto.HASH_BACKEND_ENV: "not-a-backend"}
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        _hash_backend_in_child(env)
+    assert "not-a-backend" in err.value.stderr
 
 
 def test_parse_node_id_any_case():

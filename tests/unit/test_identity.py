@@ -1,6 +1,7 @@
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,19 @@ def test_generate_and_sign():
     sig = ident.sign(crypto.Domain.ACK, b"x")
     assert crypto.verify(sig, ident.public_key, crypto.Domain.ACK, b"x")
     assert "private_key" not in repr(ident)
+
+
+FIXTURE_KEYSTORE = Path(__file__).parent.parent / "fixtures" / "keystore_v1"
+
+
+def test_keystore_written_before_eth_keys_still_loads():
+    """A node.key written by 0.1.0 (hand-rolled address code) unlocks with its
+    recovery key; its secret is the well-known web3 documentation key."""
+    ident = identity.load(FIXTURE_KEYSTORE)
+    assert ident.node_id_hex == "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+    secret = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    assert ident.private_key.secret.hex() == secret
+    assert ident.created_at_ms == 1_700_000_000_000
 
 
 def test_create_then_restart_loads_same(tmp_path):

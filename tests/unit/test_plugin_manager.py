@@ -63,7 +63,7 @@ def test_bundled_plugins_load_with_versions_and_hooks(clean_env: None) -> None:
     for name, dist in BUNDLED.items():
         assert name in rows, f"plugin {name} not loaded: {failed_plugins(pm)}"
         assert rows[name]["distribution"] == dist
-        assert rows[name]["version"] == "0.1.0"
+        assert rows[name]["version"] == rows[CORE_NAME]["version"]  # released in lockstep
         assert "tmax_add_config" in rows[name]["hooks"]
         assert rows[name]["hooks"] == sorted(rows[name]["hooks"])
     assert failed_plugins(pm) == []

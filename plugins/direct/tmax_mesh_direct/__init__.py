@@ -3,4 +3,6 @@
 Loaded by the core through the ``tmax_mesh`` entry point ``direct = "tmax_mesh_direct.plugin"``.
 """
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+__version__ = importlib.metadata.version("tmax-mesh-direct")  # the one source is pyproject.toml

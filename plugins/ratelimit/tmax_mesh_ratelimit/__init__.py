@@ -3,4 +3,6 @@
 Loaded by the core through the ``tmax_mesh`` entry point ``ratelimit = "tmax_mesh_ratelimit.plugin"``.
 """
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+__version__ = importlib.metadata.version("tmax-mesh-ratelimit")  # the one source is pyproject.toml

@@ -3,4 +3,6 @@
 Loaded by the core through the ``tmax_mesh`` entry point ``relay = "tmax_mesh_relay.plugin"``.
 """
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+__version__ = importlib.metadata.version("tmax-mesh-relay")  # the one source is pyproject.toml

@@ -4,4 +4,6 @@ Loaded by the core through the ``tmax_mesh`` entry point
 ``session_mailbox = "tmax_mesh_session_mailbox.plugin"``.
 """
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+__version__ = importlib.metadata.version("tmax-mesh-session-mailbox")  # the one source is pyproject.toml

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tmax_core.aliases import alias_key
 from tmax_core.builtins import DEFAULT_MAX_BYTES_PER_FRIEND, DEFAULT_MAX_BYTES_TOTAL
 from tmax_core.crypto import looks_like_node_id, now_ms, parse_node_id
 from tmax_core.errors import NotFound, QuotaExceeded, UsageError
@@ -127,8 +128,9 @@ class SessionMailbox:
             return None
         if looks_like_node_id(ref):
             return parse_node_id(ref)
+        key = alias_key(ref.strip())
         for friend in self.friends.values():
-            if friend.alias and friend.alias.lower() == ref.strip().lower():
+            if friend.alias and alias_key(friend.alias) == key:
                 return friend.node_id
         raise NotFound(f"no friend with alias {ref!r}")
 
