@@ -9,7 +9,7 @@ The methods are written once in :class:`_Methods`; each client only supplies
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +145,9 @@ class _Methods:
         *,
         ttl_ms: int = 0,
         uses: int | None = None,
-        scopes: list[str] = (),
-        relay_hosts: list[str] = (),
-        endpoints: list[str] = (),
+        scopes: Sequence[str] = (),
+        relay_hosts: Sequence[str] = (),
+        endpoints: Sequence[str] = (),
         alias: str = "",
         rate_limit: tuple[float, int] | None = None,
     ) -> Any:
@@ -240,14 +240,14 @@ class _Methods:
             lambda r: [inbox_dict(m) for m in r.messages],
         )
 
-    def inbox_ack(self, message_ids: list[str] = (), all: bool = False, sender: str = "") -> Any:
+    def inbox_ack(self, message_ids: Sequence[str] = (), all: bool = False, sender: str = "") -> Any:
         return self._call(
             "InboxAck",
             pb.InboxAckRequest(message_ids=message_ids, all=all, sender=sender),
             lambda r: {"acked": r.acked},
         )
 
-    def inbox_delete(self, message_ids: list[str] = (), acked: bool = False, sender: str = "") -> Any:
+    def inbox_delete(self, message_ids: Sequence[str] = (), acked: bool = False, sender: str = "") -> Any:
         return self._call(
             "InboxDelete",
             pb.InboxDeleteRequest(message_ids=message_ids, acked=acked, sender=sender),

@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import coincurve
 from coincurve.utils import get_valid_secret
@@ -77,7 +77,7 @@ def address_from_public_key(public_key: bytes) -> Address:
         uncompressed = coincurve.PublicKey(bytes(public_key)).format(compressed=False)
     except Exception as exc:
         raise ValueError(f"invalid public key: {exc}") from None
-    return keys.PublicKey(uncompressed[1:]).to_canonical_address()
+    return cast("Address", keys.PublicKey(uncompressed[1:]).to_canonical_address())
 
 
 @functools.lru_cache(maxsize=4096)  # hot: every status reply and log line names a node

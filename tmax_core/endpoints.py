@@ -57,12 +57,12 @@ def host_problem(host: str) -> str | None:
         return "a wildcard address is not dialable"
     if host.startswith("[") and host.endswith("]"):
         try:
-            ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(host[1:-1])
+            ip6 = ipaddress.IPv6Address(host[1:-1])
         except ValueError:
             return "not an IPv6 address"
-        if ip.scope_id is not None:
+        if ip6.scope_id is not None:
             return "an IPv6 zone is not allowed"
-        ip = ip.ipv4_mapped or ip
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ip6.ipv4_mapped or ip6
     elif ":" in host:
         return "an IPv6 address must be in brackets"
     else:

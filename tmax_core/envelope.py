@@ -271,7 +271,7 @@ def make_ack(
     message_id: bytes,
     to_node_id: bytes,
     envelope_hash: bytes,
-    status: int,
+    status: mesh_pb2.AckStatus,
     reason: str = "",
     detail: str = "",
     timestamp_ms: int | None = None,

@@ -97,6 +97,7 @@ def _header_ad(header: dict) -> bytes:
 
 
 def encrypt_keystore(identity: NodeIdentity, recovery_key: bytes) -> bytes:
+    salt, nonce = os.urandom(16), os.urandom(12)
     header = {
         "version": KEYSTORE_VERSION,
         "address": identity.node_id_hex,
@@ -104,13 +105,11 @@ def encrypt_keystore(identity: NodeIdentity, recovery_key: bytes) -> bytes:
         "created_at_ms": identity.created_at_ms,
         "kdf": KDF_NAME,
         "cipher": CIPHER_NAME,
-        "salt": os.urandom(16).hex(),
-        "nonce": os.urandom(12).hex(),
+        "salt": salt.hex(),
+        "nonce": nonce.hex(),
     }
-    key = _kek(recovery_key, bytes.fromhex(header["salt"]))
-    ct = ChaCha20Poly1305(key).encrypt(
-        bytes.fromhex(header["nonce"]), identity.private_key.secret, _header_ad(header)
-    )
+    key = _kek(recovery_key, salt)
+    ct = ChaCha20Poly1305(key).encrypt(nonce, identity.private_key.secret, _header_ad(header))
     doc = dict(header, ciphertext=ct.hex())
     return (json.dumps(doc, indent=2) + "\n").encode()
 

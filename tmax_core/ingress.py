@@ -98,7 +98,7 @@ class Outcome:
 
     message_id: bytes
     sender: bytes
-    status: int
+    status: mesh_pb2.AckStatus
     reason: str = ""
     detail: str = ""
     raw: bytes = b""  # the envelope answered
@@ -134,7 +134,7 @@ def _authentic(
     sender: bytes,
     raw: bytes,
     digest: bytes,
-    status: int,
+    status: mesh_pb2.AckStatus,
     reason: str = "",
     detail: str = "",
 ) -> Outcome:
@@ -277,9 +277,9 @@ class Ingress:
             for i, m in accepted:
                 raw, digest = envelopes[i], m.envelope_hash
                 if id(m) in refused:
-                    rej = Rejected(Reason.QUOTA_EXCEEDED, QUOTA_DETAIL)
-                    rej.authenticated = True
-                    outcomes[i] = self._reject(m.message_id, m.from_node_id, raw, source, rej)
+                    over_quota = Rejected(Reason.QUOTA_EXCEEDED, QUOTA_DETAIL)
+                    over_quota.authenticated = True
+                    outcomes[i] = self._reject(m.message_id, m.from_node_id, raw, source, over_quota)
                 else:
                     outcomes[i] = _authentic(
                         m.message_id, m.from_node_id, raw, digest, status, reason, detail

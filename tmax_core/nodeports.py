@@ -47,14 +47,18 @@ class PeerHost(EnvelopeHandler, Protocol):
     """What the peer listener and the direct transport use."""
 
     config: Config
-    friends: Mapping[bytes, Friend]
+
+    @property
+    def friends(self) -> Mapping[bytes, Friend]: ...
 
 
 class _Storage(Protocol):
     identity: NodeIdentity
     config: Config
     store: Store
-    friends: Mapping[bytes, Friend]
+
+    @property
+    def friends(self) -> Mapping[bytes, Friend]: ...
 
     def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]: ...
 
@@ -68,8 +72,12 @@ class IngressHost(_Storage, Protocol):
     """What the ingress pipeline uses."""
 
     pm: pluggy.PluginManager
-    scopes: Mapping[str, InviteScope]
-    issued_invites: Mapping[bytes, IssuedToken]
+
+    @property
+    def scopes(self) -> Mapping[str, InviteScope]: ...
+
+    @property
+    def issued_invites(self) -> Mapping[bytes, IssuedToken]: ...
 
     def metrics_rejected(self, reason: str) -> None: ...
 

@@ -328,7 +328,7 @@ class DirectTransport:
             task.add_done_callback(lambda _t: None)
 
 
-def _describe(err: Exception) -> str:
+def _describe(err: BaseException) -> str:
     if isinstance(err, grpc.aio.AioRpcError):
         return f"{err.code().name} {err.details() or ''}".strip()
     if isinstance(err, ConnectionError):
