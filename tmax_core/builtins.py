@@ -1,5 +1,8 @@
 """Core built-ins, registered as the plugin named ``core`` through the same hooks.
 
+The core is not a plugin like the others: its hooks get the whole
+:class:`~tmax_core.node.Node` (plugins get :class:`~tmax_core.plugin.NodeAPI`).
+
 Declares the core configuration keys, the built-in ``message`` scope, the
 node ``inbox`` sink, the plain ``direct`` transport (dial a friend's known
 endpoints) and the core precheck for blocked senders (unknown senders are
@@ -11,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tmax_core.aliases import alias_problem
 from tmax_core.config import validate_duration, validate_endpoints, validate_host_port, validate_positive
@@ -33,6 +36,7 @@ from tmax_core.store import Quota
 
 if TYPE_CHECKING:
     from tmax_core.config import ConfigRegistry
+    from tmax_core.node import Node
 
 log = logging.getLogger("tmax_mesh.inbox")
 
@@ -160,7 +164,7 @@ class InboxSink:
 
     name = "inbox"
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.quota = Quota(
             per_sender=node.config.get("inbox.max_bytes_per_friend"),
@@ -204,12 +208,12 @@ class InboxSink:
 
 
 @hookimpl
-def tmax_register_delivery_sinks(register: Callable[[DeliverySink], None], node: Any) -> None:
+def tmax_register_delivery_sinks(register: Callable[[DeliverySink], None], node: Node) -> None:
     register(InboxSink(node))
 
 
 @hookimpl
-def tmax_register_transports(register: Callable[[Transport], None], node: Any) -> None:
+def tmax_register_transports(register: Callable[[Transport], None], node: Node) -> None:
     from tmax_core.peer import DirectTransport
 
     register(DirectTransport(node))

@@ -12,72 +12,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tmax_core import __version__
-from tmax_core.client import NodeClient
+from tmax_core.commands import CommandRegistry, Context
 from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import MeshError, UsageError
 from tmax_core.plugin.manager import create_plugin_manager, failed_plugins, list_plugins
-from tmax_core.statedir import resolve_state_dir, socket_path
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-
-
-@dataclass
-class Context:
-    """What a command's ``run(args, ctx)`` gets: paths, the plugin manager, a client factory."""
-
-    args: argparse.Namespace
-    pm: Any
-    _client: NodeClient | None = field(default=None, repr=False)
-
-    @property
-    def state_dir(self) -> Path:
-        return resolve_state_dir(self.args.state_dir)
-
-    @property
-    def socket(self) -> Path:
-        return socket_path(self.state_dir, self.args.socket)
-
-    def client(self) -> NodeClient:
-        if self._client is None:
-            self._client = NodeClient(self.socket)
-        return self._client
-
-
-@dataclass
-class Command:
-    name: str
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, Context], Any]
-    render: Callable[[Any], str] | None = None
-
-
-class CommandRegistry:
-    """Top-level commands; plugins call :meth:`add` from ``tmax_register_commands``."""
-
-    def __init__(self) -> None:
-        self.commands: dict[str, Command] = {}
-
-    def add(
-        self,
-        name: str,
-        help: str,
-        configure: Callable[[argparse.ArgumentParser], None],
-        run: Callable[[argparse.Namespace, Context], Any],
-        render: Callable[[Any], str] | None = None,
-    ) -> None:
-        """Add ``tmax-mesh NAME``: ``configure`` adds arguments (sub-parsers allowed), ``run``
-        returns what to print (JSON-serializable), ``render`` formats it for people."""
-        if name in self.commands:
-            raise ValueError(f"command {name!r} is already registered")
-        self.commands[name] = Command(name, help, configure, run, render)
 
 
 # -- helpers -----------------------------------------------------------------------

@@ -330,7 +330,7 @@ class Ingress:
             friend=friend,
             invite_token_id=parsed.invite_token_id,
         )
-        _raise_first(node.pm.hook.tmax_ingress_precheck(meta=meta, source=source))
+        _raise_first(node.pm.hook.tmax_ingress_precheck(meta=meta, source=source, node=node))
         if abs(now - parsed.timestamp_ms) > self.window_ms:
             raise Rejected(Reason.STALE_TIMESTAMP, f"timestamp is outside the {self.window_ms} ms window")
 
@@ -442,7 +442,7 @@ class Ingress:
                 scope.validate(message.content_type, message.body)
             except ValueError as err:
                 raise Rejected(Reason.PAYLOAD_INVALID, str(err)) from None
-        _raise_first(node.pm.hook.tmax_ingress_check(message=message, friend=friend))
+        _raise_first(node.pm.hook.tmax_ingress_check(message=message, friend=friend, node=node))
         card = content.contact if content.HasField("contact") else None
         if invite is not None:
             message.from_alias = await self._befriend(invite, friend, card, now)

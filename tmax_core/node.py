@@ -52,6 +52,7 @@ from tmax_core.model import (
     Transport,
 )
 from tmax_core.outbox import Outbox
+from tmax_core.plugin.nodeapi import PluginStates
 from tmax_core.proto import mesh_pb2
 from tmax_core.store import Store
 
@@ -99,6 +100,7 @@ class Node:
         self.scopes: dict[str, InviteScope] = {}
         self.counters: Counter[str] = Counter()
         self.friend_listeners: list[Callable[[], None]] = []
+        self._plugin_states = PluginStates()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmax-db")
         self._db_lock = threading.Lock()  # one store call at a time, whichever thread runs it
         # One thread: seals finish in the order they were asked for, which keeps
@@ -155,6 +157,11 @@ class Node:
     @property
     def node_id_hex(self) -> str:
         return self.identity.node_id_hex
+
+    def plugin_state(self, key: str, factory: Callable[[], T]) -> T:
+        """Per-node plugin state (:class:`tmax_core.plugin.NodeAPI`): made by
+        ``factory()`` on the first call with ``key``, the same object after."""
+        return self._plugin_states.get(key, factory)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -607,8 +614,17 @@ class Node:
 
     def transports_for(self, friend: Friend) -> list[Transport]:
         candidates = [t for t in self.transports if t.can_reach(friend)]
-        ordered = self.pm.hook.tmax_select_transport(friend=friend, candidates=candidates)
+        ordered = self.pm.hook.tmax_select_transport(friend=friend, candidates=candidates, node=self)
         return candidates if ordered is None else ordered
+
+    def transport(self, name: str) -> Transport | None:
+        """The registered transport called ``name``, or ``None``."""
+        return next((t for t in self.transports if t.name == name), None)
+
+    def transport_reconnected(self, name: str) -> None:
+        """Transport ``name`` (re)connected: retry due messages now, and resend
+        those it had accepted for later delivery (see :meth:`Outbox.kick`)."""
+        self.outbox.kick(resend_handed_off_via=name)
 
     def transport_failed(self, transport: Transport, friend: Friend, err: Exception) -> None:
         log.info("send to %s via %s failed: %s", to_checksum(friend.node_id), transport.name, err)

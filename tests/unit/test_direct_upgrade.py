@@ -18,13 +18,15 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from tests.polling import wait_for_async
 from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend
 from tmax_core.peer import DELIVER_BATCH, DirectTransport, start_peer_server
+from tmax_core.plugin.helpers import PluginStates, TokenBucket
 from tmax_mesh_direct import plugin
-from tmax_mesh_direct.upgrade import DIRECT, PROBES_AT_ONCE, PROBES_PER_FRIEND, RELAY, Upgrader, _Pacer
+from tmax_mesh_direct.upgrade import DIRECT, PROBES_AT_ONCE, PROBES_PER_FRIEND, RELAY, Upgrader
 
 MAX_BYTES = 1 << 20
 
@@ -35,28 +37,45 @@ class FakeConfig:
 
 
 class FakeNode:
-    """What DirectTransport, the peer server and the Upgrader use of a node."""
+    """What DirectTransport, the peer server and the Upgrader (NodeAPI) use of a node.
 
-    def __init__(self, *, probe_interval_ms: int = 60_000, slow_s: float = 0.0) -> None:
+    ``hold=True``: envelopes that arrive are never answered (``arrived`` is set)."""
+
+    def __init__(self, *, probe_interval_ms: int = 60_000, hold: bool = False) -> None:
         self.identity = NodeIdentity.generate()
         self.config = FakeConfig()
         self.friends: dict[bytes, Friend] = {}
         self.friend_listeners: list[Any] = []
+        self.plugin_state = PluginStates().get
+        self.transports: list[Any] = []
         self.probe_interval_ms = probe_interval_ms
-        self.slow_s = slow_s
+        self.hold = hold
+        self.arrived = asyncio.Event()
         self.delivered: list[bytes] = []
 
     def duration_ms(self, key: str) -> int:
-        return {"direct.dial_timeout": 500, "direct.probe_interval": self.probe_interval_ms}[key]
+        return {
+            "direct.dial_timeout": 500,
+            "direct.probe_interval": self.probe_interval_ms,
+            "relay.reconnect_max": 30_000,
+        }[key]
+
+    def transport(self, name: str) -> Any:
+        return next((t for t in self.transports if t.name == name), None)
+
+    async def _arrive(self, envelopes: list[bytes]) -> None:
+        self.arrived.set()
+        if self.hold:
+            await asyncio.Event().wait()  # never answers
+        self.delivered += envelopes
 
     async def handle_envelope(self, data: bytes, source: Any) -> bytes:
-        await asyncio.sleep(self.slow_s)
-        self.delivered.append(data)
+        await self._arrive([data])
         return b"ack:" + data
 
     async def handle_envelope_batch(self, envelopes: list[bytes], source: Any, nonce: bytes = b"") -> bytes:
-        await asyncio.sleep(self.slow_s if envelopes else 0)
-        self.delivered += envelopes
+        if envelopes:
+            await self._arrive(envelopes)
         return env.make_ack_batch(self.identity, to_node_id=b"", entries=[], nonce=nonce)
 
     def as_friend(self, endpoints: list[str] | None = None) -> Friend:
@@ -171,14 +190,15 @@ async def test_send_interrupted_by_a_concurrent_failure_falls_back(local) -> Non
     """A call in flight when its shared channel is closed (another send or a
     probe failed) is a failed attempt (ConnectionError), not a cancellation
     that would end the outbox's send task."""
-    slow = FakeNode(slow_s=5.0)
-    server, bound = await start_peer_server(slow, "127.0.0.1:0")  # type: ignore[arg-type]
+    silent = FakeNode(hold=True)
+    server, bound = await start_peer_server(silent, "127.0.0.1:0")  # type: ignore[arg-type]
     try:
         node, _relay, direct, _upgrader = local
-        f = slow.as_friend([bound])
+        f = silent.as_friend([bound])
         node.friends[f.node_id] = f
         sending = asyncio.create_task(direct.send(f, b"x", 5))
-        await asyncio.sleep(0.3)  # the call is in flight
+        await asyncio.wait_for(silent.arrived.wait(), 3)  # the call is in flight
+        assert not sending.done()
         direct.mark_failed(bound)  # e.g. a probe failed: closes the shared channel under it
         with pytest.raises(ConnectionError, match="closed"):
             await asyncio.wait_for(sending, 3)
@@ -187,8 +207,11 @@ async def test_send_interrupted_by_a_concurrent_failure_falls_back(local) -> Non
 
 
 async def test_probe_interrupted_by_a_concurrent_failure_is_a_failure(local) -> None:
+    called = asyncio.Event()
+
     async def hang(request: bytes, context: Any) -> bytes:
-        await asyncio.sleep(5)
+        called.set()
+        await asyncio.Event().wait()  # never answers
         return b""
 
     server = grpc.aio.server()
@@ -206,7 +229,8 @@ async def test_probe_interrupted_by_a_concurrent_failure_is_a_failure(local) -> 
         upgrader.dial_timeout_s = 3.0
         endpoint = f"127.0.0.1:{port}"
         probing = asyncio.create_task(upgrader.probe(endpoint, stranger()))
-        await asyncio.sleep(0.3)  # connected, the probe call is in flight
+        await asyncio.wait_for(called.wait(), 3)  # connected, the probe call is in flight
+        assert not probing.done()
         direct.mark_failed(endpoint)  # e.g. a send failed: closes the shared channel under it
         error = await asyncio.wait_for(probing, 3)
         assert error is not None and "closed" in error
@@ -270,42 +294,41 @@ async def test_scheduling_new_friends_and_retries(peer) -> None:
     upgrader.start()
     try:
         # A new friend is looked up at once; the host knows nothing yet...
-        deadline = time.monotonic() + 5
-        while f.node_id not in upgrader.path and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await wait_for_async(lambda: f.node_id in upgrader.path, 5, what="the first lookup")
         assert upgrader.path[f.node_id] == RELAY
         # ...so it is asked again after about a second, not after the 60 s interval.
         relay.answers[f.node_id] = [good]
-        while upgrader.path.get(f.node_id) != DIRECT and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert upgrader.path[f.node_id] == DIRECT
+        await wait_for_async(
+            lambda: upgrader.path.get(f.node_id) == DIRECT, 5, what="the retry finding direct"
+        )
         assert len(relay.lookups) == 2
         # A friend that goes away is forgotten.
         del node.friends[f.node_id]
         for listener in node.friend_listeners:
             listener()
-        while f.node_id in upgrader.path and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert f.node_id not in upgrader.path and f.node_id not in direct.discovered
+        await wait_for_async(lambda: f.node_id not in upgrader.path, 5, what="the removed friend forgotten")
+        assert f.node_id not in direct.discovered
     finally:
         upgrader.stop()
         await direct.stop()
 
 
-async def test_pacer_spreads_a_burst() -> None:
-    pacer = _Pacer(rate=20.0, burst=3)
-    t0 = time.monotonic()
-    for _ in range(3):
-        await pacer.take()
-    assert time.monotonic() - t0 < 0.03  # the burst goes at once
-    for _ in range(2):
-        await pacer.take()
-    assert time.monotonic() - t0 >= 0.09  # then 20/s
+async def test_every_lookup_is_paced_by_the_bucket(local) -> None:
+    """Lookups take a token each from the pacing bucket (kept below the host's
+    lookup limit): three due friends drain a bucket of three that does not refill."""
+    node, relay, _direct, upgrader = local
+    upgrader.probe = CountingProbes()  # type: ignore[method-assign]
+    upgrader._lookups = TokenBucket(rate=1e-9, burst=3)
+    for f in (stranger() for _ in range(3)):
+        node.friends[f.node_id] = f
+    await upgrader._round()
+    assert len(relay.lookups) == 3
+    assert not upgrader._lookups.can_take()
 
 
-async def test_select_transport_uses_the_senders_upgrader(peer) -> None:
-    """Several nodes in one process: the ordering comes from the node whose
-    direct transport is among the candidates."""
+async def test_select_transport_uses_the_sending_nodes_upgrader(peer) -> None:
+    """Several nodes in one process: each keeps its upgrader in its own plugin
+    state, and the ordering comes from the node that is sending."""
     _remote, good = peer
 
     class Other:
@@ -313,6 +336,7 @@ async def test_select_transport_uses_the_senders_upgrader(peer) -> None:
         cost = 50
 
     f = stranger()
+    relay = Other()
     made = []
     try:
         for path in (DIRECT, RELAY):
@@ -322,18 +346,42 @@ async def test_select_transport_uses_the_senders_upgrader(peer) -> None:
             direct.discovered[f.node_id] = [good]
             upgrader = Upgrader(node, FakeRelay(), direct)  # type: ignore[arg-type]
             upgrader.path[f.node_id] = path
-            plugin._upgraders[bytes([len(made)]) * 20] = upgrader
-            made.append((direct, upgrader))
-        relay = Other()
-        (direct_up, _), (direct_down, _) = made
-        assert plugin.tmax_select_transport(friend=f, candidates=[direct_up, relay]) == [direct_up, relay]
-        assert plugin.tmax_select_transport(friend=f, candidates=[direct_down, relay]) == [relay, direct_down]
-        assert plugin.tmax_select_transport(friend=f, candidates=[relay]) is None
+            plugin.state_of(node).upgrader = upgrader
+            made.append((node, direct))
+        (up, direct_up), (down, direct_down) = made
+        select = plugin.tmax_select_transport
+        assert select(friend=f, candidates=[direct_up, relay], node=up) == [direct_up, relay]
+        assert select(friend=f, candidates=[direct_down, relay], node=down) == [relay, direct_down]
+        assert select(friend=f, candidates=[relay], node=up) is None
+        assert select(friend=f, candidates=[direct_up, relay], node=FakeNode()) is None
     finally:
-        for key in [bytes([i]) * 20 for i in range(len(made))]:
-            plugin._upgraders.pop(key, None)
-        for direct, _ in made:
+        for _node, direct in made:
             await direct.stop()
+
+
+async def test_node_started_keeps_the_upgrader_per_node() -> None:
+    """tmax_node_started finds the transports by name and keeps the upgrader in
+    the node's plugin state; tmax_node_stopping stops and forgets it."""
+    from tmax_mesh_relay.transport import RelayTransport
+
+    node = FakeNode()
+    relay = RelayTransport(node)  # type: ignore[arg-type]
+    relay.links = [object()]  # type: ignore[list-item]  # as if a host were configured
+    direct = DirectTransport(node)  # type: ignore[arg-type]
+    node.transports = [direct, relay]
+    other = FakeNode()
+    other.transports = [DirectTransport(other)]  # type: ignore[arg-type]  # no relay: nothing to upgrade
+    try:
+        plugin.tmax_node_started(node=node)
+        plugin.tmax_node_started(node=other)
+        upgrader = plugin.state_of(node).upgrader
+        assert upgrader is not None and upgrader.direct is direct and upgrader.relay is relay
+        assert plugin.state_of(other).upgrader is None
+        plugin.tmax_node_stopping(node=node)
+        assert plugin.state_of(node).upgrader is None
+    finally:
+        await direct.stop()
+        await other.transports[0].stop()
 
 
 class CountingProbes:

@@ -1,4 +1,5 @@
-"""Unit tests of the ``ratelimit`` plugin: buckets, keying, eviction, hook glue.
+"""Unit tests of the ``ratelimit`` plugin: keying, eviction, hook glue (the
+bucket itself is tmax_core.tokenbucket, tested in test_tokenbucket.py).
 
 Time comes from an injectable fake clock: no sleeps.
 """
@@ -6,19 +7,19 @@ Time comes from an injectable fake clock: no sleeps.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from tmax_core.config import Config, build_registry
 from tmax_core.errors import Reason
 from tmax_core.model import Friend, IngressMeta, IngressSource, OutboxEntry, RateLimit, ReceivedMessage
+from tmax_core.plugin.helpers import PluginStates
 from tmax_core.plugin.manager import create_plugin_manager
 from tmax_core.store import EXPIRED_ERROR, Store
 from tmax_mesh_ratelimit import plugin as rl_plugin
-from tmax_mesh_ratelimit.limiter import RateLimiter, TokenBucket
+from tmax_mesh_ratelimit.limiter import RateLimiter
 
 ME = b"\x01" * 20
 X = b"\x0a" * 20
@@ -69,34 +70,6 @@ def retry_ms(detail: str) -> int:
     match = re.search(r"retry after (\d+) ms", detail)
     assert match, detail
     return int(match.group(1))
-
-
-# ------------------------------------------------------------------ the bucket
-
-
-def test_bucket_burst_then_refill(clock: FakeClock) -> None:
-    bucket = TokenBucket.full(rate=2.0, burst=3, now=clock())
-    assert [bucket.take(clock()) for _ in range(4)] == [True, True, True, False]
-    assert bucket.retry_after_ms(clock()) == 500
-    clock.advance(0.25)
-    assert not bucket.take(clock())
-    assert bucket.retry_after_ms(clock()) == 250
-    clock.advance(0.25)
-    assert bucket.take(clock())
-    clock.advance(3600)  # refill is capped at the burst
-    assert [bucket.take(clock()) for _ in range(4)] == [True, True, True, False]
-
-
-def test_bucket_clock_going_backwards_adds_nothing(clock: FakeClock) -> None:
-    bucket = TokenBucket.full(rate=1.0, burst=1, now=clock())
-    assert bucket.take(clock())
-    clock.advance(-10)
-    assert not bucket.take(clock())
-
-
-def test_zero_burst_still_admits_one(clock: FakeClock) -> None:
-    bucket = TokenBucket.full(rate=1.0, burst=0, now=clock())
-    assert bucket.take(clock()) and not bucket.take(clock())
 
 
 # ------------------------------------------------------------------ friend bucket
@@ -263,8 +236,17 @@ def test_only_friends_left_evicts_least_recently_used_friend(clock: FakeClock) -
 # ------------------------------------------------------------------ hook glue
 
 
+class FakeNode:
+    """The members of NodeAPI the plugin uses."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.friends: dict[bytes, Friend] = {}
+        self.plugin_state = PluginStates().get
+
+
 @pytest.fixture
-def pm_and_node() -> Iterator[tuple[object, SimpleNamespace]]:
+def pm_and_node() -> tuple[Any, FakeNode]:
     pm = create_plugin_manager(load_entrypoints=False)
     pm.register(rl_plugin, name="ratelimit")
     registry = build_registry(pm)
@@ -273,9 +255,7 @@ def pm_and_node() -> Iterator[tuple[object, SimpleNamespace]]:
         registry,
         env={"TMAX_MESH_RATELIMIT_RATE": "1", "TMAX_MESH_RATELIMIT_BURST": "2"},
     )
-    node = SimpleNamespace(config=config, identity=SimpleNamespace(node_id=ME), friends={})
-    yield pm, node
-    rl_plugin.STATE.stop(node)
+    return pm, FakeNode(config)
 
 
 def received(sender: bytes) -> ReceivedMessage:
@@ -292,7 +272,7 @@ def received(sender: bytes) -> ReceivedMessage:
     )
 
 
-def test_config_keys_are_declared(pm_and_node: tuple[object, SimpleNamespace]) -> None:
+def test_config_keys_are_declared(pm_and_node: tuple[Any, FakeNode]) -> None:
     _, node = pm_and_node
     cfg = node.config
     assert cfg.get("ratelimit.rate") == 1.0 and cfg.get("ratelimit.burst") == 2
@@ -301,23 +281,19 @@ def test_config_keys_are_declared(pm_and_node: tuple[object, SimpleNamespace]) -
     assert cfg.get("ratelimit.max_buckets") == 10000
 
 
-def test_hooks_pass_until_a_node_starts_then_enforce(pm_and_node: tuple[object, SimpleNamespace]) -> None:
+def test_hooks_enforce_the_node_config_and_spare_first_contact(pm_and_node: tuple[Any, FakeNode]) -> None:
     pm, node = pm_and_node
-    hook = pm.hook  # type: ignore[attr-defined]
+    hook = pm.hook
     x = friend()
-    for _ in range(5):  # no node started: no limiter, everything passes (pluggy drops Nones)
-        assert hook.tmax_ingress_check(message=received(X), friend=x) == []
-    hook.tmax_node_started(node=node)
     # first contact (not a stored friend yet): not charged to the new friend's bucket
-    assert all(hook.tmax_ingress_check(message=received(X), friend=x) == [] for _ in range(5))
+    assert all(hook.tmax_ingress_check(message=received(X), friend=x, node=node) == [] for _ in range(5))
     node.friends[X] = x
-    checks = [hook.tmax_ingress_check(message=received(X), friend=x) for _ in range(3)]
-    assert checks[:2] == [[], []]
+    checks = [hook.tmax_ingress_check(message=received(X), friend=x, node=node) for _ in range(3)]
+    assert checks[:2] == [[], []]  # ratelimit.burst = 2
     assert [v.reason for v in checks[2]] == [Reason.RATE_LIMITED]
-    pre = hook.tmax_ingress_precheck(meta=meta(X, x), source=DIRECT_A)
+    pre = hook.tmax_ingress_precheck(meta=meta(X, x), source=DIRECT_A, node=node)
     assert [v.reason for v in pre] == [Reason.RATE_LIMITED]
-    hook.tmax_node_stopping(node=node)
-    assert hook.tmax_ingress_check(message=received(X), friend=x) == []
+    assert rl_plugin.limiter_for(node) is rl_plugin.limiter_for(node)  # one limiter per node
 
 
 # ------------------------------------------------------------------ core: the sender keeps the reason

@@ -18,6 +18,7 @@ from tmax_core.cli import CommandRegistry, build_parser
 from tmax_core.config import Config, build_registry
 from tmax_core.errors import ConfigError, MeshError, NotFound, StateDirError, UsageError
 from tmax_core.model import Friend, ReceivedMessage
+from tmax_core.plugin.helpers import PluginStates
 from tmax_core.plugin.manager import create_plugin_manager
 from tmax_mesh_session_mailbox import cli as session_cli
 from tmax_mesh_session_mailbox import plugin
@@ -212,6 +213,7 @@ class FakeNode:
         self.state_dir = state_dir
         self.config = config
         self.friends: dict[bytes, Friend] = {}
+        self.plugin_state = PluginStates().get
 
 
 def _pm() -> Any:

@@ -15,6 +15,7 @@ from tmax_core.cli import CommandRegistry, build_parser
 from tmax_core.config import Config, build_registry
 from tmax_core.errors import ConfigError, NotFound, QuotaExceeded, UsageError
 from tmax_core.model import Friend, ReceivedMessage
+from tmax_core.plugin.helpers import PluginStates
 from tmax_core.plugin.manager import create_plugin_manager
 from tmax_core.store import ALL_SENDERS, Quota, message_charge
 from tmax_mesh_session_mailbox import cli as session_cli
@@ -207,6 +208,7 @@ def test_config_keys_set_the_sink_quota(tmp_path: Path) -> None:
     class FakeNode:
         state_dir = tmp_path
         friends: dict[bytes, Friend] = {}
+        plugin_state = PluginStates().get
 
     node = FakeNode()
     node.config = config  # type: ignore[attr-defined]

@@ -11,19 +11,26 @@ Rules (see docs/plugins.md):
 * Order between plugins is set with ``tryfirst``/``trylast``, never by
   install order.
 
-``node`` arguments are the running :class:`tmax_core.node.Node`; plugins use
-its public attributes (``identity``, ``config``, ``store``, ``state_dir``,
-``handle_envelope``, ``friends``) and nothing whose name starts with ``_``.
+Every hook a running node calls gets that node as ``node``, typed
+:class:`~tmax_core.plugin.nodeapi.NodeAPI`: its members are all a plugin may
+use of the node, and :meth:`~tmax_core.plugin.nodeapi.NodeAPI.plugin_state`
+is where a plugin keeps its per-node state (never in module globals: several
+nodes may run in one process). Hooks called without a node
+(``tmax_add_config``, ``tmax_register_invite_scopes``,
+``tmax_register_commands``) declare what is the same for every node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tmax_core.plugin import hookspec
 
 if TYPE_CHECKING:
+    import grpc
+
+    from tmax_core.commands import CommandRegistry
     from tmax_core.config import ConfigRegistry
     from tmax_core.model import (
         DeliverySink,
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
         Transport,
         Verdict,
     )
+    from tmax_core.plugin.nodeapi import NodeAPI
 
 
 @hookspec(historic=True)
@@ -47,7 +55,7 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
 
 
 @hookspec
-def tmax_register_transports(register: Callable[[Transport], None], node: Any) -> None:
+def tmax_register_transports(register: Callable[[Transport], None], node: NodeAPI) -> None:
     """Register transports that carry envelopes to friends.
 
     Call ``register(transport)`` once per transport. A transport has a unique
@@ -59,18 +67,20 @@ def tmax_register_transports(register: Callable[[Transport], None], node: Any) -
 
 
 @hookspec(firstresult=True)
-def tmax_select_transport(friend: Friend, candidates: list[Transport]) -> list[Transport] | None:
+def tmax_select_transport(
+    friend: Friend, candidates: list[Transport], node: NodeAPI
+) -> list[Transport] | None:
     """Order the transports to try for one send to ``friend``.
 
     ``candidates`` are the registered transports that say they can reach the
     friend, sorted by cost. Return a reordered (or filtered) list, or ``None``
     to leave the decision to the next implementation. The first non-``None``
-    answer wins; the default keeps the cost order.
+    answer wins; the default keeps the cost order. ``node`` is the sending node.
     """
 
 
 @hookspec
-def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource) -> Verdict | None:
+def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource, node: NodeAPI) -> Verdict | None:
     """Cheap checks run **before any cryptography** on an inbound envelope.
 
     ``meta`` holds the unauthenticated header facts (claimed sender, size,
@@ -79,22 +89,22 @@ def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource) -> Verdict |
     :class:`Verdict` to reject (any rejection wins); ``None`` to let it pass.
     Must not block: it runs once per inbound envelope from a friend or from a
     stranger naming an active invite (the core turns other strangers away
-    first), including floods of forged ones.
+    first), including floods of forged ones. ``node`` is the receiving node.
     """
 
 
 @hookspec
-def tmax_ingress_check(message: ReceivedMessage, friend: Friend) -> Verdict | None:
+def tmax_ingress_check(message: ReceivedMessage, friend: Friend, node: NodeAPI) -> Verdict | None:
     """Policy checks after the envelope is verified and decrypted.
 
     ``friend`` is the (possibly just-added) friend record of the sender, with
     its granted scopes. Return a :class:`Verdict` to reject (any rejection
-    wins); ``None`` to accept.
+    wins); ``None`` to accept. ``node`` is the receiving node.
     """
 
 
 @hookspec
-def tmax_register_delivery_sinks(register: Callable[[DeliverySink], None], node: Any) -> None:
+def tmax_register_delivery_sinks(register: Callable[[DeliverySink], None], node: NodeAPI) -> None:
     """Register delivery sinks: where accepted messages land.
 
     A sink has a unique ``name`` and an async ``deliver(message)`` that is
@@ -113,7 +123,7 @@ def tmax_register_invite_scopes(register: Callable[[InviteScope], None]) -> None
 
 
 @hookspec
-def tmax_register_services(server: Any, node: Any) -> None:
+def tmax_register_services(server: grpc.aio.Server, node: NodeAPI) -> None:
     """Add gRPC services to the node's local API server (the Unix socket).
 
     ``server`` is a ``grpc.aio.Server`` that has not started yet; call the
@@ -122,7 +132,7 @@ def tmax_register_services(server: Any, node: Any) -> None:
 
 
 @hookspec
-def tmax_register_commands(cli: Any) -> None:
+def tmax_register_commands(cli: CommandRegistry) -> None:
     """Add subcommands to the ``tmax-mesh`` CLI.
 
     ``cli`` is a :class:`tmax_core.cli.CommandRegistry`; call
@@ -133,10 +143,15 @@ def tmax_register_commands(cli: Any) -> None:
 
 
 @hookspec
-def tmax_node_started(node: Any) -> None:
-    """The node has started: listeners are bound and transports are running."""
+def tmax_node_started(node: NodeAPI) -> None:
+    """The node has started: the peer listener is bound and transports and the
+    outbox are running. The local API socket is not bound yet (it is bound,
+    after ``tmax_register_services``, once every ``tmax_node_started`` returned)."""
 
 
 @hookspec
-def tmax_node_stopping(node: Any) -> None:
-    """The node is about to stop (SIGTERM/SIGINT or shutdown); still fully usable."""
+def tmax_node_stopping(node: NodeAPI) -> None:
+    """The node is about to stop (SIGTERM/SIGINT or shutdown).
+
+    The local API socket is already closed; the peer listener, transports and
+    outbox still run until every ``tmax_node_stopping`` returned."""

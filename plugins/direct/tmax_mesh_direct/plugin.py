@@ -4,18 +4,31 @@ send's transports by what it learned (DESIGN §11)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tmax_core.config import validate_duration
 from tmax_core.peer import DirectTransport
 from tmax_core.plugin import hookimpl
+from tmax_core.plugin.helpers import validate_duration
 from tmax_mesh_direct.upgrade import Upgrader
 
 if TYPE_CHECKING:
-    from tmax_core.config import ConfigRegistry
     from tmax_core.model import Friend, Transport
+    from tmax_core.plugin import NodeAPI
+    from tmax_core.plugin.helpers import ConfigRegistry
 
-_upgraders: dict[bytes, Upgrader] = {}  # local node id -> its upgrader
+PLUGIN = "direct"
+
+
+@dataclass
+class DirectState:
+    """The plugin's state on one node (:meth:`NodeAPI.plugin_state`)."""
+
+    upgrader: Upgrader | None = None
+
+
+def state_of(node: NodeAPI) -> DirectState:
+    return node.plugin_state(PLUGIN, DirectState)
 
 
 @hookimpl
@@ -38,40 +51,38 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
 
 
 @hookimpl
-def tmax_node_started(node: Any) -> None:
+def tmax_node_started(node: NodeAPI) -> None:
     from tmax_mesh_relay.transport import find_relay
 
     relay = find_relay(node)
-    direct = next((t for t in node.transports if isinstance(t, DirectTransport)), None)
-    if direct is not None:
-        direct.set_dial_timeout(node.duration_ms("direct.dial_timeout") / 1000)
-    if relay is None or not relay.links or direct is None:
+    direct = node.transport(DirectTransport.name)
+    if not isinstance(direct, DirectTransport):
+        return  # nothing to upgrade to
+    direct.set_dial_timeout(node.duration_ms("direct.dial_timeout") / 1000)
+    if relay is None or not relay.links:
         # No relay host to ask (the core transport still dials what friends
-        # advertise in invites and contact cards), or nothing to upgrade to.
+        # advertise in invites and contact cards).
         return
     upgrader = Upgrader(node, relay, direct)
-    _upgraders[node.identity.node_id] = upgrader
+    state_of(node).upgrader = upgrader
     upgrader.start()
 
 
 @hookimpl
-def tmax_node_stopping(node: Any) -> None:
-    upgrader = _upgraders.pop(node.identity.node_id, None)
-    if upgrader is not None:
-        upgrader.stop()
+def tmax_node_stopping(node: NodeAPI) -> None:
+    state = state_of(node)
+    if state.upgrader is not None:
+        state.upgrader.stop()
+        state.upgrader = None
 
 
 @hookimpl
-def tmax_select_transport(friend: Friend, candidates: list[Transport]) -> list[Transport] | None:
+def tmax_select_transport(
+    friend: Friend, candidates: list[Transport], node: NodeAPI
+) -> list[Transport] | None:
     """Healthy direct first; direct known not to work last; unknown: leave the default."""
-    # The upgrader of the node that is sending: the one whose direct transport
-    # is among the candidates (several nodes may run in one process). No direct
-    # candidate: nothing to reorder.
-    upgrader = next(
-        (u for u in _upgraders.values() if any(t is u.direct for t in candidates)),
-        None,
-    )
-    if upgrader is None:
+    upgrader = state_of(node).upgrader
+    if upgrader is None or not any(t is upgrader.direct for t in candidates):
         return None
     prefers = upgrader.prefers_direct(friend)
     if prefers is None:

@@ -46,15 +46,15 @@ from typing import TYPE_CHECKING
 import grpc
 
 from tmax_core import envelope as env
-from tmax_core.crypto import to_checksum
 from tmax_core.endpoints import screen_endpoints
 from tmax_core.errors import EnvelopeError
 from tmax_core.peer import DELIVER_BATCH, DirectTransport
+from tmax_core.plugin.helpers import TokenBucket, to_checksum
 from tmax_core.proto import mesh_pb2
 
 if TYPE_CHECKING:
     from tmax_core.model import Friend
-    from tmax_core.node import Node
+    from tmax_core.plugin import NodeAPI
     from tmax_mesh_relay.transport import RelayTransport
 
 log = logging.getLogger("tmax_mesh.direct")
@@ -83,28 +83,10 @@ class _Failing:
     not_before: float  # monotonic time of the next probe
 
 
-class _Pacer:
-    """A token bucket that waits (never refuses) before each lookup."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-
-    async def take(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        self.tokens -= 1
-        if self.tokens < 0:
-            await asyncio.sleep(-self.tokens / self.rate)
-
-
 class Upgrader:
     """Keeps each friend's direct path state fresh for one node."""
 
-    def __init__(self, node: Node, relay: RelayTransport, direct: DirectTransport) -> None:
+    def __init__(self, node: NodeAPI, relay: RelayTransport, direct: DirectTransport) -> None:
         self.node = node
         self.relay = relay
         self.direct = direct
@@ -128,7 +110,7 @@ class Upgrader:
         # A probe is a dial and a call, each up to the dial timeout.
         self.round_deadline_s = ROUND_PROBE_TIMEOUTS * 2 * self.dial_timeout_s
         self._slots = asyncio.Semaphore(PROBES_AT_ONCE)
-        self._pacer = _Pacer(LOOKUP_RATE_PER_S, LOOKUP_BURST)
+        self._lookups = TokenBucket(LOOKUP_RATE_PER_S, LOOKUP_BURST)  # paces, never refuses
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -179,7 +161,8 @@ class Upgrader:
                 self._due[node_id] = now + self.interval_s  # a refresh below may bring it forward
         tasks = []
         for friend in due:
-            await self._pacer.take()
+            if (wait := self._lookups.reserve()) > 0:
+                await asyncio.sleep(wait)
             tasks.append(asyncio.create_task(self.refresh(friend)))
         for friend, result in zip(due, await asyncio.gather(*tasks, return_exceptions=True), strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):

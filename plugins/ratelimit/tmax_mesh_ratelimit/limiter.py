@@ -1,4 +1,5 @@
-"""Token buckets for the ``ratelimit`` plugin, with a bounded, lazily refilled store.
+"""The ``ratelimit`` plugin's bounded, lazily refilled store of token buckets
+(:class:`tmax_core.tokenbucket.TokenBucket`).
 
 No background task and no wall clock: every bucket refills when it is looked
 at, from an injectable monotonic ``clock`` (tests pass a fake one). See
@@ -7,70 +8,19 @@ at, from an injectable monotonic ``clock`` (tests pass a fake one). See
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 
-from tmax_core import netaddr
 from tmax_core.errors import Reason
 from tmax_core.model import IngressMeta, IngressSource, RateLimit, Verdict
+from tmax_core.plugin.helpers import TokenBucket, source_key
 
 Clock = Callable[[], float]
 
 EVICTION_SCAN = 32
 """How many of the least recently used buckets are scanned for a full (and so
 stateless) one before the oldest is evicted regardless."""
-
-
-@dataclass
-class TokenBucket:
-    """``burst`` tokens at most, ``rate`` new tokens per second, one per envelope."""
-
-    rate: float
-    burst: float
-    tokens: float
-    stamp: float
-
-    @classmethod
-    def full(cls, rate: float, burst: int, now: float) -> TokenBucket:
-        capacity = float(max(1, burst))
-        return cls(rate=rate, burst=capacity, tokens=capacity, stamp=now)
-
-    def refill(self, now: float) -> None:
-        if now > self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = max(self.stamp, now)
-
-    def reconfigure(self, rate: float, burst: int) -> None:
-        """New parameters (the friend's grant changed): keep tokens, capped."""
-        self.rate = rate
-        self.burst = float(max(1, burst))
-        self.tokens = min(self.tokens, self.burst)
-
-    def is_full(self, now: float) -> bool:
-        self.refill(now)
-        return self.tokens >= self.burst
-
-    def can_take(self, now: float) -> bool:
-        self.refill(now)
-        return self.tokens >= 1.0
-
-    def take(self, now: float) -> bool:
-        if not self.can_take(now):
-            return False
-        self.tokens -= 1.0
-        return True
-
-    def retry_after_ms(self, now: float) -> int:
-        """Milliseconds until one token is available (0 if one is now)."""
-        self.refill(now)
-        missing = 1.0 - self.tokens
-        if missing <= 0:
-            return 0
-        # the epsilon keeps float noise (0.6000000001 s) from adding a millisecond
-        return max(1, math.ceil(missing / self.rate * 1000 - 1e-6))
 
 
 def _limited(what: str, bucket: TokenBucket, now: float) -> Verdict:
@@ -126,7 +76,7 @@ class RateLimiter:
     @staticmethod
     def source_key(source: IngressSource) -> tuple[str, str]:
         """IPv6 sources by /64, IPv4 by address (:func:`tmax_core.netaddr.source_key`)."""
-        return (source.transport, netaddr.source_key(source.peer))
+        return (source.transport, source_key(source.peer))
 
     # -- the two checks ----------------------------------------------------------------
 
@@ -165,7 +115,7 @@ class RateLimiter:
                 bucket.reconfigure(limit.rate_per_s, limit.burst)
             return bucket
         self._make_room(now)
-        bucket = TokenBucket.full(limit.rate_per_s, limit.burst, now)
+        bucket = TokenBucket(limit.rate_per_s, limit.burst, now)
         table[key] = bucket
         return bucket
 
@@ -193,7 +143,7 @@ class RateLimiter:
         for n, (key, bucket) in enumerate(table.items()):
             if n >= EVICTION_SCAN:
                 break
-            if bucket.is_full(now):
+            if bucket.full(now):
                 del table[key]
                 return True
         return False

@@ -50,65 +50,41 @@ evicted first, then the least recently used source buckets, see
 :class:`~tmax_mesh_ratelimit.limiter.RateLimiter`). Buckets refill lazily from
 ``time.monotonic``: no background task.
 
-Hooks get no node, so the limiter is created in ``tmax_node_started`` (which
-reads ``node.config``) and kept per node id; ``precheck``/``check`` find it
-by the envelope's ``to`` id (ingress has already checked it is this node).
-With no node started, every check passes.
+Each node has its own :class:`~tmax_mesh_ratelimit.limiter.RateLimiter`, made
+from its config on first use and kept in its plugin state
+(:meth:`tmax_core.plugin.NodeAPI.plugin_state`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from tmax_core.config import validate_positive
 from tmax_core.plugin import hookimpl
+from tmax_core.plugin.helpers import validate_positive
 from tmax_mesh_ratelimit.limiter import RateLimiter
 
 if TYPE_CHECKING:
-    from tmax_core.config import ConfigRegistry
     from tmax_core.model import Friend, IngressMeta, IngressSource, ReceivedMessage, Verdict
+    from tmax_core.plugin import NodeAPI
+    from tmax_core.plugin.helpers import ConfigRegistry
+
+PLUGIN = "ratelimit"
 
 
-class RateLimitPlugin:
-    """Limiters of the nodes running in this process, by node id."""
+def limiter_for(node: NodeAPI) -> RateLimiter:
+    """The node's limiter, made from its ``ratelimit.*`` config on first use."""
 
-    def __init__(self) -> None:
-        self._limiters: dict[bytes, tuple[Any, RateLimiter]] = {}
-
-    def start(self, node: Any) -> RateLimiter:
+    def make() -> RateLimiter:
         cfg = node.config
-        limiter = RateLimiter(
+        return RateLimiter(
             rate=cfg.get("ratelimit.rate"),
             burst=cfg.get("ratelimit.burst"),
             source_rate=cfg.get("ratelimit.source_rate"),
             source_burst=cfg.get("ratelimit.source_burst"),
             max_buckets=cfg.get("ratelimit.max_buckets"),
         )
-        self._limiters[node.identity.node_id] = (node, limiter)
-        return limiter
 
-    def stop(self, node: Any) -> None:
-        self._limiters.pop(node.identity.node_id, None)
-
-    def limiter(self, node_id: bytes) -> RateLimiter | None:
-        entry = self._limiters.get(node_id)
-        return None if entry is None else entry[1]
-
-    def precheck(self, meta: IngressMeta, source: IngressSource) -> Verdict | None:
-        limiter = self.limiter(meta.to_node_id)
-        return None if limiter is None else limiter.precheck(meta, source)
-
-    def check(self, message: ReceivedMessage, friend: Friend) -> Verdict | None:
-        entry = self._limiters.get(message.to_node_id)
-        if entry is None:
-            return None
-        node, limiter = entry
-        if friend.node_id not in node.friends:  # first contact: not a stored friend yet
-            return None
-        return limiter.charge_verified(friend.node_id, friend.rate_limit)
-
-
-STATE = RateLimitPlugin()
+    return node.plugin_state(PLUGIN, make)
 
 
 @hookimpl
@@ -152,20 +128,12 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
 
 
 @hookimpl
-def tmax_node_started(node: Any) -> None:
-    STATE.start(node)
+def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource, node: NodeAPI) -> Verdict | None:
+    return limiter_for(node).precheck(meta, source)
 
 
 @hookimpl
-def tmax_node_stopping(node: Any) -> None:
-    STATE.stop(node)
-
-
-@hookimpl
-def tmax_ingress_precheck(meta: IngressMeta, source: IngressSource) -> Verdict | None:
-    return STATE.precheck(meta, source)
-
-
-@hookimpl
-def tmax_ingress_check(message: ReceivedMessage, friend: Friend) -> Verdict | None:
-    return STATE.check(message, friend)
+def tmax_ingress_check(message: ReceivedMessage, friend: Friend, node: NodeAPI) -> Verdict | None:
+    if friend.node_id not in node.friends:  # first contact: not a stored friend yet
+        return None
+    return limiter_for(node).charge_verified(friend.node_id, friend.rate_limit)

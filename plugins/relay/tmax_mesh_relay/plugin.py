@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from tmax_core.config import validate_duration
 from tmax_core.plugin import hookimpl
+from tmax_core.plugin.helpers import validate_duration
 
 if TYPE_CHECKING:
-    from tmax_core.config import ConfigRegistry
     from tmax_core.model import Transport
+    from tmax_core.plugin import NodeAPI
+    from tmax_core.plugin.helpers import CommandRegistry, ConfigRegistry, Context
 
 
 @hookimpl
@@ -34,7 +35,7 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
 
 
 @hookimpl
-def tmax_register_transports(register: Callable[[Transport], None], node: Any) -> None:
+def tmax_register_transports(register: Callable[[Transport], None], node: NodeAPI) -> None:
     from tmax_mesh_relay.transport import RelayTransport
 
     register(RelayTransport(node))
@@ -50,12 +51,12 @@ def _configure_host(parser: argparse.ArgumentParser) -> None:
     run.add_argument("host_args", nargs=argparse.REMAINDER)
 
 
-def _run_host(args: argparse.Namespace, ctx: Any) -> None:
+def _run_host(args: argparse.Namespace, ctx: Context) -> None:
     from tmax_mesh_relay.host import main
 
     raise SystemExit(main(args.host_args))
 
 
 @hookimpl
-def tmax_register_commands(cli: Any) -> None:
+def tmax_register_commands(cli: CommandRegistry) -> None:
     cli.add("host", "run a relay host (same as tmax-host)", _configure_host, _run_host)

@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from tmax_core import envelope as env
-from tmax_core.crypto import now_ms, to_checksum
 from tmax_core.errors import ConfigError, EnvelopeError
 from tmax_core.model import Friend, IngressSource
+from tmax_core.plugin.helpers import now_ms, to_checksum
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.client import HostSession
 from tmax_mesh_relay.proto import host_pb2
 
 if TYPE_CHECKING:
-    from tmax_core.node import Node
+    from tmax_core.plugin import NodeAPI
 
 log = logging.getLogger("tmax_mesh.relay")
 
@@ -44,12 +44,10 @@ INITIAL_BACKOFF_S = 0.25
 LOOKUP_TIMEOUT_S = 5.0
 
 
-def find_relay(node: Any) -> RelayTransport | None:
+def find_relay(node: NodeAPI) -> RelayTransport | None:
     """The running node's relay transport, if the plugin is active."""
-    for transport in node.transports:
-        if isinstance(transport, RelayTransport):
-            return transport
-    return None
+    transport = node.transport(RelayTransport.name)
+    return transport if isinstance(transport, RelayTransport) else None
 
 
 class HostLink:
@@ -159,7 +157,7 @@ class HostLink:
                 registered.queued,
             )
             await self.update_allow(relay.lookup_allow())  # friends changed while registering?
-            node.outbox.kick(resend_handed_off_via=self.relay.name)
+            node.transport_reconnected(self.relay.name)
             pinger = None
             if registered.limits.idle_timeout_ms:
                 pinger = asyncio.create_task(self._ping_every(registered.limits.idle_timeout_ms / 3000))
@@ -317,7 +315,7 @@ class RelayTransport:
     name = "relay"
     cost = 50
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeAPI) -> None:
         self.node = node
         self.reconnect_max_s = node.duration_ms("relay.reconnect_max") / 1000
         self.links: list[HostLink] = []

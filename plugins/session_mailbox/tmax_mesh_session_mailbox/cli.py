@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tmax_core.cli import CommandRegistry, Context, fmt_time, non_negative_int, read_body
 from tmax_core.errors import UsageError
+from tmax_core.plugin.helpers import CommandRegistry, Context, fmt_time, non_negative_int, read_body
 from tmax_mesh_session_mailbox.client import SessionMailboxClient
 
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import grpc
 
-from tmax_core.api import ERROR_CODE_KEY
-from tmax_core.client import body_for_json
-from tmax_core.errors import MeshError, NodeNotRunning
+from tmax_core.errors import ERROR_CODE_KEY, MeshError, NodeNotRunning
+from tmax_core.plugin.helpers import body_for_json
 from tmax_mesh_session_mailbox.proto import session_mailbox_pb2 as pb
 from tmax_mesh_session_mailbox.proto import session_mailbox_pb2_grpc as pb_grpc
 

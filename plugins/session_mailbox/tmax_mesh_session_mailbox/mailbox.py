@@ -17,12 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tmax_core.aliases import alias_key
-from tmax_core.builtins import DEFAULT_MAX_BYTES_PER_FRIEND, DEFAULT_MAX_BYTES_TOTAL
-from tmax_core.crypto import looks_like_node_id, now_ms, parse_node_id
 from tmax_core.errors import NotFound, QuotaExceeded, UsageError
 from tmax_core.model import Friend, ReceivedMessage
-from tmax_core.store import Quota
+from tmax_core.plugin.helpers import (
+    DEFAULT_MAX_BYTES_PER_FRIEND,
+    DEFAULT_MAX_BYTES_TOTAL,
+    Quota,
+    alias_key,
+    looks_like_node_id,
+    now_ms,
+    parse_node_id,
+)
 from tmax_mesh_session_mailbox.store import (
     DB_NAME,
     LOCAL,

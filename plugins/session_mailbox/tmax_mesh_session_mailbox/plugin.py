@@ -8,52 +8,54 @@
 * CLI ``tmax-mesh session send|list|ack|delete|unread``.
 
 One :class:`~tmax_mesh_session_mailbox.mailbox.SessionMailbox` per running
-node, opened on first use (``<state_dir>/sessions.db``) and closed when the
-node object goes away or the process exits.
+node, opened on first use (``<state_dir>/sessions.db``), kept in the node's
+plugin state and closed when the node object goes away or the process exits.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from tmax_core.builtins import DEFAULT_MAX_BYTES_PER_FRIEND, DEFAULT_MAX_BYTES_TOTAL
-from tmax_core.config import validate_positive
 from tmax_core.plugin import hookimpl
+from tmax_core.plugin.helpers import (
+    DEFAULT_MAX_BYTES_PER_FRIEND,
+    DEFAULT_MAX_BYTES_TOTAL,
+    Quota,
+    validate_positive,
+)
 from tmax_mesh_session_mailbox.store import validate_session_name
 
 if TYPE_CHECKING:
-    from tmax_core.cli import CommandRegistry
-    from tmax_core.config import ConfigRegistry
+    import grpc
+
     from tmax_core.model import DeliverySink
+    from tmax_core.plugin import NodeAPI
+    from tmax_core.plugin.helpers import CommandRegistry, ConfigRegistry
     from tmax_mesh_session_mailbox.mailbox import SessionMailbox
 
 # The CLI loads every plugin on each run: node-side modules (the mailbox, the
 # servicer) are imported inside the hooks that need them.
 
-_mailboxes: weakref.WeakKeyDictionary[Any, SessionMailbox] = weakref.WeakKeyDictionary()
+PLUGIN = "session_mailbox"
 
 
-def mailbox_for(node: Any) -> SessionMailbox:
-    """The mailbox of ``node``, opened on first use.
+def mailbox_for(node: NodeAPI) -> SessionMailbox:
+    """The mailbox of ``node``, opened on first use."""
 
-    Keyed weakly by the node (the mailbox holds no reference back to it), so
-    tests that build many nodes in one process do not leak them.
-    """
-    from tmax_core.store import Quota
-    from tmax_mesh_session_mailbox.mailbox import SessionMailbox
+    def open_mailbox() -> SessionMailbox:
+        from tmax_mesh_session_mailbox.mailbox import SessionMailbox
 
-    mailbox = _mailboxes.get(node)
-    if mailbox is None:
         quota = Quota(
             per_sender=node.config.get("session_mailbox.max_bytes_per_friend"),
             total=node.config.get("session_mailbox.max_bytes_total"),
         )
         mailbox = SessionMailbox.open(node.state_dir, node.friends, quota)
-        _mailboxes[node] = mailbox
-        weakref.finalize(node, mailbox.close)
-    return mailbox
+        weakref.finalize(node, mailbox.close)  # the mailbox holds no reference back to the node
+        return mailbox
+
+    return node.plugin_state(PLUGIN, open_mailbox)
 
 
 @hookimpl
@@ -83,14 +85,14 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
 
 
 @hookimpl
-def tmax_register_delivery_sinks(register: Callable[[DeliverySink], None], node: Any) -> None:
+def tmax_register_delivery_sinks(register: Callable[[DeliverySink], None], node: NodeAPI) -> None:
     from tmax_mesh_session_mailbox.mailbox import SessionMailboxSink
 
     register(SessionMailboxSink(mailbox_for(node), node.config.get("session_mailbox.session")))
 
 
 @hookimpl
-def tmax_register_services(server: Any, node: Any) -> None:
+def tmax_register_services(server: grpc.aio.Server, node: NodeAPI) -> None:
     from tmax_mesh_session_mailbox.service import add_to_server
 
     add_to_server(server, mailbox_for(node))

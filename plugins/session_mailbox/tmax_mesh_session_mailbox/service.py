@@ -11,9 +11,8 @@ from typing import Any
 
 import grpc
 
-from tmax_core.api import hex_id, translate_errors
-from tmax_core.crypto import to_checksum
 from tmax_core.errors import UsageError
+from tmax_core.plugin.helpers import parse_hex_id, to_checksum, translate_errors
 from tmax_mesh_session_mailbox.mailbox import SessionMailbox
 from tmax_mesh_session_mailbox.proto import session_mailbox_pb2 as pb
 from tmax_mesh_session_mailbox.proto import session_mailbox_pb2_grpc as pb_grpc
@@ -44,7 +43,7 @@ class SessionMailboxServicer(pb_grpc.SessionMailboxServicer):
 
     @translate_errors
     async def Send(self, request: pb.SendRequest, context: Any) -> pb.SessionMessage:
-        reply_to = hex_id(request.reply_to, "reply-to message id", 16) if request.reply_to else None
+        reply_to = parse_hex_id(request.reply_to, "reply-to message id", 16) if request.reply_to else None
         message = await self.mailbox.send(
             request.from_session, request.to_session, request.body, request.content_type, reply_to
         )
@@ -59,7 +58,7 @@ class SessionMailboxServicer(pb_grpc.SessionMailboxServicer):
     async def Ack(self, request: pb.AckRequest, context: Any) -> pb.AckReply:
         if request.all:
             return pb.AckReply(acked=await self.mailbox.ack_all(request.session))
-        ids = [hex_id(m, "message id", 16) for m in request.message_ids]
+        ids = [parse_hex_id(m, "message id", 16) for m in request.message_ids]
         return pb.AckReply(acked=await self.mailbox.ack(request.session, ids, request.sender))
 
     @translate_errors
@@ -68,7 +67,7 @@ class SessionMailboxServicer(pb_grpc.SessionMailboxServicer):
             raise UsageError("give the ids of the messages to delete, or --acked (not both)")
         if request.acked:
             return pb.DeleteReply(deleted=await self.mailbox.delete_acked(request.session))
-        ids = [hex_id(m, "message id", 16) for m in request.message_ids]
+        ids = [parse_hex_id(m, "message id", 16) for m in request.message_ids]
         return pb.DeleteReply(deleted=await self.mailbox.delete(request.session, ids, request.sender))
 
     @translate_errors

@@ -27,8 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from tmax_core.errors import NotFound, UsageError
-from tmax_core.sqlitedb import Database, Migration, keep_rowid_counter, lastrowid_if_new, open_database
-from tmax_core.store import Quota, UsageTable
+from tmax_core.plugin.helpers import (
+    Database,
+    Migration,
+    Quota,
+    UsageTable,
+    keep_rowid_counter,
+    lastrowid_if_new,
+    open_database,
+)
 
 DB_NAME = "sessions.db"
 MAX_SESSION_LEN = 128
