@@ -11,4 +11,5 @@ scripts/setup.sh --dev
 PYTHON=.venv/bin/python scripts/gen_proto.sh --check
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy  # the core and the four plugins ([tool.mypy] in pyproject.toml)
 exec .venv/bin/python -m pytest -p no:cacheprovider -q "$@"

@@ -194,7 +194,9 @@ class Transport(Protocol):
 
     ``cost`` orders candidates when no plugin decides (lower first).
     ``can_reach`` is a cheap synchronous check; ``send`` returns the recipient's
-    serialized SignedAck bytes or raises ``ConnectionError``/``TimeoutError``.
+    serialized SignedAck bytes, or ``None`` when an intermediary (a relay host's
+    store-and-forward) took the envelope to deliver later, or raises
+    ``ConnectionError``/``TimeoutError``.
 
     Optional: ``send_batch(friend, envelopes, timeout)`` returns one serialized
     batch SignedAck for several envelopes; ``answer_unverifiable(friend)`` is
@@ -210,7 +212,7 @@ class Transport(Protocol):
 
     def can_reach(self, friend: Friend) -> bool: ...
 
-    async def send(self, friend: Friend, envelope: bytes, timeout: float) -> bytes: ...
+    async def send(self, friend: Friend, envelope: bytes, timeout: float) -> bytes | None: ...
 
     def status(self) -> dict[str, Any]: ...
 

@@ -173,12 +173,12 @@ async def test_mailbox_local_send(mailbox: SessionMailbox) -> None:
     sent = await mailbox.send("alice", "root", b"hello", reply_to=b"x" * 16)
     assert sent.origin == LOCAL and sent.content_type == "text/plain" and len(sent.message_id) == 16
     assert await mailbox.unread("root") == 1
-    [got] = await mailbox.list("root")
+    [got] = await mailbox.messages("root")
     assert got == sent
     with pytest.raises(UsageError, match="empty"):
         await mailbox.send("", "root", b"x")
     with pytest.raises(UsageError, match="whitespace"):
-        await mailbox.list("root ")
+        await mailbox.messages("root ")
     with pytest.raises(UsageError, match="limit"):
         await mailbox.send("a", "b", b"x" * (1024 * 1024 + 1))
     with pytest.raises(UsageError, match="--all"):
@@ -191,7 +191,7 @@ async def test_sink_tags_sender_and_is_idempotent(mailbox: SessionMailbox) -> No
     await sink.deliver(received(1))  # no alias from ingress: filled from the friend list
     await sink.deliver(received(1, body=b"again"))  # a redelivery after a crash
     await sink.deliver(received(2, alias="al"))
-    got = await mailbox.list("root")
+    got = await mailbox.messages("root")
     assert [(m.body, m.from_alias) for m in got] == [(b"remote", "alice"), (b"remote", "al")]
     first = got[0]
     assert first.origin == REMOTE and first.from_node_id == SENDER and first.scope == "message"

@@ -180,7 +180,7 @@ async def test_sink_refuses_with_quota_exceeded(mailbox: SessionMailbox) -> None
     with pytest.raises(QuotaExceeded) as err:
         await sink.deliver(received(5, sender=B))  # the total is full
     assert err.value.code == "quota_exceeded"
-    got = await mailbox.list("root")
+    got = await mailbox.messages("root")
     assert [(m.message_id, m.from_alias) for m in got] == [
         (mid(1), "alice"),
         (mid(2), "alice"),

@@ -87,6 +87,6 @@ def tmax_select_transport(
     prefers = upgrader.prefers_direct(friend)
     if prefers is None:
         return None
-    direct = [t for t in candidates if t is upgrader.direct]
+    direct: list[Transport] = [t for t in candidates if t is upgrader.direct]
     others = [t for t in candidates if t is not upgrader.direct]
     return direct + others if prefers else others + direct

@@ -192,7 +192,7 @@ class Upgrader:
             answer = await self.relay.lookup(node_id)
         except (ConnectionError, TimeoutError) as err:
             # No answer (relay down, rate limited, ...): keep what the host said last time.
-            log.debug("lookup of %s: %s", to_checksum(node_id), err or type(err).__name__)
+            log.debug("lookup of %s: %s", to_checksum(node_id), str(err) or type(err).__name__)
             found = self.found.get(node_id, [])
         else:
             found = self._screen(node_id, answer)
@@ -219,8 +219,8 @@ class Upgrader:
             elif ep in due:
                 errors.append("not probed within the round's deadline")
             else:
-                state = failing[ep]
-                errors.append(f"{state.error}; next probe in {state.not_before - now:.0f}s")
+                backoff = failing[ep]
+                errors.append(f"{backoff.error}; next probe in {backoff.not_before - now:.0f}s")
         # Every endpoint the host gave goes to the transport, with its health
         # (what failed stays marked failed), so `node status` shows them all.
         self.direct.discovered[node_id] = [ep for ep in found if ep not in friend.endpoints]

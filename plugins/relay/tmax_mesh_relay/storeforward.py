@@ -62,19 +62,19 @@ class _Queue:
     """One recipient's messages (oldest first) and what each sender holds in it."""
 
     items: OrderedDict[tuple[bytes, bytes], Held] = field(default_factory=OrderedDict)
-    bytes: int = 0
+    size: int = 0  # bytes held
     senders: dict[bytes, list[int]] = field(default_factory=dict)  # sender -> [count, bytes]
 
     def add(self, item: Held) -> None:
         self.items[item.key] = item
-        self.bytes += item.cost
+        self.size += item.cost
         usage = self.senders.setdefault(item.sender, [0, 0])
         usage[0] += 1
         usage[1] += item.cost
 
     def remove(self, item: Held) -> None:
         del self.items[item.key]
-        self.bytes -= item.cost
+        self.size -= item.cost
         usage = self.senders[item.sender]
         usage[0] -= 1
         usage[1] -= item.cost
@@ -140,7 +140,7 @@ class StoreAndForward:
         """The messages to push out so that ``item`` fits (none if it fits as is), or
         ``None`` if it does not fit and its sender would exceed its fair share."""
         lim = self.limits
-        count, size = len(queue.items) + 1, queue.bytes + item.cost
+        count, size = len(queue.items) + 1, queue.size + item.cost
         if count <= lim.max_messages and size <= lim.max_bytes:
             return []
         mine = queue.senders.get(item.sender, [0, 0])

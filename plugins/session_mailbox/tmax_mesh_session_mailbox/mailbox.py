@@ -111,7 +111,7 @@ class SessionMailbox:
         await self._run(self.store.insert, message)
         return message
 
-    async def list(self, session: str, unread_only: bool = False, limit: int = 0) -> list[SessionMessage]:
+    async def messages(self, session: str, unread_only: bool = False, limit: int = 0) -> list[SessionMessage]:
         return await self._run(self.store.list_messages, check_session(session), unread_only, limit or None)
 
     async def ack(self, session: str, message_ids: list[bytes], sender: str = "") -> int:

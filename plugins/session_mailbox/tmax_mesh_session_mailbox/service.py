@@ -51,7 +51,7 @@ class SessionMailboxServicer(pb_grpc.SessionMailboxServicer):
 
     @translate_errors
     async def List(self, request: pb.ListRequest, context: Any) -> pb.ListReply:
-        messages = await self.mailbox.list(request.session, request.unread, request.limit)
+        messages = await self.mailbox.messages(request.session, request.unread, request.limit)
         return pb.ListReply(messages=[message_pb(m) for m in messages])
 
     @translate_errors
