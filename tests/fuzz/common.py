@@ -34,8 +34,20 @@ def vm_rss_kb(pid: int) -> int:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
+TRACEBACK = "Traceback (most recent call last)"
+
+
 def tracebacks(log: str) -> int:
-    return log.count("Traceback (most recent call last)")
+    return log.count(TRACEBACK)
+
+
+def first_traceback(log: str, before: int = 1500, after: int = 4000) -> str:
+    """The log around its first traceback (what a failing assertion shows:
+    the log's tail alone may no longer hold it)."""
+    at = log.find(TRACEBACK)
+    if at < 0:
+        return log[-after:]
+    return log[max(0, at - before) : at + after]
 
 
 def befriend_api(inviter: Node, invitee: Node) -> None:

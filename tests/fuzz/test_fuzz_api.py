@@ -19,7 +19,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from tests.fuzz.common import befriend_api, budget, tracebacks, vm_rss_kb
+from tests.fuzz.common import befriend_api, budget, first_traceback, tracebacks, vm_rss_kb
 from tests.harness import Node, ProcGroup, wait_for
 from tmax_core.client import NodeClient
 from tmax_core.errors import MeshError
@@ -237,4 +237,4 @@ def test_after_campaign_node_works(api: Api) -> None:
     print(f"api campaign: {api.calls} calls, {api.errors} clear errors; node RSS growth {growth_mb:.1f} MB")
     assert growth_mb < 50, growth_mb
     log = api.node.log_path.read_text(errors="replace")
-    assert tracebacks(log) == 0, log[-5000:]
+    assert tracebacks(log) == 0, first_traceback(log)

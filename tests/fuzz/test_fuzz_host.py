@@ -22,7 +22,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.common import UNCAPPED_SOURCE, befriend_api, budget, edits, mutate, tracebacks, vm_rss_kb
+from tests.fuzz.common import (
+    UNCAPPED_SOURCE,
+    befriend_api,
+    budget,
+    edits,
+    first_traceback,
+    mutate,
+    tracebacks,
+    vm_rss_kb,
+)
 from tests.fuzz.hostwire import END_CODES, ERROR_CODES, End, RawStream, channel, stream
 from tests.harness import Host, ProcGroup, wait_for
 from tmax_core import envelope as env
@@ -233,4 +242,4 @@ def test_after_campaign_host_serves_nodes(target: HostTarget, module_procs: Proc
     with NodeClient(b.ready["socket"]) as c:
         wait_for(lambda: [m["body"] for m in c.inbox_list()] == ["after the fuzz"], what="the message")
     log = target.host.log_path.read_text(errors="replace")
-    assert tracebacks(log) == 0, log[-5000:]
+    assert tracebacks(log) == 0, first_traceback(log)

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.common import budget, edits, mutate, tracebacks, vm_rss_kb
+from tests.fuzz.common import budget, edits, first_traceback, mutate, tracebacks, vm_rss_kb
 from tests.harness import Node, ProcGroup, wait_for
 from tmax_core import envelope as env
 from tmax_core import invites
@@ -288,4 +288,4 @@ def test_oversized_and_after_campaign(target: Target) -> None:
     print(f"node RSS growth over the peer campaign: {growth_mb:.1f} MB")
     assert growth_mb < 50, growth_mb
     log = target.node.log_path.read_text(errors="replace")
-    assert tracebacks(log) == 0, log[-5000:]
+    assert tracebacks(log) == 0, first_traceback(log)
