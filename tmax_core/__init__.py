@@ -20,6 +20,7 @@ _LAZY = {
     "NodeInfo": "tmax_core.results",
     "NodeStatus": "tmax_core.results",
     "FriendInfo": "tmax_core.results",
+    "FriendStatus": "tmax_core.results",
     "InboxItem": "tmax_core.results",
     "MsgState": "tmax_core.results",
     "InviteInfo": "tmax_core.results",

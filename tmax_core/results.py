@@ -266,6 +266,36 @@ class InboxItem(_Result):
         return out
 
 
+@dataclass(frozen=True)
+class FriendStatus(_Result):
+    """A friend as ``tmax-mesh status`` shows it: ``path`` is how a message
+    would go now (``direct``, ``relay``, another transport, or ``offline``);
+    ``queued``/``sent``/``failed`` count the messages to it in the outbox
+    (``sent``: handed over, awaiting the delivery ack)."""
+
+    alias: str | None
+    node_id: str
+    path: str
+    last_seen_ms: int | None
+    queued: int
+    sent: int
+    failed: int
+    blocked: bool
+
+    @classmethod
+    def from_pb(cls, f: pb.FriendStatus) -> FriendStatus:
+        return cls(
+            alias=f.alias or None,
+            node_id=f.node_id,
+            path=f.path,
+            last_seen_ms=f.last_seen_ms or None,
+            queued=f.outbox.get("queued", 0),
+            sent=f.outbox.get("sent", 0),
+            failed=f.outbox.get("failed", 0),
+            blocked=f.blocked,
+        )
+
+
 def as_json(value: Any) -> Any:
     """A result (or a list of them) in its JSON shape."""
     if isinstance(value, list):

@@ -23,11 +23,13 @@ from tmax_core.proto import node_pb2_grpc
 from tmax_core.results import (
     CreatedInvite,
     FriendInfo,
+    FriendStatus,
     InboxItem,
     InviteInfo,
     MsgState,
     NodeInfo,
     NodeStatus,
+    as_json,
 )
 from tmax_core.statedir import resolve_state_dir, socket_path
 
@@ -144,6 +146,15 @@ class _Methods:
     def friends_list(self) -> Any:
         """-> list of :class:`FriendInfo`."""
         return self._call("FriendsList", pb.Empty(), lambda r: [FriendInfo.from_pb(f) for f in r.friends])
+
+    def friends_status(self) -> Any:
+        """-> list of :class:`FriendStatus`: each friend's path now, last contact and outbox."""
+        return self._call(
+            "FriendsStatus",
+            pb.Empty(),
+            lambda r: [FriendStatus.from_pb(f) for f in r.friends],
+            lambda friends: {"friends": as_json(friends)},
+        )
 
     def friend_block(self, ref: str, blocked: bool = True) -> Any:
         """-> :class:`FriendInfo`. ``ref`` is a node id or an alias."""
