@@ -15,6 +15,8 @@ from typing import Any
 
 from tmax_core import __version__
 from tmax_core.commands import CommandRegistry, Context
+from tmax_core.completion import SHELLS
+from tmax_core.completion import script as completion_script
 from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import MeshError, UsageError
 from tmax_core.humantime import local, local_and_relative, relative, span
@@ -434,6 +436,21 @@ def _render_friends_status(obj: dict) -> str:
     )
 
 
+def _completion(p: argparse.ArgumentParser) -> None:
+    p.add_argument("shell", choices=SHELLS, help="the shell to complete in")
+    p.epilog = (
+        "bash: tmax-mesh completion bash > ~/.local/share/bash-completion/completions/tmax-mesh; "
+        "zsh: tmax-mesh completion zsh > ~/.zfunc/_tmax-mesh (with ~/.zfunc on $fpath); "
+        "fish: tmax-mesh completion fish > ~/.config/fish/completions/tmax-mesh.fish"
+    )
+
+
+def _run_completion(args: argparse.Namespace, ctx: Context) -> Any:
+    assert ctx.parser is not None  # main() always passes it
+    sys.stdout.write(completion_script(ctx.parser, args.shell))
+    return None
+
+
 def _plugins(p: argparse.ArgumentParser) -> None:
     return None
 
@@ -473,6 +490,7 @@ def register_builtin_commands(cli: CommandRegistry) -> None:
         _run_status,
         _render_friends_status,
     )
+    cli.add("completion", "print a shell completion script (bash, zsh, fish)", _completion, _run_completion)
     cli.add("config", "show and edit config.toml", configure_config, run_config, render_config)
     cli.add(
         "plugins", "installed plugins and the hooks they implement", _plugins, _run_plugins, _render_plugins
@@ -521,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         cli = CommandRegistry()
         register_builtin_commands(cli)
         pm.hook.tmax_register_commands(cli=cli)
-        args = build_parser(cli).parse_args(argv)
+        parser = build_parser(cli)
+        args = parser.parse_args(argv)
         for name, default in (
             ("state_dir", None),
             ("socket", None),
@@ -533,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                 setattr(args, name, default)
         args._exit_code = 0
         command = cli.commands[args.command]
-        ctx = Context(args=args, pm=pm)
+        ctx = Context(args=args, pm=pm, parser=parser)
         result = command.run(args, ctx)
         if result is not None:
             if args.json:

@@ -26,6 +26,7 @@ class Context:
 
     args: argparse.Namespace
     pm: pluggy.PluginManager
+    parser: argparse.ArgumentParser | None = None  # the whole tree, plugin commands included
     _client: JsonNodeClient | None = field(default=None, repr=False)
 
     @property
