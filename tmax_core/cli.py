@@ -21,6 +21,7 @@ from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import MeshError, UsageError
 from tmax_core.humantime import local, local_and_relative, relative, span
 from tmax_core.plugin.manager import create_plugin_manager, failed_plugins, list_plugins
+from tmax_core.plugininstall import pip_argv, requirement, run_pip
 from tmax_core.progress import wait_with_progress
 
 EXIT_ERROR = 1
@@ -452,12 +453,38 @@ def _run_completion(args: argparse.Namespace, ctx: Context) -> Any:
 
 
 def _plugins(p: argparse.ArgumentParser) -> None:
-    return None
+    sub = p.add_subparsers(dest="action", metavar="ACTION")  # none: list them
+    sub.add_parser("list", help="installed plugins and their hooks (the default)")
+    for action, text in (
+        ("install", "install plugins with pip into the environment tmax-mesh runs in"),
+        ("uninstall", "uninstall plugins with pip"),
+    ):
+        sp = sub.add_parser(action, help=text)
+        sp.add_argument(
+            "names",
+            nargs="+",
+            metavar="NAME",
+            help="relay, direct, session_mailbox, ratelimit, or anything pip takes (a name, a wheel, a path)",
+        )
+        if action == "install":
+            sp.add_argument("-U", "--upgrade", action="store_true", help="upgrade if already installed")
+            sp.add_argument("-e", "--editable", action="store_true", help="install local paths editable")
 
 
 def _run_plugins(args: argparse.Namespace, ctx: Context) -> Any:
-    """Loaded plugins (``"error": null``), then the ones that failed to load
-    with their one-line error (``"hooks": []``)."""
+    """``install``/``uninstall`` through pip; else the loaded plugins
+    (``"error": null``), then the ones that failed to load with their
+    one-line error (``"hooks": []``)."""
+    if args.action in ("install", "uninstall"):
+        install = args.action == "install"
+        argv = pip_argv(
+            args.action,
+            args.names,
+            upgrade=install and args.upgrade,
+            editable=install and args.editable,
+        )
+        run_pip(argv)
+        return {args.action + "ed": [requirement(n) for n in args.names]}
     failed = failed_plugins(ctx.pm)
     for failure in failed:
         print(f"warning: plugin {failure['name']} failed to load: {failure['error']}", file=sys.stderr)
@@ -465,7 +492,11 @@ def _run_plugins(args: argparse.Namespace, ctx: Context) -> Any:
     return loaded + [{"version": None, "hooks": [], **f} for f in failed]
 
 
-def _render_plugins(plugins: list[dict]) -> str:
+def _render_plugins(obj: Any) -> str:
+    if isinstance(obj, dict):
+        ((action, names),) = obj.items()
+        return f"{action} {', '.join(names)} (a running tmax-node loads plugins when it starts)"
+    plugins = obj
     return table(
         [
             [p["name"], p["version"] or "-", f"FAILED: {p['error']}" if p["error"] else ", ".join(p["hooks"])]
