@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from tmax_core.node import Node
 
 SCRAPE_TIMEOUT_S = 10.0
 UP_STATES = ("connected", "ready")
 
 
 class NodeMetrics(Collector):
-    def __init__(self, node: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
         self.node = node
         self.loop = loop
         self.registry = CollectorRegistry()

@@ -4,6 +4,7 @@ line as it changes (``queued → sent via relay → delivered via relay``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 STEP_S = 0.5
@@ -20,7 +21,9 @@ def label(state: dict[str, Any]) -> str:
     return f"{status} via {path}" if path and status != "queued" else status
 
 
-def wait_with_progress(wait: Any, sent: dict[str, Any], timeout_s: float, out: TextIO) -> dict[str, Any]:
+def wait_with_progress(
+    wait: Callable[[str, float], dict[str, Any]], sent: dict[str, Any], timeout_s: float, out: TextIO
+) -> dict[str, Any]:
     """Wait (``wait(message_id, seconds)`` is the client's ``msg_wait``) until
     the message is delivered or failed or ``timeout_s`` passed, writing each
     new step to ``out``; returns the last state."""
