@@ -19,6 +19,7 @@ from tmax_core import __version__
 from tmax_core.crypto import looks_like_node_id, parse_node_id, to_checksum
 from tmax_core.crypto import parse_hex_id as hex_id
 from tmax_core.errors import ERROR_CODE_KEY, MeshError, UsageError
+from tmax_core.friendstatus import path_now
 from tmax_core.model import (
     DEFAULT_SCOPE,
     Friend,
@@ -215,6 +216,23 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
     @translate_errors
     async def FriendsList(self, request: pb.Empty, context: Any) -> pb.FriendsListReply:
         return pb.FriendsListReply(friends=[friend_pb(f) for f in await self.node.list_friends()])
+
+    @translate_errors
+    async def FriendsStatus(self, request: pb.Empty, context: Any) -> pb.FriendsStatusReply:
+        outbox = await self.node.db(self.node.store.outbox_counts_by_friend)
+        return pb.FriendsStatusReply(
+            friends=[
+                pb.FriendStatus(
+                    node_id=to_checksum(f.node_id),
+                    alias=f.alias or "",
+                    path=path_now(f, self.node.transports),
+                    last_seen_ms=f.last_seen_ms or 0,
+                    blocked=f.blocked,
+                    outbox=outbox.get(f.node_id, {}),
+                )
+                for f in await self.node.list_friends()
+            ]
+        )
 
     @translate_errors
     async def FriendBlock(self, request: pb.FriendBlockRequest, context: Any) -> pb.Friend:

@@ -11,14 +11,18 @@ import argparse
 import json
 import os
 import sys
-import time
 from typing import Any
 
 from tmax_core import __version__
 from tmax_core.commands import CommandRegistry, Context
+from tmax_core.completion import SHELLS
+from tmax_core.completion import script as completion_script
 from tmax_core.durations import parse_duration_ms
 from tmax_core.errors import MeshError, UsageError
+from tmax_core.humantime import local, local_and_relative, relative, span
 from tmax_core.plugin.manager import create_plugin_manager, failed_plugins, list_plugins
+from tmax_core.plugininstall import pip_argv, requirement, run_pip
+from tmax_core.progress import wait_with_progress
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -27,10 +31,7 @@ EXIT_USAGE = 2
 # -- helpers -----------------------------------------------------------------------
 
 
-def fmt_time(ms: int | None) -> str:
-    if not ms:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+fmt_time = local  # the name plugins' renderers import
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -41,7 +42,19 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
+def _is_time(key: str) -> bool:
+    """Fields holding a point in time as epoch ms (``added_at_ms``, ``last_seen_ms``)."""
+    return key.endswith("_at_ms") or key == "last_seen_ms"
+
+
+def _shown(key: str, value: Any) -> tuple[str, Any]:
+    """A time field as ``added_at  2026-12-06 21:05:09 (3 min ago)``, anything else as is."""
+    return (key.removesuffix("_ms"), local_and_relative(value)) if _is_time(key) else (key, value)
+
+
 def kv(obj: dict[str, Any]) -> str:
+    """``key  value`` lines; times (see :func:`_is_time`) as local time and how long ago."""
+    obj = dict(_shown(k, v) for k, v in obj.items())
     width = max(len(k) for k in obj) if obj else 0
     out = []
     for k, v in obj.items():
@@ -115,7 +128,7 @@ def _render_friends(friends: list[dict]) -> str:
                 "yes" if f["blocked"] else "no",
                 ",".join(f["scopes"]),
                 ",".join(f["relay_hosts"] + f["endpoints"]) or "-",
-                fmt_time(f["last_seen_ms"]),
+                relative(f["last_seen_ms"]),
             ]
             for f in friends
         ],
@@ -131,7 +144,7 @@ def _render_message(m: dict) -> str:
     who = m["from_alias"] or m["from_node_id"]
     mark = " " if m["acked"] else "*"
     body = m["body"] if "body_encoding" not in m else f"<{m['content_type']}, base64> {m['body']}"
-    return f"{mark} {fmt_time(m['received_at_ms'])}  {m['message_id']}  from {who} [{m['scope']}]: {body}"
+    return f"{mark} {local(m['received_at_ms'])}  {m['message_id']}  from {who} [{m['scope']}]: {body}"
 
 
 def _render_status(s: dict) -> str:
@@ -141,7 +154,7 @@ def _render_status(s: dict) -> str:
                 "node id": s["node_id"],
                 "friends": s["friends"],
                 "peer listener": s["peer_listen"],
-                "uptime": f"{s['uptime_ms'] // 1000}s",
+                "uptime": span(s["uptime_ms"] / 1000),
                 "inbox unread": s["inbox_unread"],
                 "outbox": ", ".join(f"{k} {v}" for k, v in sorted(s["outbox"].items())) or "empty",
                 "sinks": s["sinks"],
@@ -242,7 +255,7 @@ def _render_invite(obj: Any) -> str:
             [
                 [
                     i["token_id"],
-                    fmt_time(i["expires_at_ms"]),
+                    local_and_relative(i["expires_at_ms"]),
                     "unlimited" if i["uses_left"] is None else str(i["uses_left"]),
                     ",".join(i["scopes"]),
                     "revoked" if i["revoked"] else "",
@@ -253,8 +266,9 @@ def _render_invite(obj: Any) -> str:
         )
     if "token" in obj:
         uses = "unlimited uses" if obj["uses"] is None else f"{obj['uses']} use(s)"
+        expires = local_and_relative(obj["expires_at_ms"])
         return (
-            f"{obj['token']}\n\ntoken id {obj['token_id']}, expires {fmt_time(obj['expires_at_ms'])}, "
+            f"{obj['token']}\n\ntoken id {obj['token_id']}, expires {expires}, "
             f"{uses}, scopes {','.join(obj['scopes'])}\n"
             "Give the token to the other node: tmax-mesh invite accept TOKEN"
         )
@@ -323,7 +337,10 @@ def _run_msg(args: argparse.Namespace, ctx: Context) -> Any:
     )
     if not args.wait:
         return sent
-    result = c.msg_wait(sent["message_id"], args.timeout)
+    if sys.stderr.isatty():
+        result = wait_with_progress(c.msg_wait, sent, args.timeout, sys.stderr)
+    else:
+        result = c.msg_wait(sent["message_id"], args.timeout)
     if result["status"] != "delivered":
         ctx.args._exit_code = EXIT_ERROR
         if result["status"] != "failed":
@@ -388,13 +405,86 @@ def _render_inbox_cmd(obj: Any) -> str:
     return f"{obj['unread']} unread"
 
 
-def _plugins(p: argparse.ArgumentParser) -> None:
+def _status(p: argparse.ArgumentParser) -> None:
     return None
 
 
+def _run_status(args: argparse.Namespace, ctx: Context) -> Any:
+    return ctx.client().friends_status()
+
+
+def short_id(node_id: str) -> str:
+    """``0x1234…abcd``: enough of a node id to tell friends apart on screen."""
+    return f"{node_id[:6]}…{node_id[-4:]}" if len(node_id) > 12 else node_id
+
+
+def _render_friends_status(obj: dict) -> str:
+    if not obj["friends"]:
+        return "no friends yet: tmax-mesh invite create, then give the token to the other node"
+    return table(
+        [
+            [
+                (f["alias"] or "-") + (" (blocked)" if f["blocked"] else ""),
+                short_id(f["node_id"]),
+                f["path"],
+                relative(f["last_seen_ms"]),
+                str(f["queued"] + f["sent"]),
+                str(f["failed"]),
+            ]
+            for f in obj["friends"]
+        ],
+        ["FRIEND", "NODE ID", "PATH", "LAST SEEN", "QUEUED", "FAILED"],
+    )
+
+
+def _completion(p: argparse.ArgumentParser) -> None:
+    p.add_argument("shell", choices=SHELLS, help="the shell to complete in")
+    p.epilog = (
+        "bash: tmax-mesh completion bash > ~/.local/share/bash-completion/completions/tmax-mesh; "
+        "zsh: tmax-mesh completion zsh > ~/.zfunc/_tmax-mesh (with ~/.zfunc on $fpath); "
+        "fish: tmax-mesh completion fish > ~/.config/fish/completions/tmax-mesh.fish"
+    )
+
+
+def _run_completion(args: argparse.Namespace, ctx: Context) -> Any:
+    assert ctx.parser is not None  # main() always passes it
+    sys.stdout.write(completion_script(ctx.parser, args.shell))
+    return None
+
+
+def _plugins(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION")  # none: list them
+    sub.add_parser("list", help="installed plugins and their hooks (the default)")
+    for action, text in (
+        ("install", "install plugins with pip into the environment tmax-mesh runs in"),
+        ("uninstall", "uninstall plugins with pip"),
+    ):
+        sp = sub.add_parser(action, help=text)
+        sp.add_argument(
+            "names",
+            nargs="+",
+            metavar="NAME",
+            help="relay, direct, session_mailbox, ratelimit, or anything pip takes (a name, a wheel, a path)",
+        )
+        if action == "install":
+            sp.add_argument("-U", "--upgrade", action="store_true", help="upgrade if already installed")
+            sp.add_argument("-e", "--editable", action="store_true", help="install local paths editable")
+
+
 def _run_plugins(args: argparse.Namespace, ctx: Context) -> Any:
-    """Loaded plugins (``"error": null``), then the ones that failed to load
-    with their one-line error (``"hooks": []``)."""
+    """``install``/``uninstall`` through pip; else the loaded plugins
+    (``"error": null``), then the ones that failed to load with their
+    one-line error (``"hooks": []``)."""
+    if args.action in ("install", "uninstall"):
+        install = args.action == "install"
+        argv = pip_argv(
+            args.action,
+            args.names,
+            upgrade=install and args.upgrade,
+            editable=install and args.editable,
+        )
+        run_pip(argv)
+        return {args.action + "ed": [requirement(n) for n in args.names]}
     failed = failed_plugins(ctx.pm)
     for failure in failed:
         print(f"warning: plugin {failure['name']} failed to load: {failure['error']}", file=sys.stderr)
@@ -402,7 +492,11 @@ def _run_plugins(args: argparse.Namespace, ctx: Context) -> Any:
     return loaded + [{"version": None, "hooks": [], **f} for f in failed]
 
 
-def _render_plugins(plugins: list[dict]) -> str:
+def _render_plugins(obj: Any) -> str:
+    if isinstance(obj, dict):
+        ((action, names),) = obj.items()
+        return f"{action} {', '.join(names)} (a running tmax-node loads plugins when it starts)"
+    plugins = obj
     return table(
         [
             [p["name"], p["version"] or "-", f"FAILED: {p['error']}" if p["error"] else ", ".join(p["hooks"])]
@@ -420,6 +514,14 @@ def register_builtin_commands(cli: CommandRegistry) -> None:
     cli.add("friends", "list, block, unblock and remove friends", _friends, _run_friends, _render_friends_cmd)
     cli.add("msg", "send messages and check their delivery", _msg, _run_msg, _render_msg)
     cli.add("inbox", "read, ack, delete and watch received messages", _inbox, _run_inbox, _render_inbox_cmd)
+    cli.add(
+        "status",
+        "each friend: how messages go now (direct, relay, offline), last seen, queued and failed",
+        _status,
+        _run_status,
+        _render_friends_status,
+    )
+    cli.add("completion", "print a shell completion script (bash, zsh, fish)", _completion, _run_completion)
     cli.add("config", "show and edit config.toml", configure_config, run_config, render_config)
     cli.add(
         "plugins", "installed plugins and the hooks they implement", _plugins, _run_plugins, _render_plugins
@@ -468,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
         cli = CommandRegistry()
         register_builtin_commands(cli)
         pm.hook.tmax_register_commands(cli=cli)
-        args = build_parser(cli).parse_args(argv)
+        parser = build_parser(cli)
+        args = parser.parse_args(argv)
         for name, default in (
             ("state_dir", None),
             ("socket", None),
@@ -480,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
                 setattr(args, name, default)
         args._exit_code = 0
         command = cli.commands[args.command]
-        ctx = Context(args=args, pm=pm)
+        ctx = Context(args=args, pm=pm, parser=parser)
         result = command.run(args, ctx)
         if result is not None:
             if args.json:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pluggy
 
-from tmax_core.client import NodeClient
-from tmax_core.statedir import resolve_state_dir, socket_path
+from tmax_core.client import JsonNodeClient, node_socket
+from tmax_core.statedir import resolve_state_dir
 
 
 @dataclass
@@ -26,7 +26,8 @@ class Context:
 
     args: argparse.Namespace
     pm: pluggy.PluginManager
-    _client: NodeClient | None = field(default=None, repr=False)
+    parser: argparse.ArgumentParser | None = None  # the whole tree, plugin commands included
+    _client: JsonNodeClient | None = field(default=None, repr=False)
 
     @property
     def state_dir(self) -> Path:
@@ -34,11 +35,11 @@ class Context:
 
     @property
     def socket(self) -> Path:
-        return socket_path(self.state_dir, self.args.socket)
+        return node_socket(self.args.state_dir, self.args.socket)
 
-    def client(self) -> NodeClient:
+    def client(self) -> JsonNodeClient:
         if self._client is None:
-            self._client = NodeClient(self.socket)
+            self._client = JsonNodeClient(self.socket)
         return self._client
 
 

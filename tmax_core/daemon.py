@@ -25,10 +25,13 @@ from tmax_core.config import Config, build_registry, config_path
 from tmax_core.errors import MeshError, StateDirError
 from tmax_core.identity import load_or_create
 from tmax_core.logs import add_logging_arguments, setup_logging
+from tmax_core.metricsserver import MetricsServer
 from tmax_core.node import Node
+from tmax_core.nodemetrics import NodeMetrics
 from tmax_core.plugin.manager import create_plugin_manager
 from tmax_core.proto import node_pb2_grpc
 from tmax_core.readyfile import remove_ready_file, write_ready_file
+from tmax_core.sdnotify import notify
 from tmax_core.statedir import ensure_state_dir, resolve_state_dir, socket_path
 from tmax_core.store import Store
 
@@ -50,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--relay", action="append", metavar="URL", help="relay host URL (repeatable)")
     p.add_argument("--ready-file", help="write a JSON ready file here once listening")
+    p.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics (and /healthz) over HTTP here"
+    )
     add_logging_arguments(p)
     p.add_argument("--version", action="version", version=f"tmax-node {__version__}")
     return p
@@ -96,17 +102,18 @@ async def run(args: argparse.Namespace) -> None:
         node = Node(
             state_dir=state_dir, config=config, pm=pm, identity=identity, store=store, socket_path=sock
         )
-        await serve(node, sock, Path(args.ready_file) if args.ready_file else None)
+        await serve(node, sock, Path(args.ready_file) if args.ready_file else None, args.metrics_listen)
     finally:
         lock.release()
 
 
-async def serve(node: Node, sock: Path, ready_file: Path | None) -> None:
+async def serve(node: Node, sock: Path, ready_file: Path | None, metrics_listen: str | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
+    metrics: MetricsServer | None = None
     server = grpc.aio.server()
     try:
         node_pb2_grpc.add_NodeApiServicer_to_server(NodeApiServicer(node), server)
@@ -121,6 +128,8 @@ async def serve(node: Node, sock: Path, ready_file: Path | None) -> None:
             os.umask(old_umask)
         await server.start()
         os.chmod(sock, 0o600)
+        if metrics_listen:
+            metrics = MetricsServer(metrics_listen, NodeMetrics(node, loop).registry)
         if ready_file is not None:
             write_ready_file(
                 ready_file,
@@ -129,12 +138,17 @@ async def serve(node: Node, sock: Path, ready_file: Path | None) -> None:
                     "node_id": node.node_id_hex,
                     "socket": str(sock),
                     "peer_listen": node.peer_listen,
+                    "metrics": metrics.bound if metrics else None,
                 },
             )
-        log.info("local API on %s", sock)
+        log.info("local API on %s%s", sock, f", metrics on {metrics.bound}" if metrics else "")
+        notify("READY=1", f"STATUS=node {node.node_id_hex}, local API on {sock}")
         await stop.wait()
         log.info("shutting down")
+        notify("STOPPING=1")
     finally:
+        if metrics is not None:
+            metrics.close()
         remove_ready_file(ready_file)
         await server.stop(grace=2.0)
         await node.stop()

@@ -58,11 +58,30 @@ class NodeNotRunning(MeshError):
     code = "node_not_running"
 
 
+class StorageError(MeshError):
+    """The node's state database failed (for example, its disk is full)."""
+
+    code = "storage"
+
+
 class QuotaExceeded(MeshError):
     """A delivery sink has no room for a message within its byte quotas; the
     sender is told ``quota_exceeded`` (see :class:`~tmax_core.model.DeliverySink`)."""
 
     code = "quota_exceeded"
+
+
+def error_for_code(code: str, message: str) -> MeshError:
+    """The :class:`MeshError` subclass for ``code`` (as carried across the local
+    API), so callers can catch :class:`NotFound` or :class:`InviteError`
+    rather than compare strings; ``code`` is kept as given."""
+    if code.startswith("invite_"):
+        return InviteError(message, code=code)
+    known = (UsageError, ConfigError, StateDirError, KeystoreError, NotFound, NodeNotRunning, StorageError)
+    for cls in (*known, QuotaExceeded):
+        if cls.code == code:
+            return cls(message)
+    return MeshError(message, code=code)
 
 
 class InviteReason:

@@ -311,6 +311,7 @@ class Node:
         ]
         await self.db_batch(self.store.record_received_many, records)
         for m in messages:
+            self.counters[f"in:{m.via or '-'}"] += 1
             friend = self.friends.get(m.from_node_id)
             if friend is not None:
                 friend.last_seen_ms = max(friend.last_seen_ms or 0, m.received_at_ms)

@@ -42,6 +42,35 @@ class TransportStatus(_message.Message):
     details_json: str
     def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
 
+class FriendStatus(_message.Message):
+    __slots__ = ("node_id", "alias", "path", "last_seen_ms", "blocked", "outbox")
+    class OutboxEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    alias: str
+    path: str
+    last_seen_ms: int
+    blocked: bool
+    outbox: _containers.ScalarMap[str, int]
+    def __init__(self, node_id: _Optional[str] = ..., alias: _Optional[str] = ..., path: _Optional[str] = ..., last_seen_ms: _Optional[int] = ..., blocked: _Optional[bool] = ..., outbox: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class FriendsStatusReply(_message.Message):
+    __slots__ = ("friends",)
+    FRIENDS_FIELD_NUMBER: _ClassVar[int]
+    friends: _containers.RepeatedCompositeFieldContainer[FriendStatus]
+    def __init__(self, friends: _Optional[_Iterable[_Union[FriendStatus, _Mapping]]] = ...) -> None: ...
+
 class NodeStatusReply(_message.Message):
     __slots__ = ("node_id", "friends", "transports", "peer_listen", "uptime_ms", "inbox_unread", "outbox", "sinks", "counters")
     class OutboxEntry(_message.Message):

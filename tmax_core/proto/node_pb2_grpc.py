@@ -124,6 +124,11 @@ class NodeApiStub:
                 request_serializer=tmax__core_dot_proto_dot_node__pb2.InboxWatchRequest.SerializeToString,
                 response_deserializer=tmax__core_dot_proto_dot_node__pb2.InboxMessage.FromString,
                 _registered_method=True)
+        self.FriendsStatus = channel.unary_unary(
+                '/tmax_mesh.node.v1.NodeApi/FriendsStatus',
+                request_serializer=tmax__core_dot_proto_dot_node__pb2.Empty.SerializeToString,
+                response_deserializer=tmax__core_dot_proto_dot_node__pb2.FriendsStatusReply.FromString,
+                _registered_method=True)
 
 
 class NodeApiServicer:
@@ -237,6 +242,12 @@ class NodeApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FriendsStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -329,6 +340,11 @@ def add_NodeApiServicer_to_server(servicer, server):
                     servicer.InboxWatch,
                     request_deserializer=tmax__core_dot_proto_dot_node__pb2.InboxWatchRequest.FromString,
                     response_serializer=tmax__core_dot_proto_dot_node__pb2.InboxMessage.SerializeToString,
+            ),
+            'FriendsStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.FriendsStatus,
+                    request_deserializer=tmax__core_dot_proto_dot_node__pb2.Empty.FromString,
+                    response_serializer=tmax__core_dot_proto_dot_node__pb2.FriendsStatusReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -817,6 +833,33 @@ class NodeApi:
             '/tmax_mesh.node.v1.NodeApi/InboxWatch',
             tmax__core_dot_proto_dot_node__pb2.InboxWatchRequest.SerializeToString,
             tmax__core_dot_proto_dot_node__pb2.InboxMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FriendsStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tmax_mesh.node.v1.NodeApi/FriendsStatus',
+            tmax__core_dot_proto_dot_node__pb2.Empty.SerializeToString,
+            tmax__core_dot_proto_dot_node__pb2.FriendsStatusReply.FromString,
             options,
             channel_credentials,
             insecure,

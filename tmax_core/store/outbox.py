@@ -156,3 +156,11 @@ class OutboxTable(Database):
         for status, n in self.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status"):
             counts[status] = n
         return counts
+
+    def outbox_counts_by_friend(self) -> dict[bytes, dict[str, int]]:
+        """Entries per recipient and status (only recipients with entries; every status present)."""
+        counts: dict[bytes, dict[str, int]] = {}
+        query = "SELECT to_node_id, status, count(*) FROM outbox GROUP BY to_node_id, status"
+        for to, status, n in self.conn.execute(query):
+            counts.setdefault(bytes(to), dict.fromkeys(OUTBOX_STATUSES, 0))[status] = n
+        return counts

@@ -36,8 +36,11 @@ from tmax_core.config import (
 )
 from tmax_core.errors import ConfigError, MeshError
 from tmax_core.logs import add_logging_arguments, setup_logging
+from tmax_core.metricsserver import MetricsServer
 from tmax_core.readyfile import remove_ready_file, write_ready_file
+from tmax_core.sdnotify import notify
 from tmax_mesh_relay import __version__, wire
+from tmax_mesh_relay.hosttls import HostError, ReloadableTls
 from tmax_mesh_relay.hub import HostLimits, Hub
 from tmax_mesh_relay.proto import host_pb2_grpc
 from tmax_mesh_relay.storeforward import QueueLimits
@@ -49,10 +52,6 @@ SHUTDOWN_GRACE_S = 2.0
 ENV_PREFIX = "TMAX_HOST_"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-
-
-class HostError(Exception):
-    """A start-up problem reported as one line (no traceback)."""
 
 
 # -- options: one declaration each (flag, environment variable, config file key) ------
@@ -333,33 +332,6 @@ def server_options(settings: Config) -> list[tuple[str, Any]]:
     ]
 
 
-def _tls_credentials(cert_path: str, key_path: str) -> tuple[grpc.ServerCredentials, bytes]:
-    """Server credentials and the SHA-256 of the certificate (DER) they present,
-    which registrations must be signed for."""
-    import hashlib
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
-
-    def read(flag: str, path: str) -> bytes:
-        try:
-            return Path(path).read_bytes()
-        except OSError as err:
-            raise HostError(f"cannot read {flag} {path}: {err.strerror}") from None
-
-    cert, key = read("--tls-cert", cert_path), read("--tls-key", key_path)
-    try:
-        leaf = x509.load_pem_x509_certificates(cert)[0]
-    except ValueError:
-        raise HostError(f"--tls-cert {cert_path} holds no PEM certificate") from None
-    try:
-        load_pem_private_key(key, password=None)
-    except (ValueError, TypeError):
-        raise HostError(f"--tls-key {key_path} holds no unencrypted PEM private key") from None
-    digest = hashlib.sha256(leaf.public_bytes(Encoding.DER)).digest()
-    return grpc.ssl_server_credentials([(key, cert)]), digest
-
-
 class HostServicer(host_pb2_grpc.HostServiceServicer):
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -383,64 +355,56 @@ def public_urls(settings: Config, bound: str) -> list[str]:
     return [f"{scheme}://{h}:{port}" for h in ("127.0.0.1", "[::1]", "localhost")]
 
 
-def build_server(hub: Hub, settings: Config) -> tuple[grpc.aio.Server, Any, str, bytes]:
+def build_server(hub: Hub, settings: Config) -> tuple[grpc.aio.Server, Any, str, ReloadableTls | None]:
     """A server with HostService and the health service, bound to ``listen``
     (not started); returns it, the health servicer, the bound HOST:PORT and
-    the SHA-256 of its TLS certificate (empty without TLS)."""
+    its TLS certificate (None without TLS)."""
     server = grpc.aio.server(options=server_options(settings))
     host_pb2_grpc.add_HostServiceServicer_to_server(HostServicer(hub), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     listen = settings.get("listen")
-    cert_sha256 = b""
+    tls = None
     try:
         if settings.get("tls_cert"):
-            credentials, cert_sha256 = _tls_credentials(settings.get("tls_cert"), settings.get("tls_key"))
-            port = server.add_secure_port(listen, credentials)
+            tls = ReloadableTls(settings.get("tls_cert"), settings.get("tls_key"))
+            port = server.add_secure_port(listen, tls.credentials)
         else:
             port = server.add_insecure_port(listen)
     except RuntimeError:
         port = 0
     if port == 0:
         raise HostError(f"cannot listen on {listen}: address in use or not available here")
-    return server, health, f"{listen.rpartition(':')[0]}:{port}", cert_sha256
+    return server, health, f"{listen.rpartition(':')[0]}:{port}", tls
 
 
 async def serve(settings: Config, ready_file: Path | None) -> None:
     host_id = settings.get("host_id").encode() or os.urandom(16)
     hub = Hub(limits_from(settings), wire.HostIdentity(host_id, []))
-    server, health, bound, cert_sha256 = build_server(hub, settings)
-    hub.host = wire.HostIdentity(host_id, public_urls(settings, bound), cert_sha256)
+    server, health, bound, tls = build_server(hub, settings)
+    hub.host = wire.HostIdentity(host_id, public_urls(settings, bound), tls.cert_sha256 if tls else b"")
     if not settings.get("public_url") and is_wildcard_host(bound.rpartition(":")[0]):
         log.warning(
             "listening on the wildcard %s without --public-url: only nodes that dial this host on "
             "loopback can register; give --public-url with the URL nodes dial (e.g. grpcs://NAME:PORT)",
             bound,
         )
-    tls = bool(settings.get("tls_cert"))
-
+    stop = asyncio.Event()
     metrics_server = None
-    metrics_bound = None
     if settings.get("metrics_listen"):
-        from prometheus_client import disable_created_metrics, start_http_server
+        from prometheus_client import disable_created_metrics
 
         disable_created_metrics()  # the *_created series only add noise here
+        metrics_server = MetricsServer(
+            settings.get("metrics_listen"), hub.metrics.registry, healthy=lambda: not stop.is_set()
+        )
+    metrics_bound = metrics_server.bound if metrics_server else None
 
-        m_host, _, m_port = settings.get("metrics_listen").rpartition(":")
-        try:
-            metrics_server, _thread = start_http_server(
-                int(m_port), addr=m_host.strip("[]"), registry=hub.metrics.registry
-            )
-        except OSError as err:
-            raise HostError(
-                f"cannot serve metrics on {settings.get('metrics_listen')}: {err.strerror}"
-            ) from None
-        metrics_bound = f"{m_host}:{metrics_server.server_port}"
-
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload_tls, hub, tls)
     sweeper: asyncio.Task | None = None
     try:
         await server.start()
@@ -458,8 +422,10 @@ async def serve(settings: Config, ready_file: Path | None) -> None:
             host_id.hex() if not settings.get("host_id") else settings.get("host_id"),
         )
         log.info("accepting registrations for %s", ", ".join(hub.host.public_urls))
+        notify("READY=1", f"STATUS=listening on {bound}")
         await stop.wait()
         log.info("shutting down")
+        notify("STOPPING=1")
     finally:
         remove_ready_file(ready_file)
         await health.enter_graceful_shutdown()
@@ -470,7 +436,14 @@ async def serve(settings: Config, ready_file: Path | None) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
         if metrics_server is not None:
-            metrics_server.shutdown()
+            metrics_server.close()
+
+
+def _reload_tls(hub: Hub, tls: ReloadableTls) -> None:
+    """SIGHUP: new connections get the certificate now in the files, and
+    registrations are signed for it; established connections are untouched."""
+    if tls.reload():
+        hub.host = wire.HostIdentity(hub.host.host_id, hub.host.public_urls, tls.cert_sha256)
 
 
 def main(argv: list[str] | None = None) -> int:
