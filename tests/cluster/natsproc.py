@@ -5,6 +5,7 @@ test directory, ready once its monitoring endpoint says so (never a fixed sleep)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,8 +19,18 @@ from tests.harness import free_port, script, wait_for
 class NatsServer:
     """One ``nats-server`` process; ``start`` again after ``stop`` reuses its ports and store."""
 
-    def __init__(self, root: Path, name: str = "nats", cluster_routes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        name: str = "nats",
+        cluster_routes: list[str] | None = None,
+        *,
+        jetstream: bool = True,
+        max_payload: str = "2MB",
+    ) -> None:
         self.name = name
+        self.jetstream = jetstream
+        self.max_payload = max_payload
         self.store_dir = root / f"{name}.js"
         self.log_path = root / f"{name}.log"
         self.port = free_port()
@@ -36,31 +47,27 @@ class NatsServer:
     def route_url(self) -> str:
         return f"nats-route://127.0.0.1:{self.cluster_port}"
 
-    def argv(self) -> list[str]:
-        args = [
-            script("nats-server"),
-            "--jetstream",
-            "--store_dir",
-            str(self.store_dir),
-            "--addr",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--http_port",
-            str(self.monitor_port),
-            "--server_name",
-            self.name,
+    def config(self) -> str:
+        """nats-server's config; the default max_payload fits tmax-host's largest frames (1 MiB + 64 KiB)."""
+        lines = [
+            f"listen: 127.0.0.1:{self.port}",
+            f"http: 127.0.0.1:{self.monitor_port}",
+            f"server_name: {self.name}",
+            f"max_payload: {self.max_payload}",
         ]
+        if self.jetstream:
+            lines.append(f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}")
         if self.cluster_routes is not None:
-            args += [
-                "--cluster_name",
-                "tmax",
-                "--cluster",
-                f"nats://127.0.0.1:{self.cluster_port}",
-                "--routes",
-                ",".join(self.cluster_routes),
-            ]
-        return args
+            routes = ", ".join(json.dumps(r) for r in self.cluster_routes)
+            lines.append(
+                f"cluster {{ name: tmax, listen: 127.0.0.1:{self.cluster_port}, routes: [{routes}] }}"
+            )
+        return "\n".join(lines) + "\n"
+
+    def argv(self) -> list[str]:
+        conf = self.store_dir.parent / f"{self.name}.conf"
+        conf.write_text(self.config())
+        return [script("nats-server"), "-c", str(conf)]
 
     def start(self, timeout: float = 20.0, wait: bool = True) -> NatsServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
@@ -73,7 +80,7 @@ class NatsServer:
         return self
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        """Until ``/healthz?js-enabled-only=true`` answers 200 (JetStream is up)."""
+        """Until ``/healthz?js-enabled-only=true`` answers 200 (JetStream, if configured, is up)."""
 
         def ready() -> bool:
             if self.proc is None or self.proc.poll() is not None:

@@ -39,7 +39,7 @@ from tmax_core.logs import add_logging_arguments, setup_logging
 from tmax_core.metricsserver import MetricsServer
 from tmax_core.readyfile import remove_ready_file, write_ready_file
 from tmax_core.sdnotify import notify
-from tmax_mesh_relay import __version__, wire
+from tmax_mesh_relay import __version__, clusterstart, wire
 from tmax_mesh_relay.hosttls import HostError, ReloadableTls
 from tmax_mesh_relay.hub import HostLimits, Hub
 from tmax_mesh_relay.proto import host_pb2_grpc
@@ -187,6 +187,14 @@ def _declare(registry: ConfigRegistry) -> ConfigRegistry:
         "a URL nodes dial to reach this host (repeatable); registrations signed for any other URL are "
         "refused. Default: --listen's address when it is concrete, else loopback only",
         validate=_public_urls,
+    )
+    add(
+        "cluster",
+        str,
+        "",
+        "URL[,URL...]",
+        "join the relay cluster of these NATS servers (nats://HOST:PORT; needs tmax-mesh-relay[cluster])",
+        validate=clusterstart.parse_cluster_urls,
     )
     return registry
 
@@ -400,6 +408,9 @@ async def serve(settings: Config, ready_file: Path | None) -> None:
         )
     metrics_bound = metrics_server.bound if metrics_server else None
 
+    cluster = None
+    if settings.get("cluster"):
+        cluster = await clusterstart.join(hub, clusterstart.parse_cluster_urls(settings.get("cluster")))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -431,6 +442,8 @@ async def serve(settings: Config, ready_file: Path | None) -> None:
         await health.enter_graceful_shutdown()
         await hub.shutdown()
         await server.stop(SHUTDOWN_GRACE_S)
+        if cluster is not None:
+            await cluster.close()
         if sweeper is not None:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

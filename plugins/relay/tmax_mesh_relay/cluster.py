@@ -1,0 +1,297 @@
+"""``tmax-host --cluster``: members of one NATS system form one relay network
+(DESIGN §15). Imported only when the flag is given, so a standalone host never
+loads the NATS client.
+
+Routing needs no lookup per frame. The member holding a node's stream
+subscribes to ``tmax.node.<id>.*``; NATS knows which member that is (its
+subject interest is the cluster's presence table, and it vanishes with the
+member's connection, so a killed member leaves no stale route). A frame for a
+node not held here is sent there:
+
+- ``.d``: a ``HostFrame{deliver}`` as a NATS request. The holder forwards it
+  (or stores it, if the node's stream just failed) exactly as for a local
+  sender and replies with the frame the sender must get (``Queued``, an
+  ``Error``, or nothing). NATS answers "no responders" at once when no member
+  holds the node: the sender's member then stores it itself.
+- ``.a``: a ``HostFrame{ack}``, published (end-to-end acks and the sender's
+  outbox make an ack lost in between harmless).
+- ``.l``: a lookup; the holder answers with its allow list, as for a local lookup.
+
+A registration is announced on ``tmax.registered``: another member that still
+holds a stream of that node closes it (superseded) and hands over what it
+stores for it (:meth:`Hub.moved`).
+
+NATS lost mid-run: local routing goes on; cross-member frames are answered
+``Error{unavailable}`` at once (the sender's outbox retries), lookups find
+nothing, and the client reconnects on its own, re-subscribing every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import nats
+import nats.errors
+from google.protobuf.message import DecodeError
+
+from tmax_core.crypto import to_checksum
+from tmax_core.errors import MeshError
+from tmax_mesh_relay.clustermetrics import ClusterMetrics
+from tmax_mesh_relay.members import Members
+from tmax_mesh_relay.proto import host_pb2
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+
+    from tmax_mesh_relay.hub import Connection, Hub
+
+log = logging.getLogger("tmax_mesh.host")
+
+NODE_PREFIX = "tmax.node."
+REGISTERED_SUBJECT = "tmax.registered"
+CONNECT_TIMEOUT_S = 5.0
+RECONNECT_WAIT_S = 1.0
+FRAME_OVERHEAD = 1024
+"""Bytes a cluster message may need beyond the largest envelope (frame fields, ids)."""
+
+
+class ClusterError(MeshError):
+    """The cluster cannot be joined (reported as one line, exit 1)."""
+
+    code = "cluster"
+
+
+def node_subject(node_id: bytes, kind: str) -> str:
+    return f"{NODE_PREFIX}{node_id.hex()}.{kind}"
+
+
+def _unavailable(detail: str, message_id: bytes, node_id: bytes) -> host_pb2.HostFrame:
+    error = host_pb2.Error(code="unavailable", detail=detail, message_id=message_id, node_id=node_id)
+    return host_pb2.HostFrame(error=error)
+
+
+class Cluster:
+    """The hub's :class:`~tmax_mesh_relay.hub.Router` over NATS."""
+
+    def __init__(self, hub: Hub, where: str) -> None:
+        self.hub = hub
+        self.where = where
+        self.nc: Any = None
+        self.metrics = ClusterMetrics(hub.metrics.registry, connected=self._connected)
+        self.member_id = os.urandom(8).hex()
+        self._member_tag = bytes.fromhex(self.member_id)
+        self.members: Members | None = None
+        self._subs: dict[bytes, Subscription] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._last_error: BaseException | None = None
+        self._closing = False
+        # The holder may take up to write_timeout to write into a slow stream.
+        self.request_timeout = hub.limits.write_timeout_s + 2.0
+
+    @property
+    def member_urls(self) -> list[str]:
+        return self.members.urls if self.members is not None else list(self.hub.host.public_urls)
+
+    def _connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    # -- joining and leaving ------------------------------------------------------------
+
+    @classmethod
+    async def join(cls, hub: Hub, urls: list[str]) -> Cluster:
+        """Connect to NATS, enter the member list and start routing for ``hub``;
+        ClusterError (one line naming the URL) when NATS cannot be used."""
+        cluster = cls(hub, ", ".join(urls))
+        await cluster._connect(urls)
+        try:
+            await cluster._start()
+        except BaseException:
+            await cluster._close_nats()
+            raise
+        hub.router = cluster
+        log.info("cluster: joined as member %s through %s", cluster.member_id, cluster.where)
+        return cluster
+
+    async def _connect(self, urls: list[str]) -> None:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                self.nc = await nats.connect(
+                    urls,
+                    name=f"tmax-host {self.member_id}",
+                    connect_timeout=2,
+                    reconnect_time_wait=RECONNECT_WAIT_S,
+                    max_reconnect_attempts=-1,  # reconnect for as long as the member runs
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    skip_subject_validation=True,  # subjects are built here from hex ids
+                )
+        except (TimeoutError, OSError, nats.errors.Error) as err:
+            reason = self._last_error or err
+            detail = str(reason) or type(reason).__name__
+            raise ClusterError(f"cannot reach NATS at {self.where}: {detail}") from None
+
+    async def _start(self) -> None:
+        needed = self.hub.limits.max_frame_bytes + FRAME_OVERHEAD
+        if self.nc.max_payload < needed:
+            raise ClusterError(
+                f"NATS at {self.where} takes messages of at most {self.nc.max_payload} bytes, and "
+                f"--max-frame-bytes needs {needed}: set max_payload (e.g. 2MB) in nats-server's config"
+            )
+        try:
+            self.members = await Members.join(
+                self.nc, self.member_id, list(self.hub.host.public_urls), self.metrics
+            )
+        except (TimeoutError, nats.errors.Error) as err:
+            log.debug("cluster: JetStream: %r", err)
+            raise ClusterError(
+                f"NATS at {self.where} has no usable JetStream (run nats-server with -js)"
+            ) from None
+        await self.nc.subscribe(REGISTERED_SUBJECT, cb=self._on_registered)
+        self._spawn(self.members.run())
+
+    async def _on_error(self, err: Exception) -> None:
+        if self.nc is None:
+            self._last_error = err  # still connecting: reported by join
+        else:
+            log.warning("cluster: NATS: %s", err)
+
+    async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
+        self.metrics.disconnects += 1
+        log.warning("cluster: lost NATS (%s); cross-member frames fail until it is back", self.where)
+
+    async def _on_reconnected(self) -> None:
+        log.info("cluster: NATS connection restored")
+        if self.members is not None:
+            self._spawn(self.members.refresh())
+
+    async def close(self) -> None:
+        """Leave the member list and close the NATS connection."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.members is not None and self.nc.is_connected:
+            await self.members.leave()
+        await self._close_nats()
+
+    async def _close_nats(self) -> None:
+        self._closing = True
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+    # -- Router: this member's nodes -----------------------------------------------------
+
+    async def attach(self, conn: Connection) -> None:
+        node_id = conn.node_id
+        assert node_id is not None
+        if node_id not in self._subs:
+            sub = await self.nc.subscribe(f"{NODE_PREFIX}{node_id.hex()}.*", cb=self._on_node_msg)
+            if self._subs.setdefault(node_id, sub) is not sub:
+                await sub.unsubscribe()  # a concurrent registration subscribed first
+        if not self.nc.is_connected:
+            return  # the subscription is made on reconnect; nobody can be told now
+        try:
+            # The subscription is in place before anyone hears of the registration.
+            await self.nc.flush(timeout=2)
+            await self.nc.publish(REGISTERED_SUBJECT, self._member_tag + node_id)
+        except (nats.errors.Error, TimeoutError):
+            self.metrics.errors["announce"] += 1
+
+    def detach(self, node_id: bytes) -> None:
+        sub = self._subs.pop(node_id, None)
+        if sub is not None:
+            self._spawn(sub.unsubscribe())
+
+    async def _on_registered(self, msg: Msg) -> None:
+        data = msg.data
+        member, node_id = data[:8], data[8:]
+        if member == self._member_tag or len(node_id) != 20:
+            return
+        if node_id in self.hub.routes or self.hub.store.depth(node_id):
+            self._spawn(self.hub.moved(node_id))
+
+    # -- Router: frames for other members' nodes ------------------------------------------
+
+    async def relay(self, to: bytes, frame: host_pb2.HostFrame) -> host_pb2.HostFrame | None:
+        message_id = frame.deliver.message_id
+        if not self.nc.is_connected:
+            self.metrics.errors["disconnected"] += 1
+            return _unavailable("the relay cluster is unreachable; retry", message_id, to)
+        try:
+            reply = await self.nc.request(
+                node_subject(to, "d"), frame.SerializeToString(), timeout=self.request_timeout
+            )
+        except nats.errors.NoRespondersError:
+            return None
+        except (nats.errors.Error, TimeoutError) as err:
+            self.metrics.errors["request"] += 1
+            log.info("cluster: relaying to %s failed: %s", to_checksum(to), err)
+            return _unavailable("the member holding the recipient did not answer; retry", message_id, to)
+        self.metrics.frames_out["deliver"] += 1
+        try:
+            return host_pb2.HostFrame.FromString(reply.data)
+        except DecodeError:
+            self.metrics.errors["malformed"] += 1
+            return host_pb2.HostFrame()
+
+    async def ack(self, to: bytes, frame: host_pb2.HostFrame) -> bool:
+        if not self.nc.is_connected:
+            self.metrics.errors["disconnected"] += 1
+            return False
+        try:
+            await self.nc.publish(node_subject(to, "a"), frame.SerializeToString())
+        except nats.errors.Error:
+            self.metrics.errors["publish"] += 1
+            return False
+        self.metrics.frames_out["ack"] += 1
+        return True
+
+    async def lookup(self, requester: bytes, target: bytes) -> host_pb2.LookupResult:
+        not_found = host_pb2.LookupResult(target=target)
+        if not self.nc.is_connected:
+            self.metrics.errors["disconnected"] += 1
+            return not_found
+        try:
+            reply = await self.nc.request(node_subject(target, "l"), requester, timeout=self.request_timeout)
+            self.metrics.frames_out["lookup"] += 1
+            return host_pb2.LookupResult.FromString(reply.data)
+        except nats.errors.NoRespondersError:
+            return not_found
+        except (nats.errors.Error, TimeoutError, DecodeError) as err:
+            self.metrics.errors["request"] += 1
+            log.info("cluster: lookup of %s failed: %s", to_checksum(target), err)
+            return not_found
+
+    # -- frames other members send to this member's nodes -----------------------------------
+
+    async def _on_node_msg(self, msg: Msg) -> None:
+        _, _, hex_id, kind = msg.subject.split(".")
+        try:
+            node_id = bytes.fromhex(hex_id)
+            if kind == "d":
+                self.metrics.frames_in["deliver"] += 1
+                answer = await self.hub.deliver(node_id, host_pb2.HostFrame.FromString(msg.data), route=False)
+                await msg.respond(answer.SerializeToString() if answer is not None else b"")
+            elif kind == "a":
+                self.metrics.frames_in["ack"] += 1
+                await self.hub.deliver_ack(node_id, host_pb2.HostFrame.FromString(msg.data), route=False)
+            elif kind == "l":
+                self.metrics.frames_in["lookup"] += 1
+                result = await self.hub.lookup(bytes(msg.data), node_id, route=False)
+                await msg.respond(result.SerializeToString())
+        except (ValueError, DecodeError):
+            self.metrics.errors["malformed"] += 1
+        except nats.errors.Error:
+            self.metrics.errors["respond"] += 1
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
