@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 
+import nats as nats_client
 import pytest
 
 from tests.cluster.natsproc import NatsServer
@@ -13,6 +14,7 @@ from tests.e2e.test_relay import metric
 from tests.harness import Host, ProcGroup
 from tmax_core import envelope as env
 from tmax_core.identity import NodeIdentity
+from tmax_mesh_relay import held
 from tmax_mesh_relay.client import HostSession
 from tmax_mesh_relay.proto import host_pb2
 
@@ -93,7 +95,20 @@ async def test_supersede_ack_and_lookup_across_members(procs: ProcGroup, nats_se
     assert metric(metrics_of(m1), 'tmax_host_cluster_frames_in_total{type="lookup"}') == 2
 
 
-async def test_envelopes_stored_on_one_member_reach_the_recipient_on_another(
+async def held_count(nats: NatsServer) -> int:
+    nc = await nats_client.connect(nats.url, connect_timeout=2, allow_reconnect=False)
+    try:
+        return (await nc.jetstream().stream_info(held.STREAM)).state.messages
+    finally:
+        await nc.close()
+
+
+async def ack(session: HostSession, deliver: host_pb2.Deliver) -> None:
+    frame = host_pb2.AckSend(to=getattr(deliver, "from"), message_id=deliver.message_id, ack=b"signed-ack")
+    await session.write(host_pb2.NodeFrame(ack_send=frame))
+
+
+async def test_held_envelopes_survive_a_member_kill_and_reach_the_recipient_once_on_another(
     procs: ProcGroup, nats_server: NatsServer
 ) -> None:
     m1, m2 = member(procs, "m1", nats_server), member(procs, "m2", nats_server)
@@ -101,17 +116,30 @@ async def test_envelopes_stored_on_one_member_reach_the_recipient_on_another(
     sx = await register(m2, x, y)
     await sx.close()  # X goes offline; m2 remembers whom it allowed
     sy = await register(m2, y, x)
-    sent = [await send(sy, y, x, f"stored {i}".encode()) for i in range(3)]
+    sent = [await send(sy, y, x, f"held {i}".encode()) for i in range(3)]
     for _ in sent:
         await expect(sy, "queued")
-    # X comes back on the other member: m2 hands over what it holds for X.
+    await sy.close()
+    m2.kill()  # SIGKILL: what it stored is in JetStream, not in m2
+    assert await held_count(nats_server) == 3
+
     sx = await register(m1, x, y)
     try:
-        got = [(await expect(sx, "deliver")).deliver.envelope for _ in sent]
-        assert got == sent
-        with pytest.raises(TimeoutError):  # and nothing twice
+        got = [(await expect(sx, "deliver")).deliver for _ in sent]
+        assert [d.envelope for d in got] == sent
+        for deliver in got:
+            await ack(sx, deliver)
+        for _ in range(100):  # acknowledged envelopes leave the stream
+            if await held_count(nats_server) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await held_count(nats_server) == 0
+    finally:
+        await sx.close()
+    sx = await register(m1, x, y)  # and nothing comes twice
+    try:
+        with pytest.raises(TimeoutError):
             await expect(sx, "deliver", timeout=1.0)
     finally:
         await sx.close()
-        await sy.close()
-    assert metric(metrics_of(m2), "tmax_host_queue_delivered_total") == 3
+    assert metric(metrics_of(m1), "tmax_host_queue_delivered_total") == 3

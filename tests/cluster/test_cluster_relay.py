@@ -88,3 +88,27 @@ def test_nats_lost_mid_run_local_routing_goes_on_and_cross_member_frames_are_ret
     wait_for(lambda: bodies(b) == ["across"], timeout=30, what="the retried message to arrive")
     wait_for(lambda: outbox(a).get("delivered") == 2, what="a to see it delivered")
     assert bodies(b) == ["across"] and bodies(c) == ["local"]
+
+
+def test_held_messages_survive_a_member_sigkill_and_arrive_exactly_once_on_another(
+    procs: ProcGroup, nats_server: NatsServer
+) -> None:
+    m1 = member(procs, "m1", nats_server)
+    m2 = member(procs, "m2", nats_server)
+    a = procs.node("a", "--relay", m1.url, env=BULK)
+    b = procs.node("b", "--relay", m1.url, env=BULK)
+    wait_registered(a, b)
+    befriend(a, b)
+    b.stop()
+    wanted = [f"held {i:02d}" for i in range(30)]
+    with api(a) as client:
+        client.msg_send_many([{"to": b.node_id, "body": body.encode()} for body in wanted])
+    wait_for(lambda: outbox(a).get("sent") == 30, what="30 messages held by the cluster")
+    a.stop()
+    m1.kill()  # SIGKILL: the held messages are in JetStream
+
+    b = procs.node("b", "--relay", m2.url, env=BULK)  # same state dir, the other member
+    wait_for(lambda: len(bodies(b)) >= 30, what="b to receive the held messages")
+    a = procs.node("a", "--relay", m2.url, env=BULK)
+    wait_for(lambda: outbox(a).get("delivered") == 30, what="a to learn all were delivered")
+    assert bodies(b) == wanted  # every one, once

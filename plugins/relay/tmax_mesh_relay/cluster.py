@@ -16,14 +16,21 @@ node not held here is sent there:
 - ``.a``: a ``HostFrame{ack}``, published (end-to-end acks and the sender's
   outbox make an ack lost in between harmless).
 - ``.l``: a lookup; the holder answers with its allow list, as for a local lookup.
+- ``.k``: "envelopes were held for this node" (published after each one is
+  stored in JetStream, :mod:`tmax_mesh_relay.held`): the holder drains them.
+
+Held envelopes are drained by the member a node registers on, in order, and
+removed when the node acknowledges them; one not yet acknowledged when the
+stream ends is delivered again on the next registration (the node drops the
+duplicate, and its ack still reaches the sender).
 
 A registration is announced on ``tmax.registered``: another member that still
-holds a stream of that node closes it (superseded) and hands over what it
-stores for it (:meth:`Hub.moved`).
+holds a stream of that node closes it (superseded, :meth:`Hub.moved`).
 
-NATS lost mid-run: local routing goes on; cross-member frames are answered
-``Error{unavailable}`` at once (the sender's outbox retries), lookups find
-nothing, and the client reconnects on its own, re-subscribing every node.
+NATS lost mid-run: local routing goes on; cross-member frames, and envelopes
+for offline nodes (held only in JetStream, never in one member's memory), are
+answered ``Error{unavailable}`` at once (the sender's outbox retries), lookups
+find nothing, and the client reconnects on its own, re-subscribing every node.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from google.protobuf.message import DecodeError
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import MeshError
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
+from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream, stream_config
 from tmax_mesh_relay.members import Members
 from tmax_mesh_relay.proto import host_pb2
 
@@ -56,8 +64,6 @@ NODE_PREFIX = "tmax.node."
 REGISTERED_SUBJECT = "tmax.registered"
 CONNECT_TIMEOUT_S = 5.0
 RECONNECT_WAIT_S = 1.0
-FRAME_OVERHEAD = 1024
-"""Bytes a cluster message may need beyond the largest envelope (frame fields, ids)."""
 
 
 class ClusterError(MeshError):
@@ -86,7 +92,14 @@ class Cluster:
         self.member_id = os.urandom(8).hex()
         self._member_tag = bytes.fromhex(self.member_id)
         self.members: Members | None = None
+        self.held: HeldStream | None = None
         self._subs: dict[bytes, Subscription] = {}
+        # Per node registered here: where its next drain of held envelopes starts,
+        # whether a drain runs (True: run again when it ends), and the sequence
+        # numbers of envelopes written to it and not yet acknowledged.
+        self._cursor: dict[bytes, int] = {}
+        self._draining: dict[bytes, bool] = {}
+        self._unacked: dict[bytes, dict[tuple[bytes, bytes], int]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._last_error: BaseException | None = None
         self._closing = False
@@ -103,13 +116,13 @@ class Cluster:
     # -- joining and leaving ------------------------------------------------------------
 
     @classmethod
-    async def join(cls, hub: Hub, urls: list[str]) -> Cluster:
+    async def join(cls, hub: Hub, urls: list[str], replicas: int = 1) -> Cluster:
         """Connect to NATS, enter the member list and start routing for ``hub``;
         ClusterError (one line naming the URL) when NATS cannot be used."""
         cluster = cls(hub, ", ".join(urls))
         await cluster._connect(urls)
         try:
-            await cluster._start()
+            await cluster._start(replicas)
         except BaseException:
             await cluster._close_nats()
             raise
@@ -136,7 +149,7 @@ class Cluster:
             detail = str(reason) or type(reason).__name__
             raise ClusterError(f"cannot reach NATS at {self.where}: {detail}") from None
 
-    async def _start(self) -> None:
+    async def _start(self, replicas: int) -> None:
         needed = self.hub.limits.max_frame_bytes + FRAME_OVERHEAD
         if self.nc.max_payload < needed:
             raise ClusterError(
@@ -147,6 +160,9 @@ class Cluster:
             self.members = await Members.join(
                 self.nc, self.member_id, list(self.hub.host.public_urls), self.metrics
             )
+            limits = self.hub.limits
+            config = stream_config(limits.queue, limits.max_frame_bytes, replicas)
+            self.held = await HeldStream.open(self.nc, config, self.metrics.errors)
         except (TimeoutError, nats.errors.Error) as err:
             log.debug("cluster: JetStream: %r", err)
             raise ClusterError(
@@ -195,6 +211,9 @@ class Cluster:
             sub = await self.nc.subscribe(f"{NODE_PREFIX}{node_id.hex()}.*", cb=self._on_node_msg)
             if self._subs.setdefault(node_id, sub) is not sub:
                 await sub.unsubscribe()  # a concurrent registration subscribed first
+        # A new stream gets everything held, including what an older one did not acknowledge.
+        self._cursor[node_id] = 1
+        self._unacked.pop(node_id, None)
         if not self.nc.is_connected:
             return  # the subscription is made on reconnect; nobody can be told now
         try:
@@ -203,8 +222,11 @@ class Cluster:
             await self.nc.publish(REGISTERED_SUBJECT, self._member_tag + node_id)
         except (nats.errors.Error, TimeoutError):
             self.metrics.errors["announce"] += 1
+        self._spawn(self._drain(node_id))
 
     def detach(self, node_id: bytes) -> None:
+        self._cursor.pop(node_id, None)
+        self._unacked.pop(node_id, None)
         sub = self._subs.pop(node_id, None)
         if sub is not None:
             self._spawn(sub.unsubscribe())
@@ -214,8 +236,7 @@ class Cluster:
         member, node_id = data[:8], data[8:]
         if member == self._member_tag or len(node_id) != 20:
             return
-        if node_id in self.hub.routes or self.hub.store.depth(node_id):
-            self._spawn(self.hub.moved(node_id))
+        self.hub.moved(node_id)
 
     # -- Router: frames for other members' nodes ------------------------------------------
 
@@ -269,6 +290,60 @@ class Cluster:
             log.info("cluster: lookup of %s failed: %s", to_checksum(target), err)
             return not_found
 
+    # -- Router: envelopes held for offline nodes -------------------------------------------
+
+    async def hold(self, to: bytes, frame: host_pb2.HostFrame) -> str | None:
+        if self.held is None or not self.nc.is_connected:
+            return "unavailable"
+        refused = await self.held.put(to, frame)
+        if refused is None:
+            # The node may have registered somewhere since the sender's member
+            # found no one holding it: its member drains what was just held.
+            with contextlib.suppress(nats.errors.Error):
+                await self.nc.publish(node_subject(to, "k"), b"")
+        return refused
+
+    def acked(self, recipient: bytes, sender: bytes, message_id: bytes) -> None:
+        seq = self._unacked.get(recipient, {}).pop((bytes(sender), bytes(message_id)), None)
+        if seq is not None and self.held is not None:
+            self._spawn(self.held.remove(seq))
+
+    async def _drain(self, node_id: bytes) -> None:
+        """Write what is held for ``node_id`` to its stream here; one drain per node at a
+        time, run again if more was held meanwhile."""
+        if node_id in self._draining:
+            self._draining[node_id] = True
+            return
+        self._draining[node_id] = False
+        try:
+            while True:
+                await self._drain_once(node_id)
+                if not self._draining[node_id]:
+                    return
+                self._draining[node_id] = False
+        finally:
+            del self._draining[node_id]
+
+    async def _drain_once(self, node_id: bytes) -> None:
+        """Until nothing more is held, or the node's stream here is gone or broken."""
+        assert self.held is not None
+        while True:
+            conn = self.hub.routes.get(node_id)
+            seq = self._cursor.get(node_id)
+            if conn is None or seq is None:
+                return
+            got = await self.held.next(node_id, seq)
+            if got is None:
+                return
+            seq, frame = got
+            if self._cursor.get(node_id) is None or self.hub.routes.get(node_id) is not conn:
+                return  # the stream ended (or was replaced) while we read
+            self._cursor[node_id] = seq + 1
+            deliver = frame.deliver
+            self._unacked.setdefault(node_id, {})[(getattr(deliver, "from"), deliver.message_id)] = seq
+            if not await self.hub.push(conn, frame):
+                return
+
     # -- frames other members send to this member's nodes -----------------------------------
 
     async def _on_node_msg(self, msg: Msg) -> None:
@@ -282,6 +357,9 @@ class Cluster:
             elif kind == "a":
                 self.metrics.frames_in["ack"] += 1
                 await self.hub.deliver_ack(node_id, host_pb2.HostFrame.FromString(msg.data), route=False)
+            elif kind == "k":
+                if node_id in self.hub.routes:
+                    self._spawn(self._drain(node_id))
             elif kind == "l":
                 self.metrics.frames_in["lookup"] += 1
                 result = await self.hub.lookup(bytes(msg.data), node_id, route=False)

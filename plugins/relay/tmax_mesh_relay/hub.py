@@ -123,6 +123,13 @@ class Router(Protocol):
     async def lookup(self, requester: bytes, target: bytes) -> host_pb2.LookupResult:
         """Ask the member holding ``target`` (not found when none does)."""
 
+    async def hold(self, to: bytes, frame: host_pb2.HostFrame) -> str | None:
+        """Store a ``Deliver`` frame for the offline ``to`` in the cluster (instead of
+        this process): None, or why not (``queue_full``; ``unavailable``: retry later)."""
+
+    def acked(self, recipient: bytes, sender: bytes, message_id: bytes) -> None:
+        """``recipient`` acknowledged an envelope: the cluster no longer holds it."""
+
 
 class Connection:
     """One Connect stream (registered or not)."""
@@ -500,10 +507,13 @@ class Hub:
             # answered, exactly as when the recipient is online (no presence oracle).
             self.metrics.drop("not_allowed")
             return None
-        refused = self._store(to, self.store.new_item(sender, message_id, data))
+        if self.router is not None:
+            refused = await self.router.hold(to, out)
+        else:
+            refused = self._store(to, self.store.new_item(sender, message_id, data))
         if refused is not None:
             self.metrics.drop(refused)
-            code = "unknown_recipient" if refused == "unknown_recipient" else "queue_full"
+            code = refused if refused in ("unknown_recipient", "unavailable") else "queue_full"
             error = host_pb2.Error(
                 code=code,
                 detail=f"cannot store for the offline recipient ({refused})",
@@ -521,6 +531,8 @@ class Hub:
             await self._error(conn, "too_large", "ack is too large", ack.message_id, ack.to)
             return
         conn.inflight.pop((bytes(ack.to), bytes(ack.message_id)), None)
+        if self.router is not None:
+            self.router.acked(conn.node_id or b"", ack.to, ack.message_id)
         frame = host_pb2.HostFrame()
         out = frame.ack
         out.message_id = ack.message_id
@@ -625,33 +637,23 @@ class Hub:
             self.metrics.flushed += 1
             self.metrics.bytes_out += len(item.envelope)
 
-    async def moved(self, node_id: bytes) -> None:
-        """``node_id`` registered on another cluster member: close its stream here
-        (superseded) and hand that member what this process stores for it; what
-        it cannot take now stays here."""
+    def moved(self, node_id: bytes) -> None:
+        """``node_id`` registered on another cluster member: close its stale stream here."""
         conn = self.routes.get(node_id)
         if conn is not None:
             log.info("node %s registered on another member", conn.node_hex, extra=conn.log_extra)
             self.metrics.drop("superseded")
             self.close(conn, "superseded", "a newer registration of this node id took over")
-            # Its cleanup puts what was in flight back in the store: hand that over too.
-            await asyncio.wait([conn.task], timeout=self.limits.write_timeout_s + 1.0)
-        items, expired = self.store.take_all(node_id)
-        if expired:
-            self.metrics.drop("expired", expired)
-        for i, item in enumerate(items):
-            deliver = host_pb2.Deliver(message_id=item.message_id, envelope=item.envelope)
-            setattr(deliver, "from", item.sender)
-            answer = await self.deliver(node_id, host_pb2.HostFrame(deliver=deliver))
-            if answer is None:
-                self.metrics.flushed += 1
-            elif answer.WhichOneof("frame") == "error":
-                if answer.error.code != "queue_full":
-                    self._store_many(node_id, items[i:])  # the other member is gone or unreachable
-                    return
-                self.metrics.drop("handoff_refused")
 
     # -- writing and closing ---------------------------------------------------------------
+
+    async def push(self, conn: Connection, frame: host_pb2.HostFrame) -> bool:
+        """Write a held ``Deliver`` frame (from the cluster's store) to ``conn``."""
+        if not await self._write(conn, frame, "deliver"):
+            return False
+        self.metrics.flushed += 1
+        self.metrics.bytes_out += len(frame.deliver.envelope)
+        return True
 
     async def _write(
         self, conn: Connection, frame: host_pb2.HostFrame, kind: str, *, last: bool = False
