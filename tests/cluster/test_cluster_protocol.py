@@ -4,6 +4,7 @@ nats-server): supersede, acks, lookups and store-and-forward across members."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import urllib.request
 
 import nats as nats_client
@@ -14,7 +15,7 @@ from tests.e2e.test_relay import metric
 from tests.harness import Host, ProcGroup
 from tmax_core import envelope as env
 from tmax_core.identity import NodeIdentity
-from tmax_mesh_relay import held
+from tmax_mesh_relay import held, sharedallow
 from tmax_mesh_relay.client import HostSession
 from tmax_mesh_relay.proto import host_pb2
 
@@ -143,3 +144,33 @@ async def test_held_envelopes_survive_a_member_kill_and_reach_the_recipient_once
     finally:
         await sx.close()
     assert metric(metrics_of(m1), "tmax_host_queue_delivered_total") == 3
+
+
+async def test_a_member_holds_for_a_node_it_never_saw_only_from_its_friends(
+    procs: ProcGroup, nats_server: NatsServer
+) -> None:
+    m1, m2 = member(procs, "m1", nats_server), member(procs, "m2", nats_server)
+    x, y, stranger = NodeIdentity.generate(), NodeIdentity.generate(), NodeIdentity.generate()
+    sx = await register(m2, x, y)
+    await sx.close()  # m2 shares X's allow list as X goes offline
+    nc = await nats_client.connect(nats_server.url, connect_timeout=2, allow_reconnect=False)
+    try:
+        kv = await nc.jetstream().key_value(sharedallow.ALLOW_BUCKET)
+        for _ in range(100):
+            with contextlib.suppress(nats_client.js.errors.NotFoundError):
+                await kv.get(x.node_id.hex())
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    sy, sz = await register(m1, y, x), await register(m1, stranger)
+    try:
+        await send(sy, y, x, b"from a friend")
+        await expect(sy, "queued")
+        await send(sz, stranger, x, b"from a stranger")
+        with pytest.raises(TimeoutError):  # no answer, and nothing held
+            await expect(sz, "queued", timeout=1.0)
+    finally:
+        await sy.close()
+        await sz.close()
+    assert await held_count(nats_server) == 1

@@ -47,10 +47,12 @@ from google.protobuf.message import DecodeError
 
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import MeshError
+from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
 from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream, stream_config
 from tmax_mesh_relay.members import Members
 from tmax_mesh_relay.proto import host_pb2
+from tmax_mesh_relay.sharedallow import SharedAllowLists, fingerprint_key
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -93,6 +95,7 @@ class Cluster:
         self._member_tag = bytes.fromhex(self.member_id)
         self.members: Members | None = None
         self.held: HeldStream | None = None
+        self.allow_lists: SharedAllowLists | None = None
         self._subs: dict[bytes, Subscription] = {}
         # Per node registered here: where its next drain of held envelopes starts,
         # whether a drain runs (True: run again when it ends), and the sequence
@@ -163,6 +166,9 @@ class Cluster:
             limits = self.hub.limits
             config = stream_config(limits.queue, limits.max_frame_bytes, replicas)
             self.held = await HeldStream.open(self.nc, config, self.metrics.errors)
+            self.allow_lists = await SharedAllowLists.open(self.nc, limits.queue.ttl_s, self.metrics.errors)
+            # Packed allow lists mean the same on every member (before any registration).
+            self.hub.fingerprints = allowlists.Fingerprints(await fingerprint_key(self.nc))
         except (TimeoutError, nats.errors.Error) as err:
             log.debug("cluster: JetStream: %r", err)
             raise ClusterError(
@@ -224,7 +230,9 @@ class Cluster:
             self.metrics.errors["announce"] += 1
         self._spawn(self._drain(node_id))
 
-    def detach(self, node_id: bytes) -> None:
+    def detach(self, node_id: bytes, lookup_allow: bytes) -> None:
+        if self.allow_lists is not None and self.nc.is_connected:
+            self._spawn(self.allow_lists.put(node_id, lookup_allow))
         self._cursor.pop(node_id, None)
         self._unacked.pop(node_id, None)
         sub = self._subs.pop(node_id, None)
@@ -303,6 +311,11 @@ class Cluster:
                 await self.nc.publish(node_subject(to, "k"), b"")
         return refused
 
+    async def allow_list(self, node_id: bytes) -> bytes | None:
+        if self.allow_lists is None or not self.nc.is_connected:
+            return None
+        return await self.allow_lists.get(node_id)
+
     def acked(self, recipient: bytes, sender: bytes, message_id: bytes) -> None:
         seq = self._unacked.get(recipient, {}).pop((bytes(sender), bytes(message_id)), None)
         if seq is not None and self.held is not None:
@@ -350,6 +363,11 @@ class Cluster:
         _, _, hex_id, kind = msg.subject.split(".")
         try:
             node_id = bytes.fromhex(hex_id)
+            if kind in ("d", "l") and node_id not in self.hub.routes:
+                # The node's stream here just ended and the unsubscribe is on its way:
+                # leave the answer to the member it registered on (or to the timeout).
+                self.metrics.errors["stale_route"] += 1
+                return
             if kind == "d":
                 self.metrics.frames_in["deliver"] += 1
                 answer = await self.hub.deliver(node_id, host_pb2.HostFrame.FromString(msg.data), route=False)

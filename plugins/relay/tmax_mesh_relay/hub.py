@@ -110,8 +110,9 @@ class Router(Protocol):
     async def attach(self, conn: Connection) -> None:
         """``conn`` registered here: route its node's frames to this process."""
 
-    def detach(self, node_id: bytes) -> None:
-        """The node's last stream here ended: stop routing its frames here."""
+    def detach(self, node_id: bytes, lookup_allow: bytes) -> None:
+        """The node's last stream here ended (its packed allow list was ``lookup_allow``):
+        stop routing its frames here."""
 
     async def relay(self, to: bytes, frame: host_pb2.HostFrame) -> host_pb2.HostFrame | None:
         """Hand a ``Deliver`` frame to the member holding ``to``: the frame to answer the
@@ -129,6 +130,9 @@ class Router(Protocol):
 
     def acked(self, recipient: bytes, sender: bytes, message_id: bytes) -> None:
         """``recipient`` acknowledged an envelope: the cluster no longer holds it."""
+
+    async def allow_list(self, node_id: bytes) -> bytes | None:
+        """The packed allow list of an offline node another member held last."""
 
 
 class Connection:
@@ -431,7 +435,7 @@ class Hub:
         if self.routes.get(conn.node_id) is conn:
             del self.routes[conn.node_id]
             if self.router is not None:
-                self.router.detach(conn.node_id)
+                self.router.detach(conn.node_id, conn.lookup_allow)
             evicted = self.remembered.remember(conn.node_id, conn.lookup_allow, self.clock())
             if evicted:
                 self.metrics.drop("allow_list_evicted", evicted)
@@ -502,6 +506,8 @@ class Hub:
         sender = getattr(deliver, "from")
         message_id = deliver.message_id
         allow = dest.lookup_allow if dest is not None else self.remembered.get(to, self.clock())
+        if allow is None and self.router is not None:
+            allow = await self.router.allow_list(to)
         if not self.fingerprints.contains(allow or b"", sender):
             # Not a friend of the recipient: nothing is stored and nothing is
             # answered, exactly as when the recipient is online (no presence oracle).
@@ -638,7 +644,9 @@ class Hub:
             self.metrics.bytes_out += len(item.envelope)
 
     def moved(self, node_id: bytes) -> None:
-        """``node_id`` registered on another cluster member: close its stale stream here."""
+        """``node_id`` registered on another cluster member: close its stale stream here,
+        and forget the allow list remembered here (that member shares a newer one)."""
+        self.remembered.forget(node_id)
         conn = self.routes.get(node_id)
         if conn is not None:
             log.info("node %s registered on another member", conn.node_hex, extra=conn.log_extra)
