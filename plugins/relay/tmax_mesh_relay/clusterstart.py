@@ -32,7 +32,7 @@ def parse_cluster_urls(text: str) -> list[str]:
     return urls
 
 
-async def join(hub: Hub, urls: list[str]) -> Cluster:
+async def join(hub: Hub, urls: list[str], replicas: int = 1) -> Cluster:
     """Join the cluster of the NATS servers ``urls`` (see :mod:`tmax_mesh_relay.cluster`);
     MeshError (one line) when the extra is missing or NATS cannot be used."""
     try:
@@ -41,4 +41,4 @@ async def join(hub: Hub, urls: list[str]) -> Cluster:
         raise MeshError(
             f"--cluster needs the NATS client: pip install 'tmax-mesh-relay[cluster]' ({err})"
         ) from None
-    return await Cluster.join(hub, urls)
+    return await Cluster.join(hub, urls, replicas)
