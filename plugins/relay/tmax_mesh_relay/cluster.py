@@ -8,11 +8,12 @@ subject interest is the cluster's presence table, and it vanishes with the
 member's connection, so a killed member leaves no stale route). A frame for a
 node not held here is sent there:
 
-- ``.d``: a ``HostFrame{deliver}`` as a NATS request. The holder forwards it
-  (or stores it, if the node's stream just failed) exactly as for a local
-  sender and replies with the frame the sender must get (``Queued``, an
-  ``Error``, or nothing). NATS answers "no responders" at once when no member
-  holds the node: the sender's member then stores it itself.
+- ``.d``: a ``HostFrame{deliver}``, published with a reply subject of the
+  sender's member. The holder forwards it (or holds it, if the node's stream
+  just failed) exactly as for a local sender, and replies only when the
+  sender must hear something (``Queued``, an ``Error``): a delivered frame
+  costs one NATS message. NATS answers "no responders" at once when no member
+  holds the node: the sender's member then holds the envelope itself.
 - ``.a``: a ``HostFrame{ack}``, published (end-to-end acks and the sender's
   outbox make an ack lost in between harmless).
 - ``.l``: a lookup; the holder answers with its allow list, as for a local lookup.
@@ -66,6 +67,9 @@ NODE_PREFIX = "tmax.node."
 REGISTERED_SUBJECT = "tmax.registered"
 CONNECT_TIMEOUT_S = 5.0
 RECONNECT_WAIT_S = 1.0
+ANSWER_WAIT_S = 2.0
+"""How long a forwarded frame waits for a holder's answer; silence means delivered."""
+NO_RESPONDERS = "503"
 
 
 class ClusterError(MeshError):
@@ -103,6 +107,11 @@ class Cluster:
         self._cursor: dict[bytes, int] = {}
         self._draining: dict[bytes, bool] = {}
         self._unacked: dict[bytes, dict[tuple[bytes, bytes], int]] = {}
+        # Frames forwarded to other members, by the token of their reply subject
+        # (oldest first): their sender, recipient and frame, until answered or expired.
+        self._answers = f"tmax.answer.{self.member_id}."
+        self._pending: dict[str, tuple[float, Connection, bytes, host_pb2.HostFrame]] = {}
+        self._token = 0
         self._tasks: set[asyncio.Task] = set()
         self._last_error: BaseException | None = None
         self._closing = False
@@ -175,7 +184,9 @@ class Cluster:
                 f"NATS at {self.where} has no usable JetStream (run nats-server with -js)"
             ) from None
         await self.nc.subscribe(REGISTERED_SUBJECT, cb=self._on_registered)
+        await self.nc.subscribe(self._answers + "*", cb=self._on_answer)
         self._spawn(self.members.run())
+        self._spawn(self._expire_answers())
 
     async def _on_error(self, err: Exception) -> None:
         if self.nc is None:
@@ -248,27 +259,54 @@ class Cluster:
 
     # -- Router: frames for other members' nodes ------------------------------------------
 
-    async def relay(self, to: bytes, frame: host_pb2.HostFrame) -> host_pb2.HostFrame | None:
-        message_id = frame.deliver.message_id
+    async def forward(
+        self, conn: Connection, to: bytes, frame: host_pb2.HostFrame
+    ) -> host_pb2.HostFrame | None:
         if not self.nc.is_connected:
             self.metrics.errors["disconnected"] += 1
-            return _unavailable("the relay cluster is unreachable; retry", message_id, to)
+            return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
+        self._token += 1
+        token = str(self._token)
+        self._pending[token] = (self.hub.clock() + ANSWER_WAIT_S, conn, to, frame)
         try:
-            reply = await self.nc.request(
-                node_subject(to, "d"), frame.SerializeToString(), timeout=self.request_timeout
+            await self.nc.publish(
+                node_subject(to, "d"), frame.SerializeToString(), reply=self._answers + token
             )
-        except nats.errors.NoRespondersError:
-            return None
-        except (nats.errors.Error, TimeoutError) as err:
-            self.metrics.errors["request"] += 1
+        except nats.errors.Error as err:
+            del self._pending[token]
+            self.metrics.errors["publish"] += 1
             log.info("cluster: relaying to %s failed: %s", to_checksum(to), err)
-            return _unavailable("the member holding the recipient did not answer; retry", message_id, to)
+            return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
         self.metrics.frames_out["deliver"] += 1
+        return None
+
+    async def _on_answer(self, msg: Msg) -> None:
+        """A holder's answer to a forwarded frame, or NATS's "no responders" for it."""
+        pending = self._pending.pop(msg.subject[len(self._answers) :], None)
+        if pending is None:
+            return  # too late: the sender's outbox has its own timeout
+        _, conn, to, frame = pending
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            # No member holds the node: hold the envelope for it, as for an offline node.
+            await self.hub.answer(conn, await self.hub.deliver(to, frame))
+            return
         try:
-            return host_pb2.HostFrame.FromString(reply.data)
+            answer = host_pb2.HostFrame.FromString(msg.data)
         except DecodeError:
             self.metrics.errors["malformed"] += 1
-            return host_pb2.HostFrame()
+            return
+        await self.hub.answer(conn, answer)
+
+    async def _expire_answers(self) -> None:
+        """Forget forwarded frames whose holder said nothing: they were delivered."""
+        while True:
+            await asyncio.sleep(ANSWER_WAIT_S / 2)
+            now = self.hub.clock()
+            while self._pending:
+                token, (deadline, *_) = next(iter(self._pending.items()))
+                if deadline > now:
+                    break
+                del self._pending[token]
 
     async def ack(self, to: bytes, frame: host_pb2.HostFrame) -> bool:
         if not self.nc.is_connected:
@@ -370,8 +408,9 @@ class Cluster:
                 return
             if kind == "d":
                 self.metrics.frames_in["deliver"] += 1
-                answer = await self.hub.deliver(node_id, host_pb2.HostFrame.FromString(msg.data), route=False)
-                await msg.respond(answer.SerializeToString() if answer is not None else b"")
+                answer = await self.hub.deliver(node_id, host_pb2.HostFrame.FromString(msg.data))
+                if answer is not None and msg.reply:  # delivered: silence
+                    await msg.respond(answer.SerializeToString())
             elif kind == "a":
                 self.metrics.frames_in["ack"] += 1
                 await self.hub.deliver_ack(node_id, host_pb2.HostFrame.FromString(msg.data), route=False)

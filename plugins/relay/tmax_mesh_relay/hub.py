@@ -114,9 +114,13 @@ class Router(Protocol):
         """The node's last stream here ended (its packed allow list was ``lookup_allow``):
         stop routing its frames here."""
 
-    async def relay(self, to: bytes, frame: host_pb2.HostFrame) -> host_pb2.HostFrame | None:
-        """Hand a ``Deliver`` frame to the member holding ``to``: the frame to answer the
-        sender with (empty: nothing to answer), or ``None`` when no member holds ``to``."""
+    async def forward(
+        self, conn: Connection, to: bytes, frame: host_pb2.HostFrame
+    ) -> host_pb2.HostFrame | None:
+        """Hand ``conn``'s ``Deliver`` frame to the member holding ``to``. Returns an answer
+        for ``conn`` that is known at once (``unavailable``); a later one (the holder's
+        ``Queued``/``Error``, or, if no member holds ``to``, what :meth:`Hub.deliver`
+        answers once it is stored) is written with :meth:`Hub.answer`."""
 
     async def ack(self, to: bytes, frame: host_pb2.HostFrame) -> bool:
         """Hand an ``Ack`` frame to the member holding ``to``; False if it could not be sent."""
@@ -480,29 +484,28 @@ class Hub:
         deliver.message_id = message_id
         deliver.envelope = data
         setattr(deliver, "from", conn.node_id)
-        answer = await self.deliver(to, out)
+        if self.router is not None and to not in self.routes:
+            # Another member's node, or no one's: the router answers now or later.
+            await self.answer(conn, await self.router.forward(conn, to, out))
+            return
+        await self.answer(conn, await self.deliver(to, out))
+
+    async def answer(self, conn: Connection, answer: host_pb2.HostFrame | None) -> None:
+        """Write the answer to a ``RelaySend`` (``Queued`` or ``Error``; None: nothing to say)."""
         if answer is not None:
             await self._write(conn, answer, answer.WhichOneof("frame") or "error")
 
-    async def deliver(
-        self, to: bytes, out: host_pb2.HostFrame, *, route: bool = True
-    ) -> host_pb2.HostFrame | None:
-        """Forward a ``Deliver`` frame to ``to``, or store it for ``to``; the frame to
-        answer its sender with, if any. ``route`` False (a frame another cluster
-        member sent here) keeps it in this process."""
+    async def deliver(self, to: bytes, out: host_pb2.HostFrame) -> host_pb2.HostFrame | None:
+        """Forward a ``Deliver`` frame to ``to`` on this process, or store it for ``to``
+        (in the cluster's store, with a router); the frame to answer its sender with, if any."""
         deliver = out.deliver
         data = deliver.envelope
         dest = self.routes.get(to)
-        if dest is not None:
-            if await self._write(dest, out, "deliver"):
-                m = self.metrics
-                m.relayed += 1
-                m.bytes_out += len(data)
-                return None
-        elif route and self.router is not None:
-            answer = await self.router.relay(to, out)
-            if answer is not None:
-                return answer if answer.WhichOneof("frame") else None
+        if dest is not None and await self._write(dest, out, "deliver"):
+            m = self.metrics
+            m.relayed += 1
+            m.bytes_out += len(data)
+            return None
         sender = getattr(deliver, "from")
         message_id = deliver.message_id
         allow = dest.lookup_allow if dest is not None else self.remembered.get(to, self.clock())
