@@ -203,7 +203,13 @@ class Cluster:
     async def _on_reconnected(self) -> None:
         log.info("cluster: NATS connection restored")
         if self.members is not None:
-            self._spawn(self.members.refresh())
+            self._spawn(self._rejoin(self.members))
+
+    async def _rejoin(self, members: Members) -> None:
+        """Back on NATS: renew this member's entry (the server may have lost it) and say so."""
+        await members.refresh()
+        with contextlib.suppress(nats.errors.Error):
+            await members.announce()
 
     async def close(self) -> None:
         """Leave the member list and close the NATS connection."""

@@ -29,7 +29,9 @@ BUCKET = "tmax_members"
 SUBJECT = "tmax.members"
 TTL_S = 30.0
 REFRESH_S = TTL_S / 3
-CONFIG = KeyValueConfig(bucket=BUCKET, ttl=TTL_S, history=1, storage=StorageType.MEMORY)
+# On file: a restarted NATS server still knows every member, so a member joining
+# right after it (before the others have reconnected) lists them all.
+CONFIG = KeyValueConfig(bucket=BUCKET, ttl=TTL_S, history=1, storage=StorageType.FILE)
 
 
 async def open_bucket(js: Any, config: KeyValueConfig) -> Any:
@@ -56,8 +58,12 @@ class Members:
         members = cls(nc, member_id, own_urls, metrics)
         await members._refresh()
         await nc.subscribe(SUBJECT, cb=members._on_announce)
-        await nc.publish(SUBJECT, member_id.encode())
+        await members.announce()
         return members
+
+    async def announce(self) -> None:
+        """Tell the other members to re-read the list (this one joined, came back or left)."""
+        await self.nc.publish(SUBJECT, self.member_id.encode())
 
     async def _refresh(self) -> None:
         """Renew this member's entry and re-read everyone's (binding the bucket first if needed)."""
@@ -113,7 +119,7 @@ class Members:
             return
         try:
             await self.kv.delete(self.member_id)
-            await self.nc.publish(SUBJECT, self.member_id.encode())
+            await self.announce()
             await self.nc.flush(timeout=1)
         except (TimeoutError, nats.errors.Error):
             self.metrics.errors["kv"] += 1
