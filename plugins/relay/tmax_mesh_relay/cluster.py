@@ -169,15 +169,16 @@ class Cluster:
                 f"--max-frame-bytes needs {needed}: set max_payload (e.g. 2MB) in nats-server's config"
             )
         try:
+            errors = self.metrics.errors
             self.members = await Members.join(
-                self.nc, self.member_id, list(self.hub.host.public_urls), self.metrics
+                self.nc, self.member_id, list(self.hub.host.public_urls), self.metrics, replicas
             )
             limits = self.hub.limits
             config = stream_config(limits.queue, limits.max_frame_bytes, replicas)
-            self.held = await HeldStream.open(self.nc, config, self.metrics.errors)
-            self.allow_lists = await SharedAllowLists.open(self.nc, limits.queue.ttl_s, self.metrics.errors)
+            self.held = await HeldStream.open(self.nc, config, errors)
+            self.allow_lists = await SharedAllowLists.open(self.nc, limits.queue.ttl_s, errors, replicas)
             # Packed allow lists mean the same on every member (before any registration).
-            self.hub.fingerprints = allowlists.Fingerprints(await fingerprint_key(self.nc))
+            self.hub.fingerprints = allowlists.Fingerprints(await fingerprint_key(self.nc, replicas))
         except (TimeoutError, nats.errors.Error) as err:
             log.debug("cluster: JetStream: %r", err)
             raise ClusterError(
@@ -407,9 +408,11 @@ class Cluster:
         _, _, hex_id, kind = msg.subject.split(".")
         try:
             node_id = bytes.fromhex(hex_id)
-            if kind in ("d", "l") and node_id not in self.hub.routes:
-                # The node's stream here just ended and the unsubscribe is on its way:
-                # leave the answer to the member it registered on (or to the timeout).
+            conn = self.hub.routes.get(node_id)
+            if kind in ("d", "l") and (conn is None or conn.closing):
+                # The node's stream here is ending (superseded elsewhere, or gone) and
+                # the unsubscribe is on its way: leave the answer to the member it
+                # registered on, or to NATS's "no responders", or to the timeout.
                 self.metrics.errors["stale_route"] += 1
                 return
             if kind == "d":

@@ -484,8 +484,10 @@ class Hub:
         deliver.message_id = message_id
         deliver.envelope = data
         setattr(deliver, "from", conn.node_id)
-        if self.router is not None and to not in self.routes:
-            # Another member's node, or no one's: the router answers now or later.
+        dest = self.routes.get(to)
+        if self.router is not None and (dest is None or dest.closing):
+            # Another member's node (or a stream here being closed: perhaps superseded
+            # there), or no one's: the router answers now or later.
             await self.answer(conn, await self.router.forward(conn, to, out))
             return
         await self.answer(conn, await self.deliver(to, out))

@@ -29,24 +29,29 @@ BUCKET = "tmax_members"
 SUBJECT = "tmax.members"
 TTL_S = 30.0
 REFRESH_S = TTL_S / 3
-# On file: a restarted NATS server still knows every member, so a member joining
-# right after it (before the others have reconnected) lists them all.
-CONFIG = KeyValueConfig(bucket=BUCKET, ttl=TTL_S, history=1, storage=StorageType.FILE)
 
 
-async def open_bucket(js: Any, config: KeyValueConfig) -> Any:
-    """Bind the KV bucket, creating it if no member has yet."""
+async def open_bucket(nc: Any, bucket: str, replicas: int, ttl_s: float | None = None) -> Any:
+    """Bind a KV bucket of the cluster, creating it if no member has yet: on file (a
+    restarted NATS server still has it), ``replicas`` as the held envelopes'."""
+    js = nc.jetstream()
     try:
-        return await js.key_value(config.bucket)
+        return await js.key_value(bucket)
     except BucketNotFoundError:
+        config = KeyValueConfig(
+            bucket=bucket, ttl=ttl_s, history=1, storage=StorageType.FILE, replicas=replicas
+        )
         return await js.create_key_value(config)
 
 
 class Members:
     """This member's entry in the bucket, and every member's URLs as last read."""
 
-    def __init__(self, nc: Any, member_id: str, own_urls: list[str], metrics: ClusterMetrics) -> None:
+    def __init__(
+        self, nc: Any, member_id: str, own_urls: list[str], metrics: ClusterMetrics, replicas: int
+    ) -> None:
         self.nc = nc
+        self.replicas = replicas
         self.kv: Any = None  # bound by refresh(), again after NATS lost the bucket
         self.member_id = member_id
         self.own_urls = own_urls
@@ -54,8 +59,10 @@ class Members:
         self.urls: list[str] = list(own_urls)
 
     @classmethod
-    async def join(cls, nc: Any, member_id: str, own_urls: list[str], metrics: ClusterMetrics) -> Members:
-        members = cls(nc, member_id, own_urls, metrics)
+    async def join(
+        cls, nc: Any, member_id: str, own_urls: list[str], metrics: ClusterMetrics, replicas: int = 1
+    ) -> Members:
+        members = cls(nc, member_id, own_urls, metrics, replicas)
         await members._refresh()
         await nc.subscribe(SUBJECT, cb=members._on_announce)
         await members.announce()
@@ -68,7 +75,7 @@ class Members:
     async def _refresh(self) -> None:
         """Renew this member's entry and re-read everyone's (binding the bucket first if needed)."""
         if self.kv is None:
-            self.kv = await open_bucket(self.nc.jetstream(), CONFIG)
+            self.kv = await open_bucket(self.nc, BUCKET, self.replicas, TTL_S)
         await self.kv.put(self.member_id, json.dumps(self.own_urls).encode())
         await self.reload()
 

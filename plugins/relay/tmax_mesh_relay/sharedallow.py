@@ -21,7 +21,6 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-from nats.js.api import KeyValueConfig, StorageType
 
 from tmax_mesh_relay.members import open_bucket
 
@@ -32,11 +31,9 @@ FINGERPRINT_KEY = "fingerprint-key"
 ALLOW_BUCKET = "tmax_allow"
 
 
-async def fingerprint_key(nc: Any) -> bytes:
+async def fingerprint_key(nc: Any, replicas: int = 1) -> bytes:
     """The cluster's fingerprint key (created by the first member to ask)."""
-    kv = await open_bucket(
-        nc.jetstream(), KeyValueConfig(bucket=KEY_BUCKET, history=1, storage=StorageType.FILE)
-    )
+    kv = await open_bucket(nc, KEY_BUCKET, replicas)
     with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):  # another member made it first
         await kv.create(FINGERPRINT_KEY, os.urandom(16))
     return (await kv.get(FINGERPRINT_KEY)).value
@@ -50,9 +47,8 @@ class SharedAllowLists:
         self.errors = errors
 
     @classmethod
-    async def open(cls, nc: Any, ttl_s: float, errors: dict[str, int]) -> SharedAllowLists:
-        config = KeyValueConfig(bucket=ALLOW_BUCKET, ttl=ttl_s, history=1, storage=StorageType.FILE)
-        return cls(await open_bucket(nc.jetstream(), config), errors)
+    async def open(cls, nc: Any, ttl_s: float, errors: dict[str, int], replicas: int = 1) -> SharedAllowLists:
+        return cls(await open_bucket(nc, ALLOW_BUCKET, replicas, ttl_s), errors)
 
     async def put(self, node_id: bytes, packed: bytes) -> None:
         try:
