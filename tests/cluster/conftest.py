@@ -16,3 +16,20 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server.start()
     finally:
         server.kill()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
+    """Three ``nats-server -js`` routed into one NATS cluster (JetStream replicated), killed at teardown."""
+    servers = [NatsServer(tmp_path, f"nats{i}", cluster_routes=[]) for i in range(3)]
+    for server in servers:
+        server.cluster_routes = [other.route_url for other in servers if other is not server]
+    try:
+        for server in servers:
+            server.start(wait=False)
+        for server in servers:
+            server.wait_ready(timeout=30)
+        yield servers
+    finally:
+        for server in servers:
+            server.kill()

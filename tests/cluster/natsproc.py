@@ -80,12 +80,14 @@ class NatsServer:
         return self
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        """Until ``/healthz?js-enabled-only=true`` answers 200 (JetStream, if configured, is up)."""
+        """Until ``/healthz`` answers 200: JetStream (if configured) is up, and in a
+        cluster it is current (has a meta leader), which only ``js-enabled-only`` skips."""
+        query = "" if self.cluster_routes is not None else "?js-enabled-only=true"
 
         def ready() -> bool:
             if self.proc is None or self.proc.poll() is not None:
                 raise AssertionError(f"nats-server {self.name} exited:\n{self.log()}")
-            url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+            url = f"http://127.0.0.1:{self.monitor_port}/healthz{query}"
             try:
                 with urllib.request.urlopen(url, timeout=1) as resp:
                     return resp.status == 200
