@@ -70,6 +70,11 @@ def _public_urls(value: list[Any]) -> None:
             raise ValueError(f"{item!r} is a wildcard address; give the name or address nodes dial")
 
 
+def _cluster_urls(value: str) -> None:
+    if value:  # empty: no cluster
+        clusterstart.parse_cluster_urls(value)
+
+
 def _host_id(value: str) -> None:
     if len(value.encode()) > wire.MAX_HOST_ID_LEN:
         raise ValueError(f"longer than {wire.MAX_HOST_ID_LEN} bytes")
@@ -194,7 +199,7 @@ def _declare(registry: ConfigRegistry) -> ConfigRegistry:
         "",
         "URL[,URL...]",
         "join the relay cluster of these NATS servers (nats://HOST:PORT; needs tmax-mesh-relay[cluster])",
-        validate=clusterstart.parse_cluster_urls,
+        validate=_cluster_urls,
     )
     count(
         "cluster_replicas",

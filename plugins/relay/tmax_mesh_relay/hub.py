@@ -104,8 +104,9 @@ class HostLimits:
 class Router(Protocol):
     """Frames for nodes this process does not hold (tmax_mesh_relay.cluster)."""
 
-    member_urls: list[str]
-    """Every cluster member's public URLs (for ``Registered``)."""
+    @property
+    def member_urls(self) -> list[str]:
+        """Every cluster member's public URLs (for ``Registered``)."""
 
     async def attach(self, conn: Connection) -> None:
         """``conn`` registered here: route its node's frames to this process."""
