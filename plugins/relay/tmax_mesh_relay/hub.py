@@ -553,7 +553,8 @@ class Hub:
         await self.deliver_ack(ack.to, frame)
 
     async def deliver_ack(self, to: bytes, frame: host_pb2.HostFrame, *, route: bool = True) -> None:
-        """Forward an ``Ack`` frame to ``to`` (``route`` as in :meth:`deliver`)."""
+        """Forward an ``Ack`` frame to ``to``; ``route`` False (an ack another cluster
+        member sent here) does not hand it on to the cluster again."""
         dest = self.routes.get(to)
         if dest is None:
             if not (route and self.router is not None and await self.router.ack(to, frame)):
@@ -581,7 +582,8 @@ class Hub:
         await self._write(conn, host_pb2.HostFrame(lookup_result=result), "lookup_result")
 
     async def lookup(self, requester: bytes, target: bytes, *, route: bool = True) -> host_pb2.LookupResult:
-        """Where ``target`` can be dialled, if it allowed ``requester`` (``route`` as in :meth:`deliver`)."""
+        """Where ``target`` can be dialled, if it allowed ``requester``; ``route`` False (a
+        lookup another cluster member sent here) answers from this process only."""
         dest = self.routes.get(target)
         if dest is None and route and self.router is not None:
             return await self.router.lookup(requester, target)
