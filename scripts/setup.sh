@@ -15,7 +15,7 @@ PY=${PYTHON:-python3}
   -e . -e plugins/relay -e plugins/direct -e plugins/session_mailbox -e plugins/ratelimit \
   -e examples/task_update_plugin
 if [ "${1:-}" = "--dev" ]; then
-  .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+  .venv/bin/python -m pip install --quiet -r requirements-dev.txt -e 'plugins/relay[cluster]'
   # The third-party runtime wheels, for tests/e2e/test_packaging.py: it installs
   # the built wheels into a fresh venv with --no-index. Fetched again (network)
   # only when a pyproject.toml changed.

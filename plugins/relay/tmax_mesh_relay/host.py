@@ -39,7 +39,7 @@ from tmax_core.logs import add_logging_arguments, setup_logging
 from tmax_core.metricsserver import MetricsServer
 from tmax_core.readyfile import remove_ready_file, write_ready_file
 from tmax_core.sdnotify import notify
-from tmax_mesh_relay import __version__, wire
+from tmax_mesh_relay import __version__, clusterstart, wire, workers
 from tmax_mesh_relay.hosttls import HostError, ReloadableTls
 from tmax_mesh_relay.hub import HostLimits, Hub
 from tmax_mesh_relay.proto import host_pb2_grpc
@@ -68,6 +68,11 @@ def _public_urls(value: list[Any]) -> None:
         url = wire.parse_relay_url(str(item))
         if is_wildcard_host(url.host):
             raise ValueError(f"{item!r} is a wildcard address; give the name or address nodes dial")
+
+
+def _cluster_urls(value: str) -> None:
+    if value:  # empty: no cluster
+        clusterstart.parse_cluster_urls(value)
 
 
 def _host_id(value: str) -> None:
@@ -187,6 +192,27 @@ def _declare(registry: ConfigRegistry) -> ConfigRegistry:
         "a URL nodes dial to reach this host (repeatable); registrations signed for any other URL are "
         "refused. Default: --listen's address when it is concrete, else loopback only",
         validate=_public_urls,
+    )
+    add(
+        "cluster",
+        str,
+        "",
+        "URL[,URL...]",
+        "join the relay cluster of these NATS servers (nats://HOST:PORT; needs tmax-mesh-relay[cluster])",
+        validate=_cluster_urls,
+    )
+    count(
+        "cluster_replicas",
+        1,
+        "JetStream replicas of the cluster's held envelopes (at most the NATS cluster's servers)",
+    )
+    add(
+        "workers",
+        int,
+        1,
+        "N",
+        "run N host processes sharing the port as one cluster (a local nats-server unless --cluster)",
+        validate=workers.check_workers,
     )
     return registry
 
@@ -316,7 +342,8 @@ def server_options(settings: Config) -> list[tuple[str, Any]]:
     # Error (the stream stays usable); only beyond it does gRPC end the stream.
     hard_limit = 2 * settings.get("max_frame_bytes") + 64 * 1024
     return [
-        ("grpc.so_reuseport", 0),
+        # Off, or a second process silently shares the port; on only among --workers.
+        ("grpc.so_reuseport", int(workers.is_worker())),
         ("grpc.max_receive_message_length", hard_limit),
         ("grpc.max_send_message_length", hard_limit),
         # Liveness through HTTP/2 pings: nearly free, unlike application pings (DESIGN §10).
@@ -400,6 +427,10 @@ async def serve(settings: Config, ready_file: Path | None) -> None:
         )
     metrics_bound = metrics_server.bound if metrics_server else None
 
+    cluster = None
+    if settings.get("cluster"):
+        urls = clusterstart.parse_cluster_urls(settings.get("cluster"))
+        cluster = await clusterstart.join(hub, urls, settings.get("cluster_replicas"))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -431,6 +462,8 @@ async def serve(settings: Config, ready_file: Path | None) -> None:
         await health.enter_graceful_shutdown()
         await hub.shutdown()
         await server.stop(SHUTDOWN_GRACE_S)
+        if cluster is not None:
+            await cluster.close()
         if sweeper is not None:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -456,8 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"tmax-host: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    ready_file = Path(args.ready_file) if args.ready_file else None
     try:
-        asyncio.run(serve(settings, Path(args.ready_file) if args.ready_file else None))
+        if settings.get("workers") > 1 and not workers.is_worker():
+            return workers.supervise(sys.argv[1:] if argv is None else argv, settings, ready_file)
+        asyncio.run(serve(settings, ready_file))
     except (HostError, MeshError) as err:  # MeshError: the ready file could not be written
         print(f"tmax-host: error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -22,6 +22,11 @@ recipient is online (the envelope is forwarded: a first contact must arrive)
 or not (it is dropped): the host's answer tells a stranger nothing about
 presence, and strangers cannot fill a node's queue.
 
+With ``--cluster`` (DESIGN §15) a :class:`Router` takes what this process
+cannot serve itself: a frame or lookup for a node registered on another member
+of the cluster. The hub calls it only when the node is not held here, so a
+standalone host never touches it (``router`` is ``None``).
+
 Closing a stream from outside its own task (supersede, timeouts, shutdown)
 sends an ``Error`` frame and cancels the task that serves the call; the
 stream's cleanup only removes the route if the route is still *that*
@@ -38,7 +43,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -94,6 +99,45 @@ class HostLimits:
             idle_timeout_ms=int(self.idle_timeout_s * 1000),
             max_lookup_allow=self.max_lookup_allow,
         )
+
+
+class Router(Protocol):
+    """Frames for nodes this process does not hold (tmax_mesh_relay.cluster)."""
+
+    @property
+    def member_urls(self) -> list[str]:
+        """Every cluster member's public URLs (for ``Registered``)."""
+
+    async def attach(self, conn: Connection) -> None:
+        """``conn`` registered here: route its node's frames to this process."""
+
+    def detach(self, node_id: bytes, lookup_allow: bytes) -> None:
+        """The node's last stream here ended (its packed allow list was ``lookup_allow``):
+        stop routing its frames here."""
+
+    async def forward(
+        self, conn: Connection, to: bytes, frame: host_pb2.HostFrame
+    ) -> host_pb2.HostFrame | None:
+        """Hand ``conn``'s ``Deliver`` frame to the member holding ``to``. Returns an answer
+        for ``conn`` that is known at once (``unavailable``); a later one (the holder's
+        ``Queued``/``Error``, or, if no member holds ``to``, what :meth:`Hub.deliver`
+        answers once it is stored) is written with :meth:`Hub.answer`."""
+
+    async def ack(self, to: bytes, frame: host_pb2.HostFrame) -> bool:
+        """Hand an ``Ack`` frame to the member holding ``to``; False if it could not be sent."""
+
+    async def lookup(self, requester: bytes, target: bytes) -> host_pb2.LookupResult:
+        """Ask the member holding ``target`` (not found when none does)."""
+
+    async def hold(self, to: bytes, frame: host_pb2.HostFrame) -> str | None:
+        """Store a ``Deliver`` frame for the offline ``to`` in the cluster (instead of
+        this process): None, or why not (``queue_full``; ``unavailable``: retry later)."""
+
+    def acked(self, recipient: bytes, sender: bytes, message_id: bytes) -> None:
+        """``recipient`` acknowledged an envelope: the cluster no longer holds it."""
+
+    async def allow_list(self, node_id: bytes) -> bytes | None:
+        """The packed allow list of an offline node another member held last."""
 
 
 class Connection:
@@ -232,6 +276,7 @@ class Hub:
         self.accepting = True
         self._limits_pb = limits.to_pb()
         self._background: set[asyncio.Task] = set()
+        self.router: Router | None = None
         self._new_registrations = 0
         self._last_full_log = 0.0
         self._handlers: dict[str, Callable[[Connection, Any], Awaitable[None]]] = {
@@ -323,11 +368,14 @@ class Hub:
             self.metrics.registrations[err.code] += 1
             await self._refuse(conn, err.code, err.detail)
         self._register(conn, frame.register)
+        if self.router is not None:
+            await self.router.attach(conn)
         registered = host_pb2.Registered(
             observed_addr=conn.observed_addr,
             limits=self._limits_pb,
             connection_id=conn.id,
             queued=self.store.depth(conn.node_id or b""),
+            member_urls=self.router.member_urls if self.router is not None else (),
         )
         return await self._write(conn, host_pb2.HostFrame(registered=registered), "registered")
 
@@ -391,6 +439,8 @@ class Hub:
             return
         if self.routes.get(conn.node_id) is conn:
             del self.routes[conn.node_id]
+            if self.router is not None:
+                self.router.detach(conn.node_id, conn.lookup_allow)
             evicted = self.remembered.remember(conn.node_id, conn.lookup_allow, self.clock())
             if evicted:
                 self.metrics.drop("allow_list_evicted", evicted)
@@ -429,38 +479,62 @@ class Hub:
             self.metrics.drop("malformed")
             await self._error(conn, "malformed", "RelaySend.to differs from the envelope", message_id, rs.to)
             return
+        # Built in place: Deliver(...) then HostFrame(deliver=...) would copy the envelope twice.
+        out = host_pb2.HostFrame()
+        deliver = out.deliver
+        deliver.message_id = message_id
+        deliver.envelope = data
+        setattr(deliver, "from", conn.node_id)
         dest = self.routes.get(to)
-        if dest is not None:
-            # Built in place: Deliver(...) then HostFrame(deliver=...) would copy the envelope twice.
-            out = host_pb2.HostFrame()
-            deliver = out.deliver
-            deliver.message_id = message_id
-            deliver.envelope = data
-            setattr(deliver, "from", conn.node_id)
-            if await self._write(dest, out, "deliver"):
-                m = self.metrics
-                m.relayed += 1
-                m.bytes_out += len(data)
-                return
-        assert conn.node_id is not None
+        if self.router is not None and (dest is None or dest.closing):
+            # Another member's node (or a stream here being closed: perhaps superseded
+            # there), or no one's: the router answers now or later.
+            await self.answer(conn, await self.router.forward(conn, to, out))
+            return
+        await self.answer(conn, await self.deliver(to, out))
+
+    async def answer(self, conn: Connection, answer: host_pb2.HostFrame | None) -> None:
+        """Write the answer to a ``RelaySend`` (``Queued`` or ``Error``; None: nothing to say)."""
+        if answer is not None:
+            await self._write(conn, answer, answer.WhichOneof("frame") or "error")
+
+    async def deliver(self, to: bytes, out: host_pb2.HostFrame) -> host_pb2.HostFrame | None:
+        """Forward a ``Deliver`` frame to ``to`` on this process, or store it for ``to``
+        (in the cluster's store, with a router); the frame to answer its sender with, if any."""
+        deliver = out.deliver
+        data = deliver.envelope
+        dest = self.routes.get(to)
+        if dest is not None and await self._write(dest, out, "deliver"):
+            m = self.metrics
+            m.relayed += 1
+            m.bytes_out += len(data)
+            return None
+        sender = getattr(deliver, "from")
+        message_id = deliver.message_id
         allow = dest.lookup_allow if dest is not None else self.remembered.get(to, self.clock())
-        if not self.fingerprints.contains(allow or b"", conn.node_id):
+        if allow is None and self.router is not None:
+            allow = await self.router.allow_list(to)
+        if not self.fingerprints.contains(allow or b"", sender):
             # Not a friend of the recipient: nothing is stored and nothing is
             # answered, exactly as when the recipient is online (no presence oracle).
             self.metrics.drop("not_allowed")
-            return
-        refused = self._store(to, self.store.new_item(conn.node_id, message_id, data))
+            return None
+        if self.router is not None:
+            refused = await self.router.hold(to, out)
+        else:
+            refused = self._store(to, self.store.new_item(sender, message_id, data))
         if refused is not None:
             self.metrics.drop(refused)
-            code = "unknown_recipient" if refused == "unknown_recipient" else "queue_full"
-            await self._error(
-                conn, code, f"cannot store for the offline recipient ({refused})", message_id, to
+            code = refused if refused in ("unknown_recipient", "unavailable") else "queue_full"
+            error = host_pb2.Error(
+                code=code,
+                detail=f"cannot store for the offline recipient ({refused})",
+                message_id=message_id,
+                node_id=to,
             )
-            return
+            return host_pb2.HostFrame(error=error)
         self.metrics.queued += 1
-        await self._write(
-            conn, host_pb2.HostFrame(queued=host_pb2.Queued(message_id=message_id, to=to)), "queued"
-        )
+        return host_pb2.HostFrame(queued=host_pb2.Queued(message_id=message_id, to=to))
 
     async def _on_ack_send(self, conn: Connection, ack: host_pb2.AckSend) -> None:
         self.metrics.bytes_in += len(ack.ack)
@@ -469,17 +543,25 @@ class Hub:
             await self._error(conn, "too_large", "ack is too large", ack.message_id, ack.to)
             return
         conn.inflight.pop((bytes(ack.to), bytes(ack.message_id)), None)
-        dest = self.routes.get(ack.to)
-        if dest is None:
-            self.metrics.drop("ack_sender_gone")
-            return
+        if self.router is not None:
+            self.router.acked(conn.node_id or b"", ack.to, ack.message_id)
         frame = host_pb2.HostFrame()
         out = frame.ack
         out.message_id = ack.message_id
         out.ack = ack.ack
         setattr(out, "from", conn.node_id)
+        await self.deliver_ack(ack.to, frame)
+
+    async def deliver_ack(self, to: bytes, frame: host_pb2.HostFrame, *, route: bool = True) -> None:
+        """Forward an ``Ack`` frame to ``to``; ``route`` False (an ack another cluster
+        member sent here) does not hand it on to the cluster again."""
+        dest = self.routes.get(to)
+        if dest is None:
+            if not (route and self.router is not None and await self.router.ack(to, frame)):
+                self.metrics.drop("ack_sender_gone")
+            return
         if await self._write(dest, frame, "ack"):
-            self.metrics.bytes_out += len(ack.ack)
+            self.metrics.bytes_out += len(frame.ack.ack)
         else:
             self.metrics.drop("ack_sender_gone")
 
@@ -495,18 +577,24 @@ class Hub:
             self.metrics.lookups["rate_limited"] += 1
             await self._error(conn, "rate_limited", "too many lookups; slow down", node_id=target)
             return
+        result = await self.lookup(conn.node_id or b"", target)
+        self.metrics.lookups["found" if result.found else "not_found"] += 1
+        await self._write(conn, host_pb2.HostFrame(lookup_result=result), "lookup_result")
+
+    async def lookup(self, requester: bytes, target: bytes, *, route: bool = True) -> host_pb2.LookupResult:
+        """Where ``target`` can be dialled, if it allowed ``requester``; ``route`` False (a
+        lookup another cluster member sent here) answers from this process only."""
         dest = self.routes.get(target)
+        if dest is None and route and self.router is not None:
+            return await self.router.lookup(requester, target)
         result = host_pb2.LookupResult(target=target)
         # Offline, unknown and not-allowed answer the same, so a lookup reveals
         # nothing to nodes the target did not allow.
-        if dest is not None and self.fingerprints.contains(dest.lookup_allow, conn.node_id or b""):
+        if dest is not None and self.fingerprints.contains(dest.lookup_allow, requester):
             result.found = True
             result.endpoints.extend(wire.dialable_endpoints(dest.endpoints, dest.peer_ip))
             result.observed_ip = dest.peer_ip
-            self.metrics.lookups["found"] += 1
-        else:
-            self.metrics.lookups["not_found"] += 1
-        await self._write(conn, host_pb2.HostFrame(lookup_result=result), "lookup_result")
+        return result
 
     async def _on_set_lookup_allow(self, conn: Connection, msg: host_pb2.SetLookupAllow) -> None:
         try:
@@ -563,7 +651,25 @@ class Hub:
             self.metrics.flushed += 1
             self.metrics.bytes_out += len(item.envelope)
 
+    def moved(self, node_id: bytes) -> None:
+        """``node_id`` registered on another cluster member: close its stale stream here,
+        and forget the allow list remembered here (that member shares a newer one)."""
+        self.remembered.forget(node_id)
+        conn = self.routes.get(node_id)
+        if conn is not None:
+            log.info("node %s registered on another member", conn.node_hex, extra=conn.log_extra)
+            self.metrics.drop("superseded")
+            self.close(conn, "superseded", "a newer registration of this node id took over")
+
     # -- writing and closing ---------------------------------------------------------------
+
+    async def push(self, conn: Connection, frame: host_pb2.HostFrame) -> bool:
+        """Write a held ``Deliver`` frame (from the cluster's store) to ``conn``."""
+        if not await self._write(conn, frame, "deliver"):
+            return False
+        self.metrics.flushed += 1
+        self.metrics.bytes_out += len(frame.deliver.envelope)
+        return True
 
     async def _write(
         self, conn: Connection, frame: host_pb2.HostFrame, kind: str, *, last: bool = False

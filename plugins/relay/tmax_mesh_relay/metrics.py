@@ -79,16 +79,16 @@ class HostMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         for name, doc, fn in self._gauges:
             yield GaugeMetricFamily(name, doc, value=fn())
-        yield _labelled(
+        yield labelled(
             "tmax_host_registrations", "registration attempts by result", "result", self.registrations
         )
-        yield _labelled("tmax_host_frames_in", "frames received from nodes", "type", self.frames_in)
-        yield _labelled("tmax_host_frames_out", "frames sent to nodes", "type", self.frames_out)
+        yield labelled("tmax_host_frames_in", "frames received from nodes", "type", self.frames_in)
+        yield labelled("tmax_host_frames_out", "frames sent to nodes", "type", self.frames_out)
         yield CounterMetricFamily(
             "tmax_host_bytes_in", "envelope and ack bytes received", value=self.bytes_in
         )
         yield CounterMetricFamily("tmax_host_bytes_out", "envelope and ack bytes sent", value=self.bytes_out)
-        yield _labelled("tmax_host_drops", "frames or connections refused, by reason", "reason", self.drops)
+        yield labelled("tmax_host_drops", "frames or connections refused, by reason", "reason", self.drops)
         yield CounterMetricFamily(
             "tmax_host_relayed", "envelopes forwarded to an online node", value=self.relayed
         )
@@ -101,10 +101,10 @@ class HostMetrics(Collector):
         yield CounterMetricFamily(
             "tmax_host_throttled", "frames delayed by the per-connection rate limit", value=self.throttled
         )
-        yield _labelled("tmax_host_lookups", "lookups by result", "result", self.lookups)
+        yield labelled("tmax_host_lookups", "lookups by result", "result", self.lookups)
 
 
-def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+def labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=[label])
     for value, count in list(values.items()):
         family.add_metric([value], count)

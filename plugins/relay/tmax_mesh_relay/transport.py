@@ -60,6 +60,8 @@ class HostLink:
         self.registered_since_ms: int | None = None
         self.last_error: str | None = None
         self.connection_id: str | None = None
+        # A cluster host's members (Registered.member_urls): friends on any of them are reached here.
+        self.member_urls: list[str] = []
         self.session: HostSession | None = None
         self.task: asyncio.Task | None = None
         # Keyed by (recipient, message_id): an Ack counts only from the node the envelope went to.
@@ -74,6 +76,10 @@ class HostLink:
     def connected(self) -> bool:
         return self.state == "connected"
 
+    def reaches(self, relay_url: str) -> bool:
+        """Whether a node registered at ``relay_url`` is reachable through this link."""
+        return any(wire.same_host(url, relay_url) for url in (self.url.url, *self.member_urls))
+
     def status(self) -> dict[str, Any]:
         return {
             "url": self.url.url,
@@ -81,6 +87,7 @@ class HostLink:
             "registered_since_ms": self.registered_since_ms,
             "last_error": self.last_error,
             "connection_id": self.connection_id,  # as in the host's logs
+            "members": self.member_urls,
         }
 
     # -- connection loop ---------------------------------------------------------
@@ -148,6 +155,7 @@ class HostLink:
             self.state = "connected"
             self.registered_since_ms = now_ms()
             self.connection_id = registered.connection_id
+            self.member_urls = list(registered.member_urls)
             self.last_error = None
             log.info(
                 "relay %s: registered as %s (connection %s, %d stored for us)",
@@ -458,9 +466,7 @@ class RelayTransport:
         connected = [link for link in self.links if link.connected]
         if not friend.relay_hosts:
             return connected
-        return [
-            link for link in connected if any(wire.same_host(link.url.url, h) for h in friend.relay_hosts)
-        ]
+        return [link for link in connected if any(link.reaches(h) for h in friend.relay_hosts)]
 
     def _load_tls(self) -> grpc.ChannelCredentials:
         ca_file = self.node.config.get("relay.ca_file")

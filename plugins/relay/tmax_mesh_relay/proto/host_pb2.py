@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tmax_mesh_relay/proto/host.proto\x12\x11tmax_mesh.host.v1\"<\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x0f\n\x07host_id\x18\x02 \x01(\x0c\x12\x0f\n\x07time_ms\x18\x03 \x01(\x04\"\x97\x01\n\x08Register\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x11\n\tendpoints\x18\x03 \x03(\t\x12\x14\n\x0clookup_allow\x18\x04 \x03(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x11\n\trelay_url\x18\x06 \x01(\t\x12\x17\n\x0ftls_cert_sha256\x18\x07 \x01(\x0c\"\xc2\x01\n\x06Limits\x12\x17\n\x0fmax_frame_bytes\x18\x01 \x01(\r\x12\x12\n\nrate_per_s\x18\x02 \x01(\x01\x12\r\n\x05\x62urst\x18\x03 \x01(\r\x12\x1a\n\x12queue_max_messages\x18\x04 \x01(\r\x12\x17\n\x0fqueue_max_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cqueue_ttl_ms\x18\x06 \x01(\x04\x12\x17\n\x0fidle_timeout_ms\x18\x07 \x01(\x04\x12\x18\n\x10max_lookup_allow\x18\x08 \x01(\r\"u\n\nRegistered\x12\x15\n\robserved_addr\x18\x01 \x01(\t\x12)\n\x06limits\x18\x02 \x01(\x0b\x32\x19.tmax_mesh.host.v1.Limits\x12\x15\n\rconnection_id\x18\x03 \x01(\t\x12\x0e\n\x06queued\x18\x04 \x01(\r\")\n\tRelaySend\x12\n\n\x02to\x18\x01 \x01(\x0c\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\"=\n\x07\x44\x65liver\x12\x0c\n\x04\x66rom\x18\x01 \x01(\x0c\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x65nvelope\x18\x03 \x01(\x0c\"(\n\x06Queued\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\n\n\x02to\x18\x02 \x01(\x0c\"6\n\x07\x41\x63kSend\x12\n\n\x02to\x18\x01 \x01(\x0c\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x0b\n\x03\x61\x63k\x18\x03 \x01(\x0c\"4\n\x03\x41\x63k\x12\x0c\n\x04\x66rom\x18\x01 \x01(\x0c\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x0b\n\x03\x61\x63k\x18\x03 \x01(\x0c\"\x17\n\x04Ping\x12\x0f\n\x07time_ms\x18\x01 \x01(\x04\"\x17\n\x04Pong\x12\x0f\n\x07time_ms\x18\x01 \x01(\x04\"\x18\n\x06Lookup\x12\x0e\n\x06target\x18\x01 \x01(\x0c\"U\n\x0cLookupResult\x12\x0e\n\x06target\x18\x01 \x01(\x0c\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x11\n\tendpoints\x18\x03 \x03(\t\x12\x13\n\x0bobserved_ip\x18\x04 \x01(\t\"\"\n\x0eSetLookupAllow\x12\x10\n\x08node_ids\x18\x01 \x03(\x0c\"J\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\x0c\x12\x0f\n\x07node_id\x18\x04 \x01(\x0c\"\xe7\x02\n\tNodeFrame\x12/\n\x08register\x18\x01 \x01(\x0b\x32\x1b.tmax_mesh.host.v1.RegisterH\x00\x12\x32\n\nrelay_send\x18\x02 \x01(\x0b\x32\x1c.tmax_mesh.host.v1.RelaySendH\x00\x12.\n\x08\x61\x63k_send\x18\x03 \x01(\x0b\x32\x1a.tmax_mesh.host.v1.AckSendH\x00\x12\'\n\x04ping\x18\x04 \x01(\x0b\x32\x17.tmax_mesh.host.v1.PingH\x00\x12\'\n\x04pong\x18\x05 \x01(\x0b\x32\x17.tmax_mesh.host.v1.PongH\x00\x12+\n\x06lookup\x18\x06 \x01(\x0b\x32\x19.tmax_mesh.host.v1.LookupH\x00\x12=\n\x10set_lookup_allow\x18\x07 \x01(\x0b\x32!.tmax_mesh.host.v1.SetLookupAllowH\x00\x42\x07\n\x05\x66rame\"\xb6\x03\n\tHostFrame\x12\x31\n\tchallenge\x18\x01 \x01(\x0b\x32\x1c.tmax_mesh.host.v1.ChallengeH\x00\x12\x33\n\nregistered\x18\x02 \x01(\x0b\x32\x1d.tmax_mesh.host.v1.RegisteredH\x00\x12-\n\x07\x64\x65liver\x18\x03 \x01(\x0b\x32\x1a.tmax_mesh.host.v1.DeliverH\x00\x12+\n\x06queued\x18\x04 \x01(\x0b\x32\x19.tmax_mesh.host.v1.QueuedH\x00\x12%\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x16.tmax_mesh.host.v1.AckH\x00\x12\'\n\x04ping\x18\x06 \x01(\x0b\x32\x17.tmax_mesh.host.v1.PingH\x00\x12\'\n\x04pong\x18\x07 \x01(\x0b\x32\x17.tmax_mesh.host.v1.PongH\x00\x12\x38\n\rlookup_result\x18\x08 \x01(\x0b\x32\x1f.tmax_mesh.host.v1.LookupResultH\x00\x12)\n\x05\x65rror\x18\t \x01(\x0b\x32\x18.tmax_mesh.host.v1.ErrorH\x00\x42\x07\n\x05\x66rame2X\n\x0bHostService\x12I\n\x07\x43onnect\x12\x1c.tmax_mesh.host.v1.NodeFrame\x1a\x1c.tmax_mesh.host.v1.HostFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tmax_mesh_relay/proto/host.proto\x12\x11tmax_mesh.host.v1\"<\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x0f\n\x07host_id\x18\x02 \x01(\x0c\x12\x0f\n\x07time_ms\x18\x03 \x01(\x04\"\x97\x01\n\x08Register\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x11\n\tendpoints\x18\x03 \x03(\t\x12\x14\n\x0clookup_allow\x18\x04 \x03(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x11\n\trelay_url\x18\x06 \x01(\t\x12\x17\n\x0ftls_cert_sha256\x18\x07 \x01(\x0c\"\xc2\x01\n\x06Limits\x12\x17\n\x0fmax_frame_bytes\x18\x01 \x01(\r\x12\x12\n\nrate_per_s\x18\x02 \x01(\x01\x12\r\n\x05\x62urst\x18\x03 \x01(\r\x12\x1a\n\x12queue_max_messages\x18\x04 \x01(\r\x12\x17\n\x0fqueue_max_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cqueue_ttl_ms\x18\x06 \x01(\x04\x12\x17\n\x0fidle_timeout_ms\x18\x07 \x01(\x04\x12\x18\n\x10max_lookup_allow\x18\x08 \x01(\r\"\x8a\x01\n\nRegistered\x12\x15\n\robserved_addr\x18\x01 \x01(\t\x12)\n\x06limits\x18\x02 \x01(\x0b\x32\x19.tmax_mesh.host.v1.Limits\x12\x15\n\rconnection_id\x18\x03 \x01(\t\x12\x0e\n\x06queued\x18\x04 \x01(\r\x12\x13\n\x0bmember_urls\x18\x05 \x03(\t\")\n\tRelaySend\x12\n\n\x02to\x18\x01 \x01(\x0c\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\"=\n\x07\x44\x65liver\x12\x0c\n\x04\x66rom\x18\x01 \x01(\x0c\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x65nvelope\x18\x03 \x01(\x0c\"(\n\x06Queued\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\n\n\x02to\x18\x02 \x01(\x0c\"6\n\x07\x41\x63kSend\x12\n\n\x02to\x18\x01 \x01(\x0c\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x0b\n\x03\x61\x63k\x18\x03 \x01(\x0c\"4\n\x03\x41\x63k\x12\x0c\n\x04\x66rom\x18\x01 \x01(\x0c\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x0b\n\x03\x61\x63k\x18\x03 \x01(\x0c\"\x17\n\x04Ping\x12\x0f\n\x07time_ms\x18\x01 \x01(\x04\"\x17\n\x04Pong\x12\x0f\n\x07time_ms\x18\x01 \x01(\x04\"\x18\n\x06Lookup\x12\x0e\n\x06target\x18\x01 \x01(\x0c\"U\n\x0cLookupResult\x12\x0e\n\x06target\x18\x01 \x01(\x0c\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x11\n\tendpoints\x18\x03 \x03(\t\x12\x13\n\x0bobserved_ip\x18\x04 \x01(\t\"\"\n\x0eSetLookupAllow\x12\x10\n\x08node_ids\x18\x01 \x03(\x0c\"J\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\x0c\x12\x0f\n\x07node_id\x18\x04 \x01(\x0c\"\xe7\x02\n\tNodeFrame\x12/\n\x08register\x18\x01 \x01(\x0b\x32\x1b.tmax_mesh.host.v1.RegisterH\x00\x12\x32\n\nrelay_send\x18\x02 \x01(\x0b\x32\x1c.tmax_mesh.host.v1.RelaySendH\x00\x12.\n\x08\x61\x63k_send\x18\x03 \x01(\x0b\x32\x1a.tmax_mesh.host.v1.AckSendH\x00\x12\'\n\x04ping\x18\x04 \x01(\x0b\x32\x17.tmax_mesh.host.v1.PingH\x00\x12\'\n\x04pong\x18\x05 \x01(\x0b\x32\x17.tmax_mesh.host.v1.PongH\x00\x12+\n\x06lookup\x18\x06 \x01(\x0b\x32\x19.tmax_mesh.host.v1.LookupH\x00\x12=\n\x10set_lookup_allow\x18\x07 \x01(\x0b\x32!.tmax_mesh.host.v1.SetLookupAllowH\x00\x42\x07\n\x05\x66rame\"\xb6\x03\n\tHostFrame\x12\x31\n\tchallenge\x18\x01 \x01(\x0b\x32\x1c.tmax_mesh.host.v1.ChallengeH\x00\x12\x33\n\nregistered\x18\x02 \x01(\x0b\x32\x1d.tmax_mesh.host.v1.RegisteredH\x00\x12-\n\x07\x64\x65liver\x18\x03 \x01(\x0b\x32\x1a.tmax_mesh.host.v1.DeliverH\x00\x12+\n\x06queued\x18\x04 \x01(\x0b\x32\x19.tmax_mesh.host.v1.QueuedH\x00\x12%\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x16.tmax_mesh.host.v1.AckH\x00\x12\'\n\x04ping\x18\x06 \x01(\x0b\x32\x17.tmax_mesh.host.v1.PingH\x00\x12\'\n\x04pong\x18\x07 \x01(\x0b\x32\x17.tmax_mesh.host.v1.PongH\x00\x12\x38\n\rlookup_result\x18\x08 \x01(\x0b\x32\x1f.tmax_mesh.host.v1.LookupResultH\x00\x12)\n\x05\x65rror\x18\t \x01(\x0b\x32\x18.tmax_mesh.host.v1.ErrorH\x00\x42\x07\n\x05\x66rame2X\n\x0bHostService\x12I\n\x07\x43onnect\x12\x1c.tmax_mesh.host.v1.NodeFrame\x1a\x1c.tmax_mesh.host.v1.HostFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,34 +37,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTER']._serialized_end=269
   _globals['_LIMITS']._serialized_start=272
   _globals['_LIMITS']._serialized_end=466
-  _globals['_REGISTERED']._serialized_start=468
-  _globals['_REGISTERED']._serialized_end=585
-  _globals['_RELAYSEND']._serialized_start=587
-  _globals['_RELAYSEND']._serialized_end=628
-  _globals['_DELIVER']._serialized_start=630
-  _globals['_DELIVER']._serialized_end=691
-  _globals['_QUEUED']._serialized_start=693
-  _globals['_QUEUED']._serialized_end=733
-  _globals['_ACKSEND']._serialized_start=735
-  _globals['_ACKSEND']._serialized_end=789
-  _globals['_ACK']._serialized_start=791
-  _globals['_ACK']._serialized_end=843
-  _globals['_PING']._serialized_start=845
-  _globals['_PING']._serialized_end=868
-  _globals['_PONG']._serialized_start=870
-  _globals['_PONG']._serialized_end=893
-  _globals['_LOOKUP']._serialized_start=895
-  _globals['_LOOKUP']._serialized_end=919
-  _globals['_LOOKUPRESULT']._serialized_start=921
-  _globals['_LOOKUPRESULT']._serialized_end=1006
-  _globals['_SETLOOKUPALLOW']._serialized_start=1008
-  _globals['_SETLOOKUPALLOW']._serialized_end=1042
-  _globals['_ERROR']._serialized_start=1044
-  _globals['_ERROR']._serialized_end=1118
-  _globals['_NODEFRAME']._serialized_start=1121
-  _globals['_NODEFRAME']._serialized_end=1480
-  _globals['_HOSTFRAME']._serialized_start=1483
-  _globals['_HOSTFRAME']._serialized_end=1921
-  _globals['_HOSTSERVICE']._serialized_start=1923
-  _globals['_HOSTSERVICE']._serialized_end=2011
+  _globals['_REGISTERED']._serialized_start=469
+  _globals['_REGISTERED']._serialized_end=607
+  _globals['_RELAYSEND']._serialized_start=609
+  _globals['_RELAYSEND']._serialized_end=650
+  _globals['_DELIVER']._serialized_start=652
+  _globals['_DELIVER']._serialized_end=713
+  _globals['_QUEUED']._serialized_start=715
+  _globals['_QUEUED']._serialized_end=755
+  _globals['_ACKSEND']._serialized_start=757
+  _globals['_ACKSEND']._serialized_end=811
+  _globals['_ACK']._serialized_start=813
+  _globals['_ACK']._serialized_end=865
+  _globals['_PING']._serialized_start=867
+  _globals['_PING']._serialized_end=890
+  _globals['_PONG']._serialized_start=892
+  _globals['_PONG']._serialized_end=915
+  _globals['_LOOKUP']._serialized_start=917
+  _globals['_LOOKUP']._serialized_end=941
+  _globals['_LOOKUPRESULT']._serialized_start=943
+  _globals['_LOOKUPRESULT']._serialized_end=1028
+  _globals['_SETLOOKUPALLOW']._serialized_start=1030
+  _globals['_SETLOOKUPALLOW']._serialized_end=1064
+  _globals['_ERROR']._serialized_start=1066
+  _globals['_ERROR']._serialized_end=1140
+  _globals['_NODEFRAME']._serialized_start=1143
+  _globals['_NODEFRAME']._serialized_end=1502
+  _globals['_HOSTFRAME']._serialized_start=1505
+  _globals['_HOSTFRAME']._serialized_end=1943
+  _globals['_HOSTSERVICE']._serialized_start=1945
+  _globals['_HOSTSERVICE']._serialized_end=2033
 # @@protoc_insertion_point(module_scope)

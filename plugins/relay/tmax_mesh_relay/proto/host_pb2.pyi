@@ -55,16 +55,18 @@ class Limits(_message.Message):
     def __init__(self, max_frame_bytes: _Optional[int] = ..., rate_per_s: _Optional[float] = ..., burst: _Optional[int] = ..., queue_max_messages: _Optional[int] = ..., queue_max_bytes: _Optional[int] = ..., queue_ttl_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., max_lookup_allow: _Optional[int] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("observed_addr", "limits", "connection_id", "queued")
+    __slots__ = ("observed_addr", "limits", "connection_id", "queued", "member_urls")
     OBSERVED_ADDR_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_URLS_FIELD_NUMBER: _ClassVar[int]
     observed_addr: str
     limits: Limits
     connection_id: str
     queued: int
-    def __init__(self, observed_addr: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., connection_id: _Optional[str] = ..., queued: _Optional[int] = ...) -> None: ...
+    member_urls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, observed_addr: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., connection_id: _Optional[str] = ..., queued: _Optional[int] = ..., member_urls: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RelaySend(_message.Message):
     __slots__ = ("to", "envelope")

