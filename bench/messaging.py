@@ -209,14 +209,18 @@ def wire_sizes(batch_size: int) -> dict[str, int]:
         body=b"bench-message-000000",
         contact=card,
     )
+    parsed = env.parse(data, 1 << 20)
     ack = env.make_ack(
         b,
-        message_id=os.urandom(env.MESSAGE_ID_LEN),
+        message_id=parsed.message_id,
         to_node_id=a.node_id,
+        envelope_hash=parsed.digest,
         status=mesh_pb2.ACK_STATUS_ACCEPTED,
     )
     entries = [
-        mesh_pb2.AckEntry(message_id=env.parse(data, 1 << 20).message_id, status=mesh_pb2.ACK_STATUS_ACCEPTED)
+        mesh_pb2.AckEntry(
+            message_id=parsed.message_id, envelope_hash=parsed.digest, status=mesh_pb2.ACK_STATUS_ACCEPTED
+        )
         for _ in range(batch_size)
     ]
     return {
@@ -259,14 +263,20 @@ def bench_crypto(n: int) -> dict[str, Any]:
         env.open_content(b, parsed)
         t4 = clock()
         ack = env.make_ack(
-            b, message_id=parsed.message_id, to_node_id=a.node_id, status=mesh_pb2.ACK_STATUS_ACCEPTED
+            b,
+            message_id=parsed.message_id,
+            to_node_id=a.node_id,
+            envelope_hash=parsed.digest,
+            status=mesh_pb2.ACK_STATUS_ACCEPTED,
         )
         t5 = clock()
         env.verify_ack(
             ack,
             expected_signer_public_key=b.public_key,
             expected_signer_node_id=b.node_id,
+            sender_node_id=a.node_id,
             message_id=parsed.message_id,
+            envelope_hashes=[parsed.digest],
         )
         t6 = clock()
         for step, dt in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True):
@@ -490,7 +500,7 @@ async def bench_e2e(
     a_state_db: Path,
     b_state_db: Path,
     p: Params,
-    batch_profiler: PhaseProfiler | None = None,
+    phase_profiler: PhaseProfiler | None = None,
 ) -> dict[str, Any]:
     # Warm-up: proves the direct channel and B's watch stream work end to end.
     watcher = Watcher(b)
@@ -501,14 +511,20 @@ async def bench_e2e(
         await arrive_all(a, b_node_id, watcher, warm, p.warmup_timeout_s)
     finally:
         await watcher.stop()  # no watcher during the throughput phase: it is extra work for B
+
     # After each phase A's outbox must empty (bounded): a backlog left over would
     # queue ahead of the next phase's messages.
+    def profiler_for(phase: str) -> PhaseProfiler | None:
+        return phase_profiler if phase_profiler is not None and phase_profiler.phase == phase else None
+
     inbox = StoredCount(b_state_db)
     try:
-        throughput = await e2e_throughput(a, inbox, b_node_id, pids, p, batched=False)
+        throughput = await e2e_throughput(
+            a, inbox, b_node_id, pids, p, batched=False, profiler=profiler_for("unary")
+        )
         throughput["outbox_backlog_after"] = await drain(a, p.tput_deadline_s / 4)
         throughput_batched = await e2e_throughput(
-            a, inbox, b_node_id, pids, p, batched=True, profiler=batch_profiler
+            a, inbox, b_node_id, pids, p, batched=True, profiler=profiler_for("batch")
         )
         throughput_batched["outbox_backlog_after"] = await drain(a, p.tput_deadline_s / 4)
     finally:
@@ -752,7 +768,7 @@ async def run(
     from tmax_core.client import AsyncNodeClient
 
     children: list[Child] = []
-    batch_profiler: PhaseProfiler | None = None
+    phase_profiler: PhaseProfiler | None = None
     try:
         t_run = time.monotonic()
         sizes = wire_sizes(p.batch_size)
@@ -807,11 +823,11 @@ async def run(
                 flush=True,
             )
             pids = {"node_a": a_ready["pid"], "node_b": b_ready["pid"]}
-            if profile_dir is not None and profile_phase == "batch":
+            if profile_dir is not None and profile_phase != "run":
                 node_pids = {"node-a": a_ready["pid"], "node-b": b_ready["pid"]}
-                batch_profiler = PhaseProfiler(profile_dir, "batch", node_pids, workdir)
+                phase_profiler = PhaseProfiler(profile_dir, profile_phase, node_pids, workdir)
             a_db, b_db = workdir / "node-a" / "state.db", workdir / "node-b" / "state.db"
-            e2e = await bench_e2e(a, b, b_ready["node_id"], pids, a_db, b_db, p, batch_profiler)
+            e2e = await bench_e2e(a, b, b_ready["node_id"], pids, a_db, b_db, p, phase_profiler)
         c_ready, d_ready = nodes["node-c"].ready, nodes["node-d"].ready
         async with (
             AsyncNodeClient(c_ready["socket"]) as c,
@@ -827,8 +843,8 @@ async def run(
             "wall_seconds": time.monotonic() - t_run,
         }
     finally:
-        if batch_profiler is not None:
-            batch_profiler.kill()
+        if phase_profiler is not None:
+            phase_profiler.kill()
         for child in reversed(children):
             child.stop()
 
@@ -1022,11 +1038,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--profile-phase",
-        choices=("run", "batch"),
+        choices=("run", "unary", "batch"),
         default="run",
         help="with --profile: `run` wraps the nodes for the whole run (DIR/node-{a,b}.collapsed.txt); "
-        "`batch` attaches py-spy during the batched throughput phase only "
-        "(DIR/node-{a,b}.batch.collapsed.txt)",
+        "`unary` / `batch` attach py-spy during that throughput phase only "
+        "(DIR/node-{a,b}.PHASE.collapsed.txt)",
     )
     ap.add_argument(
         "--batch-n", type=int, help="messages in the batched throughput phases (default 20000/1000)"
@@ -1081,7 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep:
         print(f"state dirs and node logs kept in {workdir}")
     if profile_dir is not None:
-        suffix = ".batch" if args.profile_phase == "batch" else ""
+        suffix = "" if args.profile_phase == "run" else f".{args.profile_phase}"
         print(f"profiles: {profile_dir}/node-a{suffix}.collapsed.txt, node-b{suffix}.collapsed.txt")
     return 0
 
