@@ -208,6 +208,7 @@ class Node:
         self.pm.hook.tmax_node_stopping(node=self)
         if self._peer_server is not None:
             await self._peer_server.stop(grace=1.0)
+        await self._sends.stop()
         await self.outbox.stop()
         if self._maintenance_task is not None:
             self._maintenance_task.cancel()

@@ -85,6 +85,15 @@ class SendQueue(Generic[T]):
             self._flusher = loop.create_task(self._flush_all(), name="send-queue")
         return await group.future
 
+    async def stop(self) -> None:
+        """Cancel the commit under way, if any, and every call still waiting
+        (the node is stopping). A commit already handed to the database may
+        still land: its messages are then sent after the next start."""
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+
     async def _flush_all(self) -> None:
         loop = asyncio.get_running_loop()
         busy = loop.time() - self._last_end < BUSY_GAP_S

@@ -132,6 +132,23 @@ async def test_a_caller_cancelled_during_its_commit_does_not_fail_the_others() -
     assert outbox.stored == ["a", "b"]  # committed: it is sent like the rest
 
 
+async def test_stop_cancels_the_commit_under_way_and_the_calls_waiting() -> None:
+    outbox = FakeOutbox(hold=True)
+    queue = SendQueue(outbox.commit, gather_s=0)
+    in_flight = asyncio.ensure_future(queue.submit(["a"]))
+    await outbox.in_flight.wait()
+    waiting = asyncio.ensure_future(queue.submit(["b"]))
+    await asyncio.sleep(0)  # queued behind the commit in flight
+    await queue.stop()
+    for call in (in_flight, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    assert outbox.calls == [["a"]]
+    # Nothing is left stuck: a later call is committed.
+    outbox.hold = False
+    assert await queue.submit(["c"]) == ["C"]
+
+
 async def test_a_commit_takes_at_most_max_items_but_never_splits_a_group() -> None:
     outbox = FakeOutbox()
     queue = SendQueue(outbox.commit, max_items=3, gather_s=0)
