@@ -407,6 +407,7 @@ class PhaseProfiler:
 
     def __init__(self, profile_dir: Path, phase: str, pids: dict[str, int], workdir: Path) -> None:
         self.pyspy = find_pyspy()
+        self.phase = phase
         self.pids = pids
         self.outputs = {name: profile_dir / f"{name}.{phase}.collapsed.txt" for name in pids}
         self.log_path = workdir / f"py-spy-{phase}.log"

@@ -54,6 +54,7 @@ from tmax_core.model import (
 from tmax_core.outbox import Outbox
 from tmax_core.plugin.nodeapi import PluginStates
 from tmax_core.proto import mesh_pb2
+from tmax_core.sendqueue import SendQueue
 from tmax_core.store import Store
 
 log = logging.getLogger("tmax_mesh.node")
@@ -116,6 +117,8 @@ class Node:
         self.default_ttl_ms = self.duration_ms("messages.ttl")
         self.ingress = Ingress(self)
         self.outbox = Outbox(self)
+        # Concurrent sends share outbox commits (see tmax_core.sendqueue).
+        self._sends: SendQueue[OutboxEntry] = SendQueue(self.outbox.submit_many)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -205,6 +208,7 @@ class Node:
         self.pm.hook.tmax_node_stopping(node=self)
         if self._peer_server is not None:
             await self._peer_server.stop(grace=1.0)
+        await self._sends.stop()
         await self.outbox.stop()
         if self._maintenance_task is not None:
             self._maintenance_task.cancel()
@@ -545,13 +549,14 @@ class Node:
 
     async def send(self, to: bytes | str, body: bytes, **options: Any) -> OutboxEntry:
         """Persist one message in the outbox and start sending it."""
-        (entry,) = await self.outbox.submit_many([self._outbox_entry(OutgoingMessage(to, body, **options))])
+        (entry,) = await self._sends.submit([self._outbox_entry(OutgoingMessage(to, body, **options))])
         return entry
 
     async def send_many(self, messages: list[OutgoingMessage]) -> list[OutboxEntry]:
         """Persist several messages in one transaction and start sending them.
-        All are checked first: one bad message rejects the call and stores nothing."""
-        return await self.outbox.submit_many([self._outbox_entry(m) for m in messages])
+        All are checked first: one bad message rejects the call and stores nothing.
+        Concurrent calls share the transaction; each still gets its own result."""
+        return await self._sends.submit([self._outbox_entry(m) for m in messages])
 
     def _outbox_entry(self, m: OutgoingMessage) -> OutboxEntry:
         friend = self.friends.get(m.to) if isinstance(m.to, bytes) else self.find_friend(m.to)
