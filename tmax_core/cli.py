@@ -22,6 +22,7 @@ from tmax_core.errors import MeshError, UsageError
 from tmax_core.humantime import local, local_and_relative, relative, span
 from tmax_core.plugin.manager import create_plugin_manager, failed_plugins, list_plugins
 from tmax_core.plugininstall import pip_argv, requirement, run_pip
+from tmax_core.printable import printable, printable_tree
 from tmax_core.progress import wait_with_progress
 
 EXIT_ERROR = 1
@@ -62,27 +63,6 @@ def kv(obj: dict[str, Any]) -> str:
             v = ", ".join(str(x) for x in v) or "-"
         out.append(f"{k.ljust(width)}  {'-' if v is None else v}")
     return "\n".join(out)
-
-
-def printable(text: str) -> str:
-    """``text`` with every character a terminal would act on or hide escaped
-    as in Python (``\\x1b``, ``\\n``, ``\\u202e``): control, format (bidi
-    overrides, zero-width), separator and unassigned characters. Text output
-    shows what friends wrote, so it must not reach the terminal as is."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-def printable_tree(obj: Any) -> Any:
-    """``obj`` (a command's result) with :func:`printable` applied to every string in it."""
-    if isinstance(obj, str):
-        return printable(obj)
-    if isinstance(obj, dict):
-        return {printable_tree(k): printable_tree(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [printable_tree(v) for v in obj]
-    return obj
 
 
 def duration_arg(text: str) -> int:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from tmax_core.errors import MeshError
+from tmax_core.errors import MeshError, UsageError
 
 DISTRIBUTIONS = {
     "relay": "tmax-mesh-relay",
@@ -26,7 +26,11 @@ DISTRIBUTIONS = {
 
 
 def requirement(name: str) -> str:
-    """What pip is given for ``name``: the distribution of a short name, else ``name``."""
+    """What pip is given for ``name``: the distribution of a short name, else
+    ``name``. A name is never a pip option (``--index-url=...`` from a script's
+    untrusted input would change where pip downloads from)."""
+    if not name.strip() or name.lstrip().startswith("-"):
+        raise UsageError(f"{name!r} is not a plugin name, requirement, wheel or directory")
     return DISTRIBUTIONS.get(name, name)
 
 

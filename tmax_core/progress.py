@@ -7,17 +7,29 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from tmax_core.printable import printable
+
 STEP_S = 0.5
 """Longest a single wait on the node lasts before the line is brought up to date."""
+
+MAX_ERROR_CHARS = 200
+"""An error on the progress line is cut to this (``msg status --json`` has it whole)."""
+
+
+def _error(state: dict[str, Any]) -> str:
+    """The state's error as the terminal may show it: the text comes from relays
+    and recipients (a hostile one writes escape sequences), so it is escaped and cut."""
+    text = printable(str(state.get("error") or ""))
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def label(state: dict[str, Any]) -> str:
     """One step of the progress line for a ``msg status``-shaped dict."""
-    status, path = state["status"], state.get("path")
+    status, path = printable(str(state["status"])), printable(str(state.get("path") or ""))
     if status == "failed":
-        return f"failed: {state.get('error') or 'unknown error'}"
+        return f"failed: {_error(state) or 'unknown error'}"
     if status == "queued" and state.get("error"):
-        return f"queued, retrying ({state['error']})"
+        return f"queued, retrying ({_error(state)})"
     return f"{status} via {path}" if path and status != "queued" else status
 
 

@@ -24,7 +24,7 @@ def read_pair(cert_path: str, key_path: str) -> tuple[bytes, bytes, bytes]:
     """The PEM certificate chain and key, checked, and the SHA-256 of the leaf
     certificate (DER), which registrations must be signed for."""
     from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 
     def read(flag: str, path: str) -> bytes:
         try:
@@ -38,9 +38,13 @@ def read_pair(cert_path: str, key_path: str) -> tuple[bytes, bytes, bytes]:
     except ValueError:
         raise HostError(f"--tls-cert {cert_path} holds no PEM certificate") from None
     try:
-        load_pem_private_key(key, password=None)
+        private_key = load_pem_private_key(key, password=None)
     except (ValueError, TypeError):
         raise HostError(f"--tls-key {key_path} holds no unencrypted PEM private key") from None
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    if private_key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        # e.g. a renewal caught half-written: a new certificate, the old key
+        raise HostError(f"--tls-key {key_path} is not the key of the certificate in --tls-cert {cert_path}")
     return cert, key, hashlib.sha256(leaf.public_bytes(Encoding.DER)).digest()
 
 
