@@ -135,7 +135,9 @@ def test_a_name_that_is_a_pip_option_is_refused_before_pip_runs(env_python: Path
     """A script passing an untrusted name must not be able to point pip at another index."""
     res = mesh(env_python, "plugins", "install", "--", "--index-url=http://127.0.0.1:9/")
     assert res.returncode == 2, res.stderr
-    assert res.stderr.rstrip().splitlines()[-1].startswith(
-        "tmax-mesh: error: '--index-url=http://127.0.0.1:9/' is not a plugin name"
+    assert (
+        res.stderr.rstrip()
+        .splitlines()[-1]
+        .startswith("tmax-mesh: error: '--index-url=http://127.0.0.1:9/' is not a plugin name")
     )
     assert "pip" not in res.stderr.replace("'--index-url=http://127.0.0.1:9/'", "")
