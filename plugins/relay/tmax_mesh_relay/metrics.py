@@ -18,7 +18,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-NODE_FRAMES = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow")
+NODE_FRAMES = (
+    "register",
+    "relay_send",
+    "ack_send",
+    "ping",
+    "pong",
+    "lookup",
+    "set_lookup_allow",
+    "punch_listen",
+    "punch_request",
+)
 HOST_FRAMES = (
     "challenge",
     "registered",
@@ -29,6 +39,10 @@ HOST_FRAMES = (
     "pong",
     "lookup_result",
     "error",
+    "punch_token",
+    "punch_mapped",
+    "punch_go",
+    "punch_refused",
 )
 
 
