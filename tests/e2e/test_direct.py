@@ -156,7 +156,12 @@ def test_upgrade_to_direct_through_rendezvous(procs: ProcGroup) -> None:
     # `node status --json`: per-friend path state and delivered counts by path.
     st = b.cli("node", "status")
     direct = transport(st, "direct")
-    assert direct["friends"]["a"] == {"path": "direct", "via": "dialed", "endpoints": [a_at], "healthy": [a_at]}
+    assert direct["friends"]["a"] == {
+        "path": "direct",
+        "via": "dialed",
+        "endpoints": [a_at],
+        "healthy": [a_at],
+    }
     assert st["counters"]["send:delivered:direct"] == 1
     assert st["counters"]["send:delivered:relay"] == 1  # the hello
     st = a.cli("node", "status")

@@ -53,8 +53,9 @@ def start_pair(natlab: NatLab, procs: ProcGroup, tmp_path: Path, env: dict[str, 
     for node in (node_a, node_b):
         assert node.ready["peer_listen"] is None
         wait_for(
-            lambda n=node: next(t for t in status(n)["transports"] if t["name"] == "relay")["state"]
-            == "connected",
+            lambda n=node: (
+                next(t for t in status(n)["transports"] if t["name"] == "relay")["state"] == "connected"
+            ),
             what=f"{node.state_dir.name} registered",
         )
     befriend(node_a, node_b, alias="a")
