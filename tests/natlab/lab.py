@@ -461,6 +461,9 @@ RELAY_NODE_ENV = {
     # Keep the outbox's backoff short so a lost frame costs seconds, not a minute.
     "TMAX_MESH_MESSAGES_RETRY_INITIAL": "500ms",
     "TMAX_MESH_MESSAGES_RETRY_MAX": "3s",
+    # These tests are about the relay and dialed direct paths: no hole punching
+    # (tests/natlab/test_nat_punch.py turns it back on).
+    "TMAX_MESH_DIRECT_PUNCH": "false",
 }
 
 

@@ -15,6 +15,7 @@ from tmax_core.client import NodeClient
 
 PUNCH_ENV = {
     **RELAY_NODE_ENV,
+    "TMAX_MESH_DIRECT_PUNCH": "true",
     "TMAX_MESH_DIRECT_PROBE_INTERVAL": "1s",
     "TMAX_MESH_RELAY_RECONNECT_MAX": "1s",
     "TMAX_MESH_DIRECT_PUNCH_TIMEOUT": "3s",
