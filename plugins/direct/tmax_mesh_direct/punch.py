@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -94,6 +95,10 @@ async def simultaneous_open(port: int, addr: tuple[str, int], window_s: float, t
         try:
             async with asyncio.timeout_at(slot_end):
                 await loop.sock_connect(sock, addr)
+            # Closed with a reset, not a FIN: a connection that died (its path
+            # cut) must not hold the punch port's 4-tuple in FIN_WAIT while the
+            # next punch to the same friend needs it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return sock
         except TimeoutError:
             error = "no connection"
