@@ -32,13 +32,13 @@ import os
 import struct
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from tmax_mesh_relay.proto import host_pb2
 
 if TYPE_CHECKING:
+    from tmax_core.tokenbucket import TokenBucket
     from tmax_mesh_relay.allowlists import Fingerprints
-    from tmax_mesh_relay.hub import Connection
 
 log = logging.getLogger("tmax_mesh.host")
 
@@ -49,7 +49,22 @@ MAX_UNAUTHENTICATED = 1024
 RTT_TIMEOUT_S = 2.0
 DIAL_MARGIN_MS = 50
 
-Write = Callable[["Connection", host_pb2.HostFrame, str], Awaitable[bool]]
+
+class Connection(Protocol):
+    """What the coordinator uses of the hub's ``Connection`` (one node's stream)."""
+
+    id: str
+    node_id: bytes | None
+    node_hex: str
+    lookup_allow: bytes
+    lookup_bucket: TokenBucket
+    closing: bool
+
+    @property
+    def log_extra(self) -> dict[str, str]: ...
+
+
+C = TypeVar("C", bound=Connection)
 
 
 def format_addr(ip: str, port: int) -> str:
@@ -63,26 +78,26 @@ def dial_delays_ms(rtt_a_ms: float, rtt_b_ms: float) -> tuple[int, int]:
 
 
 @dataclass
-class _Token:
-    conn: Connection
+class _Token(Generic[C]):
+    conn: C
     expires: float
 
 
 @dataclass
-class _Mapped:
-    conn: Connection
+class _Mapped(Generic[C]):
+    conn: C
     addr: str
     writer: asyncio.StreamWriter
 
 
-class PunchCoordinator:
+class PunchCoordinator(Generic[C]):
     """The host's punch state; the hub calls ``on_*`` for the punch frames."""
 
     def __init__(
         self,
-        routes: Mapping[bytes, Connection],
+        routes: Mapping[bytes, C],
         fingerprints: Fingerprints,
-        write: Write,
+        write: Callable[[C, host_pb2.HostFrame, str], Awaitable[bool]],
         clock: Callable[[], float],
     ) -> None:
         self.routes = routes
@@ -90,8 +105,8 @@ class PunchCoordinator:
         self.write = write
         self.clock = clock
         self.port: int | None = None  # the observer's port, once started
-        self.tokens: dict[bytes, _Token] = {}
-        self.mapped: dict[bytes, _Mapped] = {}  # node id -> its mapped punch address
+        self.tokens: dict[bytes, _Token[C]] = {}
+        self.mapped: dict[bytes, _Mapped[C]] = {}  # node id -> its mapped punch address
         self.counts: dict[str, int] = {}  # outcome -> count (metrics, tests)
         self._pings: dict[tuple[str, int], asyncio.Future[None]] = {}
         self._busy: set[frozenset[bytes]] = set()  # pairs being coordinated
@@ -118,12 +133,12 @@ class PunchCoordinator:
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
-    def _live(self, conn: Connection) -> bool:
+    def _live(self, conn: C) -> bool:
         return conn.node_id is not None and self.routes.get(conn.node_id) is conn and not conn.closing
 
     # -- mapping ------------------------------------------------------------------------
 
-    async def on_listen(self, conn: Connection, _msg: host_pb2.PunchListen) -> None:
+    async def on_listen(self, conn: C, _msg: host_pb2.PunchListen) -> None:
         if self.port is None:
             await self._refuse(conn, b"", "unavailable")
             return
@@ -174,7 +189,7 @@ class PunchCoordinator:
                 del self.mapped[conn.node_id]
             writer.close()
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: C) -> None:
         """The stream ended: drop its mapping (the node maps again when it re-registers)."""
         if conn.node_id is None:
             return
@@ -189,7 +204,7 @@ class PunchCoordinator:
 
     # -- coordination -------------------------------------------------------------------
 
-    async def on_request(self, conn: Connection, req: host_pb2.PunchRequest) -> None:
+    async def on_request(self, conn: C, req: host_pb2.PunchRequest) -> None:
         target = bytes(req.target)
         if not conn.lookup_bucket.take(self.clock()):
             await self._refuse(conn, target, "rate_limited")
@@ -200,14 +215,14 @@ class PunchCoordinator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _mutual(self, conn: Connection, dest: Connection | None) -> bool:
+    def _mutual(self, conn: C, dest: C | None) -> bool:
         if dest is None or conn.node_id is None or dest.node_id is None:
             return False
         return self.fingerprints.contains(dest.lookup_allow, conn.node_id) and self.fingerprints.contains(
             conn.lookup_allow, dest.node_id
         )
 
-    async def _coordinate(self, conn: Connection, target: bytes) -> None:
+    async def _coordinate(self, conn: C, target: bytes) -> None:
         dest = self.routes.get(target)
         if not self._mutual(conn, dest):
             await self._refuse(conn, target, "not_found")
@@ -252,7 +267,7 @@ class PunchCoordinator:
         finally:
             self._busy.discard(pair)
 
-    async def _rtt_ms(self, conn: Connection) -> float | None:
+    async def _rtt_ms(self, conn: C) -> float | None:
         """Ping ``conn`` on its stream; the round trip in ms, or None without a pong in time."""
         (token,) = struct.unpack("<Q", os.urandom(8))
         key = (conn.id, token)
@@ -269,12 +284,12 @@ class PunchCoordinator:
             self._pings.pop(key, None)
         return (self.clock() - started) * 1000
 
-    def on_pong(self, conn: Connection, pong: host_pb2.Pong) -> None:
+    def on_pong(self, conn: C, pong: host_pb2.Pong) -> None:
         fut = self._pings.get((conn.id, pong.time_ms))
         if fut is not None and not fut.done():
             fut.set_result(None)
 
-    async def _refuse(self, conn: Connection, target: bytes, reason: str) -> None:
+    async def _refuse(self, conn: C, target: bytes, reason: str) -> None:
         self._count(reason)
         frame = host_pb2.HostFrame(punch_refused=host_pb2.PunchRefused(target=target, reason=reason))
         await self.write(conn, frame, "punch_refused")
