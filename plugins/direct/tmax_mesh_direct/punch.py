@@ -12,10 +12,15 @@ the node asks the host to coordinate (``PunchRequest``); the host answers
 both friends with ``PunchGo`` (the other's mapped address and when to dial)
 or the requester with ``PunchRefused``. Both sides then ``connect()`` from the
 punch port at once: a few tries (``PUNCH_TRIES``), each in its own slot of
-the ``direct.punch_timeout`` window, so both sides retry in step. A
-connection is used only after the signed-nonce probe both ways (the same
-proof as for a dialed endpoint); it then carries the friend's batches
-(:mod:`tmax_mesh_direct.link`) through the core ``direct`` transport.
+the ``direct.punch_timeout`` window, so both sides retry in step. The punch
+port also listens: a friend's SYN that arrives before our own ``connect()``
+(a public address, where no NAT drops it) or from a port other than the one
+the host saw (a symmetric NAT dialling a public node) is accepted instead of
+answered with a reset, during an attempt with that friend's IP only
+(anything else is closed at once). A connection is used only after the
+signed-nonce probe both ways (the same proof as for a dialed endpoint); it
+then carries the friend's batches (:mod:`tmax_mesh_direct.link`) through the
+core ``direct`` transport.
 
 Nothing waits on a punch: until a link is up, sends go by the relay. A
 failure (refused, no connection in the window, a probe that fails) backs the
@@ -59,6 +64,7 @@ REQUEST_RATE_PER_S = 0.5  # below the host's lookup limit, which the upgrader's 
 REQUEST_BURST = 3
 BACKOFF_MAX_ROUNDS = 16
 KEEPALIVE_IDLE_S = 25  # TCP keepalive on the observer connection: keeps the NAT mapping
+ACCEPT_BACKLOG = 8
 
 
 def bind_punch_socket(port: int) -> socket.socket:
@@ -82,6 +88,14 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def close_with_reset(sock: socket.socket) -> socket.socket:
+    """Make ``close()`` send a reset, not a FIN: a connection that died (its
+    path cut) must not hold the punch port's 4-tuple in FIN_WAIT while the
+    next punch to the same friend needs it."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return sock
+
+
 async def simultaneous_open(port: int, addr: tuple[str, int], window_s: float, tries: int) -> socket.socket:
     """``connect()`` from ``port`` to ``addr`` up to ``tries`` times, each try in
     its own slot of ``window_s`` (a refused try waits for its slot to end, so
@@ -95,11 +109,7 @@ async def simultaneous_open(port: int, addr: tuple[str, int], window_s: float, t
         try:
             async with asyncio.timeout_at(slot_end):
                 await loop.sock_connect(sock, addr)
-            # Closed with a reset, not a FIN: a connection that died (its path
-            # cut) must not hold the punch port's 4-tuple in FIN_WAIT while the
-            # next punch to the same friend needs it.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            return sock
+            return close_with_reset(sock)
         except TimeoutError:
             error = "no connection"
         except OSError as err:
@@ -145,8 +155,10 @@ class Puncher:
         self.max_frame = node.config.get("messages.max_bytes") + ENVELOPE_OVERHEAD
         self.records: dict[bytes, PunchRecord] = {}
         self.mapped: dict[str, str] = {}  # relay URL -> the mapped address of the punch port there
-        self._holder = bind_punch_socket(0)  # holds the port for the node's lifetime
-        self.port: int = self._holder.getsockname()[1]
+        self._listener = bind_punch_socket(0)  # holds the port for the node's lifetime
+        self._listener.listen(ACCEPT_BACKLOG)
+        self.port: int = self._listener.getsockname()[1]
+        self._expecting: dict[str, asyncio.Future[socket.socket]] = {}  # friend IP -> its attempt
         self._observers: dict[str, asyncio.Task] = {}
         self._requests = TokenBucket(REQUEST_RATE_PER_S, REQUEST_BURST)
         self._wake = asyncio.Event()
@@ -157,6 +169,7 @@ class Puncher:
         self.relay.punch_listener = self.on_frame
         self.node.friend_listeners.append(self._wake.set)
         self._loop_task = asyncio.create_task(self._run(), name="direct-punch")
+        self._spawn(self._accept())
         self._show()
         for link in self.relay.links:
             if link.connected:
@@ -169,7 +182,7 @@ class Puncher:
         for task in [*self._tasks, *self._observers.values(), self._loop_task]:
             if task is not None:
                 task.cancel()
-        self._holder.close()
+        self._listener.close()
 
     def _spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.create_task(coro)
@@ -320,14 +333,13 @@ class Puncher:
         self._show()
         who = to_checksum(friend.node_id)
         try:
-            addr = parse_addr(go.peer_addr)
-            await asyncio.sleep(go.dial_in_ms / 1000)
-            sock = await simultaneous_open(self.port, addr, self.window_s, PUNCH_TRIES)
+            sock = await self._connect(parse_addr(go.peer_addr), go.dial_in_ms / 1000)
+            ip, port = sock.getpeername()[:2]
             reader, writer = await asyncio.open_connection(sock=sock)
             link = FramedLink(
                 reader,
                 writer,
-                endpoint=go.peer_addr,
+                endpoint=f"{ip}:{port}",
                 handler=self.direct.node,
                 liveness_s=self.dial_timeout_s,
                 max_frame=self.max_frame,
@@ -352,8 +364,53 @@ class Puncher:
         record.failures = 0
         record.last_failure = None
         self._show()
-        log.info("path to %s: direct via %s (punched)", who, go.peer_addr)
+        log.info("path to %s: direct via %s (punched)", who, link.endpoint)
         self._spawn(self._watch(friend, record, link))
+
+    async def _connect(self, addr: tuple[str, int], dial_in_s: float) -> socket.socket:
+        """Our ``connect()`` tries, raced with the friend's connection arriving at the punch port."""
+        accepted: asyncio.Future[socket.socket] = asyncio.get_running_loop().create_future()
+        expecting = addr[0] not in self._expecting
+        if expecting:
+            self._expecting[addr[0]] = accepted
+        dialling = asyncio.ensure_future(self._dial(addr, dial_in_s))
+        try:
+            await asyncio.wait({dialling, accepted}, return_when=asyncio.FIRST_COMPLETED)
+            if accepted.done():
+                if dialling.done() and not dialling.cancelled() and dialling.exception() is None:
+                    dialling.result().close()  # both at once: one connection is enough
+                return accepted.result()
+            return dialling.result()
+        finally:
+            if expecting:
+                del self._expecting[addr[0]]
+            if not accepted.done():
+                accepted.cancel()
+            if not dialling.done():
+                dialling.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    late = await dialling  # connected while being cancelled: not needed
+                    late.close()
+
+    async def _dial(self, addr: tuple[str, int], dial_in_s: float) -> socket.socket:
+        await asyncio.sleep(dial_in_s)
+        return await simultaneous_open(self.port, addr, self.window_s, PUNCH_TRIES)
+
+    async def _accept(self) -> None:
+        """Hand a connection to the punch port to the attempt expecting its IP; close any other."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, peer = await loop.sock_accept(self._listener)
+            except OSError as err:
+                log.warning("punch port %d: accept failed: %s", self.port, err)
+                return
+            waiting = self._expecting.get(peer[0])
+            if waiting is not None and not waiting.done():
+                sock.setblocking(False)
+                waiting.set_result(close_with_reset(sock))
+            else:
+                sock.close()
 
     async def _watch(self, friend: Friend, record: PunchRecord, link: FramedLink) -> None:
         """When the link ends: note why, and punch again one interval later."""
