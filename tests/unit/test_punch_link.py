@@ -16,7 +16,7 @@ from tmax_core.errors import EnvelopeError
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend
 from tmax_mesh_direct.link import HEADER, FramedLink, LinkClosed
-from tmax_mesh_direct.punch import bind_punch_socket, parse_addr, simultaneous_open
+from tmax_mesh_direct.punch import Puncher, bind_punch_socket, parse_addr, simultaneous_open
 
 MAX_FRAME = 64 * 1024
 
@@ -164,3 +164,51 @@ async def test_friend_that_closes_fails_waiting_batches(links: Any) -> None:
     link_b.close()
     with pytest.raises(LinkClosed):
         await waiting
+
+
+class _Config:
+    def get(self, key: str) -> Any:
+        return {"messages.max_bytes": 1 << 20}[key]
+
+
+class _Node:
+    config = _Config()
+    friends: dict[bytes, Friend] = {}
+    friend_listeners: list[Any] = []
+
+    def duration_ms(self, key: str) -> int:
+        return {"direct.punch_timeout": 2000, "direct.dial_timeout": 500, "direct.probe_interval": 1000}[key]
+
+
+@pytest.fixture
+async def puncher() -> AsyncIterator[Puncher]:
+    made = Puncher(_Node(), relay=object(), direct=object(), upgrader=object())  # type: ignore[arg-type]
+    accepting = asyncio.create_task(made._accept())
+    yield made
+    accepting.cancel()
+    made._listener.close()
+
+
+async def test_friend_arriving_first_is_accepted(puncher: Puncher) -> None:
+    loop = asyncio.get_running_loop()
+    # Our own dial is due only in 5 s; the friend's connection arrives now at the punch port.
+    connecting = asyncio.create_task(puncher._connect(("127.0.0.1", _free_port()), dial_in_s=5))
+    await asyncio.sleep(0)  # the attempt now expects 127.0.0.1
+    friend = socket.socket()
+    friend.setblocking(False)
+    started = loop.time()
+    await loop.sock_connect(friend, ("127.0.0.1", puncher.port))
+    sock = await asyncio.wait_for(connecting, 2)
+    assert loop.time() - started < 1 and sock.getpeername() == friend.getsockname()
+    assert puncher._expecting == {}
+    sock.close()
+    friend.close()
+
+
+async def test_connection_nobody_expects_is_closed(puncher: Puncher) -> None:
+    loop = asyncio.get_running_loop()
+    stranger = socket.socket()
+    stranger.setblocking(False)
+    await loop.sock_connect(stranger, ("127.0.0.1", puncher.port))
+    assert await asyncio.wait_for(loop.sock_recv(stranger, 1), 2) == b""  # closed by the node
+    stranger.close()
