@@ -36,7 +36,10 @@ class Setup:
     def __init__(self) -> None:
         self.routes: dict[bytes, Any] = {}
         self.fingerprints = Fingerprints()
-        self.coordinator = PunchCoordinator(self.routes, self.fingerprints, self.write, time.monotonic)
+        self.counts: dict[str, int] = {}
+        self.coordinator = PunchCoordinator(
+            self.routes, self.fingerprints, self.write, time.monotonic, self.counts
+        )
         self.writers: list[asyncio.StreamWriter] = []  # observer connections held open
 
     async def write(self, conn: Any, frame: host_pb2.HostFrame, kind: str) -> bool:
@@ -122,6 +125,7 @@ async def test_mutual_friends_get_each_others_address(setup: Setup) -> None:
     assert (go_b.peer, go_b.peer_addr) == (a.node_id, addr_a)
     assert go_a.attempt == go_b.attempt and len(go_a.attempt) == 8
     assert 0 <= go_a.dial_in_ms <= DIAL_MARGIN_MS + 5
+    assert setup.counts == {"go": 1}
 
 
 @pytest.mark.parametrize("allowed_by", ["neither", "target only", "requester only", "offline"])
@@ -160,3 +164,4 @@ async def test_no_mapping_no_answer_and_rate_limit(setup: Setup) -> None:
     a.lookup_bucket.take(time.monotonic())
     await setup.coordinator.on_request(a, host_pb2.PunchRequest(target=b.node_id))
     assert refusals(a)[-1] == "rate_limited"
+    assert setup.counts == {"no_mapping": 1, "no_answer": 1, "rate_limited": 1}

@@ -62,6 +62,7 @@ class _Context:
         await self.link._send(ACK, answer)
 
     async def abort(self, code: Any, details: str) -> None:
+        """End the link; like gRPC's ``abort``, never returns (the serving task ends quietly)."""
         self.link._fail(LinkClosed(f"serving failed: {details}"))
         raise asyncio.CancelledError
 
@@ -96,7 +97,9 @@ class FramedLink:
         self._tasks = [
             asyncio.create_task(self._read(), name="punch-link-reader"),
             asyncio.create_task(self._keepalive(), name="punch-link-keepalive"),
-            asyncio.create_task(serve_stream(handler, self._batches(), _Context(self), source)),
+            asyncio.create_task(
+                serve_stream(handler, self._batches(), _Context(self), source), name="punch-link-server"
+            ),
         ]
 
     # -- sending -----------------------------------------------------------------------

@@ -47,6 +47,7 @@ from tmax_core.errors import EnvelopeError
 from tmax_core.peer import ENVELOPE_OVERHEAD, DirectTransport
 from tmax_core.plugin.helpers import TokenBucket, now_ms, to_checksum
 from tmax_mesh_direct.link import FramedLink
+from tmax_mesh_direct.upgrade import RELAY
 from tmax_mesh_relay.proto import host_pb2
 
 if TYPE_CHECKING:
@@ -260,7 +261,7 @@ class Puncher:
         if record is not None and (record.busy or record.not_before > now):
             return False
         # Only where dialing found nothing that works: a dialed path is preferred.
-        return self.upgrader.path.get(friend.node_id) == "relay" and not self.direct.can_reach(friend)
+        return self.upgrader.path.get(friend.node_id) == RELAY and not self.direct.can_reach(friend)
 
     async def _run(self) -> None:
         while True:

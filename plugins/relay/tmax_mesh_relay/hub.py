@@ -236,7 +236,9 @@ class Hub:
         self._new_registrations = 0
         self._last_full_log = 0.0
         # Hole punching (DESIGN §16); its observer port is started by the host process.
-        self.punch = PunchCoordinator(self.routes, self.fingerprints, self._write, clock)
+        self.punch = PunchCoordinator(
+            self.routes, self.fingerprints, self._write, clock, self.metrics.punches
+        )
         self._handlers: dict[str, Callable[[Connection, Any], Awaitable[None]]] = {
             "relay_send": self._on_relay_send,
             "ack_send": self._on_ack_send,

@@ -77,6 +77,7 @@ class HostMetrics(Collector):
         self.registrations: defaultdict[str, int] = defaultdict(int)
         self.drops: defaultdict[str, int] = defaultdict(int)
         self.lookups: defaultdict[str, int] = defaultdict(int)
+        self.punches: defaultdict[str, int] = defaultdict(int)  # punch requests by outcome
         # Unlabelled counters.
         self.bytes_in = 0
         self.bytes_out = 0
@@ -116,6 +117,7 @@ class HostMetrics(Collector):
             "tmax_host_throttled", "frames delayed by the per-connection rate limit", value=self.throttled
         )
         yield _labelled("tmax_host_lookups", "lookups by result", "result", self.lookups)
+        yield _labelled("tmax_host_punches", "punch requests by outcome", "result", self.punches)
 
 
 def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import os
 import struct
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
@@ -99,6 +99,7 @@ class PunchCoordinator(Generic[C]):
         fingerprints: Fingerprints,
         write: Callable[[C, host_pb2.HostFrame, str], Awaitable[bool]],
         clock: Callable[[], float],
+        counts: MutableMapping[str, int],
     ) -> None:
         self.routes = routes
         self.fingerprints = fingerprints
@@ -107,7 +108,7 @@ class PunchCoordinator(Generic[C]):
         self.port: int | None = None  # the observer's port, once started
         self.tokens: dict[bytes, _Token[C]] = {}
         self.mapped: dict[bytes, _Mapped[C]] = {}  # node id -> its mapped punch address
-        self.counts: dict[str, int] = {}  # outcome -> count (metrics, tests)
+        self.counts = counts  # punch requests by outcome (go, not_found, ...): a metric
         self._pings: dict[tuple[str, int], asyncio.Future[None]] = {}
         self._busy: set[frozenset[bytes]] = set()  # pairs being coordinated
         self._unauthenticated = 0
