@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,8 +16,9 @@ from tmax_core import envelope as env
 from tmax_core.errors import EnvelopeError
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend
+from tmax_core.peer import DirectTransport
 from tmax_mesh_direct.link import HEADER, FramedLink, LinkClosed
-from tmax_mesh_direct.punch import Puncher, bind_punch_socket, parse_addr, simultaneous_open
+from tmax_mesh_direct.punch import Puncher, PunchRecord, bind_punch_socket, parse_addr, simultaneous_open
 
 MAX_FRAME = 64 * 1024
 
@@ -180,9 +182,17 @@ class _Node:
         return {"direct.punch_timeout": 2000, "direct.dial_timeout": 500, "direct.probe_interval": 1000}[key]
 
 
+class _PeerHost:
+    """What DirectTransport uses of a node."""
+
+    config = _Config()
+    friends: dict[bytes, Friend] = {}
+
+
 @pytest.fixture
 async def puncher() -> AsyncIterator[Puncher]:
-    made = Puncher(_Node(), relay=object(), direct=object(), upgrader=object())  # type: ignore[arg-type]
+    direct = DirectTransport(_PeerHost())  # type: ignore[arg-type]
+    made = Puncher(_Node(), relay=object(), direct=direct, upgrader=object())  # type: ignore[arg-type]
     accepting = asyncio.create_task(made._accept())
     yield made
     accepting.cancel()
@@ -212,3 +222,35 @@ async def test_connection_nobody_expects_is_closed(puncher: Puncher) -> None:
     await loop.sock_connect(stranger, ("127.0.0.1", puncher.port))
     assert await asyncio.wait_for(loop.sock_recv(stranger, 1), 2) == b""  # closed by the node
     stranger.close()
+
+
+async def test_failed_punches_back_off_doubling_and_capped(puncher: Puncher) -> None:
+    """No punch storms: 1 s (direct.probe_interval), doubling per failure in a row, at most 16 intervals."""
+    record = PunchRecord()
+    friend = Peer().as_friend()
+    waits = []
+    for _ in range(7):
+        before = time.monotonic()
+        puncher._failed(friend, record, "no connection")
+        waits.append(round(record.not_before - before))
+    assert waits == [1, 2, 4, 8, 16, 16, 16]
+    assert record.last_failure == "no connection" and record.failures == 7
+
+
+async def test_direct_transport_sends_on_a_punched_link_first(links: Any) -> None:
+    link_a, _peer_a, _link_b, peer_b = links
+    host, friend = _PeerHost(), peer_b.as_friend()
+    host.friends = {friend.node_id: friend}
+    direct = DirectTransport(host)  # type: ignore[arg-type]
+    assert not direct.can_reach(friend)  # nothing yet: the relay carries the friend's messages
+    direct.links[friend.node_id] = link_a
+    assert direct.can_reach(friend)
+    await direct.send_batch(friend, [b"over the punched link"], 5)
+    assert peer_b.received == [b"over the punched link"]
+    view = next(iter(direct.status()["friends"].values()))
+    assert (view["path"], view["via"], view["endpoints"]) == ("direct", "punched", [link_a.endpoint])
+
+    link_a.close()  # the link ended: no longer offered, and a send fails at once (to the relay)
+    assert not direct.can_reach(friend) and friend.node_id not in direct.links
+    with pytest.raises(ConnectionError):
+        await direct.send_batch(friend, [b"x"], 5)

@@ -227,7 +227,7 @@ class Puncher:
     async def _observe(self, link: HostLink, token: host_pb2.PunchToken) -> None:
         """Dial the host's observer from the punch port and hold the connection open."""
         url = link.url.url
-        sock = bind_punch_socket(self.port)
+        sock = close_with_reset(bind_punch_socket(self.port))  # a re-map reuses the 4-tuple at once
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
