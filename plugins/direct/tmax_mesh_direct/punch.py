@@ -66,6 +66,7 @@ REQUEST_BURST = 3
 BACKOFF_MAX_ROUNDS = 16
 KEEPALIVE_IDLE_S = 25  # TCP keepalive on the observer connection: keeps the NAT mapping
 ACCEPT_BACKLOG = 8
+POLL_S = 1.0  # the longest the punch loop sleeps without looking at the friends
 
 
 def bind_punch_socket(port: int) -> socket.socket:
@@ -118,6 +119,14 @@ async def simultaneous_open(port: int, addr: tuple[str, int], window_s: float, t
         sock.close()
         await asyncio.sleep(max(slot_end - loop.time(), 0))
     raise ConnectionError(f"{error} after {tries} tries in {window_s:g}s")
+
+
+class Refused(ConnectionError):
+    """The host refused a punch request (``PunchRefused.reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"host: {reason}")
+        self.reason = reason
 
 
 @dataclass
@@ -218,7 +227,7 @@ class Puncher:
         elif kind == "punch_refused":
             record = self.records.get(bytes(frame.punch_refused.target))
             if record is not None and record.answer is not None and not record.answer.done():
-                record.answer.set_exception(ConnectionError(f"host: {frame.punch_refused.reason}"))
+                record.answer.set_exception(Refused(frame.punch_refused.reason))
 
     async def _write(self, link: HostLink, frame: host_pb2.NodeFrame) -> None:
         with contextlib.suppress(ConnectionError):
@@ -275,9 +284,12 @@ class Puncher:
                 for friend in friends.values():
                     if self._wants_punch(friend, now) and self._requests.take():
                         self._spawn(self._request(friend, link))
+            # The upgrader may give up on dialing a friend at any time: look again
+            # at least every POLL_S (a pass over the friends is cheap).
             waits = [r.not_before - now for r in self.records.values() if not r.busy and r.not_before > now]
+            wait = min([*waits, self.interval_s, POLL_S])
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(min(waits, default=self.interval_s), 0.1))
+                await asyncio.wait_for(self._wake.wait(), max(wait, 0.1))
 
     def _home(self) -> HostLink | None:
         """A registered relay host on which the punch port is mapped."""
@@ -300,6 +312,11 @@ class Puncher:
                 go = await record.answer
         except TimeoutError:
             self._failed(friend, record, "no answer from the host")
+        except Refused as err:
+            if err.reason == "busy":  # the friend asked first: its PunchGo reaches us too
+                record.not_before = time.monotonic() + self.interval_s
+            else:
+                self._failed(friend, record, str(err))
         except ConnectionError as err:
             self._failed(friend, record, str(err))
         else:
