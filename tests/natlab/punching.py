@@ -42,7 +42,7 @@ def punch_attempts(node: Node) -> int:
 class Pair:
     a: Node
     b: Node
-    friends_at: float  # monotonic time the friendship was made
+    friends_at: float  # monotonic time B started accepting A's invite (the friendship)
 
 
 def start_pair(natlab: NatLab, procs: ProcGroup, tmp_path: Path, env: dict[str, str] | None = None) -> Pair:
@@ -59,8 +59,9 @@ def start_pair(natlab: NatLab, procs: ProcGroup, tmp_path: Path, env: dict[str, 
             ),
             what=f"{node.state_dir.name} registered",
         )
+    accepted = time.monotonic()  # B accepts A's invite now
     befriend(node_a, node_b, alias="a")
-    return Pair(node_a, node_b, time.monotonic())
+    return Pair(node_a, node_b, accepted)
 
 
 def send(node: Node, to: str, body: str) -> dict[str, Any]:

@@ -66,7 +66,6 @@ REQUEST_BURST = 3
 BACKOFF_MAX_ROUNDS = 16
 KEEPALIVE_IDLE_S = 25  # TCP keepalive on the observer connection: keeps the NAT mapping
 ACCEPT_BACKLOG = 8
-POLL_S = 1.0  # the longest the punch loop sleeps without looking at the friends
 
 
 def bind_punch_socket(port: int) -> socket.socket:
@@ -178,6 +177,7 @@ class Puncher:
     def start(self) -> None:
         self.relay.punch_listener = self.on_frame
         self.node.friend_listeners.append(self._wake.set)
+        self.upgrader.path_listeners.append(self._wake.set)
         self._loop_task = asyncio.create_task(self._run(), name="direct-punch")
         self._spawn(self._accept())
         self._show()
@@ -187,8 +187,9 @@ class Puncher:
 
     def stop(self) -> None:
         self.relay.punch_listener = None
-        if self._wake.set in self.node.friend_listeners:
-            self.node.friend_listeners.remove(self._wake.set)
+        for listeners in (self.node.friend_listeners, self.upgrader.path_listeners):
+            if self._wake.set in listeners:
+                listeners.remove(self._wake.set)
         for task in [*self._tasks, *self._observers.values(), self._loop_task]:
             if task is not None:
                 task.cancel()
@@ -284,12 +285,11 @@ class Puncher:
                 for friend in friends.values():
                     if self._wants_punch(friend, now) and self._requests.take():
                         self._spawn(self._request(friend, link))
-            # The upgrader may give up on dialing a friend at any time: look again
-            # at least every POLL_S (a pass over the friends is cheap).
+            # Woken by friend changes, path changes (the upgrader gave up dialing
+            # someone), new mappings and ended links; else when a backoff ends.
             waits = [r.not_before - now for r in self.records.values() if not r.busy and r.not_before > now]
-            wait = min([*waits, self.interval_s, POLL_S])
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(wait, 0.1))
+                await asyncio.wait_for(self._wake.wait(), max(min(waits, default=self.interval_s), 0.1))
 
     def _home(self) -> HostLink | None:
         """A registered relay host on which the punch port is mapped."""

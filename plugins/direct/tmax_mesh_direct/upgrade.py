@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -109,6 +110,8 @@ class Upgrader:
         self._slots = asyncio.Semaphore(PROBES_AT_ONCE)
         self._lookups = TokenBucket(LOOKUP_RATE_PER_S, LOOKUP_BURST)  # paces, never refuses
         self._wake = asyncio.Event()
+        # Called (no arguments) when a friend's path changes (the puncher listens).
+        self.path_listeners: list[Callable[[], None]] = []
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -234,7 +237,11 @@ class Upgrader:
                 log.info("path to %s: relay (direct probe failed: %s)", to_checksum(node_id), error)
             else:
                 log.info("path to %s: relay (no direct endpoint known)", to_checksum(node_id))
+        changed = self.path.get(node_id) != state
         self.path[node_id] = state
+        if changed:
+            for listener in self.path_listeners:
+                listener()
         if error is None:
             self.errors.pop(node_id, None)
         else:
