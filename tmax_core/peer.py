@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -149,10 +149,24 @@ async def start_peer_server(node: PeerHost, listen: str) -> tuple[grpc.aio.Serve
     return server, f"{host}:{bound}"
 
 
+class PeerLink(Protocol):
+    """A connection to one friend made outside gRPC (the direct plugin's
+    punched connections) that carries batches the way ``DeliverStream`` does."""
+
+    endpoint: str  # the friend's address on it, HOST:PORT
+    error: Exception | None  # set once the link has ended
+
+    async def deliver(self, envelopes: list[bytes], timeout: float) -> bytes:
+        """Send one batch; returns the friend's serialized batch SignedAck."""
+
+    def close(self) -> None: ...
+
+
 class DirectTransport:
     """Dial a friend's endpoints: those it advertised (invite or contact card)
     plus any a plugin discovered (``discovered``, e.g. through a relay's
-    rendezvous lookup). An endpoint that fails is skipped for a while (longer
+    rendezvous lookup). A friend with a ``links`` entry (a connection a plugin
+    made, e.g. by hole punching) is sent to on it first. An endpoint that fails is skipped for a while (longer
     after each failure in a row), so the next transport (the relay) carries
     the message without waiting again. One send dials at most
     ``MAX_DIALS_PER_SEND`` endpoints: a friend listing many dead ones costs a
@@ -175,6 +189,11 @@ class DirectTransport:
         self._answered_from: dict[bytes, str] = {}  # friend node id -> endpoint of its last answer
         self._max_bytes = node.config.get("messages.max_bytes")
         self.discovered: dict[bytes, list[str]] = {}
+        self.links: dict[bytes, PeerLink] = {}  # friend node id -> its punched connection
+        # What plugins know about the path to a friend, shown per friend by status()
+        # (e.g. the last punch attempt), and about this transport (shown at the top).
+        self.notes: dict[bytes, dict[str, Any]] = {}
+        self.status_extra: dict[str, Any] = {}
         self.sent = 0
         self.set_dial_timeout(1.0)
 
@@ -190,6 +209,9 @@ class DirectTransport:
         return None
 
     async def stop(self) -> None:
+        for link in self.links.values():
+            link.close()
+        self.links.clear()
         for stream in self._streams.values():
             stream.close()
         self._streams.clear()
@@ -229,12 +251,28 @@ class DirectTransport:
         whoever listens there is not (only) the friend, so skip that endpoint
         until it is due again (the direct plugin's probe checks the signature)."""
         endpoint = self._answered_from.pop(friend.node_id, None)
-        if endpoint is not None:
+        link = self.links.get(friend.node_id)
+        if link is not None and endpoint == link.endpoint:
+            log.warning(
+                "punched connection %s answered for %s without its signed ack",
+                endpoint,
+                to_checksum(friend.node_id),
+            )
+            link.close()
+        elif endpoint is not None:
             log.warning("%s answered for %s without its signed ack", endpoint, to_checksum(friend.node_id))
             self.mark_failed(endpoint)
 
+    def link(self, friend: Friend) -> PeerLink | None:
+        """The friend's punched connection, if it is still up."""
+        link = self.links.get(friend.node_id)
+        if link is not None and link.error is not None:
+            del self.links[friend.node_id]
+            return None
+        return link
+
     def can_reach(self, friend: Friend) -> bool:
-        return any(self.healthy(ep) for ep in self.endpoints(friend))
+        return self.link(friend) is not None or any(self.healthy(ep) for ep in self.endpoints(friend))
 
     async def send(self, friend: Friend, envelope: bytes, timeout: float) -> bytes:
         call_timeout = min(timeout, self.CALL_TIMEOUT_S)
@@ -248,6 +286,18 @@ class DirectTransport:
         """Several envelopes in one batch on the endpoint's stream; returns the
         serialized batch SignedAck."""
         call_timeout = min(timeout, self.CALL_TIMEOUT_S + len(envelopes) * self.PER_ENVELOPE_S)
+        link = self.link(friend)
+        if link is not None:
+            try:
+                answer = await link.deliver(envelopes, call_timeout)
+            except (ConnectionError, TimeoutError) as err:
+                link.close()  # the punched connection is gone: the plugin punches again later
+                if not any(self.healthy(ep) for ep in self.endpoints(friend)):
+                    raise ConnectionError(f"{link.endpoint}: {_describe(err)}") from None
+            else:
+                self._answered_from[friend.node_id] = link.endpoint
+                self.sent += 1
+                return answer
         return await self._call(friend, lambda ep: self._stream(ep).deliver(envelopes, call_timeout))
 
     def _stream(self, endpoint: str) -> PeerStream:
@@ -301,14 +351,25 @@ class DirectTransport:
         friends = {}
         for friend in self.node.friends.values():
             endpoints = self.endpoints(friend)
-            if endpoints:
+            link = self.link(friend)
+            notes = self.notes.get(friend.node_id, {})
+            if endpoints or link is not None or notes:
                 healthy = [ep for ep in endpoints if self.healthy(ep)]
+                via = "punched" if link is not None else "dialed" if healthy else None
                 friends[friend.alias or to_checksum(friend.node_id)] = {
-                    "path": "direct" if healthy else "unreachable",
-                    "endpoints": endpoints,
-                    "healthy": healthy,
+                    "path": "direct" if via else "unreachable",
+                    "via": via,
+                    "endpoints": endpoints if link is None else [link.endpoint, *endpoints],
+                    "healthy": healthy if link is None else [link.endpoint, *healthy],
+                    **notes,
                 }
-        return {"state": "ready", "channels": len(self._channels), "sent": self.sent, "friends": friends}
+        return {
+            "state": "ready",
+            "channels": len(self._channels),
+            "sent": self.sent,
+            **self.status_extra,
+            "friends": friends,
+        }
 
     def channel(self, endpoint: str) -> grpc.aio.Channel:
         """The cached channel to ``endpoint`` (created on first use)."""

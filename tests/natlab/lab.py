@@ -9,8 +9,15 @@ built from Linux network namespaces with ``ip`` and ``nft`` (root only).
                                                      |
                                    [c 100.64.0.4]----+
 
-The routers masquerade LAN->WAN, drop unsolicited inbound traffic (input and
-forward) and have no route to the other LAN. Nothing is created in the root
+Each router has a NAT type of its own (``nat_types``, set per router):
+
+- ``cone``: port-preserving masquerade (endpoint-independent mapping), drops
+  unsolicited inbound traffic (input and forward);
+- ``symmetric``: masquerade ``fully-random`` (a new port per flow), same filter;
+- ``public``: a 1:1 NAT: the router's WAN address forwards every inbound
+  connection to its host, so the host behaves as if it had a public address.
+
+Routers have no route to the other LAN. Nothing is created in the root
 namespace and no traffic leaves the lab's namespaces. A Python port of
 ``../shared/natlab.sh``.
 
@@ -18,7 +25,8 @@ Every lab gets a unique namespace prefix (``tmnl<pid>``), so parallel runs do
 not collide; labs left behind by an aborted run (whose pid is gone) are
 removed the next time a lab is built. The NAT type (``cone``/``symmetric``)
 and the WAN packet loss (random drops on each router's WAN side, in both
-directions) can be changed on a running lab.
+directions) can be changed on a running lab; the NAT type per router with
+``set_nat_type(type, router="ra")``.
 
 Run a command in a namespace with ``prefix_for(node)`` (``["ip", "netns",
 "exec", NS]``), which ``tests.harness.Proc``/``Node`` accept as ``prefix=``.
@@ -49,10 +57,16 @@ B = "10.99.2.2"
 ADDRESSES = {"pub": PUB, "ra": RA_WAN, "rb": RB_WAN, "a": A, "b": B, "c": C}
 
 NODES = ("pub", "ra", "rb", "a", "b", "c")
-NAT_TYPES = ("cone", "symmetric")
+NAT_TYPES = ("public", "cone", "symmetric")
+ROUTERS = ("ra", "rb")
 PREFIX_PATTERN = re.compile(r"^tmnl(\d+)-(pub|ra|rb|a|b|c|probe)$")
 TOOLS = {"ip": "iproute2", "nft": "nftables"}
 INSTALL_HINT = "scripts/test.sh installs what is missing (apt-get install iproute2 nftables)"
+
+
+def _check_nat_type(nat_type: str) -> None:
+    if nat_type not in NAT_TYPES:
+        raise ValueError(f"nat_type must be one of {NAT_TYPES}, not {nat_type!r}")
 
 
 class NatLabUnavailable(RuntimeError):
@@ -131,10 +145,9 @@ class NatLab:
     """One NAT lab. ``up()`` builds it (idempotent: rebuilds from scratch), ``down()`` removes it."""
 
     def __init__(self, prefix: str | None = None, nat_type: str = "cone", wan_loss: int = 0) -> None:
-        if nat_type not in NAT_TYPES:
-            raise ValueError(f"nat_type must be one of {NAT_TYPES}, not {nat_type!r}")
+        _check_nat_type(nat_type)
         self.prefix = prefix or f"tmnl{os.getpid()}"
-        self.nat_type = nat_type
+        self.nat_types = dict.fromkeys(ROUTERS, nat_type)
         self.wan_loss = wan_loss
         self.addr = dict(ADDRESSES)
 
@@ -242,7 +255,11 @@ class NatLab:
 table ip nat {{
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    {self._masq_rule()}
+    {self._masq_rule(r)}
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    {self._dnat_rule(r)}
   }}
 }}
 table inet fw {{
@@ -264,6 +281,7 @@ table inet fw {{
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
     iifname "lan0" oifname "wan0" accept
+    iifname "wan0" oifname "lan0" ct status dnat accept
     counter
   }}
 }}
@@ -272,8 +290,22 @@ table inet fw {{
 
     # -- runtime knobs -------------------------------------------------------------
 
-    def _masq_rule(self) -> str:
-        return 'oifname "wan0" masquerade' + (" fully-random" if self.nat_type == "symmetric" else "")
+    @property
+    def nat_type(self) -> str:
+        """The NAT type of both routers, or ``"mixed"`` when they differ."""
+        types = set(self.nat_types.values())
+        return types.pop() if len(types) == 1 else "mixed"
+
+    def _masq_rule(self, router: str) -> str:
+        random = " fully-random" if self.nat_types[router] == "symmetric" else ""
+        return f'oifname "wan0" masquerade{random}'
+
+    def _dnat_rule(self, router: str) -> str:
+        """A ``public`` router forwards every new inbound connection to its host."""
+        if self.nat_types[router] != "public":
+            return ""
+        host = A if router == "ra" else B
+        return f'iifname "wan0" dnat to {host}'
 
     def _loss_rule(self, direction: str) -> str:
         if not self.wan_loss:
@@ -303,14 +335,18 @@ table inet fw {{
                     total += sum(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
         return total
 
-    def set_nat_type(self, nat_type: str) -> None:
-        """Switch the routers between port-preserving (cone) and fully-random (symmetric) masquerade.
-        Flows already tracked keep their mapping."""
-        if nat_type not in NAT_TYPES:
-            raise ValueError(f"nat_type must be one of {NAT_TYPES}, not {nat_type!r}")
-        self.nat_type = nat_type
-        for r in ("ra", "rb"):
-            script = f"flush chain ip nat postrouting\nadd rule ip nat postrouting {self._masq_rule()}\n"
+    def set_nat_type(self, nat_type: str, router: str | None = None) -> None:
+        """Switch one router (``"ra"``/``"rb"``; both when ``None``) to ``nat_type``
+        (see the module docstring). Flows already tracked keep their mapping."""
+        _check_nat_type(nat_type)
+        if router is not None and router not in ROUTERS:
+            raise ValueError(f"router must be one of {ROUTERS}, not {router!r}")
+        for r in (router,) if router else ROUTERS:
+            self.nat_types[r] = nat_type
+            script = f"flush chain ip nat postrouting\nadd rule ip nat postrouting {self._masq_rule(r)}\n"
+            script += "flush chain ip nat prerouting\n"
+            if dnat := self._dnat_rule(r):
+                script += f"add rule ip nat prerouting {dnat}\n"
             _run([*self.prefix_for(r), "nft", "-f", "-"], input=script)
 
     def reset(self) -> None:
@@ -319,7 +355,7 @@ table inet fw {{
             kill_namespace_processes(ns)
         if self.wan_loss:
             self.set_wan_loss(0)
-        if self.nat_type != "cone":
+        if set(self.nat_types.values()) != {"cone"}:
             self.set_nat_type("cone")
 
     def processes(self) -> dict[str, list[int]]:
@@ -425,6 +461,9 @@ RELAY_NODE_ENV = {
     # Keep the outbox's backoff short so a lost frame costs seconds, not a minute.
     "TMAX_MESH_MESSAGES_RETRY_INITIAL": "500ms",
     "TMAX_MESH_MESSAGES_RETRY_MAX": "3s",
+    # These tests are about the relay and dialed direct paths: no hole punching
+    # (tests/natlab/test_nat_punch.py turns it back on).
+    "TMAX_MESH_DIRECT_PUNCH": "false",
 }
 
 

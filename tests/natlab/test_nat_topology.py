@@ -73,3 +73,22 @@ def test_nat_type_knob(natlab: NatLab, procs: ProcGroup, tmp_path: Path) -> None
     seen = [tcp_probe(natlab, "a", pub.ready["listen"], source_port=p + 10) for p in ports]
     assert all(ok for ok, _ in seen), seen
     assert [int(out.split()[1]) for _, out in seen] != [p + 10 for p in ports]
+
+
+def test_nat_type_per_router_and_public(natlab: NatLab, procs: ProcGroup, tmp_path: Path) -> None:
+    """The routers can differ; a ``public`` router forwards inbound connections to its host."""
+    natlab.set_nat_type("public", router="ra")
+    natlab.set_nat_type("symmetric", router="rb")
+    assert natlab.nat_types == {"ra": "public", "rb": "symmetric"} and natlab.nat_type == "mixed"
+    behind_a = procs.add(peer_echo_server(natlab, "a", "0.0.0.0", tmp_path)).start()
+    port = behind_a.ready["listen"].rpartition(":")[2]
+    # Unsolicited, from the public segment, to A's router: reaches A (source kept: no SNAT inbound).
+    ok, out = tcp_probe(natlab, "c", f"{RA_WAN}:{port}")
+    assert ok and out.split()[0] == C, out
+    # B's symmetric router still drops unsolicited inbound traffic.
+    ok, out = tcp_probe(natlab, "c", f"{RB_WAN}:{port}", timeout=0.5)
+    assert not ok, out
+    # A's outbound connections keep their source port (port-preserving, like cone).
+    pub = procs.add(peer_echo_server(natlab, "pub", PUB, tmp_path)).start()
+    ok, out = tcp_probe(natlab, "a", pub.ready["listen"], source_port=41021)
+    assert ok and out.split() == [RA_WAN, "41021"], out

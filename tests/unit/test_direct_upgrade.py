@@ -33,7 +33,7 @@ MAX_BYTES = 1 << 20
 
 class FakeConfig:
     def get(self, key: str) -> Any:
-        return {"messages.max_bytes": MAX_BYTES, "node.peer_max_connections": 256}[key]
+        return {"messages.max_bytes": MAX_BYTES, "node.peer_max_connections": 256, "direct.punch": False}[key]
 
 
 class FakeNode:
@@ -153,7 +153,7 @@ async def test_probe_and_lookup_decide_the_path(peer, local) -> None:
     assert await direct.send(f, b"hello", 5) == b"ack:hello"
     assert f.node_id not in upgrader.errors
     view = direct.status()["friends"][to_checksum(f.node_id)]
-    assert view == {"path": "direct", "endpoints": [dead, good], "healthy": [good]}
+    assert view == {"path": "direct", "via": "dialed", "endpoints": [dead, good], "healthy": [good]}
 
     # The relay cannot answer: the last answer is kept (losing the relay is no reason to drop direct).
     relay.error = ConnectionError("relay down")

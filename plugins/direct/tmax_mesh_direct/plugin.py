@@ -1,6 +1,7 @@
 """Hook implementations of the ``direct`` plugin: start an :class:`Upgrader`
-per node that has both a relay and the core direct transport, and order each
-send's transports by what it learned (DESIGN §11)."""
+(and, with ``direct.punch``, a :class:`Puncher`) per node that has both a
+relay and the core direct transport, and order each send's transports by what
+they learned (DESIGN §11, §16)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from tmax_core.model import Friend, Transport
     from tmax_core.plugin import NodeAPI
     from tmax_core.plugin.helpers import ConfigRegistry
+    from tmax_mesh_direct.punch import Puncher
 
 PLUGIN = "direct"
 
@@ -25,6 +27,7 @@ class DirectState:
     """The plugin's state on one node (:meth:`NodeAPI.plugin_state`)."""
 
     upgrader: Upgrader | None = None
+    puncher: Puncher | None = None
 
 
 def state_of(node: NodeAPI) -> DirectState:
@@ -48,6 +51,19 @@ def tmax_add_config(registry: ConfigRegistry) -> None:
         "how often friends' direct endpoints are looked up (through the relay host) and probed again",
         validate=validate_duration,
     )
+    registry.add(
+        "direct.punch",
+        bool,
+        True,
+        "TCP hole punching, coordinated by the relay host, to friends no endpoint can be dialled for",
+    )
+    registry.add(
+        "direct.punch_timeout",
+        str,
+        "5s",
+        "the window in which both friends try to connect (simultaneous open) before using the relay",
+        validate=validate_duration,
+    )
 
 
 @hookimpl
@@ -64,13 +80,22 @@ def tmax_node_started(node: NodeAPI) -> None:
         # advertise in invites and contact cards).
         return
     upgrader = Upgrader(node, relay, direct)
-    state_of(node).upgrader = upgrader
+    state = state_of(node)
+    state.upgrader = upgrader
     upgrader.start()
+    if node.config.get("direct.punch"):
+        from tmax_mesh_direct.punch import Puncher
+
+        state.puncher = Puncher(node, relay, direct, upgrader)
+        state.puncher.start()
 
 
 @hookimpl
 def tmax_node_stopping(node: NodeAPI) -> None:
     state = state_of(node)
+    if state.puncher is not None:
+        state.puncher.stop()
+        state.puncher = None
     if state.upgrader is not None:
         state.upgrader.stop()
         state.upgrader = None

@@ -38,19 +38,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
 
-from tmax_core import envelope as env
 from tmax_core.endpoints import screen_endpoints
 from tmax_core.errors import EnvelopeError
 from tmax_core.peer import DELIVER_BATCH, DirectTransport
 from tmax_core.plugin.helpers import TokenBucket, to_checksum
 from tmax_core.proto import mesh_pb2
+from tmax_mesh_direct.probe import new_nonce, verify_probe_answer
 
 if TYPE_CHECKING:
     from tmax_core.model import Friend
@@ -66,8 +66,6 @@ RELAY = "relay"
 LOOKUP_RATE_PER_S = 1.5
 LOOKUP_BURST = 8
 FIRST_RETRY_S = 1.0  # retry delay for a friend the host knows no endpoint for (doubles)
-PROBE_NONCE_LEN = 16
-MAX_PROBE_ACK_BYTES = 4096  # a signed ack of an empty batch is about 150 bytes
 PROBES_PER_FRIEND = 4  # endpoints of one friend probed at once
 PROBES_AT_ONCE = 16  # probes in flight at once, all friends together
 ROUND_PROBE_TIMEOUTS = 3  # one friend's probe round ends after this many probe timeouts
@@ -112,6 +110,8 @@ class Upgrader:
         self._slots = asyncio.Semaphore(PROBES_AT_ONCE)
         self._lookups = TokenBucket(LOOKUP_RATE_PER_S, LOOKUP_BURST)  # paces, never refuses
         self._wake = asyncio.Event()
+        # Called (no arguments) when a friend's path changes (the puncher listens).
+        self.path_listeners: list[Callable[[], None]] = []
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -126,6 +126,8 @@ class Upgrader:
 
     def prefers_direct(self, friend: Friend) -> bool | None:
         """True: direct is healthy; False: known not to work; None: not known yet."""
+        if self.direct.link(friend) is not None:
+            return True  # punched (tmax_mesh_direct.punch)
         state = self.path.get(friend.node_id)
         if state is None:
             return None
@@ -235,7 +237,11 @@ class Upgrader:
                 log.info("path to %s: relay (direct probe failed: %s)", to_checksum(node_id), error)
             else:
                 log.info("path to %s: relay (no direct endpoint known)", to_checksum(node_id))
+        changed = self.path.get(node_id) != state
         self.path[node_id] = state
+        if changed:
+            for listener in self.path_listeners:
+                listener()
         if error is None:
             self.errors.pop(node_id, None)
         else:
@@ -309,19 +315,12 @@ class Upgrader:
         replayed by someone else on that port is refused.
         """
         channel = self.direct.channel(endpoint)
-        nonce = os.urandom(PROBE_NONCE_LEN)
+        nonce = new_nonce()
         probe = mesh_pb2.EnvelopeBatch(nonce=nonce).SerializeToString()
         try:
             await asyncio.wait_for(channel.channel_ready(), self.dial_timeout_s)
             answer = await channel.unary_unary(DELIVER_BATCH)(probe, timeout=self.dial_timeout_s)
-            env.verify_ack_batch(
-                answer,
-                expected_signer_public_key=friend.public_key,
-                expected_signer_node_id=friend.node_id,
-                sender_node_id=b"",  # an empty batch names no sender
-                max_bytes=MAX_PROBE_ACK_BYTES,
-                nonce=nonce,
-            )
+            verify_probe_answer(answer, friend, nonce)
         except TimeoutError:
             error = "dial timed out"
         except grpc.aio.AioRpcError as err:

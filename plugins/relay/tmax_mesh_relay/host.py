@@ -442,8 +442,10 @@ async def serve(settings: Config, ready_file: Path | None) -> None:
         await health.set("", health_pb2.HealthCheckResponse.SERVING)
         await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         sweeper = asyncio.create_task(hub.run_sweeper(), name="host-sweeper")
+        punch_port = await hub.punch.start(bound.rpartition(":")[0])  # hole punching (DESIGN §16)
         if ready_file is not None:
-            write_ready_file(ready_file, {"pid": os.getpid(), "listen": bound, "metrics": metrics_bound})
+            ready = {"pid": os.getpid(), "listen": bound, "metrics": metrics_bound, "punch_port": punch_port}
+            write_ready_file(ready_file, ready)
         log.info(
             "tmax-host %s listening on %s (%s), metrics %s, host id %s",
             __version__,

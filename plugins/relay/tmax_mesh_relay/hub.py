@@ -56,6 +56,7 @@ from tmax_core.tokenbucket import TokenBucket
 from tmax_mesh_relay import allowlists, wire
 from tmax_mesh_relay.metrics import HostMetrics
 from tmax_mesh_relay.proto import host_pb2
+from tmax_mesh_relay.punch import PunchCoordinator
 from tmax_mesh_relay.storeforward import Held, QueueLimits, StoreAndForward
 
 log = logging.getLogger("tmax_mesh.host")
@@ -279,6 +280,10 @@ class Hub:
         self.router: Router | None = None
         self._new_registrations = 0
         self._last_full_log = 0.0
+        # Hole punching (DESIGN §16); its observer port is started by the host process.
+        self.punch = PunchCoordinator(
+            self.routes, self.fingerprints, self._write, clock, self.metrics.punches
+        )
         self._handlers: dict[str, Callable[[Connection, Any], Awaitable[None]]] = {
             "relay_send": self._on_relay_send,
             "ack_send": self._on_ack_send,
@@ -286,6 +291,8 @@ class Hub:
             "pong": self._on_pong,
             "lookup": self._on_lookup,
             "set_lookup_allow": self._on_set_lookup_allow,
+            "punch_listen": self.punch.on_listen,
+            "punch_request": self.punch.on_request,
         }
 
     # -- one Connect call ---------------------------------------------------------
@@ -437,6 +444,7 @@ class Hub:
                 del self.per_source[conn.source]
         if conn.node_id is None:
             return
+        self.punch.forget(conn)
         if self.routes.get(conn.node_id) is conn:
             del self.routes[conn.node_id]
             if self.router is not None:
@@ -569,7 +577,7 @@ class Hub:
         await self._write(conn, host_pb2.HostFrame(pong=host_pb2.Pong(time_ms=ping.time_ms)), "pong")
 
     async def _on_pong(self, conn: Connection, pong: host_pb2.Pong) -> None:
-        return None
+        self.punch.on_pong(conn, pong)
 
     async def _on_lookup(self, conn: Connection, lookup: host_pb2.Lookup) -> None:
         target = bytes(lookup.target)
@@ -773,6 +781,7 @@ class Hub:
     async def shutdown(self, timeout: float = 1.0) -> None:
         """Refuse new streams and tell every node we are going (they reconnect elsewhere or later)."""
         self.accepting = False
+        await self.punch.stop()
         for conn in list(self.connections.values()):
             self.close(conn, "shutting_down", "the host is shutting down")
         if self._background:

@@ -18,7 +18,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-NODE_FRAMES = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow")
+NODE_FRAMES = (
+    "register",
+    "relay_send",
+    "ack_send",
+    "ping",
+    "pong",
+    "lookup",
+    "set_lookup_allow",
+    "punch_listen",
+    "punch_request",
+)
 HOST_FRAMES = (
     "challenge",
     "registered",
@@ -29,6 +39,10 @@ HOST_FRAMES = (
     "pong",
     "lookup_result",
     "error",
+    "punch_token",
+    "punch_mapped",
+    "punch_go",
+    "punch_refused",
 )
 
 
@@ -63,6 +77,7 @@ class HostMetrics(Collector):
         self.registrations: defaultdict[str, int] = defaultdict(int)
         self.drops: defaultdict[str, int] = defaultdict(int)
         self.lookups: defaultdict[str, int] = defaultdict(int)
+        self.punches: defaultdict[str, int] = defaultdict(int)  # punch requests by outcome
         # Unlabelled counters.
         self.bytes_in = 0
         self.bytes_out = 0
@@ -102,6 +117,7 @@ class HostMetrics(Collector):
             "tmax_host_throttled", "frames delayed by the per-connection rate limit", value=self.throttled
         )
         yield labelled("tmax_host_lookups", "lookups by result", "result", self.lookups)
+        yield labelled("tmax_host_punches", "punch requests by outcome", "result", self.punches)
 
 
 def labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:

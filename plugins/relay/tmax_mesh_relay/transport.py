@@ -11,8 +11,10 @@ host-authenticated sender as the ingress source, and the ack goes back as
 AckSend. At most ``INBOUND_CONCURRENCY`` envelopes are processed at once per
 stream; beyond that the stream is simply not read (back-pressure to the host).
 
-Public API for other plugins (e.g. ``direct``): :func:`find_relay` and
-:meth:`RelayTransport.lookup`.
+Public API for other plugins (e.g. ``direct``): :func:`find_relay`,
+:meth:`RelayTransport.lookup`, and for hole punching (DESIGN §16)
+``RelayTransport.punch_listener`` (called with each ``punch_*`` frame a host
+sends, and with ``None`` after each registration) plus :meth:`HostLink.write`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +169,7 @@ class HostLink:
             )
             await self.update_allow(relay.lookup_allow())  # friends changed while registering?
             node.transport_reconnected(self.relay.name)
+            self._tell_punch(None)
             pinger = None
             if registered.limits.idle_timeout_ms:
                 pinger = asyncio.create_task(self._ping_every(registered.limits.idle_timeout_ms / 3000))
@@ -201,6 +205,13 @@ class HostLink:
                         fut.set_result(endpoints)
             elif kind == "ping":
                 await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
+            elif kind is not None and kind.startswith("punch_"):
+                self._tell_punch(frame)
+
+    def _tell_punch(self, frame: host_pb2.HostFrame | None) -> None:
+        listener = self.relay.punch_listener
+        if listener is not None:
+            listener(self, frame)
 
     async def _ping_every(self, interval: float) -> None:
         with contextlib.suppress(ConnectionError):
@@ -335,6 +346,9 @@ class RelayTransport:
         self._allow_task: asyncio.Task | None = None
         self._allow_dirty = False
         self._allow_truncated_warned = False
+        # Set by the direct plugin: gets each punch_* frame from a host, and
+        # None after each (re)registration.
+        self.punch_listener: Callable[[HostLink, host_pb2.HostFrame | None], None] | None = None
 
     # -- Transport protocol -------------------------------------------------------
 

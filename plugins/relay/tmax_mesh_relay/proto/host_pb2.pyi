@@ -148,6 +148,50 @@ class SetLookupAllow(_message.Message):
     node_ids: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, node_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
+class PunchListen(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PunchToken(_message.Message):
+    __slots__ = ("token", "port")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    token: bytes
+    port: int
+    def __init__(self, token: _Optional[bytes] = ..., port: _Optional[int] = ...) -> None: ...
+
+class PunchMapped(_message.Message):
+    __slots__ = ("addr",)
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    addr: str
+    def __init__(self, addr: _Optional[str] = ...) -> None: ...
+
+class PunchRequest(_message.Message):
+    __slots__ = ("target",)
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    target: bytes
+    def __init__(self, target: _Optional[bytes] = ...) -> None: ...
+
+class PunchGo(_message.Message):
+    __slots__ = ("peer", "peer_addr", "dial_in_ms", "attempt")
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    DIAL_IN_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    peer: bytes
+    peer_addr: str
+    dial_in_ms: int
+    attempt: bytes
+    def __init__(self, peer: _Optional[bytes] = ..., peer_addr: _Optional[str] = ..., dial_in_ms: _Optional[int] = ..., attempt: _Optional[bytes] = ...) -> None: ...
+
+class PunchRefused(_message.Message):
+    __slots__ = ("target", "reason")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    target: bytes
+    reason: str
+    def __init__(self, target: _Optional[bytes] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class Error(_message.Message):
     __slots__ = ("code", "detail", "message_id", "node_id")
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -161,7 +205,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[str] = ..., detail: _Optional[str] = ..., message_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ...) -> None: ...
 
 class NodeFrame(_message.Message):
-    __slots__ = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow")
+    __slots__ = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow", "punch_listen", "punch_request")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     RELAY_SEND_FIELD_NUMBER: _ClassVar[int]
     ACK_SEND_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +213,8 @@ class NodeFrame(_message.Message):
     PONG_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
     SET_LOOKUP_ALLOW_FIELD_NUMBER: _ClassVar[int]
+    PUNCH_LISTEN_FIELD_NUMBER: _ClassVar[int]
+    PUNCH_REQUEST_FIELD_NUMBER: _ClassVar[int]
     register: Register
     relay_send: RelaySend
     ack_send: AckSend
@@ -176,10 +222,12 @@ class NodeFrame(_message.Message):
     pong: Pong
     lookup: Lookup
     set_lookup_allow: SetLookupAllow
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., relay_send: _Optional[_Union[RelaySend, _Mapping]] = ..., ack_send: _Optional[_Union[AckSend, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup: _Optional[_Union[Lookup, _Mapping]] = ..., set_lookup_allow: _Optional[_Union[SetLookupAllow, _Mapping]] = ...) -> None: ...
+    punch_listen: PunchListen
+    punch_request: PunchRequest
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., relay_send: _Optional[_Union[RelaySend, _Mapping]] = ..., ack_send: _Optional[_Union[AckSend, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup: _Optional[_Union[Lookup, _Mapping]] = ..., set_lookup_allow: _Optional[_Union[SetLookupAllow, _Mapping]] = ..., punch_listen: _Optional[_Union[PunchListen, _Mapping]] = ..., punch_request: _Optional[_Union[PunchRequest, _Mapping]] = ...) -> None: ...
 
 class HostFrame(_message.Message):
-    __slots__ = ("challenge", "registered", "deliver", "queued", "ack", "ping", "pong", "lookup_result", "error")
+    __slots__ = ("challenge", "registered", "deliver", "queued", "ack", "ping", "pong", "lookup_result", "error", "punch_token", "punch_mapped", "punch_go", "punch_refused")
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     DELIVER_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +237,10 @@ class HostFrame(_message.Message):
     PONG_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PUNCH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PUNCH_MAPPED_FIELD_NUMBER: _ClassVar[int]
+    PUNCH_GO_FIELD_NUMBER: _ClassVar[int]
+    PUNCH_REFUSED_FIELD_NUMBER: _ClassVar[int]
     challenge: Challenge
     registered: Registered
     deliver: Deliver
@@ -198,4 +250,8 @@ class HostFrame(_message.Message):
     pong: Pong
     lookup_result: LookupResult
     error: Error
-    def __init__(self, challenge: _Optional[_Union[Challenge, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ..., deliver: _Optional[_Union[Deliver, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup_result: _Optional[_Union[LookupResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    punch_token: PunchToken
+    punch_mapped: PunchMapped
+    punch_go: PunchGo
+    punch_refused: PunchRefused
+    def __init__(self, challenge: _Optional[_Union[Challenge, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ..., deliver: _Optional[_Union[Deliver, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup_result: _Optional[_Union[LookupResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., punch_token: _Optional[_Union[PunchToken, _Mapping]] = ..., punch_mapped: _Optional[_Union[PunchMapped, _Mapping]] = ..., punch_go: _Optional[_Union[PunchGo, _Mapping]] = ..., punch_refused: _Optional[_Union[PunchRefused, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,451 @@
+"""TCP hole punching for friends that no dialed endpoint reaches (DESIGN §16).
+
+The node keeps one punch port: a socket bound to it (``SO_REUSEADDR`` and
+``SO_REUSEPORT``, so every punch socket can bind the same port) holds it for
+the node's lifetime. On each relay host it registers with, the node asks for
+a token, dials the host's punch observer from the punch port and writes the
+token; the host answers with the address it saw (the NAT's mapping of the
+punch port) and keeps that connection open, which keeps the mapping alive.
+
+For a friend the upgrader found no working endpoint for (``path == relay``),
+the node asks the host to coordinate (``PunchRequest``); the host answers
+both friends with ``PunchGo`` (the other's mapped address and when to dial)
+or the requester with ``PunchRefused``. Both sides then ``connect()`` from the
+punch port at once: a few tries (``PUNCH_TRIES``), each in its own slot of
+the ``direct.punch_timeout`` window, so both sides retry in step. The punch
+port also listens: a friend's SYN that arrives before our own ``connect()``
+(a public address, where no NAT drops it) or from a port other than the one
+the host saw (a symmetric NAT dialling a public node) is accepted instead of
+answered with a reset, during an attempt with that friend's IP only
+(anything else is closed at once). A connection is used only after the
+signed-nonce probe both ways (the same proof as for a dialed endpoint); it
+then carries the friend's batches (:mod:`tmax_mesh_direct.link`) through the
+core ``direct`` transport.
+
+Nothing waits on a punch: until a link is up, sends go by the relay. A
+failure (refused, no connection in the window, a probe that fails) backs the
+friend off: ``direct.probe_interval`` after the first, doubling up to
+``BACKOFF_MAX_ROUNDS`` intervals; requests are paced below the host's lookup
+limit. A link that dies (liveness: ``direct.dial_timeout``) is forgotten, and
+the friend is punched again one interval later.
+
+IPv4 only: the punch port is bound on ``0.0.0.0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tmax_core.errors import EnvelopeError
+from tmax_core.peer import ENVELOPE_OVERHEAD, DirectTransport
+from tmax_core.plugin.helpers import TokenBucket, now_ms, to_checksum
+from tmax_mesh_direct.link import FramedLink
+from tmax_mesh_direct.upgrade import RELAY
+from tmax_mesh_relay.proto import host_pb2
+
+if TYPE_CHECKING:
+    from tmax_core.model import Friend
+    from tmax_core.plugin import NodeAPI
+    from tmax_mesh_direct.upgrade import Upgrader
+    from tmax_mesh_relay.transport import HostLink, RelayTransport
+
+log = logging.getLogger("tmax_mesh.direct")
+
+PUNCH_TRIES = 4  # connect() tries within direct.punch_timeout
+REQUEST_TIMEOUT_S = 5.0  # the host answers a PunchRequest within this (it pings both sides first)
+OBSERVE_TIMEOUT_S = 5.0  # connecting to the host's punch observer
+REQUEST_RATE_PER_S = 0.5  # below the host's lookup limit, which the upgrader's lookups share
+REQUEST_BURST = 3
+BACKOFF_MAX_ROUNDS = 16
+KEEPALIVE_IDLE_S = 25  # TCP keepalive on the observer connection: keeps the NAT mapping
+ACCEPT_BACKLOG = 8
+
+
+def bind_punch_socket(port: int) -> socket.socket:
+    """A non-blocking TCP socket bound to ``port`` (0: pick one) that shares it with the others."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("0.0.0.0", port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit() or ":" in host:
+        raise ValueError(f"not an IPv4 HOST:PORT: {addr!r}")
+    return host, int(port)
+
+
+def close_with_reset(sock: socket.socket) -> socket.socket:
+    """Make ``close()`` send a reset, not a FIN: a connection that died (its
+    path cut) must not hold the punch port's 4-tuple in FIN_WAIT while the
+    next punch to the same friend needs it."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return sock
+
+
+async def simultaneous_open(port: int, addr: tuple[str, int], window_s: float, tries: int) -> socket.socket:
+    """``connect()`` from ``port`` to ``addr`` up to ``tries`` times, each try in
+    its own slot of ``window_s`` (a refused try waits for its slot to end, so
+    both sides, started together, retry together). Raises ``ConnectionError``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    error = "no try"
+    for i in range(tries):
+        slot_end = start + window_s * (i + 1) / tries
+        sock = bind_punch_socket(port)
+        try:
+            async with asyncio.timeout_at(slot_end):
+                await loop.sock_connect(sock, addr)
+            return close_with_reset(sock)
+        except TimeoutError:
+            error = "no connection"
+        except OSError as err:
+            error = err.strerror or type(err).__name__
+        sock.close()
+        await asyncio.sleep(max(slot_end - loop.time(), 0))
+    raise ConnectionError(f"{error} after {tries} tries in {window_s:g}s")
+
+
+class Refused(ConnectionError):
+    """The host refused a punch request (``PunchRefused.reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"host: {reason}")
+        self.reason = reason
+
+
+@dataclass
+class PunchRecord:
+    """What is known about punching to one friend (shown by ``node status``)."""
+
+    attempts: int = 0
+    failures: int = 0  # in a row
+    last_attempt_ms: int | None = None
+    last_failure: str | None = None
+    not_before: float = 0.0  # monotonic time of the next request
+    busy: bool = False  # a request or an attempt is in progress
+    answer: asyncio.Future[host_pb2.PunchGo | None] | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "last_attempt_ms": self.last_attempt_ms,
+            "last_failure": self.last_failure,
+        }
+
+
+class Puncher:
+    """Hole punching for one node (started by the plugin when ``direct.punch`` is on)."""
+
+    def __init__(
+        self, node: NodeAPI, relay: RelayTransport, direct: DirectTransport, upgrader: Upgrader
+    ) -> None:
+        self.node = node
+        self.relay = relay
+        self.direct = direct
+        self.upgrader = upgrader
+        self.window_s = node.duration_ms("direct.punch_timeout") / 1000
+        self.dial_timeout_s = node.duration_ms("direct.dial_timeout") / 1000
+        self.interval_s = max(node.duration_ms("direct.probe_interval") / 1000, 0.1)
+        self.max_frame = node.config.get("messages.max_bytes") + ENVELOPE_OVERHEAD
+        self.records: dict[bytes, PunchRecord] = {}
+        self.mapped: dict[str, str] = {}  # relay URL -> the mapped address of the punch port there
+        self._listener = bind_punch_socket(0)  # holds the port for the node's lifetime
+        self._listener.listen(ACCEPT_BACKLOG)
+        self.port: int = self._listener.getsockname()[1]
+        self._expecting: dict[str, asyncio.Future[socket.socket]] = {}  # friend IP -> its attempt
+        self._observers: dict[str, asyncio.Task] = {}
+        self._requests = TokenBucket(REQUEST_RATE_PER_S, REQUEST_BURST)
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._loop_task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.relay.punch_listener = self.on_frame
+        self.node.friend_listeners.append(self._wake.set)
+        self.upgrader.path_listeners.append(self._wake.set)
+        self._loop_task = asyncio.create_task(self._run(), name="direct-punch")
+        self._spawn(self._accept())
+        self._show()
+        for link in self.relay.links:
+            if link.connected:
+                self.on_frame(link, None)
+
+    def stop(self) -> None:
+        self.relay.punch_listener = None
+        for listeners in (self.node.friend_listeners, self.upgrader.path_listeners):
+            if self._wake.set in listeners:
+                listeners.remove(self._wake.set)
+        for task in [*self._tasks, *self._observers.values(), self._loop_task]:
+            if task is not None:
+                task.cancel()
+        self._listener.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _show(self) -> None:
+        self.direct.status_extra["punch"] = {"port": self.port, "mapped": dict(self.mapped)}
+        for node_id, record in self.records.items():
+            self.direct.notes[node_id] = {"punch": record.view()}
+
+    # -- frames from relay hosts ---------------------------------------------------------
+
+    def on_frame(self, link: HostLink, frame: host_pb2.HostFrame | None) -> None:
+        if frame is None:  # (re)registered: map the punch port on this host
+            self._spawn(self._write(link, host_pb2.NodeFrame(punch_listen=host_pb2.PunchListen())))
+            return
+        kind = frame.WhichOneof("frame")
+        if kind == "punch_token":
+            old = self._observers.pop(link.url.url, None)
+            if old is not None:
+                old.cancel()
+            self._observers[link.url.url] = asyncio.create_task(self._observe(link, frame.punch_token))
+        elif kind == "punch_mapped":
+            self.mapped[link.url.url] = frame.punch_mapped.addr
+            log.info("punch port %d maps to %s on %s", self.port, frame.punch_mapped.addr, link.url.url)
+            self._show()
+            self._wake.set()
+        elif kind == "punch_go":
+            self._on_go(frame.punch_go)
+        elif kind == "punch_refused":
+            record = self.records.get(bytes(frame.punch_refused.target))
+            if record is not None and record.answer is not None and not record.answer.done():
+                record.answer.set_exception(Refused(frame.punch_refused.reason))
+
+    async def _write(self, link: HostLink, frame: host_pb2.NodeFrame) -> None:
+        with contextlib.suppress(ConnectionError):
+            await link.write(frame)
+
+    async def _observe(self, link: HostLink, token: host_pb2.PunchToken) -> None:
+        """Dial the host's observer from the punch port and hold the connection open."""
+        url = link.url.url
+        sock = close_with_reset(bind_punch_socket(self.port))  # a re-map reuses the 4-tuple at once
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
+            loop = asyncio.get_running_loop()
+            host = link.url.target.rpartition(":")[0].strip("[]")
+            infos = await loop.getaddrinfo(host, token.port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+            async with asyncio.timeout(OBSERVE_TIMEOUT_S):
+                await loop.sock_connect(sock, infos[0][4])
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except (OSError, TimeoutError) as err:
+            sock.close()
+            log.info("cannot map the punch port on %s: %s", url, err)
+            return
+        try:
+            writer.write(token.token)
+            await writer.drain()
+            while await reader.read(256):
+                pass
+        except OSError:
+            pass
+        finally:
+            writer.close()
+            if self.mapped.pop(url, None) is not None:
+                log.info("punch port mapping on %s lost", url)
+                self._show()
+
+    # -- requesting --------------------------------------------------------------------
+
+    def _wants_punch(self, friend: Friend, now: float) -> bool:
+        record = self.records.get(friend.node_id)
+        if record is not None and (record.busy or record.not_before > now):
+            return False
+        # Only where dialing found nothing that works: a dialed path is preferred.
+        return self.upgrader.path.get(friend.node_id) == RELAY and not self.direct.can_reach(friend)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            friends = {f.node_id: f for f in self.node.friends.values() if not f.blocked}
+            for gone in set(self.records) - set(friends):
+                self._forget(gone)
+            now = time.monotonic()
+            link = self._home()
+            if link is not None:
+                for friend in friends.values():
+                    if self._wants_punch(friend, now) and self._requests.take():
+                        self._spawn(self._request(friend, link))
+            # Woken by friend changes, path changes (the upgrader gave up dialing
+            # someone), new mappings and ended links; else when a backoff ends.
+            waits = [r.not_before - now for r in self.records.values() if not r.busy and r.not_before > now]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(min(waits, default=self.interval_s), 0.1))
+
+    def _home(self) -> HostLink | None:
+        """A registered relay host on which the punch port is mapped."""
+        return next((ln for ln in self.relay.links if ln.connected and ln.url.url in self.mapped), None)
+
+    def _forget(self, node_id: bytes) -> None:
+        self.records.pop(node_id, None)
+        self.direct.notes.pop(node_id, None)
+        link = self.direct.links.pop(node_id, None)
+        if link is not None:
+            link.close()
+
+    async def _request(self, friend: Friend, link: HostLink) -> None:
+        record = self.records.setdefault(friend.node_id, PunchRecord())
+        record.busy = True
+        record.answer = asyncio.get_running_loop().create_future()
+        try:
+            await link.write(host_pb2.NodeFrame(punch_request=host_pb2.PunchRequest(target=friend.node_id)))
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                go = await record.answer
+        except TimeoutError:
+            self._failed(friend, record, "no answer from the host")
+        except Refused as err:
+            if err.reason == "busy":  # the friend asked first: its PunchGo reaches us too
+                record.not_before = time.monotonic() + self.interval_s
+            else:
+                self._failed(friend, record, str(err))
+        except ConnectionError as err:
+            self._failed(friend, record, str(err))
+        else:
+            if go is not None:
+                await self._attempt(friend, record, go)
+        finally:
+            record.answer = None
+            record.busy = False
+
+    def _on_go(self, go: host_pb2.PunchGo) -> None:
+        friend = self.node.friends.get(bytes(go.peer))
+        if friend is None or friend.blocked:
+            return
+        record = self.records.setdefault(friend.node_id, PunchRecord())
+        if record.answer is not None and not record.answer.done():
+            record.answer.set_result(go)  # our own request's answer: its task attempts
+        elif not record.busy and self.direct.link(friend) is None:
+            self._spawn(self._answer_go(friend, record, go))
+
+    async def _answer_go(self, friend: Friend, record: PunchRecord, go: host_pb2.PunchGo) -> None:
+        record.busy = True
+        try:
+            await self._attempt(friend, record, go)
+        finally:
+            record.busy = False
+
+    # -- one attempt -------------------------------------------------------------------
+
+    async def _attempt(self, friend: Friend, record: PunchRecord, go: host_pb2.PunchGo) -> None:
+        record.attempts += 1
+        record.last_attempt_ms = now_ms()
+        self._show()
+        who = to_checksum(friend.node_id)
+        try:
+            sock = await self._connect(parse_addr(go.peer_addr), go.dial_in_ms / 1000)
+            ip, port = sock.getpeername()[:2]
+            reader, writer = await asyncio.open_connection(sock=sock)
+            link = FramedLink(
+                reader,
+                writer,
+                endpoint=f"{ip}:{port}",
+                handler=self.direct.node,
+                liveness_s=self.dial_timeout_s,
+                max_frame=self.max_frame,
+            )
+            try:
+                await link.probe(friend, self.dial_timeout_s)
+            except BaseException:
+                link.close()
+                raise
+        except (ValueError, ConnectionError, TimeoutError, EnvelopeError) as err:
+            reason = str(err) or type(err).__name__
+            if isinstance(err, TimeoutError):
+                reason = "the probe got no answer in time"
+            elif isinstance(err, EnvelopeError):
+                reason = f"not this friend's node: {err}"
+            self._failed(friend, record, reason)
+            return
+        old = self.direct.links.pop(friend.node_id, None)
+        if old is not None:
+            old.close()
+        self.direct.links[friend.node_id] = link
+        record.failures = 0
+        record.last_failure = None
+        self._show()
+        log.info("path to %s: direct via %s (punched)", who, link.endpoint)
+        self._spawn(self._watch(friend, record, link))
+
+    async def _connect(self, addr: tuple[str, int], dial_in_s: float) -> socket.socket:
+        """Our ``connect()`` tries, raced with the friend's connection arriving at the punch port."""
+        accepted: asyncio.Future[socket.socket] = asyncio.get_running_loop().create_future()
+        expecting = addr[0] not in self._expecting
+        if expecting:
+            self._expecting[addr[0]] = accepted
+        dialling = asyncio.ensure_future(self._dial(addr, dial_in_s))
+        try:
+            await asyncio.wait({dialling, accepted}, return_when=asyncio.FIRST_COMPLETED)
+            if accepted.done():
+                if dialling.done() and not dialling.cancelled() and dialling.exception() is None:
+                    dialling.result().close()  # both at once: one connection is enough
+                return accepted.result()
+            return dialling.result()
+        finally:
+            if expecting:
+                del self._expecting[addr[0]]
+            if not accepted.done():
+                accepted.cancel()
+            if not dialling.done():
+                dialling.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    late = await dialling  # connected while being cancelled: not needed
+                    late.close()
+
+    async def _dial(self, addr: tuple[str, int], dial_in_s: float) -> socket.socket:
+        await asyncio.sleep(dial_in_s)
+        return await simultaneous_open(self.port, addr, self.window_s, PUNCH_TRIES)
+
+    async def _accept(self) -> None:
+        """Hand a connection to the punch port to the attempt expecting its IP; close any other."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, peer = await loop.sock_accept(self._listener)
+            except OSError as err:
+                log.warning("punch port %d: accept failed: %s", self.port, err)
+                return
+            waiting = self._expecting.get(peer[0])
+            if waiting is not None and not waiting.done():
+                sock.setblocking(False)
+                waiting.set_result(close_with_reset(sock))
+            else:
+                sock.close()
+
+    async def _watch(self, friend: Friend, record: PunchRecord, link: FramedLink) -> None:
+        """When the link ends: note why, and punch again one interval later."""
+        await link.closed.wait()
+        if self.direct.links.get(friend.node_id) is link:
+            del self.direct.links[friend.node_id]
+        record.last_failure = f"connection lost: {link.error}"
+        record.not_before = time.monotonic() + self.interval_s
+        self._show()
+        self._wake.set()
+
+    def _failed(self, friend: Friend, record: PunchRecord, reason: str) -> None:
+        record.failures += 1
+        record.last_failure = reason
+        backoff = min(
+            self.interval_s * 2 ** min(record.failures - 1, 16), self.interval_s * BACKOFF_MAX_ROUNDS
+        )
+        record.not_before = time.monotonic() + backoff
+        self._show()
+        log.info("punch to %s failed (%s); next try in %.0fs", to_checksum(friend.node_id), reason, backoff)

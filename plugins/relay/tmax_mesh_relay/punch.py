@@ -1,0 +1,296 @@
+"""Hole punching on the host (DESIGN §16): learn each node's mapped punch
+address, and tell a pair of mutual friends when to dial each other.
+
+Mapping: a registered node asks for a token (``PunchListen``) on its
+authenticated stream; it then dials the host's punch observer port (a plain
+TCP listener on the host's IP) *from its punch socket* and writes the token.
+The source address of that connection is what the node's NAT maps the punch
+port to; the host tells the node (``PunchMapped``) and keeps the connection
+open, which keeps the NAT mapping alive. A token is single use and expires
+after ``TOKEN_TTL_S``; a connection that does not present one within
+``OBSERVE_READ_TIMEOUT_S`` is closed, and at most ``MAX_UNAUTHENTICATED``
+such connections are served at once (one mapped connection per registered
+node beyond that).
+
+Coordination: ``PunchRequest{target}`` is answered only for mutual friends
+(each in the other's lookup allow list), rate limited with the lookup bucket
+of the connection, and refused the same way (``not_found``) whether the target
+is offline, unknown or not a mutual friend. The host pings both sides on their
+streams, and sends each ``PunchGo`` with the other's mapped address and a
+delay chosen so that both SYNs leave at about the same moment: with ``rtt_a``
+and ``rtt_b`` measured now, both dial ``max(rtt_a, rtt_b) / 2 + DIAL_MARGIN_MS``
+after the host sent the frames, so side X waits that minus ``rtt_x / 2``
+after it receives its frame (DCUtR does the same from one side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from tmax_mesh_relay.proto import host_pb2
+
+if TYPE_CHECKING:
+    from tmax_core.tokenbucket import TokenBucket
+    from tmax_mesh_relay.allowlists import Fingerprints
+
+log = logging.getLogger("tmax_mesh.host")
+
+TOKEN_LEN = 16
+TOKEN_TTL_S = 10.0
+OBSERVE_READ_TIMEOUT_S = 5.0
+MAX_UNAUTHENTICATED = 1024
+RTT_TIMEOUT_S = 2.0
+DIAL_MARGIN_MS = 50
+
+
+class Connection(Protocol):
+    """What the coordinator uses of the hub's ``Connection`` (one node's stream)."""
+
+    id: str
+    node_id: bytes | None
+    node_hex: str
+    lookup_allow: bytes
+    lookup_bucket: TokenBucket
+    closing: bool
+
+    @property
+    def log_extra(self) -> dict[str, str]: ...
+
+
+C = TypeVar("C", bound=Connection)
+
+
+def format_addr(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def dial_delays_ms(rtt_a_ms: float, rtt_b_ms: float) -> tuple[int, int]:
+    """How long each side waits after receiving its ``PunchGo`` so both dial at once."""
+    together = max(rtt_a_ms, rtt_b_ms) / 2 + DIAL_MARGIN_MS
+    return round(together - rtt_a_ms / 2), round(together - rtt_b_ms / 2)
+
+
+@dataclass
+class _Token(Generic[C]):
+    conn: C
+    expires: float
+
+
+@dataclass
+class _Mapped(Generic[C]):
+    conn: C
+    addr: str
+    writer: asyncio.StreamWriter
+
+
+class PunchCoordinator(Generic[C]):
+    """The host's punch state; the hub calls ``on_*`` for the punch frames."""
+
+    def __init__(
+        self,
+        routes: Mapping[bytes, C],
+        fingerprints: Fingerprints,
+        write: Callable[[C, host_pb2.HostFrame, str], Awaitable[bool]],
+        clock: Callable[[], float],
+        counts: MutableMapping[str, int],
+    ) -> None:
+        self.routes = routes
+        self.fingerprints = fingerprints
+        self.write = write
+        self.clock = clock
+        self.port: int | None = None  # the observer's port, once started
+        self.tokens: dict[bytes, _Token[C]] = {}
+        self.mapped: dict[bytes, _Mapped[C]] = {}  # node id -> its mapped punch address
+        self.counts = counts  # punch requests by outcome (go, not_found, ...): a metric
+        self._pings: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self._busy: set[frozenset[bytes]] = set()  # pairs being coordinated
+        self._unauthenticated = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self, host: str) -> int:
+        """Listen for punch connections on ``host`` (an ephemeral port); returns the port."""
+        self._server = await asyncio.start_server(self._observe, host.strip("[]") or None, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for mapped in self.mapped.values():
+            mapped.writer.close()
+        self.mapped.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    def _live(self, conn: C) -> bool:
+        return conn.node_id is not None and self.routes.get(conn.node_id) is conn and not conn.closing
+
+    # -- mapping ------------------------------------------------------------------------
+
+    async def on_listen(self, conn: C, _msg: host_pb2.PunchListen) -> None:
+        if self.port is None:
+            await self._refuse(conn, b"", "unavailable")
+            return
+        now = self.clock()
+        # One live token per connection: a node asking again replaces its token.
+        self.tokens = {t: v for t, v in self.tokens.items() if v.conn is not conn and v.expires > now}
+        token = os.urandom(TOKEN_LEN)
+        self.tokens[token] = _Token(conn, now + TOKEN_TTL_S)
+        await self.write(
+            conn,
+            host_pb2.HostFrame(punch_token=host_pb2.PunchToken(token=token, port=self.port)),
+            "punch_token",
+        )
+
+    async def _observe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._unauthenticated >= MAX_UNAUTHENTICATED:
+            writer.close()
+            return
+        self._unauthenticated += 1
+        try:
+            token = await asyncio.wait_for(reader.readexactly(TOKEN_LEN), OBSERVE_READ_TIMEOUT_S)
+        except (TimeoutError, asyncio.IncompleteReadError, OSError):
+            token = b""
+        finally:
+            self._unauthenticated -= 1
+        pending = self.tokens.pop(token, None)
+        if pending is None or pending.expires < self.clock() or not self._live(pending.conn):
+            writer.close()
+            return
+        conn = pending.conn
+        assert conn.node_id is not None
+        ip, port = writer.get_extra_info("peername")[:2]
+        mapped = _Mapped(conn, format_addr(ip, port), writer)
+        old = self.mapped.pop(conn.node_id, None)
+        if old is not None:
+            old.writer.close()
+        self.mapped[conn.node_id] = mapped
+        log.info("punch port of %s maps to %s", conn.node_hex, mapped.addr, extra=conn.log_extra)
+        frame = host_pb2.HostFrame(punch_mapped=host_pb2.PunchMapped(addr=mapped.addr))
+        try:
+            if await self.write(conn, frame, "punch_mapped"):
+                # Held open (keeps the NAT mapping) until the node closes it or its stream ends.
+                with contextlib.suppress(OSError):
+                    while await reader.read(256):
+                        pass
+        finally:
+            if self.mapped.get(conn.node_id) is mapped:
+                del self.mapped[conn.node_id]
+            writer.close()
+
+    def forget(self, conn: C) -> None:
+        """The stream ended: drop its mapping (the node maps again when it re-registers)."""
+        if conn.node_id is None:
+            return
+        mapped = self.mapped.get(conn.node_id)
+        if mapped is not None and mapped.conn is conn:
+            del self.mapped[conn.node_id]
+            mapped.writer.close()
+        for key in [k for k in self._pings if k[0] == conn.id]:
+            fut = self._pings.pop(key)
+            if not fut.done():
+                fut.set_exception(ConnectionError("stream ended"))
+
+    # -- coordination -------------------------------------------------------------------
+
+    async def on_request(self, conn: C, req: host_pb2.PunchRequest) -> None:
+        target = bytes(req.target)
+        if not conn.lookup_bucket.take(self.clock()):
+            await self._refuse(conn, target, "rate_limited")
+            return
+        # Coordinating waits for both sides' pongs, which the reading task of
+        # the requester must be free to read: run it on its own task.
+        task = asyncio.create_task(self._coordinate(conn, target))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _mutual(self, conn: C, dest: C | None) -> bool:
+        if dest is None or conn.node_id is None or dest.node_id is None:
+            return False
+        return self.fingerprints.contains(dest.lookup_allow, conn.node_id) and self.fingerprints.contains(
+            conn.lookup_allow, dest.node_id
+        )
+
+    async def _coordinate(self, conn: C, target: bytes) -> None:
+        dest = self.routes.get(target)
+        if not self._mutual(conn, dest):
+            await self._refuse(conn, target, "not_found")
+            return
+        assert dest is not None and conn.node_id is not None
+        pair = frozenset((conn.node_id, target))
+        mine, theirs = self.mapped.get(conn.node_id), self.mapped.get(target)
+        if mine is None or theirs is None or mine.conn is not conn or theirs.conn is not dest:
+            await self._refuse(conn, target, "no_mapping")
+            return
+        if pair in self._busy:
+            await self._refuse(conn, target, "busy")
+            return
+        self._busy.add(pair)
+        try:
+            rtts = await asyncio.gather(self._rtt_ms(conn), self._rtt_ms(dest))
+            if None in rtts:
+                await self._refuse(conn, target, "no_answer")
+                return
+            rtt_a, rtt_b = rtts
+            assert rtt_a is not None and rtt_b is not None
+            delay_a, delay_b = dial_delays_ms(rtt_a, rtt_b)
+            attempt = os.urandom(8)
+            go_a = host_pb2.PunchGo(peer=target, peer_addr=theirs.addr, dial_in_ms=delay_a, attempt=attempt)
+            go_b = host_pb2.PunchGo(
+                peer=conn.node_id, peer_addr=mine.addr, dial_in_ms=delay_b, attempt=attempt
+            )
+            await asyncio.gather(
+                self.write(conn, host_pb2.HostFrame(punch_go=go_a), "punch_go"),
+                self.write(dest, host_pb2.HostFrame(punch_go=go_b), "punch_go"),
+            )
+            self._count("go")
+            log.info(
+                "punch %s: %s <-> %s (rtt %.0f / %.0f ms)",
+                attempt.hex(),
+                mine.addr,
+                theirs.addr,
+                rtt_a,
+                rtt_b,
+                extra=conn.log_extra,
+            )
+        finally:
+            self._busy.discard(pair)
+
+    async def _rtt_ms(self, conn: C) -> float | None:
+        """Ping ``conn`` on its stream; the round trip in ms, or None without a pong in time."""
+        (token,) = struct.unpack("<Q", os.urandom(8))
+        key = (conn.id, token)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pings[key] = fut
+        started = self.clock()
+        try:
+            if not await self.write(conn, host_pb2.HostFrame(ping=host_pb2.Ping(time_ms=token)), "ping"):
+                return None
+            await asyncio.wait_for(fut, RTT_TIMEOUT_S)
+        except (TimeoutError, ConnectionError):
+            return None
+        finally:
+            self._pings.pop(key, None)
+        return (self.clock() - started) * 1000
+
+    def on_pong(self, conn: C, pong: host_pb2.Pong) -> None:
+        fut = self._pings.get((conn.id, pong.time_ms))
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def _refuse(self, conn: C, target: bytes, reason: str) -> None:
+        self._count(reason)
+        frame = host_pb2.HostFrame(punch_refused=host_pb2.PunchRefused(target=target, reason=reason))
+        await self.write(conn, frame, "punch_refused")
