@@ -64,3 +64,25 @@ def test_a_node_listing_two_members_keeps_one_link_and_moves_when_its_member_die
     )
     assert bodies(a) == to_a and bodies(b) == to_b  # each exactly once
     assert superseded(m2) == [0]
+
+
+def test_registered_nodes_hear_of_a_member_that_joins_or_leaves_later(
+    procs: ProcGroup, nats_server: NatsServer
+) -> None:
+    m1 = member(procs, "m1", nats_server)
+    a = procs.node("a", "--relay", m1.url, env=BULK)
+    wait_registered(a)
+    assert relay_status(a)["hosts"][0]["members"] == [m1.url]
+
+    m2 = member(procs, "m2", nats_server)  # joins after a registered
+    wait_for(lambda: relay_status(a)["hosts"][0]["members"] == [m1.url, m2.url], what="a to hear of m2")
+    b = procs.node("b", "--relay", m2.url, env=BULK)
+    wait_registered(b)
+    befriend(b, a)  # the invite names m2 only: a reaches it through its m1 link
+    with api(a) as c:
+        c.msg_send(b.node_id, b"through m1")
+    wait_for(lambda: bodies(b) == ["through m1"], what="b to get a's message")
+    assert metric(metrics_of(m1), 'tmax_host_frames_out_total{type="members"}') >= 1
+
+    m2.stop()  # SIGTERM: m2 leaves the member list
+    wait_for(lambda: relay_status(a)["hosts"][0]["members"] == [m1.url], what="a to hear m2 left")

@@ -171,7 +171,12 @@ class Cluster:
         try:
             errors = self.metrics.errors
             self.members = await Members.join(
-                self.nc, self.member_id, list(self.hub.host.public_urls), self.metrics, replicas
+                self.nc,
+                self.member_id,
+                list(self.hub.host.public_urls),
+                self.metrics,
+                replicas,
+                on_change=self.hub.members_changed,
             )
             limits = self.hub.limits
             config = stream_config(limits.queue, limits.max_frame_bytes, replicas)

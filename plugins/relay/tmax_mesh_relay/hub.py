@@ -659,6 +659,14 @@ class Hub:
             self.metrics.flushed += 1
             self.metrics.bytes_out += len(item.envelope)
 
+    def members_changed(self, urls: list[str]) -> None:
+        """The cluster's member URLs changed: tell every node registered here, so that
+        it reaches friends on a member that joined later (and stands by its URL)."""
+        frame = host_pb2.HostFrame(members=host_pb2.Members(member_urls=urls))
+        for conn in list(self.routes.values()):
+            if not conn.closing:
+                self._spawn(self._write(conn, frame, "members"))
+
     def moved(self, node_id: bytes) -> None:
         """``node_id`` registered on another cluster member: close its stale stream here,
         and forget the allow list remembered here (that member shares a newer one)."""
@@ -723,7 +731,7 @@ class Hub:
             await conn.context.abort(grpc.StatusCode.UNAVAILABLE, f"{code}: {detail}")
         conn.task.cancel()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -251,6 +251,9 @@ class HostLink:
                 await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
             elif kind is not None and kind.startswith("punch_"):
                 self._tell_punch(frame)
+            elif kind == "members":
+                self.member_urls = list(frame.members.member_urls)
+                self.relay.links_changed()
 
     def _tell_punch(self, frame: host_pb2.HostFrame | None) -> None:
         listener = self.relay.punch_listener
