@@ -301,7 +301,11 @@ class HostLink:
             fut = self._acks[key]
             if not fut.done():
                 fut.set_exception(ConnectionError(f"relay {self.url.url}: {text}"))
-        elif error.code == "rate_limited" and error.node_id in self._lookups:
+        elif (
+            error.code in ("rate_limited", "unavailable")
+            and not error.message_id
+            and error.node_id in self._lookups
+        ):
             for fut in self._lookups.pop(error.node_id):
                 if not fut.done():
                     fut.set_exception(ConnectionError(f"relay {self.url.url}: {text}"))
