@@ -71,7 +71,8 @@ class HostLink:
         self.url = url
         self.previous = previous
         self._state = "connecting"
-        self.first_attempt = asyncio.Event()  # set once the first registration succeeded or failed
+        # Set once the first registration succeeded or failed, or the link stood by.
+        self.first_attempt = asyncio.Event()
         self.registered_since_ms: int | None = None
         self.last_error: str | None = None
         self.connection_id: str | None = None
@@ -161,6 +162,7 @@ class HostLink:
                 log.info("relay %s: same cluster as %s, standing by", self.url.url, cover.url.url)
             self.state = "standby"
             self.last_error = None
+            self.first_attempt.set()  # the next link need not wait for this one
             await self.relay.wait_links_changed()
 
     def _down(self, error: str) -> None:
