@@ -12,7 +12,7 @@ import pytest
 
 from tests.cluster.natsproc import NatsServer
 from tests.e2e.test_relay import metric
-from tests.harness import Host, ProcGroup
+from tests.harness import Host, ProcGroup, wait_for
 from tmax_core import envelope as env
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay import held, sharedallow
@@ -174,3 +174,26 @@ async def test_a_member_holds_for_a_node_it_never_saw_only_from_its_friends(
         await sy.close()
         await sz.close()
     assert await held_count(nats_server) == 1
+
+
+async def test_while_nats_is_down_lookups_across_members_fail_fast_as_unavailable(
+    procs: ProcGroup, nats_server: NatsServer
+) -> None:
+    m1, m2 = member(procs, "m1", nats_server), member(procs, "m2", nats_server)
+    x, y, z = NodeIdentity.generate(), NodeIdentity.generate(), NodeIdentity.generate()
+    sx, sy, sz = await register(m2, x, y), await register(m1, y, x, z), await register(m1, z, y)
+    try:
+        assert (await lookup(sy, x)).found
+        nats_server.kill()
+        wait_for(
+            lambda: metric(metrics_of(m1), "tmax_host_cluster_nats_connected") == 0, what="m1 to lose NATS"
+        )
+        # X is on m2: m1 cannot ask, and says so at once (not "not found").
+        await sy.write(host_pb2.NodeFrame(lookup=host_pb2.Lookup(target=x.node_id)))
+        error = (await expect(sy, "error", timeout=1.0)).error
+        assert (error.code, error.node_id) == ("unavailable", x.node_id)
+        assert (await lookup(sy, z)).found  # a node on this member needs no NATS
+    finally:
+        for session in (sx, sy, sz):
+            await session.close()
+    assert metric(metrics_of(m1), 'tmax_host_lookups_total{result="unavailable"}') == 1

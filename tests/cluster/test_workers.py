@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_relay import BULK, api, bodies, metric, wait_registered
-from tests.harness import Host, ProcGroup, befriend, script, wait_for
+from tests.e2e.test_relay import BULK, api, bodies, metric, outbox, wait_registered
+from tests.harness import Host, ProcGroup, befriend, free_port, script, wait_for
+from tmax_mesh_relay.workers import STORE_MISUSE
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,3 +69,37 @@ def test_invalid_workers_is_a_one_line_usage_error(value: str, says: str) -> Non
     err = res.stderr.decode().strip().splitlines()
     assert res.returncode == 2
     assert err[-1].startswith("tmax-host: error: argument --workers: ") and says in err[-1], err
+
+
+def test_held_envelopes_survive_a_restart_of_the_whole_command(procs: ProcGroup, tmp_path: Path) -> None:
+    store = tmp_path / "cluster store"
+    listen = f"127.0.0.1:{free_port()}"  # the same port after the restart, as in production
+    host = procs.host("host", "--workers", "2", "--listen", listen, "--cluster-store", str(store))
+    a = procs.node("a", "--relay", host.url, env=BULK)
+    b = procs.node("b", "--relay", host.url, env=BULK)
+    wait_registered(a, b)
+    befriend(a, b)
+    b.stop()
+    wanted = [f"held {i:02d}" for i in range(20)]
+    with api(a) as client:
+        client.msg_send_many([{"to": b.node_id, "body": body.encode()} for body in wanted])
+    wait_for(lambda: outbox(a).get("sent") == 20, what="20 messages held by the workers")
+    a.stop()  # the sender is gone too: only the store can deliver them
+
+    host.stop()  # SIGTERM: the supervisor stops the workers and its nats-server
+    assert any((store / "jetstream").iterdir())
+    host.start()
+    b = procs.node("b", "--relay", host.url, env=BULK)
+    wait_for(lambda: len(bodies(b)) >= 20, what="b to receive the held messages")
+    assert bodies(b) == wanted  # every one, once
+
+
+@pytest.mark.parametrize("extra", [[], ["--workers", "2", "--cluster", "nats://127.0.0.1:4222"]])
+def test_cluster_store_without_a_local_nats_server_is_a_one_line_usage_error(extra: list[str]) -> None:
+    res = subprocess.run(
+        [script("tmax-host"), "--listen", "127.0.0.1:0", "--cluster-store", "/tmp/x", *extra],
+        capture_output=True,
+        timeout=30,
+    )
+    assert res.returncode == 2
+    assert res.stderr.decode().strip() == f"tmax-host: error: {STORE_MISUSE}"

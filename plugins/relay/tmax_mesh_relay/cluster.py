@@ -30,8 +30,9 @@ holds a stream of that node closes it (superseded, :meth:`Hub.moved`).
 
 NATS lost mid-run: local routing goes on; cross-member frames, and envelopes
 for offline nodes (held only in JetStream, never in one member's memory), are
-answered ``Error{unavailable}`` at once (the sender's outbox retries), lookups
-find nothing, and the client reconnects on its own, re-subscribing every node.
+answered ``Error{unavailable}`` at once (the sender's outbox retries), so are
+lookups of nodes not held here (not "not found": the node may well be online),
+and the client reconnects on its own, re-subscribing every node.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from tmax_core.errors import MeshError
 from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
 from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream, stream_config
+from tmax_mesh_relay.hub import RouteUnavailable
 from tmax_mesh_relay.members import Members
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.sharedallow import SharedAllowLists, fingerprint_key
@@ -171,7 +173,12 @@ class Cluster:
         try:
             errors = self.metrics.errors
             self.members = await Members.join(
-                self.nc, self.member_id, list(self.hub.host.public_urls), self.metrics, replicas
+                self.nc,
+                self.member_id,
+                list(self.hub.host.public_urls),
+                self.metrics,
+                replicas,
+                on_change=self.hub.members_changed,
             )
             limits = self.hub.limits
             config = stream_config(limits.queue, limits.max_frame_bytes, replicas)
@@ -328,20 +335,19 @@ class Cluster:
         return True
 
     async def lookup(self, requester: bytes, target: bytes) -> host_pb2.LookupResult:
-        not_found = host_pb2.LookupResult(target=target)
         if not self.nc.is_connected:
             self.metrics.errors["disconnected"] += 1
-            return not_found
+            raise RouteUnavailable("the relay cluster is unreachable; retry")
         try:
             reply = await self.nc.request(node_subject(target, "l"), requester, timeout=self.request_timeout)
             self.metrics.frames_out["lookup"] += 1
             return host_pb2.LookupResult.FromString(reply.data)
         except nats.errors.NoRespondersError:
-            return not_found
+            return host_pb2.LookupResult(target=target)  # no member holds it: offline
         except (nats.errors.Error, TimeoutError, DecodeError) as err:
             self.metrics.errors["request"] += 1
             log.info("cluster: lookup of %s failed: %s", to_checksum(target), err)
-            return not_found
+            raise RouteUnavailable("the relay cluster did not answer; retry") from None
 
     # -- Router: envelopes held for offline nodes -------------------------------------------
 

@@ -214,6 +214,14 @@ def _declare(registry: ConfigRegistry) -> ConfigRegistry:
         "run N host processes sharing the port as one cluster (a local nats-server unless --cluster)",
         validate=workers.check_workers,
     )
+    add(
+        "cluster_store",
+        str,
+        "",
+        "DIR",
+        "where --workers' local nats-server keeps held envelopes (default: "
+        "~/.local/state/tmax/host-PORT/jetstream, a temporary dir with --listen port 0)",
+    )
     return registry
 
 
@@ -493,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     ready_file = Path(args.ready_file) if args.ready_file else None
     try:
+        if workers.store_misused(settings):
+            print(f"tmax-host: error: {workers.STORE_MISUSE}", file=sys.stderr)
+            return EXIT_USAGE
         if settings.get("workers") > 1 and not workers.is_worker():
             return workers.supervise(sys.argv[1:] if argv is None else argv, settings, ready_file)
         asyncio.run(serve(settings, ready_file))

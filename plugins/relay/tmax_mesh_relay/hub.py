@@ -102,6 +102,10 @@ class HostLimits:
         )
 
 
+class RouteUnavailable(Exception):
+    """The router cannot ask the other members now (NATS lost): answered ``unavailable``."""
+
+
 class Router(Protocol):
     """Frames for nodes this process does not hold (tmax_mesh_relay.cluster)."""
 
@@ -128,7 +132,8 @@ class Router(Protocol):
         """Hand an ``Ack`` frame to the member holding ``to``; False if it could not be sent."""
 
     async def lookup(self, requester: bytes, target: bytes) -> host_pb2.LookupResult:
-        """Ask the member holding ``target`` (not found when none does)."""
+        """Ask the member holding ``target`` (not found when none does); RouteUnavailable
+        when the other members cannot be asked."""
 
     async def hold(self, to: bytes, frame: host_pb2.HostFrame) -> str | None:
         """Store a ``Deliver`` frame for the offline ``to`` in the cluster (instead of
@@ -585,7 +590,12 @@ class Hub:
             self.metrics.lookups["rate_limited"] += 1
             await self._error(conn, "rate_limited", "too many lookups; slow down", node_id=target)
             return
-        result = await self.lookup(conn.node_id or b"", target)
+        try:
+            result = await self.lookup(conn.node_id or b"", target)
+        except RouteUnavailable as err:
+            self.metrics.lookups["unavailable"] += 1
+            await self._error(conn, "unavailable", str(err), node_id=target)
+            return
         self.metrics.lookups["found" if result.found else "not_found"] += 1
         await self._write(conn, host_pb2.HostFrame(lookup_result=result), "lookup_result")
 
@@ -659,6 +669,14 @@ class Hub:
             self.metrics.flushed += 1
             self.metrics.bytes_out += len(item.envelope)
 
+    def members_changed(self, urls: list[str]) -> None:
+        """The cluster's member URLs changed: tell every node registered here, so that
+        it reaches friends on a member that joined later (and stands by its URL)."""
+        frame = host_pb2.HostFrame(members=host_pb2.Members(member_urls=urls))
+        for conn in list(self.routes.values()):
+            if not conn.closing:
+                self._spawn(self._write(conn, frame, "members"))
+
     def moved(self, node_id: bytes) -> None:
         """``node_id`` registered on another cluster member: close its stale stream here,
         and forget the allow list remembered here (that member shares a newer one)."""
@@ -723,7 +741,7 @@ class Hub:
             await conn.context.abort(grpc.StatusCode.UNAVAILABLE, f"{code}: {detail}")
         conn.task.cancel()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -4,7 +4,8 @@ whose entries expire unless their member refreshes them (DESIGN §15).
 A member announces itself on ``tmax.members`` when it joins or leaves, and the
 others re-read the bucket at once; otherwise every member renews its entry and
 re-reads the others' every ``REFRESH_S``, so a killed member drops out of the
-lists within ``TTL_S``. Nodes learn the list in ``Registered.member_urls``.
+lists within ``TTL_S``. Nodes learn the list in ``Registered.member_urls``,
+and every change of it in a ``Members`` frame (``on_change``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import nats.errors
@@ -48,7 +50,13 @@ class Members:
     """This member's entry in the bucket, and every member's URLs as last read."""
 
     def __init__(
-        self, nc: Any, member_id: str, own_urls: list[str], metrics: ClusterMetrics, replicas: int
+        self,
+        nc: Any,
+        member_id: str,
+        own_urls: list[str],
+        metrics: ClusterMetrics,
+        replicas: int,
+        on_change: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.nc = nc
         self.replicas = replicas
@@ -57,12 +65,19 @@ class Members:
         self.own_urls = own_urls
         self.metrics = metrics
         self.urls: list[str] = list(own_urls)
+        self.on_change = on_change
 
     @classmethod
     async def join(
-        cls, nc: Any, member_id: str, own_urls: list[str], metrics: ClusterMetrics, replicas: int = 1
+        cls,
+        nc: Any,
+        member_id: str,
+        own_urls: list[str],
+        metrics: ClusterMetrics,
+        replicas: int = 1,
+        on_change: Callable[[list[str]], None] | None = None,
     ) -> Members:
-        members = cls(nc, member_id, own_urls, metrics, replicas)
+        members = cls(nc, member_id, own_urls, metrics, replicas, on_change)
         await members._refresh()
         await nc.subscribe(SUBJECT, cb=members._on_announce)
         await members.announce()
@@ -104,7 +119,11 @@ class Members:
                 urls.extend(u for u in json.loads(entry.value or b"[]") if isinstance(u, str))
             except (nats.errors.Error, ValueError):
                 continue  # expired or deleted meanwhile, or not a list of URLs
-        self.urls = list(dict.fromkeys(urls))
+        urls = list(dict.fromkeys(urls))
+        if urls != self.urls:
+            self.urls = urls
+            if self.on_change is not None:
+                self.on_change(urls)
 
     async def _on_announce(self, msg: Msg) -> None:
         if msg.data.decode(errors="replace") == self.member_id or self.kv is None:

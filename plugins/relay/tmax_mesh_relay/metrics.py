@@ -43,6 +43,7 @@ HOST_FRAMES = (
     "punch_mapped",
     "punch_go",
     "punch_refused",
+    "members",
 )
 
 

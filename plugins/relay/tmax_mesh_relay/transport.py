@@ -11,6 +11,15 @@ host-authenticated sender as the ingress source, and the ack goes back as
 AckSend. At most ``INBOUND_CONCURRENCY`` envelopes are processed at once per
 stream; beyond that the stream is simply not read (back-pressure to the host).
 
+Cluster hosts (DESIGN §15): a node keeps ONE link to a cluster. ``Registered``
+(and later ``Members`` frames) list the cluster's member URLs; a configured
+URL that is a member of a cluster another link is registered on is not dialed
+(its link is on ``standby``: registering there too would supersede the other
+link's stream, and back), and is dialed only while no such link is connected,
+e.g. after that member died. Links start one after the other (each waits up to
+``START_STAGGER_S`` for the previous one's first attempt), so that the first
+registration tells the others which of them are its cluster.
+
 Public API for other plugins (e.g. ``direct``): :func:`find_relay`,
 :meth:`RelayTransport.lookup`, and for hole punching (DESIGN §16)
 ``RelayTransport.punch_listener`` (called with each ``punch_*`` frame a host
@@ -45,6 +54,7 @@ log = logging.getLogger("tmax_mesh.relay")
 INBOUND_CONCURRENCY = 128
 INITIAL_BACKOFF_S = 0.25
 LOOKUP_TIMEOUT_S = 5.0
+START_STAGGER_S = 5.0
 
 
 def find_relay(node: NodeAPI) -> RelayTransport | None:
@@ -56,14 +66,18 @@ def find_relay(node: NodeAPI) -> RelayTransport | None:
 class HostLink:
     """One relay host: keeps a registered stream up and multiplexes requests on it."""
 
-    def __init__(self, relay: RelayTransport, url: wire.RelayUrl) -> None:
+    def __init__(self, relay: RelayTransport, url: wire.RelayUrl, previous: HostLink | None = None) -> None:
         self.relay = relay
         self.url = url
-        self.state = "connecting"
+        self.previous = previous
+        self._state = "connecting"
+        # Set once the first registration succeeded or failed, or the link stood by.
+        self.first_attempt = asyncio.Event()
         self.registered_since_ms: int | None = None
         self.last_error: str | None = None
         self.connection_id: str | None = None
-        # A cluster host's members (Registered.member_urls): friends on any of them are reached here.
+        # A cluster host's members (Registered.member_urls, then Members frames): friends on
+        # any of them are reached here. Kept while down: it says which links are one cluster.
         self.member_urls: list[str] = []
         self.session: HostSession | None = None
         self.task: asyncio.Task | None = None
@@ -76,12 +90,27 @@ class HostLink:
         self._superseded = False
 
     @property
+    def state(self) -> str:
+        """connecting, connected, down, or standby (another link holds this URL's cluster)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        if value != self._state:
+            self._state = value
+            self.relay.links_changed()
+
+    @property
     def connected(self) -> bool:
-        return self.state == "connected"
+        return self._state == "connected"
 
     def reaches(self, relay_url: str) -> bool:
         """Whether a node registered at ``relay_url`` is reachable through this link."""
         return any(wire.same_host(url, relay_url) for url in (self.url.url, *self.member_urls))
+
+    def same_cluster(self, other: HostLink) -> bool:
+        """Whether the two links' hosts are members of one cluster (as either last heard)."""
+        return self.reaches(other.url.url) or other.reaches(self.url.url)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -96,8 +125,13 @@ class HostLink:
     # -- connection loop ---------------------------------------------------------
 
     async def run(self) -> None:
+        """Keep this link registered (first waiting a while for the link started before it)."""
+        if self.previous is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.previous.first_attempt.wait(), START_STAGGER_S)
         backoff = INITIAL_BACKOFF_S
         while True:
+            await self._stand_by()
             self.state = "connecting"
             self._superseded = False
             try:
@@ -109,16 +143,27 @@ class HostLink:
             except Exception as err:
                 log.exception("relay %s: session failed", self.url.url)
                 self._down(f"internal error: {err}")
+            self.first_attempt.set()
             if self.registered_since_ms is not None:
                 backoff = INITIAL_BACKOFF_S  # the last session worked: start over
             self.registered_since_ms = None
             delay = backoff * random.uniform(0.5, 1.0)
-            if self._superseded:
+            if self._superseded and self.relay.cover(self) is None:
                 # Another process registered this node id (same identity twice?):
                 # do not fight over the route in a tight loop.
                 delay = max(delay, self.relay.reconnect_max_s)
             backoff = min(backoff * 2, self.relay.reconnect_max_s)
             await asyncio.sleep(delay)
+
+    async def _stand_by(self) -> None:
+        """While another link is registered on this URL's cluster, do not dial."""
+        while (cover := self.relay.cover(self)) is not None:
+            if self.state != "standby":
+                log.info("relay %s: same cluster as %s, standing by", self.url.url, cover.url.url)
+            self.state = "standby"
+            self.last_error = None
+            self.first_attempt.set()  # the next link need not wait for this one
+            await self.relay.wait_links_changed()
 
     def _down(self, error: str) -> None:
         if "CERTIFICATE_VERIFY_FAILED" in error:
@@ -155,11 +200,12 @@ class HostLink:
             registered = await session.register(node.identity, node.rendezvous_endpoints(), allow)
             self.session = session
             self._sent_allow = allow
-            self.state = "connected"
             self.registered_since_ms = now_ms()
             self.connection_id = registered.connection_id
             self.member_urls = list(registered.member_urls)
             self.last_error = None
+            self.state = "connected"
+            self.first_attempt.set()
             log.info(
                 "relay %s: registered as %s (connection %s, %d stored for us)",
                 self.url.url,
@@ -207,6 +253,9 @@ class HostLink:
                 await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
             elif kind is not None and kind.startswith("punch_"):
                 self._tell_punch(frame)
+            elif kind == "members":
+                self.member_urls = list(frame.members.member_urls)
+                self.relay.links_changed()
 
     def _tell_punch(self, frame: host_pb2.HostFrame | None) -> None:
         listener = self.relay.punch_listener
@@ -254,7 +303,11 @@ class HostLink:
             fut = self._acks[key]
             if not fut.done():
                 fut.set_exception(ConnectionError(f"relay {self.url.url}: {text}"))
-        elif error.code == "rate_limited" and error.node_id in self._lookups:
+        elif (
+            error.code in ("rate_limited", "unavailable")
+            and not error.message_id
+            and error.node_id in self._lookups
+        ):
             for fut in self._lookups.pop(error.node_id):
                 if not fut.done():
                     fut.set_exception(ConnectionError(f"relay {self.url.url}: {text}"))
@@ -349,6 +402,7 @@ class RelayTransport:
         # Set by the direct plugin: gets each punch_* frame from a host, and
         # None after each (re)registration.
         self.punch_listener: Callable[[HostLink, host_pb2.HostFrame | None], None] | None = None
+        self._links_changed = asyncio.Event()
 
     # -- Transport protocol -------------------------------------------------------
 
@@ -368,7 +422,7 @@ class RelayTransport:
                     "in clear; use grpcs:// (message contents stay end-to-end encrypted either way)",
                     url.url,
                 )
-            link = HostLink(self, url)
+            link = HostLink(self, url, self.links[-1] if self.links else None)
             link.task = asyncio.create_task(link.run(), name=f"relay-{url.url}")
             self.links.append(link)
         self.node.friend_listeners.append(self._friends_changed)
@@ -473,6 +527,20 @@ class RelayTransport:
 
     def credentials(self, url: wire.RelayUrl) -> grpc.ChannelCredentials | None:
         return self._credentials if url.tls else None
+
+    # -- cluster links ----------------------------------------------------------------
+
+    def cover(self, link: HostLink) -> HostLink | None:
+        """A connected link, other than ``link``, to the cluster ``link``'s host is in."""
+        return next((o for o in self.links if o is not link and o.connected and o.same_cluster(link)), None)
+
+    def links_changed(self) -> None:
+        """A link's state or member list changed: wake the links standing by."""
+        self._links_changed.set()
+        self._links_changed = asyncio.Event()
+
+    async def wait_links_changed(self) -> None:
+        await self._links_changed.wait()
 
     # -- internals ------------------------------------------------------------------
 

@@ -11,8 +11,12 @@ certificate) on to the workers when they serve TLS, and on SIGTERM/SIGINT stops
 them all. Its
 ready file lists the workers; it alone talks to systemd (``Type=notify``).
 
-The local server keeps JetStream (held envelopes) in a temporary directory:
-held envelopes survive a worker's crash, not a restart of the whole host.
+The local server keeps JetStream (held envelopes) in ``--cluster-store DIR``,
+by default ``~/.local/state/tmax/host-PORT/jetstream`` (XDG_STATE_HOME, as the
+node's state, one per listen port so that two hosts on one machine never share
+it): held envelopes survive a worker's crash and a restart of the whole host.
+Only with ``--listen`` port 0 (a new port each run, that no node could find
+again) is it a temporary directory, removed at exit.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from platformdirs.unix import Unix
+
 from tmax_core.errors import MeshError
 from tmax_core.readyfile import remove_ready_file, write_ready_file
 from tmax_core.sdnotify import NOTIFY_SOCKET_ENV, notify
@@ -45,6 +51,7 @@ START_TIMEOUT_S = 30.0
 POLL_S = 0.2
 RESTART_BACKOFF_MAX_S = 10.0
 MAX_WORKERS = 256
+STORE_MISUSE = "--cluster-store is for the local nats-server of --workers N (N > 1) without --cluster"
 
 
 def is_worker() -> bool:
@@ -132,8 +139,36 @@ class Child:
             self.proc.wait()
 
 
+def store_misused(settings: Config) -> bool:
+    """``--cluster-store`` given where no local nats-server runs (a worker is given its
+    supervisor's flags, ``--cluster`` included: it ignores the option)."""
+    local_nats = settings.get("workers") > 1 and not settings.get("cluster")
+    return bool(settings.get("cluster_store")) and not local_nats and not is_worker()
+
+
+def store_dir(configured: str, port: int, tmp: Path) -> Path:
+    """The local nats-server's JetStream directory (created, mode 0700): see the module docstring."""
+    if configured:
+        path = Path(configured).expanduser().absolute()
+    elif port:
+        try:
+            path = Unix("tmax").user_state_path / f"host-{port}" / "jetstream"
+        except RuntimeError as err:  # no usable home directory
+            raise MeshError(f"no default --cluster-store ({err}); give one") from None
+    else:
+        return tmp / "jetstream"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as err:
+        raise MeshError(f"--cluster-store {path}: {err.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise MeshError(f"--cluster-store {path} is not writable")
+    return path
+
+
 def nats_config(port: int, store: Path, max_payload: int) -> str:
-    return f'listen: 127.0.0.1:{port}\nmax_payload: {max_payload}\njetstream {{ store_dir: "{store}" }}\n'
+    quoted = json.dumps(str(store))  # a quoted string, whatever the path holds
+    return f"listen: 127.0.0.1:{port}\nmax_payload: {max_payload}\njetstream {{ store_dir: {quoted} }}\n"
 
 
 def nats_ready(child: Child, port: int) -> bool:
@@ -185,7 +220,8 @@ def supervise(argv: list[str], settings: Config, ready_file: Path | None) -> int
         if not cluster:
             nats_port = free_port()
             conf = tmp / "nats.conf"
-            conf.write_text(nats_config(nats_port, tmp / "jetstream", 2 * settings.get("max_frame_bytes")))
+            store = store_dir(settings.get("cluster_store"), int(port), tmp)
+            conf.write_text(nats_config(nats_port, store, 2 * settings.get("max_frame_bytes")))
             nats = Child("nats-server", [nats_server_binary(), "-c", str(conf)], log=tmp / "nats.log")
             nats.start()
             children.append(nats)

@@ -204,6 +204,12 @@ class Error(_message.Message):
     node_id: bytes
     def __init__(self, code: _Optional[str] = ..., detail: _Optional[str] = ..., message_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ...) -> None: ...
 
+class Members(_message.Message):
+    __slots__ = ("member_urls",)
+    MEMBER_URLS_FIELD_NUMBER: _ClassVar[int]
+    member_urls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, member_urls: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class NodeFrame(_message.Message):
     __slots__ = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow", "punch_listen", "punch_request")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
@@ -227,7 +233,7 @@ class NodeFrame(_message.Message):
     def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., relay_send: _Optional[_Union[RelaySend, _Mapping]] = ..., ack_send: _Optional[_Union[AckSend, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup: _Optional[_Union[Lookup, _Mapping]] = ..., set_lookup_allow: _Optional[_Union[SetLookupAllow, _Mapping]] = ..., punch_listen: _Optional[_Union[PunchListen, _Mapping]] = ..., punch_request: _Optional[_Union[PunchRequest, _Mapping]] = ...) -> None: ...
 
 class HostFrame(_message.Message):
-    __slots__ = ("challenge", "registered", "deliver", "queued", "ack", "ping", "pong", "lookup_result", "error", "punch_token", "punch_mapped", "punch_go", "punch_refused")
+    __slots__ = ("challenge", "registered", "deliver", "queued", "ack", "ping", "pong", "lookup_result", "error", "punch_token", "punch_mapped", "punch_go", "punch_refused", "members")
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     DELIVER_FIELD_NUMBER: _ClassVar[int]
@@ -241,6 +247,7 @@ class HostFrame(_message.Message):
     PUNCH_MAPPED_FIELD_NUMBER: _ClassVar[int]
     PUNCH_GO_FIELD_NUMBER: _ClassVar[int]
     PUNCH_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
     challenge: Challenge
     registered: Registered
     deliver: Deliver
@@ -254,4 +261,5 @@ class HostFrame(_message.Message):
     punch_mapped: PunchMapped
     punch_go: PunchGo
     punch_refused: PunchRefused
-    def __init__(self, challenge: _Optional[_Union[Challenge, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ..., deliver: _Optional[_Union[Deliver, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup_result: _Optional[_Union[LookupResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., punch_token: _Optional[_Union[PunchToken, _Mapping]] = ..., punch_mapped: _Optional[_Union[PunchMapped, _Mapping]] = ..., punch_go: _Optional[_Union[PunchGo, _Mapping]] = ..., punch_refused: _Optional[_Union[PunchRefused, _Mapping]] = ...) -> None: ...
+    members: Members
+    def __init__(self, challenge: _Optional[_Union[Challenge, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ..., deliver: _Optional[_Union[Deliver, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup_result: _Optional[_Union[LookupResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., punch_token: _Optional[_Union[PunchToken, _Mapping]] = ..., punch_mapped: _Optional[_Union[PunchMapped, _Mapping]] = ..., punch_go: _Optional[_Union[PunchGo, _Mapping]] = ..., punch_refused: _Optional[_Union[PunchRefused, _Mapping]] = ..., members: _Optional[_Union[Members, _Mapping]] = ...) -> None: ...
