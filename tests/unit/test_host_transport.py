@@ -5,6 +5,7 @@ allow-list, reachability, configuration errors."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -285,3 +286,46 @@ async def test_no_ack_goes_back_when_ingress_gives_none(host: str, started: Any)
     assert not link._acks[(b.identity.node_id, quiet_id)].done()
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
+
+
+async def test_a_link_going_down_during_a_write_leaves_no_unretrieved_failure() -> None:
+    """The link goes down (failing every waiting send) while a send is still
+    writing its frame; the send raises the write's error, and the failure set
+    on its future is marked seen: asyncio logs no "Future exception was never
+    retrieved" traceback into the node's log."""
+    a = FakeNode([])
+    link = HostLink(RelayTransport(a), wire.parse_relay_url("grpc://127.0.0.1:1"))
+    writing, unblock = asyncio.Event(), asyncio.Event()
+
+    class StuckSession:
+        async def write(self, frame: host_pb2.NodeFrame) -> None:
+            writing.set()
+            await unblock.wait()
+            raise ConnectionError("stream closed")
+
+    link.session = StuckSession()  # type: ignore[assignment]
+    link._state = "connected"
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+
+        async def send_once() -> str:
+            try:
+                await link.relay_envelope(b"b" * 20, b"m" * 16, b"envelope", 5.0)
+            except ConnectionError as err:
+                return str(err)  # (the error, and the frames it holds, go with this block)
+            return "sent"
+
+        send = asyncio.create_task(send_once())
+        await writing.wait()
+        [waiting] = link._acks.values()
+        link._down("the host went away")
+        unblock.set()
+        assert await send == "stream closed"
+        del send, waiting
+        gc.collect()
+        assert not [c for c in reported if "never retrieved" in str(c.get("message"))], reported
+    finally:
+        loop.set_exception_handler(previous)

@@ -63,6 +63,15 @@ def find_relay(node: NodeAPI) -> RelayTransport | None:
     return transport if isinstance(transport, RelayTransport) else None
 
 
+def _seen(fut: asyncio.Future) -> None:
+    """Mark a failure nobody awaits any more as seen: the link went down (or a
+    newer attempt superseded this one) while the caller was still writing or
+    had timed out, and the caller has raised its own error. Without this,
+    asyncio logs "Future exception was never retrieved" with a traceback."""
+    if fut.done() and not fut.cancelled():
+        fut.exception()
+
+
 class HostLink:
     """One relay host: keeps a registered stream up and multiplexes requests on it."""
 
@@ -347,6 +356,7 @@ class HostLink:
         finally:
             if self._acks.get(key) is fut:
                 del self._acks[key]
+            _seen(fut)
 
     async def lookup(self, target: bytes, timeout: float) -> list[str]:
         fut = asyncio.get_running_loop().create_future()
@@ -358,6 +368,7 @@ class HostLink:
             waiters = self._lookups.get(target, [])
             if fut in waiters:
                 waiters.remove(fut)
+            _seen(fut)
             if not waiters:
                 self._lookups.pop(target, None)
 
