@@ -481,10 +481,17 @@ class Outbox:
                 failures.append(result)
             elif result is None:  # accepted by an intermediary (store-and-forward)
                 a.handed_off = transport.name
-            elif not self._apply_single_ack(a, friend, result, transport.name, [a.digest]):
+            elif not self._apply_single_ack(a, friend, result, transport.name, self._answerable(a)):
                 self._answer_unverifiable(transport, friend)
         if failures and len(failures) == len(attempts):
             raise failures[0] if isinstance(failures[0], Exception) else ConnectionError(str(failures[0]))
+
+    @staticmethod
+    def _answerable(a: _Attempt) -> list[bytes]:
+        """The envelopes an ack at this attempt may answer: this copy, and the
+        earlier copies of the message still in flight somewhere (a relay may
+        deliver the copy it held and hand back that ack for the message id)."""
+        return [*_hashes(a.entry.sent_hashes), a.digest]
 
     @staticmethod
     def _answer_unverifiable(transport: Transport, friend: Friend) -> None:

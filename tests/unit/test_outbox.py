@@ -507,3 +507,31 @@ async def test_a_transport_back_online_gets_what_it_held_again_at_once(
     box.kick(resend_handed_off_via="relay")
     result = await final(box, entry)
     assert (result.status, result.path) == ("delivered", "relay")
+
+
+class StalePeer(Peer):
+    """Answers a re-send with the friend's ack for an earlier copy of the same
+    message (a relay cluster delivered the copy it held, and that ack is what
+    comes back for the message id)."""
+
+    def __init__(self, signer: NodeIdentity, earlier: bytes, **kw: Any) -> None:
+        super().__init__(signer, **kw)
+        self.earlier = earlier
+
+    async def send(self, friend: Friend, envelope: bytes, timeout: float) -> bytes | None:
+        self.calls.append([envelope])
+        return ack_for(self.signer, self.earlier)
+
+
+async def test_an_ack_for_an_earlier_copy_of_the_message_delivers_it_at_a_resend(
+    box: Outbox, host: OutboxHostFake, friend: NodeIdentity
+) -> None:
+    entry, first_copy = await handed_off(box, host, friend)
+    stale = StalePeer(friend, first_copy, name="relay")
+    host.transports = [stale]
+    await box.start()
+    box.kick(resend_handed_off_via="relay")
+    result = await final(box, entry)
+    assert stale.calls and stale.calls[0][0] != first_copy  # a new copy went out (a fresh seal)
+    assert (result.status, result.path) == ("delivered", "relay")
+    assert stale.unverifiable == []
