@@ -86,6 +86,8 @@ def test_a_hostile_host_cannot_make_a_node_dial_a_local_service(procs: ProcGroup
         return punch_view(a).get("attempts", 0) > 0
 
     wait_for(tried, what="node a to take a PunchGo")
+    payload = host_pb2.PunchToken(token=b"*1\r\n$8\r\nFLUSHALL\r\n" * 4, port=victim.port)
+    push(relay, to_a, host_pb2.HostFrame(punch_token=payload))
     for _ in range(40):
         push(relay, to_a, go)
     round_trip(relay, to_a, 4242)

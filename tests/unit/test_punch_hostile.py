@@ -4,19 +4,23 @@ PunchToken can make the node dial, and what it cannot (security review 2)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
 import pytest
 
 from tests.polling import wait_for_async
-from tests.unit.test_punch_link import Peer, _Node, _PeerHost
+from tests.unit.test_punch_link import Peer, _free_port, _Node, _PeerHost
 from tmax_core.peer import DirectTransport
+from tmax_mesh_direct import punch
 from tmax_mesh_direct.punch import MAX_BUSY, MAX_DIAL_IN_MS, Puncher, PunchRecord
 from tmax_mesh_direct.punchaddr import parse_addr, scope, screen
+from tmax_mesh_direct.relaypeer import relay_peer_ip
 from tmax_mesh_direct.upgrade import RELAY
 from tmax_mesh_relay.proto import host_pb2
 
@@ -203,6 +207,90 @@ async def test_an_answer_counts_only_from_the_host_that_was_asked(fx: Fixture) -
     assert not record.answer.done()
     fx.puncher._on_go(fx.link, fx.go())
     assert record.answer.result().peer_addr == "100.64.0.3:40000"
+
+
+# -- PunchToken and the observer connection ---------------------------------------------
+
+
+class Listener:
+    """A TCP service that records what it is sent; optionally writes one byte back."""
+
+    def __init__(self, reply: bytes = b"") -> None:
+        self.received = b""
+        self.connections = 0
+        self.closed = asyncio.Event()
+        self.reply = reply
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.received += await reader.readexactly(16)
+        writer.write(self.reply)
+        with contextlib.suppress(ConnectionError):
+            await reader.read()  # until the node closes it (with a reset)
+        self.closed.set()
+        writer.close()
+
+
+async def test_relay_peer_ip_is_the_address_of_the_open_grpc_connection() -> None:
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"localhost:{port}")
+    try:
+        await asyncio.wait_for(channel.channel_ready(), 10)
+        assert relay_peer_ip(f"localhost:{port}") == "127.0.0.1"
+        assert relay_peer_ip(f"localhost:{_free_port()}") is None  # nothing open to it
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+async def test_token_is_written_to_the_relay_connection_address_never_a_new_resolution(
+    fx: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    observer = Listener(reply=b"!")
+    server = await asyncio.start_server(observer.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    resolved: list[str] = []
+    monkeypatch.setattr(punch, "relay_peer_ip", lambda target: resolved.append(target) or "127.0.0.1")
+    fx.puncher.on_frame(fx.link, None)  # registered: a token is due
+    token = host_pb2.PunchToken(token=b"t" * 16, port=port)
+    fx.puncher.on_frame(fx.link, host_pb2.HostFrame(punch_token=token))
+    fx.puncher.on_frame(fx.link, host_pb2.HostFrame(punch_token=token))  # a second one: ignored
+    assert len(fx.puncher._observers) == 1
+    # The host wrote a byte on the observer connection: the node closes it.
+    await asyncio.wait_for(observer.closed.wait(), 5)
+    assert resolved == ["relay.example:7447"] and observer.received == b"t" * 16
+    assert observer.connections == 1
+    server.close()
+
+
+@pytest.mark.parametrize("token", [b"*1\r\n$8\r\nFLUSHALL\r\n", b"short", b""])
+async def test_token_of_another_length_is_never_written(fx: Fixture, token: bytes) -> None:
+    fx.puncher.on_frame(fx.link, None)
+    fx.puncher.on_frame(fx.link, host_pb2.HostFrame(punch_token=host_pb2.PunchToken(token=token, port=6379)))
+    assert fx.puncher._observers == {}
+
+
+async def test_token_not_asked_for_is_ignored(fx: Fixture) -> None:
+    token = host_pb2.PunchToken(token=b"t" * 16, port=6379)
+    fx.puncher.on_frame(fx.link, host_pb2.HostFrame(punch_token=token))
+    assert fx.puncher._observers == {}
+
+
+async def test_no_relay_connection_means_no_observer_dial(
+    fx: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the relay's name would now resolve to 127.0.0.1; the node never asks."""
+    loop = asyncio.get_running_loop()
+
+    async def rebinding(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("the node resolved the relay's name again")
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    await fx.puncher._observe(
+        fx.link, host_pb2.PunchToken(token=b"t" * 16, port=6379)
+    )  # returns: nothing to dial
 
 
 # -- the punch port's accept loop -------------------------------------------------------

@@ -35,6 +35,8 @@ went to), or, when the friend asked, only if we would punch that friend now
 ourselves (on the relay path, not backing off, at most ``MAX_BUSY`` friends
 at once); its address must pass :mod:`tmax_mesh_direct.punchaddr` (a unicast
 address in the scope of our own mapping) and its delay ``MAX_DIAL_IN_MS``.
+A ``PunchToken`` is taken once per registration, only ``TOKEN_LEN`` bytes,
+and written to the IP the relay's stream is connected to.
 
 IPv4 only: the punch port is bound on ``0.0.0.0``.
 """
@@ -55,6 +57,7 @@ from tmax_core.peer import ENVELOPE_OVERHEAD, DirectTransport
 from tmax_core.plugin.helpers import TokenBucket, now_ms, to_checksum
 from tmax_mesh_direct.link import FramedLink
 from tmax_mesh_direct.punchaddr import parse_addr, screen
+from tmax_mesh_direct.relaypeer import relay_peer_ip
 from tmax_mesh_direct.upgrade import RELAY
 from tmax_mesh_relay.proto import host_pb2
 
@@ -74,6 +77,7 @@ REQUEST_BURST = 3
 BACKOFF_MAX_ROUNDS = 16
 KEEPALIVE_IDLE_S = 25  # TCP keepalive on the observer connection: keeps the NAT mapping
 ACCEPT_BACKLOG = 8
+TOKEN_LEN = 16  # the host's PunchToken: anything else is not written anywhere
 MAX_DIAL_IN_MS = 3000  # a PunchGo asking to wait longer is refused (RTTs are far below this)
 ACCEPT_RETRY_S = 0.5  # after a failed accept()
 MAX_BUSY = 8  # friends being punched (requested or attempted) at once
@@ -178,6 +182,7 @@ class Puncher:
         self.port: int = self._listener.getsockname()[1]
         self._expecting: dict[str, asyncio.Future[socket.socket]] = {}  # friend IP -> its attempt
         self._observers: dict[str, asyncio.Task] = {}
+        self._token_due: set[str] = set()  # relay URLs asked for a token since they registered
         self._requests = TokenBucket(REQUEST_RATE_PER_S, REQUEST_BURST)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -218,15 +223,22 @@ class Puncher:
     # -- frames from relay hosts ---------------------------------------------------------
 
     def on_frame(self, link: HostLink, frame: host_pb2.HostFrame | None) -> None:
+        url = link.url.url
         if frame is None:  # (re)registered: map the punch port on this host
+            self._token_due.add(url)
             self._spawn(self._write(link, host_pb2.NodeFrame(punch_listen=host_pb2.PunchListen())))
             return
         kind = frame.WhichOneof("frame")
         if kind == "punch_token":
-            old = self._observers.pop(link.url.url, None)
+            # One observer connection per registration, and only for a token we asked for.
+            if url not in self._token_due or len(frame.punch_token.token) != TOKEN_LEN:
+                log.warning("relay %s sent a punch token not asked for or malformed: ignored", url)
+                return
+            self._token_due.discard(url)
+            old = self._observers.pop(url, None)
             if old is not None:
                 old.cancel()
-            self._observers[link.url.url] = asyncio.create_task(self._observe(link, frame.punch_token))
+            self._observers[url] = asyncio.create_task(self._observe(link, frame.punch_token))
         elif kind == "punch_mapped":
             self.mapped[link.url.url] = frame.punch_mapped.addr
             log.info("punch port %d maps to %s on %s", self.port, frame.punch_mapped.addr, link.url.url)
@@ -245,27 +257,39 @@ class Puncher:
             await link.write(frame)
 
     async def _observe(self, link: HostLink, token: host_pb2.PunchToken) -> None:
-        """Dial the host's observer from the punch port and hold the connection open."""
+        """Dial the host's observer from the punch port and hold the connection open.
+
+        The observer is on the IP the registered stream is connected to (not
+        the relay's name resolved again: see :mod:`tmax_mesh_direct.relaypeer`).
+        The host never writes on this connection: a byte from it ends it, as
+        does its end (either way the mapping is gone)."""
         url = link.url.url
+        try:
+            ip = relay_peer_ip(link.url.target)
+            if ip is None:
+                raise ValueError("no connection to the relay host to take its address from")
+            addr = parse_addr(f"{ip}:{token.port}")
+        except ValueError as err:
+            log.info("cannot map the punch port on %s: %s", url, err)
+            return
         sock = close_with_reset(bind_punch_socket(self.port))  # a re-map reuses the 4-tuple at once
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
-            loop = asyncio.get_running_loop()
-            host = link.url.target.rpartition(":")[0].strip("[]")
-            infos = await loop.getaddrinfo(host, token.port, family=socket.AF_INET, type=socket.SOCK_STREAM)
             async with asyncio.timeout(OBSERVE_TIMEOUT_S):
-                await loop.sock_connect(sock, infos[0][4])
+                await asyncio.get_running_loop().sock_connect(sock, addr)
             reader, writer = await asyncio.open_connection(sock=sock)
-        except (OSError, TimeoutError) as err:
+        except BaseException as err:
             sock.close()
+            if not isinstance(err, (OSError, TimeoutError)):
+                raise
             log.info("cannot map the punch port on %s: %s", url, err)
             return
         try:
             writer.write(token.token)
             await writer.drain()
-            while await reader.read(256):
-                pass
+            if await reader.read(1):
+                log.warning("relay %s wrote on the punch observer connection: closed", url)
         except OSError:
             pass
         finally:
