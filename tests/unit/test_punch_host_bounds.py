@@ -102,3 +102,16 @@ async def test_a_stream_that_ends_takes_its_token_with_it(setup: Setup) -> None:
     setup.coordinator.forget(a)
     assert setup.coordinator.tokens == {} and setup.coordinator._token_sources == {}
     assert await closed_by_host(await connect(setup), within=0.5)
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "[::]"])
+async def test_a_wildcard_observer_takes_ipv4_and_ipv6_on_one_port(wildcard: str) -> None:
+    s = Setup()
+    port = await s.coordinator.start(wildcard)
+    try:
+        for ip in ("127.0.0.1", "::1"):
+            reader, writer = await asyncio.open_connection(ip, port)  # refused if not listening
+            assert await closed_by_host((reader, writer), within=1)  # no token for it: closed at once
+            writer.close()
+    finally:
+        await s.coordinator.stop()

@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from tmax_core.config import is_wildcard_host
 from tmax_core.netaddr import source_key
 from tmax_mesh_relay.proto import host_pb2
 
@@ -131,18 +132,29 @@ class PunchCoordinator(Generic[C]):
         self._busy: set[frozenset[bytes]] = set()  # pairs being coordinated
         self._unauthenticated: dict[str, int] = {}  # source -> connections waiting for a token
         self._unauthenticated_total = 0
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self, host: str) -> int:
-        """Listen for punch connections on ``host`` (an ephemeral port); returns the port."""
-        self._server = await asyncio.start_server(self._observe, host.strip("[]") or None, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+    async def start(self, host: str, port: int = 0) -> int:
+        """Listen for punch connections on ``host`` (``port`` 0: an ephemeral one);
+        returns the port. A wildcard host (``0.0.0.0``, ``::``) listens on both
+        IPv4 and IPv6 on the same port: the token names one port for all nodes,
+        and an IPv6 listener alone takes no IPv4 connections (asyncio sets
+        ``IPV6_V6ONLY``). Raises ``OSError`` if the port cannot be bound."""
+        host = host.strip("[]")
+        first = "0.0.0.0" if is_wildcard_host(host) else host
+        self._servers.append(await asyncio.start_server(self._observe, first, port))
+        self.port = self._servers[0].sockets[0].getsockname()[1]
+        if is_wildcard_host(host):
+            try:
+                self._servers.append(await asyncio.start_server(self._observe, "::", self.port))
+            except OSError as err:  # no IPv6 here, or that port taken on it
+                log.info("punch observer on IPv4 only: [::]:%d: %s", self.port, err.strerror)
         return self.port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for mapped in self.mapped.values():
             mapped.writer.close()
         self.mapped.clear()
