@@ -22,6 +22,7 @@ class FakeConn:
 
     def __init__(self, node_id: bytes, lookup_rate: float = 100.0) -> None:
         self.id = os.urandom(4).hex()
+        self.source = "127.0.0.1"  # the stream's peer, as the hub keys it
         self.node_id = node_id
         self.node_hex = node_id.hex()
         self.lookup_allow = b""
@@ -38,7 +39,7 @@ class Setup:
         self.fingerprints = Fingerprints()
         self.counts: dict[str, int] = {}
         self.coordinator = PunchCoordinator(
-            self.routes, self.fingerprints, self.write, time.monotonic, self.counts
+            self.routes, self.fingerprints, self.write, time.monotonic, self.counts, max_held=100
         )
         self.writers: list[asyncio.StreamWriter] = []  # observer connections held open
 
@@ -104,6 +105,7 @@ async def test_mapping_is_the_observed_source_and_held(setup: Setup) -> None:
 
 
 async def test_unknown_token_is_closed_without_a_mapping(setup: Setup) -> None:
+    await setup.coordinator.on_listen(setup.node(), host_pb2.PunchListen())  # a token is out for 127.0.0.1
     reader, writer = await asyncio.open_connection("127.0.0.1", setup.coordinator.port)
     writer.write(os.urandom(16))
     await writer.drain()

@@ -18,7 +18,8 @@ from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend
 from tmax_core.peer import DirectTransport
 from tmax_mesh_direct.link import HEADER, FramedLink, LinkClosed
-from tmax_mesh_direct.punch import Puncher, PunchRecord, bind_punch_socket, parse_addr, simultaneous_open
+from tmax_mesh_direct.punch import Puncher, PunchRecord, bind_punch_socket, simultaneous_open
+from tmax_mesh_direct.punchaddr import parse_addr
 
 MAX_FRAME = 64 * 1024
 

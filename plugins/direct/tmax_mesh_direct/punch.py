@@ -29,6 +29,15 @@ friend off: ``direct.probe_interval`` after the first, doubling up to
 limit. A link that dies (liveness: ``direct.dial_timeout``) is forgotten, and
 the friend is punched again one interval later.
 
+The host's frames are its word, not the friend's (docs/security.md): a
+``PunchGo`` is acted on only as an answer to our own request (on the host it
+went to), or, when the friend asked, only if we would punch that friend now
+ourselves (on the relay path, not backing off, at most ``MAX_BUSY`` friends
+at once); its address must pass :mod:`tmax_mesh_direct.punchaddr` (a unicast
+address in the scope of our own mapping) and its delay ``MAX_DIAL_IN_MS``.
+A ``PunchToken`` is taken once per registration, only ``TOKEN_LEN`` bytes,
+and written to the IP the relay's stream is connected to.
+
 IPv4 only: the punch port is bound on ``0.0.0.0``.
 """
 
@@ -47,6 +56,8 @@ from tmax_core.errors import EnvelopeError
 from tmax_core.peer import ENVELOPE_OVERHEAD, DirectTransport
 from tmax_core.plugin.helpers import TokenBucket, now_ms, to_checksum
 from tmax_mesh_direct.link import FramedLink
+from tmax_mesh_direct.punchaddr import parse_addr, screen
+from tmax_mesh_direct.relaypeer import relay_peer_ip
 from tmax_mesh_direct.upgrade import RELAY
 from tmax_mesh_relay.proto import host_pb2
 
@@ -66,6 +77,10 @@ REQUEST_BURST = 3
 BACKOFF_MAX_ROUNDS = 16
 KEEPALIVE_IDLE_S = 25  # TCP keepalive on the observer connection: keeps the NAT mapping
 ACCEPT_BACKLOG = 8
+TOKEN_LEN = 16  # the host's PunchToken: anything else is not written anywhere
+MAX_DIAL_IN_MS = 3000  # a PunchGo asking to wait longer is refused (RTTs are far below this)
+ACCEPT_RETRY_S = 0.5  # after a failed accept()
+MAX_BUSY = 8  # friends being punched (requested or attempted) at once
 
 
 def bind_punch_socket(port: int) -> socket.socket:
@@ -80,13 +95,6 @@ def bind_punch_socket(port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def parse_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit() or ":" in host:
-        raise ValueError(f"not an IPv4 HOST:PORT: {addr!r}")
-    return host, int(port)
 
 
 def close_with_reset(sock: socket.socket) -> socket.socket:
@@ -110,11 +118,15 @@ async def simultaneous_open(port: int, addr: tuple[str, int], window_s: float, t
         try:
             async with asyncio.timeout_at(slot_end):
                 await loop.sock_connect(sock, addr)
-            return close_with_reset(sock)
         except TimeoutError:
             error = "no connection"
         except OSError as err:
             error = err.strerror or type(err).__name__
+        except BaseException:  # cancelled: never leak the socket
+            sock.close()
+            raise
+        else:
+            return close_with_reset(sock)
         sock.close()
         await asyncio.sleep(max(slot_end - loop.time(), 0))
     raise ConnectionError(f"{error} after {tries} tries in {window_s:g}s")
@@ -139,6 +151,7 @@ class PunchRecord:
     not_before: float = 0.0  # monotonic time of the next request
     busy: bool = False  # a request or an attempt is in progress
     answer: asyncio.Future[host_pb2.PunchGo | None] | None = None
+    asked: HostLink | None = None  # the host the outstanding request went to
 
     def view(self) -> dict[str, Any]:
         return {
@@ -169,6 +182,7 @@ class Puncher:
         self.port: int = self._listener.getsockname()[1]
         self._expecting: dict[str, asyncio.Future[socket.socket]] = {}  # friend IP -> its attempt
         self._observers: dict[str, asyncio.Task] = {}
+        self._token_due: set[str] = set()  # relay URLs asked for a token since they registered
         self._requests = TokenBucket(REQUEST_RATE_PER_S, REQUEST_BURST)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -209,25 +223,33 @@ class Puncher:
     # -- frames from relay hosts ---------------------------------------------------------
 
     def on_frame(self, link: HostLink, frame: host_pb2.HostFrame | None) -> None:
+        url = link.url.url
         if frame is None:  # (re)registered: map the punch port on this host
+            self._token_due.add(url)
             self._spawn(self._write(link, host_pb2.NodeFrame(punch_listen=host_pb2.PunchListen())))
             return
         kind = frame.WhichOneof("frame")
         if kind == "punch_token":
-            old = self._observers.pop(link.url.url, None)
+            # One observer connection per registration, and only for a token we asked for.
+            if url not in self._token_due or len(frame.punch_token.token) != TOKEN_LEN:
+                log.warning("relay %s sent a punch token not asked for or malformed: ignored", url)
+                return
+            self._token_due.discard(url)
+            old = self._observers.pop(url, None)
             if old is not None:
                 old.cancel()
-            self._observers[link.url.url] = asyncio.create_task(self._observe(link, frame.punch_token))
+            self._observers[url] = asyncio.create_task(self._observe(link, frame.punch_token))
         elif kind == "punch_mapped":
             self.mapped[link.url.url] = frame.punch_mapped.addr
             log.info("punch port %d maps to %s on %s", self.port, frame.punch_mapped.addr, link.url.url)
             self._show()
             self._wake.set()
         elif kind == "punch_go":
-            self._on_go(frame.punch_go)
+            self._on_go(link, frame.punch_go)
         elif kind == "punch_refused":
             record = self.records.get(bytes(frame.punch_refused.target))
-            if record is not None and record.answer is not None and not record.answer.done():
+            if record is not None and self._awaits_answer(record, link):
+                assert record.answer is not None
                 record.answer.set_exception(Refused(frame.punch_refused.reason))
 
     async def _write(self, link: HostLink, frame: host_pb2.NodeFrame) -> None:
@@ -235,27 +257,39 @@ class Puncher:
             await link.write(frame)
 
     async def _observe(self, link: HostLink, token: host_pb2.PunchToken) -> None:
-        """Dial the host's observer from the punch port and hold the connection open."""
+        """Dial the host's observer from the punch port and hold the connection open.
+
+        The observer is on the IP the registered stream is connected to (not
+        the relay's name resolved again: see :mod:`tmax_mesh_direct.relaypeer`).
+        The host never writes on this connection: a byte from it ends it, as
+        does its end (either way the mapping is gone)."""
         url = link.url.url
+        try:
+            ip = relay_peer_ip(link.url.target)
+            if ip is None:
+                raise ValueError("no connection to the relay host to take its address from")
+            addr = parse_addr(f"{ip}:{token.port}")
+        except ValueError as err:
+            log.info("cannot map the punch port on %s: %s", url, err)
+            return
         sock = close_with_reset(bind_punch_socket(self.port))  # a re-map reuses the 4-tuple at once
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
-            loop = asyncio.get_running_loop()
-            host = link.url.target.rpartition(":")[0].strip("[]")
-            infos = await loop.getaddrinfo(host, token.port, family=socket.AF_INET, type=socket.SOCK_STREAM)
             async with asyncio.timeout(OBSERVE_TIMEOUT_S):
-                await loop.sock_connect(sock, infos[0][4])
+                await asyncio.get_running_loop().sock_connect(sock, addr)
             reader, writer = await asyncio.open_connection(sock=sock)
-        except (OSError, TimeoutError) as err:
+        except BaseException as err:
             sock.close()
+            if not isinstance(err, (OSError, TimeoutError)):
+                raise
             log.info("cannot map the punch port on %s: %s", url, err)
             return
         try:
             writer.write(token.token)
             await writer.drain()
-            while await reader.read(256):
-                pass
+            if await reader.read(1):
+                log.warning("relay %s wrote on the punch observer connection: closed", url)
         except OSError:
             pass
         finally:
@@ -266,12 +300,18 @@ class Puncher:
 
     # -- requesting --------------------------------------------------------------------
 
+    def _on_relay(self, friend: Friend) -> bool:
+        """Only where dialing found nothing that works: a dialed path is preferred."""
+        return self.upgrader.path.get(friend.node_id) == RELAY and not self.direct.can_reach(friend)
+
     def _wants_punch(self, friend: Friend, now: float) -> bool:
         record = self.records.get(friend.node_id)
         if record is not None and (record.busy or record.not_before > now):
             return False
-        # Only where dialing found nothing that works: a dialed path is preferred.
-        return self.upgrader.path.get(friend.node_id) == RELAY and not self.direct.can_reach(friend)
+        return self._on_relay(friend) and self._busy() < MAX_BUSY
+
+    def _busy(self) -> int:
+        return sum(record.busy for record in self.records.values())
 
     async def _run(self) -> None:
         while True:
@@ -306,6 +346,7 @@ class Puncher:
         record = self.records.setdefault(friend.node_id, PunchRecord())
         record.busy = True
         record.answer = asyncio.get_running_loop().create_future()
+        record.asked = link
         try:
             await link.write(host_pb2.NodeFrame(punch_request=host_pb2.PunchRequest(target=friend.node_id)))
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
@@ -321,40 +362,80 @@ class Puncher:
             self._failed(friend, record, str(err))
         else:
             if go is not None:
-                await self._attempt(friend, record, go)
+                await self._attempt(friend, record, link, go)
         finally:
             record.answer = None
+            record.asked = None
             record.busy = False
 
-    def _on_go(self, go: host_pb2.PunchGo) -> None:
+    @staticmethod
+    def _awaits_answer(record: PunchRecord, link: HostLink) -> bool:
+        return record.asked is link and record.answer is not None and not record.answer.done()
+
+    def _on_go(self, link: HostLink, go: host_pb2.PunchGo) -> None:
+        """Our own request's answer (from the host we asked), or the friend asked:
+        then only as our own request would have been made (the friend is on the
+        relay path, not in backoff, few attempts at once), so a host cannot make
+        the node dial at its word."""
         friend = self.node.friends.get(bytes(go.peer))
         if friend is None or friend.blocked:
             return
         record = self.records.setdefault(friend.node_id, PunchRecord())
-        if record.answer is not None and not record.answer.done():
-            record.answer.set_result(go)  # our own request's answer: its task attempts
-        elif not record.busy and self.direct.link(friend) is None:
-            self._spawn(self._answer_go(friend, record, go))
+        if self._awaits_answer(record, link):
+            assert record.answer is not None
+            record.answer.set_result(go)  # its task attempts
+        elif self._takes_unsolicited(friend, record):
+            self._spawn(self._answer_go(friend, record, link, go))
+        else:
+            log.debug(
+                "PunchGo for %s not taken (busy, backing off or not on the relay)",
+                to_checksum(friend.node_id),
+            )
 
-    async def _answer_go(self, friend: Friend, record: PunchRecord, go: host_pb2.PunchGo) -> None:
+    def _takes_unsolicited(self, friend: Friend, record: PunchRecord) -> bool:
+        """A friend's request reaches us as a PunchGo we did not ask for. After
+        a lost link (no failure yet) it is taken at once: the friend may have
+        noticed the loss first. After failed attempts both sides back off alike
+        but not to the millisecond, so a PunchGo up to one punch window before
+        our own next request is due is taken as that request's answer; earlier
+        ones are ignored. A failure doubles the backoff either way, so a host
+        sending PunchGos of its own gets ever fewer dials."""
+        due = record.failures == 0 or record.not_before - self.window_s <= time.monotonic()
+        return not record.busy and due and self._on_relay(friend) and self._busy() < MAX_BUSY
+
+    async def _answer_go(
+        self, friend: Friend, record: PunchRecord, link: HostLink, go: host_pb2.PunchGo
+    ) -> None:
         record.busy = True
         try:
-            await self._attempt(friend, record, go)
+            await self._attempt(friend, record, link, go)
         finally:
             record.busy = False
 
+    def _target(self, link: HostLink, go: host_pb2.PunchGo) -> tuple[str, int]:
+        """Where ``go`` says to dial, if the node may (:mod:`tmax_mesh_direct.punchaddr`);
+        ``ValueError`` if not."""
+        own = self.mapped.get(link.url.url)
+        if own is None:
+            raise ValueError("a PunchGo from a host on which the punch port is not mapped")
+        if go.dial_in_ms > MAX_DIAL_IN_MS:
+            raise ValueError(f"the host asked to wait {go.dial_in_ms} ms (at most {MAX_DIAL_IN_MS})")
+        return screen(go.peer_addr, parse_addr(own)[0])
+
     # -- one attempt -------------------------------------------------------------------
 
-    async def _attempt(self, friend: Friend, record: PunchRecord, go: host_pb2.PunchGo) -> None:
+    async def _attempt(
+        self, friend: Friend, record: PunchRecord, link: HostLink, go: host_pb2.PunchGo
+    ) -> None:
         record.attempts += 1
         record.last_attempt_ms = now_ms()
         self._show()
         who = to_checksum(friend.node_id)
         try:
-            sock = await self._connect(parse_addr(go.peer_addr), go.dial_in_ms / 1000)
+            sock = await self._connect(self._target(link, go), go.dial_in_ms / 1000)
             ip, port = sock.getpeername()[:2]
             reader, writer = await asyncio.open_connection(sock=sock)
-            link = FramedLink(
+            framed = FramedLink(
                 reader,
                 writer,
                 endpoint=f"{ip}:{port}",
@@ -363,9 +444,9 @@ class Puncher:
                 max_frame=self.max_frame,
             )
             try:
-                await link.probe(friend, self.dial_timeout_s)
+                await framed.probe(friend, self.dial_timeout_s)
             except BaseException:
-                link.close()
+                framed.close()
                 raise
         except (ValueError, ConnectionError, TimeoutError, EnvelopeError) as err:
             reason = str(err) or type(err).__name__
@@ -378,12 +459,12 @@ class Puncher:
         old = self.direct.links.pop(friend.node_id, None)
         if old is not None:
             old.close()
-        self.direct.links[friend.node_id] = link
+        self.direct.links[friend.node_id] = framed
         record.failures = 0
         record.last_failure = None
         self._show()
-        log.info("path to %s: direct via %s (punched)", who, link.endpoint)
-        self._spawn(self._watch(friend, record, link))
+        log.info("path to %s: direct via %s (punched)", who, framed.endpoint)
+        self._spawn(self._watch(friend, record, framed))
 
     async def _connect(self, addr: tuple[str, int], dial_in_s: float) -> socket.socket:
         """Our ``connect()`` tries, raced with the friend's connection arriving at the punch port."""
@@ -420,9 +501,10 @@ class Puncher:
         while True:
             try:
                 sock, peer = await loop.sock_accept(self._listener)
-            except OSError as err:
+            except OSError as err:  # e.g. out of file descriptors: keep the port, try again soon
                 log.warning("punch port %d: accept failed: %s", self.port, err)
-                return
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
             waiting = self._expecting.get(peer[0])
             if waiting is not None and not waiting.done():
                 sock.setblocking(False)

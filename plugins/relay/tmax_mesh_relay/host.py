@@ -123,6 +123,15 @@ def _declare(registry: ConfigRegistry) -> ConfigRegistry:
         "serve Prometheus metrics at http://HOST:PORT/",
         validate=validate_host_port,
     )
+    add(
+        "punch_listen",
+        str,
+        "",
+        "HOST:PORT",
+        "hole-punching observer (TCP; default: the --listen host, any free port; "
+        "a wildcard host listens on IPv4 and IPv6)",
+        validate=validate_host_port,
+    )
     count("max_connections", limits.max_connections, "open streams allowed; more are refused")
     count(
         "max_connections_per_ip",
@@ -413,6 +422,15 @@ def build_server(hub: Hub, settings: Config) -> tuple[grpc.aio.Server, Any, str,
     return server, health, f"{listen.rpartition(':')[0]}:{port}", tls
 
 
+async def start_punch(hub: Hub, listen: str) -> int:
+    """Start the hole-punching observer (DESIGN §16) on ``listen``; returns its port."""
+    host, _, port = listen.rpartition(":")
+    try:
+        return await hub.punch.start(host, int(port))
+    except OSError as err:
+        raise HostError(f"cannot listen on {listen} (--punch-listen): {err.strerror or err}") from None
+
+
 async def serve(settings: Config, ready_file: Path | None) -> None:
     host_id = settings.get("host_id").encode() or os.urandom(16)
     hub = Hub(limits_from(settings), wire.HostIdentity(host_id, []))
@@ -450,7 +468,7 @@ async def serve(settings: Config, ready_file: Path | None) -> None:
         await health.set("", health_pb2.HealthCheckResponse.SERVING)
         await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         sweeper = asyncio.create_task(hub.run_sweeper(), name="host-sweeper")
-        punch_port = await hub.punch.start(bound.rpartition(":")[0])  # hole punching (DESIGN §16)
+        punch_port = await start_punch(hub, settings.get("punch_listen") or f"{bound.rpartition(':')[0]}:0")
         if ready_file is not None:
             ready = {"pid": os.getpid(), "listen": bound, "metrics": metrics_bound, "punch_port": punch_port}
             write_ready_file(ready_file, ready)

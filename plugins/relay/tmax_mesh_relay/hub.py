@@ -287,7 +287,7 @@ class Hub:
         self._last_full_log = 0.0
         # Hole punching (DESIGN §16); its observer port is started by the host process.
         self.punch = PunchCoordinator(
-            self.routes, self.fingerprints, self._write, clock, self.metrics.punches
+            self.routes, self.fingerprints, self._write, clock, self.metrics.punches, limits.max_connections
         )
         self._handlers: dict[str, Callable[[Connection, Any], Awaitable[None]]] = {
             "relay_send": self._on_relay_send,

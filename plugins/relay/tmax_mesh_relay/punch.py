@@ -7,10 +7,19 @@ TCP listener on the host's IP) *from its punch socket* and writes the token.
 The source address of that connection is what the node's NAT maps the punch
 port to; the host tells the node (``PunchMapped``) and keeps the connection
 open, which keeps the NAT mapping alive. A token is single use and expires
-after ``TOKEN_TTL_S``; a connection that does not present one within
-``OBSERVE_READ_TIMEOUT_S`` is closed, and at most ``MAX_UNAUTHENTICATED``
-such connections are served at once (one mapped connection per registered
-node beyond that).
+after ``TOKEN_TTL_S``.
+
+The observer port is open to anyone, so what a stranger can hold there is
+bounded: a connection from a source (:func:`tmax_core.netaddr.source_key`)
+that no token was issued to (the node's stream and its punch socket leave
+through the same NAT, so they share a source) is closed at once; one that does
+not present its token within ``OBSERVE_READ_TIMEOUT_S`` is closed; at most
+``MAX_UNAUTHENTICATED`` are waiting for their token at once, and
+``MAX_UNAUTHENTICATED_PER_SOURCE`` from one source. A held connection is one
+per registered node, at most ``max_held`` in all (the host's
+``max_connections``: each node costs the host two file descriptors, see
+docs/relay.md); a node never writes after its token, so a byte from it ends
+the connection (no read loop a node can keep busy).
 
 Coordination: ``PunchRequest{target}`` is answered only for mutual friends
 (each in the other's lookup allow list), rate limited with the lookup bucket
@@ -34,6 +43,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from tmax_core.config import is_wildcard_host
+from tmax_core.netaddr import source_key
 from tmax_mesh_relay.proto import host_pb2
 
 if TYPE_CHECKING:
@@ -44,8 +55,9 @@ log = logging.getLogger("tmax_mesh.host")
 
 TOKEN_LEN = 16
 TOKEN_TTL_S = 10.0
-OBSERVE_READ_TIMEOUT_S = 5.0
+OBSERVE_READ_TIMEOUT_S = 2.0
 MAX_UNAUTHENTICATED = 1024
+MAX_UNAUTHENTICATED_PER_SOURCE = 16
 RTT_TIMEOUT_S = 2.0
 DIAL_MARGIN_MS = 50
 
@@ -54,6 +66,7 @@ class Connection(Protocol):
     """What the coordinator uses of the hub's ``Connection`` (one node's stream)."""
 
     id: str
+    source: str  # source_key of the stream's peer
     node_id: bytes | None
     node_hex: str
     lookup_allow: bytes
@@ -81,6 +94,7 @@ def dial_delays_ms(rtt_a_ms: float, rtt_b_ms: float) -> tuple[int, int]:
 class _Token(Generic[C]):
     conn: C
     expires: float
+    source: str
 
 
 @dataclass
@@ -100,30 +114,47 @@ class PunchCoordinator(Generic[C]):
         write: Callable[[C, host_pb2.HostFrame, str], Awaitable[bool]],
         clock: Callable[[], float],
         counts: MutableMapping[str, int],
+        max_held: int,
     ) -> None:
         self.routes = routes
         self.fingerprints = fingerprints
         self.write = write
         self.clock = clock
         self.port: int | None = None  # the observer's port, once started
+        # Issued and not yet presented, oldest first (all live TOKEN_TTL_S: expired ones lead).
         self.tokens: dict[bytes, _Token[C]] = {}
+        self._token_of: dict[str, bytes] = {}  # connection id -> its live token
+        self._token_sources: dict[str, int] = {}  # source -> live tokens issued to it
         self.mapped: dict[bytes, _Mapped[C]] = {}  # node id -> its mapped punch address
+        self.max_held = max_held
         self.counts = counts  # punch requests by outcome (go, not_found, ...): a metric
         self._pings: dict[tuple[str, int], asyncio.Future[None]] = {}
         self._busy: set[frozenset[bytes]] = set()  # pairs being coordinated
-        self._unauthenticated = 0
-        self._server: asyncio.Server | None = None
+        self._unauthenticated: dict[str, int] = {}  # source -> connections waiting for a token
+        self._unauthenticated_total = 0
+        self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self, host: str) -> int:
-        """Listen for punch connections on ``host`` (an ephemeral port); returns the port."""
-        self._server = await asyncio.start_server(self._observe, host.strip("[]") or None, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+    async def start(self, host: str, port: int = 0) -> int:
+        """Listen for punch connections on ``host`` (``port`` 0: an ephemeral one);
+        returns the port. A wildcard host (``0.0.0.0``, ``::``) listens on both
+        IPv4 and IPv6 on the same port: the token names one port for all nodes,
+        and an IPv6 listener alone takes no IPv4 connections (asyncio sets
+        ``IPV6_V6ONLY``). Raises ``OSError`` if the port cannot be bound."""
+        host = host.strip("[]")
+        first = "0.0.0.0" if is_wildcard_host(host) else host
+        self._servers.append(await asyncio.start_server(self._observe, first, port))
+        self.port = self._servers[0].sockets[0].getsockname()[1]
+        if is_wildcard_host(host):
+            try:
+                self._servers.append(await asyncio.start_server(self._observe, "::", self.port))
+            except OSError as err:  # no IPv6 here, or that port taken on it
+                log.info("punch observer on IPv4 only: [::]:%d: %s", self.port, err.strerror)
         return self.port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for mapped in self.mapped.values():
             mapped.writer.close()
         self.mapped.clear()
@@ -143,35 +174,83 @@ class PunchCoordinator(Generic[C]):
         if self.port is None:
             await self._refuse(conn, b"", "unavailable")
             return
-        now = self.clock()
         # One live token per connection: a node asking again replaces its token.
-        self.tokens = {t: v for t, v in self.tokens.items() if v.conn is not conn and v.expires > now}
+        old = self._token_of.get(conn.id)
+        if old is not None:
+            self._take_token(old)
         token = os.urandom(TOKEN_LEN)
-        self.tokens[token] = _Token(conn, now + TOKEN_TTL_S)
+        self.tokens[token] = _Token(conn, self.clock() + TOKEN_TTL_S, conn.source)
+        self._token_of[conn.id] = token
+        self._token_sources[conn.source] = self._token_sources.get(conn.source, 0) + 1
         await self.write(
             conn,
             host_pb2.HostFrame(punch_token=host_pb2.PunchToken(token=token, port=self.port)),
             "punch_token",
         )
 
+    def _take_token(self, token: bytes) -> _Token[C] | None:
+        """Remove ``token`` (and its counts); what it was issued for, if it was."""
+        issued = self.tokens.pop(token, None)
+        if issued is not None:
+            if self._token_of.get(issued.conn.id) == token:
+                del self._token_of[issued.conn.id]
+            left = self._token_sources[issued.source] - 1
+            if left:
+                self._token_sources[issued.source] = left
+            else:
+                del self._token_sources[issued.source]
+        return issued
+
+    def _expire_tokens(self) -> None:
+        now = self.clock()
+        while self.tokens:
+            token, issued = next(iter(self.tokens.items()))
+            if issued.expires > now:
+                return
+            self._take_token(token)
+
+    def _admit(self, source: str) -> bool:
+        """Whether a new observer connection from ``source`` may wait for its token."""
+        self._expire_tokens()
+        return (
+            source in self._token_sources
+            and self._unauthenticated_total < MAX_UNAUTHENTICATED
+            and self._unauthenticated.get(source, 0) < MAX_UNAUTHENTICATED_PER_SOURCE
+        )
+
+    async def _read_token(self, reader: asyncio.StreamReader, source: str) -> bytes:
+        self._unauthenticated[source] = self._unauthenticated.get(source, 0) + 1
+        self._unauthenticated_total += 1
+        try:
+            return await asyncio.wait_for(reader.readexactly(TOKEN_LEN), OBSERVE_READ_TIMEOUT_S)
+        except (TimeoutError, asyncio.IncompleteReadError, OSError):
+            return b""
+        finally:
+            self._unauthenticated_total -= 1
+            left = self._unauthenticated[source] - 1
+            if left:
+                self._unauthenticated[source] = left
+            else:
+                del self._unauthenticated[source]
+
     async def _observe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._unauthenticated >= MAX_UNAUTHENTICATED:
+        ip, port = writer.get_extra_info("peername")[:2]
+        source = source_key(ip)
+        if not self._admit(source):
             writer.close()
             return
-        self._unauthenticated += 1
-        try:
-            token = await asyncio.wait_for(reader.readexactly(TOKEN_LEN), OBSERVE_READ_TIMEOUT_S)
-        except (TimeoutError, asyncio.IncompleteReadError, OSError):
-            token = b""
-        finally:
-            self._unauthenticated -= 1
-        pending = self.tokens.pop(token, None)
-        if pending is None or pending.expires < self.clock() or not self._live(pending.conn):
+        token = await self._read_token(reader, source)
+        pending = self._take_token(token)
+        if (
+            pending is None
+            or pending.expires < self.clock()
+            or not self._live(pending.conn)
+            or len(self.mapped) >= self.max_held
+        ):
             writer.close()
             return
         conn = pending.conn
         assert conn.node_id is not None
-        ip, port = writer.get_extra_info("peername")[:2]
         mapped = _Mapped(conn, format_addr(ip, port), writer)
         old = self.mapped.pop(conn.node_id, None)
         if old is not None:
@@ -180,11 +259,14 @@ class PunchCoordinator(Generic[C]):
         log.info("punch port of %s maps to %s", conn.node_hex, mapped.addr, extra=conn.log_extra)
         frame = host_pb2.HostFrame(punch_mapped=host_pb2.PunchMapped(addr=mapped.addr))
         try:
+            # Held open (keeps the NAT mapping) until the node closes it, writes
+            # on it (nodes never do), or its stream ends (forget() closes it).
             if await self.write(conn, frame, "punch_mapped"):
-                # Held open (keeps the NAT mapping) until the node closes it or its stream ends.
                 with contextlib.suppress(OSError):
-                    while await reader.read(256):
-                        pass
+                    if await reader.read(1):
+                        log.info(
+                            "%s wrote on its punch connection: closed", conn.node_hex, extra=conn.log_extra
+                        )
         finally:
             if self.mapped.get(conn.node_id) is mapped:
                 del self.mapped[conn.node_id]
@@ -192,6 +274,9 @@ class PunchCoordinator(Generic[C]):
 
     def forget(self, conn: C) -> None:
         """The stream ended: drop its mapping (the node maps again when it re-registers)."""
+        token = self._token_of.get(conn.id)
+        if token is not None:
+            self._take_token(token)
         if conn.node_id is None:
             return
         mapped = self.mapped.get(conn.node_id)
