@@ -320,3 +320,24 @@ async def test_punch_port_keeps_accepting_after_an_accept_error(
     finally:
         accepting.cancel()
         stranger.close()
+
+
+async def test_a_connection_reset_before_it_is_used_is_a_failure_not_a_traceback(fx: Fixture) -> None:
+    """Seen in a soak: the punched connection was reset between connect() and
+    getpeername() (ENOTCONN, an OSError that is not a ConnectionError). The
+    attempt fails and backs off like any other; the socket is closed."""
+    fx.upgrader.path[fx.friend.node_id] = RELAY
+    handed: list[socket.socket] = []
+
+    async def reset(addr: tuple[str, int], dial_in_s: float) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # never connected: getpeername fails
+        handed.append(sock)
+        return sock
+
+    fx.puncher._connect = reset  # type: ignore[method-assign]
+    fx.puncher._on_go(fx.link, fx.go())
+    results = await asyncio.gather(*fx.puncher._tasks, return_exceptions=True)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    record = fx.record()
+    assert record.failures == 1 and "not connected" in (record.last_failure or "")
+    assert handed and handed[0].fileno() == -1  # closed

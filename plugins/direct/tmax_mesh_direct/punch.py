@@ -433,8 +433,12 @@ class Puncher:
         who = to_checksum(friend.node_id)
         try:
             sock = await self._connect(self._target(link, go), go.dial_in_ms / 1000)
-            ip, port = sock.getpeername()[:2]
-            reader, writer = await asyncio.open_connection(sock=sock)
+            try:  # (reset between connect() and here: ENOTCONN, an OSError)
+                ip, port = sock.getpeername()[:2]
+                reader, writer = await asyncio.open_connection(sock=sock)
+            except BaseException:
+                sock.close()
+                raise
             framed = FramedLink(
                 reader,
                 writer,
@@ -448,7 +452,7 @@ class Puncher:
             except BaseException:
                 framed.close()
                 raise
-        except (ValueError, ConnectionError, TimeoutError, EnvelopeError) as err:
+        except (ValueError, OSError, EnvelopeError) as err:  # OSError: ConnectionError, TimeoutError, ...
             reason = str(err) or type(err).__name__
             if isinstance(err, TimeoutError):
                 reason = "the probe got no answer in time"
