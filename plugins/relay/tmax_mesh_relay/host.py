@@ -25,20 +25,22 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from tmax_core.config import (
+from tmax_core.errors import ConfigError, MeshError
+from tmax_core.plugin.helpers import (
     Config,
     ConfigRegistry,
+    MetricsServer,
+    add_logging_arguments,
     is_wildcard_host,
+    notify,
     read_toml,
+    remove_ready_file,
+    setup_logging,
     validate_duration,
     validate_host_port,
     validate_positive,
+    write_ready_file,
 )
-from tmax_core.errors import ConfigError, MeshError
-from tmax_core.logs import add_logging_arguments, setup_logging
-from tmax_core.metricsserver import MetricsServer
-from tmax_core.readyfile import remove_ready_file, write_ready_file
-from tmax_core.sdnotify import notify
 from tmax_mesh_relay import __version__, clusterstart, wire, workers
 from tmax_mesh_relay.hosttls import HostError, ReloadableTls
 from tmax_mesh_relay.hub import HostLimits, Hub

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from tmax_core import crypto, endpoints, netaddr
-from tmax_core.config import is_wildcard_host
 from tmax_core.crypto import Domain
 from tmax_core.endpoints import endpoint_problem
 from tmax_core.identity import NodeIdentity
+from tmax_core.plugin.helpers import is_wildcard_host
 from tmax_mesh_relay.proto import host_pb2
 
 DEFAULT_PORT = 7447
