@@ -47,7 +47,7 @@ import nats
 import nats.errors
 from google.protobuf.message import DecodeError
 
-from tmax_core.crypto import to_checksum
+from tmax_core.crypto import NODE_ID_LEN, to_checksum
 from tmax_core.errors import MeshError
 from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
@@ -81,6 +81,11 @@ class ClusterError(MeshError):
 
 
 def node_subject(node_id: bytes, kind: str) -> str:
+    """The subject of ``kind`` frames for ``node_id``; ValueError for anything but a
+    node id (a longer one could exceed nats-server's control-line limit, and the
+    server would then drop this member's whole connection)."""
+    if len(node_id) != NODE_ID_LEN:
+        raise ValueError(f"not a node id: {len(node_id)} bytes")
     return f"{NODE_PREFIX}{node_id.hex()}.{kind}"
 
 
