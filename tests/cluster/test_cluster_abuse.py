@@ -6,16 +6,32 @@ hoard the envelopes held for offline nodes, or grow NATS's store without bound
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 
+import nats as nats_client
 import pytest
+from nats.js.errors import NotFoundError
 
 from tests.cluster.natsproc import NatsServer
-from tests.cluster.test_cluster_protocol import expect, lookup, member, metrics_of, register
+from tests.cluster.test_cluster_protocol import (
+    ack,
+    expect,
+    held_count,
+    lookup,
+    member,
+    metrics_of,
+    register,
+    send,
+)
 from tests.e2e.test_relay import metric
-from tests.harness import ProcGroup
+from tests.harness import Host, ProcGroup
+from tests.polling import wait_for_async
 from tmax_core.identity import NodeIdentity
+from tmax_mesh_relay import held, sharedallow
+from tmax_mesh_relay.client import HostSession
 from tmax_mesh_relay.cluster import node_subject
 from tmax_mesh_relay.proto import host_pb2
+from tmax_mesh_relay.storeforward import QueueLimits
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -67,3 +83,132 @@ async def test_an_ack_to_a_long_id_is_malformed_and_keeps_the_member_on_nats(
         await sx.close()
         await sy.close()
     assert metric(metrics_of(m2), DISCONNECTS) == 0
+
+
+async def bucket_value(server: NatsServer, bucket: str, key: str) -> bytes | None:
+    nc = await nats_client.connect(server.url, connect_timeout=2, allow_reconnect=False)
+    try:
+        return (await (await nc.jetstream().key_value(bucket)).get(key)).value
+    except NotFoundError:
+        return None
+    finally:
+        await nc.close()
+
+
+async def go_offline(host: Host, nats: NatsServer, who: NodeIdentity, *allow: NodeIdentity) -> None:
+    """Register ``who`` on ``host`` and leave: every member then holds for its friends."""
+    session = await register(host, who, *allow)
+    await session.close()
+    key = who.node_id.hex()
+    await wait_for_async(
+        lambda: bucket_value(nats, sharedallow.ALLOW_BUCKET, key), what="the allow list to be shared"
+    )
+
+
+async def resend(session: HostSession, to: NodeIdentity, envelope: bytes) -> None:
+    """What the sender's outbox does with a message answered ``Queued`` and never acknowledged."""
+    await session.write(host_pb2.NodeFrame(relay_send=host_pb2.RelaySend(to=to.node_id, envelope=envelope)))
+
+
+async def test_a_resent_envelope_is_held_once_and_again_after_its_ack(
+    procs: ProcGroup, nats_server: NatsServer
+) -> None:
+    m1, m2 = member(procs, "m1", nats_server), member(procs, "m2", nats_server)
+    x, y = NodeIdentity.generate(), NodeIdentity.generate()
+    await go_offline(m1, nats_server, x, y)
+    sy = await register(m2, y, x)
+    try:
+        envelope = await send(sy, y, x, b"one message")
+        await expect(sy, "queued")
+        for _ in range(4):
+            await resend(sy, x, envelope)
+            await expect(sy, "queued")
+        assert await held_count(nats_server) == 1
+
+        sx = await register(m1, x, y)
+        try:
+            deliver = (await expect(sx, "deliver")).deliver
+            assert deliver.envelope == envelope
+            await ack(sx, deliver)
+            assert (await expect(sy, "ack")).ack.message_id == deliver.message_id
+            await wait_for_async(
+                lambda: held_count_is(nats_server, 0), what="the acknowledged envelope to leave the stream"
+            )
+            assert await bucket_value(nats_server, held.INDEX_BUCKET, held.sender_key(y.node_id)) == b"0"
+            with pytest.raises(TimeoutError):  # no second copy
+                await expect(sx, "deliver", timeout=1.0)
+        finally:
+            await sx.close()
+        # The ack was lost on its way to the sender's outbox: a re-send is held again.
+        await wait_for_async(lambda: no_route(m1), what="m1 to drop X's route")
+        await resend(sy, x, envelope)
+        await expect(sy, "queued")
+        assert await held_count(nats_server) == 1
+    finally:
+        await sy.close()
+
+
+async def held_count_is(nats: NatsServer, n: int) -> bool:
+    return await held_count(nats) == n
+
+
+def no_route(host: Host) -> bool:
+    return metric(metrics_of(host), "tmax_host_registered_nodes") == 0
+
+
+async def test_one_sender_cannot_fill_the_clusters_held_envelopes_for_everyone(
+    procs: ProcGroup, nats_server: NatsServer
+) -> None:
+    """Two identities of one abuser (an offline X that allows Y, and Y) once filled
+    the whole stream through any members, and nothing was held for anyone else."""
+    limits = ("--queue-sender-bytes", "200000", "--queue-total-bytes", "2000000")
+    m1, m2 = (
+        procs.host(name, "--cluster", nats_server.url, "--metrics-listen", "127.0.0.1:0", *limits)
+        for name in ("m1", "m2")
+    )
+    x, y, victim, friend = (NodeIdentity.generate() for _ in range(4))
+    await go_offline(m1, nats_server, x, y)
+    await go_offline(m1, nats_server, victim, friend)
+    sy = await register(m2, y)
+    for _ in range(3):  # 3 x 60 KB: within Y's 200,000 bytes
+        await send(sy, y, x, os.urandom(60_000))
+        await expect(sy, "queued")
+    await sy.close()
+    sy = await register(m1, y)  # the other member knows what Y holds
+    try:
+        for _ in range(30):
+            await send(sy, y, x, os.urandom(60_000))
+            assert (await expect(sy, "error")).error.code == "queue_full"
+    finally:
+        await sy.close()
+    sf = await register(m2, friend)
+    try:
+        await send(sf, friend, victim, os.urandom(30_000))
+        await expect(sf, "queued")
+    finally:
+        await sf.close()
+    assert await held_count(nats_server) == 4
+    assert metric(metrics_of(m1), 'tmax_host_drops_total{reason="sender_full"}') == 30
+
+
+async def test_a_member_limits_how_fast_one_sender_gets_envelopes_held(nats_server: NatsServer) -> None:
+    nc = await nats_client.connect(nats_server.url, connect_timeout=2, allow_reconnect=False)
+    try:
+        errors: defaultdict[str, int] = defaultdict(int)
+        stream = await held.HeldStream.open(nc, QueueLimits(), 64 * 1024, 1, errors, clock=lambda: 0.0)
+        sender, other, to = os.urandom(20), os.urandom(20), os.urandom(20)
+        answers = [await stream.put(to, deliver_frame(sender)) for _ in range(held.HOLD_BURST + 1)]
+        assert answers[:-1] == [None] * held.HOLD_BURST
+        assert answers[-1] == "hold_rate_limited"
+        assert await stream.put(to, deliver_frame(other)) is None  # another sender is not slowed
+        assert not errors
+    finally:
+        await nc.close()
+
+
+def deliver_frame(sender: bytes) -> host_pb2.HostFrame:
+    frame = host_pb2.HostFrame()
+    frame.deliver.message_id = os.urandom(16)
+    frame.deliver.envelope = b"envelope"
+    setattr(frame.deliver, "from", sender)
+    return frame

@@ -51,7 +51,7 @@ from tmax_core.crypto import NODE_ID_LEN, to_checksum
 from tmax_core.errors import MeshError
 from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
-from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream, stream_config
+from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream
 from tmax_mesh_relay.hub import RouteUnavailable
 from tmax_mesh_relay.members import Members
 from tmax_mesh_relay.proto import host_pb2
@@ -186,8 +186,9 @@ class Cluster:
                 on_change=self.hub.members_changed,
             )
             limits = self.hub.limits
-            config = stream_config(limits.queue, limits.max_frame_bytes, replicas)
-            self.held = await HeldStream.open(self.nc, config, errors)
+            self.held = await HeldStream.open(
+                self.nc, limits.queue, limits.max_frame_bytes, replicas, errors, self.hub.clock
+            )
             self.allow_lists = await SharedAllowLists.open(self.nc, limits.queue.ttl_s, errors, replicas)
             # Packed allow lists mean the same on every member (before any registration).
             self.hub.fingerprints = allowlists.Fingerprints(await fingerprint_key(self.nc, replicas))
@@ -375,7 +376,7 @@ class Cluster:
     def acked(self, recipient: bytes, sender: bytes, message_id: bytes) -> None:
         seq = self._unacked.get(recipient, {}).pop((bytes(sender), bytes(message_id)), None)
         if seq is not None and self.held is not None:
-            self._spawn(self.held.remove(seq))
+            self._spawn(self.held.remove(recipient, bytes(sender), bytes(message_id), seq))
 
     async def _drain(self, node_id: bytes) -> None:
         """Write what is held for ``node_id`` to its stream here; one drain per node at a

@@ -33,15 +33,30 @@ TTL_S = 30.0
 REFRESH_S = TTL_S / 3
 
 
-async def open_bucket(nc: Any, bucket: str, replicas: int, ttl_s: float | None = None) -> Any:
+async def open_bucket(
+    nc: Any,
+    bucket: str,
+    replicas: int,
+    ttl_s: float | None = None,
+    *,
+    max_bytes: int | None = None,
+    max_value_size: int | None = None,
+) -> Any:
     """Bind a KV bucket of the cluster, creating it if no member has yet: on file (a
-    restarted NATS server still has it), ``replicas`` as the held envelopes'."""
+    restarted NATS server still has it), ``replicas`` as the held envelopes', and
+    bounded (a full bucket refuses new entries: nodes cannot grow NATS's store)."""
     js = nc.jetstream()
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
         config = KeyValueConfig(
-            bucket=bucket, ttl=ttl_s, history=1, storage=StorageType.FILE, replicas=replicas
+            bucket=bucket,
+            ttl=ttl_s,
+            history=1,
+            storage=StorageType.FILE,
+            replicas=replicas,
+            max_bytes=max_bytes,
+            max_value_size=max_value_size,
         )
         return await js.create_key_value(config)
 
