@@ -212,3 +212,48 @@ def deliver_frame(sender: bytes) -> host_pb2.HostFrame:
     frame.deliver.envelope = b"envelope"
     setattr(frame.deliver, "from", sender)
     return frame
+
+
+async def stream_configs(server: NatsServer, *names: str) -> dict[str, tuple[int, int, int]]:
+    """Per stream: max_bytes, max_msg_size and messages."""
+    nc = await nats_client.connect(server.url, connect_timeout=2, allow_reconnect=False)
+    try:
+        infos = [await nc.jetstream().stream_info(name) for name in names]
+    finally:
+        await nc.close()
+    return {
+        name: (info.config.max_bytes or -1, info.config.max_msg_size or -1, info.state.messages)
+        for name, info in zip(names, infos, strict=True)
+    }
+
+
+async def test_the_shared_allow_lists_and_every_bucket_are_bounded(
+    procs: ProcGroup, nats_server: NatsServer
+) -> None:
+    """Fresh identities are free: each one that registers with a long allow list and
+    leaves once grew the tmax_allow bucket without bound (for the queue TTL)."""
+    m1 = procs.host(
+        "m1",
+        "--cluster",
+        nats_server.url,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--remembered-allow-bytes",
+        "8000",
+        "--max-lookup-allow",
+        "100",
+    )
+    for _ in range(10):  # about 1 KB each, in 8,000 bytes
+        who = NodeIdentity.generate()
+        session = await register(m1, who, *(NodeIdentity.generate() for _ in range(100)))
+        await session.close()
+    await wait_for_async(
+        lambda: metric(metrics_of(m1), 'tmax_host_cluster_errors_total{kind="kv"}') > 0,
+        what="the full bucket to refuse a list",
+    )
+    buckets = ("KV_tmax_allow", "KV_tmax_members", "KV_tmax_cluster", f"KV_{held.INDEX_BUCKET}")
+    configs = await stream_configs(nats_server, *buckets)
+    assert configs["KV_tmax_allow"][:2] == (8000, 100 * 8 + sharedallow.VALUE_OVERHEAD)
+    assert 0 < configs["KV_tmax_allow"][2] < 10
+    for name, (max_bytes, max_msg_size, _) in configs.items():
+        assert max_bytes > 0 and max_msg_size > 0, f"{name} is unbounded"

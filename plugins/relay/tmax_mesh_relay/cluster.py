@@ -189,7 +189,14 @@ class Cluster:
             self.held = await HeldStream.open(
                 self.nc, limits.queue, limits.max_frame_bytes, replicas, errors, self.hub.clock
             )
-            self.allow_lists = await SharedAllowLists.open(self.nc, limits.queue.ttl_s, errors, replicas)
+            self.allow_lists = await SharedAllowLists.open(
+                self.nc,
+                limits.queue.ttl_s,
+                limits.remembered_allow_bytes,
+                limits.max_lookup_allow,
+                errors,
+                replicas,
+            )
             # Packed allow lists mean the same on every member (before any registration).
             self.hub.fingerprints = allowlists.Fingerprints(await fingerprint_key(self.nc, replicas))
         except (TimeoutError, nats.errors.Error) as err:
