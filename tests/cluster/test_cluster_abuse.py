@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 import nats as nats_client
 import pytest
 from nats.js.errors import NotFoundError
+from prometheus_client.registry import CollectorRegistry
 
 from tests.cluster.natsproc import NatsServer
 from tests.cluster.test_cluster_protocol import (
@@ -29,9 +32,15 @@ from tests.polling import wait_for_async
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay import held, sharedallow
 from tmax_mesh_relay.client import HostSession
-from tmax_mesh_relay.cluster import node_subject
+from tmax_mesh_relay.cluster import Cluster, node_subject
+from tmax_mesh_relay.hub import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.storeforward import QueueLimits
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+    from tmax_mesh_relay.hub import Connection, Hub
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -257,3 +266,55 @@ async def test_the_shared_allow_lists_and_every_bucket_are_bounded(
     assert 0 < configs["KV_tmax_allow"][2] < 10
     for name, (max_bytes, max_msg_size, _) in configs.items():
         assert max_bytes > 0 and max_msg_size > 0, f"{name} is unbounded"
+
+
+class RecordingNats:
+    """Just enough of a NATS client for :meth:`Cluster.forward`: every publish succeeds."""
+
+    is_connected = True
+
+    def __init__(self) -> None:
+        self.replies: list[str] = []
+
+    async def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
+        self.replies.append(reply)
+
+
+async def test_a_member_keeps_a_bounded_number_of_forwarded_frames_waiting_for_an_answer() -> None:
+    """Delivered frames are never answered, so each one waited ANSWER_WAIT_S in memory
+    with no cap (a few fast senders could pin gigabytes)."""
+    answered: list[host_pb2.HostFrame] = []
+
+    async def answer(conn: object, frame: host_pb2.HostFrame) -> None:
+        answered.append(frame)
+
+    hub = SimpleNamespace(
+        metrics=SimpleNamespace(registry=CollectorRegistry()),
+        limits=HostLimits(),
+        clock=lambda: 0.0,
+        answer=answer,
+    )
+    cluster = Cluster(cast("Hub", hub), "test")
+    nc = cluster.nc = RecordingNats()
+    cluster.pending_max_frames, cluster.pending_max_bytes = 3, 250
+    to, conn = os.urandom(20), cast("Connection", object())
+
+    def frame(size: int) -> host_pb2.HostFrame:
+        return host_pb2.HostFrame(deliver=host_pb2.Deliver(message_id=os.urandom(16), envelope=b"e" * size))
+
+    assert await cluster.forward(conn, to, frame(100)) is None
+    assert await cluster.forward(conn, to, frame(100)) is None
+    busy = await cluster.forward(conn, to, frame(100))  # 300 bytes > 250
+    assert busy is not None and busy.error.code == "unavailable"
+    assert await cluster.forward(conn, to, frame(10)) is None
+    busy = await cluster.forward(conn, to, frame(10))  # a fourth frame
+    assert busy is not None and busy.error.code == "unavailable"
+    assert cluster.metrics.errors["pending_full"] == 2
+
+    # An answer frees its frame's place.
+    queued = host_pb2.HostFrame(queued=host_pb2.Queued(to=to))
+    await cluster._on_answer(
+        cast("Msg", SimpleNamespace(subject=nc.replies[0], headers=None, data=queued.SerializeToString()))
+    )
+    assert answered == [queued]
+    assert await cluster.forward(conn, to, frame(100)) is None

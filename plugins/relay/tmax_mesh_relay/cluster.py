@@ -72,6 +72,11 @@ RECONNECT_WAIT_S = 1.0
 ANSWER_WAIT_S = 2.0
 """How long a forwarded frame waits for a holder's answer; silence means delivered."""
 NO_RESPONDERS = "503"
+PENDING_MAX_FRAMES = 100_000
+PENDING_MAX_BYTES = 128 * 1024 * 1024
+"""Forwarded frames, and their envelopes' bytes, kept for ``ANSWER_WAIT_S`` (a
+delivered frame is never answered): beyond either, a frame is answered
+``unavailable`` (the sender's outbox retries) instead of growing the member's memory."""
 
 
 class ClusterError(MeshError):
@@ -118,6 +123,9 @@ class Cluster:
         # (oldest first): their sender, recipient and frame, until answered or expired.
         self._answers = f"tmax.answer.{self.member_id}."
         self._pending: dict[str, tuple[float, Connection, bytes, host_pb2.HostFrame]] = {}
+        self._pending_bytes = 0
+        self.pending_max_frames = PENDING_MAX_FRAMES
+        self.pending_max_bytes = PENDING_MAX_BYTES
         self._token = 0
         self._tasks: set[asyncio.Task] = set()
         self._last_error: BaseException | None = None
@@ -292,15 +300,23 @@ class Cluster:
         if not self.nc.is_connected:
             self.metrics.errors["disconnected"] += 1
             return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
+        size = len(frame.deliver.envelope)
+        if (
+            len(self._pending) >= self.pending_max_frames
+            or self._pending_bytes + size > self.pending_max_bytes
+        ):
+            self.metrics.errors["pending_full"] += 1
+            return _unavailable("the relay cluster is busy; retry", frame.deliver.message_id, to)
         self._token += 1
         token = str(self._token)
         self._pending[token] = (self.hub.clock() + ANSWER_WAIT_S, conn, to, frame)
+        self._pending_bytes += size
         try:
             await self.nc.publish(
                 node_subject(to, "d"), frame.SerializeToString(), reply=self._answers + token
             )
         except nats.errors.Error as err:
-            del self._pending[token]
+            self._take_pending(token)
             self.metrics.errors["publish"] += 1
             log.info("cluster: relaying to %s failed: %s", to_checksum(to), err)
             return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
@@ -309,7 +325,7 @@ class Cluster:
 
     async def _on_answer(self, msg: Msg) -> None:
         """A holder's answer to a forwarded frame, or NATS's "no responders" for it."""
-        pending = self._pending.pop(msg.subject[len(self._answers) :], None)
+        pending = self._take_pending(msg.subject[len(self._answers) :])
         if pending is None:
             return  # too late: the sender's outbox has its own timeout
         _, conn, to, frame = pending
@@ -324,6 +340,12 @@ class Cluster:
             return
         await self.hub.answer(conn, answer)
 
+    def _take_pending(self, token: str) -> tuple[float, Connection, bytes, host_pb2.HostFrame] | None:
+        pending = self._pending.pop(token, None)
+        if pending is not None:
+            self._pending_bytes -= len(pending[3].deliver.envelope)
+        return pending
+
     async def _expire_answers(self) -> None:
         """Forget forwarded frames whose holder said nothing: they were delivered."""
         while True:
@@ -333,7 +355,7 @@ class Cluster:
                 token, (deadline, *_) = next(iter(self._pending.items()))
                 if deadline > now:
                     break
-                del self._pending[token]
+                self._take_pending(token)
 
     async def ack(self, to: bytes, frame: host_pb2.HostFrame) -> bool:
         if not self.nc.is_connected:
