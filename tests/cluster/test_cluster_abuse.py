@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, cast
 
 import nats as nats_client
+import nats.errors
 import pytest
 from nats.js.errors import NotFoundError
 from prometheus_client.registry import CollectorRegistry
@@ -32,7 +34,7 @@ from tests.polling import wait_for_async
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay import held, sharedallow
 from tmax_mesh_relay.client import HostSession
-from tmax_mesh_relay.cluster import Cluster, node_subject
+from tmax_mesh_relay.cluster import Cluster, node_subject, without_credentials
 from tmax_mesh_relay.hub import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.storeforward import QueueLimits
@@ -318,3 +320,29 @@ async def test_a_member_keeps_a_bounded_number_of_forwarded_frames_waiting_for_a
     )
     assert answered == [queued]
     assert await cluster.forward(conn, to, frame(100)) is None
+
+
+async def test_the_workers_nats_server_refuses_clients_without_the_supervisors_token(
+    procs: ProcGroup,
+) -> None:
+    """Any local user could once connect to the supervised nats-server and act as a
+    member (forge frames, read the fingerprint key, delete held envelopes)."""
+    host = procs.host("host", "--workers", "2")
+    url, workers = host.ready["cluster"], host.ready["workers"]
+    for token in (None, "guessed"):
+        with pytest.raises(nats.errors.Error, match=r"(?i)authorization"):
+            await nats_client.connect(url, token=token, connect_timeout=2, allow_reconnect=False)
+    # The workers have the token in their environment (readable by this user only), not in argv.
+    environ = Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
+    token = next(v for v in environ if v.startswith(b"TMAX_HOST_NATS_TOKEN=")).partition(b"=")[2]
+    assert len(token) >= 32
+    for pid in [*workers, host.proc.pid]:
+        assert token not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    nc = await nats_client.connect(url, token=token.decode(), connect_timeout=2, allow_reconnect=False)
+    await nc.close()
+
+
+def test_logs_and_errors_show_no_nats_credentials() -> None:
+    assert without_credentials("nats://alice:s3cret@n1.example.org:4222") == "nats://***@n1.example.org:4222"
+    assert without_credentials("tls://t0ken@10.0.0.1:4222") == "tls://***@10.0.0.1:4222"
+    assert without_credentials("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"

@@ -42,6 +42,7 @@ import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -56,6 +57,7 @@ from tmax_mesh_relay.hub import RouteUnavailable
 from tmax_mesh_relay.members import Members
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.sharedallow import SharedAllowLists, fingerprint_key
+from tmax_mesh_relay.workers import NATS_TOKEN_ENV
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -92,6 +94,14 @@ def node_subject(node_id: bytes, kind: str) -> str:
     if len(node_id) != NODE_ID_LEN:
         raise ValueError(f"not a node id: {len(node_id)} bytes")
     return f"{NODE_PREFIX}{node_id.hex()}.{kind}"
+
+
+def without_credentials(url: str) -> str:
+    """``url`` as logs and errors may show it: a user, password or token replaced by ``***``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def _unavailable(detail: str, message_id: bytes, node_id: bytes) -> host_pb2.HostFrame:
@@ -146,7 +156,7 @@ class Cluster:
     async def join(cls, hub: Hub, urls: list[str], replicas: int = 1) -> Cluster:
         """Connect to NATS, enter the member list and start routing for ``hub``;
         ClusterError (one line naming the URL) when NATS cannot be used."""
-        cluster = cls(hub, ", ".join(urls))
+        cluster = cls(hub, ", ".join(without_credentials(url) for url in urls))
         await cluster._connect(urls)
         try:
             await cluster._start(replicas)
@@ -170,6 +180,8 @@ class Cluster:
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     skip_subject_validation=True,  # subjects are built here from hex ids
+                    # Credentials in the URLs (nats://user:pass@, nats://token@) work too.
+                    token=os.environ.get(NATS_TOKEN_ENV) or None,
                 )
         except (TimeoutError, OSError, nats.errors.Error) as err:
             reason = self._last_error or err
