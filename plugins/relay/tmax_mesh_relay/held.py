@@ -19,9 +19,10 @@ stream cannot:
   and size). Created before the envelope is published, so a sender's outbox
   re-sending a message answered ``Queued`` adds no second copy; deleted when
   the recipient acknowledges it, so a re-send after a lost ack is held again.
-  Until the envelope is published the entry lives ``PENDING_S`` only: a member
-  killed in between delays that message (re-sends within ``PENDING_S`` are
-  answered ``Queued``), never loses it: the outbox re-sends until acknowledged.
+  Until the envelope is published the entry is empty and lives ``PENDING_S``
+  only, and a re-send meanwhile is answered ``unavailable`` (the outbox retries
+  soon): a member killed in between, or a NATS failure, delays the message,
+  never loses it.
 - ``s.<sender>``: the bytes held for the sender, updated by compare-and-set,
   so one sender cannot take more than ``--queue-sender-bytes`` of the cluster's
   store whichever members it sends through (``sender_full``). An entry expires
@@ -157,7 +158,7 @@ class HeldStream:
             try:
                 await self.index.create(key, b"", msg_ttl=PENDING_S)
             except nats.js.errors.KeyWrongLastSequenceError:
-                return None  # a re-send of an envelope held (or being held) already
+                return await self._already(key)
             refused = await self._charge(sender, len(data))
             if refused is None:
                 refused = await self._publish(to, data, key)
@@ -169,6 +170,16 @@ class HeldStream:
         except (TimeoutError, nats.errors.Error) as err:
             self._failed("holding an envelope", err)
             return "unavailable"
+
+    async def _already(self, key: str) -> str | None:
+        """A re-send of an envelope in the index: None if it is held, ``unavailable``
+        if it is still being held (or that failed and its pending entry is left over):
+        the sender's outbox then retries soon, rather than after a ``Queued``."""
+        try:
+            entry = await self.index.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return "unavailable"  # acknowledged (or expired) meanwhile: the retry holds it
+        return None if entry.value else "unavailable"
 
     async def _publish(self, to: bytes, data: bytes, key: str) -> str | None:
         """Append to the stream and record where in the index: None (held),
