@@ -34,10 +34,11 @@ Each member also limits how fast one sender gets envelopes held
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -67,6 +68,11 @@ CAS_TRIES = 5
 HOLD_RATE_PER_S = 20.0
 HOLD_BURST = 100
 """Envelopes one sender may get held through one member: per second, and at once."""
+ELECTION_TRIES = 20
+ELECTION_RETRY_S = 0.25
+"""A write that finds no stream leader (JetStream is electing one, e.g. after a NATS
+server died) is tried again for up to ELECTION_TRIES x ELECTION_RETRY_S, as nats.go's
+publish does, rather than refused at once: a refusal makes the sender's outbox back off."""
 HOLD_BUCKETS_MAX = 10_000
 """Senders whose hold rate a member tracks before it forgets the idle ones."""
 
@@ -90,6 +96,19 @@ def stream_config(limits: QueueLimits, max_frame_bytes: int, replicas: int) -> S
         max_msg_size=max_frame_bytes + FRAME_OVERHEAD,
         num_replicas=replicas,
     )
+
+
+T = TypeVar("T")
+
+
+async def through_elections(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, tried again while JetStream answers that no stream leader is there."""
+    for _ in range(ELECTION_TRIES - 1):
+        try:
+            return await call()
+        except nats.js.errors.NoStreamResponseError:
+            await asyncio.sleep(ELECTION_RETRY_S)
+    return await call()
 
 
 def message_key(to: bytes, sender: bytes, message_id: bytes) -> str:
@@ -156,7 +175,7 @@ class HeldStream:
         key = message_key(to, sender, deliver.message_id)
         try:
             try:
-                await self.index.create(key, b"", msg_ttl=PENDING_S)
+                await through_elections(lambda: self.index.create(key, b"", msg_ttl=PENDING_S))
             except nats.js.errors.KeyWrongLastSequenceError:
                 return await self._already(key)
             refused = await self._charge(sender, len(data))
@@ -185,7 +204,7 @@ class HeldStream:
         """Append to the stream and record where in the index: None (held),
         ``queue_full`` or ``unavailable``."""
         try:
-            ack = await self.js.publish(held_subject(to), data, stream=STREAM)
+            ack = await through_elections(lambda: self.js.publish(held_subject(to), data, stream=STREAM))
         except (TimeoutError, nats.errors.Error) as err:
             if isinstance(err, nats.js.errors.APIError) and err.err_code == PER_SUBJECT_FULL:
                 return "queue_full"
