@@ -42,20 +42,22 @@ import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
 from google.protobuf.message import DecodeError
 
-from tmax_core.crypto import to_checksum
+from tmax_core.crypto import NODE_ID_LEN, to_checksum
 from tmax_core.errors import MeshError
 from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
-from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream, stream_config
+from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream
 from tmax_mesh_relay.hub import RouteUnavailable
 from tmax_mesh_relay.members import Members
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.sharedallow import SharedAllowLists, fingerprint_key
+from tmax_mesh_relay.workers import NATS_TOKEN_ENV
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -72,6 +74,11 @@ RECONNECT_WAIT_S = 1.0
 ANSWER_WAIT_S = 2.0
 """How long a forwarded frame waits for a holder's answer; silence means delivered."""
 NO_RESPONDERS = "503"
+PENDING_MAX_FRAMES = 100_000
+PENDING_MAX_BYTES = 128 * 1024 * 1024
+"""Forwarded frames, and their envelopes' bytes, kept for ``ANSWER_WAIT_S`` (a
+delivered frame is never answered): beyond either, a frame is answered
+``unavailable`` (the sender's outbox retries) instead of growing the member's memory."""
 
 
 class ClusterError(MeshError):
@@ -81,7 +88,20 @@ class ClusterError(MeshError):
 
 
 def node_subject(node_id: bytes, kind: str) -> str:
+    """The subject of ``kind`` frames for ``node_id``; ValueError for anything but a
+    node id (a longer one could exceed nats-server's control-line limit, and the
+    server would then drop this member's whole connection)."""
+    if len(node_id) != NODE_ID_LEN:
+        raise ValueError(f"not a node id: {len(node_id)} bytes")
     return f"{NODE_PREFIX}{node_id.hex()}.{kind}"
+
+
+def without_credentials(url: str) -> str:
+    """``url`` as logs and errors may show it: a user, password or token replaced by ``***``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def _unavailable(detail: str, message_id: bytes, node_id: bytes) -> host_pb2.HostFrame:
@@ -113,6 +133,9 @@ class Cluster:
         # (oldest first): their sender, recipient and frame, until answered or expired.
         self._answers = f"tmax.answer.{self.member_id}."
         self._pending: dict[str, tuple[float, Connection, bytes, host_pb2.HostFrame]] = {}
+        self._pending_bytes = 0
+        self.pending_max_frames = PENDING_MAX_FRAMES
+        self.pending_max_bytes = PENDING_MAX_BYTES
         self._token = 0
         self._tasks: set[asyncio.Task] = set()
         self._last_error: BaseException | None = None
@@ -133,7 +156,7 @@ class Cluster:
     async def join(cls, hub: Hub, urls: list[str], replicas: int = 1) -> Cluster:
         """Connect to NATS, enter the member list and start routing for ``hub``;
         ClusterError (one line naming the URL) when NATS cannot be used."""
-        cluster = cls(hub, ", ".join(urls))
+        cluster = cls(hub, ", ".join(without_credentials(url) for url in urls))
         await cluster._connect(urls)
         try:
             await cluster._start(replicas)
@@ -157,6 +180,8 @@ class Cluster:
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     skip_subject_validation=True,  # subjects are built here from hex ids
+                    # Credentials in the URLs (nats://user:pass@, nats://token@) work too.
+                    token=os.environ.get(NATS_TOKEN_ENV) or None,
                 )
         except (TimeoutError, OSError, nats.errors.Error) as err:
             reason = self._last_error or err
@@ -181,9 +206,17 @@ class Cluster:
                 on_change=self.hub.members_changed,
             )
             limits = self.hub.limits
-            config = stream_config(limits.queue, limits.max_frame_bytes, replicas)
-            self.held = await HeldStream.open(self.nc, config, errors)
-            self.allow_lists = await SharedAllowLists.open(self.nc, limits.queue.ttl_s, errors, replicas)
+            self.held = await HeldStream.open(
+                self.nc, limits.queue, limits.max_frame_bytes, replicas, errors, self.hub.clock
+            )
+            self.allow_lists = await SharedAllowLists.open(
+                self.nc,
+                limits.queue.ttl_s,
+                limits.remembered_allow_bytes,
+                limits.max_lookup_allow,
+                errors,
+                replicas,
+            )
             # Packed allow lists mean the same on every member (before any registration).
             self.hub.fingerprints = allowlists.Fingerprints(await fingerprint_key(self.nc, replicas))
         except (TimeoutError, nats.errors.Error) as err:
@@ -279,15 +312,23 @@ class Cluster:
         if not self.nc.is_connected:
             self.metrics.errors["disconnected"] += 1
             return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
+        size = len(frame.deliver.envelope)
+        if (
+            len(self._pending) >= self.pending_max_frames
+            or self._pending_bytes + size > self.pending_max_bytes
+        ):
+            self.metrics.errors["pending_full"] += 1
+            return _unavailable("the relay cluster is busy; retry", frame.deliver.message_id, to)
         self._token += 1
         token = str(self._token)
         self._pending[token] = (self.hub.clock() + ANSWER_WAIT_S, conn, to, frame)
+        self._pending_bytes += size
         try:
             await self.nc.publish(
                 node_subject(to, "d"), frame.SerializeToString(), reply=self._answers + token
             )
         except nats.errors.Error as err:
-            del self._pending[token]
+            self._take_pending(token)
             self.metrics.errors["publish"] += 1
             log.info("cluster: relaying to %s failed: %s", to_checksum(to), err)
             return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
@@ -296,7 +337,7 @@ class Cluster:
 
     async def _on_answer(self, msg: Msg) -> None:
         """A holder's answer to a forwarded frame, or NATS's "no responders" for it."""
-        pending = self._pending.pop(msg.subject[len(self._answers) :], None)
+        pending = self._take_pending(msg.subject[len(self._answers) :])
         if pending is None:
             return  # too late: the sender's outbox has its own timeout
         _, conn, to, frame = pending
@@ -311,6 +352,12 @@ class Cluster:
             return
         await self.hub.answer(conn, answer)
 
+    def _take_pending(self, token: str) -> tuple[float, Connection, bytes, host_pb2.HostFrame] | None:
+        pending = self._pending.pop(token, None)
+        if pending is not None:
+            self._pending_bytes -= len(pending[3].deliver.envelope)
+        return pending
+
     async def _expire_answers(self) -> None:
         """Forget forwarded frames whose holder said nothing: they were delivered."""
         while True:
@@ -320,7 +367,7 @@ class Cluster:
                 token, (deadline, *_) = next(iter(self._pending.items()))
                 if deadline > now:
                     break
-                del self._pending[token]
+                self._take_pending(token)
 
     async def ack(self, to: bytes, frame: host_pb2.HostFrame) -> bool:
         if not self.nc.is_connected:
@@ -370,7 +417,7 @@ class Cluster:
     def acked(self, recipient: bytes, sender: bytes, message_id: bytes) -> None:
         seq = self._unacked.get(recipient, {}).pop((bytes(sender), bytes(message_id)), None)
         if seq is not None and self.held is not None:
-            self._spawn(self.held.remove(seq))
+            self._spawn(self.held.remove(recipient, bytes(sender), bytes(message_id), seq))
 
     async def _drain(self, node_id: bytes) -> None:
         """Write what is held for ``node_id`` to its stream here; one drain per node at a

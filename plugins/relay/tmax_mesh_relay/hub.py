@@ -50,7 +50,7 @@ from google.protobuf.message import DecodeError
 
 from tmax_core import envelope as env
 from tmax_core import netaddr
-from tmax_core.crypto import now_ms, to_checksum
+from tmax_core.crypto import NODE_ID_LEN, now_ms, to_checksum
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.tokenbucket import TokenBucket
 from tmax_mesh_relay import allowlists, wire
@@ -555,6 +555,10 @@ class Hub:
             self.metrics.drop("too_large")
             await self._error(conn, "too_large", "ack is too large", ack.message_id, ack.to)
             return
+        if len(ack.to) != NODE_ID_LEN:
+            self.metrics.drop("malformed")
+            await self._error(conn, "malformed", "AckSend.to is not a node id", ack.message_id)
+            return
         conn.inflight.pop((bytes(ack.to), bytes(ack.message_id)), None)
         if self.router is not None:
             self.router.acked(conn.node_id or b"", ack.to, ack.message_id)
@@ -586,6 +590,10 @@ class Hub:
 
     async def _on_lookup(self, conn: Connection, lookup: host_pb2.Lookup) -> None:
         target = bytes(lookup.target)
+        if len(target) != NODE_ID_LEN:
+            self.metrics.lookups["malformed"] += 1
+            await self._error(conn, "malformed", "Lookup.target is not a node id")
+            return
         if not conn.lookup_bucket.take(self.clock()):
             self.metrics.lookups["rate_limited"] += 1
             await self._error(conn, "rate_limited", "too many lookups; slow down", node_id=target)

@@ -31,17 +31,35 @@ BUCKET = "tmax_members"
 SUBJECT = "tmax.members"
 TTL_S = 30.0
 REFRESH_S = TTL_S / 3
+MAX_BYTES = 16 * 1024 * 1024
+MAX_VALUE_SIZE = 64 * 1024
+"""Bounds of the member list: a member's URLs are a short JSON list."""
 
 
-async def open_bucket(nc: Any, bucket: str, replicas: int, ttl_s: float | None = None) -> Any:
+async def open_bucket(
+    nc: Any,
+    bucket: str,
+    replicas: int,
+    ttl_s: float | None = None,
+    *,
+    max_bytes: int,
+    max_value_size: int,
+) -> Any:
     """Bind a KV bucket of the cluster, creating it if no member has yet: on file (a
-    restarted NATS server still has it), ``replicas`` as the held envelopes'."""
+    restarted NATS server still has it), ``replicas`` as the held envelopes', and
+    bounded (a full bucket refuses new entries: nodes cannot grow NATS's store)."""
     js = nc.jetstream()
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
         config = KeyValueConfig(
-            bucket=bucket, ttl=ttl_s, history=1, storage=StorageType.FILE, replicas=replicas
+            bucket=bucket,
+            ttl=ttl_s,
+            history=1,
+            storage=StorageType.FILE,
+            replicas=replicas,
+            max_bytes=max_bytes,
+            max_value_size=max_value_size,
         )
         return await js.create_key_value(config)
 
@@ -90,7 +108,9 @@ class Members:
     async def _refresh(self) -> None:
         """Renew this member's entry and re-read everyone's (binding the bucket first if needed)."""
         if self.kv is None:
-            self.kv = await open_bucket(self.nc, BUCKET, self.replicas, TTL_S)
+            self.kv = await open_bucket(
+                self.nc, BUCKET, self.replicas, TTL_S, max_bytes=MAX_BYTES, max_value_size=MAX_VALUE_SIZE
+            )
         await self.kv.put(self.member_id, json.dumps(self.own_urls).encode())
         await self.reload()
 

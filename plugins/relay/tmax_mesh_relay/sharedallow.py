@@ -22,6 +22,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 
+from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.members import open_bucket
 
 log = logging.getLogger("tmax_mesh.host")
@@ -29,11 +30,18 @@ log = logging.getLogger("tmax_mesh.host")
 KEY_BUCKET = "tmax_cluster"
 FINGERPRINT_KEY = "fingerprint-key"
 ALLOW_BUCKET = "tmax_allow"
+KEY_BUCKET_BYTES = 1024 * 1024
+KEY_VALUE_SIZE = 1024
+"""Bounds of the bucket holding the fingerprint key (16 bytes)."""
+VALUE_OVERHEAD = 256
+"""Room beside a packed allow list in one KV message (an empty list too gets a positive bound)."""
 
 
 async def fingerprint_key(nc: Any, replicas: int = 1) -> bytes:
     """The cluster's fingerprint key (created by the first member to ask)."""
-    kv = await open_bucket(nc, KEY_BUCKET, replicas)
+    kv = await open_bucket(
+        nc, KEY_BUCKET, replicas, max_bytes=KEY_BUCKET_BYTES, max_value_size=KEY_VALUE_SIZE
+    )
     with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):  # another member made it first
         await kv.create(FINGERPRINT_KEY, os.urandom(16))
     return (await kv.get(FINGERPRINT_KEY)).value
@@ -47,8 +55,27 @@ class SharedAllowLists:
         self.errors = errors
 
     @classmethod
-    async def open(cls, nc: Any, ttl_s: float, errors: dict[str, int], replicas: int = 1) -> SharedAllowLists:
-        return cls(await open_bucket(nc, ALLOW_BUCKET, replicas, ttl_s), errors)
+    async def open(
+        cls,
+        nc: Any,
+        ttl_s: float,
+        max_bytes: int,
+        max_list: int,
+        errors: dict[str, int],
+        replicas: int = 1,
+    ) -> SharedAllowLists:
+        """Bind the bucket, bounded like the allow lists one host remembers: ``max_bytes``
+        in all (a full bucket refuses new lists, counted as ``kv`` errors), packed
+        lists of at most ``max_list`` node ids."""
+        kv = await open_bucket(
+            nc,
+            ALLOW_BUCKET,
+            replicas,
+            ttl_s,
+            max_bytes=max_bytes,
+            max_value_size=max_list * allowlists.FINGERPRINT_LEN + VALUE_OVERHEAD,
+        )
+        return cls(kv, errors)
 
     async def put(self, node_id: bytes, packed: bytes) -> None:
         try:

@@ -17,6 +17,13 @@ node's state, one per listen port so that two hosts on one machine never share
 it): held envelopes survive a worker's crash and a restart of the whole host.
 Only with ``--listen`` port 0 (a new port each run, that no node could find
 again) is it a temporary directory, removed at exit.
+
+The local server takes only clients with a random token, made by the
+supervisor and written only to the server's config file in its temporary
+directory (0700): any other local user could otherwise publish frames as a
+member, read the cluster's fingerprint key or delete held envelopes. Workers
+get the token in their environment (``NATS_TOKEN_ENV``), never on a command
+line that ``ps`` shows to everyone.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -47,6 +55,8 @@ if TYPE_CHECKING:
     from tmax_core.config import Config
 
 WORKER_ENV = "TMAX_HOST_WORKER"
+NATS_TOKEN_ENV = "TMAX_HOST_NATS_TOKEN"
+"""The token a cluster member presents to NATS (set by the ``--workers`` supervisor)."""
 START_TIMEOUT_S = 30.0
 POLL_S = 0.2
 RESTART_BACKOFF_MAX_S = 10.0
@@ -166,9 +176,12 @@ def store_dir(configured: str, port: int, tmp: Path) -> Path:
     return path
 
 
-def nats_config(port: int, store: Path, max_payload: int) -> str:
+def nats_config(port: int, store: Path, max_payload: int, token: str) -> str:
     quoted = json.dumps(str(store))  # a quoted string, whatever the path holds
-    return f"listen: 127.0.0.1:{port}\nmax_payload: {max_payload}\njetstream {{ store_dir: {quoted} }}\n"
+    return (
+        f"listen: 127.0.0.1:{port}\nmax_payload: {max_payload}\n"
+        f"authorization {{ token: {json.dumps(token)} }}\njetstream {{ store_dir: {quoted} }}\n"
+    )
 
 
 def nats_ready(child: Child, port: int) -> bool:
@@ -217,17 +230,21 @@ def supervise(argv: list[str], settings: Config, ready_file: Path | None) -> int
     children: list[Child] = []
     try:
         cluster = settings.get("cluster")
+        env = {k: v for k, v in os.environ.items() if k != NOTIFY_SOCKET_ENV} | {WORKER_ENV: "1"}
         if not cluster:
             nats_port = free_port()
+            token = secrets.token_urlsafe(32)
+            env[NATS_TOKEN_ENV] = token
             conf = tmp / "nats.conf"
             store = store_dir(settings.get("cluster_store"), int(port), tmp)
-            conf.write_text(nats_config(nats_port, store, 2 * settings.get("max_frame_bytes")))
+            conf.touch(mode=0o600)
+            max_payload = 2 * settings.get("max_frame_bytes")
+            conf.write_text(nats_config(nats_port, store, max_payload, token))
             nats = Child("nats-server", [nats_server_binary(), "-c", str(conf)], log=tmp / "nats.log")
             nats.start()
             children.append(nats)
             wait_until(lambda: nats_ready(nats, nats_port), "the local nats-server")
             cluster = f"nats://127.0.0.1:{nats_port}"
-        env = {k: v for k, v in os.environ.items() if k != NOTIFY_SOCKET_ENV} | {WORKER_ENV: "1"}
         ready = [tmp / f"worker-{i}.json" for i in range(workers)]
         metrics = metrics_addresses(settings.get("metrics_listen"), workers)
         procs = [
