@@ -32,6 +32,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class GrpcClientGone(logging.Filter):
+    """gRPC's asyncio server logs ``ExecuteBatchError raised in core by
+    servicer method [...]`` at ERROR, with a traceback of its own internals,
+    when it cannot send a call's final status because the client has already
+    gone (a reset stream, a killed node: ordinary on a network). Kept as one
+    INFO line without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("ExecuteBatchError raised in core by servicer method"):
+            record.msg, record.args = (
+                "%s (the client went away before the call ended)",
+                (record.getMessage(),),
+            )
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -41,6 +59,9 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    grpc_core = logging.getLogger("grpc._cython.cygrpc")
+    if not any(isinstance(f, GrpcClientGone) for f in grpc_core.filters):
+        grpc_core.addFilter(GrpcClientGone())
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import io
+import logging
 
 import pytest
 
-from tmax_core.logs import add_logging_arguments
+from tmax_core.logs import add_logging_arguments, setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,3 +46,38 @@ def test_a_bad_log_format_flag_is_refused(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         _parser().parse_args(["--log-format", "xml"])
     assert "'xml' is not one of text, json" in capsys.readouterr().err
+
+
+def _log_a_client_gone_and_another_error() -> None:
+    grpc_core = logging.getLogger("grpc._cython.cygrpc")
+    try:
+        raise RuntimeError('Failed "execute_batch": (SendStatusFromServerOperation,)')
+    except RuntimeError:
+        grpc_core.error(
+            "ExecuteBatchError raised in core by servicer method [%s]",
+            "/tmax_mesh.host.v1.HostService/Connect",
+            exc_info=True,
+        )
+    grpc_core.error("Unexpected [ValueError] raised by servicer method [/x]")
+
+
+def test_grpcs_client_gone_error_is_one_info_line_without_a_traceback() -> None:
+    """What gRPC's asyncio server logs when a client vanished before its call's
+    final status could be sent (seen in a fuzz run against the host)."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    setup_logging("info", "text")
+    out = io.StringIO()
+    root.handlers[0].setStream(out)  # type: ignore[attr-defined]
+    try:
+        _log_a_client_gone_and_another_error()
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    lines = out.getvalue().splitlines()
+    assert "Traceback" not in out.getvalue()
+    assert " INFO grpc._cython.cygrpc: ExecuteBatchError raised in core by servicer method " in lines[0]
+    assert lines[0].endswith(
+        "[/tmax_mesh.host.v1.HostService/Connect] (the client went away before the call ended)"
+    )
+    assert " ERROR grpc._cython.cygrpc: Unexpected [ValueError]" in lines[1]  # other gRPC errors stay
