@@ -329,3 +329,39 @@ async def test_a_link_going_down_during_a_write_leaves_no_unretrieved_failure() 
         assert not [c for c in reported if "never retrieved" in str(c.get("message"))], reported
     finally:
         loop.set_exception_handler(previous)
+
+
+def _connected_link(transport: RelayTransport, url: str, members: list[str]) -> HostLink:
+    link = HostLink(transport, wire.parse_relay_url(url))
+    link.set_members(members)
+    link._state = "connected"
+    transport.links.append(link)
+    return link
+
+
+async def test_a_host_naming_another_as_its_member_does_not_come_before_that_host() -> None:
+    """A hostile host listed first names an honest host as a cluster member: a
+    friend whose card names the honest host is sent through the honest link
+    first; the claim only adds a fallback."""
+    node = FakeNode([])
+    transport = RelayTransport(node)
+    hostile = _connected_link(transport, "grpc://evil.example:7447", ["grpc://honest.example:7447"])
+    honest = _connected_link(transport, "grpc://honest.example:7447", [])
+    friend = Friend(node_id=b"f" * 20, public_key=b"k" * 33, relay_hosts=["grpc://HONEST.example:7447"])
+    assert transport._links_for(friend) == [honest, hostile]
+    elsewhere = Friend(node_id=b"g" * 20, public_key=b"k" * 33, relay_hosts=["grpc://other.example:7447"])
+    assert transport._links_for(elsewhere) == []
+
+
+async def test_a_hosts_member_list_is_capped_checked_and_parsed_once() -> None:
+    node = FakeNode([])
+    transport = RelayTransport(node)
+    too_long = "grpc://m" + "x" * 600 + ":1"
+    urls = ["not a url", too_long, *(f"grpc://m{i}.example:7447" for i in range(100_000))]
+    link = _connected_link(transport, "grpc://h.example:7447", urls)
+    assert len(link.member_urls) == 64
+    assert link.member_urls[0] == "grpc://m0.example:7447"  # the bad and the overlong ones dropped
+    assert link.reaches("grpc://m63.example:7447") and not link.reaches("grpc://m64.example:7447")
+    friend = Friend(node_id=b"f" * 20, public_key=b"k" * 33, relay_hosts=["grpc://m5.example:7447"])
+    for _ in range(10_000):  # each is a few set lookups now, not a parse of every member URL
+        assert transport.can_reach(friend)

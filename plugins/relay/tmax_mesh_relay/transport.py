@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from tmax_core import envelope as env
+from tmax_core.endpoints import relay_url_problem
 from tmax_core.errors import ConfigError, EnvelopeError
 from tmax_core.model import Friend, IngressSource
 from tmax_core.plugin.helpers import now_ms, to_checksum
@@ -72,6 +74,20 @@ def _seen(fut: asyncio.Future) -> None:
         fut.exception()
 
 
+MAX_MEMBER_URLS = 64
+"""Cluster member URLs kept from one host (more are ignored)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_key(url: str) -> tuple[bool, str, int] | None:
+    """:func:`wire.url_key` of a relay URL given as text, or ``None`` if it is not one
+    (cached: friends' relay hosts are compared on every send)."""
+    try:
+        return wire.url_key(wire.parse_relay_url(url))
+    except ValueError:
+        return None
+
+
 class HostLink:
     """One relay host: keeps a registered stream up and multiplexes requests on it."""
 
@@ -88,6 +104,7 @@ class HostLink:
         # A cluster host's members (Registered.member_urls, then Members frames): friends on
         # any of them are reached here. Kept while down: it says which links are one cluster.
         self.member_urls: list[str] = []
+        self._member_keys: frozenset[tuple[bool, str, int]] = frozenset()
         self.session: HostSession | None = None
         self.task: asyncio.Task | None = None
         # Keyed by (recipient, message_id): an Ack counts only from the node the envelope went to.
@@ -113,9 +130,28 @@ class HostLink:
     def connected(self) -> bool:
         return self._state == "connected"
 
+    def set_members(self, urls: Iterable[str]) -> None:
+        """The cluster members the host names (``Registered``, ``Members``): parsed
+        once here, invalid ones dropped, at most :data:`MAX_MEMBER_URLS` (a hostile
+        host's list costs the node no more than that on every send)."""
+        members: dict[tuple[bool, str, int], str] = {}
+        for url in urls:
+            key = _url_key(url) if relay_url_problem(url) is None else None  # as friends' cards
+            if key is not None and key not in members:
+                members[key] = url
+                if len(members) == MAX_MEMBER_URLS:
+                    break
+        self.member_urls, self._member_keys = list(members.values()), frozenset(members)
+
+    def is_host(self, relay_url: str) -> bool:
+        """Whether ``relay_url`` is this link's own host (not a member it names)."""
+        return _url_key(relay_url) == wire.url_key(self.url)
+
     def reaches(self, relay_url: str) -> bool:
-        """Whether a node registered at ``relay_url`` is reachable through this link."""
-        return any(wire.same_host(url, relay_url) for url in (self.url.url, *self.member_urls))
+        """Whether a node registered at ``relay_url`` is reachable through this link:
+        it is this link's host, or a member of the cluster the host says it is in."""
+        key = _url_key(relay_url)
+        return key is not None and (key == wire.url_key(self.url) or key in self._member_keys)
 
     def same_cluster(self, other: HostLink) -> bool:
         """Whether the two links' hosts are members of one cluster (as either last heard)."""
@@ -211,7 +247,7 @@ class HostLink:
             self._sent_allow = allow
             self.registered_since_ms = now_ms()
             self.connection_id = registered.connection_id
-            self.member_urls = list(registered.member_urls)
+            self.set_members(registered.member_urls)
             self.last_error = None
             self.state = "connected"
             self.first_attempt.set()
@@ -263,7 +299,7 @@ class HostLink:
             elif kind is not None and kind.startswith("punch_"):
                 self._tell_punch(frame)
             elif kind == "members":
-                self.member_urls = list(frame.members.member_urls)
+                self.set_members(frame.members.member_urls)
                 self.relay.links_changed()
 
     def _tell_punch(self, frame: host_pb2.HostFrame | None) -> None:
@@ -556,10 +592,18 @@ class RelayTransport:
     # -- internals ------------------------------------------------------------------
 
     def _links_for(self, friend: Friend) -> list[HostLink]:
+        """Connected links that reach ``friend``: first those whose own host the
+        friend's card names, then those whose host only claims, as a cluster
+        member, to reach it (a hostile host listed first cannot take a friend's
+        traffic from the honest host it names as a member)."""
         connected = [link for link in self.links if link.connected]
         if not friend.relay_hosts:
             return connected
-        return [link for link in connected if any(link.reaches(h) for h in friend.relay_hosts)]
+        own = [link for link in connected if any(link.is_host(h) for h in friend.relay_hosts)]
+        members = [
+            link for link in connected if link not in own and any(link.reaches(h) for h in friend.relay_hosts)
+        ]
+        return own + members
 
     def _load_tls(self) -> grpc.ChannelCredentials:
         ca_file = self.node.config.get("relay.ca_file")
