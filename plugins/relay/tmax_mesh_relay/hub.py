@@ -4,7 +4,10 @@
 
 Writes go straight into the recipient's stream under that connection's lock
 (``Connection.send``), from the task of the connection that produced the
-frame. That costs no task or queue per stream (DESIGN §10 measured it cheaper
+frame. Frames that wait for the lock meanwhile (the stream is busy) go out
+together, as one ``Frames`` message written by the first of them to get the
+lock, to a node that reads them (``Register.takes_frames``): one gRPC write
+instead of one each. That costs no task or queue per stream (DESIGN §10 measured it cheaper
 than a writer task per stream) and gives natural back-pressure: a sender
 whose recipient reads slowly is itself read more slowly. A write that does not
 complete within ``write_timeout_s`` marks the recipient broken: it is
@@ -162,12 +165,15 @@ class Connection:
         "lock",
         "lookup_allow",
         "lookup_bucket",
+        "max_frames_bytes",
         "node_hex",
         "node_id",
         "opened",
         "peer",
         "peer_ip",
+        "pending",
         "source",
+        "takes_frames",
         "task",
         "write_expired",
         "write_started",
@@ -195,6 +201,11 @@ class Connection:
         # node: put back in the store if the stream ends first.
         self.inflight: dict[tuple[bytes, bytes], Held] = {}
         self.closing = False
+        # Frames waiting for the lock, written together by the first to get it (if the
+        # node reads Frames); at most max_frame_bytes of them in one message.
+        self.takes_frames = False
+        self.pending: list[_Pending] = []
+        self.max_frames_bytes = limits.max_frame_bytes
         self.write_timeout = limits.write_timeout_s
         # The write in progress: its start (hub clock; 0.0 when none) and the
         # task blocked in it, which the sweeper cancels past write_timeout.
@@ -230,23 +241,50 @@ class Connection:
             return True
         if self.closing:
             return False
+        if not self.takes_frames:
+            async with self.lock:
+                return await self._write_locked(frame, clock)
+        mine = _Pending(frame)
+        self.pending.append(mine)
         async with self.lock:
-            if self.closing:  # closed (e.g. its write expired) while we waited for the lock
-                return False
-            task = asyncio.current_task()
-            self.writer = task
-            self.write_started = clock()
-            try:
-                await self.context.write(frame)
-            except asyncio.CancelledError:
-                if not self.write_expired or task is None or task.uncancel() > 0:
-                    raise
-                return False
-            except Exception:
-                return False
-            finally:
-                self.write_started = 0.0
-                self.writer = None
+            if mine.written is None:  # no earlier writer took it: this one writes what waits
+                taken = self._take_pending()
+                ok = False
+                try:
+                    ok = await self._write_locked(_coalesced(taken), clock)
+                finally:
+                    for item in taken:
+                        item.written = ok
+            return bool(mine.written)
+
+    def _take_pending(self) -> list[_Pending]:
+        """The frames waiting, oldest first, up to ``max_frames_bytes`` (at least one)."""
+        size, n = 0, 0
+        for item in self.pending:
+            size += item.frame.ByteSize()
+            if n and size > self.max_frames_bytes:
+                break
+            n += 1
+        taken, self.pending = self.pending[:n], self.pending[n:]
+        return taken
+
+    async def _write_locked(self, frame: host_pb2.HostFrame, clock: Callable[[], float]) -> bool:
+        if self.closing:  # closed (e.g. its write expired) while we waited for the lock
+            return False
+        task = asyncio.current_task()
+        self.writer = task
+        self.write_started = clock()
+        try:
+            await self.context.write(frame)
+        except asyncio.CancelledError:
+            if not self.write_expired or task is None or task.uncancel() > 0:
+                raise
+            return False
+        except Exception:
+            return False
+        finally:
+            self.write_started = 0.0
+            self.writer = None
         return True
 
     def expire_write(self) -> None:
@@ -255,6 +293,25 @@ class Connection:
         if writer is not None and not self.write_expired:
             self.write_expired = True
             writer.cancel()
+
+
+class _Pending:
+    """A frame waiting to be written, and whether it was (None: not yet)."""
+
+    __slots__ = ("frame", "written")
+
+    def __init__(self, frame: host_pb2.HostFrame) -> None:
+        self.frame = frame
+        self.written: bool | None = None
+
+
+def _coalesced(items: list[_Pending]) -> host_pb2.HostFrame:
+    """One frame as is; several as one ``Frames`` message, in order."""
+    if len(items) == 1:
+        return items[0].frame
+    out = host_pb2.HostFrame()
+    out.frames.frames.extend(item.frame for item in items)
+    return out
 
 
 class Hub:
@@ -394,7 +451,11 @@ class Hub:
             member_urls=self.router.member_urls if self.router is not None else (),
             max_batch=self.limits.max_batch,
         )
-        return await self._write(conn, host_pb2.HostFrame(registered=registered), "registered")
+        if not await self._write(conn, host_pb2.HostFrame(registered=registered), "registered"):
+            return False
+        # Only now: Registered must reach the node on its own, whatever waits behind it.
+        conn.takes_frames = frame.register.takes_frames
+        return True
 
     async def _read_frame(self, conn: Connection) -> Any:
         """The next NodeFrame (or EOF). Bytes that do not decode as a NodeFrame

@@ -262,37 +262,42 @@ class HostLink:
             frame = await session.read()
             if frame is None:
                 raise ConnectionError("the host closed the stream")
-            kind = frame.WhichOneof("frame")
-            if kind == "deliver":
-                await self._inbound.acquire()
-                self._spawn(self._on_deliver(frame.deliver))
-            elif kind == "deliver_batch":
-                await self._inbound.acquire()
-                self._spawn(self._on_deliver_batch(frame.deliver_batch))
-            elif kind == "ack":
-                self._on_ack(frame.ack)
-            elif kind == "ack_batch":
-                # No one waiting (timed out): the outbox re-sends, and dedup answers.
-                self._resolve_ack(
-                    getattr(frame.ack_batch, "from"), frame.ack_batch.batch_id, frame.ack_batch.ack
-                )
-            elif kind == "queued":
-                self._resolve_ack(frame.queued.to, frame.queued.message_id, None)
-            elif kind == "error":
-                self._on_error(frame.error)
-            elif kind == "lookup_result":
-                result = frame.lookup_result
-                endpoints = list(result.endpoints) if result.found else []
-                for fut in self._lookups.pop(result.target, []):
-                    if not fut.done():
-                        fut.set_result(endpoints)
-            elif kind == "ping":
-                await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
-            elif kind is not None and kind.startswith("punch_"):
-                self._tell_punch(frame)
-            elif kind == "members":
-                self.member_urls = list(frame.members.member_urls)
-                self.relay.links_changed()
+            if frame.WhichOneof("frame") == "frames":  # several that waited at the host, in order
+                for inner in frame.frames.frames:
+                    await self._on_frame(inner)
+            else:
+                await self._on_frame(frame)
+
+    async def _on_frame(self, frame: host_pb2.HostFrame) -> None:
+        kind = frame.WhichOneof("frame")
+        if kind == "deliver":
+            await self._inbound.acquire()
+            self._spawn(self._on_deliver(frame.deliver))
+        elif kind == "deliver_batch":
+            await self._inbound.acquire()
+            self._spawn(self._on_deliver_batch(frame.deliver_batch))
+        elif kind == "ack":
+            self._on_ack(frame.ack)
+        elif kind == "ack_batch":
+            # No one waiting (timed out): the outbox re-sends, and dedup answers.
+            self._resolve_ack(getattr(frame.ack_batch, "from"), frame.ack_batch.batch_id, frame.ack_batch.ack)
+        elif kind == "queued":
+            self._resolve_ack(frame.queued.to, frame.queued.message_id, None)
+        elif kind == "error":
+            self._on_error(frame.error)
+        elif kind == "lookup_result":
+            result = frame.lookup_result
+            endpoints = list(result.endpoints) if result.found else []
+            for fut in self._lookups.pop(result.target, []):
+                if not fut.done():
+                    fut.set_result(endpoints)
+        elif kind == "ping":
+            await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
+        elif kind is not None and kind.startswith("punch_"):
+            self._tell_punch(frame)
+        elif kind == "members":
+            self.member_urls = list(frame.members.member_urls)
+            self.relay.links_changed()
 
     def _tell_punch(self, frame: host_pb2.HostFrame | None) -> None:
         listener = self.relay.punch_listener

@@ -111,6 +111,7 @@ def make_register(
         signature=identity.sign(Domain.HOST_REGISTER, *parts),
         relay_url=relay_url,
         tls_cert_sha256=cert_sha256,
+        takes_frames=True,
     )
 
 

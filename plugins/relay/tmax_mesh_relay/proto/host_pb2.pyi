@@ -17,7 +17,7 @@ class Challenge(_message.Message):
     def __init__(self, nonce: _Optional[bytes] = ..., host_id: _Optional[bytes] = ..., time_ms: _Optional[int] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("node_id", "public_key", "endpoints", "lookup_allow", "signature", "relay_url", "tls_cert_sha256")
+    __slots__ = ("node_id", "public_key", "endpoints", "lookup_allow", "signature", "relay_url", "tls_cert_sha256", "takes_frames")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class Register(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     RELAY_URL_FIELD_NUMBER: _ClassVar[int]
     TLS_CERT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    TAKES_FRAMES_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     public_key: bytes
     endpoints: _containers.RepeatedScalarFieldContainer[str]
@@ -32,7 +33,8 @@ class Register(_message.Message):
     signature: bytes
     relay_url: str
     tls_cert_sha256: bytes
-    def __init__(self, node_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., endpoints: _Optional[_Iterable[str]] = ..., lookup_allow: _Optional[_Iterable[bytes]] = ..., signature: _Optional[bytes] = ..., relay_url: _Optional[str] = ..., tls_cert_sha256: _Optional[bytes] = ...) -> None: ...
+    takes_frames: bool
+    def __init__(self, node_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., endpoints: _Optional[_Iterable[str]] = ..., lookup_allow: _Optional[_Iterable[bytes]] = ..., signature: _Optional[bytes] = ..., relay_url: _Optional[str] = ..., tls_cert_sha256: _Optional[bytes] = ..., takes_frames: _Optional[bool] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_frame_bytes", "rate_per_s", "burst", "queue_max_messages", "queue_max_bytes", "queue_ttl_ms", "idle_timeout_ms", "max_lookup_allow")
@@ -250,6 +252,12 @@ class Members(_message.Message):
     member_urls: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, member_urls: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class Frames(_message.Message):
+    __slots__ = ("frames",)
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[HostFrame]
+    def __init__(self, frames: _Optional[_Iterable[_Union[HostFrame, _Mapping]]] = ...) -> None: ...
+
 class NodeFrame(_message.Message):
     __slots__ = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow", "punch_listen", "punch_request", "relay_send_batch", "ack_batch_send")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
@@ -277,7 +285,7 @@ class NodeFrame(_message.Message):
     def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., relay_send: _Optional[_Union[RelaySend, _Mapping]] = ..., ack_send: _Optional[_Union[AckSend, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup: _Optional[_Union[Lookup, _Mapping]] = ..., set_lookup_allow: _Optional[_Union[SetLookupAllow, _Mapping]] = ..., punch_listen: _Optional[_Union[PunchListen, _Mapping]] = ..., punch_request: _Optional[_Union[PunchRequest, _Mapping]] = ..., relay_send_batch: _Optional[_Union[RelaySendBatch, _Mapping]] = ..., ack_batch_send: _Optional[_Union[AckBatchSend, _Mapping]] = ...) -> None: ...
 
 class HostFrame(_message.Message):
-    __slots__ = ("challenge", "registered", "deliver", "queued", "ack", "ping", "pong", "lookup_result", "error", "punch_token", "punch_mapped", "punch_go", "punch_refused", "members", "deliver_batch", "ack_batch")
+    __slots__ = ("challenge", "registered", "deliver", "queued", "ack", "ping", "pong", "lookup_result", "error", "punch_token", "punch_mapped", "punch_go", "punch_refused", "members", "deliver_batch", "ack_batch", "frames")
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     DELIVER_FIELD_NUMBER: _ClassVar[int]
@@ -294,6 +302,7 @@ class HostFrame(_message.Message):
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     DELIVER_BATCH_FIELD_NUMBER: _ClassVar[int]
     ACK_BATCH_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
     challenge: Challenge
     registered: Registered
     deliver: Deliver
@@ -310,4 +319,5 @@ class HostFrame(_message.Message):
     members: Members
     deliver_batch: DeliverBatch
     ack_batch: AckBatch
-    def __init__(self, challenge: _Optional[_Union[Challenge, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ..., deliver: _Optional[_Union[Deliver, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup_result: _Optional[_Union[LookupResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., punch_token: _Optional[_Union[PunchToken, _Mapping]] = ..., punch_mapped: _Optional[_Union[PunchMapped, _Mapping]] = ..., punch_go: _Optional[_Union[PunchGo, _Mapping]] = ..., punch_refused: _Optional[_Union[PunchRefused, _Mapping]] = ..., members: _Optional[_Union[Members, _Mapping]] = ..., deliver_batch: _Optional[_Union[DeliverBatch, _Mapping]] = ..., ack_batch: _Optional[_Union[AckBatch, _Mapping]] = ...) -> None: ...
+    frames: Frames
+    def __init__(self, challenge: _Optional[_Union[Challenge, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ..., deliver: _Optional[_Union[Deliver, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup_result: _Optional[_Union[LookupResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., punch_token: _Optional[_Union[PunchToken, _Mapping]] = ..., punch_mapped: _Optional[_Union[PunchMapped, _Mapping]] = ..., punch_go: _Optional[_Union[PunchGo, _Mapping]] = ..., punch_refused: _Optional[_Union[PunchRefused, _Mapping]] = ..., members: _Optional[_Union[Members, _Mapping]] = ..., deliver_batch: _Optional[_Union[DeliverBatch, _Mapping]] = ..., ack_batch: _Optional[_Union[AckBatch, _Mapping]] = ..., frames: _Optional[_Union[Frames, _Mapping]] = ...) -> None: ...
