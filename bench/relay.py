@@ -44,6 +44,13 @@ system-wide on Linux, so two processes on this machine share it. A relay
 forwards one sender's frames in order, so the i-th arrival is the i-th send;
 each arrival's message id is checked against the send's.
 
+``--batch K`` (issue 17): in the max phases the sender hands tmax-host ``K``
+envelopes per ``RelaySendBatch`` (as a node's outbox does with the messages
+waiting for one friend) and the host delivers each as one ``DeliverBatch``;
+the bare forwarder still gets one frame per message (it has no batches), and
+the 1,000 msg/s phases stay one message per frame (at that rate a node's
+messages do not wait for each other).
+
 Prints a table (tmax-host, bare forwarder, ratio, targets: throughput ≥ 0.8x
 bare, p50 ≤ 1.25x bare) and writes ``bench/results/relay.json`` (or
 ``relay-quick.json``). Every wait is bounded, the whole run has a hard limit,
@@ -318,17 +325,24 @@ class Sink:
 
 
 async def read_host(session: Any, sink: Sink) -> None:
+    from tmax_core.envelope import parse
+
     clock = time.monotonic_ns
     while True:
         frame = await session.read()
         t = clock()
         if frame is None:
             return
-        kind = frame.WhichOneof("frame")
-        if kind == "deliver":
-            sink.arrived(t, frame.deliver.message_id)
-        else:
-            sink.other[kind if kind != "error" else f"error:{frame.error.code}"] += 1
+        # Delivers that waited while this stream was busy come as one Frames message.
+        for inner in frame.frames.frames if frame.WhichOneof("frame") == "frames" else (frame,):
+            kind = inner.WhichOneof("frame")
+            if kind == "deliver":
+                sink.arrived(t, inner.deliver.message_id)
+            elif kind == "deliver_batch":
+                for data in inner.deliver_batch.envelopes:
+                    sink.arrived(t, parse(data, 1 << 22).message_id)
+            else:
+                sink.other[kind if kind != "error" else f"error:{inner.error.code}"] += 1
 
 
 async def read_bare(session: BareSession, sink: Sink) -> None:
@@ -366,8 +380,11 @@ class Sender:
         self.slot = slot
         self.total = 0
 
-    async def phase(self, frames: list[Any], mids: list[bytes], cmd: dict[str, Any]) -> dict[str, Any]:
-        """On schedule (``rate``, open loop) or as fast as the window allows (``max``)."""
+    async def phase(
+        self, frames: list[Any], mids: list[bytes], cmd: dict[str, Any], per: int = 1
+    ) -> dict[str, Any]:
+        """On schedule (``rate``, open loop, one message per frame) or as fast as the
+        window allows (``max``; each frame carries ``per`` messages, the next ones of ``mids``)."""
         clock = time.monotonic_ns
         sent, due = array("q"), array("q")
         m = len(frames)
@@ -393,15 +410,15 @@ class Sender:
                 if self.total - progress[slot] >= window:
                     await asyncio.sleep(0.0002)  # the loop's timer resolution makes this ~1 ms
                     continue
-                sent.append(t)
+                sent.extend(array("q", (t,)) * per)
                 await write(frames[i % m])
-                self.total += 1
+                self.total += per
                 i += 1
         out = Path(cmd["out"])
         n = len(sent)
         out.with_suffix(".sent").write_bytes(sent.tobytes())
         out.with_suffix(".due").write_bytes(due.tobytes())
-        out.with_suffix(".mids").write_bytes(b"".join(mids[i % m] for i in range(n)))
+        out.with_suffix(".mids").write_bytes(b"".join(mids[i % len(mids)] for i in range(n)))
         lag = [(s - d) / 1e9 for s, d in zip(sent, due, strict=False)]
         return {"n": n, "schedule_lag": summarize_ms(lag) if lag else None}
 
@@ -433,6 +450,13 @@ async def client_main(args: argparse.Namespace) -> None:
             frames["host", size] = [
                 host_pb2.NodeFrame(relay_send=host_pb2.RelaySend(to=peer.node_id, envelope=e)) for e in pool
             ]
+            batches = [pool[j : j + args.batch] for j in range(0, len(pool) - args.batch + 1, args.batch)]
+            frames["host-batch", size] = [
+                host_pb2.NodeFrame(
+                    relay_send_batch=host_pb2.RelaySendBatch(to=peer.node_id, batch_id=b"bench", envelopes=b)
+                )
+                for b in batches
+            ]
             frames["bare", size] = [
                 peer.node_id + mid + e for mid, e in zip(pool_mids[size], pool, strict=True)
             ]
@@ -456,7 +480,12 @@ async def client_main(args: argparse.Namespace) -> None:
         op = cmd["op"]
         if op == "send":
             relay, size = cmd["relay"], cmd["size"]
-            res = await senders[relay].phase(frames[relay, size], pool_mids[size], cmd)
+            if relay == "host" and cmd["mode"] == "max" and args.batch > 1:
+                batched = frames["host-batch", size]  # the pool's first len * batch envelopes
+                mids = pool_mids[size][: len(batched) * args.batch]
+                res = await senders[relay].phase(batched, mids, cmd, args.batch)
+            else:
+                res = await senders[relay].phase(frames[relay, size], pool_mids[size], cmd)
             res["other_frames"] = dict(sinks[relay].other)
             emit(res)
         elif op == "collect":
@@ -637,7 +666,12 @@ class Bench:
 
 
 async def run(
-    p: Params, mode: str, workdir: Path, host_command: list[str], profile_dir: Path | None = None
+    p: Params,
+    mode: str,
+    workdir: Path,
+    host_command: list[str],
+    profile_dir: Path | None = None,
+    batch: int = 1,
 ) -> dict[str, Any]:
     from tmax_core.identity import NodeIdentity
 
@@ -661,7 +695,7 @@ async def run(
         sizes = ",".join(str(s) for s in SIZES)
         client_argv = [sys.executable, str(Path(__file__).resolve()), "--keys", str(keys_path)]
         client_argv += ["--host", host.ready["listen"], "--bare", bare.ready["listen"], "--sizes", sizes]
-        client_argv += ["--pool", str(p.pool), "--progress", str(progress_path)]
+        client_argv += ["--pool", str(p.pool), "--progress", str(progress_path), "--batch", str(batch)]
         receiver = Worker("receiver", [*client_argv, "--client", "receiver"], workdir)
         sender = Worker("sender", [*client_argv, "--client", "sender"], workdir)
         print(
@@ -766,6 +800,8 @@ def print_table(out: dict[str, Any]) -> None:
         f"grpcio {env_['grpcio']}, loadavg {env_['loadavg_at_start']}"
     )
     print("one sender -> relay -> one receiver (no acks), one stream each; one-way latency")
+    if out.get("batch", 1) > 1:
+        print(f"max phases: {out['batch']} envelopes per RelaySendBatch to tmax-host, one per frame to bare")
     print(line)
     print(f"{'':{w}}{'tmax-host':>14}{'bare fwd':>14}{'ratio':>10}   target")
     for size, by in res["runs"].items():
@@ -844,6 +880,13 @@ def main(argv: list[str] | None = None) -> int:
         help="attach `py-spy record` to both relays for the whole run (DIR/{host,bare}.run.collapsed.txt; "
         "summarise with bench/profile_summary.py); the figures are then perturbed",
     )
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="K",
+        help="max phases: K envelopes per RelaySendBatch to tmax-host (default 1: one RelaySend each)",
+    )
     ap.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ready-file", help=argparse.SUPPRESS)
     ap.add_argument("--client", choices=("sender", "receiver"), help=argparse.SUPPRESS)
@@ -875,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-relay-"))
     env_info = environment()
     results = run_bounded(
-        run(p, mode, workdir, host_command, profile_dir),
+        run(p, mode, workdir, host_command, profile_dir, max(1, args.batch)),
         hard_limit,
         workdir,
         "logs",
@@ -895,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         "host_command": host_command,
         "host_flags": HOST_FLAGS,
         "acks": False,
+        "batch": max(1, args.batch),
         "environment": env_info,
         "results": results,
         "assessment": assess(results),

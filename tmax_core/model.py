@@ -199,7 +199,8 @@ class Transport(Protocol):
     ``ConnectionError``/``TimeoutError``.
 
     Optional: ``send_batch(friend, envelopes, timeout)`` returns one serialized
-    batch SignedAck for several envelopes; ``answer_unverifiable(friend)`` is
+    batch SignedAck for several envelopes, or ``None`` when it could not carry
+    them as one batch (the outbox then hands each to ``send``); ``answer_unverifiable(friend)`` is
     told when a returned ack did not verify as the friend's.
     """
 

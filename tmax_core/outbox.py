@@ -451,8 +451,10 @@ class Outbox:
     async def _send_with(self, transport: Transport, friend: Friend, attempts: list[_Attempt]) -> None:
         """Offer ``attempts`` to one transport; marks each final, handed off, or with an error."""
         send_batch = getattr(transport, "send_batch", None)
+        ack = None
         if send_batch is not None:
             ack = await send_batch(friend, [a.envelope for a in attempts], SEND_TIMEOUT_S)
+        if ack is not None:  # None: the transport could not carry them as a batch
             try:
                 entries = env.verify_ack_batch(
                     ack,

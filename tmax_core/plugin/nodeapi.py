@@ -70,6 +70,12 @@ class NodeAPI(Protocol):
         """Run an inbound envelope through ingress; returns the signed ack to send back
         (empty bytes: send no answer)."""
 
+    async def handle_envelope_batch(
+        self, envelopes: list[bytes], source: IngressSource, nonce: bytes = b""
+    ) -> bytes:
+        """Run several inbound envelopes (from one sender) through ingress as one
+        batch; returns one signed batch ack for them all (``nonce`` echoed in it)."""
+
     async def handle_ack(self, ack: bytes, from_node_id: bytes) -> None:
         """A signed ack that arrived apart from its send (store-and-forward)."""
 

@@ -4,7 +4,10 @@
 
 Writes go straight into the recipient's stream under that connection's lock
 (``Connection.send``), from the task of the connection that produced the
-frame. That costs no task or queue per stream (DESIGN §10 measured it cheaper
+frame. Frames that wait for the lock meanwhile (the stream is busy) go out
+together, as one ``Frames`` message written by the first of them to get the
+lock, to a node that reads them (``Register.takes_frames``): one gRPC write
+instead of one each. That costs no task or queue per stream (DESIGN §10 measured it cheaper
 than a writer task per stream) and gives natural back-pressure: a sender
 whose recipient reads slowly is itself read more slowly. A write that does not
 complete within ``write_timeout_s`` marks the recipient broken: it is
@@ -78,6 +81,8 @@ class HostLimits:
     register_rate_per_s: float = 10.0
     register_burst: int = 64
     max_frame_bytes: int = 1024 * 1024 + 64 * 1024
+    max_batch: int = 1024
+    """Envelopes in one RelaySendBatch (their bytes together at most ``max_frame_bytes``)."""
     rate_per_s: float = 100.0
     burst: int = 200
     lookup_rate_per_s: float = 2.0
@@ -160,12 +165,15 @@ class Connection:
         "lock",
         "lookup_allow",
         "lookup_bucket",
+        "max_frames_bytes",
         "node_hex",
         "node_id",
         "opened",
         "peer",
         "peer_ip",
+        "pending",
         "source",
+        "takes_frames",
         "task",
         "write_expired",
         "write_started",
@@ -193,6 +201,11 @@ class Connection:
         # node: put back in the store if the stream ends first.
         self.inflight: dict[tuple[bytes, bytes], Held] = {}
         self.closing = False
+        # Frames waiting for the lock, written together by the first to get it (if the
+        # node reads Frames); at most max_frame_bytes of them in one message.
+        self.takes_frames = False
+        self.pending: list[_Pending] = []
+        self.max_frames_bytes = limits.max_frame_bytes
         self.write_timeout = limits.write_timeout_s
         # The write in progress: its start (hub clock; 0.0 when none) and the
         # task blocked in it, which the sweeper cancels past write_timeout.
@@ -228,23 +241,50 @@ class Connection:
             return True
         if self.closing:
             return False
+        if not self.takes_frames:
+            async with self.lock:
+                return await self._write_locked(frame, clock)
+        mine = _Pending(frame)
+        self.pending.append(mine)
         async with self.lock:
-            if self.closing:  # closed (e.g. its write expired) while we waited for the lock
-                return False
-            task = asyncio.current_task()
-            self.writer = task
-            self.write_started = clock()
-            try:
-                await self.context.write(frame)
-            except asyncio.CancelledError:
-                if not self.write_expired or task is None or task.uncancel() > 0:
-                    raise
-                return False
-            except Exception:
-                return False
-            finally:
-                self.write_started = 0.0
-                self.writer = None
+            if mine.written is None:  # no earlier writer took it: this one writes what waits
+                taken = self._take_pending()
+                ok = False
+                try:
+                    ok = await self._write_locked(_coalesced(taken), clock)
+                finally:
+                    for item in taken:
+                        item.written = ok
+            return bool(mine.written)
+
+    def _take_pending(self) -> list[_Pending]:
+        """The frames waiting, oldest first, up to ``max_frames_bytes`` (at least one)."""
+        size, n = 0, 0
+        for item in self.pending:
+            size += item.frame.ByteSize()
+            if n and size > self.max_frames_bytes:
+                break
+            n += 1
+        taken, self.pending = self.pending[:n], self.pending[n:]
+        return taken
+
+    async def _write_locked(self, frame: host_pb2.HostFrame, clock: Callable[[], float]) -> bool:
+        if self.closing:  # closed (e.g. its write expired) while we waited for the lock
+            return False
+        task = asyncio.current_task()
+        self.writer = task
+        self.write_started = clock()
+        try:
+            await self.context.write(frame)
+        except asyncio.CancelledError:
+            if not self.write_expired or task is None or task.uncancel() > 0:
+                raise
+            return False
+        except Exception:
+            return False
+        finally:
+            self.write_started = 0.0
+            self.writer = None
         return True
 
     def expire_write(self) -> None:
@@ -253,6 +293,25 @@ class Connection:
         if writer is not None and not self.write_expired:
             self.write_expired = True
             writer.cancel()
+
+
+class _Pending:
+    """A frame waiting to be written, and whether it was (None: not yet)."""
+
+    __slots__ = ("frame", "written")
+
+    def __init__(self, frame: host_pb2.HostFrame) -> None:
+        self.frame = frame
+        self.written: bool | None = None
+
+
+def _coalesced(items: list[_Pending]) -> host_pb2.HostFrame:
+    """One frame as is; several as one ``Frames`` message, in order."""
+    if len(items) == 1:
+        return items[0].frame
+    out = host_pb2.HostFrame()
+    out.frames.frames.extend(item.frame for item in items)
+    return out
 
 
 class Hub:
@@ -292,6 +351,8 @@ class Hub:
         self._handlers: dict[str, Callable[[Connection, Any], Awaitable[None]]] = {
             "relay_send": self._on_relay_send,
             "ack_send": self._on_ack_send,
+            "relay_send_batch": self._on_relay_send_batch,
+            "ack_batch_send": self._on_ack_batch_send,
             "ping": self._on_ping,
             "pong": self._on_pong,
             "lookup": self._on_lookup,
@@ -388,8 +449,13 @@ class Hub:
             connection_id=conn.id,
             queued=self.store.depth(conn.node_id or b""),
             member_urls=self.router.member_urls if self.router is not None else (),
+            max_batch=self.limits.max_batch,
         )
-        return await self._write(conn, host_pb2.HostFrame(registered=registered), "registered")
+        if not await self._write(conn, host_pb2.HostFrame(registered=registered), "registered"):
+            return False
+        # Only now: Registered must reach the node on its own, whatever waits behind it.
+        conn.takes_frames = frame.register.takes_frames
+        return True
 
     async def _read_frame(self, conn: Connection) -> Any:
         """The next NodeFrame (or EOF). Bytes that do not decode as a NodeFrame
@@ -548,6 +614,96 @@ class Hub:
             return host_pb2.HostFrame(error=error)
         self.metrics.queued += 1
         return host_pb2.HostFrame(queued=host_pb2.Queued(message_id=message_id, to=to))
+
+    async def _on_relay_send_batch(self, conn: Connection, batch: host_pb2.RelaySendBatch) -> None:
+        """Forward a batch as one DeliverBatch to a recipient registered on this process;
+        for any other (offline, on another cluster member, its stream failing) answer
+        ``batch_unavailable`` and keep nothing: the node sends the envelopes one by one,
+        and store-and-forward and the cluster take those as always."""
+        to, batch_id, envelopes = bytes(batch.to), bytes(batch.batch_id), batch.envelopes
+        await self._pace(conn, len(envelopes) - 1)  # the read loop paid for the first
+        size = sum(len(data) for data in envelopes)
+        self.metrics.bytes_in += size
+        problem = self._batch_problem(conn, to, batch_id, envelopes, size)
+        if problem is not None:
+            code, detail = problem
+            self.metrics.drop(code)
+            await self._error(conn, code, detail, batch_id, to)
+            return
+        dest = self.routes.get(to)
+        if dest is not None and not dest.closing:
+            out = host_pb2.HostFrame()
+            deliver = out.deliver_batch
+            setattr(deliver, "from", conn.node_id)
+            deliver.batch_id = batch_id
+            deliver.envelopes.extend(envelopes)
+            if await self._write(dest, out, "deliver_batch"):
+                self.metrics.relayed += len(envelopes)
+                self.metrics.bytes_out += size
+                return
+        self.metrics.drop("batch_unavailable")
+        await self._error(
+            conn, "batch_unavailable", "recipient not on this host's process: send one by one", batch_id, to
+        )
+
+    async def _pace(self, conn: Connection, envelopes: int) -> None:
+        """Charge ``envelopes`` more to the connection's rate (per envelope, not per frame,
+        so that batching does not get around --rate)."""
+        wait = 0.0
+        now = self.clock()
+        for _ in range(envelopes):
+            wait = conn.bucket.reserve(now)
+        if wait > 0:
+            self.metrics.throttled += 1
+            await asyncio.sleep(wait)
+
+    def _batch_problem(
+        self, conn: Connection, to: bytes, batch_id: bytes, envelopes: Any, size: int
+    ) -> tuple[str, str] | None:
+        """Why the batch is refused as a whole (an Error code and detail), or None."""
+        lim = self.limits
+        if not envelopes or len(envelopes) > lim.max_batch:
+            return "malformed", f"{len(envelopes)} envelopes in a batch; 1 to {lim.max_batch} are taken"
+        if not 0 < len(batch_id) <= wire.MAX_BATCH_ID_LEN:
+            return "malformed", f"batch_id must be 1 to {wire.MAX_BATCH_ID_LEN} bytes"
+        if size > lim.max_frame_bytes:
+            return "too_large", f"batch of {size} bytes; the limit is {lim.max_frame_bytes}"
+        for data in envelopes:
+            try:
+                parsed = env.parse(data, lim.max_frame_bytes)
+            except EnvelopeError as err:
+                return ("too_large" if err.code == Reason.TOO_LARGE else "malformed"), str(err)
+            if parsed.from_node_id != conn.node_id:
+                log.warning(
+                    "dropping batch %s: sender %s is not the registered node",
+                    batch_id.hex(),
+                    to_checksum(parsed.from_node_id),
+                    extra=conn.log_extra,
+                )
+                return "sender_mismatch", "envelope sender is not the registered node"
+            if parsed.to_node_id != to:
+                return "malformed", "an envelope in the batch is for another recipient than RelaySendBatch.to"
+        return None
+
+    async def _on_ack_batch_send(self, conn: Connection, ack: host_pb2.AckBatchSend) -> None:
+        """Hand a batch ack to the batch's sender; it is on this process (a batch is
+        only delivered between two nodes here) unless it left since: then it re-sends."""
+        size = len(ack.ack)
+        self.metrics.bytes_in += size
+        if size > self.limits.max_frame_bytes or len(ack.batch_id) > wire.MAX_BATCH_ID_LEN:
+            self.metrics.drop("too_large")
+            await self._error(conn, "too_large", "batch ack is too large", ack.batch_id, ack.to)
+            return
+        frame = host_pb2.HostFrame()
+        out = frame.ack_batch
+        setattr(out, "from", conn.node_id)
+        out.batch_id = ack.batch_id
+        out.ack = ack.ack
+        dest = self.routes.get(bytes(ack.to))
+        if dest is not None and await self._write(dest, frame, "ack_batch"):
+            self.metrics.bytes_out += size
+        else:
+            self.metrics.drop("ack_sender_gone")
 
     async def _on_ack_send(self, conn: Connection, ack: host_pb2.AckSend) -> None:
         self.metrics.bytes_in += len(ack.ack)

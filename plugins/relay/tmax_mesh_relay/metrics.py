@@ -28,6 +28,8 @@ NODE_FRAMES = (
     "set_lookup_allow",
     "punch_listen",
     "punch_request",
+    "relay_send_batch",
+    "ack_batch_send",
 )
 HOST_FRAMES = (
     "challenge",
@@ -44,6 +46,8 @@ HOST_FRAMES = (
     "punch_go",
     "punch_refused",
     "members",
+    "deliver_batch",
+    "ack_batch",
 )
 
 

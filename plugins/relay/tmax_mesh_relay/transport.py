@@ -6,6 +6,14 @@ Outbound: ``send`` writes RelaySend and waits for the recipient's signed ack
 offline recipient: ``None`` tells the outbox the message was handed off; its
 ack arrives later and goes to ``node.handle_ack``).
 
+Batches: ``send_batch`` carries a friend's envelopes as one RelaySendBatch when
+the host takes batches (``Registered.max_batch`` > 0; older hosts say 0) and they
+fit its limits; the host hands them to the friend as one DeliverBatch, and the
+friend's one signed batch ack comes back as AckBatch. A host that cannot deliver
+the batch at once (the friend is offline or on another cluster member) answers
+``batch_unavailable`` and keeps nothing: ``send_batch`` returns ``None`` and the
+outbox sends the envelopes one by one, which the host stores or forwards.
+
 Inbound: each Deliver runs through ``node.handle_envelope`` with the
 host-authenticated sender as the ingress source, and the ack goes back as
 AckSend. At most ``INBOUND_CONCURRENCY`` envelopes are processed at once per
@@ -32,6 +40,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -63,6 +72,10 @@ def find_relay(node: NodeAPI) -> RelayTransport | None:
     """The running node's relay transport, if the plugin is active."""
     transport = node.transport(RelayTransport.name)
     return transport if isinstance(transport, RelayTransport) else None
+
+
+class BatchUnavailable(ConnectionError):
+    """The host did not deliver a batch at once (``batch_unavailable``): send one by one."""
 
 
 def _seen(fut: asyncio.Future) -> None:
@@ -105,9 +118,13 @@ class HostLink:
         # any of them are reached here. Kept while down: it says which links are one cluster.
         self.member_urls: list[str] = []
         self._member_keys: frozenset[tuple[bool, str, int]] = frozenset()
+        # What the registered host takes in one RelaySendBatch (0 envelopes: no batches).
+        self.max_batch = 0
+        self.max_frame_bytes = 0
         self.session: HostSession | None = None
         self.task: asyncio.Task | None = None
-        # Keyed by (recipient, message_id): an Ack counts only from the node the envelope went to.
+        # Keyed by (recipient, message_id), or (recipient, batch_id) for a batch: an
+        # Ack counts only from the node the envelope went to.
         self._acks: dict[tuple[bytes, bytes], asyncio.Future] = {}
         self._lookups: dict[bytes, list[asyncio.Future]] = {}
         self._inbound = asyncio.Semaphore(INBOUND_CONCURRENCY)
@@ -216,6 +233,7 @@ class HostLink:
             error = f"the host's TLS certificate is not trusted by {ca} (relay.ca_file): {error}"
         self.state = "down"
         self.connection_id = None
+        self.max_batch = 0
         if error != self.last_error:
             log.warning("relay %s: %s", self.url.url, error)
         self.last_error = error
@@ -248,6 +266,8 @@ class HostLink:
             self.registered_since_ms = now_ms()
             self.connection_id = registered.connection_id
             self.set_members(registered.member_urls)
+            self.max_batch = registered.max_batch
+            self.max_frame_bytes = registered.limits.max_frame_bytes
             self.last_error = None
             self.state = "connected"
             self.first_attempt.set()
@@ -278,29 +298,42 @@ class HostLink:
             frame = await session.read()
             if frame is None:
                 raise ConnectionError("the host closed the stream")
-            kind = frame.WhichOneof("frame")
-            if kind == "deliver":
-                await self._inbound.acquire()
-                self._spawn(self._on_deliver(frame.deliver))
-            elif kind == "ack":
-                self._on_ack(frame.ack)
-            elif kind == "queued":
-                self._resolve_ack(frame.queued.to, frame.queued.message_id, None)
-            elif kind == "error":
-                self._on_error(frame.error)
-            elif kind == "lookup_result":
-                result = frame.lookup_result
-                endpoints = list(result.endpoints) if result.found else []
-                for fut in self._lookups.pop(result.target, []):
-                    if not fut.done():
-                        fut.set_result(endpoints)
-            elif kind == "ping":
-                await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
-            elif kind is not None and kind.startswith("punch_"):
-                self._tell_punch(frame)
-            elif kind == "members":
-                self.set_members(frame.members.member_urls)
-                self.relay.links_changed()
+            if frame.WhichOneof("frame") == "frames":  # several that waited at the host, in order
+                for inner in frame.frames.frames:
+                    await self._on_frame(inner)
+            else:
+                await self._on_frame(frame)
+
+    async def _on_frame(self, frame: host_pb2.HostFrame) -> None:
+        kind = frame.WhichOneof("frame")
+        if kind == "deliver":
+            await self._inbound.acquire()
+            self._spawn(self._on_deliver(frame.deliver))
+        elif kind == "deliver_batch":
+            await self._inbound.acquire()
+            self._spawn(self._on_deliver_batch(frame.deliver_batch))
+        elif kind == "ack":
+            self._on_ack(frame.ack)
+        elif kind == "ack_batch":
+            # No one waiting (timed out): the outbox re-sends, and dedup answers.
+            self._resolve_ack(getattr(frame.ack_batch, "from"), frame.ack_batch.batch_id, frame.ack_batch.ack)
+        elif kind == "queued":
+            self._resolve_ack(frame.queued.to, frame.queued.message_id, None)
+        elif kind == "error":
+            self._on_error(frame.error)
+        elif kind == "lookup_result":
+            result = frame.lookup_result
+            endpoints = list(result.endpoints) if result.found else []
+            for fut in self._lookups.pop(result.target, []):
+                if not fut.done():
+                    fut.set_result(endpoints)
+        elif kind == "ping":
+            await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
+        elif kind is not None and kind.startswith("punch_"):
+            self._tell_punch(frame)
+        elif kind == "members":
+            self.set_members(frame.members.member_urls)
+            self.relay.links_changed()
 
     def _tell_punch(self, frame: host_pb2.HostFrame | None) -> None:
         listener = self.relay.punch_listener
@@ -335,6 +368,27 @@ class HostLink:
         finally:
             self._inbound.release()
 
+    async def _on_deliver_batch(self, batch: host_pb2.DeliverBatch) -> None:
+        try:
+            sender = getattr(batch, "from")
+            source = IngressSource("relay", peer=to_checksum(sender))
+            envelopes = list(batch.envelopes)
+            ack = await self.relay.node.handle_envelope_batch(envelopes, source)
+            self.relay.received += len(envelopes)
+            if not ack:  # a stranger beyond the answer budget (tmax_core.ingress): no answer
+                return
+            await self.write(
+                host_pb2.NodeFrame(
+                    ack_batch_send=host_pb2.AckBatchSend(to=sender, batch_id=batch.batch_id, ack=ack)
+                )
+            )
+        except ConnectionError:
+            pass  # the stream went away: the sender re-sends, and dedup answers "duplicate"
+        except Exception:
+            log.exception("relay %s: handling a delivered batch failed", self.url.url)
+        finally:
+            self._inbound.release()
+
     def _on_ack(self, ack: host_pb2.Ack) -> None:
         if not self._resolve_ack(getattr(ack, "from"), ack.message_id, ack.ack):
             # No one is waiting (the envelope was stored and forwarded later):
@@ -347,7 +401,8 @@ class HostLink:
         if error.message_id and key in self._acks:
             fut = self._acks[key]
             if not fut.done():
-                fut.set_exception(ConnectionError(f"relay {self.url.url}: {text}"))
+                failure = BatchUnavailable if error.code == "batch_unavailable" else ConnectionError
+                fut.set_exception(failure(f"relay {self.url.url}: {text}"))
         elif (
             error.code in ("rate_limited", "unavailable")
             and not error.message_id
@@ -380,14 +435,40 @@ class HostLink:
         self, to: bytes, message_id: bytes, envelope: bytes, timeout: float
     ) -> bytes | None:
         """Send one envelope; the recipient's ack bytes, or ``None`` if the host stored it."""
+        frame = host_pb2.NodeFrame(relay_send=host_pb2.RelaySend(to=to, envelope=envelope))
+        return await self._request((to, message_id), frame, timeout)
+
+    def takes_batch(self, envelopes: list[bytes]) -> bool:
+        """Whether the registered host takes these envelopes as one RelaySendBatch."""
+        return (
+            self.connected
+            and 1 < len(envelopes) <= self.max_batch
+            and sum(len(e) for e in envelopes) <= self.max_frame_bytes
+        )
+
+    async def relay_batch(self, to: bytes, envelopes: list[bytes], timeout: float) -> bytes | None:
+        """Send envelopes as one batch; the recipient's batch ack bytes, or ``None`` if
+        the host could not deliver them at once (send them one by one)."""
+        batch_id = os.urandom(wire.MAX_BATCH_ID_LEN)
+        frame = host_pb2.NodeFrame(
+            relay_send_batch=host_pb2.RelaySendBatch(to=to, batch_id=batch_id, envelopes=envelopes)
+        )
+        try:
+            return await self._request((to, batch_id), frame, timeout)
+        except BatchUnavailable:
+            return None
+
+    async def _request(
+        self, key: tuple[bytes, bytes], frame: host_pb2.NodeFrame, timeout: float
+    ) -> bytes | None:
+        """Write ``frame`` and wait for the answer the read loop resolves under ``key``."""
         fut = asyncio.get_running_loop().create_future()
-        key = (to, message_id)
         old = self._acks.get(key)
         if old is not None and not old.done():
             old.set_exception(ConnectionError("superseded by a newer attempt"))
         self._acks[key] = fut
         try:
-            await self.write(host_pb2.NodeFrame(relay_send=host_pb2.RelaySend(to=to, envelope=envelope)))
+            await self.write(frame)
             return await asyncio.wait_for(fut, timeout)
         finally:
             if self._acks.get(key) is fut:
@@ -506,6 +587,26 @@ class RelayTransport:
                 self.sent += 1
             return ack
         raise last
+
+    async def send_batch(self, friend: Friend, envelopes: list[bytes], timeout: float) -> bytes | None:
+        """The friend's signed batch ack for ``envelopes``, sent as one frame through the
+        first host that takes them as a batch; ``None`` when none does or the host could
+        not deliver them at once (the outbox then sends them one by one)."""
+        last: Exception | None = None
+        for link in self._links_for(friend):
+            if not link.takes_batch(envelopes):
+                continue
+            try:
+                ack = await link.relay_batch(friend.node_id, envelopes, timeout)
+            except ConnectionError as err:
+                last = err
+                continue
+            if ack is not None:
+                self.sent += len(envelopes)
+            return ack
+        if last is not None:
+            raise last
+        return None
 
     def status(self) -> dict[str, Any]:
         if not self.links:

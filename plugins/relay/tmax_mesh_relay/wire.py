@@ -39,6 +39,8 @@ MAX_ENDPOINTS = endpoints.MAX_ENDPOINTS
 MAX_ENDPOINT_LEN = 256
 MAX_HOST_ID_LEN = 64
 MAX_RELAY_URL_LEN = 512
+MAX_BATCH_ID_LEN = 16
+"""Bytes of the id a node gives a RelaySendBatch (echoed in its AckBatch)."""
 DEFAULT_MAX_LOOKUP_ALLOW = 1000
 """Ids in one lookup allow list (``tmax-host --max-lookup-allow``); a node sends at most this many."""
 
@@ -109,6 +111,7 @@ def make_register(
         signature=identity.sign(Domain.HOST_REGISTER, *parts),
         relay_url=relay_url,
         tls_cert_sha256=cert_sha256,
+        takes_frames=True,
     )
 
 

@@ -17,7 +17,7 @@ class Challenge(_message.Message):
     def __init__(self, nonce: _Optional[bytes] = ..., host_id: _Optional[bytes] = ..., time_ms: _Optional[int] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("node_id", "public_key", "endpoints", "lookup_allow", "signature", "relay_url", "tls_cert_sha256")
+    __slots__ = ("node_id", "public_key", "endpoints", "lookup_allow", "signature", "relay_url", "tls_cert_sha256", "takes_frames")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class Register(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     RELAY_URL_FIELD_NUMBER: _ClassVar[int]
     TLS_CERT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    TAKES_FRAMES_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     public_key: bytes
     endpoints: _containers.RepeatedScalarFieldContainer[str]
@@ -32,7 +33,8 @@ class Register(_message.Message):
     signature: bytes
     relay_url: str
     tls_cert_sha256: bytes
-    def __init__(self, node_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., endpoints: _Optional[_Iterable[str]] = ..., lookup_allow: _Optional[_Iterable[bytes]] = ..., signature: _Optional[bytes] = ..., relay_url: _Optional[str] = ..., tls_cert_sha256: _Optional[bytes] = ...) -> None: ...
+    takes_frames: bool
+    def __init__(self, node_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., endpoints: _Optional[_Iterable[str]] = ..., lookup_allow: _Optional[_Iterable[bytes]] = ..., signature: _Optional[bytes] = ..., relay_url: _Optional[str] = ..., tls_cert_sha256: _Optional[bytes] = ..., takes_frames: _Optional[bool] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_frame_bytes", "rate_per_s", "burst", "queue_max_messages", "queue_max_bytes", "queue_ttl_ms", "idle_timeout_ms", "max_lookup_allow")
@@ -55,18 +57,20 @@ class Limits(_message.Message):
     def __init__(self, max_frame_bytes: _Optional[int] = ..., rate_per_s: _Optional[float] = ..., burst: _Optional[int] = ..., queue_max_messages: _Optional[int] = ..., queue_max_bytes: _Optional[int] = ..., queue_ttl_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., max_lookup_allow: _Optional[int] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("observed_addr", "limits", "connection_id", "queued", "member_urls")
+    __slots__ = ("observed_addr", "limits", "connection_id", "queued", "member_urls", "max_batch")
     OBSERVED_ADDR_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     MEMBER_URLS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     observed_addr: str
     limits: Limits
     connection_id: str
     queued: int
     member_urls: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, observed_addr: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., connection_id: _Optional[str] = ..., queued: _Optional[int] = ..., member_urls: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_batch: int
+    def __init__(self, observed_addr: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., connection_id: _Optional[str] = ..., queued: _Optional[int] = ..., member_urls: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ...) -> None: ...
 
 class RelaySend(_message.Message):
     __slots__ = ("to", "envelope")
@@ -75,6 +79,44 @@ class RelaySend(_message.Message):
     to: bytes
     envelope: bytes
     def __init__(self, to: _Optional[bytes] = ..., envelope: _Optional[bytes] = ...) -> None: ...
+
+class RelaySendBatch(_message.Message):
+    __slots__ = ("to", "batch_id", "envelopes")
+    TO_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    to: bytes
+    batch_id: bytes
+    envelopes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, to: _Optional[bytes] = ..., batch_id: _Optional[bytes] = ..., envelopes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class DeliverBatch(_message.Message):
+    __slots__ = ("batch_id", "envelopes")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    batch_id: bytes
+    envelopes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, batch_id: _Optional[bytes] = ..., envelopes: _Optional[_Iterable[bytes]] = ..., **kwargs) -> None: ...
+
+class AckBatchSend(_message.Message):
+    __slots__ = ("to", "batch_id", "ack")
+    TO_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    to: bytes
+    batch_id: bytes
+    ack: bytes
+    def __init__(self, to: _Optional[bytes] = ..., batch_id: _Optional[bytes] = ..., ack: _Optional[bytes] = ...) -> None: ...
+
+class AckBatch(_message.Message):
+    __slots__ = ("batch_id", "ack")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    batch_id: bytes
+    ack: bytes
+    def __init__(self, batch_id: _Optional[bytes] = ..., ack: _Optional[bytes] = ..., **kwargs) -> None: ...
 
 class Deliver(_message.Message):
     __slots__ = ("message_id", "envelope")
@@ -210,8 +252,14 @@ class Members(_message.Message):
     member_urls: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, member_urls: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class Frames(_message.Message):
+    __slots__ = ("frames",)
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[HostFrame]
+    def __init__(self, frames: _Optional[_Iterable[_Union[HostFrame, _Mapping]]] = ...) -> None: ...
+
 class NodeFrame(_message.Message):
-    __slots__ = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow", "punch_listen", "punch_request")
+    __slots__ = ("register", "relay_send", "ack_send", "ping", "pong", "lookup", "set_lookup_allow", "punch_listen", "punch_request", "relay_send_batch", "ack_batch_send")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     RELAY_SEND_FIELD_NUMBER: _ClassVar[int]
     ACK_SEND_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +269,8 @@ class NodeFrame(_message.Message):
     SET_LOOKUP_ALLOW_FIELD_NUMBER: _ClassVar[int]
     PUNCH_LISTEN_FIELD_NUMBER: _ClassVar[int]
     PUNCH_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RELAY_SEND_BATCH_FIELD_NUMBER: _ClassVar[int]
+    ACK_BATCH_SEND_FIELD_NUMBER: _ClassVar[int]
     register: Register
     relay_send: RelaySend
     ack_send: AckSend
@@ -230,10 +280,12 @@ class NodeFrame(_message.Message):
     set_lookup_allow: SetLookupAllow
     punch_listen: PunchListen
     punch_request: PunchRequest
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., relay_send: _Optional[_Union[RelaySend, _Mapping]] = ..., ack_send: _Optional[_Union[AckSend, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup: _Optional[_Union[Lookup, _Mapping]] = ..., set_lookup_allow: _Optional[_Union[SetLookupAllow, _Mapping]] = ..., punch_listen: _Optional[_Union[PunchListen, _Mapping]] = ..., punch_request: _Optional[_Union[PunchRequest, _Mapping]] = ...) -> None: ...
+    relay_send_batch: RelaySendBatch
+    ack_batch_send: AckBatchSend
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., relay_send: _Optional[_Union[RelaySend, _Mapping]] = ..., ack_send: _Optional[_Union[AckSend, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup: _Optional[_Union[Lookup, _Mapping]] = ..., set_lookup_allow: _Optional[_Union[SetLookupAllow, _Mapping]] = ..., punch_listen: _Optional[_Union[PunchListen, _Mapping]] = ..., punch_request: _Optional[_Union[PunchRequest, _Mapping]] = ..., relay_send_batch: _Optional[_Union[RelaySendBatch, _Mapping]] = ..., ack_batch_send: _Optional[_Union[AckBatchSend, _Mapping]] = ...) -> None: ...
 
 class HostFrame(_message.Message):
-    __slots__ = ("challenge", "registered", "deliver", "queued", "ack", "ping", "pong", "lookup_result", "error", "punch_token", "punch_mapped", "punch_go", "punch_refused", "members")
+    __slots__ = ("challenge", "registered", "deliver", "queued", "ack", "ping", "pong", "lookup_result", "error", "punch_token", "punch_mapped", "punch_go", "punch_refused", "members", "deliver_batch", "ack_batch", "frames")
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     DELIVER_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +300,9 @@ class HostFrame(_message.Message):
     PUNCH_GO_FIELD_NUMBER: _ClassVar[int]
     PUNCH_REFUSED_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    DELIVER_BATCH_FIELD_NUMBER: _ClassVar[int]
+    ACK_BATCH_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
     challenge: Challenge
     registered: Registered
     deliver: Deliver
@@ -262,4 +317,7 @@ class HostFrame(_message.Message):
     punch_go: PunchGo
     punch_refused: PunchRefused
     members: Members
-    def __init__(self, challenge: _Optional[_Union[Challenge, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ..., deliver: _Optional[_Union[Deliver, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup_result: _Optional[_Union[LookupResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., punch_token: _Optional[_Union[PunchToken, _Mapping]] = ..., punch_mapped: _Optional[_Union[PunchMapped, _Mapping]] = ..., punch_go: _Optional[_Union[PunchGo, _Mapping]] = ..., punch_refused: _Optional[_Union[PunchRefused, _Mapping]] = ..., members: _Optional[_Union[Members, _Mapping]] = ...) -> None: ...
+    deliver_batch: DeliverBatch
+    ack_batch: AckBatch
+    frames: Frames
+    def __init__(self, challenge: _Optional[_Union[Challenge, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ..., deliver: _Optional[_Union[Deliver, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., lookup_result: _Optional[_Union[LookupResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., punch_token: _Optional[_Union[PunchToken, _Mapping]] = ..., punch_mapped: _Optional[_Union[PunchMapped, _Mapping]] = ..., punch_go: _Optional[_Union[PunchGo, _Mapping]] = ..., punch_refused: _Optional[_Union[PunchRefused, _Mapping]] = ..., members: _Optional[_Union[Members, _Mapping]] = ..., deliver_batch: _Optional[_Union[DeliverBatch, _Mapping]] = ..., ack_batch: _Optional[_Union[AckBatch, _Mapping]] = ..., frames: _Optional[_Union[Frames, _Mapping]] = ...) -> None: ...
