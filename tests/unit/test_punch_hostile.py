@@ -235,11 +235,13 @@ async def test_relay_peer_ip_is_the_address_of_the_open_grpc_connection() -> Non
     server = grpc.aio.server()
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    channel = grpc.aio.insecure_channel(f"localhost:{port}")
+    # (127.0.0.1, not "localhost": on a shared machine "localhost" may first reach
+    # another process's server on [::1] at the same port number.)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         await asyncio.wait_for(channel.channel_ready(), 10)
-        assert relay_peer_ip(f"localhost:{port}") == "127.0.0.1"
-        assert relay_peer_ip(f"localhost:{_free_port()}") is None  # nothing open to it
+        assert relay_peer_ip(f"127.0.0.1:{port}") == "127.0.0.1"
+        assert relay_peer_ip(f"127.0.0.1:{_free_port()}") is None  # nothing open to it
     finally:
         await channel.close()
         await server.stop(None)
