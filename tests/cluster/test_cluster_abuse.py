@@ -22,6 +22,7 @@ from tests.cluster.test_cluster_protocol import (
     ack,
     expect,
     held_count,
+    held_count_is,
     lookup,
     member,
     metrics_of,
@@ -165,10 +166,6 @@ async def test_a_resent_envelope_is_held_once_and_again_after_its_ack(
 
 async def bucket_is(nats: NatsServer, key: str, value: bytes) -> bool:
     return await bucket_value(nats, held.INDEX_BUCKET, key) == value
-
-
-async def held_count_is(nats: NatsServer, n: int) -> bool:
-    return await held_count(nats) == n
 
 
 def no_route(host: Host) -> bool:

@@ -4,7 +4,6 @@ nats-server): supersede, acks, lookups and store-and-forward across members."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import urllib.request
 
 import nats as nats_client
@@ -13,6 +12,7 @@ import pytest
 from tests.cluster.natsproc import NatsServer
 from tests.e2e.test_relay import metric
 from tests.harness import Host, ProcGroup, wait_for
+from tests.polling import wait_for_async
 from tmax_core import envelope as env
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay import held, sharedallow
@@ -104,6 +104,10 @@ async def held_count(nats: NatsServer) -> int:
         await nc.close()
 
 
+async def held_count_is(nats: NatsServer, n: int) -> bool:
+    return await held_count(nats) == n
+
+
 async def ack(session: HostSession, deliver: host_pb2.Deliver) -> None:
     frame = host_pb2.AckSend(to=getattr(deliver, "from"), message_id=deliver.message_id, ack=b"signed-ack")
     await session.write(host_pb2.NodeFrame(ack_send=frame))
@@ -130,11 +134,9 @@ async def test_held_envelopes_survive_a_member_kill_and_reach_the_recipient_once
         assert [d.envelope for d in got] == sent
         for deliver in got:
             await ack(sx, deliver)
-        for _ in range(100):  # acknowledged envelopes leave the stream
-            if await held_count(nats_server) == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert await held_count(nats_server) == 0
+        await wait_for_async(
+            lambda: held_count_is(nats_server, 0), what="the acknowledged envelopes to leave the stream"
+        )
     finally:
         await sx.close()
     sx = await register(m1, x, y)  # and nothing comes twice
@@ -156,11 +158,15 @@ async def test_a_member_holds_for_a_node_it_never_saw_only_from_its_friends(
     nc = await nats_client.connect(nats_server.url, connect_timeout=2, allow_reconnect=False)
     try:
         kv = await nc.jetstream().key_value(sharedallow.ALLOW_BUCKET)
-        for _ in range(100):
-            with contextlib.suppress(nats_client.js.errors.NotFoundError):
+
+        async def shared() -> bool:
+            try:
                 await kv.get(x.node_id.hex())
-                break
-            await asyncio.sleep(0.05)
+            except nats_client.js.errors.NotFoundError:
+                return False
+            return True
+
+        await wait_for_async(shared, what="m2 to share X's allow list")
     finally:
         await nc.close()
     sy, sz = await register(m1, y, x), await register(m1, stranger)
