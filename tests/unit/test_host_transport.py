@@ -353,6 +353,24 @@ async def test_a_host_naming_another_as_its_member_does_not_come_before_that_hos
     assert transport._links_for(elsewhere) == []
 
 
+async def test_links_are_one_cluster_only_when_each_host_names_the_other() -> None:
+    """A link stands by only for a link whose host and its own name each other:
+    one host's claim (hostile, or not yet confirmed by a registration on the
+    other) leaves the other link dialing."""
+    node = FakeNode([])
+    transport = RelayTransport(node)
+    claims = _connected_link(transport, "grpc://evil.example:7447", ["grpc://honest.example:7447"])
+    honest = HostLink(transport, wire.parse_relay_url("grpc://honest.example:7447"))
+    transport.links.append(honest)
+    assert not claims.same_cluster(honest) and not honest.same_cluster(claims)
+    assert transport.cover(honest) is None  # never heard from: dials
+    honest.set_members(["grpc://honest.example:7447"])  # its host names only itself
+    assert transport.cover(honest) is None
+    honest.set_members(["grpc://honest.example:7447", "grpc://EVIL.example:7447"])  # now mutual
+    assert transport.cover(honest) is claims
+    assert transport.cover(claims) is None  # honest is not connected: nothing covers claims
+
+
 async def test_a_hosts_member_list_is_capped_checked_and_parsed_once() -> None:
     node = FakeNode([])
     transport = RelayTransport(node)

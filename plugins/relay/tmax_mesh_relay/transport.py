@@ -171,8 +171,13 @@ class HostLink:
         return key is not None and (key == wire.url_key(self.url) or key in self._member_keys)
 
     def same_cluster(self, other: HostLink) -> bool:
-        """Whether the two links' hosts are members of one cluster (as either last heard)."""
-        return self.reaches(other.url.url) or other.reaches(self.url.url)
+        """Whether the two links' hosts are members of one cluster: EACH names the
+        other (as last heard from it). One host's claim is not enough: a hostile
+        host naming an honest one as its member would otherwise put the node's
+        link to the honest host on standby and take all its traffic. So a link
+        that never registered dials once, even if the other host claims it; the
+        registration then supersedes the other link's, which stands by."""
+        return self.reaches(other.url.url) and other.reaches(self.url.url)
 
     def status(self) -> dict[str, Any]:
         return {
