@@ -336,7 +336,7 @@ def free_port() -> int:
 
 
 async def run(p: Params, mode: str, workdir: Path, topo: Topology) -> dict[str, Any]:
-    from tmax_core.client import AsyncNodeClient
+    from tmax_core.client import AsyncJsonNodeClient as AsyncNodeClient
 
     children: list[Child] = []
     watchers: list[Watcher] = []

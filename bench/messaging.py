@@ -826,7 +826,7 @@ async def run(
     native: bool = False,
     profile_phase: str = "run",
 ) -> dict[str, Any]:
-    from tmax_core.client import AsyncNodeClient
+    from tmax_core.client import AsyncJsonNodeClient as AsyncNodeClient
 
     children: list[Child] = []
     phase_profiler: PhaseProfiler | None = None

@@ -456,7 +456,7 @@ class Phase:
 
 
 async def run_row(p: Params, row: Row, workdir: Path, tag: str) -> dict[str, Any]:
-    from tmax_core.client import AsyncNodeClient
+    from tmax_core.client import AsyncJsonNodeClient as AsyncNodeClient
 
     children: list[Child] = []
     flooder: Worker | None = None

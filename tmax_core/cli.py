@@ -44,8 +44,9 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def _is_time(key: str) -> bool:
-    """Fields holding a point in time as epoch ms (``added_at_ms``, ``last_seen_ms``)."""
-    return key.endswith("_at_ms") or key == "last_seen_ms"
+    """Fields holding a point in time as epoch ms (``added_at_ms``, ``last_seen_ms``,
+    ``registered_since_ms``, ``last_attempt_ms``)."""
+    return key.endswith(("_at_ms", "_since_ms")) or (key.startswith("last_") and key.endswith("_ms"))
 
 
 def _shown(key: str, value: Any) -> tuple[str, Any]:
@@ -143,17 +144,47 @@ def _render_status(s: dict) -> str:
         "transports:",
     ]
     for t in s["transports"]:
-        flat = {k: v for k, v in t.items() if k not in ("name", "state") and not isinstance(v, dict | list)}
-        lines.append(f"  {t['name']:<8} {t['state']:<12} " + " ".join(f"{k}={v}" for k, v in flat.items()))
-        for key, value in t.items():
-            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-                lines.extend(f"    {key}: " + " ".join(f"{k}={v}" for k, v in item.items()) for item in value)
-            elif isinstance(value, dict):
-                lines.extend(f"    {name}: {detail}" for name, detail in value.items())
+        lines.extend(_render_transport(t))
     sends = {k.split(":", 1)[1]: v for k, v in s.get("counters", {}).items() if k.startswith("send:")}
     if sends:
         lines.append("sends: " + ", ".join(f"{k} {v}" for k, v in sends.items()))
     return "\n".join(lines)
+
+
+def _render_transport(t: dict[str, Any]) -> list[str]:
+    """One transport of ``node status``: its name, state and counters on one line,
+    then a line per record it lists (relay ``hosts``, direct ``friends``) and per
+    other nested field (direct ``punch``). Transports are plugins, so this
+    follows the shape of what they report, as ``key=value`` pairs."""
+    detail = {k: v for k, v in t.items() if k not in ("name", "state")}
+    flat = {k: v for k, v in detail.items() if not isinstance(v, dict | list)}
+    lines = [f"  {t['name']:<8} {t['state']:<12} {_fields(flat)}".rstrip()]
+    for key, value in detail.items():
+        if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+            lines.extend(f"    {key}: {_fields(item)}" for item in value)
+        elif isinstance(value, dict) and all(isinstance(item, dict) for item in value.values()):
+            lines.extend(f"    {key} {name}: {_fields(item)}" for name, item in value.items())
+        elif isinstance(value, dict):
+            lines.append(f"    {key}: {_fields(value)}")
+        elif isinstance(value, list):
+            lines.append(f"    {_field(key, value)}")
+    return lines
+
+
+def _fields(record: dict[str, Any]) -> str:
+    return " ".join(_field(k, v) for k, v in record.items())
+
+
+def _field(key: str, value: Any) -> str:
+    """``key=value``: a time as how long ago, a list comma-joined, a nested record
+    as ``key.field=value`` pairs, nothing as ``-``."""
+    if isinstance(value, dict):
+        return " ".join(_field(f"{key}.{k}", v) for k, v in value.items()) or f"{key}=-"
+    if _is_time(key.rpartition(".")[2]):
+        return f"{key.removesuffix('_ms')}={relative(value)}"
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    return f"{key}={'-' if value is None or value == '' else value}"
 
 
 def _render_msg(m: dict) -> str:

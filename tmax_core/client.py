@@ -1,14 +1,18 @@
 """The local API clients with results in the JSON shapes of the command-line
 contract (DESIGN §14): what ``tmax-mesh`` prints with ``--json``.
 
-The CLI uses :class:`JsonNodeClient`. Scripts written for 0.2 import
-``NodeClient`` and ``AsyncNodeClient`` from this module and index their
-results as dicts, so here those names stay the JSON clients; new code uses
-the typed SDK, ``from tmax_core import NodeClient`` (:mod:`tmax_core.sdk`).
+The CLI uses :class:`JsonNodeClient`; new code uses the typed SDK,
+``from tmax_core import NodeClient`` (:mod:`tmax_core.sdk`).
+
+docs/cli.md and docs/sdk.md promised scripts of 0.1 and 0.2 that
+``NodeClient`` and ``AsyncNodeClient`` imported from this module return dicts,
+so those two names still resolve to the JSON clients, with a
+:class:`DeprecationWarning`: the same name meant two different clients.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +23,7 @@ from tmax_core.sdk import node_socket
 
 __all__ = [
     "AsyncJsonNodeClient",
-    "AsyncNodeClient",
     "JsonNodeClient",
-    "NodeClient",
     "body_for_json",
     "node_socket",
 ]
@@ -41,5 +43,19 @@ class AsyncJsonNodeClient(_AsyncTypedClient):
         return (shape or as_json)(value)
 
 
-NodeClient = JsonNodeClient  # the 0.2 name in this module (DESIGN §14: only ever added to)
-AsyncNodeClient = AsyncJsonNodeClient
+_DEPRECATED = {"NodeClient": JsonNodeClient, "AsyncNodeClient": AsyncJsonNodeClient}
+"""The 0.2 names of the JSON clients here, kept for scripts (DESIGN §14: only ever added to)."""
+
+
+def __getattr__(name: str) -> type:
+    """Resolve the deprecated 0.2 names (PEP 562), warning where they are used."""
+    client = _DEPRECATED.get(name)
+    if client is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"tmax_core.client.{name} is deprecated: use tmax_core.client.{client.__name__} "
+        f"for dict results, or tmax_core.{name} for typed ones",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return client

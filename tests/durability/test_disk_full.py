@@ -17,7 +17,7 @@ import pytest
 
 from tests.durability.integrity import integrity_check
 from tests.harness import Node, ProcGroup, free_port, wait_for
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.errors import MeshError
 
 TMPFS_SIZE = "2M"
@@ -72,7 +72,7 @@ def test_disk_full_state_dir(procs: ProcGroup, small_disk: Path) -> None:
     node: Node = procs.add(Node(state, "--peer-listen", "127.0.0.1:0"))  # type: ignore[assignment]
     node.log_path = small_disk.parent / "node.log"  # the log must not share the full disk
     node.start()
-    with NodeClient(node.ready["socket"]) as c, NodeClient(friend.ready["socket"]) as f:
+    with JsonNodeClient(node.ready["socket"]) as c, JsonNodeClient(friend.ready["socket"]) as f:
         c.invite_accept(f.invite_create(uses=1)["token"], alias="friend")
         wait_for(lambda: any(x["node_id"] == node.node_id for x in f.friends_list()), what="first contact")
         # Acknowledged state before the disk fills: received messages and queued sends.
@@ -82,7 +82,7 @@ def test_disk_full_state_dir(procs: ProcGroup, small_disk: Path) -> None:
         delivered = c.msg_send("friend", b"delivered before")["message_id"]
         assert c.msg_wait(delivered, 20)["status"] == "delivered"
     friend.stop()  # from now on sends stay queued in the outbox
-    with NodeClient(node.ready["socket"]) as c:
+    with JsonNodeClient(node.ready["socket"]) as c:
         queued = [c.msg_send("friend", f"queued {i}".encode())["message_id"] for i in range(5)]
         before_inbox = sorted(m["message_id"] for m in c.inbox_list())
 
@@ -101,7 +101,7 @@ def test_disk_full_state_dir(procs: ProcGroup, small_disk: Path) -> None:
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert "disk is full" in err and "Unexpected" not in err, err
     # The local API client gets a MeshError too, and the node is still up and answering.
-    with NodeClient(node.ready["socket"]) as c:
+    with JsonNodeClient(node.ready["socket"]) as c:
         with pytest.raises(MeshError) as info:
             c.msg_send("friend", b"y" * 50_000)
         assert info.value.code == "storage" and "disk is full" in str(info.value), info.value
@@ -113,15 +113,15 @@ def test_disk_full_state_dir(procs: ProcGroup, small_disk: Path) -> None:
 
     # Space comes back: everything acknowledged is intact and the node works again.
     filler.unlink()
-    with NodeClient(node.ready["socket"]) as c:
+    with JsonNodeClient(node.ready["socket"]) as c:
         assert sorted(m["message_id"] for m in c.inbox_list()) == before_inbox
         assert c.msg_status(delivered)["status"] == "delivered"
         later = c.msg_send("friend", b"after space came back")["message_id"]
     friend.start()
-    with NodeClient(node.ready["socket"]) as c:
+    with JsonNodeClient(node.ready["socket"]) as c:
         for mid in [*queued, later]:
             assert c.msg_wait(mid, 30)["status"] == "delivered", c.msg_status(mid)
-    with NodeClient(friend.ready["socket"]) as f:
+    with JsonNodeClient(friend.ready["socket"]) as f:
         bodies = sorted(m["body"] for m in f.inbox_list())
     assert bodies.count("delivered before") == 1 and bodies.count("after space came back") == 1
     assert all(bodies.count(f"queued {i}") == 1 for i in range(5)), bodies

@@ -23,7 +23,7 @@ import pytest
 from tests.durability.integrity import integrity_check
 from tests.harness import Node, ProcGroup, free_port, wait_for
 from tmax_core import identity
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.errors import MeshError
 
 KILLS = 10
@@ -68,7 +68,7 @@ class Sender(threading.Thread):
             bodies = [f"{self.tag} {seq + k}" for k in range(BATCH)]
             try:
                 if client is None:
-                    client = NodeClient(self.node.state_dir / "node.sock", timeout=5)
+                    client = JsonNodeClient(self.node.state_dir / "node.sock", timeout=5)
                 sent = client.msg_send_many([{"to": self.to, "body": b.encode()} for b in bodies])
             except MeshError:
                 self.failed_calls += 1
@@ -94,7 +94,7 @@ class Sender(threading.Thread):
 def test_sigkill_during_heavy_writes(procs: ProcGroup) -> None:
     victim = procs.node("victim", "--peer-listen", f"127.0.0.1:{free_port()}", env=ENV)
     peer = procs.node("peer", "--peer-listen", f"127.0.0.1:{free_port()}", env=ENV)
-    with NodeClient(victim.ready["socket"]) as v, NodeClient(peer.ready["socket"]) as p:
+    with JsonNodeClient(victim.ready["socket"]) as v, JsonNodeClient(peer.ready["socket"]) as p:
         p.invite_accept(v.invite_create()["token"])
         wait_for(lambda: any(f["node_id"] == peer.node_id for f in v.friends_list()), what="first contact")
     victim_id = victim.node_id
@@ -108,7 +108,7 @@ def test_sigkill_during_heavy_writes(procs: ProcGroup) -> None:
             time.sleep(rng.uniform(0.4, 1.5))
             acked_before = out.snapshot()
             try:
-                with NodeClient(victim.state_dir / "node.sock", timeout=5) as c:
+                with JsonNodeClient(victim.state_dir / "node.sock", timeout=5) as c:
                     inbox_before = {m["message_id"] for m in c.inbox_list()}
             except MeshError:
                 inbox_before = set()
@@ -122,7 +122,7 @@ def test_sigkill_during_heavy_writes(procs: ProcGroup) -> None:
             assert inbox_before <= inbox_ids, f"kill {k}: {len(inbox_before - inbox_ids)} received lost"
             victim.start()
             assert victim.node_id == victim_id
-            with NodeClient(victim.state_dir / "node.sock", timeout=30) as c:
+            with JsonNodeClient(victim.state_dir / "node.sock", timeout=30) as c:
                 assert inbox_before <= {m["message_id"] for m in c.inbox_list()}
                 for mid in rng.sample(sorted(acked_before), min(20, len(acked_before))):
                     c.msg_status(mid)  # and the API finds them
@@ -135,14 +135,14 @@ def test_sigkill_during_heavy_writes(procs: ProcGroup) -> None:
 
     # Everything acknowledged, both ways, lands exactly once.
     def delivered(sender: Node, ids: dict[str, str]) -> bool:
-        with NodeClient(sender.state_dir / "node.sock", timeout=30) as c:
+        with JsonNodeClient(sender.state_dir / "node.sock", timeout=30) as c:
             counts = c.node_status()["outbox"]
         return counts.get("queued", 0) + counts.get("sent", 0) == 0
 
     wait_for(lambda: delivered(victim, out.acked), timeout=90, interval=0.5, what="victim's outbox to drain")
     wait_for(lambda: delivered(peer, inbound.acked), timeout=90, interval=0.5, what="peer's outbox to drain")
     for sender, receiver, ids in ((victim, peer, out.acked), (peer, victim, inbound.acked)):
-        with NodeClient(receiver.state_dir / "node.sock", timeout=60) as c:
+        with JsonNodeClient(receiver.state_dir / "node.sock", timeout=60) as c:
             inbox = c.inbox_list()
         counts = Counter(m["body"] for m in inbox)
         dupes = {b: n for b, n in counts.items() if n > 1}
@@ -150,7 +150,7 @@ def test_sigkill_during_heavy_writes(procs: ProcGroup) -> None:
         got = {m["message_id"] for m in inbox}
         missing = set(ids) - got
         assert not missing, f"{len(missing)} acknowledged messages never reached {receiver.state_dir.name}"
-        with NodeClient(sender.state_dir / "node.sock", timeout=60) as c:
+        with JsonNodeClient(sender.state_dir / "node.sock", timeout=60) as c:
             assert c.node_status()["outbox"].get("failed", 0) == 0
     print(
         f"{KILLS} kills; victim sent {len(out.acked)} and received {len(inbound.acked)} acknowledged "

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tests.harness import Node, ProcGroup, wait_for
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 FRIEND_KEYS = {
     "node_id",
@@ -107,7 +107,7 @@ def test_every_command_gives_valid_json(procs: ProcGroup) -> None:
     assert isinstance(revoked, dict)
     assert set(friend) >= FRIEND_KEYS
     assert friend["node_id"] == a.node_id and friend["alias"] == "alice"
-    with NodeClient(a.state_dir / "node.sock") as client:
+    with JsonNodeClient(a.state_dir / "node.sock") as client:
         wait_for(client.friends_list, what="first contact")
 
     listed, friends, blocked = parallel(

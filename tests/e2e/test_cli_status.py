@@ -58,6 +58,13 @@ def test_status_shows_each_friends_path_last_seen_and_counts(procs: ProcGroup) -
     (carl_line,) = [ln for ln in b.run("status").stdout.decode().splitlines() if c.node_id[-4:] in ln]
     assert re.search(r"offline\s+(\d+ (s|min) ago|just now)\s+1\s+0$", carl_line), carl_line
 
+    # node status as text: the direct transport's friends as key=value lines, not dicts
+    node_text = a.run("node", "status").stdout.decode()
+    assert "{'" not in node_text and "['" not in node_text, node_text
+    bob_fields = r"^    friends bob: path=\w+ via=\S+ endpoints=127\.0\.0\.1:\d+ healthy="
+    assert re.search(bob_fields, node_text, re.M), node_text
+    assert not EPOCH_MS.search(node_text), node_text
+
 
 def test_text_output_shows_human_times_json_keeps_milliseconds(procs: ProcGroup) -> None:
     a = procs.node("a", *LISTEN)

@@ -29,7 +29,7 @@ import grpc
 
 from tests.harness import Host, Node, ProcGroup, befriend, free_port, wait_for
 from tmax_core import envelope as env
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.identity import NodeIdentity
 from tmax_core.peer import SERVICE
 from tmax_core.proto import mesh_pb2
@@ -49,8 +49,8 @@ FAST = {
 ACCEPTED = mesh_pb2.ACK_STATUS_ACCEPTED
 
 
-def api(node: Node) -> NodeClient:
-    return NodeClient(Path(node.ready["socket"]))
+def api(node: Node) -> JsonNodeClient:
+    return JsonNodeClient(Path(node.ready["socket"]))
 
 
 def status(node: Node) -> dict[str, Any]:

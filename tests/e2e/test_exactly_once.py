@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.harness import ProcGroup, befriend, free_port, wait_for
-from tmax_core.client import AsyncNodeClient, NodeClient
+from tmax_core.client import AsyncJsonNodeClient, JsonNodeClient
 from tmax_core.errors import MeshError
 
 N = 1000
@@ -20,7 +20,7 @@ def statuses(sock: Path, ids: list[str]) -> Counter[str]:
     """Every message's sender-side status, asked concurrently over the async client."""
 
     async def ask() -> list[dict]:
-        async with AsyncNodeClient(sock) as client:
+        async with AsyncJsonNodeClient(sock) as client:
             return await asyncio.gather(*(client.msg_status(mid) for mid in ids))
 
     return Counter(m["status"] for m in asyncio.run(ask()))
@@ -45,7 +45,7 @@ def test_exactly_once(procs: ProcGroup) -> None:
 
     def send_all() -> None:
         try:
-            with NodeClient(a_sock) as client:
+            with JsonNodeClient(a_sock) as client:
                 for i in range(N):
                     ids.append(client.msg_send(b.node_id, f"message {i:04d}".encode())["message_id"])
         except BaseException as err:  # reported by the main thread
@@ -57,7 +57,7 @@ def test_exactly_once(procs: ProcGroup) -> None:
 
         def b_has_some() -> bool:
             try:
-                with NodeClient(b_sock, timeout=5) as client:
+                with JsonNodeClient(b_sock, timeout=5) as client:
                     return client.inbox_unread()["unread"] >= KILL_AFTER
             except MeshError:
                 return False
@@ -73,7 +73,7 @@ def test_exactly_once(procs: ProcGroup) -> None:
     assert len(ids) == N and len(set(ids)) == N
     assert sent_at_kill < N, "the kill should land in the middle of the send"
 
-    with NodeClient(a_sock) as client:
+    with JsonNodeClient(a_sock) as client:
         wait_for(
             lambda: client.node_status()["outbox"]["delivered"] >= N + 1,  # + the first-contact hello
             timeout=90,
@@ -82,7 +82,7 @@ def test_exactly_once(procs: ProcGroup) -> None:
         )
     assert statuses(a_sock, ids) == {"delivered": N}
 
-    with NodeClient(b_sock) as client:
+    with JsonNodeClient(b_sock) as client:
         inbox = client.inbox_list()
     counts = Counter(m["message_id"] for m in inbox)
     assert len(inbox) == N, f"{len(inbox)} messages in B's inbox"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.harness import Node, ProcGroup, befriend
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.errors import MeshError
 
 LISTEN = "127.0.0.1:0"
@@ -59,7 +59,7 @@ def test_granted_friend_sends_task_updates_others_are_rejected(procs: ProcGroup)
 
     ok = send_task_update(granted, "a", UPDATE)
     assert ok["status"] == "delivered"
-    with NodeClient(inviter.ready["socket"]) as client:
+    with JsonNodeClient(inviter.ready["socket"]) as client:
         [got] = client.inbox_list()
     assert got["message_id"] == ok["message_id"] and got["scope"] == PLUGIN
     assert got["content_type"] == "application/json" and json.loads(got["body"]) == json.loads(UPDATE)
@@ -75,7 +75,7 @@ def test_granted_friend_sends_task_updates_others_are_rejected(procs: ProcGroup)
 
     # Plain messages from the same friend still pass; nothing else reached the inbox.
     plain.cli("msg", "send", "--to", "a", "--wait", "--timeout", "20", "hello")
-    with NodeClient(inviter.ready["socket"]) as client:
+    with JsonNodeClient(inviter.ready["socket"]) as client:
         assert [(m["scope"], m["body"]) for m in client.inbox_list()] == [
             (PLUGIN, UPDATE),
             ("message", "hello"),
@@ -92,7 +92,7 @@ def test_node_without_the_plugin_refuses_its_scope(procs: ProcGroup) -> None:
     assert res.returncode == 1
     [line] = res.stderr.decode().strip().splitlines()
     assert line.startswith("tmax-mesh: error: invite grants unknown scope 'task_update'"), line
-    with NodeClient(without.ready["socket"]) as client:
+    with JsonNodeClient(without.ready["socket"]) as client:
         with pytest.raises(MeshError) as err:
             client.invite_accept(token)
         assert err.value.code == "invite_unknown_scope"
@@ -103,5 +103,5 @@ def test_node_without_the_plugin_refuses_its_scope(procs: ProcGroup) -> None:
     rejected = send_task_update(inviter, "c", UPDATE)
     assert rejected["status"] == "failed"
     assert rejected["error"].startswith("rejected: unknown_scope")
-    with NodeClient(without.ready["socket"]) as client:
+    with JsonNodeClient(without.ready["socket"]) as client:
         assert client.inbox_list() == []

@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.test_hostile_relay import node_id
 from tests.evil_relay import EvilRelay
 from tests.harness import Node, ProcGroup, befriend, wait_for
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_mesh_relay.proto import host_pb2
 
 ENV = {"TMAX_MESH_RELAY_RECONNECT_MAX": "1s"}  # the direct plugin and direct.punch on (the defaults)
@@ -51,7 +51,7 @@ class Victim:
 
 
 def punch_view(node: Node) -> dict[str, Any]:
-    with NodeClient(Path(node.ready["socket"])) as c:
+    with JsonNodeClient(Path(node.ready["socket"])) as c:
         direct = next(t for t in c.node_status()["transports"] if t["name"] == "direct")
     return next(iter(direct["friends"].values()), {}).get("punch", {})
 

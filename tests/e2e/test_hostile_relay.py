@@ -18,7 +18,7 @@ import pytest
 from tests.evil_relay import DROP, FORWARD, EvilRelay, Sent
 from tests.harness import Node, ProcGroup, befriend, wait_for
 from tmax_core import envelope as env
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.crypto import parse_node_id
 from tmax_core.identity import NodeIdentity, load
 from tmax_core.invites import decode_invite, decode_signed_invite
@@ -38,8 +38,8 @@ def relay() -> Iterator[EvilRelay]:
         yield r
 
 
-def api(node: Node) -> NodeClient:
-    return NodeClient(Path(node.ready["socket"]))
+def api(node: Node) -> JsonNodeClient:
+    return JsonNodeClient(Path(node.ready["socket"]))
 
 
 def node_id(node: Node) -> bytes:

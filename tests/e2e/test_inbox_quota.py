@@ -14,7 +14,7 @@ import json
 
 from tests.e2e.test_cli import one_line_error
 from tests.harness import Node, ProcGroup, befriend
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 LISTEN = ("--peer-listen", "127.0.0.1:0")
 BODY = "x" * 1000
@@ -77,7 +77,7 @@ def test_friend_fills_the_inbox_with_one_batch(procs: ProcGroup) -> None:
     a = procs.node("a", *LISTEN, env=QUOTAS)
     b = procs.node("b", *LISTEN)
     befriend(a, b, alias="a")
-    with NodeClient(b.ready["socket"]) as client:
+    with JsonNodeClient(b.ready["socket"]) as client:
         sent = client.msg_send_many([{"to": "a", "body": BODY.encode()} for _ in range(5)])
         results = [client.msg_wait(s["message_id"], 20) for s in sent]
     assert [r["status"] for r in results] == ["delivered"] * 3 + ["failed"] * 2, results

@@ -9,7 +9,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.harness import Node, ProcGroup, befriend, wait_for
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.crypto import Domain, now_ms
 from tmax_core.identity import NodeIdentity
 from tmax_core.invites import TOKEN_PREFIX, create_invite, decode_invite, encode_token
@@ -143,7 +143,7 @@ def test_accepting_own_invite_is_refused(procs: ProcGroup) -> None:
 
 
 def friend_ids(node: Node) -> set[str]:
-    with NodeClient(node.state_dir / "node.sock") as client:
+    with JsonNodeClient(node.state_dir / "node.sock") as client:
         return {f["node_id"] for f in client.friends_list()}
 
 
@@ -180,7 +180,7 @@ def test_single_use_invite_refuses_second_node(procs: ProcGroup) -> None:
 
 
 def inbox_bodies(node: Node) -> list[str]:
-    with NodeClient(node.state_dir / "node.sock") as client:
+    with JsonNodeClient(node.state_dir / "node.sock") as client:
         return [m["body"] for m in client.inbox_list()]
 
 

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from tests.harness import Node, ProcGroup, befriend, free_port, script, wait_for
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 LISTEN = ("--peer-listen", "127.0.0.1:0")
 
@@ -54,7 +54,7 @@ def test_direct_peer_message_round_trip(procs: ProcGroup) -> None:
     created = a.cli("invite", "create", "--alias", "alice")
     assert created["endpoints"] == [a.ready["peer_listen"]]
     b.cli("invite", "accept", created["token"])
-    with NodeClient(a.state_dir / "node.sock") as client:
+    with JsonNodeClient(a.state_dir / "node.sock") as client:
         wait_for(client.friends_list, what="first contact to reach A")
     # A learnt B's address only from the contact card in B's first contact.
     (b_at_a,) = a.cli("friends", "list")
@@ -163,7 +163,7 @@ def test_offline_friend_queued_then_delivered_or_expired(procs: ProcGroup) -> No
     assert status["attempts"] >= 1 and status["error"], status
 
     b.start()  # same state dir, same endpoint
-    with NodeClient(a.state_dir / "node.sock") as client:
+    with JsonNodeClient(a.state_dir / "node.sock") as client:
         wait_for(
             lambda: client.msg_status(queued["message_id"])["status"] == "delivered",
             timeout=30,
@@ -211,7 +211,7 @@ def test_inbox_watch_sees_every_message_from_concurrent_senders(procs: ProcGroup
         first = a.cli("msg", "send", "--to", b.node_id, "--wait", "first")
         assert watcher.next()["message_id"] == first["message_id"]  # the watch is running
         bodies = [f"m{i}" for i in range(240)]
-        with NodeClient(a.state_dir / "node.sock") as client:
+        with JsonNodeClient(a.state_dir / "node.sock") as client:
 
             def send(chunk: list[str]) -> None:
                 for body in chunk:
@@ -241,7 +241,7 @@ def test_burst_of_large_messages_goes_direct_in_batches_that_fit_a_call(procs: P
     b = procs.node("b", *LISTEN)
     befriend(a, b)
     bodies = [bytes([65 + i]) * 400_000 for i in range(4)]
-    with NodeClient(a.state_dir / "node.sock") as client:
+    with JsonNodeClient(a.state_dir / "node.sock") as client:
         ids = [m["message_id"] for m in client.msg_send_many([{"to": b.node_id, "body": x} for x in bodies])]
         for message_id in ids:
             st = client.msg_wait(message_id, 20)

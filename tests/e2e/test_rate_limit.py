@@ -27,7 +27,7 @@ import grpc
 
 from tests.harness import Node, ProcGroup, befriend, wait_for
 from tmax_core import envelope as env
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.crypto import Domain, now_ms, parse_node_id
 from tmax_core.identity import NodeIdentity
 from tmax_core.peer import DELIVER
@@ -97,7 +97,7 @@ def test_rate_limit_enforced(procs: ProcGroup) -> None:
     befriend(a, b, "--rate", "1", "--burst", "3")  # A grants B 1 msg/s, burst 3
     # B bursts 8 messages at once, each with a 1 s ttl, through its local API
     # (one process: 8 CLI start-ups would take longer than the bucket's refill).
-    with NodeClient(b.ready["socket"]) as client:
+    with JsonNodeClient(b.ready["socket"]) as client:
         ids = [client.msg_send(a.node_id, f"burst-{i}".encode(), ttl_ms=1000)["message_id"] for i in range(8)]
         results = [client.msg_wait(mid, 10.0) for mid in ids]
     delivered = [r for r in results if r["status"] == "delivered"]
@@ -129,7 +129,7 @@ def test_forged_flood_cannot_starve_a_friend(procs: ProcGroup) -> None:
     reasons = flood(a, b, 60)
     # none was charged to B's bucket: every one got as far as the signature check
     assert set(reasons) <= {"bad_signature", "unanswered"} and "bad_signature" in reasons, reasons
-    with NodeClient(b.ready["socket"]) as client:
+    with JsonNodeClient(b.ready["socket"]) as client:
         # B's genuine burst is intact: 3 messages at once, each accepted on its first attempt
         ids = [client.msg_send(a.node_id, f"genuine-{i}".encode())["message_id"] for i in range(3)]
         results = [client.msg_wait(mid, 10.0) for mid in ids]

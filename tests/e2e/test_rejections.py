@@ -24,7 +24,7 @@ import pytest
 
 from tests.harness import Node, ProcGroup, befriend, free_port, wait_for
 from tmax_core import envelope as env
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.crypto import Domain, now_ms, parse_node_id
 from tmax_core.errors import EnvelopeError
 from tmax_core.identity import NodeIdentity, load
@@ -98,11 +98,11 @@ class Mesh:
         )
 
     def inbox_ids(self) -> list[str]:
-        with NodeClient(self.a.state_dir / "node.sock") as client:
+        with JsonNodeClient(self.a.state_dir / "node.sock") as client:
             return [m["message_id"] for m in client.inbox_list()]
 
     def friend_ids(self) -> set[str]:
-        with NodeClient(self.a.state_dir / "node.sock") as client:
+        with JsonNodeClient(self.a.state_dir / "node.sock") as client:
             return {f["node_id"] for f in client.friends_list()}
 
     def expect_rejected(self, message_id: bytes, data: bytes, reason: str) -> mesh_pb2.AckBody:

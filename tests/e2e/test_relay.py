@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.harness import Node, Proc, ProcGroup, befriend, script, wait_for
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 # These tests are about the relay: on loopback a hole punch would always succeed
 # and take messages off it (punching is tested in tests/natlab).
@@ -43,8 +43,8 @@ BULK = {
 }
 
 
-def api(node: Node) -> NodeClient:
-    return NodeClient(Path(node.ready["socket"]))
+def api(node: Node) -> JsonNodeClient:
+    return JsonNodeClient(Path(node.ready["socket"]))
 
 
 def relay_status(node: Node) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness import Node, ProcGroup, befriend
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_mesh_session_mailbox.client import SessionMailboxClient
 
 LISTEN = "127.0.0.1:0"
@@ -27,8 +27,8 @@ def session_client(node: Node) -> SessionMailboxClient:
     return SessionMailboxClient(node.ready["socket"])
 
 
-def node_client(node: Node) -> NodeClient:
-    return NodeClient(node.ready["socket"])
+def node_client(node: Node) -> JsonNodeClient:
+    return JsonNodeClient(node.ready["socket"])
 
 
 def session_bodies(node: Node, session: str) -> list[str]:

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.harness import Node, wait_for
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 SCALE = max(1, int(os.environ.get("TMAX_FUZZ_SCALE", "1") or 1))
 
@@ -52,7 +52,7 @@ def first_traceback(log: str, before: int = 1500, after: int = 4000) -> str:
 
 def befriend_api(inviter: Node, invitee: Node) -> None:
     """Like ``tests.harness.befriend`` but through the local API (no CLI process per step)."""
-    with NodeClient(inviter.ready["socket"]) as a, NodeClient(invitee.ready["socket"]) as b:
+    with JsonNodeClient(inviter.ready["socket"]) as a, JsonNodeClient(invitee.ready["socket"]) as b:
         b.invite_accept(a.invite_create()["token"])
         wait_for(
             lambda: any(f["node_id"] == invitee.node_id for f in a.friends_list()),

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.common import befriend_api, budget, first_traceback, tracebacks, vm_rss_kb
 from tests.harness import Node, ProcGroup, wait_for
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.errors import MeshError
 
 BAD_CODES = {"unknown", "internal", "deadline_exceeded"}
@@ -46,7 +46,7 @@ FLOATS = st.floats(allow_nan=True, allow_infinity=True)
 class Api:
     node: Node
     friend: Node
-    client: NodeClient
+    client: JsonNodeClient
     rss_start_kb: int
     calls: int = 0
     errors: int = 0
@@ -76,7 +76,7 @@ def api(module_procs: ProcGroup) -> Iterator[Api]:
     # The friend takes whatever valid messages the campaign sends (rate limits opened up).
     friend = module_procs.node("friend", "--peer-listen", "127.0.0.1:0", env=OPEN_LIMITS)
     befriend_api(friend, node)
-    client = NodeClient(node.ready["socket"], timeout=20)
+    client = JsonNodeClient(node.ready["socket"], timeout=20)
     try:
         yield Api(node, friend, client, vm_rss_kb(node.pid))
     finally:
@@ -226,7 +226,7 @@ def test_after_campaign_node_works(api: Api) -> None:
     c = api.client
     assert c.node_info()["node_id"] == api.node.node_id
     sent = c.msg_send(api.friend.node_id, b"after the api fuzz")
-    with NodeClient(api.friend.ready["socket"]) as f:
+    with JsonNodeClient(api.friend.ready["socket"]) as f:
         wait_for(
             lambda: any(m["body"] == "after the api fuzz" for m in f.inbox_list()),
             timeout=30,

@@ -35,7 +35,7 @@ from tests.fuzz.common import (
 from tests.fuzz.hostwire import END_CODES, ERROR_CODES, End, RawStream, channel, stream
 from tests.harness import Host, ProcGroup, wait_for
 from tmax_core import envelope as env
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay.proto import host_pb2
 
@@ -236,10 +236,10 @@ def test_after_campaign_host_serves_nodes(target: HostTarget, module_procs: Proc
     a = module_procs.node("a", "--relay", target.host.url)
     b = module_procs.node("b", "--relay", target.host.url)
     befriend_api(a, b)
-    with NodeClient(a.ready["socket"]) as c:
+    with JsonNodeClient(a.ready["socket"]) as c:
         sent = c.msg_send(b.node_id, b"after the fuzz")
         assert c.msg_wait(sent["message_id"], 20)["status"] == "delivered"
-    with NodeClient(b.ready["socket"]) as c:
+    with JsonNodeClient(b.ready["socket"]) as c:
         wait_for(lambda: [m["body"] for m in c.inbox_list()] == ["after the fuzz"], what="the message")
     log = target.host.log_path.read_text(errors="replace")
     assert tracebacks(log) == 0, first_traceback(log)

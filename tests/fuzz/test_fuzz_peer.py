@@ -28,7 +28,7 @@ from tests.fuzz.common import budget, edits, first_traceback, mutate, tracebacks
 from tests.harness import Node, ProcGroup, wait_for
 from tmax_core import envelope as env
 from tmax_core import invites
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.identity import NodeIdentity
 from tmax_core.proto import mesh_pb2
@@ -87,7 +87,7 @@ class Target:
 @pytest.fixture(scope="module")
 def target(module_procs: ProcGroup) -> Iterator[Target]:
     node = module_procs.node("target", "--peer-listen", "127.0.0.1:0", env=NODE_ENV)
-    with NodeClient(node.ready["socket"]) as c:
+    with JsonNodeClient(node.ready["socket"]) as c:
         info = c.node_info()
         token = c.invite_create(uses=1)["token"]
     alice = NodeIdentity.generate()
@@ -281,7 +281,7 @@ def test_oversized_and_after_campaign(target: Target) -> None:
     genuine = target.seal(b"still works")
     assert status(target.ack(call(target.deliver, genuine))) == mesh_pb2.ACK_STATUS_ACCEPTED
     assert status(target.ack(call(target.deliver, genuine))) == mesh_pb2.ACK_STATUS_DUPLICATE
-    with NodeClient(target.node.ready["socket"]) as c:
+    with JsonNodeClient(target.node.ready["socket"]) as c:
         wait_for(lambda: any(m["body"] == "still works" for m in c.inbox_list()), what="the genuine message")
     assert target.node.alive()
     growth_mb = (vm_rss_kb(target.node.pid) - target.rss_start_kb) / 1024

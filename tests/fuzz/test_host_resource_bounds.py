@@ -20,7 +20,7 @@ import pytest
 
 from tests.fuzz.common import UNCAPPED_SOURCE, befriend_api, first_traceback, tracebacks, vm_rss_kb
 from tests.harness import Proc, ProcGroup
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 FLOOD_S = 8.0
 FAST = {
@@ -46,7 +46,7 @@ def test_host_flood_bounded_memory_and_service(procs: ProcGroup, tmp_path: Path)
     a = procs.node("a", "--relay", host.url, env=FAST)
     b = procs.node("b", "--relay", host.url, env=FAST)
     befriend_api(a, b)
-    with NodeClient(a.ready["socket"]) as c:
+    with JsonNodeClient(a.ready["socket"]) as c:
         assert c.msg_wait(c.msg_send(b.node_id, b"warm-up")["message_id"], 20)["status"] == "delivered"
     baseline = vm_rss_kb(host.pid)
     peak = [baseline]
@@ -62,7 +62,7 @@ def test_host_flood_bounded_memory_and_service(procs: ProcGroup, tmp_path: Path)
     ids: dict[str, list[str]] = {"a": [], "b": []}
     lines = []
     try:
-        with NodeClient(a.ready["socket"]) as ca, NodeClient(b.ready["socket"]) as cb:
+        with JsonNodeClient(a.ready["socket"]) as ca, JsonNodeClient(b.ready["socket"]) as cb:
             for rnd in range(2):
                 out = tmp_path / f"flood{rnd}.json"
                 argv = [sys.executable, "-m", "tests.fuzz.flood", "--target", host.listen]
@@ -110,7 +110,7 @@ def test_host_flood_bounded_memory_and_service(procs: ProcGroup, tmp_path: Path)
     print("\n".join([*lines, summary]))
 
     for node, prefix in ((b, "a"), (a, "b")):
-        with NodeClient(node.ready["socket"]) as c:
+        with JsonNodeClient(node.ready["socket"]) as c:
             bodies = [m["body"] for m in c.inbox_list() if m["body"] != "warm-up"]
         assert len(bodies) == len(set(bodies)) == len(ids[prefix]), summary
     assert (peak[0] - baseline) / 1024 < PEAK_GROWTH_MB, summary
@@ -120,5 +120,5 @@ def test_host_flood_bounded_memory_and_service(procs: ProcGroup, tmp_path: Path)
     assert host.alive() and a.alive() and b.alive()
     log = host.log_path.read_text(errors="replace")
     assert tracebacks(log) == 0, first_traceback(log)
-    with NodeClient(a.ready["socket"]) as c:
+    with JsonNodeClient(a.ready["socket"]) as c:
         assert c.msg_wait(c.msg_send(b.node_id, b"after")["message_id"], 20)["status"] == "delivered"

@@ -24,7 +24,7 @@ from typing import Any
 from tests.harness import ProcGroup
 from tests.natlab.lab import NAT_TYPES, NatLab, NatLabUnavailable, probe_lab
 from tests.natlab.punching import direct_view, start_pair
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 SEND_TIMEOUT_S = 30.0
 
@@ -39,7 +39,7 @@ def run_cell(lab: NatLab, ra: str, rb: str, workdir: Path, deadline_s: float) ->
         first_direct = None
         sent = 0
         path = None
-        with NodeClient(Path(pair.a.ready["socket"])) as api:
+        with JsonNodeClient(Path(pair.a.ready["socket"])) as api:
             while True:
                 message_id = api.msg_send(pair.b.node_id, f"m{sent}".encode())["message_id"]
                 state = api.msg_wait(message_id, SEND_TIMEOUT_S)

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.harness import Node, ProcGroup, befriend, wait_for
 from tests.natlab.lab import RELAY_NODE_ENV, NatLab, start_relay_host
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 PUNCH_ENV = {
     **RELAY_NODE_ENV,
@@ -23,7 +23,7 @@ PUNCH_ENV = {
 
 
 def status(node: Node) -> dict[str, Any]:
-    with NodeClient(Path(node.ready["socket"])) as c:
+    with JsonNodeClient(Path(node.ready["socket"])) as c:
         return c.node_status()
 
 

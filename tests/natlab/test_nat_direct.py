@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness import ProcGroup, befriend, wait_for
 from tests.natlab.lab import RELAY_NODE_ENV, A, B, C, NatLab, start_relay_host
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 pytestmark = pytest.mark.natlab
 
@@ -40,7 +40,7 @@ def test_nat_direct_public_peer(natlab: NatLab, procs: ProcGroup) -> None:
     # It must stay queued (retried until its TTL), not fail.
     reply = node_c.cli("msg", "send", "--to", node_a.node_id, "reply to A")
     assert reply["status"] == "queued", reply
-    with NodeClient(node_c.ready["socket"]) as client:
+    with JsonNodeClient(node_c.ready["socket"]) as client:
         status = wait_for(
             lambda: (s := client.msg_status(reply["message_id"]))["attempts"] >= 1 and s,
             what="C's first attempt at the reply",

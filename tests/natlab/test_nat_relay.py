@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness import Node, Proc, ProcGroup, befriend, wait_for
 from tests.natlab.lab import RELAY_NODE_ENV, NatLab, start_relay_host
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 pytestmark = pytest.mark.natlab
 
@@ -25,12 +25,12 @@ def send_wait(sender: Node, to: str, body: str) -> dict:
 
 def send_many(sender: Node, to: str, bodies: list[str]) -> list[str]:
     """Queue many messages through the local API (one CLI process each would be slow)."""
-    with NodeClient(sender.ready["socket"]) as client:
+    with JsonNodeClient(sender.ready["socket"]) as client:
         return [client.msg_send(to, body.encode())["message_id"] for body in bodies]
 
 
 def wait_delivered(sender: Node, message_ids: list[str], timeout: float) -> list[dict]:
-    with NodeClient(sender.ready["socket"]) as client:
+    with JsonNodeClient(sender.ready["socket"]) as client:
         pending = set(message_ids)
         states: dict[str, dict] = {}
 
@@ -48,7 +48,7 @@ def wait_delivered(sender: Node, message_ids: list[str], timeout: float) -> list
 
 
 def inbox(node: Node) -> list[dict]:
-    with NodeClient(node.ready["socket"]) as client:
+    with JsonNodeClient(node.ready["socket"]) as client:
         return client.inbox_list()
 
 
@@ -138,7 +138,7 @@ def test_nat_relay_one_address_takes_every_slot(natlab: NatLab, procs: ProcGroup
     node_a = procs.node("a", "--relay", url, env=RELAY_NODE_ENV, prefix=natlab.prefix_for("a"))
 
     def relay_state() -> str:
-        with NodeClient(node_a.ready["socket"]) as client:
+        with JsonNodeClient(node_a.ready["socket"]) as client:
             status = client.node_status()
         return next(t for t in status["transports"] if t["name"] == "relay")["state"]
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.harness import Node, ProcGroup, befriend, wait_for
 from tests.natlab.lab import RELAY_NODE_ENV, C, NatLab, start_relay_host
-from tmax_core.client import NodeClient
+from tmax_core.client import JsonNodeClient
 
 pytestmark = pytest.mark.natlab
 
@@ -30,7 +30,7 @@ ENV = {**RELAY_NODE_ENV, "TMAX_MESH_DIRECT_PROBE_INTERVAL": "1s", "TMAX_MESH_REL
 
 def status(node: Node) -> dict[str, Any]:
     # The local API is a Unix socket: reachable from outside the namespace.
-    with NodeClient(Path(node.ready["socket"])) as c:
+    with JsonNodeClient(Path(node.ready["socket"])) as c:
         return c.node_status()
 
 
@@ -100,7 +100,7 @@ def test_nat_firewalled_listener_falls_back_and_upgrades_again(
     node_a, node_c, c_endpoint = start_pair(natlab, procs, tmp_path, probe_interval="3s")
     port = c_endpoint.rpartition(":")[2]
     wait_path(node_a, "c", "direct", c_endpoint)
-    with NodeClient(Path(node_a.ready["socket"])) as api:
+    with JsonNodeClient(Path(node_a.ready["socket"])) as api:
 
         def send_api(body: str) -> dict[str, Any]:
             return api.msg_wait(api.msg_send("c", body.encode())["message_id"], 30)

@@ -56,7 +56,7 @@ from typing import Any
 
 from tests.harness import Host, Node, Proc, ProcGroup, wait_for
 from tests.polling import poll
-from tmax_core.client import AsyncNodeClient, NodeClient
+from tmax_core.client import AsyncJsonNodeClient, JsonNodeClient
 from tmax_core.errors import MeshError
 
 NODE_ENV = {
@@ -202,8 +202,8 @@ class Soak:
             self.set_loss(cfg.loss)
             self.say(f"WAN loss {cfg.loss}% on both routers")
 
-    def client(self, i: int, timeout: float = 10.0) -> NodeClient:
-        return NodeClient(self.nodes[i].state_dir / "node.sock", timeout=timeout)
+    def client(self, i: int, timeout: float = 10.0) -> JsonNodeClient:
+        return JsonNodeClient(self.nodes[i].state_dir / "node.sock", timeout=timeout)
 
     def friends(self, i: int) -> list[dict]:
         with self.client(i) as c:
@@ -211,7 +211,7 @@ class Soak:
 
     def relay_state(self, node: Node) -> str:
         try:
-            with NodeClient(node.state_dir / "node.sock", timeout=5) as c:
+            with JsonNodeClient(node.state_dir / "node.sock", timeout=5) as c:
                 status = c.node_status()
         except MeshError:
             return "unreachable"
@@ -223,7 +223,7 @@ class Soak:
         rng = random.Random(self.rng.random() + i)
         interval = self.cfg.nodes / self.cfg.rate
         others = [j for j in range(self.cfg.nodes) if j != i]
-        client: NodeClient | None = None
+        client: JsonNodeClient | None = None
         seq = 0
         next_at = time.monotonic()
         try:
@@ -513,7 +513,7 @@ class Soak:
             for r in records:
                 by_sender.setdefault(r.sender, []).append(r)
             for i, recs in by_sender.items():
-                async with AsyncNodeClient(self.nodes[i].state_dir / "node.sock", timeout=30) as c:
+                async with AsyncJsonNodeClient(self.nodes[i].state_dir / "node.sock", timeout=30) as c:
                     answers = await asyncio.gather(
                         *(c.msg_status(r.message_id) for r in recs), return_exceptions=True
                     )

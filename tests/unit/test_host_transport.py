@@ -7,133 +7,36 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from tests.polling import wait_for_async
+from tests.unit.relayfakes import FakeNode, StartTransport, connected, relay_hosts, relay_transports, seal
 from tmax_core import envelope as env
-from tmax_core.crypto import to_checksum
 from tmax_core.errors import ConfigError
-from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend, IngressSource
 from tmax_mesh_relay import wire
-from tmax_mesh_relay.host import build_server, default_settings, limits_from
-from tmax_mesh_relay.hub import Hub
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.transport import HostLink, RelayTransport, find_relay
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-class FakeNode:
-    """The parts of NodeAPI (tmax_core.plugin) the relay transport uses."""
-
-    def __init__(self, relays: list[str], endpoints: list[str] = (), ca_file: str = "") -> None:
-        self.identity = NodeIdentity.generate()
-        self.node_id_hex = to_checksum(self.identity.node_id)
-        self.friends: dict[bytes, Friend] = {}
-        self.friend_listeners: list[Callable[[], None]] = []
-        self.transports: list[Any] = []
-        self.reconnected: list[str] = []
-        self.config = SimpleNamespace(get={"relay.ca_file": ca_file}.get)
-        self._relays = relays
-        self._endpoints = list(endpoints)
-        self.envelopes: list[tuple[bytes, IngressSource]] = []
-        self.acks: list[tuple[bytes, bytes]] = []
-        self.unanswered: set[bytes] = set()  # message ids ingress does not answer
-
-    def transport(self, name: str) -> Any:
-        return next((t for t in self.transports if t.name == name), None)
-
-    def transport_reconnected(self, name: str) -> None:
-        self.reconnected.append(name)
-
-    def duration_ms(self, key: str) -> int:
-        return 1000
-
-    def relay_hosts(self) -> list[str]:
-        return list(self._relays)
-
-    def rendezvous_endpoints(self) -> list[str]:
-        return list(self._endpoints)
-
-    def befriend(self, other: FakeNode, relay_hosts: list[str]) -> Friend:
-        friend = Friend(
-            node_id=other.identity.node_id, public_key=other.identity.public_key, relay_hosts=relay_hosts
-        )
-        self.friends[friend.node_id] = friend
-        for listener in self.friend_listeners:
-            listener()
-        return friend
-
-    async def handle_envelope(self, data: bytes, source: IngressSource) -> bytes:
-        self.envelopes.append((data, source))
-        parsed = env.parse(data, len(data))
-        if parsed.message_id in self.unanswered:
-            return b""
-        return env.make_ack(
-            self.identity,
-            message_id=parsed.message_id,
-            to_node_id=parsed.from_node_id,
-            envelope_hash=parsed.digest,
-            status=1,
-        )
-
-    async def handle_ack(self, ack: bytes, from_node_id: bytes) -> None:
-        self.acks.append((ack, from_node_id))
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def host() -> AsyncIterator[str]:
-    settings = default_settings()
-    settings.override("listen", "127.0.0.1:0")
-    hub = Hub(limits_from(settings), wire.HostIdentity(b"unit-test-host", []))
-    server, _health, bound, _cert = build_server(hub, settings)
-    hub.host = wire.HostIdentity(b"unit-test-host", [f"grpc://{bound}"])
-    await server.start()
-    try:
-        yield f"grpc://{bound}"
-    finally:
-        await hub.shutdown()
-        await server.stop(0)
+    async with relay_hosts() as start:
+        url, _hub = await start()
+        yield url
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def started() -> AsyncIterator[Callable[[FakeNode], Awaitable[RelayTransport]]]:
-    transports: list[RelayTransport] = []
-
-    async def start(node: FakeNode) -> RelayTransport:
-        transport = RelayTransport(node)
-        node.transports.append(transport)
-        await transport.start()
-        transports.append(transport)
-        return transport
-
-    try:
+async def started() -> AsyncIterator[StartTransport]:
+    async with relay_transports() as start:
         yield start
-    finally:
-        for transport in transports:
-            await transport.stop()
-
-
-def seal(sender: FakeNode, recipient: FakeNode, body: bytes = b"hi") -> bytes:
-    return env.seal(
-        sender.identity,
-        to_node_id=recipient.identity.node_id,
-        to_public_key=recipient.identity.public_key,
-        scope="message",
-        content_type="text/plain",
-        body=body,
-    )
-
-
-def connected(t: RelayTransport) -> bool:
-    return t.status()["state"] == "connected"
 
 
 async def test_send_returns_the_recipients_ack(host: str, started: Any) -> None:

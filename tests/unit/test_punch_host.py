@@ -4,8 +4,10 @@ fake registered connections, the real observer socket on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -43,6 +45,18 @@ class Setup:
         )
         self.writers: list[asyncio.StreamWriter] = []  # observer connections held open
 
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls) -> AsyncIterator[Setup]:
+        """A setup whose coordinator observes on 127.0.0.1; on exit the
+        observer connections are closed and the coordinator stopped."""
+        s = cls()
+        await s.coordinator.start("127.0.0.1")
+        yield s
+        for writer in s.writers:
+            writer.close()
+        await s.coordinator.stop()
+
     async def write(self, conn: Any, frame: host_pb2.HostFrame, kind: str) -> bool:
         conn.frames.append(frame)
         if kind == "ping" and conn.answers_pings:
@@ -79,13 +93,9 @@ def refusals(conn: FakeConn) -> list[str]:
 
 
 @pytest.fixture
-async def setup() -> Any:
-    s = Setup()
-    await s.coordinator.start("127.0.0.1")
-    yield s
-    for writer in s.writers:
-        writer.close()
-    await s.coordinator.stop()
+async def setup() -> AsyncIterator[Setup]:
+    async with Setup.running() as s:
+        yield s
 
 
 def test_dial_delays_make_both_sides_dial_together() -> None:

@@ -20,12 +20,8 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
-    s = Setup()
-    await s.coordinator.start("127.0.0.1")
-    yield s
-    for writer in s.writers:
-        writer.close()
-    await s.coordinator.stop()
+    async with Setup.running() as s:
+        yield s
 
 
 async def closed_by_host(stream: Stream, within: float) -> bool:

@@ -5,7 +5,6 @@ sent one by one; the host checks and paces each envelope of a batch."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,14 +12,12 @@ import pytest
 import pytest_asyncio
 
 from tests.polling import wait_for_async
-from tests.unit.test_host_transport import FakeNode, connected, seal
+from tests.unit.relayfakes import FakeNode, connected, relay_hosts, relay_transports, seal
 from tmax_core import envelope as env
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import IngressSource
 from tmax_core.proto import mesh_pb2
-from tmax_mesh_relay import wire
 from tmax_mesh_relay.client import HostSession
-from tmax_mesh_relay.host import build_server, default_settings, limits_from
 from tmax_mesh_relay.hub import Hub
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.transport import RelayTransport
@@ -56,43 +53,18 @@ Start = Callable[[int], Awaitable[tuple[str, Hub]]]
 @pytest_asyncio.fixture(loop_scope="module")
 async def hosts() -> AsyncIterator[Start]:
     """Starts in-process hosts taking ``max_batch`` envelopes per batch (0: an older host)."""
-    running: list[tuple[Hub, Any]] = []
+    async with relay_hosts() as start:
 
-    async def start(max_batch: int) -> tuple[str, Hub]:
-        settings = default_settings()
-        settings.override("listen", "127.0.0.1:0")
-        limits = dataclasses.replace(limits_from(settings), max_batch=max_batch, rate_per_s=0.01)
-        hub = Hub(limits, wire.HostIdentity(b"unit-test-host", []))
-        server, _health, bound, _cert = build_server(hub, settings)
-        hub.host = wire.HostIdentity(b"unit-test-host", [f"grpc://{bound}"])
-        await server.start()
-        running.append((hub, server))
-        return f"grpc://{bound}", hub
+        async def start_batching(max_batch: int) -> tuple[str, Hub]:
+            return await start(max_batch=max_batch, rate_per_s=0.01)
 
-    try:
-        yield start
-    finally:
-        for hub, server in running:
-            await hub.shutdown()
-            await server.stop(0)
+        yield start_batching
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def started() -> AsyncIterator[Callable[[BatchNode], Awaitable[RelayTransport]]]:
-    transports: list[RelayTransport] = []
-
-    async def start(node: BatchNode) -> RelayTransport:
-        transport = RelayTransport(node)
-        node.transports.append(transport)
-        await transport.start()
-        transports.append(transport)
-        return transport
-
-    try:
+    async with relay_transports() as start:
         yield start
-    finally:
-        for transport in transports:
-            await transport.stop()
 
 
 async def pair(url: str, started: Any) -> tuple[BatchNode, BatchNode, RelayTransport]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_host_transport import FakeNode
+from tests.unit.relayfakes import FakeNode
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.hub import Connection, HostLimits
 from tmax_mesh_relay.proto import host_pb2

@@ -4,6 +4,7 @@ real SQLite) with test sinks in place of the configured ones."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,23 +66,30 @@ class Batches:
         return [m for m in messages if m.body.startswith(b"x")]
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
+@contextlib.asynccontextmanager
+async def started_node(state_dir: Path, env: dict[str, str] | None = None) -> AsyncIterator[Node]:
+    """A node with the core sinks only, configured from ``env``; stopped on exit."""
     pm = create_plugin_manager(load_entrypoints=False)
-    config = Config.load(config_path(tmp_path, None), build_registry(pm))
+    config = Config.load(config_path(state_dir, None), build_registry(pm), env=env)
     n = Node(
-        state_dir=tmp_path,
+        state_dir=state_dir,
         config=config,
         pm=pm,
         identity=NodeIdentity.generate(),
-        store=Store.open(tmp_path / "state.db"),
-        socket_path=tmp_path / "s",
+        store=Store.open(state_dir / "state.db"),
+        socket_path=state_dir / "s",
     )
     await n.start()
     try:
         yield n
     finally:
         await n.stop()
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    async with started_node(tmp_path) as n:
+        yield n
 
 
 async def test_refused_messages_skip_later_sinks_and_are_not_remembered(node: Node) -> None:
@@ -113,19 +121,8 @@ async def test_when_every_message_is_refused_later_sinks_get_nothing(node: Node)
 
 
 async def test_inbox_sink_uses_the_configured_quota(tmp_path: Path) -> None:
-    pm = create_plugin_manager(load_entrypoints=False)
     env = {"TMAX_MESH_INBOX_MAX_BYTES_PER_FRIEND": "300", "TMAX_MESH_INBOX_MAX_BYTES_TOTAL": "1000"}
-    config = Config.load(config_path(tmp_path, None), build_registry(pm), env=env)
-    n = Node(
-        state_dir=tmp_path,
-        config=config,
-        pm=pm,
-        identity=NodeIdentity.generate(),
-        store=Store.open(tmp_path / "state.db"),
-        socket_path=tmp_path / "s",
-    )
-    await n.start()
-    try:
+    async with started_node(tmp_path, env) as n:
         (inbox,) = n.sinks
         assert (inbox.quota.per_sender, inbox.quota.total) == (300, 1000)
         # Each is charged 5 + 10 + 7 + 128 = 150 bytes: two fit in 300.
@@ -134,8 +131,6 @@ async def test_inbox_sink_uses_the_configured_quota(tmp_path: Path) -> None:
         with pytest.raises(QuotaExceeded):
             await inbox.deliver(received(b"hello"))
         assert [m.message_id for _r, m in n.store.inbox_list()] == [m.message_id for m in msgs[:2]]
-    finally:
-        await n.stop()
 
 
 async def test_a_repeat_in_one_batch_gets_the_outcome_of_its_first_copy(node: Node) -> None:

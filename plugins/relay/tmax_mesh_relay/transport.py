@@ -42,7 +42,7 @@ import functools
 import logging
 import os
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -354,43 +354,51 @@ class HostLink:
     # -- inbound ---------------------------------------------------------------
 
     async def _on_deliver(self, deliver: host_pb2.Deliver) -> None:
-        try:
-            sender = getattr(deliver, "from")
-            source = IngressSource("relay", peer=to_checksum(sender))
-            ack = await self.relay.node.handle_envelope(deliver.envelope, source)
-            self.relay.received += 1
-            if not ack:  # a stranger beyond the answer budget (tmax_core.ingress): no answer
-                return
-            await self.write(
-                host_pb2.NodeFrame(
-                    ack_send=host_pb2.AckSend(to=sender, message_id=deliver.message_id, ack=ack)
-                )
-            )
-        except ConnectionError:
-            pass  # the stream went away: the sender re-sends, and dedup answers "duplicate"
-        except Exception:
-            log.exception("relay %s: handling a delivered envelope failed", self.url.url)
-        finally:
-            self._inbound.release()
+        sender = getattr(deliver, "from")
+        await self._deliver(
+            "envelope",
+            sender,
+            1,
+            lambda source: self.relay.node.handle_envelope(deliver.envelope, source),
+            lambda ack: host_pb2.NodeFrame(
+                ack_send=host_pb2.AckSend(to=sender, message_id=deliver.message_id, ack=ack)
+            ),
+        )
 
     async def _on_deliver_batch(self, batch: host_pb2.DeliverBatch) -> None:
+        sender = getattr(batch, "from")
+        envelopes = list(batch.envelopes)
+        await self._deliver(
+            "batch",
+            sender,
+            len(envelopes),
+            lambda source: self.relay.node.handle_envelope_batch(envelopes, source),
+            lambda ack: host_pb2.NodeFrame(
+                ack_batch_send=host_pb2.AckBatchSend(to=sender, batch_id=batch.batch_id, ack=ack)
+            ),
+        )
+
+    async def _deliver(
+        self,
+        what: str,
+        sender: bytes,
+        count: int,
+        ingress: Callable[[IngressSource], Awaitable[bytes]],
+        answer: Callable[[bytes], host_pb2.NodeFrame],
+    ) -> None:
+        """Hand ``count`` envelopes the host delivered from ``sender`` to the node's
+        ``ingress`` and write the frame ``answer`` makes of its signed ack back to
+        the host; whatever happens, free the inbound slot :meth:`_on_frame` took."""
         try:
-            sender = getattr(batch, "from")
-            source = IngressSource("relay", peer=to_checksum(sender))
-            envelopes = list(batch.envelopes)
-            ack = await self.relay.node.handle_envelope_batch(envelopes, source)
-            self.relay.received += len(envelopes)
+            ack = await ingress(IngressSource("relay", peer=to_checksum(sender)))
+            self.relay.received += count
             if not ack:  # a stranger beyond the answer budget (tmax_core.ingress): no answer
                 return
-            await self.write(
-                host_pb2.NodeFrame(
-                    ack_batch_send=host_pb2.AckBatchSend(to=sender, batch_id=batch.batch_id, ack=ack)
-                )
-            )
+            await self.write(answer(ack))
         except ConnectionError:
             pass  # the stream went away: the sender re-sends, and dedup answers "duplicate"
         except Exception:
-            log.exception("relay %s: handling a delivered batch failed", self.url.url)
+            log.exception("relay %s: handling a delivered %s failed", self.url.url, what)
         finally:
             self._inbound.release()
 
