@@ -42,16 +42,17 @@ import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import nats
 import nats.errors
+import nats.js.errors
 from google.protobuf.message import DecodeError
 
 from tmax_core.crypto import NODE_ID_LEN, to_checksum
 from tmax_core.errors import MeshError
 from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
+from tmax_mesh_relay.clusterstart import scrub, without_credentials
 from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream
 from tmax_mesh_relay.hub import RouteUnavailable
 from tmax_mesh_relay.members import Members
@@ -96,14 +97,6 @@ def node_subject(node_id: bytes, kind: str) -> str:
     return f"{NODE_PREFIX}{node_id.hex()}.{kind}"
 
 
-def without_credentials(url: str) -> str:
-    """``url`` as logs and errors may show it: a user, password or token replaced by ``***``."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
-
-
 def _unavailable(detail: str, message_id: bytes, node_id: bytes) -> host_pb2.HostFrame:
     error = host_pb2.Error(code="unavailable", detail=detail, message_id=message_id, node_id=node_id)
     return host_pb2.HostFrame(error=error)
@@ -116,6 +109,7 @@ class Cluster:
         self.hub = hub
         self.where = where
         self.nc: Any = None
+        self._nats_urls: list[str] = []  # with their credentials: for scrub() only
         self.metrics = ClusterMetrics(hub.metrics.registry, connected=self._connected)
         self.member_id = os.urandom(8).hex()
         self._member_tag = bytes.fromhex(self.member_id)
@@ -168,6 +162,7 @@ class Cluster:
         return cluster
 
     async def _connect(self, urls: list[str]) -> None:
+        self._nats_urls = urls
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 self.nc = await nats.connect(
@@ -184,9 +179,9 @@ class Cluster:
                     token=os.environ.get(NATS_TOKEN_ENV) or None,
                 )
         except (TimeoutError, OSError, nats.errors.Error) as err:
-            reason = self._last_error or err
-            detail = str(reason) or type(reason).__name__
-            raise ClusterError(f"cannot reach NATS at {self.where}: {detail}") from None
+            raise ClusterError(
+                f"cannot reach NATS at {self.where}: {self._describe(self._last_error or err)}"
+            ) from None
 
     async def _start(self, replicas: int) -> None:
         needed = self.hub.limits.max_frame_bytes + FRAME_OVERHEAD
@@ -233,7 +228,13 @@ class Cluster:
         if self.nc is None:
             self._last_error = err  # still connecting: reported by join
         else:
-            log.warning("cluster: NATS: %s", err)
+            log.warning("cluster: NATS: %s", self._describe(err))
+
+    def _describe(self, err: BaseException) -> str:
+        """``err`` in one line without the NATS URLs' credentials (a NATS client may name its URL)."""
+        if isinstance(err, nats.js.errors.APIError) and err.description:
+            return err.description
+        return scrub(str(err) or type(err).__name__, self._nats_urls)
 
     async def _on_disconnected(self) -> None:
         if self._closing:
