@@ -49,12 +49,12 @@ import nats.js.errors
 from google.protobuf.message import DecodeError
 
 from tmax_core.crypto import NODE_ID_LEN, to_checksum
-from tmax_core.errors import MeshError
 from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
-from tmax_mesh_relay.clusterstart import scrub, without_credentials
+from tmax_mesh_relay.clusterstart import ClusterError, scrub, without_credentials
 from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream
 from tmax_mesh_relay.hub import RouteUnavailable
+from tmax_mesh_relay.jsready import JetStreamStart
 from tmax_mesh_relay.members import Members
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.sharedallow import SharedAllowLists, fingerprint_key
@@ -80,12 +80,6 @@ PENDING_MAX_BYTES = 128 * 1024 * 1024
 """Forwarded frames, and their envelopes' bytes, kept for ``ANSWER_WAIT_S`` (a
 delivered frame is never answered): beyond either, a frame is answered
 ``unavailable`` (the sender's outbox retries) instead of growing the member's memory."""
-
-
-class ClusterError(MeshError):
-    """The cluster cannot be joined (reported as one line, exit 1)."""
-
-    code = "cluster"
 
 
 def node_subject(node_id: bytes, kind: str) -> str:
@@ -190,34 +184,43 @@ class Cluster:
                 f"NATS at {self.where} takes messages of at most {self.nc.max_payload} bytes, and "
                 f"--max-frame-bytes needs {needed}: set max_payload (e.g. 2MB) in nats-server's config"
             )
+        # Each step waits while JetStream is not ready (a NATS cluster just started).
+        start = JetStreamStart(self.nc, self.where)
         try:
             errors = self.metrics.errors
-            self.members = await Members.join(
-                self.nc,
-                self.member_id,
-                list(self.hub.host.public_urls),
-                self.metrics,
-                replicas,
-                on_change=self.hub.members_changed,
+            self.members = await start.run(
+                lambda: Members.join(
+                    self.nc,
+                    self.member_id,
+                    list(self.hub.host.public_urls),
+                    self.metrics,
+                    replicas,
+                    on_change=self.hub.members_changed,
+                )
             )
             limits = self.hub.limits
-            self.held = await HeldStream.open(
-                self.nc, limits.queue, limits.max_frame_bytes, replicas, errors, self.hub.clock
+            self.held = await start.run(
+                lambda: HeldStream.open(
+                    self.nc, limits.queue, limits.max_frame_bytes, replicas, errors, self.hub.clock
+                )
             )
-            self.allow_lists = await SharedAllowLists.open(
-                self.nc,
-                limits.queue.ttl_s,
-                limits.remembered_allow_bytes,
-                limits.max_lookup_allow,
-                errors,
-                replicas,
+            self.allow_lists = await start.run(
+                lambda: SharedAllowLists.open(
+                    self.nc,
+                    limits.queue.ttl_s,
+                    limits.remembered_allow_bytes,
+                    limits.max_lookup_allow,
+                    errors,
+                    replicas,
+                )
             )
             # Packed allow lists mean the same on every member (before any registration).
-            self.hub.fingerprints = allowlists.Fingerprints(await fingerprint_key(self.nc, replicas))
+            key = await start.run(lambda: fingerprint_key(self.nc, replicas))
+            self.hub.fingerprints = allowlists.Fingerprints(key)
         except (TimeoutError, nats.errors.Error) as err:
             log.debug("cluster: JetStream: %r", err)
             raise ClusterError(
-                f"NATS at {self.where} has no usable JetStream (run nats-server with -js)"
+                f"NATS at {self.where} refused the cluster's JetStream setup: {self._describe(err)}"
             ) from None
         await self.nc.subscribe(REGISTERED_SUBJECT, cb=self._on_registered)
         await self.nc.subscribe(self._answers + "*", cb=self._on_answer)

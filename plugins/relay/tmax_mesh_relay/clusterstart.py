@@ -12,9 +12,17 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from tmax_core.errors import MeshError
+
 SCHEMES = ("nats", "tls")
 HIDDEN = "***"
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class ClusterError(MeshError):
+    """The cluster cannot be joined (reported as one line, exit 1)."""
+
+    code = "cluster"
 
 
 def _credentials(url: str) -> tuple[str, str, str]:
