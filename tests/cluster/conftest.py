@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.natsproc import NatsServer
+from tests.cluster.natsproc import NatsServer, routed_servers
 
 
 @pytest.fixture
@@ -21,9 +21,7 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
     """Three ``nats-server -js`` routed into one NATS cluster (JetStream replicated), killed at teardown."""
-    servers = [NatsServer(tmp_path, f"nats{i}", cluster_routes=[]) for i in range(3)]
-    for server in servers:
-        server.cluster_routes = [other.route_url for other in servers if other is not server]
+    servers = routed_servers(tmp_path)
     try:
         for server in servers:
             server.start(wait=False)

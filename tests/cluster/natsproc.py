@@ -27,10 +27,12 @@ class NatsServer:
         *,
         jetstream: bool = True,
         max_payload: str = "2MB",
+        auth: tuple[str, str] | None = None,
     ) -> None:
         self.name = name
         self.jetstream = jetstream
         self.max_payload = max_payload
+        self.auth = auth
         self.store_dir = root / f"{name}.js"
         self.log_path = root / f"{name}.log"
         self.port = free_port()
@@ -57,6 +59,9 @@ class NatsServer:
         ]
         if self.jetstream:
             lines.append(f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}")
+        if self.auth is not None:
+            user, password = (json.dumps(part) for part in self.auth)
+            lines.append(f"authorization {{ user: {user}, password: {password} }}")
         if self.cluster_routes is not None:
             routes = ", ".join(json.dumps(r) for r in self.cluster_routes)
             lines.append(
@@ -69,20 +74,21 @@ class NatsServer:
         conf.write_text(self.config())
         return [script("nats-server"), "-c", str(conf)]
 
-    def start(self, timeout: float = 20.0, wait: bool = True) -> NatsServer:
+    def start(self, timeout: float = 20.0, wait: bool = True, leader: bool = True) -> NatsServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             self.argv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         if wait:
-            self.wait_ready(timeout)
+            self.wait_ready(timeout, leader)
         return self
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 20.0, leader: bool = True) -> None:
         """Until ``/healthz`` answers 200: JetStream (if configured) is up, and in a
-        cluster it is current (has a meta leader), which only ``js-enabled-only`` skips."""
-        query = "" if self.cluster_routes is not None else "?js-enabled-only=true"
+        cluster it is current (has a meta leader), which only ``js-enabled-only`` skips
+        (and ``leader=False`` asks it to: a server of a cluster still without quorum)."""
+        query = "" if self.cluster_routes is not None and leader else "?js-enabled-only=true"
 
         def ready() -> bool:
             if self.proc is None or self.proc.poll() is not None:
@@ -118,3 +124,11 @@ class NatsServer:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def routed_servers(root: Path, count: int = 3) -> list[NatsServer]:
+    """``count`` servers (not started) routed into one NATS cluster, JetStream replicated."""
+    servers = [NatsServer(root, f"nats{i}", cluster_routes=[]) for i in range(count)]
+    for server in servers:
+        server.cluster_routes = [other.route_url for other in servers if other is not server]
+    return servers

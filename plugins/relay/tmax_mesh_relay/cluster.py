@@ -42,18 +42,19 @@ import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import nats
 import nats.errors
+import nats.js.errors
 from google.protobuf.message import DecodeError
 
 from tmax_core.crypto import NODE_ID_LEN, to_checksum
-from tmax_core.errors import MeshError
 from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
+from tmax_mesh_relay.clusterstart import ClusterError, scrub, without_credentials
 from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream
 from tmax_mesh_relay.hub import RouteUnavailable
+from tmax_mesh_relay.jsready import JetStreamStart
 from tmax_mesh_relay.members import Members
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.sharedallow import SharedAllowLists, fingerprint_key
@@ -81,12 +82,6 @@ delivered frame is never answered): beyond either, a frame is answered
 ``unavailable`` (the sender's outbox retries) instead of growing the member's memory."""
 
 
-class ClusterError(MeshError):
-    """The cluster cannot be joined (reported as one line, exit 1)."""
-
-    code = "cluster"
-
-
 def node_subject(node_id: bytes, kind: str) -> str:
     """The subject of ``kind`` frames for ``node_id``; ValueError for anything but a
     node id (a longer one could exceed nats-server's control-line limit, and the
@@ -94,14 +89,6 @@ def node_subject(node_id: bytes, kind: str) -> str:
     if len(node_id) != NODE_ID_LEN:
         raise ValueError(f"not a node id: {len(node_id)} bytes")
     return f"{NODE_PREFIX}{node_id.hex()}.{kind}"
-
-
-def without_credentials(url: str) -> str:
-    """``url`` as logs and errors may show it: a user, password or token replaced by ``***``."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def _unavailable(detail: str, message_id: bytes, node_id: bytes) -> host_pb2.HostFrame:
@@ -116,6 +103,7 @@ class Cluster:
         self.hub = hub
         self.where = where
         self.nc: Any = None
+        self._nats_urls: list[str] = []  # with their credentials: for scrub() only
         self.metrics = ClusterMetrics(hub.metrics.registry, connected=self._connected)
         self.member_id = os.urandom(8).hex()
         self._member_tag = bytes.fromhex(self.member_id)
@@ -168,6 +156,7 @@ class Cluster:
         return cluster
 
     async def _connect(self, urls: list[str]) -> None:
+        self._nats_urls = urls
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 self.nc = await nats.connect(
@@ -184,9 +173,9 @@ class Cluster:
                     token=os.environ.get(NATS_TOKEN_ENV) or None,
                 )
         except (TimeoutError, OSError, nats.errors.Error) as err:
-            reason = self._last_error or err
-            detail = str(reason) or type(reason).__name__
-            raise ClusterError(f"cannot reach NATS at {self.where}: {detail}") from None
+            raise ClusterError(
+                f"cannot reach NATS at {self.where}: {self._describe(self._last_error or err)}"
+            ) from None
 
     async def _start(self, replicas: int) -> None:
         needed = self.hub.limits.max_frame_bytes + FRAME_OVERHEAD
@@ -195,34 +184,43 @@ class Cluster:
                 f"NATS at {self.where} takes messages of at most {self.nc.max_payload} bytes, and "
                 f"--max-frame-bytes needs {needed}: set max_payload (e.g. 2MB) in nats-server's config"
             )
+        # Each step waits while JetStream is not ready (a NATS cluster just started).
+        start = JetStreamStart(self.nc, self.where)
         try:
             errors = self.metrics.errors
-            self.members = await Members.join(
-                self.nc,
-                self.member_id,
-                list(self.hub.host.public_urls),
-                self.metrics,
-                replicas,
-                on_change=self.hub.members_changed,
+            self.members = await start.run(
+                lambda: Members.join(
+                    self.nc,
+                    self.member_id,
+                    list(self.hub.host.public_urls),
+                    self.metrics,
+                    replicas,
+                    on_change=self.hub.members_changed,
+                )
             )
             limits = self.hub.limits
-            self.held = await HeldStream.open(
-                self.nc, limits.queue, limits.max_frame_bytes, replicas, errors, self.hub.clock
+            self.held = await start.run(
+                lambda: HeldStream.open(
+                    self.nc, limits.queue, limits.max_frame_bytes, replicas, errors, self.hub.clock
+                )
             )
-            self.allow_lists = await SharedAllowLists.open(
-                self.nc,
-                limits.queue.ttl_s,
-                limits.remembered_allow_bytes,
-                limits.max_lookup_allow,
-                errors,
-                replicas,
+            self.allow_lists = await start.run(
+                lambda: SharedAllowLists.open(
+                    self.nc,
+                    limits.queue.ttl_s,
+                    limits.remembered_allow_bytes,
+                    limits.max_lookup_allow,
+                    errors,
+                    replicas,
+                )
             )
             # Packed allow lists mean the same on every member (before any registration).
-            self.hub.fingerprints = allowlists.Fingerprints(await fingerprint_key(self.nc, replicas))
+            key = await start.run(lambda: fingerprint_key(self.nc, replicas))
+            self.hub.fingerprints = allowlists.Fingerprints(key)
         except (TimeoutError, nats.errors.Error) as err:
             log.debug("cluster: JetStream: %r", err)
             raise ClusterError(
-                f"NATS at {self.where} has no usable JetStream (run nats-server with -js)"
+                f"NATS at {self.where} refused the cluster's JetStream setup: {self._describe(err)}"
             ) from None
         await self.nc.subscribe(REGISTERED_SUBJECT, cb=self._on_registered)
         await self.nc.subscribe(self._answers + "*", cb=self._on_answer)
@@ -233,7 +231,13 @@ class Cluster:
         if self.nc is None:
             self._last_error = err  # still connecting: reported by join
         else:
-            log.warning("cluster: NATS: %s", err)
+            log.warning("cluster: NATS: %s", self._describe(err))
+
+    def _describe(self, err: BaseException) -> str:
+        """``err`` in one line without the NATS URLs' credentials (a NATS client may name its URL)."""
+        if isinstance(err, nats.js.errors.APIError) and err.description:
+            return err.description
+        return scrub(str(err) or type(err).__name__, self._nats_urls)
 
     async def _on_disconnected(self) -> None:
         if self._closing:

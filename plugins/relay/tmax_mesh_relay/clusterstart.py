@@ -1,19 +1,55 @@
 """What ``tmax-host`` needs to start a cluster member (``--cluster``) without
 importing the NATS client: a standalone host parses the flag and pays nothing
-else, and NATS is loaded only when a cluster is joined."""
+else, and NATS is loaded only when a cluster is joined (:mod:`clusterjoin`).
+
+A NATS URL may carry credentials (``nats://user:pass@HOST:PORT``,
+``nats://token@HOST:PORT``): every error and log line shows it through
+:func:`without_credentials` or :func:`scrub`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from tmax_core.errors import MeshError
 
-if TYPE_CHECKING:
-    from tmax_mesh_relay.cluster import Cluster
-    from tmax_mesh_relay.hub import Hub
-
 SCHEMES = ("nats", "tls")
+HIDDEN = "***"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class ClusterError(MeshError):
+    """The cluster cannot be joined (reported as one line, exit 1)."""
+
+    code = "cluster"
+
+
+def _credentials(url: str) -> tuple[str, str, str]:
+    """``url`` as (scheme and ``//``, what precedes its last ``@``, what follows it).
+
+    Everything before the last ``@`` counts as credentials, whatever URL parsing
+    would make of it: a password holding ``@``, ``/`` or ``#`` unescaped stays hidden.
+    """
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    secret, _, rest = url[start:].rpartition("@")
+    return url[:start], secret, rest
+
+
+def without_credentials(url: str) -> str:
+    """``url`` as logs and errors may show it: a user, password or token replaced by ``***``."""
+    head, secret, rest = _credentials(url)
+    return f"{head}{HIDDEN}@{rest}" if secret else url
+
+
+def scrub(text: str, urls: Iterable[str]) -> str:
+    """``text`` (an error from the NATS client, say) with the credentials of ``urls`` hidden."""
+    for url in urls:
+        _, secret, _ = _credentials(url)
+        if secret:
+            text = text.replace(f"{secret}@", f"{HIDDEN}@")
+    return text
 
 
 def parse_cluster_urls(text: str) -> list[str]:
@@ -22,23 +58,11 @@ def parse_cluster_urls(text: str) -> list[str]:
     if not urls:
         raise ValueError("give at least one NATS server URL, e.g. nats://127.0.0.1:4222")
     for url in urls:
-        parts = urlsplit(url)
         try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if parts.scheme not in SCHEMES or not parts.hostname or port is None:
-            raise ValueError(f"{url!r} is not a NATS server URL like nats://HOST:PORT")
+            parts = urlsplit(url)
+            valid = parts.scheme in SCHEMES and bool(parts.hostname) and parts.port is not None
+        except ValueError:  # a port out of range or not a number, a broken IPv6 address
+            valid = False
+        if not valid:
+            raise ValueError(f"{without_credentials(url)!r} is not a NATS server URL like nats://HOST:PORT")
     return urls
-
-
-async def join(hub: Hub, urls: list[str], replicas: int = 1) -> Cluster:
-    """Join the cluster of the NATS servers ``urls`` (see :mod:`tmax_mesh_relay.cluster`);
-    MeshError (one line) when the extra is missing or NATS cannot be used."""
-    try:
-        from tmax_mesh_relay.cluster import Cluster
-    except ImportError as err:
-        raise MeshError(
-            f"--cluster needs the NATS client: pip install 'tmax-mesh-relay[cluster]' ({err})"
-        ) from None
-    return await Cluster.join(hub, urls, replicas)

@@ -41,7 +41,7 @@ from tmax_core.plugin.helpers import (
     validate_positive,
     write_ready_file,
 )
-from tmax_mesh_relay import __version__, clusterstart, wire, workers
+from tmax_mesh_relay import __version__, clusterjoin, clusterstart, wire, workers
 from tmax_mesh_relay.hosttls import HostError, ReloadableTls
 from tmax_mesh_relay.hub import HostLimits, Hub
 from tmax_mesh_relay.proto import host_pb2_grpc
@@ -458,7 +458,7 @@ async def serve(settings: Config, ready_file: Path | None) -> None:
     cluster = None
     if settings.get("cluster"):
         urls = clusterstart.parse_cluster_urls(settings.get("cluster"))
-        cluster = await clusterstart.join(hub, urls, settings.get("cluster_replicas"))
+        cluster = await clusterjoin.join(hub, urls, settings.get("cluster_replicas"))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
