@@ -57,12 +57,19 @@ def parse_cluster_urls(text: str) -> list[str]:
     urls = [part.strip() for part in str(text).split(",") if part.strip()]
     if not urls:
         raise ValueError("give at least one NATS server URL, e.g. nats://127.0.0.1:4222")
-    for url in urls:
+    for n, url in enumerate(urls, 1):
         try:
             parts = urlsplit(url)
             valid = parts.scheme in SCHEMES and bool(parts.hostname) and parts.port is not None
         except ValueError:  # a port out of range or not a number, a broken IPv6 address
             valid = False
-        if not valid:
+        if valid:
+            continue
+        if "@" in url or "@" not in text:
             raise ValueError(f"{without_credentials(url)!r} is not a NATS server URL like nats://HOST:PORT")
+        # A piece with no "@" of a value that has one: maybe a password cut at a comma.
+        raise ValueError(
+            f"URL {n} of {len(urls)} is not a NATS server URL like nats://HOST:PORT "
+            "(not shown: the value holds credentials, and ',' separates URLs)"
+        )
     return urls
