@@ -20,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -526,3 +527,34 @@ def write_results(name: str, out: dict[str, Any]) -> dict[str, Any]:
     out["json_path"] = str(json_path.relative_to(BENCH_DIR.parent))
     json_path.write_text(json.dumps(out, indent=2) + "\n")
     return out
+
+
+def run_and_report(
+    name: str,
+    head: dict[str, Any],
+    run: Callable[[Path], Coroutine[Any, Any, dict[str, Any]]],
+    hard_limit_s: float,
+    assess: Callable[[dict[str, Any]], Any],
+    print_table: Callable[[dict[str, Any]], None],
+    *,
+    workdir_prefix: str,
+    keep: bool,
+) -> int:
+    """The ``main`` tail of a bench whose temp dir holds only logs: ``run(workdir)``
+    in a new temp dir under ``hard_limit_s`` (:func:`run_bounded`), then ``head``
+    with the environment (read before the run), the results and
+    ``assess(results)`` written to ``bench/results/<name>.json`` and printed
+    with ``print_table``. The temp dir is removed unless ``keep``. Returns the
+    exit code."""
+    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
+    env_info = environment()
+    results = run_bounded(run(workdir), hard_limit_s, workdir, "logs", timeout_note_inline=True)
+    if isinstance(results, int):
+        return results
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out = {**head, "environment": env_info, "results": results, "assessment": assess(results)}
+    print_table(write_results(name, out))
+    if keep:
+        print(f"logs kept in {workdir}")
+    return 0

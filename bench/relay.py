@@ -68,9 +68,7 @@ import json
 import mmap
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from array import array
 from collections import Counter
@@ -86,14 +84,12 @@ from common import (
     CpuWindow,
     PhaseProfiler,
     Worker,
-    environment,
     fmt,
     median,
     ratio,
-    run_bounded,
+    run_and_report,
     serve_until_signalled,
     summarize_ms,
-    write_results,
 )
 
 SIZES = (256, 4096)  # serialized envelope bytes
@@ -914,22 +910,8 @@ def main(argv: list[str] | None = None) -> int:
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
         name += "-profiled"
-    hard_limit = p.hard_limit_s * (2 if profile_dir else 1)
-    workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-relay-"))
-    env_info = environment()
-    results = run_bounded(
-        run(p, mode, workdir, host_command, profile_dir, max(1, args.batch)),
-        hard_limit,
-        workdir,
-        "logs",
-        timeout_note_inline=True,
-    )
-    if isinstance(results, int):
-        return results
-    if not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    out = {
+    batch = max(1, args.batch)
+    head = {
         "benchmark": "relay",
         "mode": mode,
         "profiled": profile_dir is not None,
@@ -938,15 +920,18 @@ def main(argv: list[str] | None = None) -> int:
         "host_command": host_command,
         "host_flags": HOST_FLAGS,
         "acks": False,
-        "batch": max(1, args.batch),
-        "environment": env_info,
-        "results": results,
-        "assessment": assess(results),
+        "batch": batch,
     }
-    print_table(write_results(name, out))
-    if args.keep:
-        print(f"logs kept in {workdir}")
-    return 0
+    return run_and_report(
+        name,
+        head,
+        lambda workdir: run(p, mode, workdir, host_command, profile_dir, batch),
+        p.hard_limit_s * (2 if profile_dir else 1),
+        assess,
+        print_table,
+        workdir_prefix="tmax-bench-relay-",
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

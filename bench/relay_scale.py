@@ -50,9 +50,7 @@ import gc
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -69,14 +67,12 @@ from common import (  # noqa: E402 - the benches' shared helpers
     CpuWindow,
     Worker,
     cpu_seconds,
-    environment,
     fmt,
     open_fds,
     proc_status,
     ratio,
-    run_bounded,
+    run_and_report,
     summarize_ms,
-    write_results,
 )
 from relay import (  # noqa: E402 - the relay bench's clients and bare relay
     HOST_FLAGS,
@@ -550,26 +546,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     default_name = {"full": "relay_scale", "quick": "relay_scale-quick"}[mode]
     name = args.name or (default_name if not args.nodes else f"relay_scale-{p.nodes}")
-    workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-scale-"))
-    env_info = environment()
-    results = run_bounded(run(p, mode, workdir), p.hard_limit_s, workdir, "logs", timeout_note_inline=True)
-    if isinstance(results, int):
-        return results
-    if not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    out = {
-        "benchmark": "relay_scale",
-        "mode": mode,
-        "params": asdict(p),
-        "environment": env_info,
-        "results": results,
-        "assessment": assess(results),
-    }
-    print_table(write_results(name, out))
-    if args.keep:
-        print(f"logs kept in {workdir}")
-    return 0
+    return run_and_report(
+        name,
+        {"benchmark": "relay_scale", "mode": mode, "params": asdict(p)},
+        lambda workdir: run(p, mode, workdir),
+        p.hard_limit_s,
+        assess,
+        print_table,
+        workdir_prefix="tmax-bench-scale-",
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

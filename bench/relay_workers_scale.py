@@ -43,9 +43,7 @@ import argparse
 import asyncio
 import math
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -59,13 +57,11 @@ from common import (  # noqa: E402
     BIN,
     Child,
     Worker,
-    environment,
     fmt,
     open_fds,
     proc_status,
     ratio,
-    run_bounded,
-    write_results,
+    run_and_report,
 )
 from relay import HOST_FLAGS  # noqa: E402
 from relay_cluster import Receiver, frames_for  # noqa: E402
@@ -368,24 +364,16 @@ def main(argv: list[str] | None = None) -> int:
         hard_limit_s=2.5 * reg_timeout + 240,
     )
     name = args.name or ("relay_workers_scale" if not args.nodes else f"relay_workers_scale-{nodes}")
-    workdir = Path(tempfile.mkdtemp(prefix="tmax-bench-workers-"))
-    env_info = environment()
-    results = run_bounded(run(p, workdir), p.hard_limit_s, workdir, "logs", timeout_note_inline=True)
-    if isinstance(results, int):
-        return results
-    if not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    out = {
-        "benchmark": "relay_workers_scale",
-        "params": asdict(p),
-        "environment": env_info,
-        "results": results,
-        "assessment": assess(results, p),
-    }
-    print_table(write_results(name, out))
-    if args.keep:
-        print(f"logs kept in {workdir}")
-    return 0
+    return run_and_report(
+        name,
+        {"benchmark": "relay_workers_scale", "params": asdict(p)},
+        lambda workdir: run(p, workdir),
+        p.hard_limit_s,
+        lambda results: assess(results, p),
+        print_table,
+        workdir_prefix="tmax-bench-workers-",
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

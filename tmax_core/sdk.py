@@ -5,13 +5,14 @@ Results are the typed, frozen dataclasses of :mod:`tmax_core.results`;
 errors are :class:`~tmax_core.errors.MeshError` subclasses (``err.code`` is
 stable). :mod:`tmax_core.client` has the same clients with results in the
 JSON shapes of the command-line contract. The methods are written once in
-:class:`_Methods`; the blocking and asyncio clients only supply ``_call``,
-the JSON clients only ``_present``.
+:class:`_Methods`; the blocking and asyncio clients only supply how an RPC's
+reply is waited for, the JSON clients only ``_present``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,19 +78,35 @@ def _send_request(
 
 
 class _Methods:
-    """The API, written once.
+    """The API, written once: each method builds its request and names the
+    conversion of the reply.
 
-    ``_call(method, request, convert, shape=None, timeout=None)`` runs one RPC
-    and returns ``convert(reply)`` through ``_present``: as is for the SDK
-    clients, in its JSON shape for the JSON clients (``shape``, by default
-    ``as_dict()``). It is blocking or returns an awaitable. Each method's docstring
-    names the SDK result.
+    The clients supply how an RPC is waited for: ``_rpc(method, request,
+    then, timeout=None)`` runs it and returns ``then(reply)``, blocking or as an
+    awaitable (nothing is sent before it is awaited), and
+    ``_send_and_wait(request, timeout_s)`` sends one message and waits for its
+    final state. Results go through ``_present``: as is for the SDK clients, in
+    their JSON shape for the JSON clients (``shape``, by default
+    ``as_dict()``). Each method's docstring names the SDK result.
     """
 
-    _call: Callable[..., Any]
+    _rpc: Callable[..., Any]
+    _send_and_wait: Callable[[pb.MsgSendRequest, float], Any]
 
     def _present(self, value: Any, shape: Callable[[Any], Any] | None) -> Any:
         return value
+
+    def _call(
+        self,
+        method: str,
+        request: Any,
+        convert: Callable[[Any], Any],
+        shape: Callable[[Any], Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run RPC ``method`` and return ``convert(reply)`` through ``_present``
+        (blocking, or as an awaitable)."""
+        return self._rpc(method, request, lambda reply: self._present(convert(reply), shape), timeout)
 
     def node_info(self) -> Any:
         """-> :class:`NodeInfo`."""
@@ -164,6 +181,27 @@ class _Methods:
         """-> None."""
         return self._call("FriendRemove", pb.FriendRef(ref=ref), lambda r: None, lambda _: {"removed": ref})
 
+    def msg_send(
+        self,
+        to: str,
+        body: bytes | None = None,
+        *,
+        text: str | None = None,
+        scope: str = "",
+        content_type: str = "",
+        ttl_ms: int = 0,
+        reply_to: str = "",
+        wait: bool = False,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> Any:
+        """Queue a message to friend ``to`` (node id or alias) -> :class:`MsgState`.
+
+        Give ``body`` (bytes) or ``text`` (str, sent as ``text/plain``). With
+        ``wait`` it returns once delivered or failed, or after ``timeout_s``
+        (check ``.status``); without, once the node has persisted it."""
+        req = _send_request(to, body, text, scope, content_type, ttl_ms, reply_to)
+        return self._send_and_wait(req, timeout_s) if wait else self._call("MsgSend", req, MsgState.from_pb)
+
     def msg_send_many(self, messages: list[dict[str, Any]]) -> Any:
         """Send several messages in one call (one transaction on the node) -> list of :class:`MsgState`.
 
@@ -217,6 +255,11 @@ class _Methods:
 
 
 class _Connection:
+    """The node's socket and the gRPC channel to it; the clients name the
+    channel (blocking or asyncio) in ``_open_channel``."""
+
+    _open_channel: Callable[[str], Any]
+
     def __init__(
         self,
         socket: Path | str | None = None,
@@ -226,11 +269,38 @@ class _Connection:
     ) -> None:
         self.socket = node_socket(state_dir, socket)
         self.timeout = timeout
+        self._channel = self._open_channel(f"unix:{self.socket}")
+        self._stub = node_pb2_grpc.NodeApiStub(self._channel)
 
-    def _missing(self) -> NodeNotRunning:
-        return NodeNotRunning(
-            f"no tmax-node is running: {self.socket} does not exist; "
-            f"start one with `tmax-node --state-dir {self.socket.parent}`"
+    def _live_stub(self) -> Any:
+        """The stub, once the socket is there: a missing node is named as such,
+        not as a gRPC connection error."""
+        if not self.socket.exists():
+            raise NodeNotRunning(
+                f"no tmax-node is running: {self.socket} does not exist; "
+                f"start one with `tmax-node --state-dir {self.socket.parent}`"
+            )
+        return self._stub
+
+    @contextmanager
+    def _mesh_errors(self) -> Iterator[None]:
+        """gRPC errors raised inside as the :class:`MeshError` they carry."""
+        try:
+            yield
+        except grpc.RpcError as err:
+            raise _error(err, self.socket) from None
+
+    def _start(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        """Call RPC ``method`` (``timeout`` by default the client's): the reply on
+        a blocking channel, the pending call on an asyncio one."""
+        stub = self._live_stub()
+        with self._mesh_errors():
+            return getattr(stub, method)(request, timeout=timeout or self.timeout)
+
+    def _watch(self, include_existing_unread: bool) -> Any:
+        """The InboxWatch stream (no deadline: it lasts until the node stops or the caller breaks)."""
+        return self._live_stub().InboxWatch(
+            pb.InboxWatchRequest(include_existing_unread=include_existing_unread)
         )
 
 
@@ -239,68 +309,24 @@ class NodeClient(_Connection, _Methods):
     does; ``NodeClient(state_dir=...)`` or ``NodeClient(socket=...)`` name it.
     Use it as a context manager or call :meth:`close`."""
 
-    def __init__(
-        self,
-        socket: Path | str | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        *,
-        state_dir: Path | str | None = None,
-    ) -> None:
-        super().__init__(socket, timeout, state_dir=state_dir)
-        self._channel = grpc.insecure_channel(f"unix:{self.socket}")
-        self._stub = node_pb2_grpc.NodeApiStub(self._channel)
+    @staticmethod
+    def _open_channel(target: str) -> Any:
+        return grpc.insecure_channel(target)
 
-    def _rpc(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        if not self.socket.exists():
-            raise self._missing()
-        try:
-            return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as err:
-            raise _error(err, self.socket) from None
-
-    def _call(
-        self,
-        method: str,
-        request: Any,
-        convert: Callable[[Any], Any],
-        shape: Callable[[Any], Any] | None = None,
-        timeout: float | None = None,
+    def _rpc(
+        self, method: str, request: Any, then: Callable[[Any], Any], timeout: float | None = None
     ) -> Any:
-        return self._present(convert(self._rpc(method, request, timeout)), shape)
+        return then(self._start(method, request, timeout))
 
-    def msg_send(
-        self,
-        to: str,
-        body: bytes | None = None,
-        *,
-        text: str | None = None,
-        scope: str = "",
-        content_type: str = "",
-        ttl_ms: int = 0,
-        reply_to: str = "",
-        wait: bool = False,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-    ) -> Any:
-        """Queue a message to friend ``to`` (node id or alias) -> :class:`MsgState`.
-
-        Give ``body`` (bytes) or ``text`` (str, sent as ``text/plain``). With
-        ``wait`` it returns once delivered or failed, or after ``timeout_s``
-        (check ``.status``); without, once the node has persisted it."""
-        req = _send_request(to, body, text, scope, content_type, ttl_ms, reply_to)
-        sent = MsgState.from_pb(self._rpc("MsgSend", req))
-        return self.msg_wait(sent.message_id, timeout_s) if wait else self._present(sent, None)
+    def _send_and_wait(self, request: pb.MsgSendRequest, timeout_s: float) -> Any:
+        sent = self._rpc("MsgSend", request, MsgState.from_pb)
+        return self.msg_wait(sent.message_id, timeout_s)
 
     def inbox_watch(self, include_existing_unread: bool = False) -> Iterator[Any]:
         """Yield :class:`InboxItem` as messages arrive, until the node stops or the caller breaks."""
-        if not self.socket.exists():
-            raise self._missing()
-        try:
-            for m in self._stub.InboxWatch(
-                pb.InboxWatchRequest(include_existing_unread=include_existing_unread)
-            ):
+        with self._mesh_errors():
+            for m in self._watch(include_existing_unread):
                 yield self._present(InboxItem.from_pb(m), None)
-        except grpc.RpcError as err:
-            raise _error(err, self.socket) from None
 
     def close(self) -> None:
         self._channel.close()
@@ -316,63 +342,28 @@ class AsyncNodeClient(_Connection, _Methods):
     """asyncio SDK client; every API method returns an awaitable and
     :meth:`inbox_watch` is an async iterator. Found as :class:`NodeClient` is."""
 
-    def __init__(
-        self,
-        socket: Path | str | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        *,
-        state_dir: Path | str | None = None,
-    ) -> None:
-        super().__init__(socket, timeout, state_dir=state_dir)
-        self._channel = grpc.aio.insecure_channel(f"unix:{self.socket}")
-        self._stub = node_pb2_grpc.NodeApiStub(self._channel)
+    @staticmethod
+    def _open_channel(target: str) -> Any:
+        return grpc.aio.insecure_channel(target)
 
-    async def _rpc(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        if not self.socket.exists():
-            raise self._missing()
-        try:
-            return await getattr(self._stub, method)(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as err:
-            raise _error(err, self.socket) from None
-
-    async def _call(
-        self,
-        method: str,
-        request: Any,
-        convert: Callable[[Any], Any],
-        shape: Callable[[Any], Any] | None = None,
-        timeout: float | None = None,
+    async def _rpc(
+        self, method: str, request: Any, then: Callable[[Any], Any], timeout: float | None = None
     ) -> Any:
-        return self._present(convert(await self._rpc(method, request, timeout)), shape)
+        with self._mesh_errors():
+            reply = await self._start(method, request, timeout)
+        return then(reply)
 
-    async def msg_send(
-        self,
-        to: str,
-        body: bytes | None = None,
-        *,
-        text: str | None = None,
-        scope: str = "",
-        content_type: str = "",
-        ttl_ms: int = 0,
-        reply_to: str = "",
-        wait: bool = False,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-    ) -> Any:
-        """As :meth:`NodeClient.msg_send`."""
-        req = _send_request(to, body, text, scope, content_type, ttl_ms, reply_to)
-        sent = MsgState.from_pb(await self._rpc("MsgSend", req))
-        return await self.msg_wait(sent.message_id, timeout_s) if wait else self._present(sent, None)
+    async def _send_and_wait(self, request: pb.MsgSendRequest, timeout_s: float) -> Any:
+        sent = await self._rpc("MsgSend", request, MsgState.from_pb)
+        return await self.msg_wait(sent.message_id, timeout_s)
 
     async def inbox_watch(self, include_existing_unread: bool = False) -> AsyncIterator[Any]:
         """Yield :class:`InboxItem` as messages arrive, until the node stops or the caller breaks."""
-        if not self.socket.exists():
-            raise self._missing()
-        call = self._stub.InboxWatch(pb.InboxWatchRequest(include_existing_unread=include_existing_unread))
+        call = self._watch(include_existing_unread)
         try:
-            async for m in call:
-                yield self._present(InboxItem.from_pb(m), None)
-        except grpc.RpcError as err:
-            raise _error(err, self.socket) from None
+            with self._mesh_errors():
+                async for m in call:
+                    yield self._present(InboxItem.from_pb(m), None)
         finally:
             call.cancel()
 

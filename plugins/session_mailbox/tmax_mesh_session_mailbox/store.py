@@ -42,10 +42,16 @@ MAX_SESSION_LEN = 128
 LOCAL = "local"
 REMOTE = "remote"
 
-_SCHEMA_V1 = (
-    """CREATE TABLE messages (
+_SESSION_INDEX = "CREATE INDEX messages_session ON messages(session, acked, id)"
+
+
+def _messages_table(name: str, message_id: str) -> str:
+    """The messages table as versions 1 and 3 create it: they differ only in its
+    name and ``message_id``'s constraint. Frozen: a later version that changes
+    the columns writes its own statement."""
+    return f"""CREATE TABLE {name} (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
-        message_id BLOB NOT NULL UNIQUE,
+        message_id {message_id},
         session TEXT NOT NULL,
         origin TEXT NOT NULL,
         from_session TEXT,
@@ -58,9 +64,10 @@ _SCHEMA_V1 = (
         body BLOB NOT NULL,
         acked INTEGER NOT NULL DEFAULT 0,
         reply_to BLOB
-    )""",
-    "CREATE INDEX messages_session ON messages(session, acked, id)",
-)
+    )"""
+
+
+_SCHEMA_V1 = (_messages_table("messages", "BLOB NOT NULL UNIQUE"), _SESSION_INDEX)
 
 # Unread bytes and messages of remote origin per sending node, as in the
 # core's inbox_usage (a migration that rebuilds ``messages`` creates its
@@ -77,27 +84,12 @@ _COLS_V1 = (
 # two friends may pick the same id, and neither may shadow the other. Local
 # messages (no sending node) are unique by message_id among themselves.
 _SCHEMA_V3 = (
-    """CREATE TABLE messages_v3 (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        message_id BLOB NOT NULL,
-        session TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        from_session TEXT,
-        from_node_id BLOB,
-        from_alias TEXT,
-        sent_at_ms INTEGER NOT NULL,
-        received_at_ms INTEGER NOT NULL,
-        scope TEXT,
-        content_type TEXT NOT NULL,
-        body BLOB NOT NULL,
-        acked INTEGER NOT NULL DEFAULT 0,
-        reply_to BLOB
-    )""",
+    _messages_table("messages_v3", "BLOB NOT NULL"),
     f"INSERT INTO messages_v3 ({_COLS_V1}) SELECT {_COLS_V1} FROM messages",
     *keep_rowid_counter(old="messages", new="messages_v3"),
     "DROP TABLE messages",
     "ALTER TABLE messages_v3 RENAME TO messages",
-    "CREATE INDEX messages_session ON messages(session, acked, id)",
+    _SESSION_INDEX,
     "CREATE UNIQUE INDEX messages_identity ON messages(coalesce(from_node_id, x''), message_id)",
     "CREATE INDEX messages_message ON messages(message_id)",
     *REMOTE_USAGE.triggers(),
