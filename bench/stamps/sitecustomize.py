@@ -77,9 +77,13 @@ if os.environ.get("TMAX_STAMPS"):
         InboxSink: ["deliver_many"],
         logging.StreamHandler: ["emit"],
     }
+    LABELS = {"stream.write", "stream.answer", "stream.read"}
+    """Everything stamped: ``LABEL>`` and ``LABEL<`` for a wrapped call, ``LABEL`` for the stream's."""
     for owner, attrs in WRAPPED.items():
         for attr in attrs:
-            _wrap(owner, attr, f"{owner.__name__.rpartition('.')[2]}.{attr}")
+            label = f"{owner.__name__.rpartition('.')[2]}.{attr}"
+            _wrap(owner, attr, label)
+            LABELS.add(label)
 
     class _StampedCall:
         """A ``DeliverStream`` call whose writes and reads are stamped."""
