@@ -172,7 +172,7 @@ def forged_stranger_envelope(to: bytes, sender: bytes) -> bytes:
     of old versions, a token id and an invite proof in the current one), a key
     that is not the sender's and a signature of noise."""
     from tmax_core import envelope as env
-    from tmax_core.crypto import now_ms
+    from tmax_core.clock import now_ms
     from tmax_core.proto import mesh_pb2
 
     header = mesh_pb2.EnvelopeHeader(

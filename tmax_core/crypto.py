@@ -15,7 +15,6 @@ import functools
 import hashlib
 import os
 import re
-import time
 from typing import TYPE_CHECKING, cast
 
 import coincurve
@@ -59,10 +58,6 @@ class Domain:
 
 def keccak256(data: bytes) -> bytes:
     return _pysha3_keccak256(data)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def address_from_public_key(public_key: bytes) -> Address:

@@ -18,7 +18,7 @@ from functools import cached_property
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from tmax_core import crypto
+from tmax_core import clock, crypto
 from tmax_core.crypto import Domain
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.identity import NodeIdentity
@@ -92,7 +92,7 @@ def seal(
     if message_id is None:
         message_id = os.urandom(MESSAGE_ID_LEN)
     if timestamp_ms is None:
-        timestamp_ms = crypto.now_ms()
+        timestamp_ms = clock.now_ms()
     try:
         eph_pub, shared = ephemeral or crypto.ephemeral_ecdh(to_public_key)
     except ValueError as exc:
@@ -285,7 +285,7 @@ def make_ack(
         status=status,
         reason=reason,
         detail=detail,
-        timestamp_ms=crypto.now_ms() if timestamp_ms is None else timestamp_ms,
+        timestamp_ms=clock.now_ms() if timestamp_ms is None else timestamp_ms,
         envelope_hash=envelope_hash,
     ).SerializeToString()
     return mesh_pb2.SignedAck(body=body, signature=identity.sign(Domain.ACK, body)).SerializeToString()
@@ -340,7 +340,7 @@ def make_ack_batch(
         from_node_id=identity.node_id,
         to_node_id=to_node_id,
         entries=entries,
-        timestamp_ms=crypto.now_ms() if timestamp_ms is None else timestamp_ms,
+        timestamp_ms=clock.now_ms() if timestamp_ms is None else timestamp_ms,
         nonce=nonce,
     ).SerializeToString()
     return mesh_pb2.SignedAck(body=body, signature=identity.sign(Domain.ACK_BATCH, body)).SerializeToString()

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import time
 
+from tmax_core.clock import now_ms
+
 _UNITS = ((86400, "day"), (3600, "h"), (60, "min"), (1, "s"))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def span(seconds: float) -> str:

@@ -17,7 +17,7 @@ import coincurve
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from tmax_core import crypto
+from tmax_core import clock, crypto
 from tmax_core.atomicfile import write_atomic
 from tmax_core.crypto import Domain
 from tmax_core.errors import KeystoreError
@@ -53,7 +53,7 @@ class NodeIdentity:
 
     @classmethod
     def generate(cls) -> NodeIdentity:
-        return cls.from_secret(coincurve.PrivateKey().secret, crypto.now_ms())
+        return cls.from_secret(coincurve.PrivateKey().secret, clock.now_ms())
 
     @property
     def node_id_hex(self) -> ChecksumAddress:

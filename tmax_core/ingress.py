@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tmax_core import envelope as env
-from tmax_core.crypto import now_ms, to_checksum
+from tmax_core.clock import now_ms
+from tmax_core.crypto import to_checksum
 from tmax_core.errors import EnvelopeError, MeshError, Reason
 from tmax_core.model import (
     Friend,

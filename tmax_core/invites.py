@@ -17,7 +17,7 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from tmax_core import crypto
+from tmax_core import clock, crypto
 from tmax_core.crypto import Domain
 from tmax_core.errors import InviteError, InviteReason, UsageError
 from tmax_core.identity import NodeIdentity
@@ -116,7 +116,7 @@ def create_invite(
         or not 0 < rate_limit.burst <= _UINT32_MAX
     ):
         raise UsageError(f"invalid rate limit {rate_limit!r}")
-    issued = crypto.now_ms() if now_ms is None else now_ms
+    issued = clock.now_ms() if now_ms is None else now_ms
     expires = issued + ttl_ms
     if expires > _UINT64_MAX:
         raise UsageError("invite lifetime is too long")

@@ -28,8 +28,9 @@ import pluggy
 
 from tmax_core import envelope as env
 from tmax_core.aliases import alias_key, alias_problem, generated_alias
+from tmax_core.clock import now_ms
 from tmax_core.config import Config, is_wildcard_host
-from tmax_core.crypto import now_ms, parse_node_id, to_checksum
+from tmax_core.crypto import parse_node_id, to_checksum
 from tmax_core.endpoints import endpoint_problem, relay_url_problem, screen_endpoints, screen_relay_urls
 from tmax_core.ephemeral import EphemeralPool
 from tmax_core.errors import ConfigError, InviteReason, MeshError, NotFound, QuotaExceeded, UsageError

@@ -32,7 +32,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tmax_core import envelope as env
-from tmax_core.crypto import now_ms, to_checksum
+from tmax_core.clock import now_ms
+from tmax_core.crypto import to_checksum
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.model import OutboxEntry
 from tmax_core.proto import mesh_pb2

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tests.harness import Node, ProcGroup, befriend, wait_for
 from tmax_core.client import JsonNodeClient
-from tmax_core.crypto import Domain, now_ms
+from tmax_core.clock import now_ms
+from tmax_core.crypto import Domain
 from tmax_core.identity import NodeIdentity
 from tmax_core.invites import TOKEN_PREFIX, create_invite, decode_invite, encode_token
 from tmax_core.proto import mesh_pb2

@@ -28,7 +28,8 @@ import grpc
 from tests.harness import Node, ProcGroup, befriend, wait_for
 from tmax_core import envelope as env
 from tmax_core.client import JsonNodeClient
-from tmax_core.crypto import Domain, now_ms, parse_node_id
+from tmax_core.clock import now_ms
+from tmax_core.crypto import Domain, parse_node_id
 from tmax_core.identity import NodeIdentity
 from tmax_core.peer import DELIVER
 from tmax_core.proto import mesh_pb2

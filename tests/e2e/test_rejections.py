@@ -25,7 +25,8 @@ import pytest
 from tests.harness import Node, ProcGroup, befriend, free_port, wait_for
 from tmax_core import envelope as env
 from tmax_core.client import JsonNodeClient
-from tmax_core.crypto import Domain, now_ms, parse_node_id
+from tmax_core.clock import now_ms
+from tmax_core.crypto import Domain, parse_node_id
 from tmax_core.errors import EnvelopeError
 from tmax_core.identity import NodeIdentity, load
 from tmax_core.invites import create_invite, decode_invite

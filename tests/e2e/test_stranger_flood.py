@@ -17,7 +17,8 @@ import pytest
 from tests.harness import Node, ProcGroup
 from tmax_core import envelope as env
 from tmax_core import ingress
-from tmax_core.crypto import now_ms, parse_node_id
+from tmax_core.clock import now_ms
+from tmax_core.crypto import parse_node_id
 from tmax_core.errors import EnvelopeError
 from tmax_core.peer import DELIVER
 from tmax_core.proto import mesh_pb2

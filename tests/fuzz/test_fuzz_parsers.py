@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from tests.fuzz.common import budget, edits, mutate
 from tmax_core import envelope as env
 from tmax_core import invites
-from tmax_core.crypto import Domain, now_ms
+from tmax_core.clock import now_ms
+from tmax_core.crypto import Domain
 from tmax_core.errors import EnvelopeError, InviteError, InviteReason, Reason
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import RateLimit

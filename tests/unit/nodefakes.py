@@ -12,8 +12,8 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from tmax_core import envelope as env
+from tmax_core.clock import now_ms
 from tmax_core.config import Config, build_registry
-from tmax_core.crypto import now_ms
 from tmax_core.errors import MeshError, Reason
 from tmax_core.identity import NodeIdentity
 from tmax_core.invites import create_invite

@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from tmax_core import crypto
+from tmax_core import clock, crypto
 from tmax_core.crypto import Domain
 from tmax_core.errors import UsageError
 
@@ -141,4 +141,4 @@ def test_hkdf_matches_cryptography(length):
 
 
 def test_now_ms():
-    assert crypto.now_ms() > 1_600_000_000_000
+    assert clock.now_ms() > 1_600_000_000_000

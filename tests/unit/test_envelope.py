@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tmax_core import crypto, envelope
+from tmax_core import clock, crypto, envelope
 from tmax_core.crypto import Domain
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.identity import NodeIdentity
@@ -73,7 +73,7 @@ def test_defaults_and_uniqueness():
     b = envelope.parse(_seal(), MAX)
     assert a.message_id != b.message_id
     assert a.header.ephemeral_public_key != b.header.ephemeral_public_key
-    assert abs(a.timestamp_ms - crypto.now_ms()) < 60_000
+    assert abs(a.timestamp_ms - clock.now_ms()) < 60_000
     assert not envelope.open_content(BOB, a).HasField("contact")
 
 
@@ -261,7 +261,7 @@ def test_ack_round_trip():
     assert body.status == mesh_pb2.ACK_STATUS_REJECTED and body.reason == "blocked"
     assert body.envelope_hash == H
     assert body.from_node_id == BOB.node_id and body.to_node_id == ALICE.node_id
-    assert abs(body.timestamp_ms - crypto.now_ms()) < 60_000
+    assert abs(body.timestamp_ms - clock.now_ms()) < 60_000
 
 
 def _verify_ack_code(ack, mid, signer=BOB, hashes=(H,), sender=ALICE):

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from tests.unit.nodefakes import IngressHostFake, core_config
 from tmax_core import envelope as env
 from tmax_core import ingress
-from tmax_core.crypto import Domain, ephemeral_ecdh, now_ms
+from tmax_core.clock import now_ms
+from tmax_core.crypto import Domain, ephemeral_ecdh
 from tmax_core.errors import MeshError, Reason
 from tmax_core.identity import NodeIdentity
 from tmax_core.ingress import ACCEPTED, DUPLICATE, REJECTED, Ingress, Outcome

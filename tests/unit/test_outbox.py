@@ -16,7 +16,7 @@ from tests.polling import wait_for_async
 from tests.unit.nodefakes import OutboxHostFake, core_config, outbox_entry
 from tmax_core import envelope as env
 from tmax_core import outbox
-from tmax_core.crypto import now_ms
+from tmax_core.clock import now_ms
 from tmax_core.errors import Reason
 from tmax_core.identity import NodeIdentity
 from tmax_core.model import Friend, OutboxEntry

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tmax_core.clock import now_ms
 from tmax_core.config import Config, build_registry, config_path
 from tmax_core.errors import QuotaExceeded
 from tmax_core.identity import NodeIdentity
@@ -28,8 +29,10 @@ def received(body: bytes, content_type: str = "text/plain") -> ReceivedMessage:
         from_node_id=SENDER,
         from_alias=None,
         to_node_id=bytes(20),
-        sent_at_ms=1,
-        received_at_ms=2,
+        # Now: the node's first maintenance pass prunes seen ids far older than
+        # the retention, which the remembering assertions read.
+        sent_at_ms=now_ms(),
+        received_at_ms=now_ms(),
         scope="message",
         content_type=content_type,
         body=body,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from tmax_core.builtins import DEFAULT_MAX_BYTES_PER_FRIEND, DEFAULT_MAX_BYTES_TOTAL
     from tmax_core.cli import fmt_time, non_negative_int, read_body
     from tmax_core.client import body_for_json
+    from tmax_core.clock import now_ms
     from tmax_core.commands import CommandRegistry, Context
     from tmax_core.config import (
         Config,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
         validate_host_port,
         validate_positive,
     )
-    from tmax_core.crypto import looks_like_node_id, now_ms, parse_hex_id, parse_node_id, to_checksum
+    from tmax_core.crypto import looks_like_node_id, parse_hex_id, parse_node_id, to_checksum
     from tmax_core.durations import parse_duration_ms
     from tmax_core.logs import add_logging_arguments, setup_logging
     from tmax_core.metricsserver import MetricsServer
@@ -77,7 +78,7 @@ _WHERE = {
     "non_negative_int": "tmax_core.cli",
     "notify": "tmax_core.sdnotify",
     "NOTIFY_SOCKET_ENV": "tmax_core.sdnotify",
-    "now_ms": "tmax_core.crypto",
+    "now_ms": "tmax_core.clock",
     "open_database": "tmax_core.sqlitedb",
     "parse_duration_ms": "tmax_core.durations",
     "parse_hex_id": "tmax_core.crypto",

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from tmax_core.crypto import now_ms as clock_ms
+from tmax_core.clock import now_ms as clock_ms
 from tmax_core.errors import MeshError, NotFound, Reason
 from tmax_core.model import Friend, IssuedInvite
 from tmax_core.sqlitedb import Database

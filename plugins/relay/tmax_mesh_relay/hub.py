@@ -53,7 +53,8 @@ from google.protobuf.message import DecodeError
 
 from tmax_core import envelope as env
 from tmax_core import netaddr
-from tmax_core.crypto import NODE_ID_LEN, now_ms, to_checksum
+from tmax_core.clock import now_ms
+from tmax_core.crypto import NODE_ID_LEN, to_checksum
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.tokenbucket import TokenBucket
 from tmax_mesh_relay import allowlists, wire
