@@ -336,7 +336,7 @@ def free_port() -> int:
 
 
 async def run(p: Params, mode: str, workdir: Path, topo: Topology) -> dict[str, Any]:
-    from tmax_core.client import AsyncJsonNodeClient as AsyncNodeClient
+    from tmax_core.client import AsyncJsonNodeClient
 
     children: list[Child] = []
     watchers: list[Watcher] = []
@@ -401,7 +401,7 @@ async def run(p: Params, mode: str, workdir: Path, topo: Topology) -> dict[str, 
         results: dict[str, Any] = {}
         async with contextlib.AsyncExitStack() as stack:
             clients = {
-                name: await stack.enter_async_context(AsyncNodeClient(child.ready["socket"]))
+                name: await stack.enter_async_context(AsyncJsonNodeClient(child.ready["socket"]))
                 for name, child in nodes.items()
             }
             for name, client in clients.items():

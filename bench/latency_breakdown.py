@@ -131,7 +131,7 @@ def print_breakdown(messages: list[list[int]]) -> None:
 
 
 async def run_pair(workdir: Path, checkout: Path | None, seconds: float) -> list[list[int]]:
-    from tmax_core.client import AsyncJsonNodeClient as AsyncNodeClient
+    from tmax_core.client import AsyncJsonNodeClient
 
     stamps_dir = workdir / "stamps"
     stamps_dir.mkdir()
@@ -151,7 +151,7 @@ async def run_pair(workdir: Path, checkout: Path | None, seconds: float) -> list
             (workdir / node.name[-1]).mkdir()
             node.spawn(env=env)
         a_ready, b_ready = [await node.wait_ready() for node in nodes]
-        async with AsyncNodeClient(a_ready["socket"]) as a, AsyncNodeClient(b_ready["socket"]) as b:
+        async with AsyncJsonNodeClient(a_ready["socket"]) as a, AsyncJsonNodeClient(b_ready["socket"]) as b:
             await befriend(a, b, b_ready["node_id"], a_ready["node_id"])
             inbox = StoredCount(workdir / "b" / "state.db")
             try:

@@ -10,7 +10,7 @@ What it measures, in one process, one run:
 
 1. **e2e A→B direct**: two ``tmax-node`` processes (``--peer-listen
    127.0.0.1:0``, temp state dirs) made friends by the real invite flow.
-   Messages go in through A's local API (``AsyncNodeClient.msg_send`` on the
+   Messages go in through A's local API (``AsyncJsonNodeClient.msg_send`` on the
    Unix socket) and count as delivered once B has verified, decrypted and
    durably stored them in its inbox (state.db):
 
@@ -826,7 +826,7 @@ async def run(
     native: bool = False,
     profile_phase: str = "run",
 ) -> dict[str, Any]:
-    from tmax_core.client import AsyncJsonNodeClient as AsyncNodeClient
+    from tmax_core.client import AsyncJsonNodeClient
 
     children: list[Child] = []
     phase_profiler: PhaseProfiler | None = None
@@ -878,8 +878,8 @@ async def run(
 
         a_ready, b_ready = nodes["node-a"].ready, nodes["node-b"].ready
         async with (
-            AsyncNodeClient(a_ready["socket"]) as a,
-            AsyncNodeClient(b_ready["socket"]) as b,
+            AsyncJsonNodeClient(a_ready["socket"]) as a,
+            AsyncJsonNodeClient(b_ready["socket"]) as b,
         ):
             await befriend(a, b, b_ready["node_id"], a_ready["node_id"])
 
@@ -904,16 +904,16 @@ async def run(
             e2e = await bench_e2e(a, b, b_ready["node_id"], pids, a_db, b_db, p, phase_profiler)
         c_ready, d_ready = nodes["node-c"].ready, nodes["node-d"].ready
         async with (
-            AsyncNodeClient(c_ready["socket"]) as c,
-            AsyncNodeClient(d_ready["socket"]) as d,
+            AsyncJsonNodeClient(c_ready["socket"]) as c,
+            AsyncJsonNodeClient(d_ready["socket"]) as d,
         ):
             logs = (nodes["node-c"].log_path, nodes["node-d"].log_path)
             e2e["latency"] = await bench_latency(c, d, d_ready["node_id"], c_ready["node_id"], logs, p)
         print(f"[{mode}] e2e E→host→F relay: {p.relay_n} msgs batched ...", flush=True)
         e_ready, f_ready = await nodes["node-e"].wait_ready(), await nodes["node-f"].wait_ready()
         async with (
-            AsyncNodeClient(e_ready["socket"]) as e,
-            AsyncNodeClient(f_ready["socket"]) as f,
+            AsyncJsonNodeClient(e_ready["socket"]) as e,
+            AsyncJsonNodeClient(f_ready["socket"]) as f,
         ):
             relay_pids = {"node_a": e_ready["pid"], "node_b": f_ready["pid"], "host": host.ready["pid"]}
             e2e["relay_batched"] = await bench_relay(

@@ -456,7 +456,7 @@ class Phase:
 
 
 async def run_row(p: Params, row: Row, workdir: Path, tag: str) -> dict[str, Any]:
-    from tmax_core.client import AsyncJsonNodeClient as AsyncNodeClient
+    from tmax_core.client import AsyncJsonNodeClient
 
     children: list[Child] = []
     flooder: Worker | None = None
@@ -481,7 +481,7 @@ async def run_row(p: Params, row: Row, workdir: Path, tag: str) -> dict[str, Any
         a_ready, b_ready = nodes["a"].ready, nodes["b"].ready
         n = p.stream_n if row.mode == "stream" else p.unary_n
 
-        async with AsyncNodeClient(a_ready["socket"]) as a, AsyncNodeClient(b_ready["socket"]) as b:
+        async with AsyncJsonNodeClient(a_ready["socket"]) as a, AsyncJsonNodeClient(b_ready["socket"]) as b:
             invite = await a.invite_create(rate_limit=(1e6, 1_000_000))
             await b.invite_accept(invite["token"], alias="victim")
             deadline = time.monotonic() + 20
