@@ -80,7 +80,8 @@ async def wait_file(path: Path, proc: subprocess.Popen, what: str) -> dict[str, 
 
 
 class Receiver:
-    """Reads Deliver frames; records each arrival time by message id."""
+    """Reads Deliver frames (also inside Frames, and DeliverBatch); records each
+    Deliver's arrival time by message id, and counts every envelope."""
 
     def __init__(self, session: HostSession) -> None:
         self.session = session
@@ -91,10 +92,16 @@ class Receiver:
 
     async def _run(self) -> None:
         while (frame := await self.session.read()) is not None:
-            if frame.WhichOneof("frame") == "deliver":
-                self.arrived[frame.deliver.message_id] = time.monotonic_ns()
-                self.count += 1
-                self.changed.set()
+            t = time.monotonic_ns()
+            # Delivers that waited while this stream was busy come as one Frames message.
+            for inner in frame.frames.frames if frame.WhichOneof("frame") == "frames" else (frame,):
+                kind = inner.WhichOneof("frame")
+                if kind == "deliver":
+                    self.arrived[inner.deliver.message_id] = t
+                    self.count += 1
+                elif kind == "deliver_batch":
+                    self.count += len(inner.deliver_batch.envelopes)
+            self.changed.set()
 
 
 async def register(listen: str, url: str, identity: NodeIdentity) -> HostSession:
@@ -114,14 +121,28 @@ def frames_for(sender: NodeIdentity, to: NodeIdentity, n: int) -> list[tuple[byt
     return out
 
 
-async def closed_loop(s: HostSession, r: Receiver, frames: list, n: int) -> float:
+def batches_of(to: NodeIdentity, frames: list[tuple[bytes, host_pb2.NodeFrame]], k: int) -> list:
+    """The envelopes of ``frames`` as RelaySendBatch frames of ``k`` (as ``frames``'s entries)."""
+    envelopes = [frame.relay_send.envelope for _, frame in frames]
+    out = []
+    for j in range(0, len(envelopes) - k + 1, k):
+        batch = host_pb2.RelaySendBatch(
+            to=to.node_id, batch_id=j.to_bytes(4, "big"), envelopes=envelopes[j : j + k]
+        )
+        out.append((b"", host_pb2.NodeFrame(relay_send_batch=batch)))
+    return out
+
+
+async def closed_loop(s: HostSession, r: Receiver, frames: list, n: int, per_frame: int = 1) -> float:
+    """``n`` messages (``per_frame`` in each frame), at most ``WINDOW`` in flight: msg/s."""
     base = r.count
     t0 = time.monotonic()
-    for i in range(n):
-        while i - (r.count - base) >= WINDOW:
+    for i in range(n // per_frame):
+        while i * per_frame - (r.count - base) >= WINDOW:
             r.changed.clear()
             await asyncio.wait_for(r.changed.wait(), 10)
         await s.write(frames[i % len(frames)][1])
+    n = n // per_frame * per_frame
     while r.count - base < n:
         r.changed.clear()
         await asyncio.wait_for(r.changed.wait(), 10)
@@ -172,6 +193,11 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         r2 = Receiver(await register(members[1]["listen"], url[1], r2_id))
         pool = int(RATE * args.seconds)
         frames = {"same": (r1, frames_for(s_id, r1_id, pool)), "cross": (r2, frames_for(s_id, r2_id, pool))}
+        k = args.batch
+        batched = {
+            kind: batches_of(to, fr, k) if k > 1 else fr
+            for (kind, (_, fr)), to in zip(frames.items(), (r1_id, r2_id), strict=True)
+        }
         pids = [p.pid for p in procs]
         names = ["nats-server", "member 1", "member 2"]
         results: dict[str, dict[str, list[Any]]] = {
@@ -179,9 +205,10 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         }
         for kind in ("same", "cross", "cross", "same"):  # ABBA
             receiver, fr = frames[kind]
-            await closed_loop(sender, receiver, fr, WINDOW * 4)  # warm up
+            # The max phase sends K envelopes per RelaySendBatch (--batch); latency, singles.
+            await closed_loop(sender, receiver, batched[kind], WINDOW * 4, k)  # warm up
             cpu0 = [common.cpu_seconds(p) or 0.0 for p in pids]
-            rate = await closed_loop(sender, receiver, fr, args.messages)
+            rate = await closed_loop(sender, receiver, batched[kind], args.messages, k)
             cpu1 = [common.cpu_seconds(p) or 0.0 for p in pids]
             per = [(b - a) / args.messages * 1e6 for a, b in zip(cpu0, cpu1, strict=True)]
             results[kind]["rate"].append(rate)
@@ -193,7 +220,11 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         for proc in reversed(procs):
             stop(proc)
-    out: dict[str, Any] = {"environment": common.environment(), "messages": args.messages}
+    out: dict[str, Any] = {
+        "environment": common.environment(),
+        "messages": args.messages,
+        "batch": args.batch,
+    }
     for kind, r in results.items():
         out[kind] = {
             "throughput_msg_s": common.median(r["rate"]),
@@ -211,6 +242,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def print_table(out: dict[str, Any]) -> None:
+    if out["batch"] > 1:
+        print(f"max phases: {out['batch']} envelopes per RelaySendBatch; latency phases: one per frame")
     print(f"{'':28}{'same member':>14}{'cross member':>14}{'ratio':>8}")
     rows = [
         ("throughput (msg/s, max)", "throughput_msg_s", None),
@@ -237,14 +270,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer messages per block")
     ap.add_argument("--messages", type=int, help="messages per max block (default 20,000; 5,000 quick)")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="K",
+        help="in the max phases, send K envelopes per RelaySendBatch (default 1: one RelaySend each)",
+    )
     args = ap.parse_args(argv)
+    if not 1 <= args.batch <= WINDOW:
+        ap.error(f"--batch must be 1 to {WINDOW} (the envelopes in flight)")
     args.messages = args.messages or (5_000 if args.quick else 20_000)
     args.seconds = 1.5 if args.quick else 3.0
     work = Path(tempfile.mkdtemp(prefix="relay-cluster-"))
     out = common.run_bounded(run(args, work), 40.0 if args.quick else 115.0, work, "logs")
     if isinstance(out, int):
         return out
-    common.write_results("relay_cluster-quick" if args.quick else "relay_cluster", out)
+    name = (
+        "relay_cluster" + (f"-batch{args.batch}" if args.batch > 1 else "") + ("-quick" if args.quick else "")
+    )
+    common.write_results(name, out)
     print_table(out)
     import shutil
 

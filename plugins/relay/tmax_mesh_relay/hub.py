@@ -336,12 +336,12 @@ class Connection:
         or just one for a node that does not read ``Frames``."""
         size, n = 0, 0
         for item in self.pending:
-            size += item.size
-            if n and (size > self.max_frames_bytes or not self.takes_frames):
+            if n and (size + item.size > self.max_frames_bytes or not self.takes_frames):
                 break
+            size += item.size
             n += 1
         taken, self.pending = self.pending[:n], self.pending[n:]
-        self.pending_bytes -= sum(item.size for item in taken)
+        self.pending_bytes -= size
         room = self.room
         if room is not None and not self._queue_full():
             self.room = None
