@@ -675,9 +675,7 @@ class Hub:
         data = deliver.envelope
         dest = self.routes.get(to)
         if dest is not None and await self._write(dest, out, "deliver"):
-            m = self.metrics
-            m.relayed += 1
-            m.bytes_out += len(data)
+            self._count_relayed(out)
             return None
         sender = getattr(deliver, "from")
         message_id = deliver.message_id
@@ -721,20 +719,20 @@ class Hub:
 
     def _posted(self, dest: Connection, to: bytes, out: host_pb2.HostFrame, answer: Answer, ok: bool) -> None:
         if ok:
+            self.metrics.frames_out[out.WhichOneof("frame") or "deliver"] += 1
             self._count_relayed(out)
             return
         self._broken(dest)
         self._spawn(self._undelivered(to, out, answer))
 
     def _count_relayed(self, out: host_pb2.HostFrame) -> None:
+        """A ``Deliver`` or ``DeliverBatch`` frame was written: count its envelopes."""
         m = self.metrics
         if out.HasField("deliver_batch"):
             envelopes = out.deliver_batch.envelopes
-            m.frames_out["deliver_batch"] += 1
             m.relayed += len(envelopes)
             m.bytes_out += sum(len(data) for data in envelopes)
         else:
-            m.frames_out["deliver"] += 1
             m.relayed += 1
             m.bytes_out += len(out.deliver.envelope)
 
@@ -769,8 +767,7 @@ class Hub:
         dest = self.routes.get(to)
         if dest is not None and not dest.closing:
             if await self._write(dest, out, "deliver_batch"):
-                self.metrics.relayed += len(envelopes)
-                self.metrics.bytes_out += size
+                self._count_relayed(out)
                 return
         elif self.router is not None:
             await self.answer(conn, await self.router.forward(conn, to, out))
