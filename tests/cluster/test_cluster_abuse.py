@@ -327,6 +327,35 @@ async def test_a_member_keeps_a_bounded_number_of_forwarded_frames_waiting_for_a
     assert await cluster.forward(conn, to, frame(100)) is None
 
 
+async def test_a_batch_the_cluster_cannot_take_now_is_answered_batch_unavailable() -> None:
+    """A batch refused with ``unavailable`` would make its node retry the whole batch
+    later; ``batch_unavailable`` sends its envelopes one by one (which the cluster
+    answers, retries or holds each)."""
+    hub = SimpleNamespace(
+        metrics=SimpleNamespace(registry=CollectorRegistry()), limits=HostLimits(), clock=lambda: 0.0
+    )
+    cluster = Cluster(cast("Hub", hub), "test")
+    nc = cluster.nc = RecordingNats()
+    cluster.pending_max_bytes = 250
+    to, conn = os.urandom(20), cast("Connection", object())
+    batch = host_pb2.HostFrame()
+    batch.deliver_batch.batch_id = b"b1"
+    batch.deliver_batch.envelopes.extend([b"e" * 100, b"e" * 100])
+    assert await cluster.forward(conn, to, batch) is None  # 200 bytes: forwarded
+    assert nc.replies and cluster.metrics.frames_out["deliver_batch"] == 1
+
+    busy = await cluster.forward(conn, to, batch)  # 400 bytes waiting > 250
+    nc.is_connected = False
+    lost = await cluster.forward(conn, to, batch)
+    for answer in (busy, lost):
+        assert answer is not None
+        assert (answer.error.code, answer.error.message_id, answer.error.node_id) == (
+            "batch_unavailable",
+            b"b1",
+            to,
+        )
+
+
 async def test_the_workers_nats_server_refuses_clients_without_the_supervisors_token(
     procs: ProcGroup,
 ) -> None:

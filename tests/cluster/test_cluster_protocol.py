@@ -46,8 +46,8 @@ async def expect(session: HostSession, kind: str, timeout: float = 10.0) -> host
             return frame
 
 
-async def send(session: HostSession, sender: NodeIdentity, to: NodeIdentity, body: bytes) -> bytes:
-    envelope = env.seal(
+def sealed(sender: NodeIdentity, to: NodeIdentity, body: bytes) -> bytes:
+    return env.seal(
         sender,
         to_node_id=to.node_id,
         to_public_key=to.public_key,
@@ -55,6 +55,10 @@ async def send(session: HostSession, sender: NodeIdentity, to: NodeIdentity, bod
         content_type="text/plain",
         body=body,
     )
+
+
+async def send(session: HostSession, sender: NodeIdentity, to: NodeIdentity, body: bytes) -> bytes:
+    envelope = sealed(sender, to, body)
     await session.write(host_pb2.NodeFrame(relay_send=host_pb2.RelaySend(to=to.node_id, envelope=envelope)))
     return envelope
 
@@ -203,3 +207,46 @@ async def test_while_nats_is_down_lookups_across_members_fail_fast_as_unavailabl
         for session in (sx, sy, sz):
             await session.close()
     assert metric(metrics_of(m1), 'tmax_host_lookups_total{result="unavailable"}') == 1
+
+
+async def send_batch(session: HostSession, to: NodeIdentity, batch_id: bytes, envelopes: list[bytes]) -> None:
+    batch = host_pb2.RelaySendBatch(to=to.node_id, batch_id=batch_id, envelopes=envelopes)
+    await session.write(host_pb2.NodeFrame(relay_send_batch=batch))
+
+
+async def test_a_batch_crosses_members_as_one_deliver_batch_and_its_ack_comes_back(
+    procs: ProcGroup, nats_server: NatsServer
+) -> None:
+    m1, m2 = member(procs, "m1", nats_server), member(procs, "m2", nats_server)
+    x, y, offline = NodeIdentity.generate(), NodeIdentity.generate(), NodeIdentity.generate()
+    sx, sy = await register(m1, x, y), await register(m2, y, x)
+    try:
+        envelopes = [sealed(x, y, f"batched {i}".encode()) for i in range(3)]
+        await send_batch(sx, y, b"batch-1", envelopes)
+        got = (await expect(sy, "deliver_batch")).deliver_batch
+        assert (list(got.envelopes), got.batch_id, getattr(got, "from")) == (envelopes, b"batch-1", x.node_id)
+        ack = host_pb2.AckBatchSend(to=x.node_id, batch_id=b"batch-1", ack=b"signed-batch-ack")
+        await sy.write(host_pb2.NodeFrame(ack_batch_send=ack))
+        acked = (await expect(sx, "ack_batch")).ack_batch
+        assert (acked.ack, acked.batch_id, getattr(acked, "from")) == (
+            b"signed-batch-ack",
+            b"batch-1",
+            y.node_id,
+        )
+
+        # No member holds the recipient: the batch is refused as a whole and nothing is
+        # held (the node sends the envelopes one by one, and those are held).
+        await send_batch(sx, offline, b"batch-2", [sealed(x, offline, b"to nobody")])
+        error = (await expect(sx, "error")).error
+        assert (error.code, error.message_id, error.node_id) == (
+            "batch_unavailable",
+            b"batch-2",
+            offline.node_id,
+        )
+    finally:
+        for session in (sx, sy):
+            await session.close()
+    assert await held_count(nats_server) == 0
+    assert metric(metrics_of(m1), 'tmax_host_cluster_frames_out_total{type="deliver_batch"}') == 2
+    assert metric(metrics_of(m2), 'tmax_host_cluster_frames_in_total{type="deliver_batch"}') == 1
+    assert metric(metrics_of(m2), 'tmax_host_cluster_frames_out_total{type="ack_batch"}') == 1

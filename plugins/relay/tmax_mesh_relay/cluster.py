@@ -8,14 +8,18 @@ subject interest is the cluster's presence table, and it vanishes with the
 member's connection, so a killed member leaves no stale route). A frame for a
 node not held here is sent there:
 
-- ``.d``: a ``HostFrame{deliver}``, published with a reply subject of the
-  sender's member. The holder forwards it (or holds it, if the node's stream
-  just failed) exactly as for a local sender, and replies only when the
-  sender must hear something (``Queued``, an ``Error``): a delivered frame
-  costs one NATS message. NATS answers "no responders" at once when no member
-  holds the node: the sender's member then holds the envelope itself.
-- ``.a``: a ``HostFrame{ack}``, published (end-to-end acks and the sender's
-  outbox make an ack lost in between harmless).
+- ``.d``: a ``HostFrame{deliver}`` or ``HostFrame{deliver_batch}`` (a whole
+  ``RelaySendBatch``: one NATS message), published with a reply subject of
+  the sender's member. The holder queues it on the node's stream without
+  waiting for the write (``Hub.deliver_soon``: frames arriving meanwhile go
+  out as one ``Frames`` message), and replies only when the sender must hear
+  something (``Queued``, an ``Error``): a delivered frame costs one NATS
+  message. A frame whose write fails is held (a batch: ``batch_unavailable``,
+  and the node sends its envelopes one by one). NATS answers "no responders"
+  at once when no member holds the node: the sender's member then holds the
+  envelope itself (a batch: ``batch_unavailable``).
+- ``.a``: a ``HostFrame{ack}`` or ``HostFrame{ack_batch}``, published
+  (end-to-end acks and the sender's outbox make an ack lost in between harmless).
 - ``.l``: a lookup; the holder answers with its allow list, as for a local lookup.
 - ``.k``: "envelopes were held for this node" (published after each one is
   stored in JetStream, :mod:`tmax_mesh_relay.held`): the holder drains them.
@@ -39,8 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import nats
@@ -53,7 +59,7 @@ from tmax_mesh_relay import allowlists
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
 from tmax_mesh_relay.clusterstart import ClusterError, scrub, without_credentials
 from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream
-from tmax_mesh_relay.hub import RouteUnavailable
+from tmax_mesh_relay.hub import RouteUnavailable, batch_unavailable
 from tmax_mesh_relay.jsready import JetStreamStart
 from tmax_mesh_relay.members import Members
 from tmax_mesh_relay.proto import host_pb2
@@ -91,8 +97,21 @@ def node_subject(node_id: bytes, kind: str) -> str:
     return f"{NODE_PREFIX}{node_id.hex()}.{kind}"
 
 
-def _unavailable(detail: str, message_id: bytes, node_id: bytes) -> host_pb2.HostFrame:
-    error = host_pb2.Error(code="unavailable", detail=detail, message_id=message_id, node_id=node_id)
+def _envelope_bytes(frame: host_pb2.HostFrame) -> int:
+    """The envelopes' bytes of a ``Deliver`` or ``DeliverBatch`` frame."""
+    if frame.HasField("deliver_batch"):
+        return sum(len(data) for data in frame.deliver_batch.envelopes)
+    return len(frame.deliver.envelope)
+
+
+def _unavailable(detail: str, frame: host_pb2.HostFrame, node_id: bytes) -> host_pb2.HostFrame:
+    """The answer to a forwarded frame the cluster cannot take now: ``unavailable`` (the
+    outbox retries) for a ``Deliver``, ``batch_unavailable`` (sent one by one) for a batch."""
+    if frame.HasField("deliver_batch"):
+        return batch_unavailable(frame.deliver_batch.batch_id, node_id)
+    error = host_pb2.Error(
+        code="unavailable", detail=detail, message_id=frame.deliver.message_id, node_id=node_id
+    )
     return host_pb2.HostFrame(error=error)
 
 
@@ -120,7 +139,7 @@ class Cluster:
         # Frames forwarded to other members, by the token of their reply subject
         # (oldest first): their sender, recipient and frame, until answered or expired.
         self._answers = f"tmax.answer.{self.member_id}."
-        self._pending: dict[str, tuple[float, Connection, bytes, host_pb2.HostFrame]] = {}
+        self._pending: dict[str, _Forwarded] = {}
         self._pending_bytes = 0
         self.pending_max_frames = PENDING_MAX_FRAMES
         self.pending_max_bytes = PENDING_MAX_BYTES
@@ -315,17 +334,17 @@ class Cluster:
     ) -> host_pb2.HostFrame | None:
         if not self.nc.is_connected:
             self.metrics.errors["disconnected"] += 1
-            return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
-        size = len(frame.deliver.envelope)
+            return _unavailable("the relay cluster is unreachable; retry", frame, to)
+        size = _envelope_bytes(frame)
         if (
             len(self._pending) >= self.pending_max_frames
             or self._pending_bytes + size > self.pending_max_bytes
         ):
             self.metrics.errors["pending_full"] += 1
-            return _unavailable("the relay cluster is busy; retry", frame.deliver.message_id, to)
+            return _unavailable("the relay cluster is busy; retry", frame, to)
         self._token += 1
         token = str(self._token)
-        self._pending[token] = (self.hub.clock() + ANSWER_WAIT_S, conn, to, frame)
+        self._pending[token] = _Forwarded(self.hub.clock() + ANSWER_WAIT_S, conn, to, frame, size)
         self._pending_bytes += size
         try:
             await self.nc.publish(
@@ -335,8 +354,8 @@ class Cluster:
             self._take_pending(token)
             self.metrics.errors["publish"] += 1
             log.info("cluster: relaying to %s failed: %s", to_checksum(to), err)
-            return _unavailable("the relay cluster is unreachable; retry", frame.deliver.message_id, to)
-        self.metrics.frames_out["deliver"] += 1
+            return _unavailable("the relay cluster is unreachable; retry", frame, to)
+        self.metrics.frames_out[frame.WhichOneof("frame") or "deliver"] += 1
         return None
 
     async def _on_answer(self, msg: Msg) -> None:
@@ -344,10 +363,16 @@ class Cluster:
         pending = self._take_pending(msg.subject[len(self._answers) :])
         if pending is None:
             return  # too late: the sender's outbox has its own timeout
-        _, conn, to, frame = pending
+        conn, to, frame = pending.conn, pending.to, pending.frame
         if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
-            # No member holds the node: hold the envelope for it, as for an offline node.
-            await self.hub.answer(conn, await self.hub.deliver(to, frame))
+            # No member holds the node: hold the envelope for it, as for an offline
+            # node (a batch is sent one by one, and those are held).
+            if frame.HasField("deliver_batch"):
+                self.hub.metrics.drop("batch_unavailable")
+                answer: host_pb2.HostFrame | None = _unavailable("", frame, to)
+            else:
+                answer = await self.hub.deliver(to, frame)
+            await self.hub.answer(conn, answer)
             return
         try:
             answer = host_pb2.HostFrame.FromString(msg.data)
@@ -356,10 +381,10 @@ class Cluster:
             return
         await self.hub.answer(conn, answer)
 
-    def _take_pending(self, token: str) -> tuple[float, Connection, bytes, host_pb2.HostFrame] | None:
+    def _take_pending(self, token: str) -> _Forwarded | None:
         pending = self._pending.pop(token, None)
         if pending is not None:
-            self._pending_bytes -= len(pending[3].deliver.envelope)
+            self._pending_bytes -= pending.size
         return pending
 
     async def _expire_answers(self) -> None:
@@ -368,8 +393,8 @@ class Cluster:
             await asyncio.sleep(ANSWER_WAIT_S / 2)
             now = self.hub.clock()
             while self._pending:
-                token, (deadline, *_) = next(iter(self._pending.items()))
-                if deadline > now:
+                token, pending = next(iter(self._pending.items()))
+                if pending.deadline > now:
                     break
                 self._take_pending(token)
 
@@ -382,7 +407,7 @@ class Cluster:
         except nats.errors.Error:
             self.metrics.errors["publish"] += 1
             return False
-        self.metrics.frames_out["ack"] += 1
+        self.metrics.frames_out[frame.WhichOneof("frame") or "ack"] += 1
         return True
 
     async def lookup(self, requester: bytes, target: bytes) -> host_pb2.LookupResult:
@@ -473,13 +498,20 @@ class Cluster:
                 self.metrics.errors["stale_route"] += 1
                 return
             if kind == "d":
-                self.metrics.frames_in["deliver"] += 1
-                answer = await self.hub.deliver(node_id, host_pb2.HostFrame.FromString(msg.data))
-                if answer is not None and msg.reply:  # delivered: silence
-                    await msg.respond(answer.SerializeToString())
+                frame = host_pb2.HostFrame.FromString(msg.data)
+                what = frame.WhichOneof("frame")
+                if what not in ("deliver", "deliver_batch"):
+                    raise ValueError(f"{what} frame on a deliver subject")
+                self.metrics.frames_in[what] += 1
+                # Not waiting for the write: frames arriving meanwhile go out together.
+                await self.hub.deliver_soon(node_id, frame, functools.partial(self._respond, msg.reply))
             elif kind == "a":
-                self.metrics.frames_in["ack"] += 1
-                await self.hub.deliver_ack(node_id, host_pb2.HostFrame.FromString(msg.data), route=False)
+                frame = host_pb2.HostFrame.FromString(msg.data)
+                what = frame.WhichOneof("frame")
+                if what not in ("ack", "ack_batch"):
+                    raise ValueError(f"{what} frame on an ack subject")
+                self.metrics.frames_in[what] += 1
+                await self.hub.deliver_ack(node_id, frame, route=False)
             elif kind == "k":
                 if node_id in self.hub.routes:
                     self._spawn(self._drain(node_id))
@@ -492,7 +524,27 @@ class Cluster:
         except nats.errors.Error:
             self.metrics.errors["respond"] += 1
 
+    async def _respond(self, reply: str, answer: host_pb2.HostFrame | None) -> None:
+        """Answer a forwarded frame's sender (through its member); delivered: silence."""
+        if answer is None or not reply:
+            return
+        try:
+            await self.nc.publish(reply, answer.SerializeToString())
+        except nats.errors.Error:
+            self.metrics.errors["respond"] += 1
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+@dataclass(frozen=True, slots=True)
+class _Forwarded:
+    """A frame forwarded to another member, kept until answered or ``deadline`` (delivered)."""
+
+    deadline: float
+    conn: Connection
+    to: bytes
+    frame: host_pb2.HostFrame
+    size: int

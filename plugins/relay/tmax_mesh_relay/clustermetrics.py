@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from tmax_mesh_relay.metrics import labelled
 
-CLUSTER_FRAMES = ("deliver", "ack", "lookup")
+CLUSTER_FRAMES = ("deliver", "deliver_batch", "ack", "ack_batch", "lookup")
 
 
 class ClusterMetrics(Collector):

@@ -28,7 +28,13 @@ presence, and strangers cannot fill a node's queue.
 With ``--cluster`` (DESIGN §15) a :class:`Router` takes what this process
 cannot serve itself: a frame or lookup for a node registered on another member
 of the cluster. The hub calls it only when the node is not held here, so a
-standalone host never touches it (``router`` is ``None``).
+standalone host never touches it (``router`` is ``None``). Frames that other
+members send here are *posted* (``Connection.post``, from ``deliver_soon``):
+queued on the stream without waiting for the write, so those arriving while a
+write is in progress go out as one ``Frames`` message (the NATS subscription
+that hands them over runs one callback at a time, and awaiting each write gave
+one gRPC write per frame). The queue is bounded per stream; a posted frame
+whose write fails takes the same fallback as an awaited one, once.
 
 Closing a stream from outside its own task (supersede, timeouts, shutdown)
 sends an ``Error`` frame and cancels the task that serves the call; the
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -70,6 +77,12 @@ GC_FREEZE_EVERY = 1000
 move out of the collector's reach, which removes the 0.4-0.5 s full-collection
 stalls measured at 10,000 connections (DESIGN §10)."""
 QUEUE_EXPIRE_EVERY_S = 10.0
+POST_MAX_FRAMES = 1024
+"""Frames queued on one stream by :meth:`Connection.post` before the poster waits
+(with ``max_frame_bytes``, the bound of that queue)."""
+
+Settled = Callable[[bool], None]
+"""Told whether a posted frame was written."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,21 @@ class HostLimits:
         )
 
 
+Answer = Callable[[host_pb2.HostFrame | None], Awaitable[None]]
+"""Where the answer for a frame's sender goes (None: nothing to say)."""
+
+
+def batch_unavailable(batch_id: bytes, to: bytes) -> host_pb2.HostFrame:
+    """The answer to a batch that is not delivered at once: the node sends its envelopes one by one."""
+    error = host_pb2.Error(
+        code="batch_unavailable",
+        detail="recipient not reachable for a batch now: send one by one",
+        message_id=batch_id,
+        node_id=to,
+    )
+    return host_pb2.HostFrame(error=error)
+
+
 class RouteUnavailable(Exception):
     """The router cannot ask the other members now (NATS lost): answered ``unavailable``."""
 
@@ -129,10 +157,11 @@ class Router(Protocol):
     async def forward(
         self, conn: Connection, to: bytes, frame: host_pb2.HostFrame
     ) -> host_pb2.HostFrame | None:
-        """Hand ``conn``'s ``Deliver`` frame to the member holding ``to``. Returns an answer
-        for ``conn`` that is known at once (``unavailable``); a later one (the holder's
-        ``Queued``/``Error``, or, if no member holds ``to``, what :meth:`Hub.deliver`
-        answers once it is stored) is written with :meth:`Hub.answer`."""
+        """Hand ``conn``'s ``Deliver`` or ``DeliverBatch`` frame to the member holding
+        ``to``. Returns an answer for ``conn`` that is known at once (``unavailable``,
+        ``batch_unavailable``); a later one (the holder's ``Queued``/``Error``, or, if no
+        member holds ``to``, what :meth:`Hub.deliver` answers once it is stored, and
+        ``batch_unavailable`` for a batch) is written with :meth:`Hub.answer`."""
 
     async def ack(self, to: bytes, frame: host_pb2.HostFrame) -> bool:
         """Hand an ``Ack`` frame to the member holding ``to``; False if it could not be sent."""
@@ -160,6 +189,7 @@ class Connection:
         "closing",
         "context",
         "endpoints",
+        "flusher",
         "id",
         "inflight",
         "last_frame",
@@ -173,6 +203,8 @@ class Connection:
         "peer",
         "peer_ip",
         "pending",
+        "pending_bytes",
+        "room",
         "source",
         "takes_frames",
         "task",
@@ -206,7 +238,12 @@ class Connection:
         # node reads Frames); at most max_frame_bytes of them in one message.
         self.takes_frames = False
         self.pending: list[_Pending] = []
+        self.pending_bytes = 0
         self.max_frames_bytes = limits.max_frame_bytes
+        # Frames posted (:meth:`post`) are written by this task, which lives while
+        # any wait; posters wait for ``room`` while the queue is over its bound.
+        self.flusher: asyncio.Task | None = None
+        self.room: asyncio.Event | None = None
         self.write_timeout = limits.write_timeout_s
         # The write in progress: its start (hub clock; 0.0 when none) and the
         # task blocked in it, which the sweeper cancels past write_timeout.
@@ -245,29 +282,75 @@ class Connection:
         if not self.takes_frames:
             async with self.lock:
                 return await self._write_locked(frame, clock)
-        mine = _Pending(frame)
-        self.pending.append(mine)
+        mine = self._queue(frame, None)
         async with self.lock:
             if mine.written is None:  # no earlier writer took it: this one writes what waits
-                taken = self._take_pending()
-                ok = False
-                try:
-                    ok = await self._write_locked(_coalesced(taken), clock)
-                finally:
-                    for item in taken:
-                        item.written = ok
+                await self._write_pending(clock)
             return bool(mine.written)
 
+    async def post(self, frame: host_pb2.HostFrame, clock: Callable[[], float], done: Settled) -> None:
+        """Queue ``frame`` without waiting for its write; ``done(ok)`` is called once it
+        was written (True) or failed (False: the stream is closing, broken or too slow).
+
+        Frames posted or sent while a write is in progress go out together as one
+        ``Frames`` message (one by one to a node that does not read them), so a
+        producer that posts frame after frame (the cluster's subscription for this
+        node) no longer costs one gRPC write per frame. Waits only while more than
+        ``POST_MAX_FRAMES`` frames or ``max_frames_bytes`` are queued: that
+        back-pressures the poster, never other streams."""
+        while self._queue_full():
+            if self.room is None:
+                self.room = asyncio.Event()
+            await self.room.wait()
+        self._queue(frame, done)
+        if self.flusher is None:
+            self.flusher = asyncio.ensure_future(self._write_posted(clock))
+
+    def _queue(self, frame: host_pb2.HostFrame, done: Settled | None) -> _Pending:
+        item = _Pending(frame, done)
+        self.pending.append(item)
+        self.pending_bytes += item.size
+        return item
+
+    async def _write_posted(self, clock: Callable[[], float]) -> None:
+        """Write what is queued until nothing is (a sender's write may take some first)."""
+        try:
+            while self.pending:
+                async with self.lock:
+                    if self.pending:
+                        await self._write_pending(clock)
+        finally:
+            self.flusher = None
+
+    async def _write_pending(self, clock: Callable[[], float]) -> None:
+        """Write the oldest queued frames as one message (the lock is held) and settle them."""
+        taken = self._take_pending()
+        ok = False
+        try:
+            ok = await self._write_locked(_coalesced(taken), clock)
+        finally:
+            for item in taken:
+                item.settle(ok)
+
     def _take_pending(self) -> list[_Pending]:
-        """The frames waiting, oldest first, up to ``max_frames_bytes`` (at least one)."""
+        """The frames waiting, oldest first: up to ``max_frames_bytes`` (at least one),
+        or just one for a node that does not read ``Frames``."""
         size, n = 0, 0
         for item in self.pending:
-            size += item.frame.ByteSize()
-            if n and size > self.max_frames_bytes:
+            if n and (size + item.size > self.max_frames_bytes or not self.takes_frames):
                 break
+            size += item.size
             n += 1
         taken, self.pending = self.pending[:n], self.pending[n:]
+        self.pending_bytes -= size
+        room = self.room
+        if room is not None and not self._queue_full():
+            self.room = None
+            room.set()
         return taken
+
+    def _queue_full(self) -> bool:
+        return len(self.pending) >= POST_MAX_FRAMES or self.pending_bytes >= self.max_frames_bytes
 
     async def _write_locked(self, frame: host_pb2.HostFrame, clock: Callable[[], float]) -> bool:
         if self.closing:  # closed (e.g. its write expired) while we waited for the lock
@@ -297,13 +380,21 @@ class Connection:
 
 
 class _Pending:
-    """A frame waiting to be written, and whether it was (None: not yet)."""
+    """A frame waiting to be written, and whether it was (None: not yet); ``done``
+    hears the outcome of a posted frame."""
 
-    __slots__ = ("frame", "written")
+    __slots__ = ("done", "frame", "size", "written")
 
-    def __init__(self, frame: host_pb2.HostFrame) -> None:
+    def __init__(self, frame: host_pb2.HostFrame, done: Settled | None) -> None:
         self.frame = frame
+        self.size = frame.ByteSize()
+        self.done = done
         self.written: bool | None = None
+
+    def settle(self, ok: bool) -> None:
+        self.written = ok
+        if self.done is not None:
+            self.done(ok)
 
 
 def _coalesced(items: list[_Pending]) -> host_pb2.HostFrame:
@@ -585,9 +676,7 @@ class Hub:
         data = deliver.envelope
         dest = self.routes.get(to)
         if dest is not None and await self._write(dest, out, "deliver"):
-            m = self.metrics
-            m.relayed += 1
-            m.bytes_out += len(data)
+            self._count_relayed(out)
             return None
         sender = getattr(deliver, "from")
         message_id = deliver.message_id
@@ -616,11 +705,51 @@ class Hub:
         self.metrics.queued += 1
         return host_pb2.HostFrame(queued=host_pb2.Queued(message_id=message_id, to=to))
 
+    async def deliver_soon(self, to: bytes, out: host_pb2.HostFrame, answer: Answer) -> None:
+        """Hand a ``Deliver`` or ``DeliverBatch`` frame another cluster member sent to
+        ``to``'s stream here without waiting for the write (:meth:`Connection.post`), so
+        that frames arriving meanwhile are written together. A frame that cannot be
+        written (no stream here, or its write fails) gets what :meth:`deliver` does for
+        a ``Deliver`` (another stream, or held), ``batch_unavailable`` for a batch; the
+        answer for its sender, if any, goes to ``answer`` (once)."""
+        dest = self.routes.get(to)
+        if dest is None or dest.closing:
+            await self._undelivered(to, out, answer)
+            return
+        await dest.post(out, self.clock, functools.partial(self._posted, dest, to, out, answer))
+
+    def _posted(self, dest: Connection, to: bytes, out: host_pb2.HostFrame, answer: Answer, ok: bool) -> None:
+        if ok:
+            self.metrics.frames_out[out.WhichOneof("frame") or "deliver"] += 1
+            self._count_relayed(out)
+            return
+        self._broken(dest)
+        self._spawn(self._undelivered(to, out, answer))
+
+    def _count_relayed(self, out: host_pb2.HostFrame) -> None:
+        """A ``Deliver`` or ``DeliverBatch`` frame was written: count its envelopes."""
+        m = self.metrics
+        if out.HasField("deliver_batch"):
+            envelopes = out.deliver_batch.envelopes
+            m.relayed += len(envelopes)
+            m.bytes_out += sum(len(data) for data in envelopes)
+        else:
+            m.relayed += 1
+            m.bytes_out += len(out.deliver.envelope)
+
+    async def _undelivered(self, to: bytes, out: host_pb2.HostFrame, answer: Answer) -> None:
+        if out.HasField("deliver_batch"):
+            self.metrics.drop("batch_unavailable")
+            await answer(batch_unavailable(out.deliver_batch.batch_id, to))
+        else:
+            await answer(await self.deliver(to, out))
+
     async def _on_relay_send_batch(self, conn: Connection, batch: host_pb2.RelaySendBatch) -> None:
-        """Forward a batch as one DeliverBatch to a recipient registered on this process;
-        for any other (offline, on another cluster member, its stream failing) answer
-        ``batch_unavailable`` and keep nothing: the node sends the envelopes one by one,
-        and store-and-forward and the cluster take those as always."""
+        """Forward a batch as one DeliverBatch to the recipient: on this process, or with
+        a router through the member holding it (as one cluster message). For any other
+        recipient (offline, its stream failing) answer ``batch_unavailable`` and keep
+        nothing: the node sends the envelopes one by one, and store-and-forward and the
+        cluster take those as always."""
         to, batch_id, envelopes = bytes(batch.to), bytes(batch.batch_id), batch.envelopes
         await self._pace(conn, len(envelopes) - 1)  # the read loop paid for the first
         size = sum(len(data) for data in envelopes)
@@ -631,21 +760,21 @@ class Hub:
             self.metrics.drop(code)
             await self._error(conn, code, detail, batch_id, to)
             return
+        out = host_pb2.HostFrame()
+        deliver = out.deliver_batch
+        setattr(deliver, "from", conn.node_id)
+        deliver.batch_id = batch_id
+        deliver.envelopes.extend(envelopes)
         dest = self.routes.get(to)
         if dest is not None and not dest.closing:
-            out = host_pb2.HostFrame()
-            deliver = out.deliver_batch
-            setattr(deliver, "from", conn.node_id)
-            deliver.batch_id = batch_id
-            deliver.envelopes.extend(envelopes)
             if await self._write(dest, out, "deliver_batch"):
-                self.metrics.relayed += len(envelopes)
-                self.metrics.bytes_out += size
+                self._count_relayed(out)
                 return
+        elif self.router is not None:
+            await self.answer(conn, await self.router.forward(conn, to, out))
+            return
         self.metrics.drop("batch_unavailable")
-        await self._error(
-            conn, "batch_unavailable", "recipient not on this host's process: send one by one", batch_id, to
-        )
+        await self.answer(conn, batch_unavailable(batch_id, to))
 
     async def _pace(self, conn: Connection, envelopes: int) -> None:
         """Charge ``envelopes`` more to the connection's rate (per envelope, not per frame,
@@ -687,8 +816,8 @@ class Hub:
         return None
 
     async def _on_ack_batch_send(self, conn: Connection, ack: host_pb2.AckBatchSend) -> None:
-        """Hand a batch ack to the batch's sender; it is on this process (a batch is
-        only delivered between two nodes here) unless it left since: then it re-sends."""
+        """Hand a batch ack to the batch's sender, here or on another cluster member, as
+        an ``Ack`` is (one lost on the way: the sender re-sends, and the node dedups)."""
         size = len(ack.ack)
         self.metrics.bytes_in += size
         if size > self.limits.max_frame_bytes or len(ack.batch_id) > wire.MAX_BATCH_ID_LEN:
@@ -700,11 +829,7 @@ class Hub:
         setattr(out, "from", conn.node_id)
         out.batch_id = ack.batch_id
         out.ack = ack.ack
-        dest = self.routes.get(bytes(ack.to))
-        if dest is not None and await self._write(dest, frame, "ack_batch"):
-            self.metrics.bytes_out += size
-        else:
-            self.metrics.drop("ack_sender_gone")
+        await self.deliver_ack(bytes(ack.to), frame)
 
     async def _on_ack_send(self, conn: Connection, ack: host_pb2.AckSend) -> None:
         self.metrics.bytes_in += len(ack.ack)
@@ -727,15 +852,16 @@ class Hub:
         await self.deliver_ack(ack.to, frame)
 
     async def deliver_ack(self, to: bytes, frame: host_pb2.HostFrame, *, route: bool = True) -> None:
-        """Forward an ``Ack`` frame to ``to``; ``route`` False (an ack another cluster
-        member sent here) does not hand it on to the cluster again."""
+        """Forward an ``Ack`` or ``AckBatch`` frame to ``to``; ``route`` False (an ack
+        another cluster member sent here) does not hand it on to the cluster again."""
         dest = self.routes.get(to)
         if dest is None:
             if not (route and self.router is not None and await self.router.ack(to, frame)):
                 self.metrics.drop("ack_sender_gone")
             return
-        if await self._write(dest, frame, "ack"):
-            self.metrics.bytes_out += len(frame.ack.ack)
+        kind = frame.WhichOneof("frame") or "ack"
+        if await self._write(dest, frame, kind):
+            self.metrics.bytes_out += len(getattr(frame, kind).ack)
         else:
             self.metrics.drop("ack_sender_gone")
 
@@ -868,12 +994,16 @@ class Hub:
         if await conn.send(frame, self.clock, last=last):
             self.metrics.frames_out[kind] += 1
             return True
+        self._broken(conn)
+        return False
+
+    def _broken(self, conn: Connection) -> None:
+        """A write to ``conn`` failed: drop the stream (its node reconnects)."""
         if not conn.closing:
             log.info("dropping %s: its stream is broken or not reading", conn.id, extra=conn.log_extra)
             self.metrics.drop("write_failed")
             conn.closing = True
             conn.task.cancel()
-        return False
 
     async def _error(
         self, conn: Connection, code: str, detail: str, message_id: bytes = b"", node_id: bytes = b""
