@@ -9,8 +9,9 @@ ack arrives later and goes to ``node.handle_ack``).
 Batches: ``send_batch`` carries a friend's envelopes as one RelaySendBatch when
 the host takes batches (``Registered.max_batch`` > 0; older hosts say 0) and they
 fit its limits; the host hands them to the friend as one DeliverBatch, and the
-friend's one signed batch ack comes back as AckBatch. A host that cannot deliver
-the batch at once (the friend is offline or on another cluster member) answers
+friend's one signed batch ack comes back as AckBatch (a cluster carries the batch
+to the friend's member as one message). A host that cannot deliver the batch at
+once (the friend is offline, or the cluster cannot take it now) answers
 ``batch_unavailable`` and keeps nothing: ``send_batch`` returns ``None`` and the
 outbox sends the envelopes one by one, which the host stores or forwards.
 
@@ -21,12 +22,13 @@ stream; beyond that the stream is simply not read (back-pressure to the host).
 
 Cluster hosts (DESIGN §15): a node keeps ONE link to a cluster. ``Registered``
 (and later ``Members`` frames) list the cluster's member URLs; a configured
-URL that is a member of a cluster another link is registered on is not dialed
-(its link is on ``standby``: registering there too would supersede the other
-link's stream, and back), and is dialed only while no such link is connected,
-e.g. after that member died. Links start one after the other (each waits up to
-``START_STAGGER_S`` for the previous one's first attempt), so that the first
-registration tells the others which of them are its cluster.
+URL whose host and a registered link's host each name the other as a member is
+not dialed (its link is on ``standby``: registering there too would supersede
+the other link's stream, and back), and is dialed only while no such link is
+connected, e.g. after that member died. One host's claim is not enough (see
+``HostLink.same_cluster``), so each URL registers once at start and the later
+registration supersedes the earlier. Links start one after the other (each
+waits up to ``START_STAGGER_S`` for the previous one's first attempt).
 
 Public API for other plugins (e.g. ``direct``): :func:`find_relay`,
 :meth:`RelayTransport.lookup`, and for hole punching (DESIGN §16)
