@@ -4,7 +4,9 @@ tests wait on a file instead of sleeping.
 They often live in a directory others can write to (``/tmp``), so nothing
 here follows a symlink: a ready-file path that is a symlink is refused, and
 :func:`~tmax_core.atomicfile.write_atomic` neither follows one at its
-temporary name nor writes through one at ``path``.
+temporary name nor writes through one at ``path``. Nor may other users read
+one (mode 0600): the daemon and whoever waits on the file are the same user,
+and what a ready file shows (a host's cluster, say) is nobody else's business.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def write_ready_file(path: Path, data: dict[str, Any]) -> None:
             f"the ready file {path} is a symlink; refusing to write through it", code="ready_file"
         )
     try:
-        write_atomic(path, (json.dumps(data) + "\n").encode(), 0o644)
+        write_atomic(path, (json.dumps(data) + "\n").encode(), 0o600)
     except OSError as err:
         raise MeshError(f"cannot write the ready file {path}: {err.strerror}", code="ready_file") from None
 

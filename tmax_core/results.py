@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from tmax_core.errors import MeshError
 from tmax_core.model import RateLimit
 from tmax_core.proto import node_pb2 as pb
 
@@ -23,6 +24,26 @@ TEXT_TYPES = ("text/", "application/json")
 
 MSG_SEND_FIELDS = ("message_id", "status", "path", "attempts", "error")
 """The fields of ``msg send --json`` (a subset of :class:`MsgState`)."""
+
+
+class UnreadableReply(MeshError):
+    """The node's reply cannot be read: whatever answers on the socket (maybe not
+    a tmax-node) sent what no tmax-node would."""
+
+    code = "unreadable_reply"
+
+
+def _details(text: str) -> dict[str, Any]:
+    """A transport's ``details_json`` as a dict; :class:`UnreadableReply` if it is none
+    (RecursionError: JSON nested deeper than the parser goes). The message names no
+    part of the reply: it may come from anything listening on the socket."""
+    try:
+        details = json.loads(text or "{}")
+    except (ValueError, RecursionError):
+        details = None
+    if not isinstance(details, dict):
+        raise UnreadableReply("unreadable node status: a transport's details are not a JSON object")
+    return details
 
 
 def body_for_json(content_type: str, body: bytes) -> tuple[str, str | None]:
@@ -88,9 +109,7 @@ class NodeStatus(_Result):
             outbox=dict(s.outbox),
             sinks=list(s.sinks),
             counters=dict(sorted(s.counters.items())),
-            transports=[
-                TransportInfo(t.name, t.state, json.loads(t.details_json or "{}")) for t in s.transports
-            ],
+            transports=[TransportInfo(t.name, t.state, _details(t.details_json)) for t in s.transports],
         )
 
     def transport(self, name: str) -> TransportInfo | None:

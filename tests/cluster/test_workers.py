@@ -1,5 +1,6 @@
 """``tmax-host --workers N``: one command, N processes on one port, one relay
-network through the local nats-server it supervises."""
+network through the local nats-server it supervises; NATS credentials kept
+off the command line stay off the workers' command lines too."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.natsproc import NatsServer
 from tests.e2e.test_relay import BULK, api, bodies, metric, outbox, wait_registered
 from tests.harness import Host, ProcGroup, befriend, free_port, script, wait_for
 from tmax_mesh_relay.workers import STORE_MISUSE
@@ -103,3 +105,55 @@ def test_cluster_store_without_a_local_nats_server_is_a_one_line_usage_error(ext
     )
     assert res.returncode == 2
     assert res.stderr.decode().strip() == f"tmax-host: error: {STORE_MISUSE}"
+
+
+SECRET = "hunter2-workers"
+
+
+@pytest.mark.parametrize("where", ["environment", "config file"])
+def test_workers_do_not_expose_the_cluster_password(where: str, procs: ProcGroup, tmp_path: Path) -> None:
+    """A password given where `ps` cannot see it (TMAX_HOST_CLUSTER, the config file) must not
+    reach the workers' command lines (/proc/PID/cmdline is world-readable) or the ready file."""
+    server = NatsServer(tmp_path, auth=("u", SECRET)).start()
+    url = f"nats://u:{SECRET}@127.0.0.1:{server.port}"
+    try:
+        if where == "environment":
+            host = procs.host("host", "--workers", "2", start=False)
+            host.env = {"TMAX_HOST_CLUSTER": url}
+            host.start()
+        else:
+            config = tmp_path / "host.toml"
+            config.write_text(f'cluster = "{url}"\n')
+            config.chmod(0o600)
+            host = procs.host("host", "--workers", "2", "--config", str(config))
+        ready = host.ready_file.read_text()
+        cmdlines = {
+            pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            for pid in host.ready["workers"]
+        }
+    finally:
+        server.kill()
+    assert SECRET not in ready, ready
+    assert host.ready["cluster"] == f"nats://***@127.0.0.1:{server.port}"
+    assert host.ready_file.stat().st_mode & 0o777 == 0o600
+    assert not [c for c in cmdlines.values() if SECRET in c], cmdlines
+
+
+def test_an_empty_cluster_flag_means_the_local_server(procs: ProcGroup) -> None:
+    """`--cluster ''` on the command line (overriding TMAX_HOST_CLUSTER) beats the URL the
+    supervisor hands its workers in their environment unless it names the local server too."""
+    host = procs.host(
+        "host", "--workers", "2", "--cluster", "", "--metrics-listen", "127.0.0.1:0", start=False
+    )
+    host.env = {"TMAX_HOST_CLUSTER": "nats://127.0.0.1:1"}
+    host.start()
+    assert (
+        host.ready["cluster"].startswith("nats://127.0.0.1:")
+        and host.ready["cluster"] != "nats://127.0.0.1:1"
+    )
+    wait_for(
+        lambda: all(
+            metric(worker_metrics(a), "tmax_host_cluster_nats_connected") == 1 for a in host.ready["metrics"]
+        ),
+        what="both workers connected to the local nats-server",
+    )

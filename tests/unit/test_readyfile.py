@@ -1,5 +1,6 @@
 """Ready files are often in a shared directory (/tmp): a symlink planted
-there must not make the daemon write through it (issue 13, item 9)."""
+there must not make the daemon write through it (issue 13, item 9), and other
+users may not read them."""
 
 from __future__ import annotations
 
@@ -34,3 +35,9 @@ def test_ready_file_path_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
         write_ready_file(ready, {"pid": 1})
     assert victim.read_text() == "precious\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_ready_file_is_private(tmp_path: Path) -> None:
+    ready = tmp_path / "ready.json"
+    write_ready_file(ready, {"pid": 1})
+    assert ready.stat().st_mode & 0o777 == 0o600

