@@ -709,17 +709,20 @@ class RelayTransport:
 
     def _links_for(self, friend: Friend) -> list[HostLink]:
         """Connected links that reach ``friend``: first those whose own host the
-        friend's card names, then those whose host only claims, as a cluster
-        member, to reach it (a hostile host listed first cannot take a friend's
-        traffic from the honest host it names as a member)."""
+        friend's card names, then those whose host is in one cluster with such a
+        host (:meth:`HostLink.same_cluster` with this node's link to it, e.g. one
+        standing by), then those whose host only claims, as a cluster member, to
+        reach it. A hostile host listed first thus cannot take a friend's traffic
+        from the honest host it names as a member, nor from that host's cluster."""
         connected = [link for link in self.links if link.connected]
-        if not friend.relay_hosts:
+        hosts = friend.relay_hosts
+        if not hosts:
             return connected
-        own = [link for link in connected if any(link.is_host(h) for h in friend.relay_hosts)]
-        members = [
-            link for link in connected if link not in own and any(link.reaches(h) for h in friend.relay_hosts)
-        ]
-        return own + members
+        own = [link for link in connected if any(link.is_host(h) for h in hosts)]
+        claims = [link for link in connected if link not in own and any(link.reaches(h) for h in hosts)]
+        host_links = [link for link in self.links if any(link.is_host(h) for h in hosts)]
+        confirmed = [link for link in claims if any(link.same_cluster(other) for other in host_links)]
+        return own + confirmed + [link for link in claims if link not in confirmed]
 
     def _load_tls(self) -> grpc.ChannelCredentials:
         ca_file = self.node.config.get("relay.ca_file")
