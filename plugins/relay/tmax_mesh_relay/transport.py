@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import random
@@ -91,6 +92,8 @@ def _seen(fut: asyncio.Future) -> None:
 
 MAX_MEMBER_URLS = 64
 """Cluster member URLs kept from one host (more are ignored)."""
+MAX_MEMBER_ENTRIES = 4 * MAX_MEMBER_URLS
+"""Entries of one host's member list looked at (the rest are ignored unread)."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -149,18 +152,24 @@ class HostLink:
     def connected(self) -> bool:
         return self._state == "connected"
 
-    def set_members(self, urls: Iterable[str]) -> None:
+    def set_members(self, urls: Iterable[str]) -> bool:
         """The cluster members the host names (``Registered``, ``Members``): parsed
         once here, invalid ones dropped, at most :data:`MAX_MEMBER_URLS` (a hostile
-        host's list costs the node no more than that on every send)."""
+        host's list costs the node no more than that on every send). Only the first
+        :data:`MAX_MEMBER_ENTRIES` entries are looked at, so a list padded with
+        repeats or invalid URLs costs no more than that either (an honest host
+        names each member once). Returns whether the set of members changed."""
         members: dict[tuple[bool, str, int], str] = {}
-        for url in urls:
+        for url in itertools.islice(urls, MAX_MEMBER_ENTRIES):
             key = _url_key(url) if relay_url_problem(url) is None else None  # as friends' cards
             if key is not None and key not in members:
                 members[key] = url
                 if len(members) == MAX_MEMBER_URLS:
                     break
-        self.member_urls, self._member_keys = list(members.values()), frozenset(members)
+        keys = frozenset(members)
+        changed = keys != self._member_keys
+        self.member_urls, self._member_keys = list(members.values()), keys
+        return changed
 
     def is_host(self, relay_url: str) -> bool:
         """Whether ``relay_url`` is this link's own host (not a member it names)."""
@@ -338,9 +347,8 @@ class HostLink:
             await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
         elif kind is not None and kind.startswith("punch_"):
             self._tell_punch(frame)
-        elif kind == "members":
-            self.set_members(frame.members.member_urls)
-            self.relay.links_changed()
+        elif kind == "members" and self.set_members(frame.members.member_urls):
+            self.relay.links_changed()  # only a new member set can change which links stand by
 
     def _tell_punch(self, frame: host_pb2.HostFrame | None) -> None:
         listener = self.relay.punch_listener
