@@ -123,3 +123,26 @@ async def test_a_host_flooding_members_frames_costs_the_node_little(monkeypatch:
         finally:
             await transport.stop()
     assert len(seen) <= 21 * MAX_MEMBER_ENTRIES, f"{len(seen)} member URLs checked for 21 frames"
+
+
+async def test_a_host_that_drops_every_stream_after_registering_is_not_redialed_in_a_tight_loop() -> None:
+    """A host accepts each registration and closes the stream at once: a session
+    that short does not reset the backoff, so the node does not re-dial (sign a
+    registration, kick the outbox, ask for a punch mapping, wake the standby
+    links) ~5 times a second, but with a growing delay."""
+
+    async def script(_register: host_pb2.NodeFrame) -> AsyncIterator[host_pb2.HostFrame]:
+        yield registered()
+
+    with HostileHost(script) as host:
+        node = FakeNode([host.url])
+        transport = RelayTransport(node)
+        transport.reconnect_max_s = 30.0  # relay.reconnect_max's default (FakeNode says 1 s)
+        node.transports.append(transport)
+        await transport.start()
+        try:
+            await asyncio.sleep(5)
+        finally:
+            await transport.stop()
+    assert 2 <= host.registrations <= 8, f"{host.registrations} registrations in 5 s"
+    assert len(node.reconnected) <= 8, f"{len(node.reconnected)} outbox kicks in 5 s"

@@ -69,6 +69,10 @@ INBOUND_CONCURRENCY = 128
 INITIAL_BACKOFF_S = 0.25
 LOOKUP_TIMEOUT_S = 5.0
 START_STAGGER_S = 5.0
+STEADY_SESSION_S = 10.0
+"""A registered session at least this long resets the reconnect backoff; a host
+that drops every stream sooner (even right after ``Registered``) is re-dialed
+with a growing delay, not ~5 times a second."""
 
 
 def find_relay(node: NodeAPI) -> RelayTransport | None:
@@ -222,7 +226,8 @@ class HostLink:
                 log.exception("relay %s: session failed", self.url.url)
                 self._down(f"internal error: {err}")
             self.first_attempt.set()
-            if self.registered_since_ms is not None:
+            since = self.registered_since_ms
+            if since is not None and now_ms() - since >= STEADY_SESSION_S * 1000:
                 backoff = INITIAL_BACKOFF_S  # the last session worked: start over
             self.registered_since_ms = None
             delay = backoff * random.uniform(0.5, 1.0)
