@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import random
@@ -68,6 +69,10 @@ INBOUND_CONCURRENCY = 128
 INITIAL_BACKOFF_S = 0.25
 LOOKUP_TIMEOUT_S = 5.0
 START_STAGGER_S = 5.0
+STEADY_SESSION_S = 10.0
+"""A registered session at least this long resets the reconnect backoff; a host
+that drops every stream sooner (even right after ``Registered``) is re-dialed
+with a growing delay, not ~5 times a second."""
 
 
 def find_relay(node: NodeAPI) -> RelayTransport | None:
@@ -91,6 +96,8 @@ def _seen(fut: asyncio.Future) -> None:
 
 MAX_MEMBER_URLS = 64
 """Cluster member URLs kept from one host (more are ignored)."""
+MAX_MEMBER_ENTRIES = 4 * MAX_MEMBER_URLS
+"""Entries of one host's member list looked at (the rest are ignored unread)."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -149,18 +156,24 @@ class HostLink:
     def connected(self) -> bool:
         return self._state == "connected"
 
-    def set_members(self, urls: Iterable[str]) -> None:
+    def set_members(self, urls: Iterable[str]) -> bool:
         """The cluster members the host names (``Registered``, ``Members``): parsed
         once here, invalid ones dropped, at most :data:`MAX_MEMBER_URLS` (a hostile
-        host's list costs the node no more than that on every send)."""
+        host's list costs the node no more than that on every send). Only the first
+        :data:`MAX_MEMBER_ENTRIES` entries are looked at, so a list padded with
+        repeats or invalid URLs costs no more than that either (an honest host
+        names each member once). Returns whether the set of members changed."""
         members: dict[tuple[bool, str, int], str] = {}
-        for url in urls:
+        for url in itertools.islice(urls, MAX_MEMBER_ENTRIES):
             key = _url_key(url) if relay_url_problem(url) is None else None  # as friends' cards
             if key is not None and key not in members:
                 members[key] = url
                 if len(members) == MAX_MEMBER_URLS:
                     break
-        self.member_urls, self._member_keys = list(members.values()), frozenset(members)
+        keys = frozenset(members)
+        changed = keys != self._member_keys
+        self.member_urls, self._member_keys = list(members.values()), keys
+        return changed
 
     def is_host(self, relay_url: str) -> bool:
         """Whether ``relay_url`` is this link's own host (not a member it names)."""
@@ -213,7 +226,8 @@ class HostLink:
                 log.exception("relay %s: session failed", self.url.url)
                 self._down(f"internal error: {err}")
             self.first_attempt.set()
-            if self.registered_since_ms is not None:
+            since = self.registered_since_ms
+            if since is not None and now_ms() - since >= STEADY_SESSION_S * 1000:
                 backoff = INITIAL_BACKOFF_S  # the last session worked: start over
             self.registered_since_ms = None
             delay = backoff * random.uniform(0.5, 1.0)
@@ -338,9 +352,8 @@ class HostLink:
             await self.write(host_pb2.NodeFrame(pong=host_pb2.Pong(time_ms=frame.ping.time_ms)))
         elif kind is not None and kind.startswith("punch_"):
             self._tell_punch(frame)
-        elif kind == "members":
-            self.set_members(frame.members.member_urls)
-            self.relay.links_changed()
+        elif kind == "members" and self.set_members(frame.members.member_urls):
+            self.relay.links_changed()  # only a new member set can change which links stand by
 
     def _tell_punch(self, frame: host_pb2.HostFrame | None) -> None:
         listener = self.relay.punch_listener
@@ -709,17 +722,20 @@ class RelayTransport:
 
     def _links_for(self, friend: Friend) -> list[HostLink]:
         """Connected links that reach ``friend``: first those whose own host the
-        friend's card names, then those whose host only claims, as a cluster
-        member, to reach it (a hostile host listed first cannot take a friend's
-        traffic from the honest host it names as a member)."""
+        friend's card names, then those whose host is in one cluster with such a
+        host (:meth:`HostLink.same_cluster` with this node's link to it, e.g. one
+        standing by), then those whose host only claims, as a cluster member, to
+        reach it. A hostile host listed first thus cannot take a friend's traffic
+        from the honest host it names as a member, nor from that host's cluster."""
         connected = [link for link in self.links if link.connected]
-        if not friend.relay_hosts:
+        hosts = friend.relay_hosts
+        if not hosts:
             return connected
-        own = [link for link in connected if any(link.is_host(h) for h in friend.relay_hosts)]
-        members = [
-            link for link in connected if link not in own and any(link.reaches(h) for h in friend.relay_hosts)
-        ]
-        return own + members
+        own = [link for link in connected if any(link.is_host(h) for h in hosts)]
+        claims = [link for link in connected if link not in own and any(link.reaches(h) for h in hosts)]
+        host_links = [link for link in self.links if any(link.is_host(h) for h in hosts)]
+        confirmed = [link for link in claims if any(link.same_cluster(other) for other in host_links)]
+        return own + confirmed + [link for link in claims if link not in confirmed]
 
     def _load_tls(self) -> grpc.ChannelCredentials:
         ca_file = self.node.config.get("relay.ca_file")
