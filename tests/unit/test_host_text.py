@@ -1,0 +1,79 @@
+"""Host-controlled strings in `node status` (relay last_error, punch mapped
+addresses) and in the node's logs: bounded, escaped, and quoted where they
+could pass for more fields."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.polling import wait_for_async
+from tests.unit.hostilehost_hosttext import HostileHost, registered
+from tests.unit.relayfakes import FakeNode
+from tmax_core.cli import _render_transport
+from tmax_core.printable import printable_tree
+from tmax_mesh_relay.proto import host_pb2
+from tmax_mesh_relay.transport import RelayTransport
+
+pytestmark = pytest.mark.timeout(60)
+
+HUGE = 3_000_000
+BOUND = 4096  # generous: one host's line in `node status`
+
+
+def _status_text(transport_status: dict) -> str:
+    return "\n".join(_render_transport(printable_tree({"name": "relay", **transport_status})))
+
+
+async def test_a_hosts_refusal_detail_is_bounded_in_last_error_status_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A host refuses the registration with a 3 MB Error detail, starting with
+    terminal controls: last_error (node status JSON and text, the SDK's
+    NodeStatus) and the WARNING line keep a short, escaped part of it."""
+    detail = "\x1b]0;owned\x07\n" + "A" * HUGE
+
+    async def script(_register: host_pb2.NodeFrame) -> AsyncIterator[host_pb2.HostFrame]:
+        yield host_pb2.HostFrame(error=host_pb2.Error(code="bad_registration", detail=detail))
+
+    with HostileHost(script) as host, caplog.at_level(logging.WARNING):
+        node = FakeNode([host.url])
+        transport = RelayTransport(node)
+        node.transports.append(transport)
+        await transport.start()
+        try:
+            link = transport.links[0]
+            await wait_for_async(lambda: link.last_error is not None, what="refused")
+            error = link.last_error or ""
+            text = _status_text(transport.status())
+        finally:
+            await transport.stop()
+    assert len(error) <= 1024, f"last_error is {len(error)} chars"
+    assert error.startswith("registration refused: bad_registration: \\x1b]0;owned\\x07\\nAAA"), error[:80]
+    assert len(text) <= BOUND, f"node status text for one host is {len(text)} chars"
+    assert max(len(r.getMessage()) for r in caplog.records) <= BOUND
+
+
+async def test_a_hosts_error_frame_after_registration_is_bounded_in_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An Error frame on a registered stream (superseded, shutting_down...) is
+    logged with the host's code and detail: escaped and cut, one line."""
+
+    async def script(_register: host_pb2.NodeFrame) -> AsyncIterator[host_pb2.HostFrame]:
+        yield registered()
+        yield host_pb2.HostFrame(error=host_pb2.Error(code="x\n" * 200_000, detail="\n forged" * 200_000))
+
+    with HostileHost(script) as host, caplog.at_level(logging.INFO):
+        node = FakeNode([host.url])
+        transport = RelayTransport(node)
+        node.transports.append(transport)
+        await transport.start()
+        try:
+            await wait_for_async(lambda: "host says" in caplog.text, what="the error logged")
+        finally:
+            await transport.stop()
+    said = next(r.getMessage() for r in caplog.records if "host says" in r.getMessage())
+    assert "\n" not in said and len(said) <= 1000, said[:200]
