@@ -4,6 +4,7 @@ could pass for more fields."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,8 +13,10 @@ import pytest
 from tests.polling import wait_for_async
 from tests.unit.hostilehost_hosttext import HostileHost, registered
 from tests.unit.relayfakes import FakeNode
+from tests.unit.test_punch_hostile import Fixture, _link
 from tmax_core.cli import _render_transport
 from tmax_core.printable import printable_tree
+from tmax_mesh_direct.punch import Refused
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.transport import RelayTransport
 
@@ -77,3 +80,50 @@ async def test_a_hosts_error_frame_after_registration_is_bounded_in_logs(
             await transport.stop()
     said = next(r.getMessage() for r in caplog.records if "host says" in r.getMessage())
     assert "\n" not in said and len(said) <= 1000, said[:200]
+
+
+def test_a_hosts_punch_mapped_address_is_checked_and_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    """PunchMapped.addr is shown in node status (`punch: mapped.URL=...`) and
+    logged: one that is not an IPv4 HOST:PORT (here with a newline that would
+    forge a log line, and 100 KB long) is dropped, with one warning per host."""
+    fixture = Fixture()
+    link = _link("grpc://evil.example:7447")
+    addr = "1.2.3.4:5\n2026-12-06 00:00:00,000 WARNING tmax_mesh: forged line " + "B" * 100_000
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(3):
+                fixture.puncher.on_frame(
+                    link, host_pb2.HostFrame(punch_mapped=host_pb2.PunchMapped(addr=addr))
+                )
+            stored = fixture.puncher.mapped.get(link.url.url, "")
+            assert len(stored) <= 64, f"mapped address kept as {len(stored)} chars"
+            assert "\n" not in stored
+            assert not any("\n" in r.getMessage() for r in caplog.records), "a host's text forged a log line"
+            assert len(caplog.records) == 1 and len(caplog.records[0].getMessage()) <= 300, caplog.text[:400]
+            fixture.puncher.on_frame(
+                link, host_pb2.HostFrame(punch_mapped=host_pb2.PunchMapped(addr="100.64.0.2:40001"))
+            )
+            assert fixture.puncher.mapped[link.url.url] == "100.64.0.2:40001"
+    finally:
+        fixture.puncher._listener.close()
+
+
+async def test_a_hosts_punch_refusal_reason_is_bounded() -> None:
+    """PunchRefused.reason becomes the friend's punch last_failure (node status) and a log line."""
+    fixture = Fixture()
+    try:
+        record = fixture.record()
+        record.answer = asyncio.get_running_loop().create_future()
+        record.asked = fixture.link
+        reason = "\x1b[2J" + "C" * 100_000
+        fixture.puncher.on_frame(
+            fixture.link,
+            host_pb2.HostFrame(
+                punch_refused=host_pb2.PunchRefused(target=fixture.friend.node_id, reason=reason)
+            ),
+        )
+        with pytest.raises(Refused) as refused:
+            record.answer.result()
+        assert refused.value.reason.startswith("\\x1b[2JCCC") and len(refused.value.reason) <= 300
+    finally:
+        fixture.puncher._listener.close()
