@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 from collections.abc import AsyncIterator
 
 import pytest
@@ -80,6 +81,45 @@ async def test_a_hosts_error_frame_after_registration_is_bounded_in_logs(
             await transport.stop()
     said = next(r.getMessage() for r in caplog.records if "host says" in r.getMessage())
     assert "\n" not in said and len(said) <= 1000, said[:200]
+
+
+def _host_line_fields(last_error: str) -> dict[str, str]:
+    """The fields of a relay host's line in `node status` text, read as a shell
+    would split it (a quoted value is one word), for a host with ``last_error``."""
+    status = {
+        "state": "down",
+        "hosts": [
+            {
+                "url": "grpc://evil.example:7447",
+                "state": "down",
+                "registered_since_ms": None,
+                "last_error": last_error,
+                "connection_id": None,
+                "members": [],
+            }
+        ],
+    }
+    line = next(line for line in _status_text(status).splitlines() if "evil" in line)
+    words = shlex.split(line)
+    assert words[0] == "hosts:", line
+    fields = [word.partition("=") for word in words[1:]]
+    keys = [key for key, _, _ in fields]
+    assert keys == ["url", "state", "registered_since", "last_error", "connection_id", "members"], line
+    return {key: value for key, _, value in fields}
+
+
+def test_a_value_cannot_fake_fields_on_a_host_line() -> None:
+    """Values are joined as key=value with spaces: a host's error text
+    ' state=connected connection_id=trusted' must not read as fields of that
+    host (it is quoted), and a long one is cut."""
+    text = 'registration refused: x state=connected connection_id=trusted "quoted"'
+    fields = _host_line_fields(text)
+    assert fields["state"] == "down"
+    assert fields["connection_id"] == "-"
+    assert fields["last_error"] == text
+    long = _host_line_fields("x" * 5000)["last_error"]
+    assert long.startswith("xxx") and long.endswith("…") and len(long) <= 200, len(long)
+    assert _host_line_fields("UNAVAILABLE:refused")["last_error"] == "UNAVAILABLE:refused"
 
 
 def test_a_hosts_punch_mapped_address_is_checked_and_bounded(caplog: pytest.LogCaptureFixture) -> None:
