@@ -27,6 +27,8 @@ from tmax_core.progress import wait_with_progress
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+MAX_FIELD_CHARS = 200
+"""Of one value in ``node status`` text (``--json`` has it whole)."""
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -177,14 +179,21 @@ def _fields(record: dict[str, Any]) -> str:
 
 def _field(key: str, value: Any) -> str:
     """``key=value``: a time as how long ago, a list comma-joined, a nested record
-    as ``key.field=value`` pairs, nothing as ``-``."""
+    as ``key.field=value`` pairs, nothing as ``-``. A value holding a space, ``=``
+    or ``"`` is quoted (JSON), so text a relay host chose (``last_error``) cannot
+    pass for more fields; one over :data:`MAX_FIELD_CHARS` is cut (``…``)."""
     if isinstance(value, dict):
         return " ".join(_field(f"{key}.{k}", v) for k, v in value.items()) or f"{key}=-"
     if _is_time(key.rpartition(".")[2]):
         return f"{key.removesuffix('_ms')}={relative(value)}"
     if isinstance(value, list):
         value = ",".join(str(v) for v in value)
-    return f"{key}={'-' if value is None or value == '' else value}"
+    text = "-" if value is None or value == "" else str(value)
+    if len(text) > MAX_FIELD_CHARS:
+        text = text[: MAX_FIELD_CHARS - 1] + "…"
+    if any(c in text for c in ' ="'):
+        text = json.dumps(text, ensure_ascii=False)
+    return f"{key}={text}"
 
 
 def _render_msg(m: dict) -> str:

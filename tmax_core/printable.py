@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["printable", "printable_tree"]
+__all__ = ["HOST_TEXT_CHARS", "bounded_printable", "printable", "printable_tree"]
+
+HOST_TEXT_CHARS = 300
+"""What a node keeps of a text another party chose (a relay host's error detail)."""
 
 
 def printable(text: str) -> str:
@@ -16,6 +19,15 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def bounded_printable(text: str, limit: int = HOST_TEXT_CHARS) -> str:
+    """:func:`printable` ``text``, at most ``limit`` characters (cut ones end in
+    ``…``). For text another party chose that the node logs, stores and shows
+    (a relay host's error detail): it can then neither forge a log line nor make
+    ``node status`` replies, or log lines, as large as it likes."""
+    shown = printable(text[: limit + 1])
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def printable_tree(obj: Any) -> Any:

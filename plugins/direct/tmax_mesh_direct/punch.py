@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 from tmax_core.errors import EnvelopeError
 from tmax_core.peer import ENVELOPE_OVERHEAD, DirectTransport
 from tmax_core.plugin.helpers import TokenBucket, now_ms, to_checksum
+from tmax_core.printable import bounded_printable
 from tmax_mesh_direct.link import FramedLink
 from tmax_mesh_direct.punchaddr import parse_addr, screen
 from tmax_mesh_direct.relaypeer import relay_peer_ip
@@ -183,6 +184,7 @@ class Puncher:
         self._expecting: dict[str, asyncio.Future[socket.socket]] = {}  # friend IP -> its attempt
         self._observers: dict[str, asyncio.Task] = {}
         self._token_due: set[str] = set()  # relay URLs asked for a token since they registered
+        self._bad_mapped: set[str] = set()  # relay URLs warned about for an invalid mapping
         self._requests = TokenBucket(REQUEST_RATE_PER_S, REQUEST_BURST)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -240,17 +242,31 @@ class Puncher:
                 old.cancel()
             self._observers[url] = asyncio.create_task(self._observe(link, frame.punch_token))
         elif kind == "punch_mapped":
-            self.mapped[link.url.url] = frame.punch_mapped.addr
-            log.info("punch port %d maps to %s on %s", self.port, frame.punch_mapped.addr, link.url.url)
-            self._show()
-            self._wake.set()
+            self._on_mapped(url, frame.punch_mapped.addr)
         elif kind == "punch_go":
             self._on_go(link, frame.punch_go)
         elif kind == "punch_refused":
             record = self.records.get(bytes(frame.punch_refused.target))
             if record is not None and self._awaits_answer(record, link):
                 assert record.answer is not None
-                record.answer.set_exception(Refused(frame.punch_refused.reason))
+                record.answer.set_exception(Refused(bounded_printable(frame.punch_refused.reason)))
+
+    def _on_mapped(self, url: str, addr: str) -> None:
+        """Keep the punch port's mapping the host at ``url`` saw, if it is a unicast
+        IPv4 ``HOST:PORT`` (it is shown in ``node status``, logged, and the scope
+        of the addresses a ``PunchGo`` from that host may name); anything else is
+        the host's text, dropped, with one warning per host."""
+        try:
+            parse_addr(addr)
+        except ValueError as err:  # its text is bounded and escaped
+            if url not in self._bad_mapped:
+                self._bad_mapped.add(url)
+                log.warning("relay %s sent an invalid punch port mapping %s: ignored", url, err)
+            return
+        self.mapped[url] = addr
+        log.info("punch port %d maps to %s on %s", self.port, addr, url)
+        self._show()
+        self._wake.set()
 
     async def _write(self, link: HostLink, frame: host_pb2.NodeFrame) -> None:
         with contextlib.suppress(ConnectionError):

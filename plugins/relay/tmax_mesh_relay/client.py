@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from tmax_core.identity import NodeIdentity
+from tmax_core.printable import bounded_printable
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.proto import host_pb2, host_pb2_grpc
 
@@ -35,9 +36,10 @@ def channel_options(max_frame_bytes: int, *, keepalive_ms: int = 20_000) -> list
 
 
 def describe_rpc_error(err: BaseException) -> str:
-    """One line for an RPC failure (status code and details)."""
+    """One line for an RPC failure (status code and details). The details are
+    the host's text: escaped and cut (:func:`~tmax_core.printable.bounded_printable`)."""
     if isinstance(err, grpc.aio.AioRpcError):
-        return f"{err.code().name}: {err.details() or ''}".strip()
+        return f"{err.code().name}: {bounded_printable(err.details() or '')}".strip()
     return str(err) or type(err).__name__
 
 
@@ -129,7 +131,8 @@ class HostSession:
             raise ConnectionError("the host closed the stream during registration")
         kind = frame.WhichOneof("frame")
         if kind == "error":
-            raise wire.RegisterError(frame.error.code, frame.error.detail)
+            error = frame.error  # the host's text: escaped and cut
+            raise wire.RegisterError(bounded_printable(error.code), bounded_printable(error.detail))
         if kind != "registered":
             raise ConnectionError(f"unexpected {kind} frame instead of Registered")
         self.registered = frame.registered

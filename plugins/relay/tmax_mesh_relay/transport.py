@@ -56,6 +56,7 @@ from tmax_core.endpoints import relay_url_problem
 from tmax_core.errors import ConfigError, EnvelopeError
 from tmax_core.model import Friend, IngressSource
 from tmax_core.plugin.helpers import now_ms, to_checksum
+from tmax_core.printable import bounded_printable
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.client import HostSession
 from tmax_mesh_relay.proto import host_pb2
@@ -83,6 +84,10 @@ def find_relay(node: NodeAPI) -> RelayTransport | None:
 
 class BatchUnavailable(ConnectionError):
     """The host did not deliver a batch at once (``batch_unavailable``): send one by one."""
+
+
+MAX_ERROR_CHARS = 1000
+"""Of a link's ``last_error``: the host's texts in it are cut shorter, where they arrive."""
 
 
 def _seen(fut: asyncio.Future) -> None:
@@ -249,6 +254,11 @@ class HostLink:
             await self.relay.wait_links_changed()
 
     def _down(self, error: str) -> None:
+        """Mark the link down with ``error`` as its ``last_error`` (logged when it
+        changes) and fail what waits on it. The host's texts in ``error`` come
+        escaped and cut (``tmax_mesh_relay.client``); the cut here bounds the rest
+        (an unexpected exception's text), as it is kept, logged and shown."""
+        error = bounded_printable(error, MAX_ERROR_CHARS)
         if "CERTIFICATE_VERIFY_FAILED" in error:
             ca = self.relay.node.config.get("relay.ca_file") or "the system's trusted roots"
             error = f"the host's TLS certificate is not trusted by {ca} (relay.ca_file): {error}"
@@ -424,7 +434,7 @@ class HostLink:
             self._spawn(self.relay.node.handle_ack(ack.ack, getattr(ack, "from")))
 
     def _on_error(self, error: host_pb2.Error) -> None:
-        text = f"{error.code}: {error.detail}"
+        text = f"{bounded_printable(error.code)}: {bounded_printable(error.detail)}"  # the host's text
         key = (error.node_id, error.message_id)
         if error.message_id and key in self._acks:
             fut = self._acks[key]
