@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from tests.unit.relayfakes import FakeNode, seal
 from tests.unit.test_relay_batch_coalesce import SlowStream
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.hub import Connection, HostLimits, Hub
@@ -154,3 +155,31 @@ async def test_a_poster_waits_only_while_the_streams_queue_is_over_its_bound(
     ids = [w.deliver.message_id[0] for w in stream.writes]
     assert ids == [0, 1, 2, 3]  # one by one: two of them exceed one Frames message
     assert answers.frames == []
+
+
+async def test_a_senders_relay_sends_are_posted_so_its_next_frames_are_read_during_the_write(
+    stuck_task: asyncio.Task,
+) -> None:
+    """Issue 17: on one host (no cluster), a RelaySend to a node held here is posted
+    too: the sender's read loop goes on while the recipient's write runs, and the
+    frames it reads meanwhile go out with the next write, as one Frames message."""
+    hub = Hub(HostLimits(), wire.HostIdentity(b"unit", []))
+    alice, bob = FakeNode([]), FakeNode([])
+    stream = SlowStream()
+    recipient = held_node(hub, stream, stuck_task)
+    recipient.node_id = bob.identity.node_id
+    hub.routes = {bob.identity.node_id: recipient}
+    sender = Connection(SlowStream(), stuck_task, 0.0, hub.limits)
+    sender.node_id = alice.identity.node_id
+    envelopes = [seal(alice, bob, f"m{n}".encode()) for n in range(4)]
+    for data in envelopes:  # as the sender's read loop does; none waits for a write
+        send = host_pb2.RelaySend(to=bob.identity.node_id, envelope=data)
+        await asyncio.wait_for(hub._on_relay_send(sender, send), timeout=5)
+    assert len(stream.writes) == 1 and not stream.release.is_set()  # the first is still being written
+
+    stream.release.set()
+    await written(recipient)
+    assert [w.WhichOneof("frame") for w in stream.writes] == ["deliver", "frames"]
+    got = [stream.writes[0].deliver, *(f.deliver for f in stream.writes[1].frames.frames)]
+    assert [d.envelope for d in got] == envelopes  # in order, each once
+    assert hub.metrics.relayed == 4

@@ -2,15 +2,20 @@
 ``tmax-host`` (DESIGN §10). The gRPC servicer only hands each Connect call to
 :meth:`Hub.serve`.
 
-Writes go straight into the recipient's stream under that connection's lock
-(``Connection.send``), from the task of the connection that produced the
-frame. Frames that wait for the lock meanwhile (the stream is busy) go out
-together, as one ``Frames`` message written by the first of them to get the
-lock, to a node that reads them (``Register.takes_frames``): one gRPC write
-instead of one each. That costs no task or queue per stream (DESIGN §10 measured it cheaper
-than a writer task per stream) and gives natural back-pressure: a sender
-whose recipient reads slowly is itself read more slowly. A write that does not
-complete within ``write_timeout_s`` marks the recipient broken: it is
+Frames go into the recipient's stream under that connection's lock. Frames
+that wait for the lock meanwhile (the stream is busy) go out together, as one
+``Frames`` message, to a node that reads them (``Register.takes_frames``): one
+gRPC write instead of one each. Answers, acks and lookups are written by the
+task of the connection that produced them (``Connection.send``). Relayed
+envelopes (``Deliver``, ``DeliverBatch``) are *posted* (``Connection.post``,
+from ``deliver_soon``): queued on the recipient's stream without waiting for
+the write, so the sender's next frames are read while it runs, and a task that
+lives only while frames wait writes them. The queue is bounded per stream
+(``POST_MAX_FRAMES``, ``max_frame_bytes``); past that the poster waits, which
+back-pressures the sender: a sender whose recipient reads slowly is itself
+read more slowly. A posted frame whose write fails takes the fallback an
+awaited one would (stored for the node, or answered), once. A write that does
+not complete within ``write_timeout_s`` marks the recipient broken: it is
 disconnected and the frame is stored for it instead, so one stuck reader can
 stall its senders for at most that long (plus one sweeper tick). The deadline
 is not an ``asyncio.timeout`` per write (that costs several microseconds per
@@ -29,12 +34,9 @@ With ``--cluster`` (DESIGN §15) a :class:`Router` takes what this process
 cannot serve itself: a frame or lookup for a node registered on another member
 of the cluster. The hub calls it only when the node is not held here, so a
 standalone host never touches it (``router`` is ``None``). Frames that other
-members send here are *posted* (``Connection.post``, from ``deliver_soon``):
-queued on the stream without waiting for the write, so those arriving while a
-write is in progress go out as one ``Frames`` message (the NATS subscription
-that hands them over runs one callback at a time, and awaiting each write gave
-one gRPC write per frame). The queue is bounded per stream; a posted frame
-whose write fails takes the same fallback as an awaited one, once.
+members send here are posted as well (the NATS subscription that hands them
+over runs one callback at a time: awaiting each write gave one gRPC write per
+frame).
 
 Closing a stream from outside its own task (supersede, timeouts, shutdown)
 sends an ``Error`` frame and cancels the task that serves the call; the
@@ -657,7 +659,12 @@ class Hub:
         deliver.envelope = data
         setattr(deliver, "from", conn.node_id)
         dest = self.routes.get(to)
-        if self.router is not None and (dest is None or dest.closing):
+        if dest is not None and not dest.closing:
+            # Posted, not awaited: this sender's next frames are read while the write
+            # runs, and those for the same node go out with it as one Frames message.
+            await self.deliver_soon(to, out, functools.partial(self.answer, conn))
+            return
+        if self.router is not None:
             # Another member's node (or a stream here being closed: perhaps superseded
             # there), or no one's: the router answers now or later.
             await self.answer(conn, await self.router.forward(conn, to, out))
@@ -767,14 +774,12 @@ class Hub:
         deliver.envelopes.extend(envelopes)
         dest = self.routes.get(to)
         if dest is not None and not dest.closing:
-            if await self._write(dest, out, "deliver_batch"):
-                self._count_relayed(out)
-                return
+            await self.deliver_soon(to, out, functools.partial(self.answer, conn))  # posted, as a RelaySend
         elif self.router is not None:
             await self.answer(conn, await self.router.forward(conn, to, out))
-            return
-        self.metrics.drop("batch_unavailable")
-        await self.answer(conn, batch_unavailable(batch_id, to))
+        else:
+            self.metrics.drop("batch_unavailable")
+            await self.answer(conn, batch_unavailable(batch_id, to))
 
     async def _pace(self, conn: Connection, envelopes: int) -> None:
         """Charge ``envelopes`` more to the connection's rate (per envelope, not per frame,
