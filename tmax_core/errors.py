@@ -71,6 +71,13 @@ class QuotaExceeded(MeshError):
     code = "quota_exceeded"
 
 
+class UnreadableReply(MeshError):
+    """The node's reply cannot be read: whatever answers on the socket (maybe not
+    a tmax-node) sent what no tmax-node would."""
+
+    code = "unreadable_reply"
+
+
 def error_for_code(code: str, message: str) -> MeshError:
     """The :class:`MeshError` subclass for ``code`` (as carried across the local
     API), so callers can catch :class:`NotFound` or :class:`InviteError`
@@ -78,7 +85,7 @@ def error_for_code(code: str, message: str) -> MeshError:
     if code.startswith("invite_"):
         return InviteError(message, code=code)
     known = (UsageError, ConfigError, StateDirError, KeystoreError, NotFound, NodeNotRunning, StorageError)
-    for cls in (*known, QuotaExceeded):
+    for cls in (*known, QuotaExceeded, UnreadableReply):
         if cls.code == code:
             return cls(message)
     return MeshError(message, code=code)

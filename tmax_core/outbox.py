@@ -36,6 +36,7 @@ from tmax_core.clock import now_ms
 from tmax_core.crypto import to_checksum
 from tmax_core.errors import EnvelopeError, Reason
 from tmax_core.model import OutboxEntry
+from tmax_core.printable import bounded_printable
 from tmax_core.proto import mesh_pb2
 from tmax_core.store import expired_error
 
@@ -527,11 +528,14 @@ class Outbox:
 
     @staticmethod
     def _apply_status(a: _Attempt, status: int, reason: str, detail: str, path: str) -> None:
+        """``reason`` and ``detail`` are the friend's text (signed, but chosen by
+        it): escaped and cut before they are recorded, shown and logged."""
         if status in ACCEPTED:
             a.final, a.path, a.error = "delivered", path, None
             return
         reason = reason or Reason.INTERNAL
-        a.error = f"rejected: {reason}" + (f" ({detail})" if detail else "")
+        shown = bounded_printable(reason, 64)
+        a.error = f"rejected: {shown}" + (f" ({bounded_printable(detail)})" if detail else "")
         if reason in PERMANENT:
             a.final, a.path = "failed", path
 

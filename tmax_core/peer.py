@@ -24,6 +24,7 @@ from tmax_core.crypto import to_checksum
 from tmax_core.errors import MeshError
 from tmax_core.model import Friend, IngressSource
 from tmax_core.peerstream import PeerStream, serve_stream
+from tmax_core.printable import bounded_printable
 from tmax_core.proto import mesh_pb2
 
 if TYPE_CHECKING:
@@ -390,8 +391,10 @@ class DirectTransport:
 
 
 def _describe(err: BaseException) -> str:
+    """``err`` as the one line recorded for the message (``msg status``) and
+    logged; the status details are the answering peer's text, so escaped and cut."""
     if isinstance(err, grpc.aio.AioRpcError):
-        return f"{err.code().name} {err.details() or ''}".strip()
+        return f"{err.code().name} {bounded_printable(err.details() or '')}".strip()
     if isinstance(err, ConnectionError):
         return str(err)
     if isinstance(err, (grpc.aio.UsageError, asyncio.CancelledError)):

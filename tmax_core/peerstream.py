@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from tmax_core.printable import bounded_printable
 from tmax_core.proto import mesh_pb2
 
 if TYPE_CHECKING:
@@ -95,7 +96,8 @@ class PeerStream:
                 if waiting is not None and not waiting.done():
                     waiting.set_result(answer.ack)
         except grpc.aio.AioRpcError as err:
-            error = StreamClosed(f"{err.code().name} {err.details() or ''}".strip())
+            # The details are the peer's text: escaped and cut (they reach msg status and logs).
+            error = StreamClosed(f"{err.code().name} {bounded_printable(err.details() or '')}".strip())
         except DecodeError:
             error = StreamClosed("the peer sent an answer that is not a StreamedAck")
         except asyncio.CancelledError:

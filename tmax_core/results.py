@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tmax_core.errors import MeshError
+from tmax_core.errors import UnreadableReply
 from tmax_core.model import RateLimit
 from tmax_core.proto import node_pb2 as pb
 
@@ -24,13 +24,6 @@ TEXT_TYPES = ("text/", "application/json")
 
 MSG_SEND_FIELDS = ("message_id", "status", "path", "attempts", "error")
 """The fields of ``msg send --json`` (a subset of :class:`MsgState`)."""
-
-
-class UnreadableReply(MeshError):
-    """The node's reply cannot be read: whatever answers on the socket (maybe not
-    a tmax-node) sent what no tmax-node would."""
-
-    code = "unreadable_reply"
 
 
 def _details(text: str) -> dict[str, Any]:

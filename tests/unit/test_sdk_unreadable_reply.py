@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 from tmax_core.client import JsonNodeClient
+from tmax_core.errors import UnreadableReply, error_for_code
 from tmax_core.proto import node_pb2 as pb
-from tmax_core.results import UnreadableReply
 from tmax_core.sdk import AsyncNodeClient, NodeClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -78,3 +78,8 @@ def test_a_good_status_reply_still_reads(tmp_path: Path) -> None:
     finally:
         server.stop(0)
     assert relay is not None and relay.details == {"hosts": []}
+
+
+def test_its_code_maps_to_its_class() -> None:
+    """Like every SDK error, the code carried across the local API maps back to the class."""
+    assert isinstance(error_for_code("unreadable_reply", "x"), UnreadableReply)

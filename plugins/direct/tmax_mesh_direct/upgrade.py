@@ -49,6 +49,7 @@ from tmax_core.endpoints import screen_endpoints
 from tmax_core.errors import EnvelopeError
 from tmax_core.peer import DELIVER_BATCH, DirectTransport
 from tmax_core.plugin.helpers import TokenBucket, to_checksum
+from tmax_core.printable import bounded_printable
 from tmax_core.proto import mesh_pb2
 from tmax_mesh_direct.probe import new_nonce, verify_probe_answer
 
@@ -324,7 +325,7 @@ class Upgrader:
         except TimeoutError:
             error = "dial timed out"
         except grpc.aio.AioRpcError as err:
-            error = f"{err.code().name} {err.details() or ''}".strip()
+            error = f"{err.code().name} {bounded_printable(err.details() or '')}".strip()  # peer's text
         except grpc.aio.UsageError:
             error = "connection closed after a send on it failed"
         except asyncio.CancelledError:

@@ -295,7 +295,8 @@ class HostLink:
             self.session = session
             self._sent_allow = allow
             self.registered_since_ms = now_ms()
-            self.connection_id = registered.connection_id
+            # The host's text, shown in node status and logged: escaped and cut.
+            self.connection_id = bounded_printable(registered.connection_id, 64)
             self.set_members(registered.member_urls)
             self.max_batch = registered.max_batch
             self.max_frame_bytes = registered.limits.max_frame_bytes
@@ -306,7 +307,7 @@ class HostLink:
                 "relay %s: registered as %s (connection %s, %d stored for us)",
                 self.url.url,
                 node.node_id_hex,
-                registered.connection_id,
+                self.connection_id,
                 registered.queued,
             )
             await self.update_allow(relay.lookup_allow())  # friends changed while registering?
