@@ -5,12 +5,15 @@
 Frames go into the recipient's stream under that connection's lock. Frames
 that wait for the lock meanwhile (the stream is busy) go out together, as one
 ``Frames`` message, to a node that reads them (``Register.takes_frames``): one
-gRPC write instead of one each. Answers, acks and lookups are written by the
-task of the connection that produced them (``Connection.send``). Relayed
-envelopes (``Deliver``, ``DeliverBatch``) are *posted* (``Connection.post``,
-from ``deliver_soon``): queued on the recipient's stream without waiting for
-the write, so the sender's next frames are read while it runs, and a task that
-lives only while frames wait writes them. The queue is bounded per stream
+gRPC write instead of one each. Answers, acks and lookups
+(``Connection.send``) are written by the task of the connection that produced
+them when nothing else waits for that stream, else queued behind what does
+and awaited. Relayed envelopes (``Deliver``, ``DeliverBatch``) are *posted*
+(``Connection.post``, from ``deliver_soon``): queued on the recipient's stream
+without waiting for the write, so the sender's next frames are read while it
+runs. Queued frames are written by one task per stream that lives only while
+frames wait, so cancelling a sender's task never fails another's frame, and
+each frame's result is its own. The queue is bounded per stream
 (``POST_MAX_FRAMES``, ``max_frame_bytes``); past that the poster waits, which
 back-pressures the sender: a sender whose recipient reads slowly is itself
 read more slowly. A posted frame whose write fails takes the fallback an
@@ -281,14 +284,17 @@ class Connection:
             return True
         if self.closing:
             return False
-        if not self.takes_frames:
+        if self.flusher is None and not self.pending and not self.lock.locked():
+            # Nothing else waits: written from this task (no task or future per frame).
             async with self.lock:
                 return await self._write_locked(frame, clock)
-        mine = self._queue(frame, None)
-        async with self.lock:
-            if mine.written is None:  # no earlier writer took it: this one writes what waits
-                await self._write_pending(clock)
-            return bool(mine.written)
+        # Otherwise behind what waits, by the flusher: cancelling this task (its own
+        # stream closed) then fails nobody else's frames, and this frame is still
+        # written; its result is its own, not that of the oldest frames written.
+        written = asyncio.get_running_loop().create_future()
+        self._queue(frame, functools.partial(_set_once, written))
+        self._start_flusher(clock)
+        return await written
 
     async def post(self, frame: host_pb2.HostFrame, clock: Callable[[], float], done: Settled) -> None:
         """Queue ``frame`` without waiting for its write; ``done(ok)`` is called once it
@@ -296,26 +302,45 @@ class Connection:
 
         Frames posted or sent while a write is in progress go out together as one
         ``Frames`` message (one by one to a node that does not read them), so a
-        producer that posts frame after frame (the cluster's subscription for this
-        node) no longer costs one gRPC write per frame. Waits only while more than
-        ``POST_MAX_FRAMES`` frames or ``max_frames_bytes`` are queued: that
-        back-pressures the poster, never other streams."""
-        while self._queue_full():
+        producer that posts frame after frame (a sender's read loop, the cluster's
+        subscription for this node) does not cost one gRPC write per frame. Waits
+        only while more than ``POST_MAX_FRAMES`` frames or ``max_frames_bytes`` are
+        queued: that back-pressures the poster, never other streams; a stream that
+        ends meanwhile (:meth:`abandon`) wakes it, and its frame fails at once."""
+        while self._queue_full() and not self.closing:
             if self.room is None:
                 self.room = asyncio.Event()
             await self.room.wait()
+        if self.closing:
+            done(False)
+            return
         self._queue(frame, done)
+        self._start_flusher(clock)
+
+    def abandon(self) -> None:
+        """The stream ended: stop its writer, fail every frame still queued (each
+        posted one takes its fallback) and wake the posters waiting for room."""
+        self.closing = True
+        if self.flusher is not None:
+            self.flusher.cancel()  # its frames in the write fail with it
+        waiting, self.pending, self.pending_bytes = self.pending, [], 0
+        for item in waiting:
+            item.settle(False)
+        if self.room is not None:
+            self.room.set()
+            self.room = None
+
+    def _start_flusher(self, clock: Callable[[], float]) -> None:
         if self.flusher is None:
             self.flusher = asyncio.ensure_future(self._write_posted(clock))
 
-    def _queue(self, frame: host_pb2.HostFrame, done: Settled | None) -> _Pending:
+    def _queue(self, frame: host_pb2.HostFrame, done: Settled) -> None:
         item = _Pending(frame, done)
         self.pending.append(item)
         self.pending_bytes += item.size
-        return item
 
     async def _write_posted(self, clock: Callable[[], float]) -> None:
-        """Write what is queued until nothing is (a sender's write may take some first)."""
+        """Write what is queued until nothing is (a lone ``send`` may write between)."""
         try:
             while self.pending:
                 async with self.lock:
@@ -382,21 +407,23 @@ class Connection:
 
 
 class _Pending:
-    """A frame waiting to be written, and whether it was (None: not yet); ``done``
-    hears the outcome of a posted frame."""
+    """A frame waiting to be written; ``done`` hears whether it was."""
 
-    __slots__ = ("done", "frame", "size", "written")
+    __slots__ = ("done", "frame", "size")
 
-    def __init__(self, frame: host_pb2.HostFrame, done: Settled | None) -> None:
+    def __init__(self, frame: host_pb2.HostFrame, done: Settled) -> None:
         self.frame = frame
         self.size = frame.ByteSize()
         self.done = done
-        self.written: bool | None = None
 
     def settle(self, ok: bool) -> None:
-        self.written = ok
-        if self.done is not None:
-            self.done(ok)
+        self.done(ok)
+
+
+def _set_once(written: asyncio.Future, ok: bool) -> None:
+    """Settle a waiting ``send``; it may have been cancelled meanwhile."""
+    if not written.done():
+        written.set_result(ok)
 
 
 def _coalesced(items: list[_Pending]) -> host_pb2.HostFrame:
@@ -600,7 +627,7 @@ class Hub:
             self.close(old, "superseded", "a newer registration of this node id took over")
 
     def _cleanup(self, conn: Connection) -> None:
-        conn.closing = True
+        conn.abandon()
         if self.connections.pop(conn.id, None) is not None:
             left = self.per_source[conn.source] - 1
             if left:
@@ -1063,13 +1090,14 @@ class Hub:
             await asyncio.sleep(tick)
             now = self.clock()
             for conn in list(self.connections.values()):
-                if conn.closing:
-                    continue
                 started = conn.write_started
                 if started and now - started > conn.write_timeout:
-                    # Fails the pending write: its _write then drops the
-                    # stream (write_failed) and the frame is stored instead.
+                    # Fails the pending write (a closing stream's too, so that its
+                    # writer and the senders waiting behind it do not hang): its
+                    # frames are dropped as broken (write_failed) and stored instead.
                     conn.expire_write()
+                    continue
+                if conn.closing:
                     continue
                 if conn.node_id is None:
                     if now - conn.opened > lim.register_timeout_s:
