@@ -6,6 +6,7 @@ neither forge a log line nor grow a reply or a stored error at will."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -53,6 +54,7 @@ async def test_a_hosts_connection_id_is_escaped_and_cut(caplog: pytest.LogCaptur
                 connection_id=FORGED + "C" * 100_000,
             )
         )
+        await asyncio.Event().wait()  # the stream stays open: the link stays connected
 
     with HostileHost(script) as hostile, caplog.at_level(logging.INFO):
         node = RelayNode([hostile.url])
