@@ -36,14 +36,15 @@ from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay import held, sharedallow
 from tmax_mesh_relay.client import HostSession
 from tmax_mesh_relay.cluster import Cluster, node_subject, without_credentials
-from tmax_mesh_relay.hub import HostLimits
+from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.storeforward import QueueLimits
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-    from tmax_mesh_relay.hub import Connection, Hub
+    from tmax_mesh_relay.connection import Connection
+    from tmax_mesh_relay.hub import Hub
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -25,8 +25,8 @@ from tests.harness import script
 from tmax_mesh_relay import jsready
 from tmax_mesh_relay.cluster import Cluster
 from tmax_mesh_relay.clusterstart import ClusterError, parse_cluster_urls, scrub, without_credentials
-from tmax_mesh_relay.hub import HostLimits
 from tmax_mesh_relay.jsready import JetStreamStart, not_ready_reason
+from tmax_mesh_relay.limits import HostLimits
 
 if TYPE_CHECKING:
     from tmax_mesh_relay.hub import Hub

@@ -12,7 +12,7 @@ from tests.e2e.test_relay_abuse import Clients, N, clients, frame, relay, seal  
 from tests.harness import ProcGroup
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay.client import HostSession
-from tmax_mesh_relay.hub import HostLimits
+from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

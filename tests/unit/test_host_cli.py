@@ -18,7 +18,7 @@ from tmax_mesh_relay.host import (
     resolve_settings,
     server_options,
 )
-from tmax_mesh_relay.hub import HostLimits
+from tmax_mesh_relay.limits import HostLimits
 
 
 def settings(*argv: str, env: dict[str, str] | None = None) -> Config:

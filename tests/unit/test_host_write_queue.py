@@ -14,7 +14,8 @@ import pytest_asyncio
 from tests.unit.test_hub_post import NODE, Answers, deliver, first_write_started, held_node, written
 from tests.unit.test_relay_batch_coalesce import SlowStream
 from tmax_mesh_relay import wire
-from tmax_mesh_relay.hub import HostLimits, Hub
+from tmax_mesh_relay.hub import Hub
+from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 
 pytestmark = pytest.mark.asyncio

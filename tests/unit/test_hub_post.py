@@ -16,7 +16,9 @@ import pytest_asyncio
 from tests.unit.relayfakes import FakeNode, seal
 from tests.unit.test_relay_batch_coalesce import SlowStream
 from tmax_mesh_relay import wire
-from tmax_mesh_relay.hub import Connection, HostLimits, Hub
+from tmax_mesh_relay.connection import Connection
+from tmax_mesh_relay.hub import Hub
+from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 
 pytestmark = pytest.mark.asyncio

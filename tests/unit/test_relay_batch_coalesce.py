@@ -11,7 +11,8 @@ import pytest
 
 from tests.unit.relayfakes import FakeNode
 from tmax_mesh_relay import wire
-from tmax_mesh_relay.hub import Connection, HostLimits
+from tmax_mesh_relay.connection import Connection
+from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.transport import HostLink, RelayTransport
 

@@ -70,7 +70,8 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
-    from tmax_mesh_relay.hub import Connection, Hub
+    from tmax_mesh_relay.connection import Connection
+    from tmax_mesh_relay.hub import Hub
 
 log = logging.getLogger("tmax_mesh.host")
 

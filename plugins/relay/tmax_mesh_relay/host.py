@@ -43,7 +43,8 @@ from tmax_core.plugin.helpers import (
 )
 from tmax_mesh_relay import __version__, clusterjoin, clusterstart, wire, workers
 from tmax_mesh_relay.hosttls import HostError, ReloadableTls
-from tmax_mesh_relay.hub import HostLimits, Hub
+from tmax_mesh_relay.hub import Hub
+from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.proto import host_pb2_grpc
 from tmax_mesh_relay.storeforward import QueueLimits
 
