@@ -82,6 +82,11 @@ RECONNECT_WAIT_S = 1.0
 ANSWER_WAIT_S = 2.0
 """How long a forwarded frame waits for a holder's answer; silence means delivered."""
 NO_RESPONDERS = "503"
+SUB_PENDING_MSGS = 4096
+SUB_PENDING_FRAMES = 8
+"""A node's subscription holds at most this many messages, and this many frames'
+worth of bytes, waiting for its callback (nats-py's defaults are 512k / 128 MB per
+subscription); beyond either NATS drops the message as a slow consumer."""
 PENDING_MAX_FRAMES = 100_000
 PENDING_MAX_BYTES = 128 * 1024 * 1024
 """Forwarded frames, and their envelopes' bytes, kept for ``ANSWER_WAIT_S`` (a
@@ -250,6 +255,11 @@ class Cluster:
     async def _on_error(self, err: Exception) -> None:
         if self.nc is None:
             self._last_error = err  # still connecting: reported by join
+        elif isinstance(err, nats.errors.SlowConsumerError):
+            # A node's subscription over its bound: NATS dropped a message for it (a
+            # frame's sender hears nothing and its outbox sends it again). Counted,
+            # not logged: a flood of them would flood the log.
+            self.metrics.errors["slow_consumer"] += 1
         else:
             log.warning("cluster: NATS: %s", self._describe(err))
 
@@ -296,7 +306,12 @@ class Cluster:
         node_id = conn.node_id
         assert node_id is not None
         if node_id not in self._subs:
-            sub = await self.nc.subscribe(f"{NODE_PREFIX}{node_id.hex()}.*", cb=self._on_node_msg)
+            sub = await self.nc.subscribe(
+                f"{NODE_PREFIX}{node_id.hex()}.*",
+                cb=self._on_node_msg,
+                pending_msgs_limit=SUB_PENDING_MSGS,
+                pending_bytes_limit=SUB_PENDING_FRAMES * (self.hub.limits.max_frame_bytes + FRAME_OVERHEAD),
+            )
             if self._subs.setdefault(node_id, sub) is not sub:
                 await sub.unsubscribe()  # a concurrent registration subscribed first
         # A new stream gets everything held, including what an older one did not acknowledge.
@@ -504,6 +519,13 @@ class Cluster:
                 if what not in ("deliver", "deliver_batch"):
                     raise ValueError(f"{what} frame on a deliver subject")
                 self.metrics.frames_in[what] += 1
+                if conn is not None and conn.queue_full:  # (not None: checked above)
+                    # Not waiting for room: this subscription also carries the node's
+                    # acks and lookups, and what waits in it costs this member memory.
+                    self.metrics.errors["recipient_busy"] += 1
+                    busy = _unavailable("the recipient's stream is busy; retry", frame, node_id)
+                    await self._respond(msg.reply, busy)
+                    return
                 # Not waiting for the write: frames arriving meanwhile go out together.
                 await self.hub.deliver_soon(node_id, frame, functools.partial(self._respond, msg.reply))
             elif kind == "a":

@@ -169,7 +169,7 @@ class Connection:
         only while more than ``POST_MAX_FRAMES`` frames or ``max_frames_bytes`` are
         queued: that back-pressures the poster, never other streams; a stream that
         ends meanwhile (:meth:`abandon`) wakes it, and its frame fails at once."""
-        while self._queue_full() and not self.closing:
+        while self.queue_full and not self.closing:
             if self.room is None:
                 self.room = asyncio.Event()
             await self.room.wait()
@@ -233,12 +233,14 @@ class Connection:
         taken, self.pending = self.pending[:n], self.pending[n:]
         self.pending_bytes -= size
         room = self.room
-        if room is not None and not self._queue_full():
+        if room is not None and not self.queue_full:
             self.room = None
             room.set()
         return taken
 
-    def _queue_full(self) -> bool:
+    @property
+    def queue_full(self) -> bool:
+        """Whether a poster would wait (``POST_MAX_FRAMES`` or ``max_frames_bytes`` queued)."""
         return len(self.pending) >= POST_MAX_FRAMES or self.pending_bytes >= self.max_frames_bytes
 
     async def _write_locked(self, frame: host_pb2.HostFrame, clock: Callable[[], float]) -> bool:
@@ -258,10 +260,12 @@ class Connection:
         finally:
             self.write_started = 0.0
             self.writer = None
+            self.write_expired = False  # an expiry is of one write
         return True
 
     def expire_write(self) -> None:
-        """Fail the write in progress (called by the sweeper past write_timeout)."""
+        """Fail the write in progress (called by the sweeper past write_timeout, which
+        then drops the stream: whether anyone hears this write's failure or not)."""
         writer = self.writer
         if writer is not None and not self.write_expired:
             self.write_expired = True

@@ -778,10 +778,12 @@ class Hub:
             for conn in list(self.connections.values()):
                 started = conn.write_started
                 if started and now - started > conn.write_timeout:
-                    # Fails the pending write (a closing stream's too, so that its
-                    # writer and the senders waiting behind it do not hang): its
-                    # frames are dropped as broken (write_failed) and stored instead.
+                    # Fails the pending write (a closing stream's too) and drops the
+                    # stream here, not only when someone hears that write fail (its
+                    # senders may be gone): the stream's end stores what waits for
+                    # it and frees the senders waiting behind it.
                     conn.expire_write()
+                    self._broken(conn)
                     continue
                 if conn.closing:
                     continue
