@@ -6,14 +6,11 @@ what waits in it (up to 128 MB by default) in the member's memory."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
-import pytest_asyncio
 
-from tests.unit.test_hub_post import NODE, Answers, deliver, held_node
-from tests.unit.test_relay_batch_coalesce import SlowStream
+from tests.unit.hubfakes import NODE, Answers, SlowStream, deliver, held_node
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.cluster import Cluster, node_subject
 from tmax_mesh_relay.connection import POST_MAX_FRAMES
@@ -21,13 +18,6 @@ from tmax_mesh_relay.hub import Hub
 from tmax_mesh_relay.limits import HostLimits
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def stuck_task() -> AsyncIterator[asyncio.Task]:
-    task = asyncio.create_task(asyncio.Event().wait())
-    yield task
-    task.cancel()
 
 
 async def test_a_full_queue_does_not_stall_the_nodes_nats_subscription(stuck_task: asyncio.Task) -> None:

@@ -8,26 +8,24 @@ sender to that node waited for ever."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from tests.polling import wait_for_async
-from tests.unit.test_host_write_queue import GatedStream, ack, spin
-from tests.unit.test_hub_post import NODE, Answers, deliver, held_node
+from tests.unit.hubfakes import (
+    NODE,
+    Answers,
+    GatedStream,
+    ack,
+    deliver,
+    held_node,
+    spin,
+)
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.hub import Hub
 from tmax_mesh_relay.limits import HostLimits
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def stuck_task() -> AsyncIterator[asyncio.Task]:
-    task = asyncio.create_task(asyncio.Event().wait())
-    yield task
-    task.cancel()
 
 
 async def test_an_expired_write_of_cancelled_senders_frames_still_drops_the_stream(

@@ -6,36 +6,28 @@ leaves queued blocks the posters behind it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
-from tests.unit.test_hub_post import NODE, Answers, deliver, first_write_started, held_node, written
-from tests.unit.test_relay_batch_coalesce import SlowStream
+from tests.unit.hubfakes import (
+    NODE,
+    OTHER,
+    Answers,
+    GatedStream,
+    SlowStream,
+    ack,
+    deliver,
+    first_write_started,
+    held_node,
+    spin,
+    written,
+)
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.hub import Hub
 from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 
 pytestmark = pytest.mark.asyncio
-
-OTHER = b"o" * 20
-
-
-@pytest_asyncio.fixture
-async def stuck_task() -> AsyncIterator[asyncio.Task]:
-    task = asyncio.create_task(asyncio.Event().wait())
-    yield task
-    task.cancel()
-
-
-def ack(size: int = 8) -> host_pb2.HostFrame:
-    frame = host_pb2.HostFrame()
-    frame.ack.message_id = b"a" * 16
-    frame.ack.ack = b"k" * size
-    setattr(frame.ack, "from", OTHER)
-    return frame
 
 
 def ack_batch(size: int) -> host_pb2.HostFrame:
@@ -44,23 +36,6 @@ def ack_batch(size: int) -> host_pb2.HostFrame:
     frame.ack_batch.ack = b"k" * size
     setattr(frame.ack_batch, "from", OTHER)
     return frame
-
-
-class GatedStream(SlowStream):
-    """Write number i blocks until gates[i] is set."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.gates = [asyncio.Event() for _ in range(n)]
-
-    async def write(self, frame: host_pb2.HostFrame) -> None:
-        self.writes.append(frame)
-        await self.gates[len(self.writes) - 1].wait()
-
-
-async def spin(n: int = 20) -> None:
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 async def test_an_ack_queued_behind_a_full_post_queue_does_not_drop_a_healthy_recipient(

@@ -8,13 +8,20 @@ waits only once the stream's queue is over its bound."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
+from tests.unit.hubfakes import (
+    NODE,
+    SENDER,
+    Answers,
+    SlowStream,
+    deliver,
+    first_write_started,
+    held_node,
+    written,
+)
 from tests.unit.relayfakes import FakeNode, seal
-from tests.unit.test_relay_batch_coalesce import SlowStream
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.connection import Connection
 from tmax_mesh_relay.hub import Hub
@@ -22,8 +29,6 @@ from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 
 pytestmark = pytest.mark.asyncio
-
-NODE, SENDER = b"n" * 20, b"s" * 20
 
 
 class FailingStream(SlowStream):
@@ -35,61 +40,12 @@ class FailingStream(SlowStream):
             raise ConnectionError("stream reset")
 
 
-@pytest_asyncio.fixture
-async def stuck_task() -> AsyncIterator[asyncio.Task]:
-    """Stands for the task serving the node's stream (a failed write cancels it)."""
-    task = asyncio.create_task(asyncio.Event().wait())
-    yield task
-    task.cancel()
-
-
-def held_node(hub: Hub, stream: SlowStream, task: asyncio.Task) -> Connection:
-    """``NODE`` registered on ``hub`` through ``stream``, with ``SENDER`` in its allow list."""
-    conn = Connection(stream, task, 0.0, hub.limits)
-    conn.node_id, conn.takes_frames = NODE, True
-    conn.lookup_allow = hub.fingerprints.pack([SENDER])
-    hub.routes[NODE] = conn
-    return conn
-
-
-def deliver(n: int, size: int = 10) -> host_pb2.HostFrame:
-    frame = host_pb2.HostFrame()
-    frame.deliver.message_id = bytes([n]) * 16
-    frame.deliver.envelope = b"e" * size
-    setattr(frame.deliver, "from", SENDER)
-    return frame
-
-
 def batch(n: int) -> host_pb2.HostFrame:
     frame = host_pb2.HostFrame()
     frame.deliver_batch.batch_id = bytes([n])
     frame.deliver_batch.envelopes.extend([b"x" * 10, b"y" * 10])
     setattr(frame.deliver_batch, "from", SENDER)
     return frame
-
-
-class Answers:
-    """Collects what the hub answers each frame's sender with."""
-
-    def __init__(self) -> None:
-        self.frames: list[host_pb2.HostFrame] = []
-
-    async def __call__(self, frame: host_pb2.HostFrame | None) -> None:
-        if frame is not None:
-            self.frames.append(frame)
-
-
-async def first_write_started(hub: Hub, stream: SlowStream, answers: Answers) -> None:
-    """Posts frame 0, whose write then blocks until ``stream.release``."""
-    await hub.deliver_soon(NODE, deliver(0), answers)
-    while not stream.writes:
-        await asyncio.sleep(0)
-
-
-async def written(conn: Connection) -> None:
-    """Until everything posted on ``conn`` was written or failed."""
-    while conn.flusher is not None:
-        await asyncio.shield(conn.flusher)
 
 
 async def test_frames_posted_during_a_write_go_out_as_one_frames_message(stuck_task: asyncio.Task) -> None:

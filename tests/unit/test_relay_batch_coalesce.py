@@ -9,28 +9,13 @@ from typing import Any
 
 import pytest
 
+from tests.unit.hubfakes import SlowStream
 from tests.unit.relayfakes import FakeNode
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.connection import Connection
 from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.transport import HostLink, RelayTransport
-
-
-class SlowStream:
-    """A stream context whose first write blocks until released; records every write."""
-
-    def __init__(self) -> None:
-        self.writes: list[host_pb2.HostFrame] = []
-        self.release = asyncio.Event()
-
-    def peer(self) -> str:
-        return "ipv4:127.0.0.1:5000"
-
-    async def write(self, frame: host_pb2.HostFrame) -> None:
-        self.writes.append(frame)
-        if len(self.writes) == 1:
-            await self.release.wait()
 
 
 def deliver(n: int, size: int = 10) -> host_pb2.HostFrame:
