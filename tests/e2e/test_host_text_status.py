@@ -9,7 +9,7 @@ import pytest
 
 from tests.harness import ProcGroup
 from tests.polling import wait_for
-from tests.unit.hostilehost_hosttext import HostileHost
+from tests.unit.hostilehost import HostileHost
 from tmax_mesh_relay.proto import host_pb2
 
 pytestmark = pytest.mark.timeout(90)

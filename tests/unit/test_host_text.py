@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.polling import wait_for_async
-from tests.unit.hostilehost_hosttext import HostileHost, registered
+from tests.unit.hostilehost import HostileHost, registered
 from tests.unit.relayfakes import FakeNode
 from tests.unit.test_punch_hostile import Fixture, _link
 from tmax_core.cli import _render_transport

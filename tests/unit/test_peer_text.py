@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from tests.polling import wait_for_async
-from tests.unit.hostilehost_hosttext import HostileHost
+from tests.unit.hostilehost import HostileHost
 from tests.unit.nodefakes import OutboxHostFake, outbox_entry
 from tests.unit.relayfakes import FakeNode as RelayNode
 from tests.unit.test_direct_upgrade import FakeNode, FakeRelay

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.polling import wait_for_async
-from tests.unit.hostilehost_links import HostileHost, registered
+from tests.unit.hostilehost import HostileHost, registered
 from tests.unit.relayfakes import FakeNode
 from tmax_core.model import Friend
 from tmax_mesh_relay import transport as relay_transport

@@ -1,7 +1,6 @@
-"""A scripted hostile relay host for the relay link tests: speaks
-HostService.Connect on its own event loop in a thread (so its own CPU does not
-run on the node's loop) and answers every registration with what ``script``
-yields."""
+"""A scripted hostile relay host for unit and e2e tests: speaks HostService.Connect
+on its own event loop in a thread (so its own CPU does not run on the node's
+loop) and answers every registration with what ``script`` yields."""
 
 from __future__ import annotations
 
