@@ -22,7 +22,7 @@ from tmax_core.errors import MeshError, UsageError
 from tmax_core.humantime import local, local_and_relative, relative, span
 from tmax_core.plugin.manager import create_plugin_manager, failed_plugins, list_plugins
 from tmax_core.plugininstall import pip_argv, requirement, run_pip
-from tmax_core.printable import printable, printable_tree
+from tmax_core.printable import bounded_printable, printable, printable_tree
 from tmax_core.progress import wait_with_progress
 
 EXIT_ERROR = 1
@@ -188,9 +188,7 @@ def _field(key: str, value: Any) -> str:
         return f"{key.removesuffix('_ms')}={relative(value)}"
     if isinstance(value, list):
         value = ",".join(str(v) for v in value)
-    text = "-" if value is None or value == "" else str(value)
-    if len(text) > MAX_FIELD_CHARS:
-        text = text[: MAX_FIELD_CHARS - 1] + "…"
+    text = "-" if value is None or value == "" else bounded_printable(str(value), MAX_FIELD_CHARS)
     if any(c in text for c in ' ="'):
         text = json.dumps(text, ensure_ascii=False)
     return f"{key}={text}"
