@@ -37,6 +37,7 @@ from tmax_mesh_relay import held, sharedallow
 from tmax_mesh_relay.client import HostSession
 from tmax_mesh_relay.cluster import Cluster, node_subject, without_credentials
 from tmax_mesh_relay.limits import HostLimits
+from tmax_mesh_relay.pacedpublish import PacedPublisher
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.storeforward import QueueLimits
 
@@ -304,6 +305,7 @@ async def test_a_member_keeps_a_bounded_number_of_forwarded_frames_waiting_for_a
     )
     cluster = Cluster(cast("Hub", hub), "test")
     nc = cluster.nc = RecordingNats()
+    cluster.paced = PacedPublisher(nc)  # plain publish: RecordingNats has no nats-py buffer
     cluster.pending_max_frames, cluster.pending_max_bytes = 3, 250
     to, conn = os.urandom(20), cast("Connection", object())
 
@@ -337,6 +339,7 @@ async def test_a_batch_the_cluster_cannot_take_now_is_answered_batch_unavailable
     )
     cluster = Cluster(cast("Hub", hub), "test")
     nc = cluster.nc = RecordingNats()
+    cluster.paced = PacedPublisher(nc)  # plain publish: RecordingNats has no nats-py buffer
     cluster.pending_max_bytes = 250
     to, conn = os.urandom(20), cast("Connection", object())
     batch = host_pb2.HostFrame()

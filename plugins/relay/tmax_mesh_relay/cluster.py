@@ -62,6 +62,7 @@ from tmax_mesh_relay.held import FRAME_OVERHEAD, HeldStream
 from tmax_mesh_relay.hub import RouteUnavailable, batch_unavailable
 from tmax_mesh_relay.jsready import JetStreamStart
 from tmax_mesh_relay.members import Members
+from tmax_mesh_relay.pacedpublish import PacedPublisher
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.sharedallow import SharedAllowLists, fingerprint_key
 from tmax_mesh_relay.workers import NATS_TOKEN_ENV
@@ -128,6 +129,7 @@ class Cluster:
         self.hub = hub
         self.where = where
         self.nc: Any = None
+        self.paced: PacedPublisher  # the hot path's publishes (frames, acks, answers); set on connect
         self._nats_urls: list[str] = []  # with their credentials: for scrub() only
         self.metrics = ClusterMetrics(hub.metrics.registry, connected=self._connected)
         self.member_id = os.urandom(8).hex()
@@ -201,6 +203,7 @@ class Cluster:
             raise ClusterError(
                 f"cannot reach NATS at {self.where}: {self._describe(self._last_error or err)}"
             ) from None
+        self.paced = PacedPublisher(self.nc)
 
     async def _start(self, replicas: int) -> None:
         needed = self.hub.limits.max_frame_bytes + FRAME_OVERHEAD
@@ -297,6 +300,7 @@ class Cluster:
 
     async def _close_nats(self) -> None:
         self._closing = True
+        self.paced.close()
         with contextlib.suppress(Exception):
             await self.nc.close()
 
@@ -363,7 +367,7 @@ class Cluster:
         self._pending[token] = _Forwarded(self.hub.clock() + ANSWER_WAIT_S, conn, to, frame, size)
         self._pending_bytes += size
         try:
-            await self.nc.publish(
+            await self.paced.publish(
                 node_subject(to, "d"), frame.SerializeToString(), reply=self._answers + token
             )
         except nats.errors.Error as err:
@@ -419,7 +423,7 @@ class Cluster:
             self.metrics.errors["disconnected"] += 1
             return False
         try:
-            await self.nc.publish(node_subject(to, "a"), frame.SerializeToString())
+            await self.paced.publish(node_subject(to, "a"), frame.SerializeToString())
         except nats.errors.Error:
             self.metrics.errors["publish"] += 1
             return False
@@ -552,7 +556,7 @@ class Cluster:
         if answer is None or not reply:
             return
         try:
-            await self.nc.publish(reply, answer.SerializeToString())
+            await self.paced.publish(reply, answer.SerializeToString())
         except nats.errors.Error:
             self.metrics.errors["respond"] += 1
 
