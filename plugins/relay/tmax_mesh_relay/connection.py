@@ -37,6 +37,7 @@ from tmax_core import netaddr
 from tmax_core.tokenbucket import TokenBucket
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.limits import HostLimits
+from tmax_mesh_relay.pacing import Pacer
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.storeforward import Held
 
@@ -67,6 +68,7 @@ class Connection:
         "node_hex",
         "node_id",
         "opened",
+        "pacer",
         "peer",
         "peer_ip",
         "pending",
@@ -111,6 +113,9 @@ class Connection:
         # any wait; posters wait for ``room`` while the queue is over its bound.
         self.flusher: asyncio.Task | None = None
         self.room: asyncio.Event | None = None
+        # Under load the flusher holds its next write briefly (pacing.py), so that
+        # more of the frames posted behind it share it.
+        self.pacer = Pacer()
         self.write_timeout = limits.write_timeout_s
         # The write in progress: its start (hub clock; 0.0 when none) and the
         # task blocked in it, which the sweeper cancels past write_timeout.
@@ -176,6 +181,7 @@ class Connection:
         if self.closing:
             done(False)
             return
+        self.pacer.arrived(asyncio.get_running_loop().time())
         self._queue(frame, done)
         self._start_flusher(clock)
 
@@ -202,9 +208,15 @@ class Connection:
         self.pending_bytes += item.size
 
     async def _write_posted(self, clock: Callable[[], float]) -> None:
-        """Write what is queued until nothing is (a lone ``send`` may write between)."""
+        """Write what is queued until nothing is (a lone ``send`` may write between);
+        under load, a write waits for more frames to share it (:mod:`~tmax_mesh_relay.pacing`)."""
+        loop = asyncio.get_running_loop()
         try:
             while self.pending:
+                hold = self.pacer.hold(loop.time())
+                if hold > 0 and not self.queue_full:
+                    await asyncio.sleep(hold)
+                self.pacer.wrote(loop.time())
                 async with self.lock:
                     if self.pending:
                         await self._write_pending(clock)

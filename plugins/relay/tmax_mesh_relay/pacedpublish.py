@@ -1,21 +1,14 @@
-"""Publishing relayed frames to NATS with at most one socket write per
-``FLUSH_INTERVAL_S`` (DESIGN §15's hot path).
+"""Publishing relayed frames to NATS with fewer socket writes under load
+(DESIGN §15's hot path; the rule is :mod:`tmax_mesh_relay.pacing`'s).
 
 nats-py's ``publish`` wakes its flusher task for every message, and a member
 reads its nodes' frames one per event-loop iteration, so every cross-member
 frame cost one write on this member, one read and one write in nats-server, and
-one read on the receiving member. Measured with ``bench/relay_cluster.py
---quick`` (2026-12-07): nats-server spent 62 to 76 µs per message and the two
-members 285 µs together. Writing what waits at most once per interval made it
-33 to 46 µs in nats-server and 190 to 245 µs in the members, because every process
-on the way then handles frames in bursts (the receiving member's gRPC writes
-carried ~4 envelopes instead of ~2).
-
-The pacing costs latency only under load: a frame published after a quiet
-``FLUSH_INTERVAL_S`` goes out on the next loop iteration, as with ``publish``;
-only frames following a write closer than that wait, for at most the interval
-(p50 at 1,000 msg/s across members: 0.88 ms before, 0.94 ms after, within
-noise).
+one read on the receiving member. Measured with ``bench/relay_cluster.py``
+(2026-12-07): nats-server spent 62 to 76 µs per message and the two members
+about 285 µs together; with writes held under load (at most one per 0.5 ms),
+28 to 40 µs in nats-server and 170 to 225 µs in the members, because every
+process on the way then handles frames in bursts.
 
 It appends to nats-py's own pending buffer, so its messages keep their order
 with everything else the connection publishes, and nats-py's flusher writes
@@ -31,22 +24,20 @@ from typing import Any
 import nats.errors
 from nats.protocol import command
 
-FLUSH_INTERVAL_S = 0.0005
-"""At most one write to NATS per this many seconds for paced frames."""
+from tmax_mesh_relay.pacing import INTERVAL_S, Pacer
 
 
 class PacedPublisher:
-    """``nc.publish`` for hot-path frames, flushed at most once per ``interval_s``."""
+    """``nc.publish`` for hot-path frames, flushed at most once per ``interval_s`` under load."""
 
-    def __init__(self, nc: Any, interval_s: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(self, nc: Any, interval_s: float = INTERVAL_S) -> None:
         self.nc = nc
-        self.interval_s = interval_s
+        self.pacer = Pacer(interval_s)
         self.paced = callable(getattr(nc, "_send_command", None)) and hasattr(nc, "_flush_queue")
         self.flushes = 0
         """Writes this publisher asked nats-py's flusher for (for tests and metrics)."""
         self._loop = asyncio.get_running_loop()
         self._flush_due: asyncio.Handle | None = None
-        self._last_flush = float("-inf")
 
     async def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
         """Queue one message; nats.errors.Error as ``publish`` raises them."""
@@ -64,8 +55,10 @@ class PacedPublisher:
             raise nats.errors.MaxPayloadError
         # nats-py's own buffer: it flushes at once past its pending size.
         await nc._send_command(command.pub_cmd(subject, reply, payload))
+        now = self._loop.time()
+        self.pacer.arrived(now)
         if self._flush_due is None:
-            wait = self._last_flush + self.interval_s - self._loop.time()
+            wait = self.pacer.hold(now)
             if wait > 0:
                 self._flush_due = self._loop.call_later(wait, self._flush)
             else:
@@ -74,7 +67,7 @@ class PacedPublisher:
     def _flush(self) -> None:
         """Wake nats-py's flusher, which writes everything pending in one go."""
         self._flush_due = None
-        self._last_flush = self._loop.time()
+        self.pacer.wrote(self._loop.time())
         self.flushes += 1
         queue = self.nc._flush_queue
         if queue is not None and queue.empty():
