@@ -7,12 +7,24 @@ remote sender's ack) is a :class:`MeshError`. ``code`` is part of the contract
 
 from __future__ import annotations
 
+from typing import Any
+
 ERROR_CODE_KEY = "tmax-error-code"
 """gRPC trailing-metadata key carrying a :class:`MeshError` code across the local API."""
 
+_BY_CODE: dict[str, type[MeshError]] = {}
+_BY_PREFIX: dict[str, type[MeshError]] = {}
+
 
 class MeshError(Exception):
-    """Base class: ``code`` is stable, the message is one human-readable line."""
+    """Base class: ``code`` is stable, the message is one human-readable line.
+
+    Each subclass that sets its own ``code`` is entered in the table
+    :func:`error_for_code` reads, so the table cannot drift from the classes.
+    Class keywords change that: ``code_prefix="invite_"`` claims every code
+    starting with it (its instances carry one of a family of codes), and
+    ``named_by_code=False`` claims none (its code also names other errors).
+    """
 
     code = "error"
 
@@ -20,6 +32,37 @@ class MeshError(Exception):
         super().__init__(message)
         if code is not None:
             self.code = code
+
+    def __init_subclass__(
+        cls, *, code_prefix: str | None = None, named_by_code: bool = True, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if code_prefix is not None:
+            _claim(code_prefix, cls, prefix=True)
+        elif named_by_code and "code" in vars(cls):
+            _claim(cls.code, cls, prefix=False)
+
+
+def _owner(code: str) -> type[MeshError] | None:
+    """The class that claimed ``code``, by a prefix of it or by the code itself."""
+    for prefix, cls in _BY_PREFIX.items():
+        if code.startswith(prefix):
+            return cls
+    return _BY_CODE.get(code)
+
+
+def _claim(code: str, cls: type[MeshError], *, prefix: bool) -> None:
+    """Enter ``cls`` for ``code`` (for every code starting with it if ``prefix``).
+    Two classes claiming one code is a programming error, raised when the second is defined."""
+    clashes = [_owner(code)]
+    if prefix:
+        clashes += [
+            other for claimed, other in (*_BY_CODE.items(), *_BY_PREFIX.items()) if claimed.startswith(code)
+        ]
+    clash = next((other for other in clashes if other is not None), None)
+    if clash is not None:
+        raise TypeError(f"{cls.__qualname__}: code {code!r} is already claimed by {clash.__qualname__}")
+    (_BY_PREFIX if prefix else _BY_CODE)[code] = cls
 
 
 class UsageError(MeshError):
@@ -38,14 +81,15 @@ class KeystoreError(MeshError):
     code = "keystore"
 
 
-class InviteError(MeshError):
+class InviteError(MeshError, code_prefix="invite_"):
     """An invite token was rejected; ``code`` says why (see ``InviteReason``)."""
 
     code = "invite_malformed"
 
 
-class EnvelopeError(MeshError):
-    """An envelope failed a check; ``code`` is a :class:`Reason`."""
+class EnvelopeError(MeshError, named_by_code=False):
+    """An envelope failed a check; ``code`` is a :class:`Reason`, a code that a
+    plain :class:`MeshError` (an invite's state) or :class:`QuotaExceeded` may carry too."""
 
     code = "malformed"
 
@@ -82,13 +126,8 @@ def error_for_code(code: str, message: str) -> MeshError:
     """The :class:`MeshError` subclass for ``code`` (as carried across the local
     API), so callers can catch :class:`NotFound` or :class:`InviteError`
     rather than compare strings; ``code`` is kept as given."""
-    if code.startswith("invite_"):
-        return InviteError(message, code=code)
-    known = (UsageError, ConfigError, StateDirError, KeystoreError, NotFound, NodeNotRunning, StorageError)
-    for cls in (*known, QuotaExceeded, UnreadableReply):
-        if cls.code == code:
-            return cls(message)
-    return MeshError(message, code=code)
+    cls = _owner(code) or MeshError
+    return cls(message, code=code)
 
 
 class InviteReason:

@@ -5,6 +5,7 @@ a standalone host never loads NATS."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -192,9 +193,11 @@ class ProbedNats:
 
     def __init__(self, answer: bytes | BaseException) -> None:
         self.answer = answer
+        self.requests = 0
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> Any:
         assert subject == jsready.API_INFO
+        self.requests += 1
         if isinstance(self.answer, BaseException):
             raise self.answer
         return SimpleNamespace(data=self.answer)
@@ -241,11 +244,31 @@ async def test_a_setup_step_is_tried_again_while_the_nats_cluster_is_forming(
             raise nats.js.errors.BadRequestError(code=400, err_code=10005, description="no suitable peers")
         return "set up"
 
+    nc = ProbedNats(ACCOUNT_INFO)
     with caplog.at_level(logging.INFO, logger="tmax_mesh.host"):
-        assert await JetStreamStart(ProbedNats(ACCOUNT_INFO), "N").run(step) == "set up"
+        assert await JetStreamStart(nc, "N").run(step) == "set up"
     assert len(calls) == 3
+    assert nc.requests == 3  # asked again before each try that follows a "still forming"
     waiting = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")]
     assert waiting == [f"waiting for JetStream at N ({jsready.FORMING[jsready.NO_PEERS]})"]
+
+
+async def test_a_ready_jetstream_is_asked_once_for_all_the_setup_steps() -> None:
+    """The member's four steps on a ready server cost one $JS.API.INFO request, not four;
+    a step failing as "still forming" makes the next try ask again, and only that one."""
+    nc = ProbedNats(ACCOUNT_INFO)
+    start = JetStreamStart(nc, "N")
+    failures = [nats.js.errors.ServiceUnavailableError(code=503, err_code=10008, description="no leader")]
+
+    async def step(n: int) -> int:
+        if n == 2 and failures:
+            raise failures.pop()
+        return n
+
+    assert [await start.run(functools.partial(step, n)) for n in range(2)] == [0, 1]
+    assert nc.requests == 1
+    assert [await start.run(functools.partial(step, n)) for n in range(2, 4)] == [2, 3]
+    assert nc.requests == 2
 
 
 async def test_a_setup_step_failing_otherwise_is_not_tried_again() -> None:

@@ -1,6 +1,7 @@
 """Stand-ins for the relay transport's unit tests: a fake node with the parts
 of NodeAPI the transport uses, in-process hosts (real gRPC servers on
-127.0.0.1, no subprocess) and transports stopped after each test."""
+127.0.0.1, no subprocess; or a scripted hostile one) and transports stopped
+after each test."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
+from tests.unit.hostilehost import HostileHost, Script
 from tmax_core import envelope as env
 from tmax_core.crypto import to_checksum
 from tmax_core.identity import NodeIdentity
@@ -127,6 +129,15 @@ async def relay_transports() -> AsyncIterator[StartTransport]:
     finally:
         for transport in transports:
             await transport.stop()
+
+
+@contextlib.asynccontextmanager
+async def hostile_relay(script: Script) -> AsyncIterator[RelayTransport]:
+    """A started relay transport of a :class:`FakeNode` whose one relay host is a
+    :class:`HostileHost` playing ``script``; on exit the transport is stopped, then the host."""
+    with HostileHost(script) as host:
+        async with relay_transports() as start:
+            yield await start(FakeNode([host.url]))
 
 
 def seal(sender: FakeNode, recipient: FakeNode, body: bytes = b"hi") -> bytes:

@@ -12,14 +12,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.polling import wait_for_async
-from tests.unit.hostilehost import HostileHost, registered
-from tests.unit.relayfakes import FakeNode
+from tests.unit.hostilehost import registered
+from tests.unit.relayfakes import hostile_relay
 from tests.unit.test_punch_hostile import Fixture, _link
 from tmax_core.cli import _render_transport
 from tmax_core.printable import printable_tree
 from tmax_mesh_direct.punch import Refused
 from tmax_mesh_relay.proto import host_pb2
-from tmax_mesh_relay.transport import RelayTransport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,18 +41,12 @@ async def test_a_hosts_refusal_detail_is_bounded_in_last_error_status_and_logs(
     async def script(_register: host_pb2.NodeFrame) -> AsyncIterator[host_pb2.HostFrame]:
         yield host_pb2.HostFrame(error=host_pb2.Error(code="bad_registration", detail=detail))
 
-    with HostileHost(script) as host, caplog.at_level(logging.WARNING):
-        node = FakeNode([host.url])
-        transport = RelayTransport(node)
-        node.transports.append(transport)
-        await transport.start()
-        try:
+    with caplog.at_level(logging.WARNING):
+        async with hostile_relay(script) as transport:
             link = transport.links[0]
             await wait_for_async(lambda: link.last_error is not None, what="refused")
             error = link.last_error or ""
             text = _status_text(transport.status())
-        finally:
-            await transport.stop()
     assert len(error) <= 1024, f"last_error is {len(error)} chars"
     assert error.startswith("registration refused: bad_registration: \\x1b]0;owned\\x07\\nAAA"), error[:80]
     assert len(text) <= BOUND, f"node status text for one host is {len(text)} chars"
@@ -70,15 +63,9 @@ async def test_a_hosts_error_frame_after_registration_is_bounded_in_logs(
         yield registered()
         yield host_pb2.HostFrame(error=host_pb2.Error(code="x\n" * 200_000, detail="\n forged" * 200_000))
 
-    with HostileHost(script) as host, caplog.at_level(logging.INFO):
-        node = FakeNode([host.url])
-        transport = RelayTransport(node)
-        node.transports.append(transport)
-        await transport.start()
-        try:
+    with caplog.at_level(logging.INFO):
+        async with hostile_relay(script):
             await wait_for_async(lambda: "host says" in caplog.text, what="the error logged")
-        finally:
-            await transport.stop()
     said = next(r.getMessage() for r in caplog.records if "host says" in r.getMessage())
     assert "\n" not in said and len(said) <= 1000, said[:200]
 

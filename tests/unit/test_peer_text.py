@@ -15,9 +15,8 @@ import grpc
 import pytest
 
 from tests.polling import wait_for_async
-from tests.unit.hostilehost import HostileHost
 from tests.unit.nodefakes import OutboxHostFake, outbox_entry
-from tests.unit.relayfakes import FakeNode as RelayNode
+from tests.unit.relayfakes import hostile_relay
 from tests.unit.test_direct_upgrade import FakeNode, FakeRelay
 from tests.unit.test_outbox import REJECTED, BatchPeer, final
 from tmax_core.errors import Reason
@@ -28,7 +27,6 @@ from tmax_core.printable import HOST_TEXT_CHARS
 from tmax_core.proto import mesh_pb2
 from tmax_mesh_direct.upgrade import Upgrader
 from tmax_mesh_relay.proto import host_pb2
-from tmax_mesh_relay.transport import RelayTransport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,17 +54,11 @@ async def test_a_hosts_connection_id_is_escaped_and_cut(caplog: pytest.LogCaptur
         )
         await asyncio.Event().wait()  # the stream stays open: the link stays connected
 
-    with HostileHost(script) as hostile, caplog.at_level(logging.INFO):
-        node = RelayNode([hostile.url])
-        transport = RelayTransport(node)
-        node.transports.append(transport)
-        await transport.start()
-        try:
+    with caplog.at_level(logging.INFO):
+        async with hostile_relay(script) as transport:
             link = transport.links[0]
             await wait_for_async(lambda: link.state == "connected", what="registered")
             shown = transport.status()["hosts"][0]["connection_id"]
-        finally:
-            await transport.stop()
     _bounded(shown, 64)
     logged = next(r.getMessage() for r in caplog.records if "registered as" in r.getMessage())
     _bounded(logged, 400)

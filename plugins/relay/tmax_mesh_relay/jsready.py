@@ -14,8 +14,9 @@ JetStream must fail the member at once instead, yet nats-py reports both as
 - another error: JetStream refuses this account (e.g. not enabled for it);
 - the account's info: ready.
 
-Once it is ready, a setup step is tried again only while the cluster is still
-forming (:data:`FORMING`); any other failure is final.
+It asks before the first setup step, and after that only when a step failed
+because the cluster is still forming (:data:`FORMING`): such a step is tried
+again once JetStream answers; any other failure is final.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class JetStreamStart:
         self.deadline = time.monotonic() + wait_s
         self._pause = RETRY_FIRST_S
         self._told = ""
+        self._ready = False  # JetStream answered, and no step failed as not ready since
 
     async def run(self, step: Callable[[], Awaitable[T]]) -> T:
         """``step()`` once JetStream is ready; its failures other than "still forming" propagate.
@@ -93,13 +95,15 @@ class JetStreamStart:
         JetStream calls succeed (the member's steps bind or create buckets and a
         stream, and subscribe only after that)."""
         while True:
-            reason = await not_ready_reason(self.nc, self.where)
+            reason = None if self._ready else await not_ready_reason(self.nc, self.where)
             if reason is None:
+                self._ready = True
                 try:
                     return await step()
                 except nats.js.errors.APIError as err:
                     if err.err_code not in FORMING:
                         raise
+                    self._ready = False
                     reason = FORMING[err.err_code]
             await self._wait(reason)
 
