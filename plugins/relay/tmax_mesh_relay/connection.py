@@ -12,10 +12,7 @@ and awaited. Relayed envelopes (``Deliver``, ``DeliverBatch``) are *posted*
 without waiting for the write, so the sender's next frames are read while it
 runs. Queued frames are written by one task per stream that lives only while
 frames wait, so cancelling a sender's task never fails another's frame, and
-each frame's result is its own. Under load (frames for the stream less than
-0.5 ms apart on average) that task holds each write until 0.5 ms after the
-previous one (:mod:`tmax_mesh_relay.pacing`), so more frames share it. The
-queue is bounded per stream
+each frame's result is its own. The queue is bounded per stream
 (``POST_MAX_FRAMES``, ``max_frame_bytes``); past that the poster waits, which
 back-pressures the sender: a sender whose recipient reads slowly is itself
 read more slowly. A posted frame whose write fails takes the fallback an
@@ -40,7 +37,6 @@ from tmax_core import netaddr
 from tmax_core.tokenbucket import TokenBucket
 from tmax_mesh_relay import wire
 from tmax_mesh_relay.limits import HostLimits
-from tmax_mesh_relay.pacing import Pacer
 from tmax_mesh_relay.proto import host_pb2
 from tmax_mesh_relay.storeforward import Held
 
@@ -71,7 +67,6 @@ class Connection:
         "node_hex",
         "node_id",
         "opened",
-        "pacer",
         "peer",
         "peer_ip",
         "pending",
@@ -116,9 +111,6 @@ class Connection:
         # any wait; posters wait for ``room`` while the queue is over its bound.
         self.flusher: asyncio.Task | None = None
         self.room: asyncio.Event | None = None
-        # Under load the flusher holds its next write briefly (pacing.py), so that
-        # more of the frames posted behind it share it.
-        self.pacer = Pacer()
         self.write_timeout = limits.write_timeout_s
         # The write in progress: its start (hub clock; 0.0 when none) and the
         # task blocked in it, which the sweeper cancels past write_timeout.
@@ -184,7 +176,6 @@ class Connection:
         if self.closing:
             done(False)
             return
-        self.pacer.arrived(asyncio.get_running_loop().time())
         self._queue(frame, done)
         self._start_flusher(clock)
 
@@ -211,15 +202,9 @@ class Connection:
         self.pending_bytes += item.size
 
     async def _write_posted(self, clock: Callable[[], float]) -> None:
-        """Write what is queued until nothing is (a lone ``send`` may write between);
-        under load, a write waits for more frames to share it (:mod:`~tmax_mesh_relay.pacing`)."""
-        loop = asyncio.get_running_loop()
+        """Write what is queued until nothing is (a lone ``send`` may write between)."""
         try:
             while self.pending:
-                hold = self.pacer.hold(loop.time())
-                if hold > 0 and not self.queue_full:
-                    await asyncio.sleep(hold)
-                self.pacer.wrote(loop.time())
                 async with self.lock:
                     if self.pending:
                         await self._write_pending(clock)

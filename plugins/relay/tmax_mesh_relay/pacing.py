@@ -1,13 +1,14 @@
 """When a writer should hold its next write so that the frames arriving behind
-it share one (a Nagle rule for the relay's hot paths, engaged only under load).
+it share one (a Nagle rule for the relay cluster's writes to NATS, engaged only
+under load; :mod:`tmax_mesh_relay.pacedpublish` applies it).
 
-A write costs the host far more than the bytes it carries (a gRPC write, a
-socket write into NATS; and the reader on the other side pays a read each).
-Frames for one destination arrive one per event-loop iteration, so without a
-hold each goes out alone. Holding every write would cost every message latency,
-and asyncio's timers tick in whole milliseconds; so :class:`Pacer` holds only
-while frames arrive faster than ``BUSY_GAP_S`` apart on average, and then for at
-most ``INTERVAL_S`` after the previous write. At 1,000 msg/s nothing waits.
+A write costs far more than the bytes it carries (a socket write here, a read
+and a write in nats-server, a read on the receiving member). A member's frames
+for NATS arrive one per event-loop iteration, so without a hold each goes out
+alone. Holding every write would cost every message latency, and asyncio's
+timers tick in whole milliseconds; so :class:`Pacer` holds only while frames
+arrive less than ``BUSY_GAP_S`` apart on average, and then for at most
+``INTERVAL_S`` after the previous write. At 1,000 msg/s nothing waits.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ _IDLE_GAP_S = 0.002
 
 
 class Pacer:
-    """The arrivals and writes of one destination (a stream, a NATS connection)."""
+    """The arrivals and writes of one destination (a NATS connection)."""
 
     __slots__ = ("_gap", "_last_arrival", "_last_write", "interval_s")
 
