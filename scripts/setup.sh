@@ -9,21 +9,34 @@ PY=${PYTHON:-python3}
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { echo "setup: Python 3.11+ is required ($PY is $("$PY" --version 2>&1))" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-# One command, core first: pip resolves the plugin -> core dependency only in this order.
-.venv/bin/python -m pip install --quiet \
-  -e . -e plugins/relay -e plugins/direct -e plugins/session_mailbox -e plugins/ratelimit \
-  -e examples/task_update_plugin
-if [ "${1:-}" = "--dev" ]; then
-  .venv/bin/python -m pip install --quiet -r requirements-dev.txt -e 'plugins/relay[cluster]'
+pip=(.venv/bin/python -m pip)
+# The build backend goes into the venv once, so that the local projects below
+# build without an isolated environment each (most of a fresh install's time).
+"${pip[@]}" install --quiet --upgrade pip 'setuptools>=77'
+# Core first: pip resolves the plugin -> core dependency only in this order.
+local_projects=(-e . -e plugins/relay -e plugins/direct -e plugins/session_mailbox -e plugins/ratelimit
+  -e examples/task_update_plugin)
+if [ "${1:-}" != "--dev" ]; then
+  "${pip[@]}" install --quiet --no-build-isolation "${local_projects[@]}"
+else
   # The third-party runtime wheels, for tests/e2e/test_packaging.py: it installs
   # the built wheels into a fresh venv with --no-index. Fetched again (network)
-  # only when a pyproject.toml changed.
+  # only when a pyproject.toml changed, in the background while the install
+  # below runs (third-party requirements only: no local project builds twice at once).
   stamp=$(cat pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+  fetch=
   if [ "$(cat .venv/wheelhouse/.stamp 2>/dev/null)" != "$stamp" ]; then
     rm -rf .venv/wheelhouse
-    .venv/bin/python -m pip download --quiet --dest .venv/wheelhouse \
-      . plugins/relay plugins/direct plugins/session_mailbox plugins/ratelimit
+    mapfile -t third_party < <(.venv/bin/python scripts/runtime_requirements.py)
+    "${pip[@]}" download --quiet --dest .venv/wheelhouse "${third_party[@]}" &
+    fetch=$!
+    trap 'kill "$fetch" 2>/dev/null || true' EXIT # a failed install stops the fetch too
+  fi
+  # One resolver run for the runtime and the dev dependencies.
+  "${pip[@]}" install --quiet --no-build-isolation "${local_projects[@]}" \
+    -r requirements-dev.txt -e 'plugins/relay[cluster]'
+  if [ -n "$fetch" ]; then
+    wait "$fetch" || { echo "setup: downloading .venv/wheelhouse failed" >&2; exit 1; }
     echo "$stamp" >.venv/wheelhouse/.stamp
   fi
 fi
