@@ -4,11 +4,11 @@
 nats-py's ``publish`` wakes its flusher task for every message, and a member
 reads its nodes' frames one per event-loop iteration, so every cross-member
 frame cost one write on this member, one read and one write in nats-server, and
-one read on the receiving member. Measured with ``bench/relay_cluster.py``
-(2026-12-07): nats-server spent 62 to 76 µs per message and the two members
-about 285 µs together; with writes held under load (at most one per 0.5 ms),
-28 to 40 µs in nats-server and 170 to 225 µs in the members, because every
-process on the way then handles frames in bursts.
+one read on the receiving member. With writes held under load, nats-server's
+CPU per relayed message fell from 62-76 µs to 28-47 µs, and cross-member relay
+CPU from ~315-435 µs to ~200-300 µs, because every process on the way then
+handles frames in bursts (``bench/relay_cluster.py``; bench/README.md, "What
+changed on 2026-12-07").
 
 It appends to nats-py's own pending buffer, so its messages keep their order
 with everything else the connection publishes, and nats-py's flusher writes
