@@ -10,6 +10,9 @@ PY=${PYTHON:-python3}
   || { echo "setup: Python 3.11+ is required ($PY is $("$PY" --version 2>&1))" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip=(.venv/bin/python -m pip)
+# setuptools tells of every editable install it makes without an isolated build
+# (a dozen lines each): information only.
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation"
 # The build backend goes into the venv once, so that the local projects below
 # build without an isolated environment each (most of a fresh install's time).
 "${pip[@]}" install --quiet --upgrade pip 'setuptools>=77'
