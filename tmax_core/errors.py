@@ -20,7 +20,8 @@ class MeshError(Exception):
     """Base class: ``code`` is stable, the message is one human-readable line.
 
     Each subclass that sets its own ``code`` is entered in the table
-    :func:`error_for_code` reads, so the table cannot drift from the classes.
+    :func:`error_for_code` reads, so the table cannot drift from the classes
+    (the first class to claim a code keeps it: the core's are defined first).
     Class keywords change that: ``code_prefix="invite_"`` claims every code
     starting with it (its instances carry one of a family of codes), and
     ``named_by_code=False`` claims none (its code also names other errors).
@@ -52,17 +53,18 @@ def _owner(code: str) -> type[MeshError] | None:
 
 
 def _claim(code: str, cls: type[MeshError], *, prefix: bool) -> None:
-    """Enter ``cls`` for ``code`` (for every code starting with it if ``prefix``).
-    Two classes claiming one code is a programming error, raised when the second is defined."""
+    """Enter ``cls`` for ``code`` (for every code starting with it if ``prefix``),
+    unless a class defined earlier has it: the first claim stays. A subclass that
+    restates its parent's code, or takes one of its parent's prefix family, is an
+    ordinary refinement (a plugin's ``PeerNotFound(NotFound)``), and a plugin must
+    not be refused at import for reusing a core code."""
     clashes = [_owner(code)]
     if prefix:
         clashes += [
             other for claimed, other in (*_BY_CODE.items(), *_BY_PREFIX.items()) if claimed.startswith(code)
         ]
-    clash = next((other for other in clashes if other is not None), None)
-    if clash is not None:
-        raise TypeError(f"{cls.__qualname__}: code {code!r} is already claimed by {clash.__qualname__}")
-    (_BY_PREFIX if prefix else _BY_CODE)[code] = cls
+    if all(other is None for other in clashes):
+        (_BY_PREFIX if prefix else _BY_CODE)[code] = cls
 
 
 class UsageError(MeshError):
@@ -127,7 +129,10 @@ def error_for_code(code: str, message: str) -> MeshError:
     API), so callers can catch :class:`NotFound` or :class:`InviteError`
     rather than compare strings; ``code`` is kept as given."""
     cls = _owner(code) or MeshError
-    return cls(message, code=code)
+    try:
+        return cls(message, code=code)
+    except TypeError:  # a subclass whose __init__ takes other arguments
+        return MeshError(message, code=code)
 
 
 class InviteReason:

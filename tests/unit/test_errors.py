@@ -71,18 +71,18 @@ def test_a_subclass_that_keeps_its_parents_code_does_not_take_it_over() -> None:
 
 
 @pytest.mark.parametrize(
-    ("keywords", "body", "owner"),
+    ("keywords", "body", "owner", "owned"),
     [
-        ({}, {"code": NotFound.code}, NotFound),
-        ({}, {"code": "invite_new_reason"}, InviteError),
-        ({"code_prefix": "invite_x"}, {}, InviteError),
-        ({"code_prefix": "node_"}, {}, NodeNotRunning),
+        ({}, {"code": NotFound.code}, NotFound, NotFound.code),
+        ({}, {"code": "invite_new_reason"}, InviteError, "invite_new_reason"),
+        ({"code_prefix": "invite_x"}, {}, InviteError, "invite_xy"),
+        ({"code_prefix": "node_"}, {}, NodeNotRunning, NodeNotRunning.code),
     ],
 )
-def test_a_second_claim_on_a_code_is_refused_when_the_class_is_defined(
-    keywords: dict[str, str], body: dict[str, str], owner: type[MeshError]
+def test_a_later_claim_on_a_taken_code_leaves_it_with_its_first_class(
+    keywords: dict[str, str], body: dict[str, str], owner: type[MeshError], owned: str
 ) -> None:
-    with pytest.raises(TypeError, match=f"already claimed by {owner.__qualname__}$"):
-        types.new_class("Clash", (MeshError,), keywords, lambda namespace: namespace.update(body))
-    refused = body.get("code") or keywords["code_prefix"] + "y"
-    assert type(error_for_code(refused, "x")).__name__ != "Clash"  # the refused class claimed nothing
+    clash = types.new_class("Clash", (MeshError,), keywords, lambda namespace: namespace.update(body))
+    assert type(error_for_code(owned, "x")) is owner
+    claimed = body.get("code") or keywords["code_prefix"] + "y"
+    assert type(error_for_code(claimed, "x")) is not clash  # the later class claimed nothing
