@@ -12,7 +12,7 @@ changed on 2026-12-07").
 
 It appends to nats-py's own pending buffer, so its messages keep their order
 with everything else the connection publishes, and nats-py's flusher writes
-them; that needs two of ``nats.aio.client.Client``'s private members. Where a
+them; that needs four of ``nats.aio.client.Client``'s private members. Where a
 nats-py lacks them, :meth:`PacedPublisher.publish` is plain ``publish``.
 """
 
@@ -33,11 +33,14 @@ class PacedPublisher:
     def __init__(self, nc: Any, interval_s: float = INTERVAL_S) -> None:
         self.nc = nc
         self.pacer = Pacer(interval_s)
-        self.paced = callable(getattr(nc, "_send_command", None)) and hasattr(nc, "_flush_queue")
+        self.paced = callable(getattr(nc, "_send_command", None)) and all(
+            hasattr(nc, name) for name in ("_flush_queue", "_flusher_task", "_flush_pending")
+        )
         self.flushes = 0
         """Writes this publisher asked nats-py's flusher for (for tests and metrics)."""
         self._loop = asyncio.get_running_loop()
         self._flush_due: asyncio.Handle | None = None
+        self._inline: set[asyncio.Future] = set()
 
     async def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
         """Queue one message; nats.errors.Error as ``publish`` raises them."""
@@ -69,9 +72,24 @@ class PacedPublisher:
         self._flush_due = None
         self.pacer.wrote(self._loop.time())
         self.flushes += 1
-        queue = self.nc._flush_queue
+        nc = self.nc
+        flusher = nc._flusher_task
+        if flusher is None or flusher.done():
+            # Its flusher has ended while the connection is up: nats-py then writes
+            # inline (a future queued for no reader would also stop its own
+            # publishes from flushing, as they flush only into an empty queue).
+            inline = asyncio.ensure_future(nc._flush_pending())
+            self._inline.add(inline)
+            inline.add_done_callback(self._inline_done)
+            return
+        queue = nc._flush_queue
         if queue is not None and queue.empty():
             queue.put_nowait(self._loop.create_future())
+
+    def _inline_done(self, task: asyncio.Future) -> None:
+        self._inline.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed write shows as the connection's loss
 
     def close(self) -> None:
         """Forget a scheduled flush (nats-py's ``close`` writes what is pending)."""
