@@ -58,12 +58,10 @@ def _claim(code: str, cls: type[MeshError], *, prefix: bool) -> None:
     restates its parent's code, or takes one of its parent's prefix family, is an
     ordinary refinement (a plugin's ``PeerNotFound(NotFound)``), and a plugin must
     not be refused at import for reusing a core code."""
-    clashes = [_owner(code)]
-    if prefix:
-        clashes += [
-            other for claimed, other in (*_BY_CODE.items(), *_BY_PREFIX.items()) if claimed.startswith(code)
-        ]
-    if all(other is None for other in clashes):
+    taken = _owner(code) is not None or (
+        prefix and any(claimed.startswith(code) for claimed in (*_BY_CODE, *_BY_PREFIX))
+    )
+    if not taken:
         (_BY_PREFIX if prefix else _BY_CODE)[code] = cls
 
 

@@ -37,7 +37,7 @@ class PacedPublisher:
             hasattr(nc, name) for name in ("_flush_queue", "_flusher_task", "_flush_pending")
         )
         self.flushes = 0
-        """Writes this publisher asked nats-py's flusher for (for tests and metrics)."""
+        """Writes this publisher asked nats-py for (read by tests)."""
         self._loop = asyncio.get_running_loop()
         self._flush_due: asyncio.Handle | None = None
         self._inline: set[asyncio.Future] = set()
