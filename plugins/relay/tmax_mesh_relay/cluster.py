@@ -138,6 +138,9 @@ class Cluster:
         self.held: HeldStream | None = None
         self.allow_lists: SharedAllowLists | None = None
         self._subs: dict[bytes, Subscription] = {}
+        # Nodes subscribed here that registered on another member since: until the
+        # unsubscribe is done, that member answers their frames and lookups, not this one.
+        self._superseded: set[bytes] = set()
         # Per node registered here: where its next drain of held envelopes starts,
         # whether a drain runs (True: run again when it ends), and the sequence
         # numbers of envelopes written to it and not yet acknowledged.
@@ -318,6 +321,7 @@ class Cluster:
             )
             if self._subs.setdefault(node_id, sub) is not sub:
                 await sub.unsubscribe()  # a concurrent registration subscribed first
+        self._superseded.discard(node_id)
         # A new stream gets everything held, including what an older one did not acknowledge.
         self._cursor[node_id] = 1
         self._unacked.pop(node_id, None)
@@ -338,13 +342,22 @@ class Cluster:
         self._unacked.pop(node_id, None)
         sub = self._subs.pop(node_id, None)
         if sub is not None:
-            self._spawn(sub.unsubscribe())
+            self._spawn(self._unsubscribe(node_id, sub))
+
+    async def _unsubscribe(self, node_id: bytes, sub: Subscription) -> None:
+        try:
+            await sub.unsubscribe()
+        finally:
+            if node_id not in self._subs:  # (not subscribed again meanwhile)
+                self._superseded.discard(node_id)
 
     async def _on_registered(self, msg: Msg) -> None:
         data = msg.data
         member, node_id = data[:8], data[8:]
         if member == self._member_tag or len(node_id) != 20:
             return
+        if node_id in self._subs:
+            self._superseded.add(node_id)
         self.hub.moved(node_id)
 
     # -- Router: frames for other members' nodes ------------------------------------------
@@ -511,19 +524,21 @@ class Cluster:
         try:
             node_id = bytes.fromhex(hex_id)
             conn = self.hub.routes.get(node_id)
-            if kind in ("d", "l") and (conn is None or conn.closing):
-                # The node's stream here is ending (superseded elsewhere, or gone) and
-                # the unsubscribe is on its way: leave the answer to the member it
-                # registered on, or to NATS's "no responders", or to the timeout.
+            gone = conn is None or conn.closing
+            if gone and kind in ("d", "l") and node_id in self._superseded:
+                # The node registered on another member, which got this too and answers
+                # it; the unsubscribe here is on its way.
                 self.metrics.errors["stale_route"] += 1
                 return
+            # Otherwise a stream that ended here (and whose unsubscribe is on its way)
+            # is answered as an offline node's: a frame is held, a lookup finds nothing.
             if kind == "d":
                 frame = host_pb2.HostFrame.FromString(msg.data)
                 what = frame.WhichOneof("frame")
                 if what not in ("deliver", "deliver_batch"):
                     raise ValueError(f"{what} frame on a deliver subject")
                 self.metrics.frames_in[what] += 1
-                if conn is not None and conn.queue_full:  # (not None: checked above)
+                if conn is not None and not gone and conn.queue_full:
                     # Not waiting for room: this subscription also carries the node's
                     # acks and lookups, and what waits in it costs this member memory.
                     self.metrics.errors["recipient_busy"] += 1
@@ -544,7 +559,10 @@ class Cluster:
                     self._spawn(self._drain(node_id))
             elif kind == "l":
                 self.metrics.frames_in["lookup"] += 1
-                result = await self.hub.lookup(bytes(msg.data), node_id, route=False)
+                if gone:
+                    result = host_pb2.LookupResult(target=node_id)
+                else:
+                    result = await self.hub.lookup(bytes(msg.data), node_id, route=False)
                 await msg.respond(result.SerializeToString())
         except (ValueError, DecodeError):
             self.metrics.errors["malformed"] += 1
