@@ -25,12 +25,11 @@ from tests.cluster.test_cluster_protocol import (
     held_count_is,
     lookup,
     member,
-    metrics_of,
     register,
     send,
 )
-from tests.e2e.test_relay import metric
 from tests.harness import Host, ProcGroup
+from tests.metrics import host_metrics, metric
 from tests.polling import wait_for_async
 from tmax_core.identity import NodeIdentity
 from tmax_mesh_relay import held, sharedallow
@@ -77,7 +76,7 @@ async def test_a_lookup_of_a_target_that_is_no_node_id_is_malformed_and_keeps_th
     finally:
         await sx.close()
         await sy.close()
-    assert metric(metrics_of(m2), DISCONNECTS) == 0
+    assert metric(host_metrics(m2), DISCONNECTS) == 0
     assert "Traceback" not in m2.log_path.read_text(errors="replace")
 
 
@@ -96,7 +95,7 @@ async def test_an_ack_to_a_long_id_is_malformed_and_keeps_the_member_on_nats(
     finally:
         await sx.close()
         await sy.close()
-    assert metric(metrics_of(m2), DISCONNECTS) == 0
+    assert metric(host_metrics(m2), DISCONNECTS) == 0
 
 
 async def bucket_value(server: NatsServer, bucket: str, key: str) -> bytes | None:
@@ -171,7 +170,7 @@ async def bucket_is(nats: NatsServer, key: str, value: bytes) -> bool:
 
 
 def no_route(host: Host) -> bool:
-    return metric(metrics_of(host), "tmax_host_registered_nodes") == 0
+    return metric(host_metrics(host), "tmax_host_registered_nodes") == 0
 
 
 async def test_one_sender_cannot_fill_the_clusters_held_envelopes_for_everyone(
@@ -206,7 +205,7 @@ async def test_one_sender_cannot_fill_the_clusters_held_envelopes_for_everyone(
     finally:
         await sf.close()
     assert await held_count(nats_server) == 4
-    assert metric(metrics_of(m1), 'tmax_host_drops_total{reason="sender_full"}') == 30
+    assert metric(host_metrics(m1), 'tmax_host_drops_total{reason="sender_full"}') == 30
 
 
 async def test_a_member_limits_how_fast_one_sender_gets_envelopes_held(nats_server: NatsServer) -> None:
@@ -266,7 +265,7 @@ async def test_the_shared_allow_lists_and_every_bucket_are_bounded(
         session = await register(m1, who, *(NodeIdentity.generate() for _ in range(100)))
         await session.close()
     await wait_for_async(
-        lambda: metric(metrics_of(m1), 'tmax_host_cluster_errors_total{kind="kv"}') > 0,
+        lambda: metric(host_metrics(m1), 'tmax_host_cluster_errors_total{kind="kv"}') > 0,
         what="the full bucket to refuse a list",
     )
     buckets = ("KV_tmax_allow", "KV_tmax_members", "KV_tmax_cluster", f"KV_{held.INDEX_BUCKET}")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import pytest
 
 from tests.cluster.natsproc import NatsServer
-from tests.cluster.test_cluster_relay import member, metrics_of
-from tests.e2e.test_relay import BULK, api, bodies, metric, outbox, relay_status, wait_registered
+from tests.cluster.test_cluster_relay import member
+from tests.e2e.test_relay import BULK, api, bodies, outbox, relay_status, wait_registered
 from tests.harness import Host, Node, ProcGroup, befriend, wait_for
+from tests.metrics import host_metrics, metric
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,7 +26,7 @@ def link_states(node_status: dict) -> dict[str, str]:
 
 
 def counts(name: str, *hosts: Host) -> list[float]:
-    return [metric(metrics_of(h), name) for h in hosts]
+    return [metric(host_metrics(h), name) for h in hosts]
 
 
 def settled_on(node: Node, m1: Host, m2: Host) -> tuple[Host, Host]:
@@ -130,7 +131,7 @@ def test_registered_nodes_hear_of_a_member_that_joins_or_leaves_later(
     with api(a) as c:
         c.msg_send(b.node_id, b"through m1")
     wait_for(lambda: bodies(b) == ["through m1"], what="b to get a's message")
-    assert metric(metrics_of(m1), 'tmax_host_frames_out_total{type="members"}') >= 1
+    assert metric(host_metrics(m1), 'tmax_host_frames_out_total{type="members"}') >= 1
 
     m2.stop()  # SIGTERM: m2 leaves the member list
     wait_for(lambda: relay_status(a)["hosts"][0]["members"] == [m1.url], what="a to hear m2 left")

@@ -4,14 +4,14 @@ nats-server): supersede, acks, lookups and store-and-forward across members."""
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 
 import nats as nats_client
 import pytest
 
 from tests.cluster.natsproc import NatsServer
-from tests.e2e.test_relay import metric
+from tests.cluster.test_cluster_relay import member
 from tests.harness import Host, ProcGroup, wait_for
+from tests.metrics import host_metrics, metric
 from tests.polling import wait_for_async
 from tmax_core import envelope as env
 from tmax_core.identity import NodeIdentity
@@ -20,14 +20,6 @@ from tmax_mesh_relay.client import HostSession
 from tmax_mesh_relay.proto import host_pb2
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def member(procs: ProcGroup, name: str, nats: NatsServer) -> Host:
-    return procs.host(name, "--cluster", nats.url, "--metrics-listen", "127.0.0.1:0")
-
-
-def metrics_of(host: Host) -> str:
-    return urllib.request.urlopen(f"http://{host.metrics}/metrics", timeout=5).read().decode()
 
 
 async def register(host: Host, who: NodeIdentity, *allow: NodeIdentity) -> HostSession:
@@ -97,7 +89,7 @@ async def test_supersede_ack_and_lookup_across_members(procs: ProcGroup, nats_se
     finally:
         for session in (old, sy, sz, new):
             await session.close()
-    assert metric(metrics_of(m1), 'tmax_host_cluster_frames_in_total{type="lookup"}') == 2
+    assert metric(host_metrics(m1), 'tmax_host_cluster_frames_in_total{type="lookup"}') == 2
 
 
 async def held_count(nats: NatsServer) -> int:
@@ -149,7 +141,7 @@ async def test_held_envelopes_survive_a_member_kill_and_reach_the_recipient_once
             await expect(sx, "deliver", timeout=1.0)
     finally:
         await sx.close()
-    assert metric(metrics_of(m1), "tmax_host_queue_delivered_total") == 3
+    assert metric(host_metrics(m1), "tmax_host_queue_delivered_total") == 3
 
 
 async def test_a_member_holds_for_a_node_it_never_saw_only_from_its_friends(
@@ -196,7 +188,7 @@ async def test_while_nats_is_down_lookups_across_members_fail_fast_as_unavailabl
         assert (await lookup(sy, x)).found
         nats_server.kill()
         wait_for(
-            lambda: metric(metrics_of(m1), "tmax_host_cluster_nats_connected") == 0, what="m1 to lose NATS"
+            lambda: metric(host_metrics(m1), "tmax_host_cluster_nats_connected") == 0, what="m1 to lose NATS"
         )
         # X is on m2: m1 cannot ask, and says so at once (not "not found").
         await sy.write(host_pb2.NodeFrame(lookup=host_pb2.Lookup(target=x.node_id)))
@@ -206,7 +198,7 @@ async def test_while_nats_is_down_lookups_across_members_fail_fast_as_unavailabl
     finally:
         for session in (sx, sy, sz):
             await session.close()
-    assert metric(metrics_of(m1), 'tmax_host_lookups_total{result="unavailable"}') == 1
+    assert metric(host_metrics(m1), 'tmax_host_lookups_total{result="unavailable"}') == 1
 
 
 async def send_batch(session: HostSession, to: NodeIdentity, batch_id: bytes, envelopes: list[bytes]) -> None:
@@ -247,6 +239,6 @@ async def test_a_batch_crosses_members_as_one_deliver_batch_and_its_ack_comes_ba
         for session in (sx, sy):
             await session.close()
     assert await held_count(nats_server) == 0
-    assert metric(metrics_of(m1), 'tmax_host_cluster_frames_out_total{type="deliver_batch"}') == 2
-    assert metric(metrics_of(m2), 'tmax_host_cluster_frames_in_total{type="deliver_batch"}') == 1
-    assert metric(metrics_of(m2), 'tmax_host_cluster_frames_out_total{type="ack_batch"}') == 1
+    assert metric(host_metrics(m1), 'tmax_host_cluster_frames_out_total{type="deliver_batch"}') == 2
+    assert metric(host_metrics(m2), 'tmax_host_cluster_frames_in_total{type="deliver_batch"}') == 1
+    assert metric(host_metrics(m2), 'tmax_host_cluster_frames_out_total{type="ack_batch"}') == 1

@@ -4,23 +4,18 @@ ways, exactly once, and a frame for a node on the other member crosses NATS."""
 
 from __future__ import annotations
 
-import urllib.request
-
 import pytest
 
 from tests.cluster.natsproc import NatsServer
-from tests.e2e.test_relay import BULK, FAST, api, bodies, metric, outbox, relay_status, wait_registered
+from tests.e2e.test_relay import BULK, FAST, api, bodies, outbox, relay_status, wait_registered
 from tests.harness import Host, ProcGroup, befriend, wait_for
+from tests.metrics import host_metrics, metric
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def member(procs: ProcGroup, name: str, nats: NatsServer, *extra: str) -> Host:
     return procs.host(name, "--cluster", nats.url, "--metrics-listen", "127.0.0.1:0", *extra)
-
-
-def metrics_of(host: Host) -> str:
-    return urllib.request.urlopen(f"http://{host.metrics}/metrics", timeout=5).read().decode()
 
 
 def test_nodes_on_two_members_exchange_messages_both_ways_exactly_once(
@@ -51,7 +46,7 @@ def test_nodes_on_two_members_exchange_messages_both_ways_exactly_once(
     # The envelopes crossed NATS both ways as batches (one NATS message each, not one
     # per envelope), and the batch acks came back the same way.
     for host in (m1, m2):
-        text = metrics_of(host)
+        text = host_metrics(host)
         for direction in ("out", "in"):
             assert metric(text, f'tmax_host_cluster_frames_{direction}_total{{type="deliver_batch"}}') >= 1
         assert metric(text, 'tmax_host_cluster_frames_out_total{type="ack_batch"}') >= 1
@@ -72,7 +67,7 @@ def test_nats_lost_mid_run_local_routing_goes_on_and_cross_member_frames_are_ret
 
     nats_server.kill()
     connected = "tmax_host_cluster_nats_connected"
-    wait_for(lambda: metric(metrics_of(m1), connected) == 0, what="m1 to see NATS go")
+    wait_for(lambda: metric(host_metrics(m1), connected) == 0, what="m1 to see NATS go")
     # Same member: NATS plays no part.
     sent = a.cli("msg", "send", "--to", c.node_id, "--wait", "--timeout", "20", "local")
     assert sent["status"] == "delivered", sent
@@ -80,7 +75,7 @@ def test_nats_lost_mid_run_local_routing_goes_on_and_cross_member_frames_are_ret
     with api(a) as client:
         client.msg_send(b.node_id, b"across")
     wait_for(
-        lambda: metric(metrics_of(m1), 'tmax_host_cluster_errors_total{kind="disconnected"}') >= 1,
+        lambda: metric(host_metrics(m1), 'tmax_host_cluster_errors_total{kind="disconnected"}') >= 1,
         what="a cross-member frame refused while NATS is down",
     )
     assert bodies(b) == [] and m1.alive() and m2.alive()

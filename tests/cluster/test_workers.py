@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.cluster.natsproc import NatsServer
-from tests.e2e.test_relay import BULK, api, bodies, metric, outbox, wait_registered
+from tests.e2e.test_relay import BULK, api, bodies, outbox, wait_registered
 from tests.harness import Host, ProcGroup, befriend, free_port, script, wait_for
+from tests.metrics import fetch, metric
 from tmax_mesh_relay.workers import STORE_MISUSE
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(120)
 def worker_metrics(addr: str) -> str:
     """A worker's metrics ("" while it is down: killed and not yet started again)."""
     try:
-        return urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+        return fetch(addr)
     except OSError:
         return ""
 

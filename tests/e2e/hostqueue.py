@@ -14,10 +14,9 @@ is waiting for room on that queue.
 from __future__ import annotations
 
 import asyncio
-import re
-import urllib.request
 
 from tests.harness import Host
+from tests.metrics import host_metrics, samples
 from tmax_mesh_relay.limits import HostLimits
 
 FILLING_BODY = HostLimits().max_frame_bytes - 300
@@ -30,10 +29,7 @@ DELIVERS = 'tmax_host_frames_out_total{type="deliver"}'
 
 async def scrape(host: Host) -> dict[str, float]:
     """The host's samples by name (with labels), read off the event loop's thread."""
-    url = f"http://{host.metrics}/metrics"
-    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
-    found = re.findall(r"^(\S+) (\S+)$", text, re.MULTILINE)
-    return {name: float(value) for name, value in found}
+    return samples(await asyncio.to_thread(host_metrics, host))
 
 
 def sender_waits_for_room(samples: dict[str, float]) -> bool:

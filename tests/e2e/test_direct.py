@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 import threading
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from tests.harness import Host, Node, ProcGroup, befriend, free_port, wait_for
+from tests.harness import Node, ProcGroup, befriend, free_port, wait_for
+from tests.metrics import host_metrics, metric
 from tmax_core import envelope as env
 from tmax_core.client import JsonNodeClient
 from tmax_core.identity import NodeIdentity
@@ -90,15 +89,6 @@ def wait_direct(node: Node, peer: Node, endpoint: str) -> dict[str, Any]:
     return wait_for(upgraded, what=f"{node.state_dir.name} to upgrade to {endpoint}")
 
 
-def metrics(host: Host) -> str:
-    return urllib.request.urlopen(f"http://{host.metrics}/metrics", timeout=5).read().decode()
-
-
-def metric(text: str, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(m.group(1)) if m else 0.0
-
-
 def counters(node: Node) -> dict[str, int]:
     return status(node)["counters"]
 
@@ -131,7 +121,7 @@ def test_upgrade_to_direct_through_rendezvous(procs: ProcGroup) -> None:
     wait_direct(b, a, a_at)
     wait_direct(a, b, b_at)
 
-    before = metrics(host)
+    before = host_metrics(host)
     sent = b.cli("msg", "send", "--to", "a", "--wait", "--timeout", "20", "b to a, direct")
     assert (sent["status"], sent["path"]) == ("delivered", "direct"), sent
     sent = a.cli("msg", "send", "--to", b.node_id, "--wait", "--timeout", "20", "a to b, direct")
@@ -140,7 +130,7 @@ def test_upgrade_to_direct_through_rendezvous(procs: ProcGroup) -> None:
         ids = [c.msg_send(b.node_id, f"a{i}".encode())["message_id"] for i in range(20)]
         finals = [c.msg_wait(i, 20) for i in ids]
     assert {(m["status"], m["path"]) for m in finals} == {("delivered", "direct")}, finals
-    after = metrics(host)
+    after = host_metrics(host)
 
     # Nothing went through the host while the direct messages flowed.
     for name in ("tmax_host_relayed_total", 'tmax_host_frames_in_total{type="relay_send"}'):

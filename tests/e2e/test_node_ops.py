@@ -9,22 +9,10 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.harness import ProcGroup, befriend, script, wait_for
+from tests.metrics import fetch, samples
 
 LISTEN = ("--peer-listen", "127.0.0.1:0")
-
-
-def scrape(listen: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """``{(sample name, sorted labels): value}`` from http://LISTEN/metrics."""
-    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_metrics_count_messages_outbox_rejections_and_relay_links(procs: ProcGroup) -> None:
@@ -32,27 +20,27 @@ def test_metrics_count_messages_outbox_rejections_and_relay_links(procs: ProcGro
     a = procs.node("a", *LISTEN, "--relay", host.url, "--metrics-listen", "127.0.0.1:0")
     b = procs.node("b", *LISTEN)
     listen = a.ready["metrics"]
-    link = ("tmax_node_relay_link_up", (("state", "connected"), ("url", host.url)))
-    wait_for(lambda: scrape(listen).get(link) == 1.0, what="the relay link reported up")
+    link = f'tmax_node_relay_link_up{{state="connected",url="{host.url}"}}'
+    wait_for(lambda: samples(fetch(listen)).get(link) == 1.0, what="the relay link reported up")
 
     befriend(a, b, alias="alice")
-    before = scrape(listen)
-    inbound = ("tmax_node_messages_in_total", (("path", "direct"),))
+    before = samples(fetch(listen))
+    inbound = 'tmax_node_messages_in_total{path="direct"}'
     assert b.cli("msg", "send", "--to", "alice", "--wait", "hello")["status"] == "delivered"
     assert a.cli("msg", "send", "--to", b.node_id, "--wait", "hi")["path"] == "direct"
     a.cli("friends", "block", b.node_id)
     refused = b.run("msg", "send", "--to", "alice", "--wait", "--json", "go away")
     assert refused.returncode == 1
 
-    after = scrape(listen)
+    after = samples(fetch(listen))
     assert after[inbound] == before.get(inbound, 0) + 1
-    delivered = ("tmax_node_messages_out_total", (("path", "direct"), ("status", "delivered")))
+    delivered = 'tmax_node_messages_out_total{path="direct",status="delivered"}'
     assert after[delivered] == before.get(delivered, 0) + 1
-    assert after[("tmax_node_ingress_rejections_total", (("reason", "blocked"),))] == 1
-    assert after[("tmax_node_outbox_messages", (("status", "delivered"),))] >= 1
-    assert after[("tmax_node_outbox_messages", (("status", "queued"),))] == 0
-    assert after[("tmax_node_transport_up", (("state", "connected"), ("transport", "relay")))] == 1
-    assert after[("tmax_node_friends", ())] == 1
+    assert after['tmax_node_ingress_rejections_total{reason="blocked"}'] == 1
+    assert after['tmax_node_outbox_messages{status="delivered"}'] >= 1
+    assert after['tmax_node_outbox_messages{status="queued"}'] == 0
+    assert after['tmax_node_transport_up{state="connected",transport="relay"}'] == 1
+    assert after["tmax_node_friends"] == 1
 
     with urllib.request.urlopen(f"http://{listen}/healthz", timeout=10) as resp:
         assert (resp.status, resp.read()) == (200, b"ok\n")

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.harness import Node, Proc, ProcGroup, befriend, script, wait_for
+from tests.metrics import metric
 from tmax_core.client import JsonNodeClient
 
 # These tests are about the relay: on loopback a hole punch would always succeed
@@ -68,11 +69,6 @@ def bodies(node: Node) -> list[str]:
 def outbox(node: Node) -> dict[str, int]:
     with api(node) as c:
         return c.node_status()["outbox"]
-
-
-def metric(text: str, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(m.group(1)) if m else 0.0
 
 
 def test_relay_message_round_trip(procs: ProcGroup) -> None:

@@ -4,14 +4,9 @@ held one by one as before and delivered exactly once (issue 17)."""
 
 from __future__ import annotations
 
-import urllib.request
-
-from tests.e2e.test_relay import BULK, api, bodies, metric, outbox, wait_registered
-from tests.harness import Host, ProcGroup, befriend, wait_for
-
-
-def metrics(host: Host) -> str:
-    return urllib.request.urlopen(f"http://{host.metrics}/metrics", timeout=5).read().decode()
+from tests.e2e.test_relay import BULK, api, bodies, outbox, wait_registered
+from tests.harness import ProcGroup, befriend, wait_for
+from tests.metrics import host_metrics, metric
 
 
 def test_batched_sends_go_as_batches_and_arrive_once(procs: ProcGroup) -> None:
@@ -25,7 +20,7 @@ def test_batched_sends_go_as_batches_and_arrive_once(procs: ProcGroup) -> None:
         c.msg_send_many([{"to": b.node_id, "body": body.encode()} for body in wanted])
     wait_for(lambda: outbox(a).get("delivered") == 200, timeout=30, what="all 200 delivered")
     assert bodies(b) == wanted
-    text = metrics(host)
+    text = host_metrics(host)
     batches = metric(text, 'tmax_host_frames_in_total{type="relay_send_batch"}')
     assert batches >= 1
     assert metric(text, 'tmax_host_frames_in_total{type="ack_batch_send"}') == batches
@@ -43,7 +38,7 @@ def test_a_batch_for_an_offline_recipient_is_held_one_by_one(procs: ProcGroup) -
     with api(a) as c:
         c.msg_send_many([{"to": b.node_id, "body": body.encode()} for body in wanted])
     wait_for(lambda: outbox(a).get("sent") == 30, what="30 messages held at the host")
-    assert metric(metrics(host), 'tmax_host_drops_total{reason="batch_unavailable"}') >= 1
+    assert metric(host_metrics(host), 'tmax_host_drops_total{reason="batch_unavailable"}') >= 1
     b.start()
     wait_for(lambda: outbox(a).get("delivered") == 30, timeout=30, what="all delivered")
     assert bodies(b) == wanted
