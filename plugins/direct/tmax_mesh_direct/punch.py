@@ -423,7 +423,12 @@ class Puncher:
         return await simultaneous_open(self.port, addr, self.window_s, PUNCH_TRIES)
 
     async def _accept(self) -> None:
-        """Hand a connection to the punch port to the attempt expecting its IP; close any other."""
+        """Hand a connection to the punch port to the attempt expecting its IP;
+        reset any other. (A FIN would hold the punch port's 4-tuple to that
+        address in FIN_WAIT/TIME_WAIT here, and our next ``connect()`` to it
+        would fail with ``EADDRNOTAVAIL`` for a minute: a friend's SYN
+        retransmitted after our attempt ended, on a lossy path, is such a
+        connection.)"""
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -437,7 +442,7 @@ class Puncher:
                 sock.setblocking(False)
                 waiting.set_result(close_with_reset(sock))
             else:
-                sock.close()
+                close_with_reset(sock).close()
 
     async def _watch(self, friend: Friend, record: PunchRecord, link: FramedLink) -> None:
         """When the link ends: note why, and punch again one interval later."""
