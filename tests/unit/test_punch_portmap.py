@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.polling import wait_for_async
+from tests.polling import poll_async, wait_for_async
 from tests.unit.test_punch_hostile import Fixture, listens
 from tests.unit.test_punch_link import _free_port
 from tmax_mesh_direct import portmap
@@ -69,6 +69,7 @@ async def fx(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Fixture]:
     made.puncher.relay = SimpleNamespace(links=[made.link])  # type: ignore[assignment]
     made.puncher.mapped.clear()
     made.puncher.ports.interval_s = INTERVAL_S
+    made.puncher._show()  # as start() does
     yield made
     made.puncher.ports.stop()
     made.puncher._listener.close()
@@ -132,14 +133,20 @@ async def test_an_unreachable_observer_is_asked_for_again(fx: Fixture) -> None:
     assert error.startswith("cannot connect to the punch observer"), error
 
 
-async def test_no_token_in_time_is_asked_for_again_with_a_growing_backoff(
-    fx: Fixture, monkeypatch: pytest.MonkeyPatch
+async def test_a_token_late_on_a_slow_stream_answers_the_one_punchlisten_asked(
+    fx: Fixture, observers: list[Observer]
 ) -> None:
-    monkeypatch.setattr(portmap, "TOKEN_TIMEOUT_S", 0.01)
+    """On a lossy path the host's token can take many seconds: the node does not
+    ask again meanwhile (the late token would be taken as the answer to the
+    newer request, and be one the host replaced: no mapping, ever, seen in the
+    NAT lab at 30 % WAN loss); it takes the token whenever it comes."""
     await registered(fx)
-    await wait_for_async(lambda: listens(fx.link) == 3, what="a third PunchListen")
-    unmapped = shown(fx)["unmapped"][fx.link.url.url]
-    assert unmapped["failures"] >= 2 and unmapped["last_error"] == "no punch token from the host in time"
+    asked_again = await poll_async(lambda: listens(fx.link) > 1, timeout=20 * INTERVAL_S)
+    assert not asked_again, "a second PunchListen before the first was answered"
+    holding, port = await observer(observers, hold=True)
+    fx.puncher.on_frame(fx.link, token(port))
+    await wait_for_async(lambda: holding.tokens == [b"t" * 16], what="the late token at the observer")
+    assert shown(fx)["unmapped"] == {}
 
 
 async def test_a_lost_mapping_is_asked_for_again(fx: Fixture, observers: list[Observer]) -> None:

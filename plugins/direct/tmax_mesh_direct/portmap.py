@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tmax_mesh.direct")
 
 TOKEN_LEN = 16  # the host's PunchToken: anything else is not written anywhere
-TOKEN_TIMEOUT_S = 5.0  # the host answers PunchListen with a token within this
 OBSERVE_TIMEOUT_S = 5.0  # connecting to the host's punch observer
 KEEPALIVE_IDLE_S = 25  # TCP keepalive on the observer connection: keeps the NAT mapping
 STEADY_S = 60.0  # a mapping held this long was no failure: the backoff starts over
@@ -164,16 +163,20 @@ class PortMapper:
         self.on_change()
 
     async def _map_once(self, link: HostLink) -> str:
-        """Ask for a token and hold the observer connection; why it ended."""
+        """Ask for a token and hold the observer connection; why it ended.
+
+        The host answers each ``PunchListen`` (a token, or a refusal) on the
+        stream, in order; on a lossy path that can take many seconds. So the
+        answer is waited for as long as the registration lives (its end cancels
+        this), never asked for again meanwhile: tokens do not say which request
+        they answer, and a late one taken as the answer to a newer request is
+        one the host no longer knows (it replaced it)."""
         url = link.url.url
         waiting: asyncio.Future[host_pb2.PunchToken] = asyncio.get_running_loop().create_future()
         self._tokens[url] = waiting
         try:
             await link.write(host_pb2.NodeFrame(punch_listen=host_pb2.PunchListen()))
-            async with asyncio.timeout(TOKEN_TIMEOUT_S):
-                token = await waiting
-        except TimeoutError:
-            return "no punch token from the host in time"
+            token = await waiting
         except HostRefused:
             raise
         except ConnectionError as err:
