@@ -34,6 +34,11 @@ def direct_view(node: Node) -> dict[str, Any]:
     return friends[0] if friends else {}
 
 
+def punch_port(node: Node) -> dict[str, Any]:
+    """The node's punch port as its ``direct`` transport shows it (``mapped``, ``unmapped``)."""
+    return next(t for t in status(node)["transports"] if t["name"] == "direct")["punch"]
+
+
 def punch_attempts(node: Node) -> int:
     return direct_view(node).get("punch", {}).get("attempts", 0)
 
@@ -45,9 +50,16 @@ class Pair:
     friends_at: float  # monotonic time B started accepting A's invite (the friendship)
 
 
-def start_pair(natlab: NatLab, procs: ProcGroup, tmp_path: Path, env: dict[str, str] | None = None) -> Pair:
-    """A (behind ra) and B (behind rb), no listeners, on one relay host; friends."""
-    _host, url = start_relay_host(natlab, procs, tmp_path / "host")
+def start_pair(
+    natlab: NatLab,
+    procs: ProcGroup,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    host_args: tuple[str, ...] = (),
+) -> Pair:
+    """A (behind ra) and B (behind rb), no listeners, on one relay host (``tmax-host``
+    with ``host_args``); friends."""
+    _host, url = start_relay_host(natlab, procs, tmp_path / "host", *host_args)
     env = {**PUNCH_ENV, **(env or {})}
     node_a = procs.node("a", "--relay", url, env=env, prefix=natlab.prefix_for("a"))
     node_b = procs.node("b", "--relay", url, env=env, prefix=natlab.prefix_for("b"))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ProcGroup, wait_for
-from tests.natlab.lab import RB_WAN, NatLab
-from tests.natlab.punching import direct_view, punched, send, start_pair
+from tests.natlab.lab import PUB, RB_WAN, NatLab
+from tests.natlab.punching import direct_view, punch_port, punched, send, start_pair
 
 pytestmark = pytest.mark.natlab
 
@@ -82,6 +82,30 @@ def test_cone_to_cone_with_loss_never_lost_or_duplicated(
     assert {s["path"] for s in sent} <= {"direct", "relay"}, sent
     assert sorted(pair.b.inbox_bodies()) == bodies
     assert natlab.loss_drops() > 0
+
+
+def test_a_failed_punch_port_mapping_is_asked_for_again(
+    natlab: NatLab, procs: ProcGroup, tmp_path: Path
+) -> None:
+    """A's first mapping fails (as under loss: the observer dial times out); it
+    maps again while registered, and then punches. (It used to stay unmapped
+    until it re-registered, and never punched: a CI flake at 20 % WAN loss.)"""
+    observer = 7448
+    # A's router drops what A sends to the host's punch observer (the relay is unaffected).
+    drop = ("ip", "daddr", PUB, "tcp", "dport", str(observer), "drop")
+    natlab.exec("ra", "nft", "add", "rule", "inet", "fw", "lossout", *drop, check=True)
+    try:
+        pair = start_pair(natlab, procs, tmp_path, host_args=("--punch-listen", f"{PUB}:{observer}"))
+        wait_for(lambda: punch_port(pair.a)["unmapped"], what="a's first mapping to fail")
+        (unmapped,) = punch_port(pair.a)["unmapped"].values()
+        assert unmapped["last_error"] == "no connection to the punch observer in time", unmapped
+        assert unmapped["retry_at_ms"] is not None and punch_port(pair.a)["mapped"] == {}
+    finally:
+        natlab.exec("ra", "nft", "flush", "chain", "inet", "fw", "lossout", check=True)
+    wait_for(lambda: punched(pair.a), timeout=30, what="a punched")
+    assert punch_port(pair.a)["unmapped"] == {}
+    sent = send(pair.a, pair.b.node_id, "mapped again")
+    assert (sent["status"], sent["path"]) == ("delivered", "direct"), sent
 
 
 def test_cut_punched_connection_falls_back_and_punches_again(

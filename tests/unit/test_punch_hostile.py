@@ -17,7 +17,7 @@ import pytest
 from tests.polling import wait_for_async
 from tests.unit.test_punch_link import Peer, _free_port, _Node, _PeerHost
 from tmax_core.peer import DirectTransport
-from tmax_mesh_direct import punch
+from tmax_mesh_direct import portmap
 from tmax_mesh_direct.punch import MAX_BUSY, MAX_DIAL_IN_MS, Puncher, PunchRecord
 from tmax_mesh_direct.punchaddr import parse_addr, scope, screen
 from tmax_mesh_direct.relaypeer import relay_peer_ip
@@ -38,6 +38,7 @@ class _Link:
 
     def __init__(self, url: str) -> None:
         self.url = SimpleNamespace(url=url, target=url.removeprefix("grpc://"))
+        self.connected = True
         self.written: list[host_pb2.NodeFrame] = []
 
     async def write(self, frame: host_pb2.NodeFrame) -> None:
@@ -85,6 +86,7 @@ async def fx() -> AsyncIterator[Fixture]:
     yield made
     for task in list(made.puncher._tasks):
         task.cancel()
+    made.puncher.ports.stop()
     made.puncher._listener.close()
 
 
@@ -254,12 +256,12 @@ async def test_token_is_written_to_the_relay_connection_address_never_a_new_reso
     server = await asyncio.start_server(observer.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     resolved: list[str] = []
-    monkeypatch.setattr(punch, "relay_peer_ip", lambda target: resolved.append(target) or "127.0.0.1")
+    monkeypatch.setattr(portmap, "relay_peer_ip", lambda target: resolved.append(target) or "127.0.0.1")
     fx.puncher.on_frame(fx.link, None)  # registered: a token is due
+    await wait_for_async(lambda: listens(fx.link) == 1, what="PunchListen")
     token = host_pb2.PunchToken(token=b"t" * 16, port=port)
     fx.puncher.on_frame(fx.link, host_pb2.HostFrame(punch_token=token))
     fx.puncher.on_frame(fx.link, host_pb2.HostFrame(punch_token=token))  # a second one: ignored
-    assert len(fx.puncher._observers) == 1
     # The host wrote a byte on the observer connection: the node closes it.
     await asyncio.wait_for(observer.closed.wait(), 5)
     assert resolved == ["relay.example:7447"] and observer.received == b"t" * 16
@@ -267,17 +269,23 @@ async def test_token_is_written_to_the_relay_connection_address_never_a_new_reso
     server.close()
 
 
+def listens(link: Any) -> int:
+    """How many PunchListen frames (token requests) the node wrote on ``link``."""
+    return sum(frame.WhichOneof("frame") == "punch_listen" for frame in link.written)
+
+
 @pytest.mark.parametrize("token", [b"*1\r\n$8\r\nFLUSHALL\r\n", b"short", b""])
 async def test_token_of_another_length_is_never_written(fx: Fixture, token: bytes) -> None:
     fx.puncher.on_frame(fx.link, None)
+    await wait_for_async(lambda: listens(fx.link) == 1, what="PunchListen")
     fx.puncher.on_frame(fx.link, host_pb2.HostFrame(punch_token=host_pb2.PunchToken(token=token, port=6379)))
-    assert fx.puncher._observers == {}
+    assert not fx.puncher.ports._tokens[fx.link.url.url].done()  # still waiting for a valid one
 
 
-async def test_token_not_asked_for_is_ignored(fx: Fixture) -> None:
+async def test_token_not_asked_for_is_ignored(fx: Fixture, caplog: pytest.LogCaptureFixture) -> None:
     token = host_pb2.PunchToken(token=b"t" * 16, port=6379)
     fx.puncher.on_frame(fx.link, host_pb2.HostFrame(punch_token=token))
-    assert fx.puncher._observers == {}
+    assert "not asked for" in caplog.text and fx.puncher.ports._keepers == {}
 
 
 async def test_no_relay_connection_means_no_observer_dial(
@@ -290,9 +298,8 @@ async def test_no_relay_connection_means_no_observer_dial(
         raise AssertionError("the node resolved the relay's name again")
 
     monkeypatch.setattr(loop, "getaddrinfo", rebinding)
-    await fx.puncher._observe(
-        fx.link, host_pb2.PunchToken(token=b"t" * 16, port=6379)
-    )  # returns: nothing to dial
+    ended = await fx.puncher.ports._observe(fx.link, host_pb2.PunchToken(token=b"t" * 16, port=6379))
+    assert "no connection to the relay host" in ended
 
 
 # -- the punch port's accept loop -------------------------------------------------------
@@ -316,7 +323,8 @@ async def test_punch_port_keeps_accepting_after_an_accept_error(
     stranger.setblocking(False)
     try:
         await loop.sock_connect(stranger, ("127.0.0.1", fx.puncher.port))
-        assert await asyncio.wait_for(loop.sock_recv(stranger, 1), 5) == b""  # accepted and closed
+        with pytest.raises(ConnectionResetError):  # accepted and reset
+            await asyncio.wait_for(loop.sock_recv(stranger, 1), 5)
         await wait_for_async(lambda: failures == [], what="the failed accept")
         assert not accepting.done()
     finally:

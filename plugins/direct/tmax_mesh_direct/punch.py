@@ -2,10 +2,9 @@
 
 The node keeps one punch port: a socket bound to it (``SO_REUSEADDR`` and
 ``SO_REUSEPORT``, so every punch socket can bind the same port) holds it for
-the node's lifetime. On each relay host it registers with, the node asks for
-a token, dials the host's punch observer from the punch port and writes the
-token; the host answers with the address it saw (the NAT's mapping of the
-punch port) and keeps that connection open, which keeps the mapping alive.
+the node's lifetime. On each relay host it registers with, the node has the
+host learn the NAT's mapping of the punch port, and keeps it mapped there
+(:mod:`tmax_mesh_direct.portmap`); punches are asked for on a host where it is.
 
 For a friend the upgrader found no working endpoint for (``path == relay``),
 the node asks the host to coordinate (``PunchRequest``); the host answers
@@ -35,8 +34,6 @@ went to), or, when the friend asked, only if we would punch that friend now
 ourselves (on the relay path, not backing off, at most ``MAX_BUSY`` friends
 at once); its address must pass :mod:`tmax_mesh_direct.punchaddr` (a unicast
 address in the scope of our own mapping) and its delay ``MAX_DIAL_IN_MS``.
-A ``PunchToken`` is taken once per registration, only ``TOKEN_LEN`` bytes,
-and written to the IP the relay's stream is connected to.
 
 IPv4 only: the punch port is bound on ``0.0.0.0``.
 """
@@ -47,7 +44,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -56,9 +52,11 @@ from tmax_core.errors import EnvelopeError
 from tmax_core.peer import ENVELOPE_OVERHEAD, DirectTransport
 from tmax_core.plugin.helpers import TokenBucket, now_ms, to_checksum
 from tmax_core.printable import bounded_printable
+from tmax_mesh_direct.backoff import doubling_backoff
 from tmax_mesh_direct.link import FramedLink
+from tmax_mesh_direct.portmap import PortMapper
 from tmax_mesh_direct.punchaddr import parse_addr, screen
-from tmax_mesh_direct.relaypeer import relay_peer_ip
+from tmax_mesh_direct.sockets import bind_punch_socket, close_with_reset
 from tmax_mesh_direct.upgrade import RELAY
 from tmax_mesh_relay.proto import host_pb2
 
@@ -72,38 +70,12 @@ log = logging.getLogger("tmax_mesh.direct")
 
 PUNCH_TRIES = 4  # connect() tries within direct.punch_timeout
 REQUEST_TIMEOUT_S = 5.0  # the host answers a PunchRequest within this (it pings both sides first)
-OBSERVE_TIMEOUT_S = 5.0  # connecting to the host's punch observer
 REQUEST_RATE_PER_S = 0.5  # below the host's lookup limit, which the upgrader's lookups share
 REQUEST_BURST = 3
-BACKOFF_MAX_ROUNDS = 16
-KEEPALIVE_IDLE_S = 25  # TCP keepalive on the observer connection: keeps the NAT mapping
 ACCEPT_BACKLOG = 8
-TOKEN_LEN = 16  # the host's PunchToken: anything else is not written anywhere
 MAX_DIAL_IN_MS = 3000  # a PunchGo asking to wait longer is refused (RTTs are far below this)
 ACCEPT_RETRY_S = 0.5  # after a failed accept()
 MAX_BUSY = 8  # friends being punched (requested or attempted) at once
-
-
-def bind_punch_socket(port: int) -> socket.socket:
-    """A non-blocking TCP socket bound to ``port`` (0: pick one) that shares it with the others."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(("0.0.0.0", port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def close_with_reset(sock: socket.socket) -> socket.socket:
-    """Make ``close()`` send a reset, not a FIN: a connection that died (its
-    path cut) must not hold the punch port's 4-tuple in FIN_WAIT while the
-    next punch to the same friend needs it."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    return sock
 
 
 async def simultaneous_open(port: int, addr: tuple[str, int], window_s: float, tries: int) -> socket.socket:
@@ -177,14 +149,12 @@ class Puncher:
         self.interval_s = max(node.duration_ms("direct.probe_interval") / 1000, 0.1)
         self.max_frame = node.config.get("messages.max_bytes") + ENVELOPE_OVERHEAD
         self.records: dict[bytes, PunchRecord] = {}
-        self.mapped: dict[str, str] = {}  # relay URL -> the mapped address of the punch port there
         self._listener = bind_punch_socket(0)  # holds the port for the node's lifetime
         self._listener.listen(ACCEPT_BACKLOG)
         self.port: int = self._listener.getsockname()[1]
+        self.ports = PortMapper(self.port, self.interval_s, self._mapping_changed)
+        self.mapped = self.ports.mapped  # relay URL -> the mapped address of the punch port there
         self._expecting: dict[str, asyncio.Future[socket.socket]] = {}  # friend IP -> its attempt
-        self._observers: dict[str, asyncio.Task] = {}
-        self._token_due: set[str] = set()  # relay URLs asked for a token since they registered
-        self._bad_mapped: set[str] = set()  # relay URLs warned about for an invalid mapping
         self._requests = TokenBucket(REQUEST_RATE_PER_S, REQUEST_BURST)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -206,9 +176,10 @@ class Puncher:
         for listeners in (self.node.friend_listeners, self.upgrader.path_listeners):
             if self._wake.set in listeners:
                 listeners.remove(self._wake.set)
-        for task in [*self._tasks, *self._observers.values(), self._loop_task]:
+        for task in [*self._tasks, self._loop_task]:
             if task is not None:
                 task.cancel()
+        self.ports.stop()
         self._listener.close()
 
     def _spawn(self, coro: Any) -> asyncio.Task:
@@ -218,7 +189,7 @@ class Puncher:
         return task
 
     def _show(self) -> None:
-        self.direct.status_extra["punch"] = {"port": self.port, "mapped": dict(self.mapped)}
+        self.direct.status_extra["punch"] = self.ports.view()
         for node_id, record in self.records.items():
             self.direct.notes[node_id] = {"punch": record.view()}
 
@@ -227,92 +198,28 @@ class Puncher:
     def on_frame(self, link: HostLink, frame: host_pb2.HostFrame | None) -> None:
         url = link.url.url
         if frame is None:  # (re)registered: map the punch port on this host
-            self._token_due.add(url)
-            self._spawn(self._write(link, host_pb2.NodeFrame(punch_listen=host_pb2.PunchListen())))
+            self.ports.registered(link)
             return
         kind = frame.WhichOneof("frame")
         if kind == "punch_token":
-            # One observer connection per registration, and only for a token we asked for.
-            if url not in self._token_due or len(frame.punch_token.token) != TOKEN_LEN:
-                log.warning("relay %s sent a punch token not asked for or malformed: ignored", url)
-                return
-            self._token_due.discard(url)
-            old = self._observers.pop(url, None)
-            if old is not None:
-                old.cancel()
-            self._observers[url] = asyncio.create_task(self._observe(link, frame.punch_token))
+            self.ports.on_token(url, frame.punch_token)
         elif kind == "punch_mapped":
-            self._on_mapped(url, frame.punch_mapped.addr)
+            self.ports.on_mapped(url, frame.punch_mapped.addr)
         elif kind == "punch_go":
             self._on_go(link, frame.punch_go)
         elif kind == "punch_refused":
-            record = self.records.get(bytes(frame.punch_refused.target))
+            refused = frame.punch_refused
+            reason = bounded_printable(refused.reason)
+            if not refused.target and self.ports.on_refused(url, reason):
+                return
+            record = self.records.get(bytes(refused.target))
             if record is not None and self._awaits_answer(record, link):
                 assert record.answer is not None
-                record.answer.set_exception(Refused(bounded_printable(frame.punch_refused.reason)))
+                record.answer.set_exception(Refused(reason))
 
-    def _on_mapped(self, url: str, addr: str) -> None:
-        """Keep the punch port's mapping the host at ``url`` saw, if it is a unicast
-        IPv4 ``HOST:PORT`` (it is shown in ``node status``, logged, and the scope
-        of the addresses a ``PunchGo`` from that host may name); anything else is
-        the host's text, dropped, with one warning per host."""
-        try:
-            parse_addr(addr)
-        except ValueError as err:  # its text is bounded and escaped
-            if url not in self._bad_mapped:
-                self._bad_mapped.add(url)
-                log.warning("relay %s sent an invalid punch port mapping %s: ignored", url, err)
-            return
-        self.mapped[url] = addr
-        log.info("punch port %d maps to %s on %s", self.port, addr, url)
+    def _mapping_changed(self) -> None:
         self._show()
-        self._wake.set()
-
-    async def _write(self, link: HostLink, frame: host_pb2.NodeFrame) -> None:
-        with contextlib.suppress(ConnectionError):
-            await link.write(frame)
-
-    async def _observe(self, link: HostLink, token: host_pb2.PunchToken) -> None:
-        """Dial the host's observer from the punch port and hold the connection open.
-
-        The observer is on the IP the registered stream is connected to (not
-        the relay's name resolved again: see :mod:`tmax_mesh_direct.relaypeer`).
-        The host never writes on this connection: a byte from it ends it, as
-        does its end (either way the mapping is gone)."""
-        url = link.url.url
-        try:
-            ip = relay_peer_ip(link.url.target)
-            if ip is None:
-                raise ValueError("no connection to the relay host to take its address from")
-            addr = parse_addr(f"{ip}:{token.port}")
-        except ValueError as err:
-            log.info("cannot map the punch port on %s: %s", url, err)
-            return
-        sock = close_with_reset(bind_punch_socket(self.port))  # a re-map reuses the 4-tuple at once
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
-            async with asyncio.timeout(OBSERVE_TIMEOUT_S):
-                await asyncio.get_running_loop().sock_connect(sock, addr)
-            reader, writer = await asyncio.open_connection(sock=sock)
-        except BaseException as err:
-            sock.close()
-            if not isinstance(err, (OSError, TimeoutError)):
-                raise
-            log.info("cannot map the punch port on %s: %s", url, err)
-            return
-        try:
-            writer.write(token.token)
-            await writer.drain()
-            if await reader.read(1):
-                log.warning("relay %s wrote on the punch observer connection: closed", url)
-        except OSError:
-            pass
-        finally:
-            writer.close()
-            if self.mapped.pop(url, None) is not None:
-                log.info("punch port mapping on %s lost", url)
-                self._show()
+        self._wake.set()  # a new mapping: punches can be asked for there
 
     # -- requesting --------------------------------------------------------------------
 
@@ -516,7 +423,12 @@ class Puncher:
         return await simultaneous_open(self.port, addr, self.window_s, PUNCH_TRIES)
 
     async def _accept(self) -> None:
-        """Hand a connection to the punch port to the attempt expecting its IP; close any other."""
+        """Hand a connection to the punch port to the attempt expecting its IP;
+        reset any other. (A FIN would hold the punch port's 4-tuple to that
+        address in FIN_WAIT/TIME_WAIT here, and our next ``connect()`` to it
+        would fail with ``EADDRNOTAVAIL`` for a minute: a friend's SYN
+        retransmitted after our attempt ended, on a lossy path, is such a
+        connection.)"""
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -530,7 +442,7 @@ class Puncher:
                 sock.setblocking(False)
                 waiting.set_result(close_with_reset(sock))
             else:
-                sock.close()
+                close_with_reset(sock).close()
 
     async def _watch(self, friend: Friend, record: PunchRecord, link: FramedLink) -> None:
         """When the link ends: note why, and punch again one interval later."""
@@ -545,9 +457,7 @@ class Puncher:
     def _failed(self, friend: Friend, record: PunchRecord, reason: str) -> None:
         record.failures += 1
         record.last_failure = reason
-        backoff = min(
-            self.interval_s * 2 ** min(record.failures - 1, 16), self.interval_s * BACKOFF_MAX_ROUNDS
-        )
+        backoff = doubling_backoff(self.interval_s, record.failures)
         record.not_before = time.monotonic() + backoff
         self._show()
         log.info("punch to %s failed (%s); next try in %.0fs", to_checksum(friend.node_id), reason, backoff)
