@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.harness import Node, ProcGroup, befriend, wait_for
 from tests.natlab.lab import RELAY_NODE_ENV, NatLab, start_relay_host
+from tests.polling import DEFAULT_TIMEOUT_S
 from tmax_core.client import JsonNodeClient
 
 PUNCH_ENV = {
@@ -56,9 +57,11 @@ def start_pair(
     tmp_path: Path,
     env: dict[str, str] | None = None,
     host_args: tuple[str, ...] = (),
+    register_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Pair:
     """A (behind ra) and B (behind rb), no listeners, on one relay host (``tmax-host``
-    with ``host_args``); friends."""
+    with ``host_args``); friends. ``register_timeout_s``: how long each may take to
+    register (a lossy WAN makes that slow)."""
     _host, url = start_relay_host(natlab, procs, tmp_path / "host", *host_args)
     env = {**PUNCH_ENV, **(env or {})}
     node_a = procs.node("a", "--relay", url, env=env, prefix=natlab.prefix_for("a"))
@@ -69,6 +72,7 @@ def start_pair(
             lambda n=node: (
                 next(t for t in status(n)["transports"] if t["name"] == "relay")["state"] == "connected"
             ),
+            timeout=register_timeout_s,
             what=f"{node.state_dir.name} registered",
         )
     accepted = time.monotonic()  # B accepts A's invite now
