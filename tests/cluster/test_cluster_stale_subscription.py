@@ -12,10 +12,12 @@ import os
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
+import nats
 import pytest
 from prometheus_client.registry import CollectorRegistry
 
-from tmax_mesh_relay.cluster import Cluster, node_subject
+from tests.polling import poll_async
+from tmax_mesh_relay.cluster import NODE_PREFIX, Cluster, node_subject
 from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.pacedpublish import PacedPublisher
 from tmax_mesh_relay.proto import host_pb2
@@ -23,6 +25,7 @@ from tmax_mesh_relay.proto import host_pb2
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
+    from tests.cluster.natsproc import NatsServer
     from tmax_mesh_relay.hub import Hub
 
 pytestmark = pytest.mark.timeout(30)
@@ -44,10 +47,10 @@ class FakeNats:
 
 class FakeSubscription:
     def __init__(self) -> None:
-        self.unsubscribed = False
+        self.ended = False
 
-    async def unsubscribe(self) -> None:
-        self.unsubscribed = True
+    async def drain(self) -> None:
+        self.ended = True
 
 
 class FakeHub:
@@ -152,7 +155,7 @@ async def test_frames_for_a_node_that_registered_on_another_member_are_left_to_t
     # Once unsubscribed, a frame that still reaches this member is an offline node's.
     cluster.detach(x, b"")
     await asyncio.gather(*cluster._tasks)
-    assert sub.unsubscribed
+    assert sub.ended
     await cluster._on_node_msg(deliver_msg(x))
     assert hub.handed == [x]
 
@@ -166,3 +169,90 @@ async def test_a_registration_elsewhere_of_a_node_not_subscribed_here_is_not_rem
     assert hub.moved_ids == [x]
     await cluster._on_node_msg(deliver_msg(x))
     assert hub.handed == [x]
+
+
+FRAMES = 5
+
+
+class SlowHub:
+    """The hub as a member sees it. The first frame's write is slow (a busy member),
+    so the frames behind it wait in the node's NATS subscription."""
+
+    def __init__(self, node_id: bytes) -> None:
+        self.metrics = SimpleNamespace(registry=CollectorRegistry())
+        self.limits = HostLimits()
+        self.routes: dict[bytes, Any] = {node_id: SimpleNamespace(closing=False, queue_full=False)}
+        self.delivered: list[bytes] = []
+        self.writing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def clock(self) -> float:
+        return 0.0
+
+    async def deliver_soon(self, to: bytes, frame: host_pb2.HostFrame, answer: Any) -> None:
+        """Written to the node's stream if it is there (silence), else held and its sender told so."""
+        online = to in self.routes
+        if not self.writing.is_set():
+            self.writing.set()
+            await self.release.wait()
+        if online:
+            self.delivered.append(frame.deliver.message_id)
+        else:
+            queued = host_pb2.Queued(message_id=frame.deliver.message_id, to=to)
+            await answer(host_pb2.HostFrame(queued=queued))
+
+    def moved(self, node_id: bytes) -> None:
+        self.routes.pop(node_id, None)
+
+
+async def test_frames_queued_in_the_subscription_when_the_stream_ends_are_each_delivered_or_answered(
+    nats_server: NatsServer,
+) -> None:
+    """On a real nats-server: ``Subscription.unsubscribe`` once dropped the frames
+    queued in the node's subscription (behind a slow write) unanswered."""
+    x = os.urandom(20)
+    hub = SlowHub(x)
+    cluster = Cluster(cast("Hub", hub), "test")
+    cluster.nc = await nats.connect(nats_server.url, allow_reconnect=False)
+    cluster.paced = PacedPublisher(cluster.nc)
+    sender = await nats.connect(nats_server.url, allow_reconnect=False)
+    answers: list[bytes] = []
+
+    async def on_answer(msg: Msg) -> None:
+        answers.append(host_pb2.HostFrame.FromString(msg.data).queued.message_id)
+
+    try:
+        await sender.subscribe("tmax.answer.sender.*", cb=on_answer)
+        # As Cluster.attach subscribes for a node registered here.
+        sub = await cluster.nc.subscribe(f"{NODE_PREFIX}{x.hex()}.*", cb=cluster._on_node_msg)
+        cluster._subs[x] = sub
+        await cluster.nc.flush()
+
+        sent = []
+        for i in range(FRAMES):
+            message_id = os.urandom(16)
+            frame = host_pb2.HostFrame(deliver=host_pb2.Deliver(message_id=message_id, envelope=b"sealed"))
+            reply = f"tmax.answer.sender.{i}"
+            await sender.publish(node_subject(x, "d"), frame.SerializeToString(), reply=reply)
+            sent.append(message_id)
+        await sender.flush()
+        await asyncio.wait_for(hub.writing.wait(), 5)
+        queued = await poll_async(lambda: sub.pending_msgs == FRAMES - 1)
+        assert queued, "the frames behind the first never queued"
+
+        # The node's stream ends here (as Hub._cleanup does), then the first write ends.
+        del hub.routes[x]
+        cluster.detach(x, b"")
+        await asyncio.sleep(0)  # (the unsubscribe task's first step)
+        hub.release.set()
+
+        # Every frame is either written to the stream or answered (held): none is silence.
+        accounted = await poll_async(lambda: len(hub.delivered) + len(answers) == FRAMES, timeout=3)
+        assert accounted, f"{FRAMES} frames sent; delivered {len(hub.delivered)}, answered {len(answers)}"
+        assert sorted(hub.delivered + answers) == sorted(sent)
+    finally:
+        for task in list(cluster._tasks):
+            task.cancel()
+        await asyncio.gather(*cluster._tasks, return_exceptions=True)
+        await cluster.nc.close()
+        await sender.close()

@@ -345,8 +345,20 @@ class Cluster:
             self._spawn(self._unsubscribe(node_id, sub))
 
     async def _unsubscribe(self, node_id: bytes, sub: Subscription) -> None:
+        """End this member's subscription to a node whose stream here ended. Frames
+        already on their way (queued in the subscription, or sent before NATS has
+        the unsubscribe) are still answered, by :meth:`_on_node_msg`: ``drain``, not
+        ``unsubscribe``, which would drop them and leave their senders waiting out
+        their send timeout."""
         try:
-            await sub.unsubscribe()
+            if self.nc.is_connected:
+                await sub.drain()
+            else:  # (drain needs a round trip; nats-py sends nothing while reconnecting)
+                await sub.unsubscribe()
+        except (nats.errors.Error, TimeoutError):
+            # Lost NATS in the middle: the unsubscribe waits in nats-py's buffer for
+            # the reconnect; what was queued for the node is left to its senders' retries.
+            self.metrics.errors["unsubscribe"] += 1
         finally:
             if node_id not in self._subs:  # (not subscribed again meanwhile)
                 self._superseded.discard(node_id)
