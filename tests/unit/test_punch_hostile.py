@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -351,3 +352,70 @@ async def test_a_connection_reset_before_it_is_used_is_a_failure_not_a_traceback
     record = fx.record()
     assert record.failures == 1 and "not connected" in (record.last_failure or "")
     assert handed and handed[0].fileno() == -1  # closed
+
+
+# -- what a host may send at any rate (review 5) ---------------------------------------------
+
+FLOOD = 1000
+
+
+def direct_log(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "tmax_mesh.direct" and r.levelno >= level]
+
+
+async def test_a_flood_of_unasked_punch_tokens_is_warned_about_once(
+    fx: Fixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tmax_mesh.direct")
+    frame = host_pb2.HostFrame(punch_token=host_pb2.PunchToken(token=b"t" * 16, port=40000))
+    for _ in range(FLOOD):
+        fx.puncher.on_frame(fx.link, frame)
+    warned = direct_log(caplog, logging.WARNING)
+    assert len(warned) == 1, f"{len(warned)} warnings for {FLOOD} unasked tokens"
+
+
+async def test_a_flood_of_the_same_punch_mapping_is_logged_once(
+    fx: Fixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    fx.puncher.mapped.clear()
+    caplog.set_level(logging.INFO, logger="tmax_mesh.direct")
+    frame = host_pb2.HostFrame(punch_mapped=host_pb2.PunchMapped(addr=MAPPED))
+    for _ in range(FLOOD):
+        fx.puncher.on_frame(fx.link, frame)
+    assert fx.puncher.mapped == {fx.link.url.url: MAPPED}
+    logged = direct_log(caplog, logging.INFO)
+    assert len(logged) == 1, f"{len(logged)} log lines for {FLOOD} identical PunchMapped frames"
+
+
+def punch_requests(link: Any) -> int:
+    return sum(frame.WhichOneof("frame") == "punch_request" for frame in link.written)
+
+
+async def test_a_host_refusing_every_punch_request_does_not_keep_the_others_from_being_asked(
+    fx: Fixture,
+) -> None:
+    """The first mapped host once got every request: one refusing them all (hostile,
+    or honest with the friend not registered there: ``not_found``) wedged punching."""
+    refusing = fx.link  # first in the relay list, mapped
+    other = _link("grpc://relay-two.example:7447")
+    fx.puncher.mapped[other.url.url] = MAPPED
+    fx.puncher.relay = SimpleNamespace(links=[refusing, other])  # type: ignore[assignment]
+    fx.puncher.interval_s = 0.05
+    fx.upgrader.path[fx.friend.node_id] = RELAY
+    refuse = host_pb2.HostFrame(
+        punch_refused=host_pb2.PunchRefused(target=fx.friend.node_id, reason="not_found")
+    )
+
+    async def refuse_every_request(frame: host_pb2.NodeFrame) -> None:
+        refusing.written.append(frame)
+        if frame.WhichOneof("frame") == "punch_request":
+            asyncio.get_running_loop().call_soon(fx.puncher.on_frame, refusing, refuse)
+
+    refusing.write = refuse_every_request
+    loop_task = asyncio.create_task(fx.puncher._run())
+    try:
+        await wait_for_async(lambda: punch_requests(refusing) >= 1, what="a request to the first host")
+        await wait_for_async(lambda: punch_requests(other) >= 1, timeout=3, what="a request to the other")
+    finally:
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)

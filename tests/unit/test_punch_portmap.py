@@ -122,7 +122,7 @@ async def test_a_mapping_the_host_never_made_is_asked_for_again(
     await wait_for_async(lambda: holding.tokens == [b"u" * 16], what="the second token at the observer")
     fx.puncher.on_frame(fx.link, host_pb2.HostFrame(punch_mapped=host_pb2.PunchMapped(addr=MAPPED)))
     assert shown(fx)["mapped"] == {fx.link.url.url: MAPPED} and shown(fx)["unmapped"] == {}
-    assert fx.puncher._home() is fx.link  # punches are asked for there now
+    assert fx.puncher._hosts() == [fx.link]  # punches are asked for there now
 
 
 async def test_an_unreachable_observer_is_asked_for_again(fx: Fixture) -> None:
@@ -158,7 +158,7 @@ async def test_a_lost_mapping_is_asked_for_again(fx: Fixture, observers: list[Ob
     assert fx.puncher.mapped == {fx.link.url.url: MAPPED}
     holding.drop()  # the mapping is gone (the host closed its end)
     await wait_for_async(lambda: listens(fx.link) == 2, what="a second PunchListen")
-    assert fx.puncher.mapped == {} and fx.puncher._home() is None
+    assert fx.puncher.mapped == {} and fx.puncher._hosts() == []
     error = shown(fx)["unmapped"][fx.link.url.url]["last_error"]
     assert error == "the host closed the punch observer connection"
 

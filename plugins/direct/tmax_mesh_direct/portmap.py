@@ -80,6 +80,7 @@ class PortMapper:
         self._keepers: dict[str, asyncio.Task] = {}  # relay URL -> its registration's keeper
         self._tokens: dict[str, asyncio.Future[host_pb2.PunchToken]] = {}  # relay URL -> token awaited
         self._bad_mapped: set[str] = set()  # relay URLs warned about for an invalid mapping
+        self._bad_token: set[str] = set()  # relay URLs warned about for a token not asked for
 
     def view(self) -> dict[str, Any]:
         return {
@@ -105,7 +106,9 @@ class PortMapper:
     def on_token(self, url: str, token: host_pb2.PunchToken) -> None:
         waiting = self._tokens.get(url)
         if waiting is None or waiting.done() or len(token.token) != TOKEN_LEN:
-            log.warning("relay %s sent a punch token not asked for or malformed: ignored", url)
+            if url not in self._bad_token:  # once per host: it may send them at any rate
+                self._bad_token.add(url)
+                log.warning("relay %s sent a punch token not asked for or malformed: ignored", url)
             return
         waiting.set_result(token)
 
@@ -122,6 +125,8 @@ class PortMapper:
         IPv4 ``HOST:PORT`` (it is shown in ``node status``, logged, and the scope
         of the addresses a ``PunchGo`` from that host may name); anything else is
         the host's text, dropped, with one warning per host."""
+        if self.mapped.get(url) == addr:
+            return  # (a host repeating itself costs no log line and no wake-up)
         try:
             parse_addr(addr)
         except ValueError as err:  # its text is bounded and escaped

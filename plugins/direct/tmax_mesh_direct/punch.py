@@ -243,20 +243,27 @@ class Puncher:
             for gone in set(self.records) - set(friends):
                 self._forget(gone)
             now = time.monotonic()
-            link = self._home()
-            if link is not None:
+            hosts = self._hosts()
+            if hosts:
                 for friend in friends.values():
                     if self._wants_punch(friend, now) and self._requests.take():
-                        self._spawn(self._request(friend, link))
+                        self._spawn(self._request(friend, self._host_for(friend, hosts)))
             # Woken by friend changes, path changes (the upgrader gave up dialing
             # someone), new mappings and ended links; else when a backoff ends.
             waits = [r.not_before - now for r in self.records.values() if not r.busy and r.not_before > now]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(min(waits, default=self.interval_s), 0.1))
 
-    def _home(self) -> HostLink | None:
-        """A registered relay host on which the punch port is mapped."""
-        return next((ln for ln in self.relay.links if ln.connected and ln.url.url in self.mapped), None)
+    def _hosts(self) -> list[HostLink]:
+        """The registered relay hosts on which the punch port is mapped."""
+        return [ln for ln in self.relay.links if ln.connected and ln.url.url in self.mapped]
+
+    def _host_for(self, friend: Friend, hosts: list[HostLink]) -> HostLink:
+        """The host to ask for a punch to ``friend``: the next one after each failure
+        in a row, so that a host refusing every request (hostile, or one the friend
+        is not registered on) does not keep the others from being asked."""
+        record = self.records.get(friend.node_id)
+        return hosts[(record.failures if record is not None else 0) % len(hosts)]
 
     def _forget(self, node_id: bytes) -> None:
         self.records.pop(node_id, None)
