@@ -125,6 +125,23 @@ async def test_a_mapping_the_host_never_made_is_asked_for_again(
     assert fx.puncher._hosts() == [fx.link]  # punches are asked for there now
 
 
+async def test_a_punch_socket_that_cannot_be_opened_is_a_failure_tried_again(
+    fx: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of file descriptors, say: the host's keeper once died of the OSError
+    (a task exception nobody read) and the punch port stayed unmapped there."""
+
+    def no_socket(port: int) -> Any:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(portmap, "bind_punch_socket", no_socket)
+    await registered(fx)
+    fx.puncher.on_frame(fx.link, token(_free_port()))
+    await wait_for_async(lambda: listens(fx.link) == 2, what="a second PunchListen")
+    error = shown(fx)["unmapped"][fx.link.url.url]["last_error"]
+    assert error == "cannot open a socket on the punch port: Too many open files", error
+
+
 async def test_an_unreachable_observer_is_asked_for_again(fx: Fixture) -> None:
     await registered(fx)
     fx.puncher.on_frame(fx.link, token(_free_port()))  # nothing listens there

@@ -211,7 +211,10 @@ class PortMapper:
             addr = parse_addr(f"{ip}:{token.port}")
         except ValueError as err:
             return f"cannot reach the punch observer: {err}"
-        sock = close_with_reset(bind_punch_socket(self.port))  # a re-map reuses the 4-tuple at once
+        try:
+            sock = close_with_reset(bind_punch_socket(self.port))  # a re-map reuses the 4-tuple at once
+        except OSError as err:  # (out of file descriptors, say): tried again like any failure
+            return f"cannot open a socket on the punch port: {err.strerror or type(err).__name__}"
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
