@@ -46,6 +46,8 @@ class FakeNats:
 
 
 class FakeSubscription:
+    pending_msgs = 0
+
     def __init__(self) -> None:
         self.ended = False
 
