@@ -419,3 +419,31 @@ async def test_a_host_refusing_every_punch_request_does_not_keep_the_others_from
     finally:
         loop_task.cancel()
         await asyncio.gather(loop_task, return_exceptions=True)
+
+
+async def test_a_host_answering_every_punch_request_busy_does_not_keep_the_others_from_being_asked(
+    fx: Fixture,
+) -> None:
+    """``busy`` ("the friend asked first, its PunchGo reaches you") is no failure,
+    and a host saying it to every request once kept getting them all (review 6)."""
+    busy_host = fx.link  # first in the relay list, mapped
+    good_host = _link("grpc://relay-two.example:7447")
+    fx.puncher.mapped[good_host.url.url] = MAPPED
+    fx.puncher.relay = SimpleNamespace(links=[busy_host, good_host])  # type: ignore[assignment]
+    fx.puncher.interval_s = 0.05
+    fx.upgrader.path[fx.friend.node_id] = RELAY
+    busy = host_pb2.HostFrame(punch_refused=host_pb2.PunchRefused(target=fx.friend.node_id, reason="busy"))
+
+    async def busy_for_every_request(frame: host_pb2.NodeFrame) -> None:
+        busy_host.written.append(frame)
+        if frame.WhichOneof("frame") == "punch_request":
+            asyncio.get_running_loop().call_soon(fx.puncher.on_frame, busy_host, busy)
+
+    busy_host.write = busy_for_every_request
+    loop_task = asyncio.create_task(fx.puncher._run())
+    try:
+        await wait_for_async(lambda: punch_requests(busy_host) >= 1, what="a request to the busy host")
+        await wait_for_async(lambda: punch_requests(good_host) >= 1, timeout=3, what="a request to the other")
+    finally:
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)

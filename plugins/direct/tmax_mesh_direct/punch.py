@@ -119,6 +119,7 @@ class PunchRecord:
 
     attempts: int = 0
     failures: int = 0  # in a row
+    turns: int = 0  # requests that led to no punch (failed, or refused ``busy``): picks the host
     last_attempt_ms: int | None = None
     last_failure: str | None = None
     not_before: float = 0.0  # monotonic time of the next request
@@ -259,11 +260,11 @@ class Puncher:
         return [ln for ln in self.relay.links if ln.connected and ln.url.url in self.mapped]
 
     def _host_for(self, friend: Friend, hosts: list[HostLink]) -> HostLink:
-        """The host to ask for a punch to ``friend``: the next one after each failure
-        in a row, so that a host refusing every request (hostile, or one the friend
-        is not registered on) does not keep the others from being asked."""
+        """The host to ask for a punch to ``friend``: the next one after each request
+        that led to no punch, so that a host refusing every request (hostile, or one
+        the friend is not registered on) does not keep the others from being asked."""
         record = self.records.get(friend.node_id)
-        return hosts[(record.failures if record is not None else 0) % len(hosts)]
+        return hosts[(record.turns if record is not None else 0) % len(hosts)]
 
     def _forget(self, node_id: bytes) -> None:
         self.records.pop(node_id, None)
@@ -286,6 +287,7 @@ class Puncher:
         except Refused as err:
             if err.reason == "busy":  # the friend asked first: its PunchGo reaches us too
                 record.not_before = time.monotonic() + self.interval_s
+                record.turns += 1  # (or the host says so to every request)
             else:
                 self._failed(friend, record, str(err))
         except ConnectionError as err:
@@ -463,6 +465,7 @@ class Puncher:
 
     def _failed(self, friend: Friend, record: PunchRecord, reason: str) -> None:
         record.failures += 1
+        record.turns += 1
         record.last_failure = reason
         backoff = doubling_backoff(self.interval_s, record.failures)
         record.not_before = time.monotonic() + backoff
