@@ -23,7 +23,7 @@ from prometheus_client.registry import CollectorRegistry
 from tests.cluster.natsproc import NatsServer
 from tests.cluster.test_cluster_stale_subscription import SlowHub, registered_elsewhere
 from tests.polling import poll_async, wait_for_async
-from tmax_mesh_relay.cluster import NODE_PREFIX, Cluster, node_subject
+from tmax_mesh_relay.cluster import NODE_PREFIX, Cluster, flush_all, node_subject
 from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.pacedpublish import PacedPublisher
 from tmax_mesh_relay.proto import host_pb2
@@ -74,7 +74,7 @@ async def test_a_stream_that_ended_here_before_a_nats_reconnect_is_not_answered_
     try:
         # As Cluster.attach subscribes for a node registered here.
         cluster._subs[x] = await cluster.nc.subscribe(f"{NODE_PREFIX}{x.hex()}.*", cb=cluster._on_node_msg)
-        await cluster.nc.flush()
+        await flush_all(cluster.nc)
 
         # The server stops answering (frozen), X's stream ends here: the drain's
         # UNSUB and PING are written, its PONG never comes.
@@ -135,7 +135,7 @@ async def test_frames_queued_before_the_node_registered_elsewhere_are_each_deliv
         await sender.subscribe("tmax.answer.sender.*", cb=on_answer)
         sub = await cluster.nc.subscribe(f"{NODE_PREFIX}{x.hex()}.*", cb=cluster._on_node_msg)
         cluster._subs[x] = sub
-        await cluster.nc.flush()
+        await flush_all(cluster.nc)
         sent = []
         for i in range(FRAMES):
             message_id = os.urandom(16)
@@ -152,7 +152,7 @@ async def test_frames_queued_before_the_node_registered_elsewhere_are_each_deliv
 
         # X registers on member 2: it subscribes (after the frames went out), then says so.
         await member2.subscribe(f"{NODE_PREFIX}{x.hex()}.*", cb=on_member2)
-        await member2.flush()
+        await flush_all(member2)
         await cluster._on_registered(registered_elsewhere(x))  # Hub.moved: the stream here ends
         cluster.detach(x, b"")
         hub.release.set()

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.registry import CollectorRegistry
 
 from tests.polling import poll_async
-from tmax_mesh_relay.cluster import NODE_PREFIX, Cluster, node_subject
+from tmax_mesh_relay.cluster import NODE_PREFIX, Cluster, flush_all, node_subject
 from tmax_mesh_relay.limits import HostLimits
 from tmax_mesh_relay.pacedpublish import PacedPublisher
 from tmax_mesh_relay.proto import host_pb2
@@ -228,7 +228,7 @@ async def test_frames_queued_in_the_subscription_when_the_stream_ends_are_each_d
         # As Cluster.attach subscribes for a node registered here.
         sub = await cluster.nc.subscribe(f"{NODE_PREFIX}{x.hex()}.*", cb=cluster._on_node_msg)
         cluster._subs[x] = sub
-        await cluster.nc.flush()
+        await flush_all(cluster.nc)
 
         sent = []
         for i in range(FRAMES):

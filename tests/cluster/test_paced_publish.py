@@ -17,6 +17,7 @@ import pytest
 
 from tests.cluster.natsproc import NatsServer
 from tests.polling import wait_for_async
+from tmax_mesh_relay.cluster import flush_all
 from tmax_mesh_relay.pacedpublish import PacedPublisher
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,7 +36,7 @@ async def subscribed(url: str) -> AsyncIterator[tuple[Any, list[bytes]]]:
 
     try:
         await nc.subscribe(SUBJECT, cb=take)
-        await nc.flush()
+        await flush_all(nc)
         yield nc, got
     finally:
         await nc.close()

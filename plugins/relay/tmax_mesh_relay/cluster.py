@@ -95,6 +95,17 @@ delivered frame is never answered): beyond either, a frame is answered
 ``unavailable`` (the sender's outbox retries) instead of growing the member's memory."""
 
 
+async def flush_all(nc: Any, timeout: float = 2.0) -> None:
+    """Return once NATS has processed everything ``nc`` sent before (a SUB just
+    made, say). nats-py's ``flush`` writes its PING straight to the socket, ahead
+    of what still waits in its own buffer for the flusher task, so that PONG
+    proves nothing about those; the flusher has written them by then, so the
+    second round trip's PONG does. (A frame published to a subscription not yet
+    in place meets "no responders" and is held, not lost: this is about timing.)"""
+    await nc.flush(timeout=timeout)
+    await nc.flush(timeout=timeout)
+
+
 def node_subject(node_id: bytes, kind: str) -> str:
     """The subject of ``kind`` frames for ``node_id``; ValueError for anything but a
     node id (a longer one could exceed nats-server's control-line limit, and the
@@ -331,7 +342,7 @@ class Cluster:
             return  # the subscription is made on reconnect; nobody can be told now
         try:
             # The subscription is in place before anyone hears of the registration.
-            await self.nc.flush(timeout=2)
+            await flush_all(self.nc)
             await self.nc.publish(REGISTERED_SUBJECT, self._member_tag + node_id)
         except (nats.errors.Error, TimeoutError):
             self.metrics.errors["announce"] += 1
