@@ -381,7 +381,7 @@ class Cluster:
         """Do what ``unsubscribe`` does to a subscription a failed drain left behind:
         nats-py keeps it in its table, closed, and subscribes it again on reconnect (a
         ghost answering for a node that left). nats-py has no public call for that;
-        tests/cluster/test_cluster_stale_subscription.py fails if these change."""
+        tests/cluster/test_cluster_drain.py fails if these change."""
         sub._stop_processing()
         self.nc._remove_sub(sub._id)
         if self.nc.is_connected:  # (else the reconnect does not subscribe it again)
