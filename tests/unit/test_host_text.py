@@ -17,7 +17,7 @@ from tests.unit.relayfakes import hostile_relay
 from tests.unit.test_punch_hostile import Fixture, _link
 from tmax_core.cli import _render_transport
 from tmax_core.printable import printable_tree
-from tmax_mesh_direct.punch import Refused
+from tmax_mesh_direct.portmap import HostRefused
 from tmax_mesh_relay.proto import host_pb2
 
 pytestmark = pytest.mark.timeout(60)
@@ -149,7 +149,7 @@ async def test_a_hosts_punch_refusal_reason_is_bounded() -> None:
                 punch_refused=host_pb2.PunchRefused(target=fixture.friend.node_id, reason=reason)
             ),
         )
-        with pytest.raises(Refused) as refused:
+        with pytest.raises(HostRefused) as refused:
             record.answer.result()
         assert refused.value.reason.startswith("\\x1b[2JCCC") and len(refused.value.reason) <= 300
     finally:

@@ -49,7 +49,7 @@ UNAVAILABLE = "unavailable"  # the host's refusal when it has no punch observer
 
 
 class HostRefused(ConnectionError):
-    """The host refused to map the punch port (``PunchRefused`` with no target)."""
+    """The host refused a ``PunchListen`` or a ``PunchRequest`` (``PunchRefused.reason``)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"host: {reason}")

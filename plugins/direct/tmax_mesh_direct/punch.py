@@ -54,7 +54,7 @@ from tmax_core.plugin.helpers import TokenBucket, now_ms, to_checksum
 from tmax_core.printable import bounded_printable
 from tmax_mesh_direct.backoff import doubling_backoff
 from tmax_mesh_direct.link import FramedLink
-from tmax_mesh_direct.portmap import PortMapper
+from tmax_mesh_direct.portmap import HostRefused, PortMapper
 from tmax_mesh_direct.punchaddr import parse_addr, screen
 from tmax_mesh_direct.sockets import bind_punch_socket, close_with_reset
 from tmax_mesh_direct.upgrade import RELAY
@@ -103,14 +103,6 @@ async def simultaneous_open(port: int, addr: tuple[str, int], window_s: float, t
         sock.close()
         await asyncio.sleep(max(slot_end - loop.time(), 0))
     raise ConnectionError(f"{error} after {tries} tries in {window_s:g}s")
-
-
-class Refused(ConnectionError):
-    """The host refused a punch request (``PunchRefused.reason``)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"host: {reason}")
-        self.reason = reason
 
 
 @dataclass
@@ -216,7 +208,7 @@ class Puncher:
             record = self.records.get(bytes(refused.target))
             if record is not None and self._awaits_answer(record, link):
                 assert record.answer is not None
-                record.answer.set_exception(Refused(reason))
+                record.answer.set_exception(HostRefused(reason))
 
     def _mapping_changed(self) -> None:
         self._show()
@@ -284,7 +276,7 @@ class Puncher:
                 go = await record.answer
         except TimeoutError:
             self._failed(friend, record, "no answer from the host")
-        except Refused as err:
+        except HostRefused as err:
             if err.reason == "busy":  # the friend asked first: its PunchGo reaches us too
                 record.not_before = time.monotonic() + self.interval_s
                 record.turns += 1  # (or the host says so to every request)
