@@ -8,7 +8,10 @@ member, which got the frame too and answers it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -207,54 +210,74 @@ class SlowHub:
         self.routes.pop(node_id, None)
 
 
-async def test_frames_queued_in_the_subscription_when_the_stream_ends_are_each_delivered_or_answered(
-    nats_server: NatsServer,
-) -> None:
-    """On a real nats-server: ``Subscription.unsubscribe`` once dropped the frames
-    queued in the node's subscription (behind a slow write) unanswered."""
+@dataclass
+class Backlog:
+    """Node X subscribed on a member whose first write to X is slow, and FRAMES frames
+    sent to X: one being written, the others queued in X's subscription."""
+
+    x: bytes
+    hub: SlowHub
+    cluster: Cluster
+    sub: Any
+    sender: Any
+    sent: list[bytes] = field(default_factory=list)
+    answers: list[bytes] = field(default_factory=list)  # the frames answered (held)
+
+    async def all_accounted(self) -> None:
+        """Every frame is either written to the stream or answered (held): none is silence."""
+        hub, answers = self.hub, self.answers
+        accounted = await poll_async(lambda: len(hub.delivered) + len(answers) == FRAMES, timeout=3)
+        assert accounted, f"{FRAMES} frames sent; delivered {len(hub.delivered)}, answered {len(answers)}"
+        assert sorted(hub.delivered + answers) == sorted(self.sent)
+
+
+@contextlib.asynccontextmanager
+async def backlog(url: str) -> AsyncIterator[Backlog]:
     x = os.urandom(20)
     hub = SlowHub(x)
     cluster = Cluster(cast("Hub", hub), "test")
-    cluster.nc = await nats.connect(nats_server.url, allow_reconnect=False)
+    cluster.nc = await nats.connect(url, allow_reconnect=False)
     cluster.paced = PacedPublisher(cluster.nc)
-    sender = await nats.connect(nats_server.url, allow_reconnect=False)
-    answers: list[bytes] = []
-
-    async def on_answer(msg: Msg) -> None:
-        answers.append(host_pb2.HostFrame.FromString(msg.data).queued.message_id)
-
+    sender = await nats.connect(url, allow_reconnect=False)
     try:
-        await sender.subscribe("tmax.answer.sender.*", cb=on_answer)
         # As Cluster.attach subscribes for a node registered here.
         sub = await cluster.nc.subscribe(f"{NODE_PREFIX}{x.hex()}.*", cb=cluster._on_node_msg)
         cluster._subs[x] = sub
-        await flush_all(cluster.nc)
+        made = Backlog(x, hub, cluster, sub, sender)
 
-        sent = []
+        async def on_answer(msg: Msg) -> None:
+            made.answers.append(host_pb2.HostFrame.FromString(msg.data).queued.message_id)
+
+        await sender.subscribe("tmax.answer.sender.*", cb=on_answer)
+        await flush_all(cluster.nc)
         for i in range(FRAMES):
             message_id = os.urandom(16)
             frame = host_pb2.HostFrame(deliver=host_pb2.Deliver(message_id=message_id, envelope=b"sealed"))
             reply = f"tmax.answer.sender.{i}"
             await sender.publish(node_subject(x, "d"), frame.SerializeToString(), reply=reply)
-            sent.append(message_id)
+            made.sent.append(message_id)
         await sender.flush()
         await asyncio.wait_for(hub.writing.wait(), 5)
         queued = await poll_async(lambda: sub.pending_msgs == FRAMES - 1)
         assert queued, "the frames behind the first never queued"
-
-        # The node's stream ends here (as Hub._cleanup does), then the first write ends.
-        del hub.routes[x]
-        cluster.detach(x, b"")
-        await asyncio.sleep(0)  # (the unsubscribe task's first step)
-        hub.release.set()
-
-        # Every frame is either written to the stream or answered (held): none is silence.
-        accounted = await poll_async(lambda: len(hub.delivered) + len(answers) == FRAMES, timeout=3)
-        assert accounted, f"{FRAMES} frames sent; delivered {len(hub.delivered)}, answered {len(answers)}"
-        assert sorted(hub.delivered + answers) == sorted(sent)
+        yield made
     finally:
         for task in list(cluster._tasks):
             task.cancel()
         await asyncio.gather(*cluster._tasks, return_exceptions=True)
         await cluster.nc.close()
         await sender.close()
+
+
+async def test_frames_queued_in_the_subscription_when_the_stream_ends_are_each_delivered_or_answered(
+    nats_server: NatsServer,
+) -> None:
+    """On a real nats-server: ``Subscription.unsubscribe`` once dropped the frames
+    queued in the node's subscription (behind a slow write) unanswered."""
+    async with backlog(nats_server.url) as b:
+        # The node's stream ends here (as Hub._cleanup does), then the first write ends.
+        del b.hub.routes[b.x]
+        b.cluster.detach(b.x, b"")
+        await asyncio.sleep(0)  # (the unsubscribe task's first step)
+        b.hub.release.set()
+        await b.all_accounted()
