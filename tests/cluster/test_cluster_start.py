@@ -291,3 +291,38 @@ async def test_jetstream_not_ready_in_time_is_one_line() -> None:
     with pytest.raises(ClusterError) as err:
         await start.run(step)
     assert str(err.value) == "NATS at N: JetStream was not ready within 0.3 s (no meta leader yet)"
+
+
+async def test_a_setup_step_is_tried_again_while_its_new_bucket_elects_a_leader(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write to an R3 bucket created a moment before can find no stream leader yet
+    (no responders): CI saw a member exit on it. The step is tried again, without
+    asking $JS.API.INFO again (the meta leader is there)."""
+    calls = []
+
+    async def step() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise nats.js.errors.NoStreamResponseError()
+        return "set up"
+
+    nc = ProbedNats(ACCOUNT_INFO)
+    with caplog.at_level(logging.INFO, logger="tmax_mesh.host"):
+        assert await JetStreamStart(nc, "N").run(step) == "set up"
+    assert len(calls) == 3
+    assert nc.requests == 1
+    waiting = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")]
+    assert waiting == [f"waiting for JetStream at N ({jsready.WAITING_FOR_STREAM_LEADER})"]
+
+
+async def test_a_bucket_that_never_elects_a_leader_is_one_line() -> None:
+    async def step() -> None:
+        raise nats.js.errors.NoStreamResponseError()
+
+    start = JetStreamStart(ProbedNats(ACCOUNT_INFO), "N", wait_s=0.3)
+    with pytest.raises(ClusterError) as err:
+        await start.run(step)
+    assert str(err.value) == (
+        f"NATS at N: JetStream was not ready within 0.3 s ({jsready.WAITING_FOR_STREAM_LEADER})"
+    )

@@ -17,6 +17,11 @@ JetStream must fail the member at once instead, yet nats-py reports both as
 It asks before the first setup step, and after that only when a step failed
 because the cluster is still forming (:data:`FORMING`): such a step is tried
 again once JetStream answers; any other failure is final.
+
+A replicated bucket or stream a step has just created answers writes only once
+its own replicas have elected a leader; until then a write to it has no
+responders (nats-py's ``NoStreamResponseError``), and the step is tried again
+too, after the same pause.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ FORMING = {
     NO_PEERS: "not enough JetStream servers up yet for --cluster-replicas",
 }
 """Setup failures of a NATS cluster still forming, and what the member waits for."""
+WAITING_FOR_STREAM_LEADER = "a new bucket or stream has no leader yet"
 READY_WAIT_S = 30.0
 """How long a member waits for JetStream to become ready before it gives up."""
 PROBE_TIMEOUT_S = 1.0
@@ -105,6 +111,8 @@ class JetStreamStart:
                         raise
                     self._ready = False
                     reason = FORMING[err.err_code]
+                except nats.js.errors.NoStreamResponseError:
+                    reason = WAITING_FOR_STREAM_LEADER
             await self._wait(reason)
 
     async def _wait(self, reason: str) -> None:
