@@ -169,7 +169,7 @@ async def test_no_mapping_no_answer_and_rate_limit(setup: Setup) -> None:
     await setup.map(b)
     b.answers_pings = False
     await setup.coordinator.on_request(a, host_pb2.PunchRequest(target=b.node_id))
-    await wait_for_async(lambda: len(refusals(a)) == 2, timeout=5, what="the second refusal")
+    await wait_for_async(lambda: len(refusals(a)) == 2, what="the second refusal")
     assert refusals(a)[-1] == "no_answer" and "punch_go" not in kinds(a)
 
     a.lookup_bucket = TokenBucket(0.001, 1, time.monotonic())
