@@ -11,8 +11,10 @@ own :mod:`tmax_core.model` types hold raw bytes, hence the different names
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +28,36 @@ MSG_SEND_FIELDS = ("message_id", "status", "path", "attempts", "error")
 """The fields of ``msg send --json`` (a subset of :class:`MsgState`)."""
 
 
+MAX_DETAILS_NESTING = 100
+"""How deep a transport's details may nest (protobuf's own parser stops at 100 too)."""
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether ``text``'s arrays and objects nest deeper than ``limit`` (strings skipped).
+
+    Asked before ``json.loads``, whose C parser would otherwise recurse up to
+    Python's recursion limit on ``[[[[…``: a garbage collection at that depth
+    runs other objects' finalizers with no stack left, and they fail ("Exception
+    ignored in …", a socket left unclosed) even though the parser's own
+    RecursionError is caught."""
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def _details(text: str) -> dict[str, Any]:
     """A transport's ``details_json`` as a dict; :class:`UnreadableReply` if it is none
-    (RecursionError: JSON nested deeper than the parser goes). The message names no
+    (nested deeper than :data:`MAX_DETAILS_NESTING` included). The message names no
     part of the reply: it may come from anything listening on the socket."""
-    try:
-        details = json.loads(text or "{}")
-    except (ValueError, RecursionError):
-        details = None
+    details = None
+    if not _nested_deeper_than(text, MAX_DETAILS_NESTING):
+        with contextlib.suppress(ValueError):
+            details = json.loads(text or "{}")
     if not isinstance(details, dict):
         raise UnreadableReply("unreadable node status: a transport's details are not a JSON object")
     return details

@@ -5,6 +5,7 @@ subclasses (docs/sdk.md), so a status reply it cannot read is one too
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from tmax_core.client import JsonNodeClient
 from tmax_core.errors import UnreadableReply, error_for_code
 from tmax_core.proto import node_pb2 as pb
+from tmax_core.results import MAX_DETAILS_NESTING, NodeStatus
 from tmax_core.sdk import AsyncNodeClient, NodeClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -83,3 +85,51 @@ def test_a_good_status_reply_still_reads(tmp_path: Path) -> None:
 def test_its_code_maps_to_its_class() -> None:
     """Like every SDK error, the code carried across the local API maps back to the class."""
     assert isinstance(error_for_code("unreadable_reply", "x"), UnreadableReply)
+
+
+def _status(details_json: str) -> NodeStatus:
+    reply = pb.NodeStatusReply(
+        node_id="0x" + "00" * 20,
+        transports=[pb.TransportStatus(name="relay", state="connected", details_json=details_json)],
+    )
+    return NodeStatus.from_pb(reply)
+
+
+def test_details_nest_up_to_the_limit_and_brackets_in_strings_do_not_count() -> None:
+    at_limit = '{"a": ' * (MAX_DETAILS_NESTING - 1) + "{}" + "}" * (MAX_DETAILS_NESTING - 1)
+    assert _status(at_limit).transport("relay") is not None
+    text = '{"hosts": ["[[[[{{{{", "\\"[" ], "x": {"y": []}}'
+    assert _status(text).transport("relay").details == {"hosts": ["[[[[{{{{", '"['], "x": {"y": []}}
+    with pytest.raises(UnreadableReply, match=SAYS):
+        _status("[" + at_limit + "]")
+
+
+def _depth(k: int) -> int:
+    return 0 if k == 0 else _depth(k - 1) + 1
+
+
+def test_a_deep_reply_never_runs_a_garbage_collection_without_stack_left() -> None:
+    """Fed to ``json.loads``, ``[[[[…`` recursed to Python's limit, and a garbage
+    collection in it ran finalizers with a few frames to spare: CI saw one fail
+    (an unraisable RecursionError). Each collection during the read must leave
+    a finalizer room for 200 frames, wherever the collection falls."""
+    starved = []
+
+    def finalizer_room(phase: str, _info: dict) -> None:
+        if phase == "start":
+            try:
+                _depth(200)
+            except RecursionError:
+                starved.append(1)
+
+    gc.callbacks.append(finalizer_room)
+    try:
+        for allocated in range(0, 700, 10):  # moves where the next collection falls
+            gc.collect()
+            junk = [[] for _ in range(allocated)]
+            with pytest.raises(UnreadableReply, match=SAYS):
+                _status("[" * 200_000)
+            del junk
+    finally:
+        gc.callbacks.remove(finalizer_room)
+    assert not starved
