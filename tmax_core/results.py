@@ -30,8 +30,9 @@ MSG_SEND_FIELDS = ("message_id", "status", "path", "attempts", "error")
 
 MAX_DETAILS_NESTING = 100
 """How deep a transport's details may nest (protobuf's own parser stops at 100 too)."""
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_JSON_BRACKET = re.compile(r"[\[\]{}]")
+_JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
+"""A string (to its closing quote, or the end of an unterminated one) or a
+bracket. Possessive, so no text makes it backtrack: one pass over the reply."""
 
 
 def _nested_deeper_than(text: str, limit: int) -> bool:
@@ -43,10 +44,14 @@ def _nested_deeper_than(text: str, limit: int) -> bool:
     ignored in …", a socket left unclosed) even though the parser's own
     RecursionError is caught."""
     depth = 0
-    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
-        depth += 1 if bracket.group() in "[{" else -1
-        if depth > limit:
-            return True
+    for token in _JSON_STRING_OR_BRACKET.finditer(text):
+        first = token.group()[0]
+        if first in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif first in "]}":
+            depth -= 1
     return False
 
 

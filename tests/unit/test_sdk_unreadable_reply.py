@@ -104,6 +104,16 @@ def test_details_nest_up_to_the_limit_and_brackets_in_strings_do_not_count() -> 
         _status("[" + at_limit + "]")
 
 
+@pytest.mark.timeout(30)
+def test_no_reply_makes_the_nesting_count_backtrack() -> None:
+    """An unterminated string of escaped quotes made a backtracking string pattern
+    start again at each quote: hours for this reply, which now takes one pass
+    (the timeout is the hang guard, some hundred times what it takes)."""
+    for text in ('"' + '\\"' * 1_000_000, '"' + '\\"' * 1_000_000 + "\\", '"' + '\\\n\\"' * 700_000):
+        with pytest.raises(UnreadableReply, match=SAYS):
+            _status(text)
+
+
 def _depth(k: int) -> int:
     return 0 if k == 0 else _depth(k - 1) + 1
 
