@@ -32,6 +32,7 @@ from tmax_core.model import (
 from tmax_core.node import Node
 from tmax_core.proto import node_pb2 as pb
 from tmax_core.proto import node_pb2_grpc
+from tmax_core.results import TRANSPORT_FIELDS
 
 log = logging.getLogger("tmax_mesh.api")
 
@@ -168,7 +169,7 @@ class NodeApiServicer(node_pb2_grpc.NodeApiServicer):
                 pb.TransportStatus(
                     name=t["name"],
                     state=t["state"],
-                    details_json=json.dumps({k: v for k, v in t.items() if k not in ("name", "state")}),
+                    details_json=json.dumps({k: v for k, v in t.items() if k not in TRANSPORT_FIELDS}),
                 )
                 for t in s["transports"]
             ],

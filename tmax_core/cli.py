@@ -18,12 +18,13 @@ from tmax_core.commands import CommandRegistry, Context
 from tmax_core.completion import SHELLS
 from tmax_core.completion import script as completion_script
 from tmax_core.durations import parse_duration_ms
-from tmax_core.errors import MeshError, UsageError
+from tmax_core.errors import MeshError, UnreadableReply, UsageError
 from tmax_core.humantime import local, local_and_relative, relative, span
 from tmax_core.plugin.manager import create_plugin_manager, failed_plugins, list_plugins
 from tmax_core.plugininstall import pip_argv, requirement, run_pip
 from tmax_core.printable import bounded_printable, printable, printable_tree
 from tmax_core.progress import wait_with_progress
+from tmax_core.results import TRANSPORT_FIELDS
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -95,6 +96,16 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def strict_json(result: Any, indent: int | None = None) -> str:
+    """``result`` as JSON that any JSON reader takes: a NaN or an infinity (a double
+    or a transport detail from whatever answers on the socket) is an UnreadableReply,
+    not printed as ``NaN``/``Infinity``, which are not JSON."""
+    try:
+        return json.dumps(result, indent=indent, allow_nan=False)
+    except ValueError:
+        raise UnreadableReply("unreadable reply: a number JSON cannot carry (NaN or infinity)") from None
+
+
 def read_body(text: str) -> bytes:
     return sys.stdin.buffer.read() if text == "-" else text.encode()
 
@@ -158,7 +169,7 @@ def _render_transport(t: dict[str, Any]) -> list[str]:
     then a line per record it lists (relay ``hosts``, direct ``friends``) and per
     other nested field (direct ``punch``). Transports are plugins, so this
     follows the shape of what they report, as ``key=value`` pairs."""
-    detail = {k: v for k, v in t.items() if k not in ("name", "state")}
+    detail = {k: v for k, v in t.items() if k not in TRANSPORT_FIELDS}
     flat = {k: v for k, v in detail.items() if not isinstance(v, dict | list)}
     lines = [f"  {t['name']:<8} {t['state']:<12} {_fields(flat)}".rstrip()]
     for key, value in detail.items():
@@ -178,13 +189,13 @@ def _fields(record: dict[str, Any]) -> str:
 
 
 def _field(key: str, value: Any) -> str:
-    """``key=value``: a time as how long ago, a list comma-joined, a nested record
+    """``key=value``: a time (epoch ms, an int) as how long ago, a list comma-joined, a nested record
     as ``key.field=value`` pairs, nothing as ``-``. A value holding a space, ``=``
     or ``"`` is quoted (JSON), so text a relay host chose (``last_error``) cannot
     pass for more fields; one over :data:`MAX_FIELD_CHARS` is cut (``…``)."""
     if isinstance(value, dict):
         return " ".join(_field(f"{key}.{k}", v) for k, v in value.items()) or f"{key}=-"
-    if _is_time(key.rpartition(".")[2]):
+    if _is_time(key.rpartition(".")[2]) and (value is None or type(value) is int):
         return f"{key.removesuffix('_ms')}={relative(value)}"
     if isinstance(value, list):
         value = ",".join(str(v) for v in value)
@@ -409,7 +420,7 @@ def _run_inbox(args: argparse.Namespace, ctx: Context) -> Any:
     if args.action == "unread":
         return c.inbox_unread()
     for message in c.inbox_watch(include_existing_unread=args.unread):
-        print(json.dumps(message) if args.json else _render_message(printable_tree(message)), flush=True)
+        print(strict_json(message) if args.json else _render_message(printable_tree(message)), flush=True)
     return None
 
 
@@ -603,17 +614,15 @@ def main(argv: list[str] | None = None) -> int:
         command = cli.commands[args.command]
         ctx = Context(args=args, pm=pm, parser=parser)
         result = command.run(args, ctx)
-        if result is not None:
-            if args.json:
-                if command.name == "msg" and isinstance(result, dict):
-                    result = _msg_json(result) if args.action == "send" else result
-                print(json.dumps(result, indent=None))
-            else:
-                # Escaped before rendering: a renderer's own line breaks stay.
-                text = (
-                    command.render(printable_tree(result)) if command.render else json.dumps(result, indent=2)
-                )
-                print(text)
+        if result is not None and args.json:
+            if command.name == "msg" and isinstance(result, dict):
+                result = _msg_json(result) if args.action == "send" else result
+            print(strict_json(result))
+        elif result is not None and command.render:
+            # Escaped before rendering: a renderer's own line breaks stay.
+            print(command.render(printable_tree(result)))
+        elif result is not None:
+            print(strict_json(result, indent=2))
         return args._exit_code
     except MeshError as err:
         if debug:

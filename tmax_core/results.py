@@ -97,6 +97,10 @@ class NodeInfo(_Result):
         return cls(r.node_id, r.public_key, r.state_dir, r.socket, r.version)
 
 
+TRANSPORT_FIELDS = ("name", "state")
+"""A transport's fields in ``node status``; its details cannot replace them."""
+
+
 @dataclass(frozen=True)
 class TransportInfo:
     """One transport in :class:`NodeStatus`; ``details`` are its own fields
@@ -106,6 +110,11 @@ class TransportInfo:
     name: str
     state: str
     details: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Its JSON shape: name and state, then its details (which cannot replace them)."""
+        own = {k: v for k, v in self.details.items() if k not in TRANSPORT_FIELDS}
+        return {"name": self.name, "state": self.state, **own}
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ class NodeStatus(_Result):
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["transports"] = [{"name": t.name, "state": t.state, **t.details} for t in self.transports]
+        out["transports"] = [t.as_dict() for t in self.transports]
         return out
 
 
