@@ -135,10 +135,11 @@ class Members:
             if key == self.member_id:
                 continue
             try:
-                entry = await self.kv.get(key)
-                urls.extend(u for u in json.loads(entry.value or b"[]") if isinstance(u, str))
+                listed = json.loads((await self.kv.get(key)).value or b"[]")
             except (nats.errors.Error, ValueError):
-                continue  # expired or deleted meanwhile, or not a list of URLs
+                continue  # expired or deleted meanwhile, or not JSON
+            if isinstance(listed, list):  # else not a member's list of URLs: skipped
+                urls.extend(u for u in listed if isinstance(u, str))
         urls = list(dict.fromkeys(urls))
         if urls != self.urls:
             self.urls = urls
