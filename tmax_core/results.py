@@ -13,11 +13,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from tmax_core import boundedjson
 from tmax_core.errors import UnreadableReply
 from tmax_core.model import RateLimit
 from tmax_core.proto import node_pb2 as pb
@@ -30,29 +29,6 @@ MSG_SEND_FIELDS = ("message_id", "status", "path", "attempts", "error")
 
 MAX_DETAILS_NESTING = 100
 """How deep a transport's details may nest (protobuf's own parser stops at 100 too)."""
-_JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
-"""A string (to its closing quote, or the end of an unterminated one) or a
-bracket. Possessive, so no text makes it backtrack: one pass over the reply."""
-
-
-def _nested_deeper_than(text: str, limit: int) -> bool:
-    """Whether ``text``'s arrays and objects nest deeper than ``limit`` (strings skipped).
-
-    Asked before ``json.loads``, whose C parser would otherwise recurse up to
-    Python's recursion limit on ``[[[[…``: a garbage collection at that depth
-    runs other objects' finalizers with no stack left, and they fail ("Exception
-    ignored in …", a socket left unclosed) even though the parser's own
-    RecursionError is caught."""
-    depth = 0
-    for token in _JSON_STRING_OR_BRACKET.finditer(text):
-        first = token.group()[0]
-        if first in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif first in "]}":
-            depth -= 1
-    return False
 
 
 def _details(text: str) -> dict[str, Any]:
@@ -60,9 +36,8 @@ def _details(text: str) -> dict[str, Any]:
     (nested deeper than :data:`MAX_DETAILS_NESTING` included). The message names no
     part of the reply: it may come from anything listening on the socket."""
     details = None
-    if not _nested_deeper_than(text, MAX_DETAILS_NESTING):
-        with contextlib.suppress(ValueError):
-            details = json.loads(text or "{}")
+    with contextlib.suppress(ValueError):
+        details = boundedjson.loads(text or "{}", MAX_DETAILS_NESTING)
     if not isinstance(details, dict):
         raise UnreadableReply("unreadable node status: a transport's details are not a JSON object")
     return details

@@ -1,6 +1,7 @@
 """A member reads the other members' entries of the ``tmax_members`` bucket as
-a list of URLs each, and skips any other value: a JSON value that is not a list
-had raised TypeError out of ``Members.join`` (a traceback at start) and out of
+a flat list of URLs each, and skips any other value: a JSON value that is not a
+list had raised TypeError, and one nested deeper than the recursion limit a
+RecursionError, out of ``Members.join`` (a traceback at start) and out of
 ``refresh`` (ending the member's refresh task, so its own entry expired)."""
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from tmax_mesh_relay.members import BUCKET, MAX_BYTES, MAX_VALUE_SIZE, TTL_S, Me
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.mark.parametrize("value", [b"5", b"null", b"true"])
+@pytest.mark.parametrize(
+    "value", [b"5", b"null", b"true", b"[[]]", b"[" * 60_000], ids=["5", "null", "true", "nested", "deep"]
+)
 async def test_an_entry_that_is_not_a_list_is_skipped(nats_server: NatsServer, value: bytes) -> None:
     nc = await nats.connect(nats_server.url)
     try:

@@ -20,6 +20,7 @@ import nats.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NoKeysError
 
+from tmax_core import boundedjson
 from tmax_mesh_relay.clustermetrics import ClusterMetrics
 
 if TYPE_CHECKING:
@@ -135,9 +136,9 @@ class Members:
             if key == self.member_id:
                 continue
             try:
-                listed = json.loads((await self.kv.get(key)).value or b"[]")
+                listed = boundedjson.loads((await self.kv.get(key)).value or b"[]", max_depth=1)
             except (nats.errors.Error, ValueError):
-                continue  # expired or deleted meanwhile, or not JSON
+                continue  # expired or deleted meanwhile, or not a flat JSON list
             if isinstance(listed, list):  # else not a member's list of URLs: skipped
                 urls.extend(u for u in listed if isinstance(u, str))
         urls = list(dict.fromkeys(urls))
