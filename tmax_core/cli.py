@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -39,9 +40,13 @@ fmt_time = local  # the name plugins' renderers import
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Columns padded to their widest cell, up to :data:`MAX_FIELD_CHARS` (a longer
+    cell runs past its column: one long cell does not pad every row)."""
     if not rows:
         return "(none)"
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    widths = [
+        min(max(len(str(x)) for x in col), MAX_FIELD_CHARS) for col in zip(headers, *rows, strict=False)
+    ]
     line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)).rstrip()  # noqa: E731
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
@@ -81,6 +86,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
     if value <= 0:
         raise argparse.ArgumentTypeError("must be positive")
     return value
@@ -173,36 +180,53 @@ def _render_transport(t: dict[str, Any]) -> list[str]:
     flat = {k: v for k, v in detail.items() if not isinstance(v, dict | list)}
     lines = [f"  {t['name']:<8} {t['state']:<12} {_fields(flat)}".rstrip()]
     for key, value in detail.items():
+        shown = _quoted(_cut(key))
         if isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            lines.extend(f"    {key}: {_fields(item)}" for item in value)
+            lines.extend(f"    {shown}: {_fields(item)}" for item in value)
         elif isinstance(value, dict) and all(isinstance(item, dict) for item in value.values()):
-            lines.extend(f"    {key} {name}: {_fields(item)}" for name, item in value.items())
+            lines.extend(
+                f"    {shown} {_quoted(_cut(name))}: {_fields(item)}" for name, item in value.items()
+            )
         elif isinstance(value, dict):
-            lines.append(f"    {key}: {_fields(value)}")
+            lines.append(f"    {shown}: {_fields(value)}")
         elif isinstance(value, list):
-            lines.append(f"    {_field(key, value)}")
+            lines.append(f"    {_field(_cut(key), value)}")
     return lines
 
 
 def _fields(record: dict[str, Any]) -> str:
-    return " ".join(_field(k, v) for k, v in record.items())
+    return " ".join(_field(_cut(k), v) for k, v in record.items())
 
 
 def _field(key: str, value: Any) -> str:
-    """``key=value``: a time (epoch ms, an int) as how long ago, a list comma-joined, a nested record
-    as ``key.field=value`` pairs, nothing as ``-``. A value holding a space, ``=``
-    or ``"`` is quoted (JSON), so text a relay host chose (``last_error``) cannot
-    pass for more fields; one over :data:`MAX_FIELD_CHARS` is cut (``…``)."""
+    """``key=value``: a time (epoch ms, an int64) as how long ago, a list comma-joined,
+    a nested record as ``key.field=value`` pairs, nothing as ``-``. A key or value
+    holding a space, ``=`` or ``"`` is quoted (JSON), so text a relay host chose
+    (``last_error``) cannot pass for more fields; one over :data:`MAX_FIELD_CHARS`
+    is cut (``…``), and so is each part of a nested ``key.field`` (a long key is
+    not repeated whole before each of its fields)."""
     if isinstance(value, dict):
-        return " ".join(_field(f"{key}.{k}", v) for k, v in value.items()) or f"{key}=-"
-    if _is_time(key.rpartition(".")[2]) and (value is None or type(value) is int):
-        return f"{key.removesuffix('_ms')}={relative(value)}"
+        return " ".join(_field(f"{_cut(key)}.{_cut(k)}", v) for k, v in value.items()) or f"{_quoted(key)}=-"
+    if _is_time(key.rpartition(".")[2]) and (value is None or _is_int64(value)):
+        return f"{_quoted(key.removesuffix('_ms'))}={relative(value)}"
     if isinstance(value, list):
         value = ",".join(str(v) for v in value)
-    text = "-" if value is None or value == "" else bounded_printable(str(value), MAX_FIELD_CHARS)
-    if any(c in text for c in ' ="'):
-        text = json.dumps(text, ensure_ascii=False)
-    return f"{key}={text}"
+    text = "-" if value is None or value == "" else _cut(str(value))
+    return f"{_quoted(key)}={_quoted(text)}"
+
+
+def _cut(text: str) -> str:
+    return bounded_printable(text, MAX_FIELD_CHARS)
+
+
+def _quoted(text: str) -> str:
+    """``text``, as a JSON string if it holds a space, ``=`` or ``"``."""
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ' ="') else text
+
+
+def _is_int64(value: Any) -> bool:
+    """An int that fits the API's int64 (JSON's ints are unbounded; bools are ints too)."""
+    return type(value) is int and -(2**63) <= value < 2**63
 
 
 def _render_msg(m: dict) -> str:
