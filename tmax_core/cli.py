@@ -128,12 +128,12 @@ def _render_friends(friends: list[dict]) -> str:
                 f["node_id"],
                 "yes" if f["blocked"] else "no",
                 ",".join(f["scopes"]),
-                ",".join(f["relay_hosts"] + f["endpoints"]) or "-",
                 relative(f["last_seen_ms"]),
+                ",".join(f["relay_hosts"] + f["endpoints"]) or "-",  # last: the one often long
             ]
             for f in friends
         ],
-        ["ALIAS", "NODE ID", "BLOCKED", "SCOPES", "REACH", "LAST SEEN"],
+        ["ALIAS", "NODE ID", "BLOCKED", "SCOPES", "LAST SEEN", "REACH"],
     )
 
 
@@ -167,7 +167,7 @@ def _render_status(s: dict) -> str:
         lines.extend(_render_transport(t))
     sends = {k.split(":", 1)[1]: v for k, v in s.get("counters", {}).items() if k.startswith("send:")}
     if sends:
-        lines.append("sends: " + ", ".join(f"{k} {v}" for k, v in sends.items()))
+        lines.append("sends: " + ", ".join(f"{_quoted(_cut(k))} {v}" for k, v in sends.items()))
     return "\n".join(lines)
 
 
@@ -178,7 +178,8 @@ def _render_transport(t: dict[str, Any]) -> list[str]:
     follows the shape of what they report, as ``key=value`` pairs."""
     detail = {k: v for k, v in t.items() if k not in TRANSPORT_FIELDS}
     flat = {k: v for k, v in detail.items() if not isinstance(v, dict | list)}
-    lines = [f"  {t['name']:<8} {t['state']:<12} {_fields(flat)}".rstrip()]
+    name, state = (_quoted(_cut(t[k])) for k in TRANSPORT_FIELDS)
+    lines = [f"  {name:<8} {state:<12} {_fields(flat)}".rstrip()]
     for key, value in detail.items():
         shown = _quoted(_cut(key))
         if isinstance(value, list) and all(isinstance(item, dict) for item in value):

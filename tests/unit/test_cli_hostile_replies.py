@@ -157,3 +157,55 @@ def test_a_timeout_must_be_a_finite_number(timeout: str, capsys: pytest.CaptureF
         main(["msg", "send", "--to", "x", "--wait", "--timeout", timeout, "hi"])
     assert usage.value.code == 2
     assert f"not a finite number: '{timeout}'" in capsys.readouterr().err
+
+
+def test_a_long_reach_leaves_the_friends_table_aligned(serve, capsys: pytest.CaptureFixture[str]) -> None:
+    """A real friend's reach (relay hosts and endpoints) can run past the
+    column cap, so it is the last column: every other column stays aligned."""
+    relays = [f"grpcs://relay-{i}.eu-west-1.mesh.example-company.com:7443" for i in range(4)]
+    friends = [
+        pb.Friend(
+            alias="alice", node_id="0x" + "11" * 20, relay_hosts=relays, endpoints=["203.0.113.7:7000"]
+        ),
+        pb.Friend(alias="bob", node_id="0x" + "22" * 20, endpoints=["198.51.100.2:7000"]),
+    ]
+    assert len(",".join([*relays, "203.0.113.7:7000"])) > MAX_FIELD_CHARS
+    assert (
+        main(
+            ["--socket", str(serve({"FriendsList": pb.FriendsListReply(friends=friends)})), "friends", "list"]
+        )
+        == 0
+    )
+    header, *rows = capsys.readouterr().out.splitlines()
+    last_seen, reach = header.index("LAST SEEN"), header.index("REACH")
+    assert [row[last_seen:].split()[0] for row in rows] == ["never", "never"]
+    assert [row[reach:] for row in rows] == [",".join([*relays, "203.0.113.7:7000"]), "198.51.100.2:7000"]
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "shown"),
+    [
+        ("relay", "down         sent=999 queued=0", '  relay    "down         sent=999 queued=0" sent=1'),
+        ("relay    connected    sent=999", "down", '  "relay    connected    sent=999" down         sent=1'),
+    ],
+    ids=["state", "name"],
+)
+def test_a_transports_name_or_state_cannot_pass_for_fields(
+    serve, name: str, state: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Quoted, as details' keys and values are: the reply's ``sent=999`` stays inside its quotes."""
+    reply = pb.NodeStatusReply(
+        node_id="0x" + "00" * 20,
+        transports=[pb.TransportStatus(name=name, state=state, details_json='{"sent": 1}')],
+    )
+    assert main(["--socket", str(serve({"NodeStatus": reply})), "node", "status"]) == 0
+    assert shown in capsys.readouterr().out.splitlines()
+
+
+def test_a_counter_name_cannot_pass_for_another_counter(serve, capsys: pytest.CaptureFixture[str]) -> None:
+    reply = pb.NodeStatusReply(
+        node_id="0x" + "00" * 20, counters={"send:direct 7, relay": 3, "send:relay": 2}
+    )
+    assert main(["--socket", str(serve({"NodeStatus": reply})), "node", "status"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("sends:")]
+    assert line == 'sends: "direct 7, relay" 3, relay 2'
