@@ -167,7 +167,7 @@ def _render_status(s: dict) -> str:
         lines.extend(_render_transport(t))
     sends = {k.split(":", 1)[1]: v for k, v in s.get("counters", {}).items() if k.startswith("send:")}
     if sends:
-        lines.append("sends: " + ", ".join(f"{_quoted(_cut(k))} {v}" for k, v in sends.items()))
+        lines.append("sends: " + ", ".join(f"{_label(k)} {v}" for k, v in sends.items()))
     return "\n".join(lines)
 
 
@@ -178,18 +178,16 @@ def _render_transport(t: dict[str, Any]) -> list[str]:
     follows the shape of what they report, as ``key=value`` pairs."""
     detail = {k: v for k, v in t.items() if k not in TRANSPORT_FIELDS}
     flat = {k: v for k, v in detail.items() if not isinstance(v, dict | list)}
-    name, state = (_quoted(_cut(t[k])) for k in TRANSPORT_FIELDS)
+    name, state = (_label(t[k]) for k in TRANSPORT_FIELDS)
     lines = [f"  {name:<8} {state:<12} {_fields(flat)}".rstrip()]
     for key, value in detail.items():
-        shown = _quoted(_cut(key))
+        label = _label(key)
         if isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            lines.extend(f"    {shown}: {_fields(item)}" for item in value)
+            lines.extend(f"    {label}: {_fields(item)}" for item in value)
         elif isinstance(value, dict) and all(isinstance(item, dict) for item in value.values()):
-            lines.extend(
-                f"    {shown} {_quoted(_cut(name))}: {_fields(item)}" for name, item in value.items()
-            )
+            lines.extend(f"    {label} {_label(k)}: {_fields(item)}" for k, item in value.items())
         elif isinstance(value, dict):
-            lines.append(f"    {shown}: {_fields(value)}")
+            lines.append(f"    {label}: {_fields(value)}")
         elif isinstance(value, list):
             lines.append(f"    {_field(_cut(key), value)}")
     return lines
@@ -218,6 +216,11 @@ def _field(key: str, value: Any) -> str:
 
 def _cut(text: str) -> str:
     return bounded_printable(text, MAX_FIELD_CHARS)
+
+
+def _label(text: str) -> str:
+    """A name from the reply (a key, a transport's name or state), cut and quoted."""
+    return _quoted(_cut(text))
 
 
 def _quoted(text: str) -> str:
@@ -616,6 +619,18 @@ def _share_common(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
                 _share_common(child, common)
 
 
+def _output(command: Any, args: argparse.Namespace, result: Any) -> str:
+    """What a command prints: strict JSON with ``--json``, else its renderer's text
+    (escaped before rendering: a renderer's own line breaks stay), else JSON."""
+    if args.json:
+        if command.name == "msg" and args.action == "send" and isinstance(result, dict):
+            result = _msg_json(result)
+        return strict_json(result)
+    if command.render:
+        return command.render(printable_tree(result))
+    return strict_json(result, indent=2)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -639,15 +654,8 @@ def main(argv: list[str] | None = None) -> int:
         command = cli.commands[args.command]
         ctx = Context(args=args, pm=pm, parser=parser)
         result = command.run(args, ctx)
-        if result is not None and args.json:
-            if command.name == "msg" and isinstance(result, dict):
-                result = _msg_json(result) if args.action == "send" else result
-            print(strict_json(result))
-        elif result is not None and command.render:
-            # Escaped before rendering: a renderer's own line breaks stay.
-            print(command.render(printable_tree(result)))
-        elif result is not None:
-            print(strict_json(result, indent=2))
+        if result is not None:
+            print(_output(command, args, result))
         return args._exit_code
     except MeshError as err:
         if debug:

@@ -29,18 +29,21 @@ MSG_SEND_FIELDS = ("message_id", "status", "path", "attempts", "error")
 
 MAX_DETAILS_NESTING = 100
 """How deep a transport's details may nest (protobuf's own parser stops at 100 too)."""
+TRANSPORT_FIELDS = ("name", "state")
+"""A transport's fields in ``node status``; its details cannot replace them."""
 
 
 def _details(text: str) -> dict[str, Any]:
     """A transport's ``details_json`` as a dict; :class:`UnreadableReply` if it is none
-    (nested deeper than :data:`MAX_DETAILS_NESTING` included). The message names no
+    (nested deeper than :data:`MAX_DETAILS_NESTING` included), without a ``name`` or
+    ``state`` of its own (:data:`TRANSPORT_FIELDS`). The message names no
     part of the reply: it may come from anything listening on the socket."""
     details = None
     with contextlib.suppress(ValueError):
         details = boundedjson.loads(text or "{}", MAX_DETAILS_NESTING)
     if not isinstance(details, dict):
         raise UnreadableReply("unreadable node status: a transport's details are not a JSON object")
-    return details
+    return {k: v for k, v in details.items() if k not in TRANSPORT_FIELDS}  # never the transport's own
 
 
 def body_for_json(content_type: str, body: bytes) -> tuple[str, str | None]:
@@ -72,10 +75,6 @@ class NodeInfo(_Result):
         return cls(r.node_id, r.public_key, r.state_dir, r.socket, r.version)
 
 
-TRANSPORT_FIELDS = ("name", "state")
-"""A transport's fields in ``node status``; its details cannot replace them."""
-
-
 @dataclass(frozen=True)
 class TransportInfo:
     """One transport in :class:`NodeStatus`; ``details`` are its own fields
@@ -85,11 +84,6 @@ class TransportInfo:
     name: str
     state: str
     details: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Its JSON shape: name and state, then its details (which cannot replace them)."""
-        own = {k: v for k, v in self.details.items() if k not in TRANSPORT_FIELDS}
-        return {"name": self.name, "state": self.state, **own}
 
 
 @dataclass(frozen=True)
@@ -123,7 +117,7 @@ class NodeStatus(_Result):
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["transports"] = [t.as_dict() for t in self.transports]
+        out["transports"] = [{"name": t.name, "state": t.state, **t.details} for t in self.transports]
         return out
 
 
