@@ -8,41 +8,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
+from tests.unit.fakenode import serve_replies, status_reply
 from tmax_core.cli import MAX_FIELD_CHARS, main
 from tmax_core.proto import node_pb2 as pb
 from tmax_core.results import NodeStatus
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _server(sock: Path, replies: dict[str, Any]) -> grpc.Server:
-    """A local API answering each RPC named in ``replies`` with that protobuf reply."""
-
-    def handler(reply: Any) -> grpc.RpcMethodHandler:
-        return grpc.unary_unary_rpc_method_handler(
-            lambda _request, _context: reply,
-            request_deserializer=lambda b: b,
-            response_serializer=type(reply).SerializeToString,
-        )
-
-    server = grpc.server(futures.ThreadPoolExecutor(2))
-    server.add_generic_rpc_handlers(
-        [
-            grpc.method_handlers_generic_handler(
-                "tmax_mesh.node.v1.NodeApi", {name: handler(r) for name, r in replies.items()}
-            )
-        ]
-    )
-    server.add_insecure_port(f"unix:{sock}")
-    server.start()
-    return server
 
 
 @pytest.fixture
@@ -51,7 +27,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Path]]:
 
     def start(replies: dict[str, Any]) -> Path:
         sock = tmp_path / "node.sock"
-        servers.append(_server(sock, replies))
+        servers.append(serve_replies(sock, replies))
         return sock
 
     yield start
@@ -60,11 +36,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Path]]:
 
 
 def _status(details_json: str, state: str = "connected") -> dict[str, Any]:
-    reply = pb.NodeStatusReply(
-        node_id="0x" + "00" * 20,
-        transports=[pb.TransportStatus(name="relay", state=state, details_json=details_json)],
-    )
-    return {"NodeStatus": reply}
+    return {"NodeStatus": status_reply(details_json, state=state)}
 
 
 def _status_text(serve: Callable[[dict[str, Any]], Path], details: str, capsys: Any, **kw: str) -> str:
@@ -194,10 +166,7 @@ def test_a_transports_name_or_state_cannot_pass_for_fields(
     serve, name: str, state: str, shown: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Quoted, as details' keys and values are: the reply's ``sent=999`` stays inside its quotes."""
-    reply = pb.NodeStatusReply(
-        node_id="0x" + "00" * 20,
-        transports=[pb.TransportStatus(name=name, state=state, details_json='{"sent": 1}')],
-    )
+    reply = status_reply('{"sent": 1}', name=name, state=state)
     assert main(["--socket", str(serve({"NodeStatus": reply})), "node", "status"]) == 0
     assert shown in capsys.readouterr().out.splitlines()
 

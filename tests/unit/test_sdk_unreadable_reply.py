@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import pytest
 
+from tests.unit.fakenode import serve_replies, status_reply
 from tmax_core.client import JsonNodeClient
 from tmax_core.errors import UnreadableReply, error_for_code
-from tmax_core.proto import node_pb2 as pb
 from tmax_core.results import MAX_DETAILS_NESTING, NodeStatus
 from tmax_core.sdk import AsyncNodeClient, NodeClient
 
@@ -24,33 +22,10 @@ pytestmark = pytest.mark.timeout(60)
 SAYS = "unreadable node status: a transport's details are not a JSON object"
 
 
-def _server(sock: Path, details_json: str) -> grpc.Server:
-    """A local API that answers NodeStatus with one relay transport whose details are ``details_json``."""
-
-    def status(_request: bytes, _context: grpc.ServicerContext) -> pb.NodeStatusReply:
-        return pb.NodeStatusReply(
-            node_id="0x" + "00" * 20,
-            transports=[pb.TransportStatus(name="relay", state="connected", details_json=details_json)],
-        )
-
-    handler = grpc.unary_unary_rpc_method_handler(
-        status,
-        request_deserializer=lambda b: b,
-        response_serializer=pb.NodeStatusReply.SerializeToString,
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(2))
-    server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("tmax_mesh.node.v1.NodeApi", {"NodeStatus": handler})]
-    )
-    server.add_insecure_port(f"unix:{sock}")
-    server.start()
-    return server
-
-
 @pytest.fixture(params=["not json", "[" * 200_000, "[1, 2]"], ids=["not json", "deep", "not an object"])
 def hostile_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     sock = tmp_path / "node.sock"
-    server = _server(sock, request.param)
+    server = serve_replies(sock, {"NodeStatus": status_reply(request.param)})
     yield sock
     server.stop(0)
 
@@ -73,7 +48,7 @@ async def test_a_malformed_status_reply_is_a_mesh_error_async(hostile_socket: Pa
 
 
 def test_a_good_status_reply_still_reads(tmp_path: Path) -> None:
-    server = _server(tmp_path / "node.sock", '{"hosts": []}')
+    server = serve_replies(tmp_path / "node.sock", {"NodeStatus": status_reply('{"hosts": []}')})
     try:
         with NodeClient(socket=tmp_path / "node.sock") as client:
             relay = client.node_status().transport("relay")
@@ -88,11 +63,7 @@ def test_its_code_maps_to_its_class() -> None:
 
 
 def _status(details_json: str) -> NodeStatus:
-    reply = pb.NodeStatusReply(
-        node_id="0x" + "00" * 20,
-        transports=[pb.TransportStatus(name="relay", state="connected", details_json=details_json)],
-    )
-    return NodeStatus.from_pb(reply)
+    return NodeStatus.from_pb(status_reply(details_json))
 
 
 def test_details_nest_up_to_the_limit_and_brackets_in_strings_do_not_count() -> None:
